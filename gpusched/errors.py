@@ -1,0 +1,110 @@
+"""Every error gpusched raises on purpose: one base class and small, documented leaves.
+
+Foreign exceptions (``NVMLError_*``, ``sqlite3.Error``, ``ConnectionRefusedError``) are translated
+into these at the boundary where they occur, so callers only ever catch our own types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "GpuschedError",
+    "SpecError",
+    "Problem",
+    "ProtocolError",
+    "NoDaemonError",
+    "RequestError",
+    "NotFoundError",
+    "PluginError",
+    "GpuError",
+    "StoreError",
+    "ConfigError",
+    "FailedTrialError",
+    "FatalError",
+]
+
+
+class GpuschedError(Exception):
+    """Base class of every error that gpusched raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in an experiment file: where it is (``params[2].max``) and what is wrong."""
+
+    place: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.place}: {self.message}" if self.place else self.message
+
+
+class SpecError(GpuschedError):
+    """An experiment file was refused; ``problems`` lists every problem, each with its place."""
+
+    def __init__(self, problems: Sequence[Problem], source: str = "") -> None:
+        self.problems = tuple(problems)
+        self.source = source
+        head = f"{source}: " if source else ""
+        count = len(self.problems)
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        plural = "s" if count != 1 else ""
+        super().__init__(f"{head}{count} problem{plural} in the experiment\n{lines}")
+
+
+class ProtocolError(GpuschedError):
+    """A message on the socket is not valid under the wire protocol (see docs/protocol.md)."""
+
+
+class NoDaemonError(GpuschedError):
+    """Nothing answers at the socket path."""
+
+    def __init__(self, path: str, detail: str = "") -> None:
+        self.path = path
+        extra = f" ({detail})" if detail else ""
+        super().__init__(f"no daemon at {path}{extra}: start one with `gpusched daemon`")
+
+
+class RequestError(GpuschedError):
+    """The daemon refused a request; ``code`` is a stable machine-readable word."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class NotFoundError(RequestError):
+    """An experiment or trial named in a request does not exist."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("not_found", message)
+
+
+class PluginError(GpuschedError):
+    """A search or stopping plugin is unknown, failed to load, or rejected its options."""
+
+
+class GpuError(GpuschedError):
+    """A GPU could not be queried; ``uuid`` names the device when one is known."""
+
+    def __init__(self, message: str, uuid: str | None = None) -> None:
+        self.uuid = uuid
+        super().__init__(message)
+
+
+class StoreError(GpuschedError):
+    """The trial log (SQLite) could not be read or written."""
+
+
+class ConfigError(GpuschedError):
+    """The daemon's configuration or command-line settings are invalid."""
+
+
+class FailedTrialError(GpuschedError):
+    """Raise in a trainer to fail this trial without retrying it (KerasTuner's rule)."""
+
+
+class FatalError(GpuschedError):
+    """Raise in a trainer to fail this trial and stop its whole experiment."""

@@ -1,0 +1,273 @@
+"""The plugin interface: the only gpusched module a search or stopping plugin imports.
+
+A search plugin proposes the next trial's hyperparameters; a stopping plugin decides whether a
+running trial should stop early. Both are pure functions of the trial log (plus the experiment's
+seed): a restarted daemon rebuilds them from the log and gets the same decisions. Shaped after
+Optuna's ``samplers/_base.py`` and ``pruners/_base.py``: few abstract methods, inputs as immutable
+snapshots.
+
+Plugins are registered through the entry-point groups ``gpusched.search`` and
+``gpusched.stopping`` (see docs/plugins.md).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from gpusched.models import Goal, TrialState
+
+__all__ = [
+    "ParamType",
+    "Scale",
+    "ParamValue",
+    "Param",
+    "SearchSpace",
+    "TrialView",
+    "SearchPlugin",
+    "StoppingPlugin",
+    "PluginOptionsError",
+    "Goal",
+    "TrialState",
+]
+
+ParamValue = float | int | str
+"""A hyperparameter's value as a trial receives it."""
+
+
+class ParamType(StrEnum):
+    """The four parameter types of AI Platform's HyperparameterSpec."""
+
+    DOUBLE = "double"
+    INTEGER = "integer"
+    DISCRETE = "discrete"
+    CATEGORICAL = "categorical"
+
+
+class Scale(StrEnum):
+    """How a numeric range is spread over the unit interval."""
+
+    LINEAR = "linear"
+    LOG = "log"
+    REVERSE_LOG = "reverse_log"
+
+
+class PluginOptionsError(ValueError):
+    """Raised by a plugin's constructor when its options are invalid; the message says which."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyperparameter of the search space, already validated.
+
+    Numeric parameters (``double``, ``integer``) have ``low``/``high``, a ``scale`` and an optional
+    ``step``; ``discrete`` and ``categorical`` ones have ``values``. ``from_unit`` maps a point of
+    [0, 1] to a value, so a searcher that works in the unit cube handles every type and scale.
+    """
+
+    name: str
+    type: ParamType
+    low: float | None = None
+    high: float | None = None
+    scale: Scale = Scale.LINEAR
+    step: float | None = None
+    values: tuple[ParamValue, ...] = ()
+
+    @property
+    def is_numeric_range(self) -> bool:
+        """True for ``double`` and ``integer``: a range rather than a list of values."""
+        return self.type in (ParamType.DOUBLE, ParamType.INTEGER)
+
+    def _bounds(self) -> tuple[float, float]:
+        assert self.low is not None and self.high is not None, self.name
+        return float(self.low), float(self.high)
+
+    def _edges(self) -> tuple[float, float]:
+        """The range the unit interval covers: an integer without a step is widened by half a
+        unit at each end, so that rounding gives every integer an equal share."""
+        lo, hi = self._bounds()
+        if self.type is ParamType.INTEGER and self.step is None:
+            return lo - 0.5, hi + 0.5
+        return lo, hi
+
+    def _warp(self, x: float) -> float:
+        """Value space -> the space in which the unit interval is uniform.
+
+        ``log`` and ``reverse_log`` need a positive range (validated by the spec: ``min > 0``,
+        and ``min >= 1`` for integers).
+        """
+        lo, hi = self._edges()
+        if self.scale is Scale.LOG:
+            return math.log(x)
+        if self.scale is Scale.REVERSE_LOG:
+            # Mirror of log: values crowd towards the top of the range (e.g. momentum near 1).
+            return -math.log(lo + hi - x)
+        return x
+
+    def _unwarp(self, y: float) -> float:
+        lo, hi = self._edges()
+        if self.scale is Scale.LOG:
+            return math.exp(y)
+        if self.scale is Scale.REVERSE_LOG:
+            return lo + hi - math.exp(-y)
+        return y
+
+    def from_unit(self, u: float) -> ParamValue:
+        """Map ``u`` in [0, 1] to a value of this parameter (honouring scale, step and type)."""
+        u = min(max(float(u), 0.0), 1.0)
+        if not self.is_numeric_range:
+            index = min(int(u * len(self.values)), len(self.values) - 1)
+            return self.values[index]
+        lo, hi = self._bounds()
+        elo, ehi = self._edges()
+        a, b = self._warp(elo), self._warp(ehi)
+        x = self._unwarp(a + u * (b - a))
+        if self.step is not None:
+            top = lo + math.floor((hi - lo) / self.step + 1e-9) * self.step
+            x = min(max(lo + round((x - lo) / self.step) * self.step, lo), top)
+        x = min(max(x, lo), hi)
+        if self.type is ParamType.INTEGER:
+            return min(max(round(x), math.ceil(lo)), math.floor(hi))
+        return x
+
+    def to_unit(self, value: ParamValue) -> float:
+        """The inverse of :meth:`from_unit`: where ``value`` lies in [0, 1]."""
+        if not self.is_numeric_range:
+            return (self.values.index(value) + 0.5) / len(self.values)
+        elo, ehi = self._edges()
+        a, b = self._warp(elo), self._warp(ehi)
+        if b == a:
+            return 0.5
+        x = min(max(float(value), elo), ehi)
+        return min(max((self._warp(x) - a) / (b - a), 0.0), 1.0)
+
+    def grid(self, points: int) -> tuple[ParamValue, ...]:
+        """The values a grid search visits.
+
+        Lists are visited whole; integers every ``step`` (default 1); a ``double`` with a ``step``
+        every step, and without one at ``points`` values spread evenly on its scale, both ends
+        included.
+        """
+        if not self.is_numeric_range:
+            return self.values
+        lo, hi = self._bounds()
+        if self.step is not None or self.type is ParamType.INTEGER:
+            step = self.step if self.step is not None else 1.0
+            count = math.floor((hi - lo) / step + 1e-9) + 1
+            out = [lo + i * step for i in range(count)]
+            if self.type is ParamType.INTEGER:
+                return tuple(round(x) for x in out)
+            return tuple(out)
+        a, b = self._warp(lo), self._warp(hi)
+        if points <= 1:
+            return (self._unwarp((a + b) / 2),)
+        return tuple(min(max(self._unwarp(a + (b - a) * i / (points - 1)), lo), hi)
+                     for i in range(points))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The ordered parameters of an experiment."""
+
+    params: tuple[Param, ...]
+
+    def __iter__(self) -> Iterator[Param]:
+        return iter(self.params)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def names(self) -> tuple[str, ...]:
+        """Parameter names, in the order of the experiment file."""
+        return tuple(p.name for p in self.params)
+
+    def from_unit(self, point: Sequence[float]) -> dict[str, ParamValue]:
+        """Map a point of the unit cube (one coordinate per parameter) to hyperparameters."""
+        return {p.name: p.from_unit(u) for p, u in zip(self.params, point, strict=True)}
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """An immutable snapshot of one trial, as a plugin sees it.
+
+    ``metric_values`` is the experiment's metric in report order (reports without it skipped);
+    ``metric_steps`` gives each value's ``training_iteration``. ``objective`` is set once the
+    trial has ended with a result (completed, or stopped with one).
+    """
+
+    number: int
+    params: Mapping[str, ParamValue]
+    state: TrialState
+    objective: float | None = None
+    metric_values: Sequence[float] = ()
+    metric_steps: Sequence[int] = ()
+    last_report: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        """True once the trial has ended with an objective the search can learn from."""
+        return self.objective is not None and self.state in (
+            TrialState.COMPLETED, TrialState.STOPPED
+        )
+
+
+class SearchPlugin(ABC):
+    """Proposes hyperparameters. Subclasses implement :meth:`suggest`.
+
+    The constructor receives the space, the goal, the experiment's seed (always set: the daemon
+    draws one at submit when the file has none) and the plugin's options (the ``search:`` mapping
+    without ``algorithm`` and ``seed``). Raise :class:`PluginOptionsError` for bad options.
+    """
+
+    #: a one-line description for ``gpusched plugins``
+    summary: ClassVar[str] = ""
+
+    def __init__(
+        self, space: SearchSpace, *, goal: Goal, seed: int, options: Mapping[str, Any]
+    ) -> None:
+        self.space = space
+        self.goal = goal
+        self.seed = seed
+        self.options = dict(options)
+
+    @abstractmethod
+    def suggest(
+        self, number: int, history: Sequence[TrialView]
+    ) -> Mapping[str, ParamValue] | None:
+        """Hyperparameters for trial ``number``, or ``None`` when the space is exhausted.
+
+        ``history`` holds every earlier trial of the experiment (and of the one it resumes),
+        finished or not. The answer must depend only on ``number``, ``history`` and the seed.
+        """
+
+
+class StoppingPlugin(ABC):
+    """Decides whether a running trial stops early. Subclasses implement :meth:`should_stop`.
+
+    The constructor receives the experiment's metric and goal and the plugin's options (the
+    ``early_stopping:`` mapping without ``policy``, or the ``stop:`` mapping for ``bounds``).
+    """
+
+    summary: ClassVar[str] = ""
+
+    def __init__(self, *, metric: str, goal: Goal, options: Mapping[str, Any]) -> None:
+        self.metric = metric
+        self.goal = goal
+        self.options = dict(options)
+
+    @abstractmethod
+    def should_stop(
+        self,
+        trial: TrialView,
+        new_reports: Sequence[Mapping[str, Any]],
+        others: Sequence[TrialView],
+    ) -> str | None:
+        """Return a reason to stop ``trial`` now, or ``None`` to let it run.
+
+        Called after each batch of reports, ``new_reports`` being that batch (already part of
+        ``trial``); ``others`` are the experiment's other trials.
+        """
