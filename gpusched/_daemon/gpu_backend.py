@@ -43,6 +43,9 @@ class DeviceReading:
     memory_used_mib: float = 0.0
     processes: tuple[GpuProcess, ...] = ()
     error: str | None = None
+    # What the device uses with nothing running, where the backend knows it (the fake does;
+    # NVML does not, and the daemon then learns it from quiet readings).
+    idle_used_mib: float | None = None
 
 
 class GpuBackend(Protocol):

@@ -1,0 +1,74 @@
+"""Small readers of Linux ``/proc``: which live processes belong to which session.
+
+The daemon starts every trial in a session of its own, so "is any process of this trial still
+alive?" is "does session ``sid`` have a live member?". Reading ``/proc/<pid>/stat`` answers that
+without being the parent of the processes (a trial's children are not the daemon's children).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["session_members", "session_of", "pids_in_session"]
+
+_PROC = Path("/proc")
+
+
+def _parse_stat(line: str) -> tuple[str, int]:
+    """``(state, session id)`` from the text of ``/proc/<pid>/stat``.
+
+    The second field is the command name in parentheses, and that name may itself contain
+    spaces and parentheses (a process can rename itself to ``a) (b``), so the fixed fields are
+    the ones after the *last* ``)``: state, ppid, pgrp, session, …
+    """
+    close = line.rindex(")")
+    fields = line[close + 1 :].split()
+    return fields[0], int(fields[3])
+
+
+def _read_live_session(pid: int | str) -> int | None:
+    """The session id of ``pid``, or None when it is gone or a zombie (exited, not reaped)."""
+    try:
+        text = (_PROC / str(pid) / "stat").read_text()
+    except OSError:  # vanished between the listing and the read, or hidden (hidepid)
+        return None
+    try:
+        state, sid = _parse_stat(text)
+    except (ValueError, IndexError):  # never seen on Linux; a truncated read is the only way
+        return None
+    # A zombie has exited: it holds no memory and runs no code; only its exit status remains.
+    if state in ("Z", "X"):
+        return None
+    return sid
+
+
+def session_members() -> dict[int, list[int]]:
+    """Every session id on the host mapped to the pids of its live members (one /proc scan).
+
+    Processes that exit during the scan are skipped silently; zombies count as dead.
+    """
+    members: dict[int, list[int]] = {}
+    try:
+        names = os.listdir(_PROC)
+    except OSError:  # no procfs: nothing can be known alive
+        return members
+    for name in names:
+        if not name.isdigit():
+            continue
+        sid = _read_live_session(name)
+        if sid is not None:
+            members.setdefault(sid, []).append(int(name))
+    for pids in members.values():
+        pids.sort()
+    return members
+
+
+def session_of(pid: int) -> int | None:
+    """The session id of a live process, or None when it does not exist or is a zombie."""
+    return _read_live_session(pid)
+
+
+def pids_in_session(sid: int) -> list[int]:
+    """The live pids of session ``sid``, sorted; empty when the whole session has exited."""
+    return session_members().get(sid, [])

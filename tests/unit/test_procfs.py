@@ -1,0 +1,111 @@
+"""procfs: live members of a session, read from /proc (real child processes, no mocks)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gpusched._daemon import procfs
+from gpusched._daemon.procfs import _parse_stat
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(30)"]
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def spawned() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Children started by a test; killed and reaped whatever the test did."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_child_in_its_own_session_is_a_member(spawned: list[subprocess.Popen[bytes]]) -> None:
+    proc = subprocess.Popen(SLEEPER, start_new_session=True)
+    spawned.append(proc)
+    members = procfs.session_members()
+    # start_new_session makes the child a session leader: its session id is its pid
+    assert members[proc.pid] == [proc.pid]
+    assert procfs.session_of(proc.pid) == proc.pid
+    assert procfs.pids_in_session(proc.pid) == [proc.pid]
+    # and this test process is in another session, which the scan also sees
+    assert os.getpid() in members[os.getsid(0)]
+
+
+def test_grandchild_keeps_the_session_alive(spawned: list[subprocess.Popen[bytes]]) -> None:
+    # the shell leaves a background sleep behind and exits: the session outlives its leader
+    proc = subprocess.Popen(["sh", "-c", "sleep 30 & exit 0"], start_new_session=True)
+    spawned.append(proc)
+    proc.wait()
+    members = procfs.pids_in_session(proc.pid)
+    assert len(members) == 1
+    assert members[0] != proc.pid
+    os.kill(members[0], 9)
+    _wait_for(lambda: procfs.pids_in_session(proc.pid) == [], "the orphan to die")
+
+
+def test_a_zombie_counts_as_dead(spawned: list[subprocess.Popen[bytes]]) -> None:
+    proc = subprocess.Popen(SLEEPER, start_new_session=True)
+    spawned.append(proc)
+    proc.kill()  # not reaped: it stays a zombie until wait()
+
+    def is_zombie() -> bool:
+        stat = Path(f"/proc/{proc.pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] == "Z"
+
+    _wait_for(is_zombie, "the child to become a zombie")
+    assert Path(f"/proc/{proc.pid}").exists()  # still in /proc, yet dead
+    assert proc.pid not in procfs.session_members()
+    assert procfs.session_of(proc.pid) is None
+    assert procfs.pids_in_session(proc.pid) == []
+
+
+def test_a_command_name_with_spaces_and_parens_parses(
+    spawned: list[subprocess.Popen[bytes]],
+) -> None:
+    # a process may rename itself to anything (15 bytes): the parser must split after the last ')'
+    code = "import time; open('/proc/self/comm', 'w').write('a) S 1 (b c) '); time.sleep(30)"
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    spawned.append(proc)
+    comm = Path(f"/proc/{proc.pid}/comm")
+    _wait_for(lambda: comm.read_text().startswith("a) S 1"), "the child to rename itself")
+    assert procfs.session_members()[proc.pid] == [proc.pid]
+    assert procfs.session_of(proc.pid) == proc.pid
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("123 (python3) S 1 123 123 0 -1 4194560", ("S", 123)),
+        ("77 (a) (b) R 5 70 71 0 -1 0", ("R", 71)),
+        ("9 (x) Z 1 2 3 0) Z 1 9 42 0 -1 0", ("Z", 42)),
+    ],
+)
+def test_parse_stat_uses_the_fields_after_the_last_paren(
+    line: str, expected: tuple[str, int]
+) -> None:
+    assert _parse_stat(line) == expected
+
+
+def test_a_pid_that_does_not_exist_has_no_session() -> None:
+    with open("/proc/sys/kernel/pid_max") as f:
+        beyond = int(f.read()) + 1  # no process can have this pid
+    assert procfs.session_of(beyond) is None
