@@ -1,0 +1,269 @@
+"""Where each setting of an experiment file is written, in either spelling, and ``--set``.
+
+A file may use our keys, AI Platform's HyperparameterSpec keys (at the top, under
+``hyperparameters:``, or under ``trainingInput: {hyperparameters: ...}``), or a mix of them.
+:func:`gather` reads every spelling into one table keyed by our spelling, remembering where each
+value was written (problems name that place); :func:`apply_overrides` then edits the table.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gpusched._spec_check import Problems, at, describe, unknown_key
+from gpusched._spec_params import PARAM_KEYS
+
+__all__ = ["NATIVE_KEYS", "HP_KEYS", "IGNORED_TRAINING_INPUT", "Entry", "gather",
+           "apply_overrides"]
+
+NATIVE_KEYS = (
+    "name", "command", "workdir", "env", "metric", "goal", "objective", "max_trials",
+    "max_parallel_trials", "gpus_per_trial", "gpu_memory", "trial_timeout", "max_failed_trials",
+    "max_retries_per_trial", "max_consecutive_failed_trials", "fail_fast", "search",
+    "early_stopping", "stop", "resume_from", "priority", "params",
+)  # fmt: skip
+"""The top-level keys of an experiment file in our spelling (SPEC section 3)."""
+
+HP_KEYS: Mapping[str, str] = {
+    "goal": "goal",
+    "params": "params",
+    "hyperparameterMetricTag": "metric",
+    "maxTrials": "max_trials",
+    "maxParallelTrials": "max_parallel_trials",
+    "maxFailedTrials": "max_failed_trials",
+    "enableTrialEarlyStopping": "early_stopping",
+    "resumePreviousJobId": "resume_from",
+    "algorithm": "algorithm",  # one setting with `search.algorithm`; spec.py merges the two
+}
+"""AI Platform's HyperparameterSpec keys → the setting each one is."""
+
+IGNORED_TRAINING_INPUT = frozenset({
+    "scaleTier", "masterType", "masterConfig", "workerType", "workerConfig", "workerCount",
+    "parameterServerType", "parameterServerConfig", "parameterServerCount", "evaluatorType",
+    "evaluatorConfig", "evaluatorCount", "packageUris", "pythonModule", "region", "jobDir",
+    "runtimeVersion", "pythonVersion", "encryptionConfig", "scheduling", "network",
+    "serviceAccount", "useChiefInTfConfig", "enableWebAccess",
+})  # fmt: skip
+"""TrainingInput fields about Google's machines, not the search: read and ignored, so that an
+existing config file runs unchanged (``args`` is the exception: it is appended to the command)."""
+
+_NESTED = frozenset({"command", "env", "search", "early_stopping", "stop", "params"})
+_JOB_KEYS = frozenset({"jobId", "labels"})  # next to `trainingInput` in a Job resource: ignored
+_WRAPPERS = ("trainingInput", "hyperparameters")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One setting as the file wrote it: its place, raw value, and whether AI Platform's
+    spelling was used (some values read differently then: ``maxFailedTrials: 0`` means unset)."""
+
+    place: str
+    value: Any
+    aip: bool = False
+
+
+Settings = dict[str, Entry]
+
+
+def gather(p: Problems, data: Any) -> Settings:
+    """Every setting of ``data`` keyed by our spelling; unknown keys and duplicates are problems."""
+    settings: Settings = {}
+    if not isinstance(data, Mapping):
+        p.add("", f"the experiment must be a mapping of keys to values (got {describe(data)})")
+        return settings
+    for key, value in data.items():
+        if key == "trainingInput":
+            _training_input(p, settings, value)
+        elif key == "hyperparameters":
+            _hyperparameters(p, settings, key, value)
+        elif key in NATIVE_KEYS:
+            _put(p, settings, key, Entry(key, value))
+        elif key in HP_KEYS:
+            _put(p, settings, HP_KEYS[key], Entry(key, value, aip=True))
+        elif not (key in _JOB_KEYS and "trainingInput" in data):
+            p.add("", unknown_key(key, (*NATIVE_KEYS, *HP_KEYS, *_WRAPPERS)))
+    return settings
+
+
+def _put(p: Problems, settings: Settings, setting: str, entry: Entry) -> None:
+    if entry.value is None:  # `key:` with no value is as good as absent: the default
+        return
+    if setting in settings:
+        p.add(entry.place, f"the same setting as {settings[setting].place}: give it once")
+    else:
+        settings[setting] = entry
+
+
+def _training_input(p: Problems, settings: Settings, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        p.add("trainingInput", f"must be a mapping (got {describe(value)})")
+        return
+    for key, item in value.items():
+        if key == "hyperparameters":
+            _hyperparameters(p, settings, "trainingInput.hyperparameters", item)
+        elif key == "args":
+            _put(p, settings, "args", Entry("trainingInput.args", item, aip=True))
+        elif key not in IGNORED_TRAINING_INPUT:
+            known = ("hyperparameters", "args", *sorted(IGNORED_TRAINING_INPUT))
+            p.add("trainingInput", unknown_key(key, known))
+
+
+def _hyperparameters(p: Problems, settings: Settings, place: str, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        p.add(place, f"must be a mapping (got {describe(value)})")
+        return
+    for key, item in value.items():
+        if key in HP_KEYS:
+            _put(p, settings, HP_KEYS[key], Entry(at(place, key), item, aip=True))
+        else:
+            hint = " (this mapping takes AI Platform's HyperparameterSpec keys)"
+            p.add(place, unknown_key(key, HP_KEYS) + hint)
+
+
+_FIRST = re.compile(r"[^.\[\]]+")
+_NEXT = re.compile(r"\.([^.\[\]]+)|\[([^\[\]]+)\]")
+
+
+def parse_path(key: str) -> list[str] | None:
+    """``params[lr].max`` → ``["params", "lr", "max"]``; None when it is not a key path."""
+    match = _FIRST.match(key)
+    if match is None:
+        return None
+    path, pos = [match.group()], match.end()
+    while pos < len(key):
+        match = _NEXT.match(key, pos)
+        if match is None:
+            return None
+        path.append(match.group(1) or match.group(2))
+        pos = match.end()
+    while len(path) > 1 and path[0] in _WRAPPERS:  # trainingInput.hyperparameters.maxTrials
+        path.pop(0)
+    return path
+
+
+def apply_overrides(
+    p: Problems, settings: Settings, overrides: Sequence[str], load: Callable[[str], Any]
+) -> None:
+    """Apply ``--set KEY=VALUE`` items in order; ``load`` reads VALUE (YAML), raising ValueError.
+
+    An override replaces the setting whichever spelling the file used for it, so
+    ``--set max_trials=5`` on a file with ``maxTrials: 30`` is no "given twice" problem.
+    """
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        place = f"--set {key}"
+        path = parse_path(key)
+        if not sep or path is None:
+            p.add(f"--set {item}", "must be KEY=VALUE, e.g. max_trials=5, search.seed=3 or "
+                                   "params[lr].max=0.1")
+            continue
+        try:
+            value = load(raw)
+        except ValueError as exc:
+            p.add(place, f"the value is not valid YAML: {exc}")
+            continue
+        _override(p, settings, path, value, place)
+
+
+def _override(p: Problems, settings: Settings, path: list[str], value: Any, place: str) -> None:
+    head, rest = path[0], path[1:]
+    setting = head if head in NATIVE_KEYS else HP_KEYS.get(head)
+    if setting is None:
+        p.add(place, unknown_key(head, (*NATIVE_KEYS, *HP_KEYS)))
+        return
+    # `search.algorithm` and AI Platform's `algorithm` are one setting: setting one drops the other.
+    if setting == "search" and rest in ([], ["algorithm"]):
+        settings.pop("algorithm", None)
+    search = settings.get("search")
+    if setting == "algorithm" and search is not None and isinstance(search.value, Mapping):
+        kept = {k: v for k, v in search.value.items() if k != "algorithm"}
+        settings["search"] = Entry(search.place, kept, search.aip)
+    if not rest:
+        settings[setting] = Entry(head, value, aip=head != setting)
+        return
+    if setting not in _NESTED:
+        p.add(place, f"{head} takes a single value: write --set {head}=VALUE")
+        return
+    old = settings.get(setting)
+    container = _container(setting, old)
+    if container is None:  # only a value that is there can be the wrong shape
+        shown = describe(None if old is None else old.value)
+        p.add(place, f"{head} is {shown}, not a mapping or list to set {'.'.join(rest)} in")
+        return
+    if _set_in(p, place, container, rest, value, in_param=False):
+        if old is not None and isinstance(old.value, Mapping | list | tuple):
+            settings[setting] = Entry(old.place, container, old.aip)  # places stay as written
+        else:
+            settings[setting] = Entry(head, container)
+
+
+def _container(setting: str, old: Entry | None) -> dict[Any, Any] | list[Any] | None:
+    """A copy of the setting to set a key in, or a new one; bare-string forms become mappings."""
+    value = None if old is None else old.value
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, list | tuple):
+        return list(value)
+    if value is None:
+        return [] if setting == "params" else {}
+    if setting == "search" and isinstance(value, str):
+        return {"algorithm": value}
+    if setting == "early_stopping" and isinstance(value, str):
+        return {"policy": value}
+    if setting == "early_stopping" and old is not None and old.aip and isinstance(value, bool):
+        return {"policy": "median"} if value else {}
+    return None
+
+
+def _set_in(
+    p: Problems, place: str, container: dict[Any, Any] | list[Any], path: list[str], value: Any,
+    *, in_param: bool,
+) -> bool:
+    """Set ``path`` in ``container`` (a private copy), copying what lies on the way."""
+    key = path[0]
+    if isinstance(container, list):
+        slot: Any = _find(container, key)
+        if slot is None:
+            p.add(place, f"no item {key!r} (give a parameter's name, or an index from 0 to "
+                         f"{len(container)})")
+            return False
+        if slot == len(container):  # one past the end: --set params[4]={...} adds a parameter
+            container.append(None)
+    else:
+        slot = key
+        spellings = [k for k in container if in_param and k in PARAM_KEYS
+                     and PARAM_KEYS.get(k) == PARAM_KEYS.get(key)]
+        if len(path) == 1:  # `max` replaces `maxValue` too
+            for other in spellings:
+                del container[other]
+        elif spellings:  # descend into `discreteValues` for `values[1]`
+            slot = spellings[0]
+    if len(path) == 1:
+        container[slot] = value
+        return True
+    child = container[slot] if isinstance(container, list) else container.get(slot)
+    copy = _container("", None if child is None else Entry("", child))
+    if copy is None:
+        p.add(place, f"{key} is {describe(child)}, not a mapping or list")
+        return False
+    if not _set_in(p, place, copy, path[1:], value, in_param=isinstance(container, list)):
+        return False
+    container[slot] = copy
+    return True
+
+
+def _find(params: list[Any], key: str) -> int | None:
+    if re.fullmatch(r"[0-9]{1,9}", key):
+        return int(key) if int(key) <= len(params) else None
+    for index, item in enumerate(params):
+        if isinstance(item, Mapping) and key in (item.get("name"), item.get("parameterName")):
+            return index
+    return None
