@@ -1,0 +1,312 @@
+"""The plugin contract as reusable pytest classes (after Optuna's ``testing/pytest_storages.py``).
+
+Subclass :class:`SearchPluginContract` or :class:`StoppingPluginContract` in a module whose name
+pytest collects, name the class ``Test...``, and say which plugin to check, either by its
+entry-point name or by overriding the class fixture::
+
+    from gpusched.testing import SearchPluginContract
+
+    class TestMySearch(SearchPluginContract):
+        plugin_name = "mysearch"          # looked up in the ``gpusched.search`` group
+
+Override ``search_plugin_options`` / ``stopping_plugin_options`` when the plugin needs options
+to be useful; with the defaults (no options) a plugin must still start, since users may name it
+without any. gpusched runs these classes over every installed plugin (tests/plugins).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import pytest
+
+from gpusched.plugin_api import (
+    Goal,
+    Param,
+    ParamType,
+    ParamValue,
+    PluginOptionsError,
+    Scale,
+    SearchPlugin,
+    SearchSpace,
+    StoppingPlugin,
+    TrialState,
+    TrialView,
+)
+from gpusched.plugins import load_search_plugin, load_stopping_plugin
+
+__all__ = ["CONTRACT_SPACES", "SearchPluginContract", "StoppingPluginContract", "check_value"]
+
+_D, _I = ParamType.DOUBLE, ParamType.INTEGER
+
+CONTRACT_SPACES: Mapping[str, SearchSpace] = {
+    # Every type and scale at once; kept under 1e6 grid points so a grid search can take it.
+    "mixed": SearchSpace((
+        Param("lr", _D, low=1e-4, high=1e-1, scale=Scale.LOG),
+        Param("momentum", _D, low=0.5, high=0.999, scale=Scale.REVERSE_LOG),
+        Param("dropout", _D, low=0.0, high=0.5),
+        Param("wd", _D, low=0.0, high=1.0, step=0.25),
+        Param("layers", _I, low=1, high=4),
+        Param("width", _I, low=1, high=8, scale=Scale.LOG),
+        Param("batch", _I, low=16, high=64, step=16),
+        Param("kernel", ParamType.DISCRETE, values=(1, 3, 5)),
+        Param("opt", ParamType.CATEGORICAL, values=("sgd", "adam")),
+    )),
+    # Small enough to be exhausted: a plugin that can run out must say so with None.
+    "tiny": SearchSpace((
+        Param("letter", ParamType.CATEGORICAL, values=("x", "y")),
+        Param("n", _I, low=0, high=2),
+    )),
+}
+"""The spaces every search plugin is checked on."""
+
+# object() fits no plugin's idea of an option value, so this is refused both by plugins that
+# reject unknown keys and by those (like ``bounds``) that take any key but check the value.
+_BAD_OPTION = "__contract_unknown_option__"
+_STATES = (TrialState.COMPLETED, TrialState.FAILED, TrialState.STOPPED, TrialState.RUNNING)
+
+
+def check_value(param: Param, value: object) -> str | None:
+    """What is wrong with ``value`` for ``param`` (type, range, step, list), or None if nothing."""
+    if not param.is_numeric_range:
+        return None if value in param.values else f"not one of {param.values!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{type(value).__name__} is not a plain int or float"
+    if param.type is ParamType.INTEGER and not isinstance(value, int):
+        return "an integer parameter needs an int"
+    assert param.low is not None and param.high is not None
+    if not (math.isfinite(value) and param.low <= value <= param.high):
+        return f"outside [{param.low}, {param.high}]"
+    if param.step is not None:
+        k = (value - param.low) / param.step
+        if abs(k - round(k)) > 1e-6:
+            return f"not on the step {param.step} from {param.low}"
+    return None
+
+
+def _trial(number: int, params: Mapping[str, ParamValue]) -> TrialView:
+    """A deterministic, varied past trial: states cycle, objectives differ."""
+    state = _STATES[number % len(_STATES)]
+    ended = state in (TrialState.COMPLETED, TrialState.STOPPED)
+    objective = ((number * 7919) % 13) / 13 if ended else None
+    values = (0.1, objective) if objective is not None else ()
+    return TrialView(
+        number=number, params=dict(params), state=state, objective=objective,
+        metric_values=values, metric_steps=tuple(range(1, len(values) + 1)),
+    )
+
+
+def _run(
+    plugin: SearchPlugin, steps: int, history: Sequence[TrialView] = ()
+) -> tuple[list[Mapping[str, ParamValue] | None], list[TrialView]]:
+    """Ask ``plugin`` for trials ``len(history)`` .. ``steps - 1`` one by one, as the daemon does;
+    stop at the first None. Returns the answers and the grown history."""
+    answers: list[Mapping[str, ParamValue] | None] = []
+    trials = list(history)
+    for number in range(len(trials), steps):
+        answer = plugin.suggest(number, tuple(trials))
+        answers.append(answer)
+        if answer is None:
+            break
+        trials.append(_trial(number, answer))
+    return answers, trials
+
+
+def _plain(answers: Sequence[Mapping[str, ParamValue] | None]) -> list[dict[str, Any] | None]:
+    return [None if a is None else dict(a) for a in answers]
+
+
+class SearchPluginContract:
+    """The contract every search plugin keeps; subclass as ``Test...`` to run it."""
+
+    #: the entry-point name to check, unless ``search_plugin_class`` is overridden
+    plugin_name: ClassVar[str | None] = None
+    #: how many trials each check asks for
+    steps: ClassVar[int] = 12
+
+    @pytest.fixture
+    def search_plugin_class(self) -> type[SearchPlugin]:
+        """The class under test: by default the one registered as :attr:`plugin_name`."""
+        if self.plugin_name is None:
+            pytest.fail("set plugin_name or override the search_plugin_class fixture")
+        return load_search_plugin(self.plugin_name)
+
+    @pytest.fixture
+    def search_plugin_options(self) -> Mapping[str, Any]:
+        """Options to construct the plugin with (default: none)."""
+        return {}
+
+    @pytest.fixture(params=sorted(CONTRACT_SPACES))
+    def contract_space(self, request: pytest.FixtureRequest) -> SearchSpace:
+        """Each of :data:`CONTRACT_SPACES`."""
+        return CONTRACT_SPACES[request.param]
+
+    @pytest.fixture(params=[(Goal.MAXIMIZE, 0), (Goal.MINIMIZE, 20240517)], ids=["max", "min"])
+    def new_plugin(
+        self,
+        request: pytest.FixtureRequest,
+        search_plugin_class: type[SearchPlugin],
+        search_plugin_options: Mapping[str, Any],
+        contract_space: SearchSpace,
+    ) -> Callable[[], SearchPlugin]:
+        """A factory of fresh, identically configured instances (each a 'restarted daemon')."""
+        goal, seed = request.param
+        return lambda: search_plugin_class(
+            contract_space, goal=goal, seed=seed, options=search_plugin_options
+        )
+
+    def test_summary_is_one_line(self, search_plugin_class: type[SearchPlugin]) -> None:
+        summary = search_plugin_class.summary
+        assert isinstance(summary, str) and summary.strip() and "\n" not in summary
+
+    def test_unknown_option_is_refused(
+        self,
+        search_plugin_class: type[SearchPlugin],
+        search_plugin_options: Mapping[str, Any],
+        contract_space: SearchSpace,
+    ) -> None:
+        options = {**search_plugin_options, _BAD_OPTION: object()}
+        with pytest.raises(PluginOptionsError):
+            search_plugin_class(contract_space, goal=Goal.MAXIMIZE, seed=0, options=options)
+
+    def test_answers_a_mapping_of_every_name_or_none(
+        self, new_plugin: Callable[[], SearchPlugin], contract_space: SearchSpace
+    ) -> None:
+        answers, _ = _run(new_plugin(), self.steps)
+        assert answers, "no suggestion was asked for"
+        for answer in answers:
+            assert answer is None or isinstance(answer, Mapping)
+            if answer is not None:
+                assert sorted(answer) == sorted(contract_space.names())
+
+    def test_suggestions_lie_inside_the_space(
+        self, new_plugin: Callable[[], SearchPlugin], contract_space: SearchSpace
+    ) -> None:
+        answers, _ = _run(new_plugin(), self.steps)
+        problems = [
+            f"trial {number}: {param.name}={answer[param.name]!r}: {problem}"
+            for number, answer in enumerate(answers)
+            if answer is not None
+            for param in contract_space
+            if (problem := check_value(param, answer.get(param.name))) is not None
+        ]
+        assert not problems
+
+    def test_same_inputs_give_the_same_suggestion(
+        self, new_plugin: Callable[[], SearchPlugin]
+    ) -> None:
+        _, history = _run(new_plugin(), self.steps)
+        first, second = new_plugin(), new_plugin()
+        for number in range(len(history) + 1):
+            past = tuple(history[:number])
+            once = _plain([first.suggest(number, past)])
+            # Asked twice, and asked of another fresh instance: an answer that depends on how
+            # often the plugin was called would change the search after a daemon restart.
+            assert _plain([first.suggest(number, past)]) == once
+            assert _plain([second.suggest(number, past)]) == once
+
+    def test_a_fresh_instance_continues_the_same_search(
+        self, new_plugin: Callable[[], SearchPlugin]
+    ) -> None:
+        answers, history = _run(new_plugin(), self.steps)
+        for cut in sorted({0, 1, len(history) // 2, len(history)}):
+            resumed, _ = _run(new_plugin(), self.steps, history[:cut])
+            assert _plain(resumed) == _plain(answers[cut:]), f"restarted after {cut} trials"
+
+
+def _stopping_calls(
+    metric: str,
+) -> list[tuple[TrialView, list[dict[str, Any]], tuple[TrialView, ...]]]:
+    """A running trial's report batches, with reports missing the metric or carrying NaN, and a
+    few other trials (finished, failed, running) beside it."""
+    curve = [0.2, 0.35, 0.5, float("nan"), 0.62, 0.7, 0.74, 0.99, 0.995, 1.2]
+    others = (
+        _trial(0, {}),
+        TrialView(1, {}, TrialState.COMPLETED, 0.8, (0.3, 0.6, 0.8), (1, 2, 3), {metric: 0.8}),
+        TrialView(2, {}, TrialState.FAILED, None, (0.1,), (1,), {metric: 0.1}),
+        TrialView(3, {}, TrialState.RUNNING, None, (0.2, 0.4), (1, 2), {metric: 0.4}),
+    )
+    calls: list[tuple[TrialView, list[dict[str, Any]], tuple[TrialView, ...]]] = []
+    values: list[float] = []
+    steps: list[int] = []
+    for i, value in enumerate(curve, start=1):
+        batch: list[dict[str, Any]] = [{"training_iteration": i, "loss": 1 - value}]
+        if i % 3:  # every third batch lacks the metric altogether
+            batch.append({"training_iteration": i, metric: value, "extra": "text"})
+            values.append(value)
+            steps.append(i)
+        trial = TrialView(9, {}, TrialState.RUNNING, None, tuple(values), tuple(steps), batch[-1])
+        calls.append((trial, batch, others[: i % (len(others) + 1)]))
+    return calls
+
+
+class StoppingPluginContract:
+    """The contract every stopping plugin keeps; subclass as ``Test...`` to run it."""
+
+    plugin_name: ClassVar[str | None] = None
+    metric: ClassVar[str] = "score"
+
+    @pytest.fixture
+    def stopping_plugin_class(self) -> type[StoppingPlugin]:
+        """The class under test: by default the one registered as :attr:`plugin_name`."""
+        if self.plugin_name is None:
+            pytest.fail("set plugin_name or override the stopping_plugin_class fixture")
+        return load_stopping_plugin(self.plugin_name)
+
+    @pytest.fixture
+    def stopping_plugin_options(self) -> Mapping[str, Any]:
+        """Options to construct the plugin with (default: none)."""
+        return {}
+
+    @pytest.fixture(params=[Goal.MAXIMIZE, Goal.MINIMIZE], ids=["max", "min"])
+    def new_plugin(
+        self,
+        request: pytest.FixtureRequest,
+        stopping_plugin_class: type[StoppingPlugin],
+        stopping_plugin_options: Mapping[str, Any],
+    ) -> Callable[[], StoppingPlugin]:
+        """A factory of fresh, identically configured instances."""
+        goal: Goal = request.param
+        return lambda: stopping_plugin_class(
+            metric=self.metric, goal=goal, options=stopping_plugin_options
+        )
+
+    def test_summary_is_one_line(self, stopping_plugin_class: type[StoppingPlugin]) -> None:
+        summary = stopping_plugin_class.summary
+        assert isinstance(summary, str) and summary.strip() and "\n" not in summary
+
+    def test_unknown_option_is_refused(
+        self,
+        stopping_plugin_class: type[StoppingPlugin],
+        stopping_plugin_options: Mapping[str, Any],
+    ) -> None:
+        options = {**stopping_plugin_options, _BAD_OPTION: object()}
+        with pytest.raises(PluginOptionsError):
+            stopping_plugin_class(metric=self.metric, goal=Goal.MAXIMIZE, options=options)
+
+    def test_answers_none_or_a_reason(self, new_plugin: Callable[[], StoppingPlugin]) -> None:
+        plugin = new_plugin()
+        for trial, batch, others in _stopping_calls(self.metric):
+            answer = plugin.should_stop(trial, batch, others)
+            assert answer is None or (isinstance(answer, str) and answer.strip())
+
+    def test_answers_are_deterministic(self, new_plugin: Callable[[], StoppingPlugin]) -> None:
+        calls = _stopping_calls(self.metric)
+        first, second = new_plugin(), new_plugin()
+        seen = [first.should_stop(*call) for call in calls]
+        assert [second.should_stop(*call) for call in calls] == seen
+        # A restarted daemon asks a fresh instance about the latest batch only.
+        assert [new_plugin().should_stop(*call) for call in calls] == seen
+
+    def test_missing_metric_and_empty_history_are_fine(
+        self, new_plugin: Callable[[], StoppingPlugin]
+    ) -> None:
+        trial = TrialView(0, {}, TrialState.RUNNING)
+        batches: list[list[dict[str, Any]]] = [
+            [], [{}], [{"training_iteration": 1}], [{"loss": 0.5, "note": "warmup"}]
+        ]
+        for batch in batches:
+            answer = new_plugin().should_stop(trial, batch, ())
+            assert answer is None or (isinstance(answer, str) and answer.strip())

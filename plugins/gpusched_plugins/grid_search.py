@@ -1,0 +1,179 @@
+"""``grid``: every combination of each parameter's grid values, in the experiment file's order.
+
+Each parameter contributes the values of :meth:`Param.grid`: ``discrete`` and ``categorical``
+values as listed; integers every ``step`` (default 1); a ``double`` with a ``step`` every step, and
+one without a step at ``points_per_double`` values spread evenly on its scale (``linear``, ``log``
+or ``reverse_log``), both ends included. The grid is their cartesian product with the first
+parameter varying slowest (like nested loops written in file order), optionally shuffled by a
+seeded permutation.
+
+The plugin is a pure function of the history: trial ``number`` gets the first grid point, in grid
+order, that no trial of the history used, whatever that trial's state. A point whose trial failed
+is therefore *not* retried by the grid; retries are the daemon's business
+(``max_retries_per_trial``). Trials whose parameters are not a grid point (for instance those of
+an experiment resumed with ``resume_from`` that used another search) are ignored.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from gpusched.plugin_api import (
+    Goal,
+    Param,
+    ParamType,
+    ParamValue,
+    PluginOptionsError,
+    SearchPlugin,
+    SearchSpace,
+    TrialView,
+)
+
+__all__ = ["GridSearch", "MAX_GRID_POINTS"]
+
+MAX_GRID_POINTS = 1_000_000
+"""Larger grids are refused: they would never finish and the shuffle would cost real memory."""
+
+_OPTIONS = frozenset({"points_per_double", "shuffle"})
+
+
+class _Axis:
+    """One parameter's grid values, and the reverse lookup value -> index."""
+
+    def __init__(self, param: Param, points: int) -> None:
+        # Duplicate values would make a point that history can never mark as used (the lookup
+        # finds the first copy), so the grid would propose it forever: keep the first of each.
+        self.values: tuple[ParamValue, ...] = tuple(dict.fromkeys(param.grid(points)))
+        self._index = {value: i for i, value in enumerate(self.values)}
+        # Numeric grids are ascending, which lets lookup bisect for a near miss.
+        self._numbers: list[float] | None = None
+        if param.is_numeric_range:
+            self._numbers = [float(v) for v in self.values]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def index(self, value: Any) -> int | None:
+        """The index of ``value`` on this axis, or None when it is not a grid value.
+
+        Floats from the trial log may have made a round trip through JSON and SQLite, so a
+        value within a relative 1e-9 of a grid value counts as that value.
+        """
+        try:
+            return self._index[value]
+        except (KeyError, TypeError):  # TypeError: an unhashable value from a foreign trial
+            pass
+        numbers = self._numbers
+        if numbers is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        at = bisect.bisect_left(numbers, float(value))
+        for i in (at - 1, at):
+            if 0 <= i < len(numbers) and math.isclose(
+                numbers[i], value, rel_tol=1e-9, abs_tol=1e-12
+            ):
+                return i
+        return None
+
+
+class GridSearch(SearchPlugin):
+    """Grid search: options ``points_per_double`` (int >= 2, default 5), ``shuffle`` (bool)."""
+
+    summary: ClassVar[str] = "every combination of the parameters' grid values, in file order"
+
+    def __init__(
+        self, space: SearchSpace, *, goal: Goal, seed: int, options: Mapping[str, Any]
+    ) -> None:
+        super().__init__(space, goal=goal, seed=seed, options=options)
+        points, shuffle = _parse_options(self.options)
+        # Counted before any axis is built: an integer range of 1e9 must be refused, not listed.
+        lengths = [_axis_length(param, points) for param in space]
+        if math.prod(lengths) > MAX_GRID_POINTS:
+            shape = " x ".join(f"{p.name}={n:,}" for p, n in zip(space, lengths, strict=True))
+            raise PluginOptionsError(
+                f"the grid has {math.prod(lengths):,} points ({shape}), more than the limit of "
+                f"{MAX_GRID_POINTS:,}: give doubles a step, lower points_per_double, "
+                f"or use random search"
+            )
+        self._axes = tuple(_Axis(param, points) for param in space)
+        self._size = math.prod(len(axis) for axis in self._axes)
+        # Strides for a mixed-radix index: the first parameter varies slowest.
+        strides = [1] * len(self._axes)
+        for k in range(len(self._axes) - 2, -1, -1):
+            strides[k] = strides[k + 1] * len(self._axes[k + 1])
+        self._strides = tuple(strides)
+        self._order: np.ndarray[Any, np.dtype[np.int64]] | None = None
+        if shuffle:
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                raise PluginOptionsError(f"seed must be a non-negative integer (got {seed!r})")
+            self._order = np.random.default_rng(seed).permutation(self._size)
+
+    def size(self) -> int:
+        """How many points the grid has: the daemon's default ``max_trials`` for this search."""
+        return self._size
+
+    def suggest(
+        self, number: int, history: Sequence[TrialView]
+    ) -> Mapping[str, ParamValue] | None:
+        """The first grid point no trial of ``history`` used, or None once all are used."""
+        used = {index for trial in history if (index := self._flat_index(trial)) is not None}
+        # At most len(used) positions are skipped, so this loop is O(len(history)).
+        for position in range(self._size):
+            index = position if self._order is None else int(self._order[position])
+            if index not in used:
+                return self._point(index)
+        return None
+
+    def _flat_index(self, trial: TrialView) -> int | None:
+        """The grid index of ``trial``'s parameters, or None when they are not a grid point."""
+        index = 0
+        for param, axis, stride in zip(self.space, self._axes, self._strides, strict=True):
+            if param.name not in trial.params:
+                return None
+            i = axis.index(trial.params[param.name])
+            if i is None:
+                return None
+            index += i * stride
+        return index
+
+    def _point(self, index: int) -> dict[str, ParamValue]:
+        point: dict[str, ParamValue] = {}
+        for param, axis, stride in zip(self.space, self._axes, self._strides, strict=True):
+            i, index = divmod(index, stride)
+            point[param.name] = axis.values[i]
+        return point
+
+
+def _axis_length(param: Param, points: int) -> int:
+    """How many values ``param.grid(points)`` yields, without building them.
+
+    Mirrors :meth:`Param.grid`'s count; duplicates removed later can only make the grid smaller.
+    """
+    if not param.is_numeric_range:
+        return len(param.values)
+    if param.step is None and param.type is not ParamType.INTEGER:
+        return points
+    assert param.low is not None and param.high is not None, param.name
+    step = param.step if param.step is not None else 1.0
+    return math.floor((param.high - param.low) / step + 1e-9) + 1
+
+
+def _parse_options(options: Mapping[str, Any]) -> tuple[int, bool]:
+    """Check the options; return ``(points_per_double, shuffle)``."""
+    unknown = sorted(map(str, set(options) - _OPTIONS))
+    if unknown:
+        raise PluginOptionsError(
+            f"unknown grid option(s): {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(_OPTIONS))})"
+        )
+    points = options.get("points_per_double", 5)
+    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+        raise PluginOptionsError(f"points_per_double must be an integer >= 2 (got {points!r})")
+    shuffle = options.get("shuffle", False)
+    if not isinstance(shuffle, bool):
+        raise PluginOptionsError(f"shuffle must be true or false (got {shuffle!r})")
+    return points, shuffle
