@@ -1,0 +1,184 @@
+"""What a trainer imports: its hyperparameters, its reports, its checkpoint folder.
+
+::
+
+    from gpusched import trial
+
+    params = trial.params()                    # {"learning_rate": 0.01, ...}
+    for epoch in range(10):
+        ...
+        trial.report(step=epoch, val_accuracy=acc, val_loss=loss)
+
+Run by the gpusched daemon, :func:`report` appends one JSON line per call to
+``GPUSCHED_REPORT_FILE``; run standalone (no gpusched environment), it prints the metrics to
+stderr instead, so the same trainer runs by hand unchanged.
+
+Failures (SPEC section 5): a trainer that raises :class:`gpusched.FailedTrialError` (fail this
+trial, no retry) or :class:`gpusched.FatalError` (stop the whole experiment) and does not catch
+it gets a last line ``{"status": "failed"|"fatal", "reason": ...}`` written for it: importing
+this module wraps ``sys.excepthook`` (the previous hook still runs). :func:`fail` and
+:func:`fatal` do the same without an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, NoReturn
+
+from gpusched.errors import FailedTrialError, FatalError
+
+__all__ = [
+    "params",
+    "report",
+    "checkpoint_dir",
+    "trial_id",
+    "experiment_id",
+    "in_gpusched",
+    "fail",
+    "fatal",
+]
+
+_lock = threading.Lock()  # one line at a time, whole, even from several threads
+_handle: IO[str] | None = None
+_params: dict[str, Any] | None = None
+
+
+def in_gpusched() -> bool:
+    """True when this process is a trial that the gpusched daemon started."""
+    return bool(os.environ.get("GPUSCHED_REPORT_FILE"))
+
+
+def params() -> dict[str, Any]:
+    """This trial's hyperparameters (``GPUSCHED_PARAMS``); ``{}`` outside gpusched.
+
+    The same values also arrive as ``--NAME=VALUE`` flags; this is for trainers that would
+    rather not parse them. The returned dict is a copy: changing it changes nothing here.
+    """
+    global _params
+    if _params is None:
+        raw = json.loads(os.environ.get("GPUSCHED_PARAMS") or "{}")
+        if not isinstance(raw, dict):
+            raise ValueError(f"GPUSCHED_PARAMS is not a JSON object: {raw!r}")
+        _params = raw
+    return dict(_params)
+
+
+def trial_id() -> str | None:
+    """This trial's name, ``EXP/N`` as ``gpusched show`` takes it; None outside gpusched."""
+    experiment, number = os.environ.get("GPUSCHED_EXPERIMENT"), os.environ.get("GPUSCHED_TRIAL")
+    return f"{experiment}/{number}" if experiment and number else None
+
+
+def experiment_id() -> str | None:
+    """This trial's experiment id (``GPUSCHED_EXPERIMENT``); None outside gpusched."""
+    return os.environ.get("GPUSCHED_EXPERIMENT") or None
+
+
+def checkpoint_dir() -> Path:
+    """This trial's checkpoint folder, created; ``./checkpoints`` outside gpusched.
+
+    A retried or resumed trial gets the same folder again, so a trainer that saves here and
+    loads what it finds here continues where the previous attempt stopped.
+    """
+    path = Path(os.environ.get("GPUSCHED_CHECKPOINT_DIR") or "checkpoints").absolute()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _number(name: str, value: object) -> int | float:
+    """``value`` as a plain int or float; numpy and torch scalars are converted."""
+    if type(value) is float or type(value) is int:
+        return value
+    if not isinstance(value, bool) and isinstance(value, numbers.Integral):
+        return int(value)  # numpy integers register as Integral
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)  # numpy floats register as Real
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        return _number(name, item())  # a 0-d array or a one-value tensor
+    raise TypeError(
+        f"trial.report(): {name}={value!r} is a {type(value).__name__}, not a number;"
+        " pass an int or a float (a bool as int(flag))"
+    )
+
+
+def _write(line: dict[str, Any]) -> None:
+    """Append ``line`` to the report file, flushed, so the daemon sees it at once."""
+    global _handle
+    text = json.dumps(line) + "\n"
+    with _lock:
+        if _handle is None:
+            # Opened once: an open per report would not keep up with 10,000 reports a second.
+            _handle = open(os.environ["GPUSCHED_REPORT_FILE"], "a", encoding="utf-8")  # noqa: SIM115
+        _handle.write(text)
+        _handle.flush()
+
+
+def report(step: int | None = None, **metrics: object) -> None:
+    """Report this trial's metrics now, e.g. ``report(step=3, val_accuracy=0.91)``.
+
+    Values must be numbers (numpy and torch scalars are converted); anything else raises
+    ``TypeError``. ``step`` is stored as the metric ``step``.
+    """
+    line: dict[str, Any] = {}
+    if step is not None:
+        line["step"] = _number("step", step)
+        if type(line["step"]) is not int:
+            raise TypeError(f"trial.report(): step={step!r} is not an integer")
+    for name, value in metrics.items():
+        line[name] = _number(name, value)
+    if not in_gpusched():
+        shown = " ".join(
+            f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()
+        )
+        print(f"[gpusched] {shown}", file=sys.stderr, flush=True)
+        return
+    line["_t"] = time.time()  # when it happened, not when the daemon got round to reading it
+    _write(line)
+
+
+def _write_status(status: str, reason: str) -> None:
+    if in_gpusched():
+        _write({"status": status, "reason": reason})
+    else:
+        print(f"[gpusched] trial {status}: {reason}", file=sys.stderr, flush=True)
+
+
+def fail(reason: str) -> NoReturn:
+    """End this trial as failed, not to be retried (like raising ``FailedTrialError``)."""
+    _write_status("failed", reason)
+    sys.exit(1)
+
+
+def fatal(reason: str) -> NoReturn:
+    """End this trial as failed and stop its whole experiment (like raising ``FatalError``)."""
+    _write_status("fatal", reason)
+    sys.exit(1)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+_previous_hook = sys.excepthook
+
+
+def _excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """Write the status line for our two errors, then let the previous hook print as usual."""
+    try:
+        if isinstance(exc, FatalError):
+            _write_status("fatal", _reason(exc))
+        elif isinstance(exc, FailedTrialError):
+            _write_status("failed", _reason(exc))
+    finally:
+        _previous_hook(kind, exc, tb)
+
+
+sys.excepthook = _excepthook

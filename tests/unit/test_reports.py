@@ -1,0 +1,371 @@
+"""Report files into records: tailing JSON Lines, hypertune rewrites, Ray's auto-filled fields."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gpusched._daemon.reports import AutoFill, HypertuneFileReader, Report, ReportFileReader
+
+
+def _append(path: Path, data: str | bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+# -- ReportFileReader ---------------------------------------------------------------------------
+
+
+def test_missing_file_gives_nothing_until_it_appears(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    reader = ReportFileReader(path)
+    assert reader.poll() == []
+    _append(path, '{"step": 1, "acc": 0.5}\n')
+    assert reader.poll() == [Report({"step": 1, "acc": 0.5})]
+
+
+def test_half_written_line_waits_for_its_end(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    reader = ReportFileReader(path)
+    _append(path, '{"step": 1, "acc": 0.5}\n{"step": 2, "ac')
+    assert [r.values for r in reader.poll()] == [{"step": 1, "acc": 0.5}]
+    assert reader.poll() == []  # nothing new, the half line still pending
+    _append(path, 'c": 0.75}\n{"step": 3')
+    assert [r.values for r in reader.poll()] == [{"step": 2, "acc": 0.75}]
+    _append(path, ', "acc": 1}\n')
+    assert [r.values for r in reader.poll()] == [{"step": 3, "acc": 1}]
+    assert reader.skipped == 0
+    assert reader.offset == path.stat().st_size
+
+
+def test_split_inside_a_multibyte_character(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    reader = ReportFileReader(path)
+    data = '{"phase": "\u00e9t\u00e9", "acc": 1.5}\n'.encode()
+    _append(path, data[:13])  # cuts the two bytes of the first "é" apart
+    assert reader.poll() == []
+    _append(path, data[13:])
+    assert [r.values for r in reader.poll()] == [{"phase": "\u00e9t\u00e9", "acc": 1.5}]
+
+
+def test_final_poll_accepts_a_last_object_without_newline(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    reader = ReportFileReader(path)
+    _append(path, '{"acc": 0.1}\n{"acc": 0.2}')
+    assert [r.values for r in reader.poll()] == [{"acc": 0.1}]
+    assert [r.values for r in reader.poll(final=True)] == [{"acc": 0.2}]
+
+
+def test_final_poll_skips_a_truncated_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    reader = ReportFileReader(path)
+    _append(path, '{"acc": 0.1}\n{"acc": 0.')
+    assert [r.values for r in reader.poll(final=True)] == [{"acc": 0.1}]
+    assert reader.skipped == 1
+
+
+def test_garbage_and_blank_lines_are_skipped_counted_and_described(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    lines = ["not json", "", "[1, 2]", '"text"', '{"acc": 0.5}', "{broken", "   ", "7", "null"]
+    lines += ['{"acc": 0.6}']
+    _append(path, "\n".join(lines) + "\n")
+    reader = ReportFileReader(path)
+    assert [r.values for r in reader.poll()] == [{"acc": 0.5}, {"acc": 0.6}]
+    assert reader.skipped == 8
+    assert len(reader.problems) == 5  # the first few only: a log line each, not a flood
+    assert reader.problems[0].startswith("line 1: not a JSON object")
+    assert reader.problems[1].startswith("line 2:")
+
+
+def test_values_other_than_numbers_and_strings_are_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    line = {"a": 1, "b": 2.5, "c": "x", "d": True, "e": None, "f": [1], "g": {"h": 1}}
+    _append(path, json.dumps(line) + "\n" + '{"big": 1' + "0" * 30 + "}\n")
+    reports = ReportFileReader(path).poll()
+    assert reports[0].values == {"a": 1, "b": 2.5, "c": "x"}
+    assert reports[1].values == {"big": 1e30}  # too big for SQLite's integers: a float
+    assert type(reports[1].values["big"]) is float
+
+
+def test_non_finite_numbers_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    _append(path, '{"loss": NaN, "x": Infinity, "y": -Infinity}\n')
+    (report,) = ReportFileReader(path).poll()
+    assert math.isnan(float(report.values["loss"]))
+    assert report.values["x"] == math.inf
+    assert report.values["y"] == -math.inf
+
+
+def test_whitespace_and_crlf_around_an_object_are_forgiven(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    _append(path, '  {"acc": 1}\r\n{ "acc" : 2 }\t\n')
+    assert [r.values for r in ReportFileReader(path).poll()] == [{"acc": 1}, {"acc": 2}]
+
+
+def test_t_becomes_the_report_time(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    _append(path, '{"acc": 1, "_t": 1700000000.5}\n{"acc": 2, "_t": "soon"}\n{"acc": 3}\n')
+    reports = ReportFileReader(path).poll()
+    assert reports == [
+        Report({"acc": 1}, 1700000000.5),
+        Report({"acc": 2}, None),
+        Report({"acc": 3}, None),
+    ]
+
+
+def test_status_lines_are_not_reports_and_the_last_wins(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    reader = ReportFileReader(path)
+    _append(path, '{"acc": 1}\n{"status": "failed", "reason": "out of data"}\n')
+    assert [r.values for r in reader.poll()] == [{"acc": 1}]
+    assert reader.status == ("failed", "out of data")
+    _append(path, '{"status": "fatal", "reason": "license expired"}\n{"status": "ok", "n": 1}\n')
+    # Only "failed" and "fatal" are statuses; any other value is an ordinary string metric.
+    assert [r.values for r in reader.poll()] == [{"status": "ok", "n": 1}]
+    assert reader.status == ("fatal", "license expired")
+
+
+def test_a_truncated_file_is_read_again_from_the_start(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    reader = ReportFileReader(path)
+    _append(path, '{"acc": 1}\n{"acc": 2}\n{"acc": 2.5')
+    assert len(reader.poll()) == 2
+    path.write_text('{"acc": 3}\n')  # the half line pending from before must not stick to it
+    assert [r.values for r in reader.poll()] == [{"acc": 3}]
+    assert "shrank" in reader.problems[0]
+    assert reader.skipped == 0
+
+
+def test_offset_resumes_where_an_earlier_reader_stopped(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    _append(path, '{"acc": 1}\n')
+    first = ReportFileReader(path)
+    first.poll()
+    _append(path, '{"acc": 2}\n')
+    assert [r.values for r in ReportFileReader(path, offset=first.offset).poll()] == [{"acc": 2}]
+
+
+def test_many_reports_in_one_poll(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    _append(path, "".join(f'{{"step": {i}, "acc": {i / 10}}}\n' for i in range(50_000)))
+    reports = ReportFileReader(path).poll()
+    assert len(reports) == 50_000
+    assert reports[-1].values == {"step": 49_999, "acc": 4999.9}
+
+
+# -- HypertuneFileReader ------------------------------------------------------------------------
+
+
+class _HypertuneWriter:
+    """Writes its file the way cloudml-hypertune's HyperTune does: whole, last 100 entries."""
+
+    def __init__(self, path: Path, tag: str = "val_accuracy") -> None:
+        self.path, self.tag, self.entries = path, tag, list[dict[str, object]]()
+
+    def report(self, value: float, step: int, when: float) -> str:
+        entry = {"timestamp": when, "trial": "3", self.tag: str(float(value))}
+        entry["global_step"] = str(step)
+        self.entries = [*self.entries, entry][-100:]
+        text = "".join(json.dumps(e, sort_keys=True) + "\n" for e in self.entries)
+        self.path.write_text(text)
+        return text
+
+
+def test_hypertune_entries_become_numbers_once_each(tmp_path: Path) -> None:
+    path = tmp_path / "hypertune.metrics"
+    writer, reader = _HypertuneWriter(path), HypertuneFileReader(path, "val_accuracy")
+    assert reader.poll() == []
+    writer.report(0.5, 1, 1000.0)
+    writer.report(0.75, 2, 1001.0)
+    assert reader.poll() == [
+        Report({"val_accuracy": 0.5, "step": 1}, 1000.0),
+        Report({"val_accuracy": 0.75, "step": 2}, 1001.0),
+    ]
+    writer.report(0.875, 3, 1002.0)
+    assert reader.poll() == [Report({"val_accuracy": 0.875, "step": 3}, 1002.0)]
+    assert reader.poll(final=True) == []
+    assert reader.skipped == 0
+
+
+def test_hypertune_window_of_100_slides_without_repeats_or_losses(tmp_path: Path) -> None:
+    path = tmp_path / "hypertune.metrics"
+    writer, reader = _HypertuneWriter(path), HypertuneFileReader(path, "val_accuracy")
+    steps: list[object] = []
+    for step in range(250):
+        writer.report(step / 1000, step, 1000.0 + step)
+        if step % 7 == 0:
+            steps += [r.values["step"] for r in reader.poll()]
+    steps += [r.values["step"] for r in reader.poll(final=True)]
+    assert steps == list(range(250))
+    assert len(path.read_text().splitlines()) == 100
+    assert reader.problems == []
+    assert "seen=100>" in repr(reader)  # entries that left the file are forgotten
+
+
+def test_hypertune_reports_rewritten_away_unread_are_flagged(tmp_path: Path) -> None:
+    path = tmp_path / "hypertune.metrics"
+    writer, reader = _HypertuneWriter(path), HypertuneFileReader(path, "val_accuracy")
+    writer.report(0.1, 0, 1000.0)
+    assert len(reader.poll()) == 1
+    for step in range(1, 151):
+        writer.report(0.1, step, 1000.0 + step)
+    assert [r.values["step"] for r in reader.poll()] == list(range(51, 151))
+    assert "rewritten away" in reader.problems[0]
+
+
+def test_hypertune_half_rewritten_file_is_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "hypertune.metrics"
+    writer, reader = _HypertuneWriter(path), HypertuneFileReader(path, "val_accuracy")
+    writer.report(0.1, 1, 1000.0)
+    writer.report(0.2, 2, 1001.0)
+    assert len(reader.poll()) == 2
+    text = writer.report(0.3, 3, 1002.0)
+    for cut in (0, len(text) // 2, len(text) - 5):  # truncated, then caught mid-rewrite
+        path.write_text(text[:cut])
+        assert reader.poll() == []
+    # The writer finishes; even with the same mtime, the reader must look again.
+    path.write_text(text)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert [r.values for r in reader.poll()] == [{"val_accuracy": 0.3, "step": 3}]
+    assert reader.skipped == 0
+
+
+class _RacingReader(HypertuneFileReader):
+    """Its first read lands while the writer has only just begun its rewrite."""
+
+    raced = False
+
+    def _read(self) -> bytes:
+        data = super()._read()
+        if not self.raced:
+            self.raced = True
+            return data[: len(data) // 2]
+        return data
+
+
+def test_hypertune_read_caught_mid_rewrite_is_done_again_at_the_next_poll(tmp_path: Path) -> None:
+    path = tmp_path / "hypertune.metrics"
+    writer, reader = _HypertuneWriter(path), _RacingReader(path, "val_accuracy")
+    for step in range(4):
+        writer.report(0.5, step, 1000.0 + step)
+    assert [r.values["step"] for r in reader.poll()] == [0, 1]
+    # The file is unchanged since: same mtime and size as at that first stat.
+    assert [r.values["step"] for r in reader.poll()] == [2, 3]
+    assert reader.poll() == []
+
+
+def test_hypertune_unchanged_file_is_not_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "hypertune.metrics"
+    writer, reader = _HypertuneWriter(path), HypertuneFileReader(path, "val_accuracy")
+    writer.report(0.1, 1, 1000.0)
+    assert len(reader.poll()) == 1
+    # Same size and mtime but different bytes: only a reader that re-reads would notice.
+    st = path.stat()
+    path.write_text(path.read_text().replace("0.1", "0.2"))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert reader.poll() == []
+    assert len(reader.poll(final=True)) == 1  # the final poll always reads
+
+
+def test_hypertune_final_poll_reports_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "hypertune.metrics"
+    path.write_text('{"global_step": "1", "timestamp": 5.0, "trial": "0", "acc": "1"}\nnope\n{"a')
+    reader = HypertuneFileReader(path, "acc")
+    assert [r.values for r in reader.poll()] == [{"acc": 1, "step": 1}]
+    assert reader.skipped == 0  # mid-rewrite, perhaps: no verdict yet
+    assert reader.poll(final=True) == []
+    assert reader.skipped == 2
+
+
+def test_hypertune_default_tag_and_other_strings(tmp_path: Path) -> None:
+    path = tmp_path / "hypertune.metrics"
+    entry = {"global_step": "0", "timestamp": 7, "trial": "1", "training/hptuning/metric": "nan"}
+    entry |= {"checkpoint_path": "gs://b/ckpt", "huge": "9" * 30, "rate": "1e-05"}
+    path.write_text(json.dumps(entry) + "\n")
+    (report,) = HypertuneFileReader(path, "val_accuracy").poll()
+    assert report.time == 7.0
+    assert report.values["step"] == 0
+    assert report.values["checkpoint_path"] == "gs://b/ckpt"
+    assert math.isnan(float(report.values["val_accuracy"]))  # the untagged metric is ours
+    assert "trial" not in report.values
+    assert report.values["huge"] == 1e30
+    assert report.values["rate"] == 1e-05
+
+
+# -- AutoFill ----------------------------------------------------------------------------------
+
+
+def test_autofill_numbers_and_times_reports() -> None:
+    fill = AutoFill(start_time=1000.0)
+    first = fill.fill({"acc": 0.5}, now=1002.5)
+    second = fill.fill({"acc": 0.6, "training_iteration": 99, "timestamp": 1}, now=1003.0)
+    assert first == {
+        "acc": 0.5,
+        "training_iteration": 1,
+        "time_total_s": 2.5,
+        "time_this_iter_s": 2.5,
+        "timestamp": 1002,
+    }
+    # As in Ray, the auto-filled fields win over the user's.
+    assert second == {
+        "acc": 0.6,
+        "training_iteration": 2,
+        "time_total_s": 3.0,
+        "time_this_iter_s": 0.5,
+        "timestamp": 1003,
+    }
+    assert "iteration=2" in repr(fill)
+
+
+def test_autofill_continues_a_retried_trial() -> None:
+    fill = AutoFill(start_time=5000.0, iteration=7, elapsed_before=60.0)
+    out = fill.fill({}, now=5010.0)
+    assert (out["training_iteration"], out["time_total_s"], out["time_this_iter_s"]) == (8, 70, 10)
+
+
+def test_autofill_uses_the_reports_own_time_and_never_goes_backwards() -> None:
+    fill = AutoFill(start_time=100.0)
+    assert fill.fill_report(Report({"a": 1}, 104.0), read_time=110.0)["time_total_s"] == 4.0
+    assert fill.fill_report(Report({"a": 2}), read_time=110.0)["time_this_iter_s"] == 6.0
+    stepped_back = fill.fill({"a": 3}, now=108.0)  # the wall clock stepped back
+    assert stepped_back["time_this_iter_s"] == 0.0
+    assert stepped_back["time_total_s"] == 8.0
+
+
+@pytest.mark.parametrize("final", [False, True])
+def test_readers_share_the_poll_signature(tmp_path: Path, final: bool) -> None:
+    for reader in (ReportFileReader(tmp_path / "a"), HypertuneFileReader(tmp_path / "b")):
+        assert reader.poll(final=final) == []
+        assert reader.skipped == 0
+        assert reader.problems == []
+
+
+def test_hypertune_reader_racing_a_writer_sees_each_entry_once(tmp_path: Path) -> None:
+    # Real threads, real rewrites: whatever a poll catches half-written, no entry is lost or
+    # seen twice (a full window of equal-length entries keeps the size constant, too).
+    path = tmp_path / "hypertune.metrics"
+    writer, reader = _HypertuneWriter(path), HypertuneFileReader(path, "val_accuracy")
+    done = threading.Event()
+
+    def write() -> None:
+        for step in range(100, 700):
+            writer.report(0.5, step, 1000.0 + step)
+            if step % 5 == 0:
+                time.sleep(0.0005)  # let the reader keep up: 100 unread entries are lost
+        done.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    steps: list[object] = []
+    while not done.is_set():
+        steps += [r.values["step"] for r in reader.poll()]
+    thread.join()
+    steps += [r.values["step"] for r in reader.poll()]
+    assert steps == list(range(100, 700))

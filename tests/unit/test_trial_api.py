@@ -1,0 +1,228 @@
+"""``gpusched.trial``, as a trainer uses it: real subprocesses, with and without gpusched's env."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpusched import trial
+from gpusched._daemon.reports import ReportFileReader
+
+_Done = subprocess.CompletedProcess[str]
+
+
+def _env(tmp_path: Path | None) -> dict[str, str]:
+    """The test's environment without gpusched's variables, plus a trial's when ``tmp_path``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUSCHED_", "CLOUD_ML_"))}
+    if tmp_path is not None:
+        env |= {
+            "GPUSCHED_EXPERIMENT": "e7",
+            "GPUSCHED_TRIAL": "3",
+            "GPUSCHED_PARAMS": json.dumps({"learning_rate": 0.01, "optimizer": "adam"}),
+            "GPUSCHED_REPORT_FILE": str(tmp_path / "reports.jsonl"),
+            "GPUSCHED_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
+        }
+    return env
+
+
+def _run(code: str, tmp_path: Path, *, in_gpusched: bool = True) -> _Done:
+    """Run ``code`` as a trainer would be run: its own Python process, in ``tmp_path``."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        check=False,
+        env=_env(tmp_path if in_gpusched else None),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def _lines(tmp_path: Path) -> list[dict[str, object]]:
+    text = (tmp_path / "reports.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_reports_are_appended_one_line_each(tmp_path: Path) -> None:
+    result = _run(
+        """
+        import numpy as np
+        from gpusched import trial
+        trial.report(step=1, val_accuracy=0.5, loss=np.float32(0.25))
+        trial.report(step=np.int64(2), val_accuracy=np.float64(0.75), n=np.int32(4))
+        trial.report(loss=np.array(0.125))
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = _lines(tmp_path)
+    assert [{k: v for k, v in line.items() if k != "_t"} for line in lines] == [
+        {"step": 1, "val_accuracy": 0.5, "loss": 0.25},
+        {"step": 2, "val_accuracy": 0.75, "n": 4},
+        {"loss": 0.125},
+    ]
+    assert all(isinstance(line["_t"], float) for line in lines)
+    assert result.stderr == ""  # under gpusched nothing is printed
+
+
+def test_each_report_is_on_disk_before_report_returns(tmp_path: Path) -> None:
+    code = """
+        import sys
+        from gpusched import trial
+        trial.report(step=1, acc=0.5)
+        print("reported", flush=True)
+        sys.stdin.readline()
+        """
+    with subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=_env(tmp_path),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline() == "reported\n"
+        assert [line["acc"] for line in _lines(tmp_path)] == [0.5]  # the trainer still runs
+        proc.stdin.close()
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("raise_", "status", "reason"),
+    [
+        ("raise gpusched.FailedTrialError('out of data')", "failed", "out of data"),
+        ("raise gpusched.FatalError('license expired')", "fatal", "license expired"),
+        ("raise gpusched.FatalError()", "fatal", "FatalError"),
+        ("trial.fail('diverged')", "failed", "diverged"),
+        ("trial.fatal('no such dataset')", "fatal", "no such dataset"),
+    ],
+)
+def test_failures_write_a_last_status_line_and_exit_non_zero(
+    tmp_path: Path, raise_: str, status: str, reason: str
+) -> None:
+    result = _run(
+        f"""
+        import gpusched.errors as gpusched
+        from gpusched import trial
+        trial.report(step=1, acc=0.5)
+        {raise_}
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 1
+    assert _lines(tmp_path)[-1] == {"status": status, "reason": reason}
+    reader = ReportFileReader(tmp_path / "reports.jsonl")
+    assert [r.values for r in reader.poll(final=True)] == [{"step": 1, "acc": 0.5}]
+    assert reader.status == (status, reason)
+    if raise_.startswith("raise"):
+        assert "Traceback" in result.stderr  # the previous excepthook still ran
+
+
+def test_other_exceptions_leave_no_status_line(tmp_path: Path) -> None:
+    result = _run(
+        """
+        from gpusched import trial
+        trial.report(step=1, acc=0.5)
+        raise ValueError("bug")
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 1
+    assert "ValueError: bug" in result.stderr
+    assert [line.get("status") for line in _lines(tmp_path)] == [None]
+
+
+def test_the_trials_environment(tmp_path: Path) -> None:
+    result = _run(
+        """
+        import json
+        from gpusched import trial
+        params = trial.params()
+        params["mutated"] = True
+        print(json.dumps({
+            "params": trial.params(), "in": trial.in_gpusched(), "trial": trial.trial_id(),
+            "experiment": trial.experiment_id(), "ckpt": str(trial.checkpoint_dir()),
+        }))
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "params": {"learning_rate": 0.01, "optimizer": "adam"},
+        "in": True,
+        "trial": "e7/3",
+        "experiment": "e7",
+        "ckpt": str(tmp_path / "ckpt"),
+    }
+    assert (tmp_path / "ckpt").is_dir()
+
+
+def test_standalone_the_trainer_runs_and_reports_go_to_stderr(tmp_path: Path) -> None:
+    result = _run(
+        """
+        import json
+        from gpusched import trial
+        trial.report(step=2, val_accuracy=0.123456789, n=3)
+        print(json.dumps([trial.params(), trial.in_gpusched(), trial.trial_id(),
+                          trial.experiment_id(), str(trial.checkpoint_dir())]))
+        trial.fail("gave up")
+        """,
+        tmp_path,
+        in_gpusched=False,
+    )
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == [{}, False, None, None, str(tmp_path / "checkpoints")]
+    assert result.stderr.splitlines() == [
+        "[gpusched] step=2 val_accuracy=0.123457 n=3",
+        "[gpusched] trial failed: gave up",
+    ]
+    assert not (tmp_path / "reports.jsonl").exists()
+
+
+def test_ten_thousand_reports_a_second_keep_up(tmp_path: Path) -> None:
+    result = _run(
+        """
+        import time
+        from gpusched import trial
+        start = time.perf_counter()
+        for i in range(20_000):
+            trial.report(step=i, acc=i / 20_000, loss=1.0)
+        print(20_000 / (time.perf_counter() - start))
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) > 10_000
+    assert len(ReportFileReader(tmp_path / "reports.jsonl").poll()) == 20_000
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        ({"acc": "0.5"}, "acc='0.5' is a str, not a number"),
+        ({"done": True}, "done=True is a bool"),
+        ({"flag": np.bool_(True)}, "flag=True is a bool"),
+        ({"vec": np.zeros(3)}, "is a ndarray"),
+        ({"acc": None}, "acc=None is a NoneType"),
+    ],
+)
+def test_report_takes_numbers_only(
+    monkeypatch: pytest.MonkeyPatch, metrics: dict[str, object], message: str
+) -> None:
+    monkeypatch.delenv("GPUSCHED_REPORT_FILE", raising=False)
+    with pytest.raises(TypeError, match=r"trial\.report\(\)") as info:
+        trial.report(step=1, **metrics)
+    assert message in str(info.value)
+
+
+def test_report_step_must_be_an_integer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GPUSCHED_REPORT_FILE", raising=False)
+    with pytest.raises(TypeError, match=r"step=1\.5 is not an integer"):
+        trial.report(step=1.5, acc=0.5)  # type: ignore[arg-type]  # the mistake under test
