@@ -1,0 +1,27 @@
+"""gpusched: hyperparameter search on the NVIDIA GPUs of one Linux host.
+
+What a trainer needs is here: ``from gpusched import trial`` (``trial.params()``,
+``trial.report(...)``, ``trial.checkpoint_dir()``) and the two errors that end a trial on
+purpose, :class:`FailedTrialError` (no retry) and :class:`FatalError` (stop the experiment).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gpusched.errors import FailedTrialError, FatalError, GpuschedError
+
+if TYPE_CHECKING:
+    from gpusched import trial
+
+__all__ = ["__version__", "FailedTrialError", "FatalError", "GpuschedError", "trial"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # `trial` installs an excepthook when imported: only do that for code that asks for it.
+    if name == "trial":
+        import importlib
+
+        return importlib.import_module("gpusched.trial")
+    raise AttributeError(f"module 'gpusched' has no attribute {name!r}")

@@ -1,0 +1,149 @@
+"""One experiment as the scheduler holds it in memory: a mirror of its rows in the trial log.
+
+The log is the source of truth; this mirror exists so that placement and plugin calls never
+wait on SQLite. It is rebuilt from the log at start, so a restarted daemon continues the same
+search (plugins are pure functions of the views built here).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpusched.models import (
+    TERMINAL_TRIAL_STATES,
+    ExperimentState,
+    Goal,
+    ObjectiveRule,
+    TrialState,
+)
+from gpusched.plugin_api import SearchPlugin, StoppingPlugin, TrialView
+from gpusched.spec import ExperimentSpec
+
+__all__ = ["TrialRun", "ExperimentRun", "objective_of", "DEFAULT_MAX_TRIALS"]
+
+DEFAULT_MAX_TRIALS = 10
+
+
+def objective_of(values: list[float], rule: ObjectiveRule, goal: Goal) -> float | None:
+    """A trial's result: its last finite value of the metric, or its best one."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return None
+    if rule is ObjectiveRule.LAST:
+        return finite[-1]
+    return max(finite) if goal is Goal.MAXIMIZE else min(finite)
+
+
+@dataclass
+class TrialRun:
+    """A trial's state in memory (its row in the log has the same facts)."""
+
+    number: int
+    params: dict[str, Any]
+    state: TrialState = TrialState.QUEUED
+    objective: float | None = None
+    devices: list[str] = field(default_factory=list)
+    attempts: int = 0
+    reports: int = 0
+    metric_values: list[float] = field(default_factory=list)
+    metric_steps: list[int] = field(default_factory=list)
+    last_report: dict[str, Any] = field(default_factory=dict)
+
+    def view(self) -> TrialView:
+        """The immutable snapshot a plugin receives."""
+        return TrialView(
+            number=self.number, params=dict(self.params), state=self.state,
+            objective=self.objective, metric_values=tuple(self.metric_values),
+            metric_steps=tuple(self.metric_steps), last_report=dict(self.last_report),
+        )
+
+
+@dataclass
+class ExperimentRun:
+    """An experiment the scheduler is running (or that waits for GPUs)."""
+
+    id: str
+    seq: int
+    spec: ExperimentSpec
+    seed: int
+    search: SearchPlugin
+    stoppers: list[StoppingPlugin]
+    state: ExperimentState = ExperimentState.QUEUED
+    trials: dict[int, TrialRun] = field(default_factory=dict)
+    requeued: list[int] = field(default_factory=list)  # interrupted trials to run again
+    prior: list[TrialView] = field(default_factory=list)  # finished trials of `resume_from`
+    exhausted: bool = False
+    cancelling: bool = False
+    failure: str | None = None  # set when a failure rule ends the experiment
+
+    def __repr__(self) -> str:
+        return (f"<ExperimentRun {self.id} {self.state.value} trials={len(self.trials)}"
+                f" running={self.running_count()}>")
+
+    @property
+    def max_trials(self) -> int:
+        """The number of trials to run: the file's, else the grid's size, else the default."""
+        if self.spec.max_trials is not None:
+            return self.spec.max_trials
+        size = getattr(self.search, "size", None)
+        grid = size() if callable(size) else None
+        return int(grid) if grid is not None else DEFAULT_MAX_TRIALS
+
+    def running_count(self) -> int:
+        """Trials started and not yet ended."""
+        return sum(1 for t in self.trials.values() if t.state is TrialState.RUNNING)
+
+    def gpu_share_in_use(self) -> float:
+        """GPUs held by running trials (the fair-share key)."""
+        return self.running_count() * self.spec.gpus_per_trial
+
+    def history(self) -> list[TrialView]:
+        """What the search plugin sees: the resumed experiment's trials, then ours."""
+        return [*self.prior, *(t.view() for t in sorted(self.trials.values(),
+                                                          key=lambda t: t.number))]
+
+    def wants_more(self) -> bool:
+        """True if a new (or requeued) trial may start now, GPUs permitting."""
+        if self.cancelling or self.failure or self.state not in (
+            ExperimentState.QUEUED, ExperimentState.RUNNING
+        ):
+            return False
+        limit = self.spec.max_parallel_trials
+        if limit is not None and self.running_count() >= limit:
+            return False
+        if self.requeued:
+            return True
+        return not self.exhausted and len(self.trials) < self.max_trials
+
+    def all_ended(self) -> bool:
+        """True when no trial is running or waiting to run again."""
+        return not self.requeued and all(
+            t.state in TERMINAL_TRIAL_STATES for t in self.trials.values()
+        )
+
+    def failure_rule(self, trial: TrialRun, fatal: str | None) -> str | None:
+        """The reason the experiment fails after ``trial`` failed, or None (SPEC section 5)."""
+        spec = self.spec
+        ordered = sorted((t for t in self.trials.values() if t.state in TERMINAL_TRIAL_STATES),
+                         key=lambda t: t.number)
+        failed = [t for t in ordered if t.state is TrialState.FAILED]
+        if fatal is not None:
+            return f"trial {self.id}/{trial.number} raised a fatal error: {fatal}"
+        if spec.fail_fast:
+            return f"trial {self.id}/{trial.number} failed and fail_fast is set"
+        if spec.max_failed_trials is None and trial.number == 0:
+            return ("the first trial failed (set max_failed_trials to go on after failures,"
+                    " as AI Platform does)")
+        if spec.max_failed_trials is not None and len(failed) >= spec.max_failed_trials:
+            return f"{len(failed)} trials failed (max_failed_trials: {spec.max_failed_trials})"
+        streak = 0
+        for t in reversed(ordered):
+            if t.state is not TrialState.FAILED:
+                break
+            streak += 1
+        if streak >= spec.max_consecutive_failed_trials:
+            return (f"{streak} trials failed in a row (max_consecutive_failed_trials:"
+                    f" {spec.max_consecutive_failed_trials})")
+        return None

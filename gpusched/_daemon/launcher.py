@@ -1,0 +1,157 @@
+"""Starting and stopping trial processes.
+
+A trial runs in a new session (so it leads its own process group), with an environment built
+whole (anyio's ``env=`` replaces the daemon's), stdout and stderr to files in its folder. Stopping
+is our own code, after trio's ``_subprocess.py``: SIGTERM to the whole group, a grace period,
+then SIGKILL; anyio's ``Process.aclose`` would kill outright and miss grandchildren. Processes
+that left the group but not the session are found through /proc and get the same treatment, so
+no child outlives its trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import Process
+
+from gpusched._daemon.procfs import pids_in_session
+
+__all__ = [
+    "BASE_ENV_KEYS",
+    "TrialFiles",
+    "TrialProcess",
+    "trial_command",
+    "trial_environment",
+    "spawn_trial",
+]
+
+# What a trial inherits from the daemon's own environment: enough to find programs, libraries
+# and the user's home, nothing else (the experiment's `env` adds the rest).
+BASE_ENV_KEYS = (
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ",
+    "TMPDIR", "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "VIRTUAL_ENV", "CONDA_PREFIX",
+    "CONDA_DEFAULT_ENV",
+)
+_KILL_POLL_S = 0.01
+
+
+class TrialFiles:
+    """The files of one trial, all inside its own folder."""
+
+    def __init__(self, trial_dir: Path) -> None:
+        self.dir = trial_dir
+        self.stdout = trial_dir / "stdout.log"
+        self.stderr = trial_dir / "stderr.log"
+        self.reports = trial_dir / "reports.jsonl"
+        self.hypertune = trial_dir / "hypertune_metrics.json"
+        self.checkpoints = trial_dir / "checkpoint"
+
+    def create(self) -> None:
+        """Make the folder and the checkpoint folder (kept across retries and resumes)."""
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+
+
+def _flag_value(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def trial_command(command: Sequence[str], params: Mapping[str, Any]) -> list[str]:
+    """The command, then one ``--NAME=VALUE`` per hyperparameter (AI Platform's convention)."""
+    return [*command, *(f"--{name}={_flag_value(v)}" for name, v in params.items())]
+
+
+def trial_environment(
+    *,
+    daemon_env: Mapping[str, str],
+    experiment_env: Mapping[str, str],
+    experiment_id: str,
+    number: int,
+    params: Mapping[str, Any],
+    files: TrialFiles,
+    uuids: Sequence[str],
+    metric: str,
+) -> dict[str, str]:
+    """The whole environment of a trial (SPEC section 4)."""
+    env = {k: daemon_env[k] for k in BASE_ENV_KEYS if k in daemon_env}
+    env["PYTHONUNBUFFERED"] = "1"  # so that `gpusched logs --follow` shows output as it comes
+    env.update(experiment_env)
+    env.update({
+        # UUIDs, not indices: NVML and CUDA number GPUs differently, UUIDs are the same for both.
+        "CUDA_VISIBLE_DEVICES": ",".join(uuids),
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "GPUSCHED_EXPERIMENT": experiment_id,
+        "GPUSCHED_TRIAL": str(number),
+        "GPUSCHED_TRIAL_DIR": str(files.dir),
+        "GPUSCHED_PARAMS": json.dumps(dict(params)),
+        "GPUSCHED_REPORT_FILE": str(files.reports),
+        "GPUSCHED_CHECKPOINT_DIR": str(files.checkpoints),
+        "CLOUD_ML_HP_METRIC_FILE": str(files.hypertune),
+        "CLOUD_ML_HP_METRIC_TAG": metric,
+        "CLOUD_ML_TRIAL_ID": str(number),
+    })
+    return env
+
+
+class TrialProcess:
+    """A started trial: the leader process of its own session and process group."""
+
+    def __init__(self, process: Process) -> None:
+        self._process = process
+        self.pid = process.pid
+
+    def __repr__(self) -> str:
+        return f"<TrialProcess pid={self.pid} returncode={self._process.returncode}>"
+
+    async def wait(self) -> int:
+        """Wait for the leader to exit; its return code (negative: killed by that signal)."""
+        return await self._process.wait()
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+        for pid in pids_in_session(self.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+    def _alive(self) -> bool:
+        return self._process.returncode is None or bool(pids_in_session(self.pid))
+
+    async def wait_session_gone(self) -> None:
+        """Wait until neither the leader nor any process of its session is left."""
+        # No event tells when a non-child leaves a session (pidfd covers only one pid): poll.
+        while self._alive():  # noqa: ASYNC110
+            await anyio.sleep(_KILL_POLL_S)
+
+    async def stop(self, grace_s: float) -> None:
+        """SIGTERM to every process of the trial, ``grace_s`` to exit, then SIGKILL."""
+        if not self._alive():
+            return
+        self._signal_all(signal.SIGTERM)
+        with anyio.move_on_after(grace_s):
+            await self.wait_session_gone()
+        if self._alive():
+            self._signal_all(signal.SIGKILL)
+            await self.wait_session_gone()
+
+
+async def spawn_trial(
+    argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, files: TrialFiles
+) -> TrialProcess:
+    """Start a trial; OSError (command not found, not executable, bad workdir) propagates."""
+    with open(files.stdout, "ab") as out, open(files.stderr, "ab") as err:
+        process = await anyio.open_process(
+            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd,
+            env=dict(env), start_new_session=True,
+        )
+    return TrialProcess(process)

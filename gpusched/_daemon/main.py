@@ -1,0 +1,77 @@
+"""`gpusched daemon`: start, serve until a signal, shut down in order.
+
+The first SIGTERM or SIGINT stops admitting trials, sends the running ones SIGTERM with the
+grace period, records them ``interrupted`` (they run again at the next start) and exits; a
+second SIGINT forces the exit (uvicorn's ``server.py`` does the same), still killing every
+trial process on the way out.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+from pathlib import Path
+
+import anyio
+from anyio import CancelScope
+
+from gpusched._daemon.fake_gpus import FakeBackend
+from gpusched._daemon.gpu_backend import GpuBackend
+from gpusched._daemon.nvml import NvmlBackend
+from gpusched._daemon.scheduler import Scheduler
+from gpusched._daemon.server import Server
+from gpusched._daemon.store import open_store
+from gpusched.config import DaemonSettings
+from gpusched.log import get_logger
+
+__all__ = ["make_backend", "run_daemon"]
+
+log = get_logger("gpusched.daemon")
+
+
+def make_backend(fake_gpus: str | None) -> GpuBackend:
+    """The fake backend for ``--fake-gpus N|FILE``, else NVML."""
+    if fake_gpus is not None:
+        return FakeBackend.from_arg(fake_gpus)
+    return NvmlBackend()
+
+
+async def _watch_signals(scheduler: Scheduler, force: CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if scheduler.closing:
+                if signum == signal.SIGINT:
+                    log.warning("shutdown_forced")
+                    force.cancel()
+                continue
+            log.info("signal_received", signal=signal.Signals(signum).name)
+            await scheduler.shutdown()
+
+
+async def run_daemon(
+    *, socket_path: Path, state_dir: Path, settings: DaemonSettings, backend: GpuBackend,
+    socket_mode: int = 0o600,
+) -> None:
+    """Run the daemon until it is told to stop."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        async with open_store(state_dir / "trials.db") as store:
+            scheduler = Scheduler(store=store, backend=backend, settings=settings,
+                                  state_dir=state_dir)
+            server = Server(scheduler)
+            async with anyio.create_task_group() as tg:
+
+                async def scheduler_then_stop(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+                    await scheduler.run(task_status=task_status)
+                    tg.cancel_scope.cancel()  # every trial is recorded: stop serving, exit
+
+                await tg.start(scheduler_then_stop)
+                tg.start_soon(_watch_signals, scheduler, tg.cancel_scope)
+                await tg.start(functools.partial(server.serve, socket_path, mode=socket_mode))
+                log.info("daemon_ready", pid=os.getpid(), socket=str(socket_path),
+                         state_dir=str(state_dir), backend=backend.kind,
+                         gpus=len(scheduler.devices.slots))
+    finally:
+        backend.close()
+    log.info("daemon_stopped")

@@ -1,0 +1,404 @@
+"""The scheduling loop: which experiment's next trial goes on which GPUs, and when.
+
+Event-driven: a submit, a trial's end, a device coming back from ``releasing``, a cancel, each
+wakes the loop, which places as many trials as fit. Experiments are served by priority, then
+fair share (fewest GPUs in use), then first come. The device poller reads the driver every
+``poll_interval_s``, and every ``release_poll_s`` while something is releasing, and at once when
+a trial ends, so that a freed GPU gets its next trial without waiting for a slow poll.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from gpusched._daemon import procfs
+from gpusched._daemon.devices import DeviceTable
+from gpusched._daemon.experiment import ExperimentRun, TrialRun
+from gpusched._daemon.gpu_backend import GpuBackend
+from gpusched._daemon.store import Store
+from gpusched._daemon.trial_runner import TrialRunner
+from gpusched.config import DaemonSettings
+from gpusched.errors import NotFoundError, PluginError, RequestError
+from gpusched.log import get_logger
+from gpusched.models import ExperimentState, Goal, TrialState
+from gpusched.plugin_api import StoppingPlugin, TrialView
+from gpusched.plugins import make_search_plugin, make_stopping_plugin
+from gpusched.spec import ExperimentSpec
+
+__all__ = ["Scheduler"]
+
+log = get_logger("gpusched.scheduler")
+
+
+class Scheduler:
+    """Owns the devices, the experiments in progress and their running trials."""
+
+    def __init__(
+        self, *, store: Store, backend: GpuBackend, settings: DaemonSettings, state_dir: Path,
+        daemon_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.settings = settings
+        self.state_dir = state_dir
+        self.devices = DeviceTable([], settings)
+        self.active: dict[str, ExperimentRun] = {}
+        self.runners: dict[str, TrialRunner] = {}
+        self._daemon_env = dict(os.environ if daemon_env is None else daemon_env)
+        self._kick = anyio.Event()
+        self._poll_now = anyio.Event()
+        self._closing = False
+        self._tg: TaskGroup | None = None
+        self._cpu_slots = os.cpu_count() or 1
+
+    def __repr__(self) -> str:
+        states = [s.state.value for s in self.devices.slots.values()]
+        busy, releasing = states.count("busy"), states.count("releasing")
+        queued = sum(e.max_trials - len(e.trials) + len(e.requeued) for e in self.active.values()
+                     if not e.exhausted)
+        return (f"<Scheduler gpus={len(states)} busy={busy} releasing={releasing}"
+                f" running={len(self.runners)} queued={queued}>")
+
+    @property
+    def closing(self) -> bool:
+        """True once shutdown has begun."""
+        return self._closing
+
+    def kick(self) -> None:
+        """Wake the placement loop."""
+        self._kick.set()
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Discover GPUs, restore the log's experiments, then place trials until shutdown."""
+        infos = await anyio.to_thread.run_sync(self.backend.discover)
+        self.devices = DeviceTable(infos, self.settings)
+        log.info("gpus_found", backend=self.backend.kind, count=len(infos),
+                 uuids=[i.uuid for i in infos])
+        await self._poll_devices_once()
+        await self._restore()
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self._poll_loop)
+            task_status.started()
+            await self._placement_loop()
+            tg.cancel_scope.cancel()
+
+    async def shutdown(self) -> None:
+        """Admit no new trial; stop running ones (recorded ``interrupted``); return when done."""
+        if self._closing:
+            return
+        self._closing = True
+        log.info("shutdown_started", running=len(self.runners))
+        for runner in list(self.runners.values()):
+            runner.request_stop(TrialState.INTERRUPTED, "the daemon stopped while it ran",
+                                self.settings.shutdown_grace_s)
+        self.kick()
+
+    async def _placement_loop(self) -> None:
+        while True:
+            if self._closing:
+                if not self.runners:
+                    return
+            else:
+                await self._place_all()
+            await self._kick.wait()
+            self._kick = anyio.Event()
+
+    # -- GPUs ---------------------------------------------------------------------------------
+
+    def _read_devices(self) -> tuple[Any, dict[int, list[int]]]:
+        return self.backend.read(), procfs.session_members()
+
+    async def _poll_devices_once(self) -> None:
+        if not self.devices.slots:
+            return
+        readings, sessions = await anyio.to_thread.run_sync(self._read_devices)
+        if self.devices.update(readings, sessions):
+            self.kick()
+
+    async def _poll_loop(self) -> None:
+        while True:
+            try:
+                await self._poll_devices_once()
+            except Exception as exc:  # the driver edge must never take the daemon down
+                log.error("gpu_poll_failed", error=repr(exc))
+            fast = self.devices.any_releasing()
+            interval = self.settings.release_poll_s if fast else self.settings.poll_interval_s
+            with anyio.move_on_after(interval):
+                await self._poll_now.wait()
+            self._poll_now = anyio.Event()
+
+    # -- placement ----------------------------------------------------------------------------
+
+    def _order(self) -> list[ExperimentRun]:
+        return sorted(
+            (e for e in self.active.values() if e.wants_more()),
+            key=lambda e: (-e.spec.priority, e.gpu_share_in_use(), e.seq),
+        )
+
+    def _pick(self, exp: ExperimentRun) -> list[str] | None:
+        share = exp.spec.gpus_per_trial
+        if share == 0:
+            cpu_running = sum(1 for r in self.runners.values() if not r.uuids)
+            limit = exp.spec.max_parallel_trials or self._cpu_slots
+            return [] if cpu_running < max(limit, 1) else None
+        return self.devices.pick(share, exp.spec.gpu_memory_mib)
+
+    async def _place_all(self) -> None:
+        placed = True
+        while placed and not self._closing:
+            placed = False
+            for exp in self._order():
+                uuids = self._pick(exp)
+                if uuids is None:
+                    continue
+                trial = await self._next_trial(exp)
+                if trial is None:
+                    continue
+                self._launch(exp, trial, uuids)
+                placed = True
+                break
+
+    async def _next_trial(self, exp: ExperimentRun) -> TrialRun | None:
+        if exp.requeued:
+            return exp.trials[exp.requeued.pop(0)]
+        number = len(exp.trials)
+        try:
+            params = exp.search.suggest(number, exp.history())
+        except Exception as exc:  # a plugin's bug ends its experiment, not the daemon
+            exp.failure = f"search plugin '{exp.spec.search_algorithm}' failed: {exc!r}"
+            await self._maybe_finish(exp)
+            return None
+        if params is None:
+            exp.exhausted = True
+            await self._maybe_finish(exp)
+            return None
+        trial = TrialRun(number=number, params=dict(params))
+        exp.trials[number] = trial
+        trial_dir = str(self._trial_dir(exp, trial))
+        await self.store.create_trial(exp.id, number, trial.params, trial_dir)
+        return trial
+
+    def _trial_dir(self, exp: ExperimentRun, trial: TrialRun) -> Path:
+        return self.state_dir / "trials" / exp.id / str(trial.number)
+
+    def _launch(self, exp: ExperimentRun, trial: TrialRun, uuids: list[str]) -> None:
+        key = f"{exp.id}/{trial.number}"
+        share = 1.0 if exp.spec.gpus_per_trial >= 1 else exp.spec.gpus_per_trial
+        self.devices.assign(key, uuids, share)
+        trial.state, trial.devices = TrialState.RUNNING, list(uuids)
+        runner = TrialRunner(
+            experiment=exp, trial=trial, uuids=uuids, store=self.store, backend=self.backend,
+            devices=self.devices, settings=self.settings, trial_dir=self._trial_dir(exp, trial),
+            daemon_env=self._daemon_env, on_end=self._trial_ended,
+        )
+        self.runners[key] = runner
+        assert self._tg is not None
+        if exp.state is ExperimentState.QUEUED:
+            exp.state = ExperimentState.RUNNING
+            self._tg.start_soon(self._mark_running, exp)
+        self._tg.start_soon(self._run_guarded, runner)
+
+    async def _run_guarded(self, runner: TrialRunner) -> None:
+        """Run a trial; a bug or a store failure in it is logged and ends only that trial."""
+        try:
+            await runner.run()
+        except Exception as exc:
+            log.exception("trial_runner_failed", trial=runner.key, error=repr(exc))
+            self.runners.pop(runner.key, None)
+            if runner.key in {k for s in self.devices.slots.values() for k in s.holders}:
+                self.devices.release(runner.key, runner.uuids)
+            runner.trial.state = TrialState.FAILED
+            self.kick()
+
+    async def _mark_running(self, exp: ExperimentRun) -> None:
+        await self.store.update_experiment(exp.id, state=exp.state.value, started_at=_now())
+        await self.store.add_event("experiment_started", exp.id)
+
+    # -- endings ------------------------------------------------------------------------------
+
+    async def _trial_ended(self, exp: ExperimentRun, trial: TrialRun, fatal: str | None) -> None:
+        self.runners.pop(f"{exp.id}/{trial.number}", None)
+        self._poll_now.set()  # the release barrier starts now, not at the next slow poll
+        if trial.state is TrialState.INTERRUPTED and not self._closing:
+            exp.requeued.append(trial.number)
+        if trial.state is TrialState.FAILED and exp.failure is None:
+            reason = exp.failure_rule(trial, fatal)
+            if reason is not None:
+                exp.failure = reason
+                for key, runner in list(self.runners.items()):
+                    if key.startswith(f"{exp.id}/"):
+                        runner.request_stop(TrialState.CANCELLED, f"experiment failed: {reason}")
+        await self._maybe_finish(exp)
+        self.kick()
+
+    async def _maybe_finish(self, exp: ExperimentRun) -> None:
+        if exp.id not in self.active or not exp.all_ended():
+            return
+        if exp.failure:
+            state, reason = ExperimentState.FAILED, exp.failure
+        elif exp.cancelling:
+            state, reason = ExperimentState.CANCELLED, "cancelled"
+        elif exp.wants_more() or self._closing:
+            return
+        else:
+            state, reason = ExperimentState.COMPLETED, self._summary(exp)
+        exp.state = state
+        del self.active[exp.id]
+        await self.store.update_experiment(exp.id, state=state.value, reason=reason,
+                                           ended_at=_now())
+        await self.store.add_event("experiment_ended", exp.id, state=state.value, reason=reason)
+        log.info("experiment_ended", experiment=exp.id, state=state.value, reason=reason)
+
+    def _summary(self, exp: ExperimentRun) -> str:
+        done = [t for t in exp.trials.values() if t.objective is not None]
+        why = "search space exhausted" if exp.exhausted else f"{len(exp.trials)} trials run"
+        if not done:
+            return f"{why}; no trial reported '{exp.spec.metric}'"
+        sign = -1.0 if exp.spec.goal is Goal.MAXIMIZE else 1.0
+        best = min(done, key=lambda t: sign * (t.objective or 0.0))
+        return f"{why}; best {exp.spec.metric} = {best.objective:g} (trial {exp.id}/{best.number})"
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def _plugins(self, spec: ExperimentSpec, seed: int) -> tuple[Any, list[StoppingPlugin]]:
+        search = make_search_plugin(spec.search_algorithm, spec.space(), goal=spec.goal,
+                                    seed=seed, options=spec.search_options)
+        stoppers = []
+        if spec.stop:
+            stoppers.append(make_stopping_plugin("bounds", metric=spec.metric, goal=spec.goal,
+                                                 options=spec.stop))
+        if spec.early_stopping_policy:
+            stoppers.append(make_stopping_plugin(
+                spec.early_stopping_policy, metric=spec.metric, goal=spec.goal,
+                options=spec.early_stopping_options))
+        return search, stoppers
+
+    async def submit(self, spec: ExperimentSpec, owner_uid: int | None) -> str:
+        """Record and queue an experiment; return its id. Bad plugins -> RequestError."""
+        if self._closing:
+            raise RequestError("shutting_down", "the daemon is shutting down; submit again later")
+        seed = spec.search_seed if spec.search_seed is not None else secrets.randbelow(2**31)
+        try:
+            search, stoppers = self._plugins(spec, seed)
+        except PluginError as exc:
+            raise RequestError("invalid_experiment", str(exc)) from None
+        prior = await self._prior(spec)
+        exp_id = await self.store.create_experiment(
+            name=spec.name, spec=spec.to_dict(), seed=seed, priority=spec.priority,
+            owner_uid=owner_uid,
+        )
+        seq = int(exp_id[1:])
+        self.active[exp_id] = ExperimentRun(exp_id, seq, spec, seed, search, stoppers,
+                                            prior=prior)
+        await self.store.add_event("experiment_submitted", exp_id, owner_uid=owner_uid)
+        log.info("experiment_submitted", experiment=exp_id, name=spec.name)
+        self.kick()
+        return exp_id
+
+    async def _prior(self, spec: ExperimentSpec) -> list[TrialView]:
+        if not spec.resume_from:
+            return []
+        row = await self.store.experiment(spec.resume_from)
+        if row is None:
+            raise RequestError("invalid_experiment",
+                               f"resume_from: no experiment '{spec.resume_from}'")
+        rows = await self.store.trials(row["id"])
+        series = await self.store.metric_series(row["id"], [r["number"] for r in rows],
+                                                spec.metric)
+        views: list[TrialView] = []
+        for r in rows:
+            state = TrialState(r["state"])
+            if state in (TrialState.COMPLETED, TrialState.STOPPED) and r["objective"] is not None:
+                pairs = series.get(r["number"], [])
+                views.append(TrialView(
+                    number=-1 - len(views), params=r["params"], state=state,
+                    objective=r["objective"], metric_values=tuple(v for _, v in pairs),
+                    metric_steps=tuple(s for s, _ in pairs)))
+        return views
+
+    async def cancel(self, exp_id: str, number: int | None) -> str:
+        """Cancel an experiment (all its trials) or one trial; return what was done."""
+        exp = self.active.get(exp_id)
+        if exp is None:
+            raise RequestError("not_running", f"{exp_id} is not queued or running")
+        if number is not None:
+            return await self._cancel_trial(exp, number)
+        exp.cancelling = True
+        exp.requeued.clear()
+        for key, runner in list(self.runners.items()):
+            if key.startswith(f"{exp_id}/"):
+                runner.request_stop(TrialState.CANCELLED, "cancelled")
+        await self.store.add_event("experiment_cancel_requested", exp_id)
+        await self._maybe_finish(exp)
+        return f"cancelling {exp_id}"
+
+    async def _cancel_trial(self, exp: ExperimentRun, number: int) -> str:
+        key = f"{exp.id}/{number}"
+        runner = self.runners.get(key)
+        if runner is not None:
+            runner.request_stop(TrialState.CANCELLED, "cancelled")
+            return f"cancelling {key}"
+        if number in exp.requeued:
+            exp.requeued.remove(number)
+            exp.trials[number].state = TrialState.CANCELLED
+            await self.store.update_trial(exp.id, number, state="cancelled", reason="cancelled")
+            await self._maybe_finish(exp)
+            return f"cancelled {key}"
+        if number not in exp.trials:
+            raise NotFoundError(f"no trial {key}")
+        raise RequestError("not_running", f"{key} has already ended")
+
+    # -- restart ------------------------------------------------------------------------------
+
+    async def _restore(self) -> None:
+        """Rebuild the experiments in progress from the log after a (re)start."""
+        for row in reversed(await self.store.experiments(include_finished=False)):
+            spec = ExperimentSpec.from_dict(row["spec"])
+            try:
+                search, stoppers = self._plugins(spec, row["seed"])
+            except PluginError as exc:
+                await self.store.update_experiment(row["id"], state="failed", reason=str(exc),
+                                                   ended_at=_now())
+                continue
+            exp = ExperimentRun(row["id"], row["seq"], spec, row["seed"], search, stoppers,
+                                state=ExperimentState(row["state"]),
+                                prior=await self._prior(spec))
+            await self._restore_trials(exp)
+            self.active[exp.id] = exp
+            log.info("experiment_restored", experiment=exp.id, trials=len(exp.trials),
+                     requeued=exp.requeued)
+
+    async def _restore_trials(self, exp: ExperimentRun) -> None:
+        rows = await self.store.trials(exp.id)
+        series = await self.store.metric_series(exp.id, [r["number"] for r in rows],
+                                                exp.spec.metric)
+        for r in rows:
+            state = TrialState(r["state"])
+            pairs = series.get(r["number"], [])
+            trial = TrialRun(number=r["number"], params=r["params"], state=state,
+                             objective=r["objective"], attempts=r["attempts"],
+                             reports=r["reports"], metric_values=[v for _, v in pairs],
+                             metric_steps=[s for s, _ in pairs])
+            exp.trials[trial.number] = trial
+            if state is TrialState.RUNNING:
+                trial.state = TrialState.INTERRUPTED
+                await self.store.update_trial(exp.id, trial.number, state="interrupted",
+                                              reason="the daemon went down while it ran")
+            if trial.state in (TrialState.INTERRUPTED, TrialState.QUEUED):
+                trial.objective = None  # it runs again: its result comes from that run
+                exp.requeued.append(trial.number)
+
+
+def _now() -> float:
+    return time.time()

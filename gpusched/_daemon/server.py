@@ -1,0 +1,252 @@
+"""The Unix-socket server: one JSON request per line in, one response per line out.
+
+Reads are bounded (``MAX_LINE_BYTES``) and idle connections time out, so a garbage, oversized or
+stalled client costs the daemon one small task and never disturbs the others. An existing socket
+file is probed before it is removed (pueue's ``socket/unix.rs``): a live daemon is never
+displaced, a stale file from a crash is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from gpusched import __version__
+from gpusched._daemon import views
+from gpusched._daemon.scheduler import Scheduler
+from gpusched.errors import ConfigError, GpuschedError, NotFoundError, RequestError, SpecError
+from gpusched.log import get_logger
+from gpusched.models import Goal
+from gpusched.protocol import (
+    MAX_LINE_BYTES,
+    VERSION,
+    decode_request,
+    encode,
+    error_response,
+    ok_response,
+)
+from gpusched.spec import parse_experiment
+
+__all__ = ["Server", "prepare_socket_path"]
+
+log = get_logger("gpusched.server")
+IDLE_TIMEOUT_S = 300.0
+Handler = Callable[[dict[str, Any], int | None], Awaitable[Any]]
+
+
+def prepare_socket_path(path: Path) -> None:
+    """Make the socket's folder; remove a stale socket file, refuse a live one."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    if not path.exists() and not path.is_symlink():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()  # nobody answers: a leftover of a daemon that died
+        return
+    finally:
+        probe.close()
+    raise ConfigError(f"another daemon is listening at {path}; stop it first or use --socket")
+
+
+def _peer_uid(stream: SocketStream) -> int | None:
+    try:
+        raw = stream.extra(SocketAttribute.raw_socket)
+        creds = raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        return int(struct.unpack("3i", creds)[1])
+    except (OSError, AttributeError, struct.error):
+        return None
+
+
+class Server:
+    """Answers client requests from the trial log and the scheduler."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.store = scheduler.store
+        self.connections = 0
+        self._handlers: dict[str, Handler] = {
+            "hello": self._hello, "submit": self._submit, "experiments": self._experiments,
+            "trials": self._trials, "show": self._show, "best": self._best,
+            "cancel": self._cancel, "gpus": self._gpus, "trial_files": self._trial_files,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Server connections={self.connections}>"
+
+    async def serve(self, path: Path, *, mode: int = 0o600,
+                    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Listen at ``path`` until cancelled."""
+        prepare_socket_path(path)
+        listener = await anyio.create_unix_listener(path, mode=mode)
+        log.info("listening", socket=str(path))
+        task_status.started()
+        try:
+            await listener.serve(self._connection)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await listener.aclose()
+            path.unlink(missing_ok=True)
+
+    async def _connection(self, stream: SocketStream) -> None:
+        self.connections += 1
+        uid = _peer_uid(stream)
+        reader = BufferedByteReceiveStream(stream)
+        try:
+            async with stream:
+                while True:
+                    line: bytes | None = None
+                    with anyio.move_on_after(IDLE_TIMEOUT_S):
+                        line = await reader.receive_until(b"\n", MAX_LINE_BYTES)
+                    if line is None:
+                        return  # idle too long: free the slot for live clients
+                    await stream.send(encode(await self._respond(line, uid)))
+        except anyio.DelimiterNotFound:
+            await _send_quietly(stream, error_response(
+                None, "too_large", f"request longer than {MAX_LINE_BYTES} bytes"))
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+                anyio.ClosedResourceError, ConnectionError):
+            pass  # the client went away: nothing to answer
+        finally:
+            self.connections -= 1
+
+    async def _respond(self, line: bytes, uid: int | None) -> dict[str, Any]:
+        request_id: Any = None
+        try:
+            request_id, op, args = decode_request(line)
+            return ok_response(request_id, await self._handlers[op](args, uid))
+        except SpecError as exc:
+            return error_response(request_id, "invalid_experiment", str(exc),
+                                  [str(p) for p in exc.problems])
+        except RequestError as exc:
+            return error_response(request_id, exc.code, str(exc))
+        except GpuschedError as exc:
+            return error_response(request_id, type(exc).__name__, str(exc))
+        except Exception as exc:  # a bug answers this request with an error, and only it
+            log.exception("request_failed", error=repr(exc))
+            return error_response(request_id, "internal", f"internal error: {exc!r}")
+
+    # -- handlers -----------------------------------------------------------------------------
+
+    async def _hello(self, args: dict[str, Any], uid: int | None) -> Any:
+        return {"protocol": VERSION, "version": __version__, "pid": os.getpid(),
+                "backend": self.scheduler.backend.kind, "gpus": len(self.scheduler.devices.slots)}
+
+    async def _submit(self, args: dict[str, Any], uid: int | None) -> Any:
+        data = args.get("experiment")
+        base_dir = args.get("base_dir")
+        if not isinstance(base_dir, str) or not os.path.isabs(base_dir):
+            raise RequestError("bad_request", "submit needs 'base_dir', an absolute path")
+        spec = parse_experiment(data, base_dir=base_dir, source=str(args.get("source", "")))
+        exp_id = await self.scheduler.submit(spec, uid)
+        return {"id": exp_id, "name": spec.name}
+
+    async def _experiment_row(self, name: Any) -> dict[str, Any]:
+        if not isinstance(name, str):
+            raise RequestError("bad_request", "name an experiment")
+        row = await self.store.experiment(name)
+        if row is None:
+            raise NotFoundError(f"no experiment '{name}' (see `gpusched ls`)")
+        return row
+
+    async def _experiments(self, args: dict[str, Any], uid: int | None) -> Any:
+        rows = await self.store.experiments(include_finished=bool(args.get("all", True)))
+        trials = await self.store.trials()
+        by_exp: dict[str, list[dict[str, Any]]] = {}
+        for t in trials:
+            by_exp.setdefault(t["experiment_id"], []).append(t)
+        return [views.experiment_view(r, by_exp.get(r["id"], [])) for r in rows]
+
+    async def _trials(self, args: dict[str, Any], uid: int | None) -> Any:
+        row = await self._experiment_row(args.get("experiment"))
+        out = [views.trial_view(t, exp_id=row["id"]) for t in await self.store.trials(row["id"])]
+        sort = args.get("sort")
+        if isinstance(sort, str) and sort:
+            key, reverse = sort.lstrip("-"), sort.startswith("-")
+            if out and key not in out[0] and not key.startswith("params."):
+                raise RequestError("bad_request", f"cannot sort by '{key}'")
+            out.sort(key=lambda t: _sort_key(t, key), reverse=reverse)
+        limit = args.get("limit")
+        if isinstance(limit, int) and limit >= 0:
+            out = out[:limit]
+        return out
+
+    async def _show(self, args: dict[str, Any], uid: int | None) -> Any:
+        exp_name, number = _target(args.get("target"))
+        row = await self._experiment_row(exp_name)
+        trials = await self.store.trials(row["id"])
+        if number is None:
+            view = views.experiment_view(row, trials)
+            view["spec"] = row["spec"]
+            view["events"] = (await self.store.events(row["id"]))[-50:]
+            return view
+        trial = next((t for t in trials if t["number"] == number), None)
+        if trial is None:
+            raise NotFoundError(f"no trial {row['id']}/{number}")
+        view = views.trial_view(trial, exp_id=row["id"])
+        reports = await self.store.reports(row["id"], number)
+        view["last_report"] = reports[-1] if reports else None
+        view["events"] = await self.store.events(row["id"], number)
+        return view
+
+    async def _best(self, args: dict[str, Any], uid: int | None) -> Any:
+        row = await self._experiment_row(args.get("experiment"))
+        n = args.get("n", 1)
+        if not isinstance(n, int) or n < 1:
+            raise RequestError("bad_request", "-n must be a whole number >= 1")
+        goal = Goal(row["spec"]["goal"])
+        trials = await self.store.trials(row["id"])
+        return [views.trial_view(t, exp_id=row["id"]) for t in views.best_trials(trials, goal, n)]
+
+    async def _cancel(self, args: dict[str, Any], uid: int | None) -> Any:
+        exp_name, number = _target(args.get("target"))
+        row = await self._experiment_row(exp_name)
+        return {"message": await self.scheduler.cancel(row["id"], number)}
+
+    async def _gpus(self, args: dict[str, Any], uid: int | None) -> Any:
+        devices = self.scheduler.devices.snapshot()
+        return {"backend": self.scheduler.backend.kind, "devices": devices}
+
+    async def _trial_files(self, args: dict[str, Any], uid: int | None) -> Any:
+        exp_name, number = _target(args.get("trial"))
+        if number is None:
+            raise RequestError("bad_request", "name a trial as EXP/N")
+        row = await self._experiment_row(exp_name)
+        trial = await self.store.trial(row["id"], number)
+        if trial is None:
+            raise NotFoundError(f"no trial {row['id']}/{number}")
+        folder = Path(trial["dir"])
+        return {"id": f"{row['id']}/{number}", "state": trial["state"], "dir": str(folder),
+                "stdout": str(folder / "stdout.log"), "stderr": str(folder / "stderr.log")}
+
+
+def _target(value: Any) -> tuple[str, int | None]:
+    if not isinstance(value, str):
+        raise RequestError("bad_request", "name an experiment (EXP) or a trial (EXP/N)")
+    try:
+        return views.parse_target(value)
+    except ValueError as exc:
+        raise RequestError("bad_request", str(exc)) from None
+
+
+def _sort_key(trial: dict[str, Any], key: str) -> tuple[int, Any]:
+    value = trial["params"].get(key[7:]) if key.startswith("params.") else trial.get(key)
+    if value is None:
+        return (1, 0)
+    return (0, value) if isinstance(value, int | float) else (0, str(value))
+
+
+async def _send_quietly(stream: SocketStream, message: dict[str, Any]) -> None:
+    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
+        await stream.send(encode(message))

@@ -1,0 +1,248 @@
+"""Runs one attempt of one trial, from spawn to its recorded end.
+
+While the trial runs, its report files are read every ``report_poll_s``, stored in batches, and
+shown to the stopping plugins; a stop (early stopping, a bound, cancel, timeout, shutdown) is
+SIGTERM to the whole process group, the grace period, then SIGKILL. Whatever happens, including
+cancellation of the daemon itself, the trial's processes are gone before this returns.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from gpusched._daemon.devices import DeviceTable
+from gpusched._daemon.experiment import ExperimentRun, TrialRun, objective_of
+from gpusched._daemon.gpu_backend import GpuBackend
+from gpusched._daemon.launcher import (
+    TrialFiles,
+    TrialProcess,
+    spawn_trial,
+    trial_command,
+    trial_environment,
+)
+from gpusched._daemon.report_collector import ReportCollector
+from gpusched._daemon.store import Store
+from gpusched.config import DaemonSettings
+from gpusched.log import get_logger
+from gpusched.models import TrialState
+
+__all__ = ["TrialRunner", "describe_exit"]
+
+log = get_logger("gpusched.trial")
+
+
+def describe_exit(code: int) -> str:
+    """``exited with code 3`` or ``killed by signal SIGKILL``."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"killed by signal {name}"
+    return f"exited with code {code}"
+
+
+class TrialRunner:
+    """One attempt of one trial. Create, then ``await run()``; ``request_stop`` from anywhere."""
+
+    def __init__(
+        self,
+        *,
+        experiment: ExperimentRun,
+        trial: TrialRun,
+        uuids: Sequence[str],
+        store: Store,
+        backend: GpuBackend,
+        devices: DeviceTable,
+        settings: DaemonSettings,
+        trial_dir: Path,
+        daemon_env: Mapping[str, str],
+        on_end: Callable[[ExperimentRun, TrialRun, str | None], Awaitable[None]],
+    ) -> None:
+        self.exp = experiment
+        self.trial = trial
+        self.uuids = list(uuids)
+        self.key = f"{experiment.id}/{trial.number}"
+        self._store = store
+        self._backend = backend
+        self._devices = devices
+        self._settings = settings
+        self._files = TrialFiles(trial_dir)
+        self._daemon_env = daemon_env
+        self._on_end = on_end
+        self._stop_request: tuple[TrialState, str, float] | None = None
+        self._stop_event = anyio.Event()
+        self.pid: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<TrialRunner {self.key} pid={self.pid} state={self.trial.state.value}>"
+
+    def request_stop(self, state: TrialState, reason: str, grace_s: float | None = None) -> None:
+        """Stop the trial, to be recorded as ``state`` with ``reason`` (the first request wins)."""
+        if self._stop_request is None:
+            grace = self._settings.grace_period_s if grace_s is None else grace_s
+            self._stop_request = (state, reason, grace)
+            self._stop_event.set()
+
+    async def run(self) -> None:
+        """Spawn, watch, stop if asked, record the end, release the devices."""
+        trial, spec = self.trial, self.exp.spec
+        trial.attempts += 1
+        self._files.create()
+        env = trial_environment(
+            daemon_env=self._daemon_env, experiment_env=spec.env, experiment_id=self.exp.id,
+            number=trial.number, params=trial.params, files=self._files, uuids=self.uuids,
+            metric=spec.metric,
+        )
+        argv = trial_command(spec.command, trial.params)
+        collector = ReportCollector(
+            self._files, metric_tag=spec.metric, first_iteration=trial.reports
+        )
+        try:
+            proc = await spawn_trial(argv, env=env, cwd=Path(spec.workdir), files=self._files)
+        except OSError as exc:
+            reason = f"cannot start {argv[0]!r} in {spec.workdir}: {exc.strerror or exc}"
+            await self._finish(TrialState.FAILED, reason, None, None)
+            return
+        self.pid = proc.pid
+        self._backend.note_trial(proc.pid, self.uuids)
+        self._devices.set_session(self.key, self.uuids, proc.pid)
+        await self._record_start(proc)
+        code: int | None = None
+        try:
+            code = await self._watch(proc, collector)
+        finally:
+            with anyio.CancelScope(shield=True):
+                # No child outlives its trial, whether it ended, was stopped or we are cancelled.
+                await proc.stop(0.0 if code is None else self._settings.grace_period_s)
+                if code is None:
+                    code = await proc.wait()
+                await self._ingest(collector, final=True)
+                await self._conclude(code, collector)
+
+    async def _record_start(self, proc: TrialProcess) -> None:
+        trial = self.trial
+        await self._store.update_trial(
+            self.exp.id, trial.number, state=TrialState.RUNNING.value, pid=proc.pid,
+            devices=self.uuids, attempts=trial.attempts, started_at=time.time(),
+            exit_code=None, exit_signal=None, reason=None,
+        )
+        await self._store.add_event("trial_started", self.exp.id, trial.number, pid=proc.pid,
+                                    devices=self.uuids, attempt=trial.attempts)
+        log.info("trial_started", trial=self.key, pid=proc.pid, gpus=self.uuids,
+                 attempt=trial.attempts)
+
+    async def _watch(self, proc: TrialProcess, collector: ReportCollector) -> int:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._collect_loop, collector)
+            tg.start_soon(self._stop_when_asked, proc)
+            if self.exp.spec.trial_timeout_s is not None:
+                tg.start_soon(self._timeout, self.exp.spec.trial_timeout_s)
+            code = await proc.wait()
+            tg.cancel_scope.cancel()
+        return code
+
+    async def _collect_loop(self, collector: ReportCollector) -> None:
+        while True:
+            await anyio.sleep(self._settings.report_poll_s)
+            await self._ingest(collector, final=False)
+
+    async def _stop_when_asked(self, proc: TrialProcess) -> None:
+        await self._stop_event.wait()
+        assert self._stop_request is not None
+        await proc.stop(self._stop_request[2])
+
+    async def _timeout(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+        self.request_stop(TrialState.FAILED, f"trial_timeout of {seconds:g}s exceeded")
+
+    async def _ingest(self, collector: ReportCollector, *, final: bool) -> None:
+        # Shielded: once the reader has consumed bytes, the reports must reach the log even if
+        # the trial ends (and its watch group is cancelled) in the middle of this poll.
+        with anyio.CancelScope(shield=True):
+            await self._ingest_now(collector, final=final)
+
+    async def _ingest_now(self, collector: ReportCollector, *, final: bool) -> None:
+        new = await anyio.to_thread.run_sync(collector.poll, final)
+        for problem in collector.take_problems():
+            log.warning("report_skipped", trial=self.key, problem=problem)
+        if not new:
+            return
+        trial = self.trial
+        await self._store.add_reports(self.exp.id, trial.number, trial.reports, new)
+        trial.reports += len(new)
+        metric = self.exp.spec.metric
+        for report in new:
+            value = report.get(metric)
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
+                value
+            ):
+                trial.metric_values.append(float(value))
+                trial.metric_steps.append(int(report.get("training_iteration", trial.reports)))
+        trial.last_report = dict(new[-1])
+        if not final and self._stop_request is None:
+            self._consult_stoppers(new)
+
+    def _consult_stoppers(self, new: list[dict[str, Any]]) -> None:
+        view = self.trial.view()
+        others = [t.view() for n, t in self.exp.trials.items() if n != self.trial.number]
+        for stopper in self.exp.stoppers:
+            try:
+                reason = stopper.should_stop(view, new, others)
+            except Exception as exc:  # a plugin's bug must not take the daemon down
+                log.error("stopping_plugin_failed", trial=self.key,
+                          plugin=type(stopper).__name__, error=repr(exc))
+                continue
+            if reason:
+                self.request_stop(TrialState.STOPPED, reason)
+                return
+
+    async def _conclude(self, code: int, collector: ReportCollector) -> None:
+        trial, metric = self.trial, self.exp.spec.metric
+        objective = objective_of(trial.metric_values, self.exp.spec.objective, self.exp.spec.goal)
+        fatal: str | None = None
+        if self._stop_request is not None:
+            state, reason, _ = self._stop_request
+            if state is not TrialState.STOPPED:
+                objective = None
+        elif code == 0 and objective is not None:
+            state, reason = TrialState.COMPLETED, f"exited 0; {metric} = {objective:g}"
+        elif code == 0:
+            state, reason = TrialState.FAILED, f"exited 0 without reporting '{metric}'"
+        else:
+            state, reason = TrialState.FAILED, describe_exit(code)
+            objective = None
+            if collector.status is not None:
+                kind, said = collector.status
+                reason = f"{said} ({describe_exit(code)})"
+                if kind == "fatal":
+                    fatal = said
+        await self._finish(state, reason, code, objective, fatal)
+
+    async def _finish(
+        self, state: TrialState, reason: str, code: int | None, objective: float | None,
+        fatal: str | None = None,
+    ) -> None:
+        trial = self.trial
+        trial.state, trial.objective = state, objective
+        exit_code = code if code is not None and code >= 0 else None
+        exit_signal = -code if code is not None and code < 0 else None
+        await self._store.update_trial(
+            self.exp.id, trial.number, state=state.value, reason=reason, objective=objective,
+            exit_code=exit_code, exit_signal=exit_signal, ended_at=time.time(),
+            attempts=trial.attempts,
+        )
+        await self._store.add_event("trial_ended", self.exp.id, trial.number, state=state.value,
+                                    reason=reason, exit_code=exit_code, exit_signal=exit_signal)
+        log.info("trial_ended", trial=self.key, state=state.value, reason=reason,
+                 objective=objective)
+        self._devices.release(self.key, self.uuids)
+        await self._on_end(self.exp, trial, fatal)
+

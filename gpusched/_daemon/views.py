@@ -1,0 +1,91 @@
+"""The JSON shapes of the read commands (documented in docs/json.md), built from log rows."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+from gpusched.models import Goal, TrialState
+
+__all__ = ["trial_view", "experiment_view", "best_trials", "parse_target"]
+
+_TRIAL_STATES = [s.value for s in TrialState]
+
+
+def parse_target(target: str) -> tuple[str, int | None]:
+    """``"e3"`` -> ("e3", None); ``"e3/7"`` -> ("e3", 7). ValueError when malformed."""
+    exp, sep, num = target.partition("/")
+    if not exp:
+        raise ValueError(f"'{target}' names no experiment (expected EXP or EXP/N)")
+    if not sep:
+        return exp, None
+    if not num.isdigit():
+        raise ValueError(f"'{target}': the trial number must be a whole number (EXP/N)")
+    return exp, int(num)
+
+
+def trial_view(row: dict[str, Any], *, exp_id: str) -> dict[str, Any]:
+    """One trial as `gpusched ls EXP --json` and `show EXP/N --json` give it."""
+    started, ended = row.get("started_at"), row.get("ended_at")
+    duration = (ended - started) if started and ended else None
+    return {
+        "id": f"{exp_id}/{row['number']}",
+        "experiment": exp_id,
+        "number": row["number"],
+        "state": row["state"],
+        "params": row["params"],
+        "objective": row["objective"],
+        "reason": row["reason"],
+        "devices": row["devices"],
+        "pid": row["pid"],
+        "attempts": row["attempts"],
+        "exit_code": row["exit_code"],
+        "exit_signal": row["exit_signal"],
+        "reports": row["reports"],
+        "created_at": row["created_at"],
+        "started_at": started,
+        "ended_at": ended,
+        "duration_s": duration,
+        "dir": row["dir"],
+    }
+
+
+def _best(trials: list[dict[str, Any]], goal: Goal) -> dict[str, Any] | None:
+    ranked = best_trials(trials, goal, 1)
+    return ranked[0] if ranked else None
+
+
+def best_trials(trials: list[dict[str, Any]], goal: Goal, n: int) -> list[dict[str, Any]]:
+    """The ``n`` best trials with a finite objective, best first."""
+    scored = [t for t in trials if t["objective"] is not None and math.isfinite(t["objective"])]
+    sign = -1.0 if goal is Goal.MAXIMIZE else 1.0
+    return sorted(scored, key=lambda t: (sign * t["objective"], t["number"]))[:n]
+
+
+def experiment_view(row: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """One experiment as `gpusched ls --json` gives it (``show`` adds ``spec`` and more)."""
+    spec = row["spec"]
+    goal = Goal(spec["goal"])
+    counts = Counter(t["state"] for t in trials)
+    best = _best(trials, goal)
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "state": row["state"],
+        "reason": row["reason"],
+        "metric": spec["metric"],
+        "goal": goal.value,
+        "priority": row["priority"],
+        "owner_uid": row["owner_uid"],
+        "seed": row["seed"],
+        "max_trials": spec.get("max_trials"),
+        "trials": {"total": len(trials), **{s: counts.get(s, 0) for s in _TRIAL_STATES}},
+        "best": None if best is None else {
+            "trial": f"{row['id']}/{best['number']}", "objective": best["objective"],
+            "params": best["params"],
+        },
+        "submitted_at": row["submitted_at"],
+        "started_at": row["started_at"],
+        "ended_at": row["ended_at"],
+    }

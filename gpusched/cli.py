@@ -1,0 +1,271 @@
+"""The `gpusched` command (SPEC section 2).
+
+Every failure prints one line on stderr saying what went wrong and what to do, and exits
+non-zero; no traceback reaches the user. The daemon is imported only by `gpusched daemon`, so
+the client commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gpusched import __version__, render
+from gpusched.client import Client
+from gpusched.errors import GpuschedError, SpecError
+
+__all__ = ["main", "build_parser"]
+
+TERMINAL = {"completed", "stopped", "failed", "cancelled", "interrupted"}
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False))
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    """Run the daemon in the foreground."""
+    import anyio
+
+    from gpusched._daemon.main import make_backend, run_daemon
+    from gpusched.config import daemon_socket_path, default_state_dir, load_settings
+    from gpusched.log import configure_logging
+
+    configure_logging(level=args.log_level)
+    settings = load_settings(args.config)
+    backend = make_backend(args.fake_gpus)
+    try:
+        anyio.run(lambda: run_daemon(
+            socket_path=daemon_socket_path(args.socket),
+            state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(),
+            settings=settings, backend=backend,
+        ), backend="asyncio")
+    except BaseExceptionGroup as group:
+        # Task groups wrap errors; a user-facing one (socket taken, unreadable log) is one line.
+        ours = group.subgroup(lambda e: isinstance(e, GpuschedError))
+        if ours is None:
+            raise
+        raise _first_leaf(ours) from None
+    return 0
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Check the experiment file here, then hand it to the daemon."""
+    from gpusched.spec import load_aip_file, load_experiment_file
+
+    if args.aip:
+        if not args.command:
+            raise SpecError([], source=f"{args.file}: --aip needs the trainer's command after --")
+        spec = load_aip_file(args.file, args.command, overrides=args.set, name=args.name)
+    else:
+        if args.command:
+            raise SpecError([], source="a command after -- is only for --aip; put `command:` "
+                            "in the experiment file")
+        spec = load_experiment_file(args.file, overrides=args.set, name=args.name)
+    client = Client(args.socket)
+    exp_id = client.submit(spec.to_dict(), base_dir=spec.workdir, source=str(args.file))
+    if args.json:
+        _print_json({"id": exp_id, "name": spec.name})
+    else:
+        print(exp_id)
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """Experiments, or the trials of one."""
+    client = Client(args.socket)
+    if args.experiment is None:
+        exps = client.experiments(include_finished=True)
+        if not args.all:
+            recent = time.time() - 24 * 3600
+            exps = [e for e in exps if e["state"] in ("queued", "running")
+                    or (e["ended_at"] or 0) > recent]
+        _print_json(exps) if args.json else print(render.experiments_table(exps))
+        return 0
+    trials = client.trials(args.experiment, sort=args.sort, limit=args.limit)
+    if args.json:
+        _print_json(trials)
+    else:
+        metric = client.show(args.experiment)["metric"] if trials else "objective"
+        print(render.trials_table(trials, metric))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """One experiment or one trial, in full."""
+    data = Client(args.socket).show(args.target)
+    if args.json:
+        _print_json(data)
+        return 0
+    skip = {"spec", "events", "params", "last_report", "trials", "best"}
+    pairs = [(k, v) for k, v in data.items() if k not in skip]
+    if "trials" in data:
+        t = data["trials"]
+        pairs.append(("trials", ", ".join(f"{k} {v}" for k, v in t.items() if v)))
+        best = data["best"]
+        pairs.append(("best", "-" if best is None else
+                      f"{render.fmt_value(best['objective'])} ({best['trial']}) {best['params']}"))
+    else:
+        pairs += [("params", data["params"]), ("last_report", data["last_report"])]
+    print(render.key_values(pairs))
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    """The best trials of an experiment and their hyperparameters."""
+    client = Client(args.socket)
+    trials = client.best(args.experiment, args.n)
+    if args.json:
+        _print_json(trials)
+        return 0
+    if not trials:
+        print(f"no trial of {args.experiment} has a result yet")
+        return 0
+    print(render.best_table(trials, client.show(args.experiment)["metric"]))
+    return 0
+
+
+def _copy_new(path: Path, offset: int) -> int:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return offset
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+    return offset + len(data)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """A trial's stdout (or stderr), optionally following it until the trial ends."""
+    client = Client(args.socket)
+    info = client.trial_files(args.trial)
+    path = Path(info["stderr" if args.stderr else "stdout"])
+    offset = _copy_new(path, 0)
+    while args.follow and info["state"] not in TERMINAL:
+        time.sleep(0.5)
+        offset = _copy_new(path, offset)
+        info = client.trial_files(args.trial)
+    _copy_new(path, offset)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel an experiment or a trial."""
+    print(Client(args.socket).cancel(args.target))
+    return 0
+
+
+def cmd_gpus(args: argparse.Namespace) -> int:
+    """Devices, their state, who holds them."""
+    answer = Client(args.socket).gpus()
+    _print_json(answer) if args.json else print(render.gpus_table(answer))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """Installed search and stopping plugins (read from this installation's entry points)."""
+    from gpusched.plugins import describe_plugins
+
+    plugins = describe_plugins()
+    if args.json:
+        _print_json(plugins)
+        return 0
+    rows = [[p["kind"], p["name"], p.get("distribution") or "-", p.get("error") or p["summary"]]
+            for p in plugins]
+    print(render.table(["KIND", "NAME", "FROM", "WHAT"], rows))
+    return 0
+
+
+def _add_socket(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--socket", help="the daemon's socket (default: $GPUSCHED_SOCKET, the system"
+                   " daemon's, else the per-user one)")
+
+
+def _add(sub: Any, name: str, fn: Callable[[argparse.Namespace], int], help_: str,
+         *, json_flag: bool = True) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=help_)
+    p.set_defaults(fn=fn)
+    _add_socket(p)
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print JSON (see docs/json.md)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(prog="gpusched", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"gpusched {__version__}")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    p = _add(sub, "daemon", cmd_daemon, "run the daemon in the foreground", json_flag=False)
+    p.add_argument("--state-dir", help="trial log and trial folders")
+    p.add_argument("--config", help="TOML file with a [daemon] table (docs/daemon.md)")
+    p.add_argument("--fake-gpus", metavar="N|FILE", help="use N fake GPUs, or those of FILE")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p = _add(sub, "submit", cmd_submit, "submit an experiment file")
+    p.add_argument("file", type=Path, help="experiment file (YAML or JSON)")
+    p.add_argument("--aip", action="store_true",
+                   help="FILE is an AI Platform hptuning_config.yaml; the command follows --")
+    p.add_argument("--name", help="the experiment's name (default: from the file)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting of the file, e.g. --set max_trials=5")
+    p.add_argument("command", nargs="*", help=argparse.SUPPRESS)
+    p = _add(sub, "ls", cmd_ls, "list experiments, or the trials of one")
+    p.add_argument("experiment", nargs="?")
+    p.add_argument("--all", action="store_true", help="include experiments that ended long ago")
+    p.add_argument("--sort", help="column to sort trials by (prefix - for descending;"
+                   " params.NAME for a hyperparameter)")
+    p.add_argument("--limit", type=int)
+    p = _add(sub, "show", cmd_show, "show an experiment (EXP) or a trial (EXP/N)")
+    p.add_argument("target")
+    p = _add(sub, "best", cmd_best, "the best trials of an experiment")
+    p.add_argument("experiment")
+    p.add_argument("-n", type=int, default=1, help="how many (default 1)")
+    p = _add(sub, "logs", cmd_logs, "print a trial's output", json_flag=False)
+    p.add_argument("trial")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
+    p.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
+    p = _add(sub, "cancel", cmd_cancel, "cancel an experiment or a trial", json_flag=False)
+    p.add_argument("target")
+    _add(sub, "gpus", cmd_gpus, "devices, their state and who holds them")
+    p = _add(sub, "plugins", cmd_plugins, "installed search and stopping plugins")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `gpusched` script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:  # `submit --aip FILE -- COMMAND ARGS`: the rest is the trainer's
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    args = build_parser().parse_args(argv)
+    if args.cmd == "submit":
+        args.command = list(args.command) + extra
+    try:
+        return int(args.fn(args))
+    except SpecError as exc:
+        print(f"gpusched: {exc}", file=sys.stderr)
+        return 2
+    except GpuschedError as exc:
+        print(f"gpusched: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

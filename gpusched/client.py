@@ -1,0 +1,124 @@
+"""A blocking client for the daemon's socket: what the CLI and scripts use.
+
+Imports nothing of the daemon and nothing heavy, so ``gpusched ls`` starts fast.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+from pathlib import Path
+from typing import Any
+
+from gpusched.config import client_socket_path
+from gpusched.errors import NoDaemonError, NotFoundError, ProtocolError, RequestError, SpecError
+from gpusched.errors import Problem as _Problem
+from gpusched.protocol import MAX_LINE_BYTES, VERSION, decode_response, encode
+
+__all__ = ["Client"]
+
+
+class Client:
+    """Talks to one daemon. Each call opens a connection, sends one request, reads the answer.
+
+    Raises :class:`NoDaemonError` when nothing answers at the socket, :class:`NotFoundError`
+    for unknown experiments or trials, :class:`SpecError` for a refused experiment, and
+    :class:`RequestError` for any other refusal.
+    """
+
+    def __init__(self, socket_path: str | Path | None = None, *, timeout_s: float = 60.0) -> None:
+        self.socket_path = client_socket_path(str(socket_path) if socket_path else None)
+        self.timeout_s = timeout_s
+        self._ids = itertools.count(1)
+
+    def __repr__(self) -> str:
+        return f"<Client socket={self.socket_path}>"
+
+    def request(self, op: str, **args: Any) -> Any:
+        """Send ``op`` with ``args``; return its result or raise the daemon's error."""
+        request_id = next(self._ids)
+        message = encode({"v": VERSION, "id": request_id, "op": op, "args": args})
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout_s)
+        try:
+            try:
+                sock.connect(str(self.socket_path))
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                raise NoDaemonError(str(self.socket_path), exc.strerror or "") from None
+            except PermissionError:
+                raise NoDaemonError(str(self.socket_path), "permission denied") from None
+            sock.sendall(message)
+            line = self._read_line(sock)
+        except TimeoutError:
+            raise NoDaemonError(str(self.socket_path), "no answer in time") from None
+        finally:
+            sock.close()
+        return self._result(decode_response(line))
+
+    @staticmethod
+    def _read_line(sock: socket.socket) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise ProtocolError("the daemon closed the connection without answering")
+            chunks.append(chunk)
+            size += len(chunk)
+            if b"\n" in chunk:
+                return b"".join(chunks).split(b"\n", 1)[0]
+            if size > 16 * MAX_LINE_BYTES:
+                raise ProtocolError("answer too large")
+
+    @staticmethod
+    def _result(response: dict[str, Any]) -> Any:
+        if response["ok"]:
+            return response.get("result")
+        error = response.get("error") or {}
+        code, msg = str(error.get("code", "error")), str(error.get("message", "request failed"))
+        if code == "not_found":
+            raise NotFoundError(msg)
+        if code == "invalid_experiment" and isinstance(error.get("details"), list):
+            problems = [_Problem("", str(d)) for d in error["details"]]
+            raise SpecError(problems) if problems else RequestError(code, msg)
+        raise RequestError(code, msg)
+
+    # -- one method per operation (docs/protocol.md) -----------------------------------------
+
+    def hello(self) -> dict[str, Any]:
+        """The daemon's version, pid and GPU backend."""
+        return dict(self.request("hello"))
+
+    def submit(self, experiment: dict[str, Any], *, base_dir: str, source: str = "") -> str:
+        """Submit an experiment mapping; return the new experiment's id."""
+        return str(self.request("submit", experiment=experiment, base_dir=base_dir,
+                                source=source)["id"])
+
+    def experiments(self, *, include_finished: bool = True) -> list[dict[str, Any]]:
+        """Experiments, newest first."""
+        return list(self.request("experiments", all=include_finished))
+
+    def trials(self, experiment: str, *, sort: str | None = None,
+               limit: int | None = None) -> list[dict[str, Any]]:
+        """The trials of one experiment."""
+        return list(self.request("trials", experiment=experiment, sort=sort, limit=limit))
+
+    def show(self, target: str) -> dict[str, Any]:
+        """An experiment (``EXP``) or a trial (``EXP/N``) in full."""
+        return dict(self.request("show", target=target))
+
+    def best(self, experiment: str, n: int = 1) -> list[dict[str, Any]]:
+        """The ``n`` best trials, best first."""
+        return list(self.request("best", experiment=experiment, n=n))
+
+    def cancel(self, target: str) -> str:
+        """Cancel an experiment or a trial."""
+        return str(self.request("cancel", target=target)["message"])
+
+    def gpus(self) -> dict[str, Any]:
+        """The devices and their states."""
+        return dict(self.request("gpus"))
+
+    def trial_files(self, trial: str) -> dict[str, Any]:
+        """Where a trial's logs are, and its state."""
+        return dict(self.request("trial_files", trial=trial))
