@@ -224,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "ls", cmd_ls, "list experiments, or the trials of one")
     p.add_argument("experiment", nargs="?")
     p.add_argument("--all", action="store_true", help="include experiments that ended long ago")
-    p.add_argument("--sort", help="column to sort trials by (prefix - for descending;"
-                   " params.NAME for a hyperparameter)")
+    p.add_argument("--sort", help="column to sort trials by: objective, number, duration_s, ..."
+                   " or params.NAME; --sort=-objective for descending")
     p.add_argument("--limit", type=int)
     p = _add(sub, "show", cmd_show, "show an experiment (EXP) or a trial (EXP/N)")
     p.add_argument("target")

@@ -72,8 +72,9 @@ class Daemon:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run ``gpusched ARGS --socket ...`` as a user would."""
+        # --socket right after the command: after `--` it would belong to the trainer.
         return subprocess.run(
-            [sys.executable, "-m", "gpusched", *args, "--socket", str(self.socket)],
+            [sys.executable, "-m", "gpusched", args[0], "--socket", str(self.socket), *args[1:]],
             capture_output=True, text=True, timeout=60, check=False,
         )
 

@@ -1,0 +1,165 @@
+"""Trial behaviour through a real daemon: reports, outcomes, stops, cancel, restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import (
+    fake_config,
+    running_daemon,
+    stop_daemon,
+    trial_script,
+    wait_for,
+)
+from tests.integration.test_gpus import probe_experiment
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_hypertune_file_reports_are_read_without_duplicates(tmp_path: Path) -> None:
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit({"command": [sys.executable, trial_script("hypertune.py")],
+                        "metric": "val_auc", "max_trials": 1,
+                        "params": [{"name": "x", "type": "integer", "min": 1, "max": 3}]})
+        assert d.wait_experiment(exp)["state"] == "completed"
+        (trial,) = d.client.trials(exp)
+        shown = d.client.show(f"{exp}/0")
+    assert trial["reports"] == 5
+    assert trial["objective"] == 0.9
+    last = shown["last_report"]
+    assert last["val_auc"] == 0.9 and last["step"] == 4 and last["training_iteration"] == 5
+    assert {"time_total_s", "time_this_iter_s", "timestamp"} <= set(last)
+
+
+def test_no_report_is_lost_when_trials_exit_right_after_reporting(tmp_path: Path) -> None:
+    # Regression: a poll cancelled by the trial's exit used to drop what it had read.
+    out = tmp_path / "out"
+    with running_daemon(tmp_path / "d", fake=fake_config(2)) as d:
+        exp = d.submit(probe_experiment(out, max_trials=12, max_parallel_trials=2,
+                                        command=[sys.executable, trial_script("probe.py"),
+                                                 "--steps", "300"]))
+        assert d.wait_experiment(exp)["state"] == "completed"
+        trials = d.client.trials(exp)
+    assert [t["reports"] for t in trials] == [300] * 12
+    for t in trials:
+        assert t["objective"] == pytest.approx(t["params"]["x"])  # the last report: x * 300/300
+
+
+def test_outcomes_and_their_reasons(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    probe = [sys.executable, trial_script("probe.py"), "--out", str(out)]
+    with running_daemon(tmp_path / "d") as d:
+        # max_failed_trials unset: AI Platform's rule, the first trial's failure ends it.
+        once = {"max_trials": 1, "max_failed_trials": None}
+        silent = d.submit(probe_experiment(out, command=[*probe, "--no-metric"], **once))
+        crash = d.submit(probe_experiment(out, command=[*probe, "--exit", "3"], **once),
+                         name="crash")
+        missing = d.submit(probe_experiment(out, command=["/nonexistent/trainer"], **once),
+                           name="missing")
+        for exp, reason in [(silent, "exited 0 without reporting 'score'"),
+                            (crash, "exited with code 3"), (missing, "cannot start")]:
+            view = d.wait_experiment(exp)
+            (trial,) = d.client.trials(exp)
+            assert trial["state"] == "failed"
+            assert reason in trial["reason"]
+            assert view["state"] == "failed" and "first trial failed" in view["reason"]
+        (crashed,) = d.client.trials(crash)
+        assert crashed["exit_code"] == 3
+
+
+def test_stop_bound_stops_a_running_trial(tmp_path: Path) -> None:
+    script = tmp_path / "climb.py"
+    script.write_text(
+        "import os, json, time\n"
+        "f = open(os.environ['GPUSCHED_REPORT_FILE'], 'a')\n"
+        "for i in range(1000):\n"
+        "    f.write(json.dumps({'score': i / 100}) + '\\n'); f.flush(); time.sleep(0.01)\n"
+    )
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit({"command": [sys.executable, str(script)], "metric": "score",
+                        "max_trials": 1, "stop": {"score": 0.5},
+                        "params": [{"name": "x", "type": "integer", "min": 1, "max": 3}]})
+        assert d.wait_experiment(exp)["state"] == "completed"
+        (trial,) = d.client.trials(exp)
+    assert trial["state"] == "stopped"
+    assert "stop bound" in trial["reason"] and "score" in trial["reason"]
+    assert 0.5 <= trial["objective"] < 9.0  # stopped long before its 1000 reports
+
+
+def test_trial_timeout_fails_the_trial(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit(probe_experiment(out, max_trials=1, trial_timeout="1s",
+                                        command=[sys.executable, trial_script("probe.py"),
+                                                 "--sleep", "60"]))
+        d.wait_experiment(exp, timeout=30)
+        (trial,) = d.client.trials(exp)
+    assert trial["state"] == "failed" and "trial_timeout" in trial["reason"]
+    assert trial["exit_signal"] == 15  # SIGTERM, within the grace period
+
+
+def test_cancel_kills_the_trial_its_children_and_grandchildren(tmp_path: Path) -> None:
+    pids_file = tmp_path / "pids.json"
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit({"command": [sys.executable, trial_script("family.py"), str(pids_file)],
+                        "metric": "score", "max_trials": 1,
+                        "params": [{"name": "x", "type": "integer", "min": 1, "max": 3}]})
+        wait_for(pids_file.exists, 20, "the trial's processes")
+        pids = json.loads(pids_file.read_text())["pids"]
+        assert all(alive(p) for p in pids)
+        out = d.cli("cancel", f"{exp}/0")
+        assert out.returncode == 0, out.stderr
+        wait_for(lambda: d.client.show(f"{exp}/0")["state"] == "cancelled", 20, "cancelled")
+        assert not [p for p in pids if alive(p)]
+        assert d.wait_experiment(exp)["state"] == "completed"
+
+
+def test_cancel_an_experiment_stops_all_its_trials(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with running_daemon(tmp_path / "d", fake=fake_config(2)) as d:
+        exp = d.submit(probe_experiment(out, max_trials=10, command=[
+            sys.executable, trial_script("probe.py"), "--out", str(out), "--sleep", "60"]))
+        wait_for(lambda: d.client.show(exp)["trials"]["running"] == 2, 20, "two trials")
+        assert d.cli("cancel", exp).returncode == 0
+        view = d.wait_experiment(exp)
+        trials = d.client.trials(exp)
+    assert view["state"] == "cancelled"
+    assert [t["state"] for t in trials] == ["cancelled", "cancelled"]
+    assert not [r["pid"] for r in map(json.loads, map(Path.read_text, out.glob("*.json")))
+                if alive(r["pid"])]
+
+
+def test_sigterm_interrupts_trials_and_a_restart_runs_them_again(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    state = tmp_path / "state"
+    experiment = probe_experiment(out, max_trials=1, command=[
+        sys.executable, trial_script("probe.py"), "--out", str(out), "--sleep", "2"])
+    with running_daemon(tmp_path / "d1", state_dir=state) as d:
+        exp = d.submit(experiment)
+        wait_for(lambda: list(out.glob("*.json")), 20, "the trial to be running")
+        assert stop_daemon(d.proc) == 0
+    with running_daemon(tmp_path / "d2", state_dir=state) as d:
+        view = d.wait_experiment(exp)
+        (trial,) = d.client.trials(exp)
+        events = [e["kind"] for e in d.client.show(f"{exp}/0")["events"]]
+    assert view["state"] == "completed"
+    assert trial["state"] == "completed" and trial["attempts"] == 2
+    assert events.count("trial_started") == 2
+    ended = [e for e in events if e == "trial_ended"]
+    assert len(ended) == 2
+    runs = sorted(out.glob("*.json"))
+    assert len(runs) == 2 and "end" not in json.loads(runs[0].read_text())  # first cut short
+    assert not [p for p in (json.loads(r.read_text())["pid"] for r in runs) if alive(p)]
+    assert os.path.exists(trial["dir"])
