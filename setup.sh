@@ -47,4 +47,6 @@ echo
 echo "best trials of $exp:"
 gpusched best "$exp" -n 3
 echo
-echo "(daemon log: $demo/daemon.log; try \`GPUSCHED_SOCKET=$GPUSCHED_SOCKET .venv/bin/gpusched show $exp\`)"
+echo "The demo daemon has stopped; its log is $demo/daemon.log and its trial log stays in"
+echo "$demo/state. To look around: export PATH=\"$PWD/.venv/bin:\$PATH\"; then"
+echo "  gpusched daemon --state-dir $demo/state ${fake[*]} &   and   gpusched show $exp"

@@ -165,8 +165,9 @@ class Param:
         a, b = self._warp(lo), self._warp(hi)
         if points <= 1:
             return (self._unwarp((a + b) / 2),)
-        return tuple(min(max(self._unwarp(a + (b - a) * i / (points - 1)), lo), hi)
-                     for i in range(points))
+        inner = [min(max(self._unwarp(a + (b - a) * i / (points - 1)), lo), hi)
+                 for i in range(1, points - 1)]
+        return (lo, *inner, hi)  # the ends exactly as written, not exp(log(x)) of them
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["table", "fmt_value", "fmt_duration", "fmt_age", "experiments_table",
-           "trials_table", "gpus_table", "best_table", "key_values"]
+           "trials_table", "gpus_table", "best_table", "key_values", "fmt_time"]
 
 
 def fmt_value(value: Any) -> str:
@@ -104,7 +104,22 @@ def gpus_table(answer: dict[str, Any]) -> str:
     return f"backend: {answer['backend']}\n{text}"
 
 
+def fmt_time(timestamp: float | None) -> str:
+    """A Unix time as local ``YYYY-MM-DD HH:MM:SS``."""
+    if timestamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
 def key_values(pairs: Sequence[tuple[str, Any]]) -> str:
-    """``key: value`` lines, keys aligned."""
+    """``key: value`` lines, keys aligned; ``*_at`` times shown as dates, ``*_s`` as durations."""
     width = max((len(k) for k, _ in pairs), default=0)
-    return "\n".join(f"{k.ljust(width)}  {fmt_value(v)}" for k, v in pairs)
+
+    def cell(key: str, value: Any) -> str:
+        if key.endswith("_at") and isinstance(value, int | float):
+            return fmt_time(value)
+        if key.endswith("_s") and isinstance(value, int | float):
+            return fmt_duration(value)
+        return fmt_value(value)
+
+    return "\n".join(f"{k.ljust(width)}  {cell(k, v)}" for k, v in pairs)
