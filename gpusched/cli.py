@@ -17,7 +17,7 @@ from typing import Any
 
 from gpusched import __version__, render
 from gpusched.client import Client
-from gpusched.errors import GpuschedError, SpecError
+from gpusched.errors import GpuschedError, SpecError, UsageError
 
 __all__ = ["main", "build_parser"]
 
@@ -65,12 +65,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     if args.aip:
         if not args.command:
-            raise SpecError([], source=f"{args.file}: --aip needs the trainer's command after --")
+            raise UsageError("--aip needs the trainer's command after --, e.g."
+                             f" `gpusched submit --aip {args.file} -- python train.py`")
         spec = load_aip_file(args.file, args.command, overrides=args.set, name=args.name)
     else:
         if args.command:
-            raise SpecError([], source="a command after -- is only for --aip; put `command:` "
-                            "in the experiment file")
+            raise UsageError("a command after -- is only for --aip; put `command:` in the"
+                             " experiment file")
         spec = load_experiment_file(args.file, overrides=args.set, name=args.name)
     client = Client(args.socket)
     exp_id = client.submit(spec.to_dict(), base_dir=spec.workdir, source=str(args.file))

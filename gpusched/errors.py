@@ -21,6 +21,7 @@ __all__ = [
     "GpuError",
     "StoreError",
     "ConfigError",
+    "UsageError",
     "FailedTrialError",
     "FatalError",
 ]
@@ -96,6 +97,10 @@ class GpuError(GpuschedError):
 
 class StoreError(GpuschedError):
     """The trial log (SQLite) could not be read or written."""
+
+
+class UsageError(GpuschedError):
+    """A command line that cannot work as written (the message says how to write it)."""
 
 
 class ConfigError(GpuschedError):

@@ -100,7 +100,8 @@ def gpus_table(answer: dict[str, Any]) -> str:
                      memory, d["state"], holders or "-", d["reason"] or ""])
     text = table(["IDX", "NAME", "UUID", "MEMORY", "STATE", "TRIALS", "WHY"], rows)
     if not rows:
-        text += "\n(no GPU found: only CPU-only trials (gpus_per_trial: 0) can run)"
+        why = f": {answer['note']}" if answer.get("note") else ""
+        text += f"\n(no GPU found{why}; only CPU-only trials (gpus_per_trial: 0) can run)"
     return f"backend: {answer['backend']}\n{text}"
 
 

@@ -144,6 +144,10 @@ class DeviceTable:
             sid = slot.sessions.pop(trial, None)
             slot.releasing[trial] = Release(trial, sid, share, now)
 
+    def holds(self, trial: str) -> bool:
+        """True while ``trial`` holds some device (it has not been released)."""
+        return any(trial in s.holders for s in self.slots.values())
+
     def any_releasing(self) -> bool:
         """True while some device waits for memory to come back (polls go faster then)."""
         return any(s.releasing or s.quarantine_reason for s in self.slots.values())

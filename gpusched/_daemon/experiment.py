@@ -19,11 +19,9 @@ from gpusched.models import (
     TrialState,
 )
 from gpusched.plugin_api import SearchPlugin, StoppingPlugin, TrialView
-from gpusched.spec import ExperimentSpec
+from gpusched.spec import DEFAULT_MAX_TRIALS, ExperimentSpec
 
-__all__ = ["TrialRun", "ExperimentRun", "objective_of", "DEFAULT_MAX_TRIALS"]
-
-DEFAULT_MAX_TRIALS = 10
+__all__ = ["TrialRun", "ExperimentRun", "objective_of"]
 
 
 def objective_of(values: list[float], rule: ObjectiveRule, goal: Goal) -> float | None:

@@ -216,7 +216,7 @@ class Scheduler:
         except Exception as exc:
             log.exception("trial_runner_failed", trial=runner.key, error=repr(exc))
             self.runners.pop(runner.key, None)
-            if runner.key in {k for s in self.devices.slots.values() for k in s.holders}:
+            if self.devices.holds(runner.key):
                 self.devices.release(runner.key, runner.uuids)
             runner.trial.state = TrialState.FAILED
             self.kick()

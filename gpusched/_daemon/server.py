@@ -215,8 +215,9 @@ class Server:
         return {"message": await self.scheduler.cancel(row["id"], number)}
 
     async def _gpus(self, args: dict[str, Any], uid: int | None) -> Any:
-        devices = self.scheduler.devices.snapshot()
-        return {"backend": self.scheduler.backend.kind, "devices": devices}
+        backend = self.scheduler.backend
+        return {"backend": backend.kind, "devices": self.scheduler.devices.snapshot(),
+                "note": getattr(backend, "unavailable_reason", None)}
 
     async def _trial_files(self, args: dict[str, Any], uid: int | None) -> Any:
         exp_name, number = _target(args.get("trial"))

@@ -116,9 +116,12 @@ def fake_config(count: int = 2, **overrides: Any) -> dict[str, Any]:
 @contextmanager
 def running_daemon(
     tmp: Path, *, fake: dict[str, Any] | None = None, settings: dict[str, Any] | None = None,
-    state_dir: Path | None = None,
+    state_dir: Path | None = None, nvml: bool = False,
 ) -> Iterator[Daemon]:
-    """Start ``gpusched daemon`` with fast settings; stop it (SIGTERM) at the end."""
+    """Start ``gpusched daemon`` with fast settings; stop it (SIGTERM) at the end.
+
+    With ``nvml=True`` the daemon uses the real NVML backend instead of fake GPUs.
+    """
     tmp.mkdir(parents=True, exist_ok=True)
     socket_path = tmp / "gpusched.sock"
     state = state_dir or tmp / "state"
@@ -131,12 +134,12 @@ def running_daemon(
     log_path = tmp / "daemon.log"
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    argv = [sys.executable, "-m", "gpusched", "daemon", "--socket", str(socket_path),
+            "--state-dir", str(state), "--config", str(config)]
+    if not nvml:
+        argv += ["--fake-gpus", str(fake_file)]
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gpusched", "daemon", "--socket", str(socket_path),
-             "--state-dir", str(state), "--config", str(config), "--fake-gpus", str(fake_file)],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     client = Client(socket_path, timeout_s=30)
     daemon = Daemon(proc, client, socket_path, state, fake_file, log_path, tmp)
 

@@ -143,3 +143,28 @@ def test_gpu_with_foreign_memory_is_not_given_out(tmp_path: Path) -> None:
         d.set_fake(fake_config(2))  # the foreign process went away
         wait_for(lambda: d.client.gpus()["devices"][0]["state"] == "free", 10,
                  "the GPU to be free again")
+
+
+def host_has_gpus() -> bool:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return bool(pynvml.nvmlDeviceGetCount())
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(host_has_gpus(), reason="this host has GPUs: NVML is not unavailable here")
+def test_without_a_driver_there_are_no_gpus_and_cpu_trials_still_run(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with running_daemon(tmp_path / "d", nvml=True) as d:
+        gpus = d.client.gpus()
+        assert gpus["backend"] == "nvml" and gpus["devices"] == []
+        assert gpus["note"]  # why: e.g. the library is not found
+        assert "no GPU found" in d.cli("gpus").stdout
+        exp = d.submit(probe_experiment(out, max_trials=2, gpus_per_trial=0))
+        assert d.wait_experiment(exp)["state"] == "completed"
+        events = [e["event"] for e in d.log_events()]
+    assert events.count("nvml_unavailable") == 1
+    assert [r["cuda"] for r in records(out)] == ["", ""]
