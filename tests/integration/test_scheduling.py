@@ -1,0 +1,45 @@
+"""Several experiments share the GPUs: priority, then fair share, then first come."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.integration.harness import fake_config, running_daemon, trial_script, wait_for
+from tests.integration.test_gpus import probe_experiment
+
+
+def sleepy(out: Path, trials: int, **overrides: Any) -> dict[str, Any]:
+    return probe_experiment(out, max_trials=trials, command=[
+        sys.executable, trial_script("probe.py"), "--out", str(out), "--sleep", "0.4"],
+        **overrides)
+
+
+def starts(d: Any, exp: str) -> list[float]:
+    return [t["started_at"] for t in d.client.trials(exp)]
+
+
+def test_higher_priority_experiment_goes_first(tmp_path: Path) -> None:
+    with running_daemon(tmp_path / "d", fake=fake_config(1)) as d:
+        low = d.submit(sleepy(tmp_path / "a", 3), name="low")
+        wait_for(lambda: d.client.show(low)["trials"]["running"] == 1, 20, "low's first trial")
+        high = d.submit(sleepy(tmp_path / "b", 2, priority=5), name="high")
+        d.wait_experiment(low)
+        d.wait_experiment(high)
+        low_starts, high_starts = starts(d, low), starts(d, high)
+    # low/0 was already running; after it, both of high's trials ran before low's others.
+    assert max(high_starts) < sorted(low_starts)[1]
+
+
+def test_equal_priorities_share_fairly_then_first_come(tmp_path: Path) -> None:
+    with running_daemon(tmp_path / "d", fake=fake_config(2)) as d:
+        first = d.submit(sleepy(tmp_path / "a", 4), name="first")
+        wait_for(lambda: d.client.show(first)["trials"]["running"] == 2, 20, "both GPUs busy")
+        second = d.submit(sleepy(tmp_path / "b", 4), name="second")
+        assert d.wait_experiment(first)["state"] == "completed"
+        assert d.wait_experiment(second)["state"] == "completed"
+        a, b = sorted(starts(d, first)), sorted(starts(d, second))
+    # `first` held both GPUs; the next free one went to `second` (fewer GPUs in use), not to
+    # `first`'s third trial.
+    assert b[0] < a[2]
