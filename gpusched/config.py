@@ -38,25 +38,25 @@ def user_socket_path() -> Path:
     return base / "gpusched" / "gpusched.sock"
 
 
+def _named_socket(explicit: str | None) -> Path | None:
+    """``--socket``, else ``$GPUSCHED_SOCKET``: a path the user named, for client and daemon."""
+    chosen = explicit or os.environ.get("GPUSCHED_SOCKET")
+    return Path(chosen) if chosen else None
+
+
 def client_socket_path(explicit: str | None = None) -> Path:
     """The socket a client should talk to (see the module docstring for the order)."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("GPUSCHED_SOCKET")
-    if env:
-        return Path(env)
-    if SYSTEM_SOCKET.exists():
-        return SYSTEM_SOCKET
-    return user_socket_path()
+    named = _named_socket(explicit)
+    if named is not None:
+        return named
+    return SYSTEM_SOCKET if SYSTEM_SOCKET.exists() else user_socket_path()
 
 
 def daemon_socket_path(explicit: str | None = None) -> Path:
     """The socket a daemon listens on: the system path as root, the per-user one otherwise."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("GPUSCHED_SOCKET")
-    if env:
-        return Path(env)
+    named = _named_socket(explicit)
+    if named is not None:
+        return named
     return SYSTEM_SOCKET if os.getuid() == 0 else user_socket_path()
 
 
