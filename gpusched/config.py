@@ -115,6 +115,10 @@ def load_settings(path: str | None) -> DaemonSettings:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - {"daemon"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown table or key {', '.join(map(repr, unknown))}"
+                          " (settings go in a [daemon] table)")
     table = data.get("daemon", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [daemon] must be a table")

@@ -190,7 +190,8 @@ class DeviceTable:
             slot.idle_mib = reading.idle_used_mib
         elif quiet and not slot.quarantine_reason:
             # Learn the idle level from quiet readings (NVML does not tell it).
-            slot.idle_mib = min(slot.idle_mib or reading.memory_used_mib, reading.memory_used_mib)
+            used = reading.memory_used_mib
+            slot.idle_mib = used if slot.idle_mib is None else min(slot.idle_mib, used)
         idle = slot.idle_mib if slot.idle_mib is not None else reading.memory_used_mib
         self._check_release(slot, reading, listed, pid_session, idle)
         self._check_foreign(slot, reading, listed, pid_session=pid_session, ours=ours, idle=idle)

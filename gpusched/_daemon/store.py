@@ -136,14 +136,19 @@ class Store:
         self, *, name: str, spec: dict[str, Any], seed: int, priority: int, owner_uid: int | None
     ) -> str:
         """Record a newly submitted experiment (state ``queued``); return its id (``e<seq>``)."""
-        row = await self._fetchone("SELECT COALESCE(MAX(seq), 0) + 1 FROM experiments")
-        seq = int(row[0])
-        exp_id = f"e{seq}"
-        await self._write(
-            "INSERT INTO experiments (id, seq, name, spec, seed, priority, owner_uid, state,"
-            " submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
-            (exp_id, seq, name, json.dumps(spec), seed, priority, owner_uid, time.time()),
-        )
+        # The next seq is read and taken in one step: two submits at once get distinct ids.
+        async with self._write_lock:
+            try:
+                row = await self._fetchone("SELECT COALESCE(MAX(seq), 0) + 1 FROM experiments")
+                seq = int(row[0])
+                exp_id = f"e{seq}"
+                await self._db.execute(
+                    "INSERT INTO experiments (id, seq, name, spec, seed, priority, owner_uid,"
+                    " state, submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                    (exp_id, seq, name, json.dumps(spec), seed, priority, owner_uid, time.time()),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot write the trial log {self.path}: {exc}") from exc
         return exp_id
 
     async def update_experiment(self, exp_id: str, **fields: Any) -> None:
@@ -318,6 +323,9 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
     except sqlite3.Error as exc:
         await db.close()
         raise StoreError(f"trial log {path}: {exc}") from exc
+    except BaseException:
+        await db.close()  # a refused log (newer schema) must not leak its worker thread
+        raise
     try:
         yield store
     finally:
