@@ -120,27 +120,34 @@ class TrialProcess:
     def _signal_all(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
+        # Then, one by one, those that left the group but not the session; the group's own
+        # members must not get the signal twice (a SIGTERM handler would run twice).
         for pid in pids_in_session(self.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
+                if os.getpgid(pid) != self.pid:
+                    os.kill(pid, sig)
 
-    def _alive(self) -> bool:
-        return self._process.returncode is None or bool(pids_in_session(self.pid))
+    async def _alive(self) -> bool:
+        if self._process.returncode is None:
+            return True
+        # A scan of /proc (the only way to find processes that left the group but not the
+        # session) costs about a millisecond: keep it off the event loop.
+        return bool(await anyio.to_thread.run_sync(pids_in_session, self.pid))
 
     async def wait_session_gone(self) -> None:
         """Wait until neither the leader nor any process of its session is left."""
         # No event tells when a non-child leaves a session (pidfd covers only one pid): poll.
-        while self._alive():  # noqa: ASYNC110
+        while await self._alive():  # noqa: ASYNC110
             await anyio.sleep(_KILL_POLL_S)
 
     async def stop(self, grace_s: float) -> None:
         """SIGTERM to every process of the trial, ``grace_s`` to exit, then SIGKILL."""
-        if not self._alive():
+        if not await self._alive():
             return
         self._signal_all(signal.SIGTERM)
         with anyio.move_on_after(grace_s):
             await self.wait_session_gone()
-        if self._alive():
+        if await self._alive():
             self._signal_all(signal.SIGKILL)
             await self.wait_session_gone()
 
