@@ -139,7 +139,8 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
     optional = {
         "name": st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True),
         "env": st.dictionaries(st.from_regex(r"[A-Z][A-Z0-9_]{0,6}", fullmatch=True),
-                               TEXT | st.integers(), max_size=3),
+                               # env takes numbers below 10**30 (as_text refuses huger)
+                               TEXT | st.integers(-(10**29), 10**29), max_size=3),
         "goal": st.sampled_from(["maximize", "minimize", "MAXIMIZE", "min"]),
         "objective": st.sampled_from(["last", "best", "BEST"]),
         "max_trials": st.integers(1, 10**6),

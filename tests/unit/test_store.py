@@ -1,0 +1,317 @@
+"""The SQLite trial log: schema and migrations, experiments, trials, batched reports, events."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from gpusched._daemon.store import SCHEMA_VERSION, Store, open_store
+from gpusched.errors import StoreError
+
+SPEC: dict[str, Any] = {"name": "exp", "metric": "acc", "params": []}
+
+
+async def new_experiment(store: Store, name: str = "exp") -> str:
+    return await store.create_experiment(name=name, spec={**SPEC, "name": name}, seed=7,
+                                         priority=0, owner_uid=1000)
+
+
+def pragma(path: Path, name: str) -> Any:
+    with sqlite3.connect(path) as db:
+        return db.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+
+async def test_a_new_log_has_the_current_schema_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with open_store(path) as store:
+        assert repr(store) == f"<Store {path} schema={SCHEMA_VERSION}>"
+    assert SCHEMA_VERSION >= 1
+    assert pragma(path, "user_version") == SCHEMA_VERSION
+    assert pragma(path, "journal_mode") == "wal"
+    with sqlite3.connect(path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"experiments", "trials", "reports", "events"} <= tables
+
+
+async def test_reopening_keeps_the_data(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with open_store(path) as store:
+        exp = await new_experiment(store)
+        await store.create_trial(exp, 0, {"lr": 0.1}, "/t/0")
+        await store.add_reports(exp, 0, 0, [{"acc": 0.5}])
+    async with open_store(path) as store:
+        row = await store.experiment(exp)
+        assert row is not None
+        assert row["spec"] == {**SPEC, "name": "exp"}
+        assert (await store.trial(exp, 0) or {})["params"] == {"lr": 0.1}
+        assert await store.reports(exp, 0) == [{"acc": 0.5}]
+        assert await new_experiment(store) == "e2"  # numbering continues
+    assert pragma(path, "user_version") == SCHEMA_VERSION
+
+
+async def test_a_log_from_a_newer_gpusched_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError) as info:
+        async with open_store(path):
+            pass
+    message = str(info.value)
+    assert str(path) in message
+    assert f"schema {SCHEMA_VERSION + 1}" in message
+    assert "upgrade gpusched" in message
+    assert pragma(path, "user_version") == SCHEMA_VERSION + 1  # untouched
+
+
+async def test_a_refused_log_closes_its_connection(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    before = threading.active_count()
+    with pytest.raises(StoreError) as info:
+        async with open_store(path):
+            pass
+    # The caller still holds the error (as the CLI does while printing it): the aiosqlite
+    # worker thread must be gone already, not whenever the error is dropped.
+    assert "newer than this gpusched" in str(info.value)
+    with anyio.move_on_after(1.0):
+        while threading.active_count() > before:  # noqa: ASYNC110 -- a thread has no event
+            await anyio.sleep(0.01)
+    assert threading.active_count() == before
+
+
+async def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match=r"log\.db"):
+        async with open_store(path):
+            pass
+
+
+async def test_an_unreachable_path_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open the trial log"):
+        async with open_store(tmp_path / "missing" / "log.db"):
+            pass
+
+
+# --- experiments ----------------------------------------------------------------------------
+
+
+async def test_experiment_ids_count_up_from_e1(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        assert [await new_experiment(store, f"x{i}") for i in range(3)] == ["e1", "e2", "e3"]
+        rows = await store.experiments()
+        assert [r["id"] for r in rows] == ["e3", "e2", "e1"]  # newest first
+        assert rows[0]["seq"] == 3
+        assert rows[0]["state"] == "queued"
+        assert rows[0]["seed"] == 7
+        assert rows[0]["owner_uid"] == 1000
+        assert isinstance(rows[0]["submitted_at"], float)
+
+
+async def test_concurrent_submits_get_distinct_ids(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        ids: list[str] = []
+
+        async def submit(i: int) -> None:
+            ids.append(await new_experiment(store, f"x{i}"))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(5):
+                tg.start_soon(submit, i)
+        assert sorted(ids) == ["e1", "e2", "e3", "e4", "e5"]
+
+
+async def test_an_experiment_is_found_by_id_or_by_its_newest_name(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        first = await new_experiment(store, "mnist")
+        await new_experiment(store, "other")
+        newest = await new_experiment(store, "mnist")
+        assert (await store.experiment(first) or {})["id"] == first
+        assert (await store.experiment("mnist") or {})["id"] == newest
+        assert await store.experiment("nope") is None
+        assert await store.experiment("e99") is None
+
+
+async def test_an_id_wins_over_an_experiment_named_like_an_id(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        await new_experiment(store, "a")
+        await new_experiment(store, "e1")  # e2, named "e1"
+        assert (await store.experiment("e1") or {})["name"] == "a"
+
+
+async def test_update_experiment_and_the_unfinished_filter(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        done = await new_experiment(store)
+        live = await new_experiment(store)
+        await store.update_experiment(done, state="failed", reason="first trial failed",
+                                      started_at=1.0, ended_at=2.0)
+        await store.update_experiment(live, state="running")
+        row = await store.experiment(done)
+        assert row is not None
+        assert (row["state"], row["reason"], row["ended_at"]) == ("failed",
+                                                                  "first trial failed", 2.0)
+        assert [r["id"] for r in await store.experiments(include_finished=False)] == [live]
+        assert len(await store.experiments()) == 2
+
+
+# --- trials and reports ---------------------------------------------------------------------
+
+
+async def test_create_and_update_trials(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await new_experiment(store)
+        await store.create_trial(exp, 1, {"lr": 0.01, "opt": "adam"}, "/t/1")
+        await store.create_trial(exp, 0, {"lr": 0.1, "opt": "sgd"}, "/t/0")
+        fresh = await store.trial(exp, 0)
+        assert fresh is not None
+        assert (fresh["state"], fresh["devices"], fresh["reports"], fresh["attempts"]) == (
+            "queued", [], 0, 0)
+        assert fresh["dir"] == "/t/0"
+        await store.update_trial(exp, 0, state="completed", devices=["GPU-a", "GPU-b"],
+                                 objective=0.9, exit_code=0, pid=123, attempts=1)
+        row = await store.trial(exp, 0)
+        assert row is not None
+        assert row["devices"] == ["GPU-a", "GPU-b"]
+        assert (row["state"], row["objective"], row["exit_code"], row["pid"]) == (
+            "completed", 0.9, 0, 123)
+        assert [t["number"] for t in await store.trials(exp)] == [0, 1]
+        assert await store.trial(exp, 5) is None
+
+
+async def test_trials_of_all_experiments(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        a, b = await new_experiment(store), await new_experiment(store)
+        await store.create_trial(b, 0, {}, "/b/0")
+        await store.create_trial(a, 0, {}, "/a/0")
+        await store.create_trial(a, 1, {}, "/a/1")
+        rows = await store.trials()
+        assert [(r["experiment_id"], r["number"]) for r in rows] == [(a, 0), (a, 1), (b, 0)]
+        assert [r["number"] for r in await store.trials(b)] == [0]
+
+
+async def test_a_duplicate_trial_is_a_store_error(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await new_experiment(store)
+        await store.create_trial(exp, 0, {}, "/t/0")
+        with pytest.raises(StoreError, match="cannot write the trial log"):
+            await store.create_trial(exp, 0, {}, "/t/0")
+
+
+async def test_reports_are_added_in_batches_and_counted(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await new_experiment(store)
+        await store.create_trial(exp, 0, {}, "/t/0")
+        await store.add_reports(exp, 0, 0, [{"step": i, "acc": i / 10} for i in range(3)])
+        assert (await store.trial(exp, 0) or {})["reports"] == 3
+        await store.add_reports(exp, 0, 3, [{"step": 3, "acc": 0.3}, {"step": 4, "acc": 0.4}])
+        await store.add_reports(exp, 0, 5, [])  # nothing to do, and no count change
+        assert (await store.trial(exp, 0) or {})["reports"] == 5
+        assert [r["step"] for r in await store.reports(exp, 0)] == [0, 1, 2, 3, 4]
+        assert await store.reports(exp, 1) == []
+
+
+async def test_reports_resent_with_the_same_numbers_replace_the_old_ones(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await new_experiment(store)
+        await store.create_trial(exp, 0, {}, "/t/0")
+        await store.add_reports(exp, 0, 0, [{"acc": 0.1}, {"acc": 0.2}])
+        await store.add_reports(exp, 0, 1, [{"acc": 0.25}])
+        assert await store.reports(exp, 0) == [{"acc": 0.1}, {"acc": 0.25}]
+
+
+async def test_nan_and_infinity_in_a_report_are_stored_as_null(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await new_experiment(store)
+        await store.create_trial(exp, 0, {}, "/t/0")
+        await store.add_reports(exp, 0, 0, [{"loss": math.nan, "acc": math.inf,
+                                             "ok": 1.5, "nested": [math.nan]}])
+        assert await store.reports(exp, 0) == [
+            {"loss": None, "acc": None, "ok": 1.5, "nested": [None]}
+        ]
+    with sqlite3.connect(tmp_path / "log.db") as db:
+        (raw,) = db.execute("SELECT data FROM reports").fetchone()
+    assert "NaN" not in raw
+    assert "Infinity" not in raw
+
+
+async def test_concurrent_report_batches_are_all_stored(tmp_path: Path) -> None:
+    tasks, batches, per_batch = 5, 20, 3
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await new_experiment(store)
+        for n in range(tasks):
+            await store.create_trial(exp, n, {}, f"/t/{n}")
+
+        async def writer(number: int) -> None:
+            for b in range(batches):
+                rows = [{"trial": number, "i": b * per_batch + j} for j in range(per_batch)]
+                await store.add_reports(exp, number, b * per_batch, rows)
+                await store.add_event("batch", exp, number, b=b)
+
+        async with anyio.create_task_group() as tg:
+            for n in range(tasks):
+                tg.start_soon(writer, n)
+
+        total = batches * per_batch
+        for n in range(tasks):
+            stored = await store.reports(exp, n)
+            assert [r["i"] for r in stored] == list(range(total))
+            assert {r["trial"] for r in stored} == {n}
+            assert (await store.trial(exp, n) or {})["reports"] == total
+            assert len(await store.events(exp, n)) == batches
+
+
+# --- events and metric series ---------------------------------------------------------------
+
+
+async def test_events_oldest_first_by_experiment_and_trial(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        a, b = await new_experiment(store), await new_experiment(store)
+        await store.add_event("experiment_submitted", a, owner_uid=1000)
+        await store.add_event("trial_started", a, 0, pid=12, devices=["GPU-x"])
+        await store.add_event("trial_ended", a, 0, objective=math.nan)
+        await store.add_event("experiment_submitted", b)
+        await store.add_event("daemon_started")
+        events = await store.events(a)
+        assert [e["kind"] for e in events] == [
+            "experiment_submitted", "trial_started", "trial_ended"]
+        assert events[0]["data"] == {"owner_uid": 1000}
+        assert events[0]["trial"] is None
+        assert events[1]["data"] == {"pid": 12, "devices": ["GPU-x"]}
+        assert events[2]["data"] == {"objective": None}
+        assert isinstance(events[0]["t"], float)
+        assert [e["kind"] for e in await store.events(a, 0)] == ["trial_started", "trial_ended"]
+        assert [e["kind"] for e in await store.events(b)] == ["experiment_submitted"]
+
+
+async def test_metric_series_pairs_iterations_with_finite_values(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await new_experiment(store)
+        for n in range(3):
+            await store.create_trial(exp, n, {}, f"/t/{n}")
+        await store.add_reports(exp, 0, 0, [
+            {"training_iteration": 1, "val acc": 0.5},
+            {"training_iteration": 2, "loss": 3.0},  # no metric: skipped
+            {"training_iteration": 3, "val acc": math.nan},  # stored null: skipped
+            {"training_iteration": 4, "val acc": 1},
+        ])
+        await store.add_reports(exp, 1, 0, [{"val acc": 0.7}])  # no iteration: 0
+        series = await store.metric_series(exp, [0, 1, 2], "val acc")
+        assert series == {0: [(1, 0.5), (4, 1.0)], 1: [(0, 0.7)], 2: []}
+        assert all(isinstance(v, float) for _, v in series[0])
+        assert await store.metric_series(exp, [], "val acc") == {}
+
+
+async def test_close_is_idempotent(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        await store.close()
+        await store.close()
