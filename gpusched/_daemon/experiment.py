@@ -48,6 +48,9 @@ class TrialRun:
     metric_values: list[float] = field(default_factory=list)
     metric_steps: list[int] = field(default_factory=list)
     last_report: dict[str, Any] = field(default_factory=dict)
+    # Set once no process of the running trial is left: its end is being recorded, and it no
+    # longer takes a parallel slot (so the next trial need not wait for that bookkeeping).
+    processes_gone: bool = False
 
     def view(self) -> TrialView:
         """The immutable snapshot a plugin receives."""
@@ -90,8 +93,9 @@ class ExperimentRun:
         return int(grid) if grid is not None else DEFAULT_MAX_TRIALS
 
     def running_count(self) -> int:
-        """Trials started and not yet ended."""
-        return sum(1 for t in self.trials.values() if t.state is TrialState.RUNNING)
+        """Trials started whose processes are not all gone yet."""
+        return sum(1 for t in self.trials.values()
+                   if t.state is TrialState.RUNNING and not t.processes_gone)
 
     def gpu_share_in_use(self) -> float:
         """GPUs held by running trials (the fair-share key)."""

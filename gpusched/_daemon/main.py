@@ -8,9 +8,11 @@ trial process on the way out.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import signal
+import sys
 from pathlib import Path
 
 import anyio
@@ -49,11 +51,26 @@ async def _watch_signals(scheduler: Scheduler, force: CancelScope) -> None:
             await scheduler.shutdown()
 
 
+def _watch_children_with_pidfds() -> None:
+    """Python 3.11's default child watcher starts a thread per subprocess (about 2 ms of the
+    event loop's time for each trial spawned); a pidfd watcher needs none. 3.12+ picks it."""
+    if sys.version_info >= (3, 12) or not hasattr(asyncio, "PidfdChildWatcher"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):  # a kernel older than 5.3
+        return
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
+
+
 async def run_daemon(
     *, socket_path: Path, state_dir: Path, settings: DaemonSettings, backend: GpuBackend,
     socket_mode: int = 0o600,
 ) -> None:
     """Run the daemon until it is told to stop."""
+    _watch_children_with_pidfds()
     state_dir.mkdir(parents=True, exist_ok=True)
     try:
         async with open_store(state_dir / "trials.db") as store:

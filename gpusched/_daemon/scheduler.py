@@ -117,7 +117,15 @@ class Scheduler:
     # -- GPUs ---------------------------------------------------------------------------------
 
     def _read_devices(self) -> tuple[Any, dict[int, list[int]]]:
-        return self.backend.read(), procfs.session_members()
+        readings = self.backend.read()
+        # Only the pids the driver lists need a session: one /proc/PID/stat read each, rather
+        # than a scan of every process on the host at every poll.
+        sessions: dict[int, list[int]] = {}
+        for pid in {p.pid for r in readings for p in r.processes}:
+            sid = procfs.session_of(pid)
+            if sid is not None:
+                sessions.setdefault(sid, []).append(pid)
+        return readings, sessions
 
     async def _poll_devices_once(self) -> None:
         if not self.devices.slots:
@@ -149,7 +157,8 @@ class Scheduler:
     def _pick(self, exp: ExperimentRun) -> list[str] | None:
         share = exp.spec.gpus_per_trial
         if share == 0:
-            cpu_running = sum(1 for r in self.runners.values() if not r.uuids)
+            cpu_running = sum(1 for r in self.runners.values()
+                              if not r.uuids and not r.trial.processes_gone)
             limit = exp.spec.max_parallel_trials or self._cpu_slots
             return [] if cpu_running < max(limit, 1) else None
         return self.devices.pick(share, exp.spec.gpu_memory_mib)
@@ -197,10 +206,12 @@ class Scheduler:
         share = 1.0 if exp.spec.gpus_per_trial >= 1 else exp.spec.gpus_per_trial
         self.devices.assign(key, uuids, share)
         trial.state, trial.devices = TrialState.RUNNING, list(uuids)
+        trial.processes_gone = False
         runner = TrialRunner(
             experiment=exp, trial=trial, uuids=uuids, store=self.store, backend=self.backend,
             devices=self.devices, settings=self.settings, trial_dir=self._trial_dir(exp, trial),
             daemon_env=self._daemon_env, on_end=self._trial_ended,
+            on_release=self._trial_released,
         )
         self.runners[key] = runner
         assert self._tg is not None
@@ -227,9 +238,12 @@ class Scheduler:
 
     # -- endings ------------------------------------------------------------------------------
 
+    def _trial_released(self) -> None:
+        self._poll_now.set()  # the release barrier starts now, not at the next slow poll
+        self.kick()  # a CPU-only trial's slot, or a parallel slot, may be open already
+
     async def _trial_ended(self, exp: ExperimentRun, trial: TrialRun, fatal: str | None) -> None:
         self.runners.pop(f"{exp.id}/{trial.number}", None)
-        self._poll_now.set()  # the release barrier starts now, not at the next slow poll
         if trial.state is TrialState.INTERRUPTED and not self._closing:
             exp.requeued.append(trial.number)
         if trial.state is TrialState.FAILED and exp.failure is None:

@@ -189,14 +189,13 @@ class Server:
         if number is None:
             view = views.experiment_view(row, trials)
             view["spec"] = row["spec"]
-            view["events"] = (await self.store.events(row["id"]))[-50:]
+            view["events"] = await self.store.events(row["id"], last=50)
             return view
         trial = next((t for t in trials if t["number"] == number), None)
         if trial is None:
             raise NotFoundError(f"no trial {row['id']}/{number}")
         view = views.trial_view(trial, exp_id=row["id"])
-        reports = await self.store.reports(row["id"], number)
-        view["last_report"] = reports[-1] if reports else None
+        view["last_report"] = await self.store.last_report(row["id"], number)
         view["events"] = await self.store.events(row["id"], number)
         return view
 

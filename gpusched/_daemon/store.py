@@ -21,7 +21,7 @@ import anyio
 from gpusched.errors import StoreError
 from gpusched.protocol import jsonable
 
-__all__ = ["Store", "open_store", "SCHEMA_VERSION", "TRIAL_COLUMNS"]
+__all__ = ["Store", "open_store", "encode_reports", "SCHEMA_VERSION", "TRIAL_COLUMNS"]
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -87,6 +87,11 @@ TRIAL_COLUMNS = (
 )
 _TRIAL_FIELDS = frozenset(TRIAL_COLUMNS) | {"params", "devices", "reason", "dir"}
 _EXPERIMENT_FIELDS = frozenset({"state", "reason", "started_at", "ended_at"})
+
+
+def encode_reports(reports: Sequence[dict[str, Any]]) -> list[str]:
+    """Reports as the JSON text the log stores (strict JSON: NaN becomes null)."""
+    return [json.dumps(jsonable(r), separators=(",", ":")) for r in reports]
 
 
 def _decode_row(row: sqlite3.Row) -> dict[str, Any]:
@@ -183,14 +188,18 @@ class Store:
         self, exp_id: str, number: int, first_seq: int, reports: Sequence[dict[str, Any]]
     ) -> None:
         """Insert a batch of reports (numbered from ``first_seq``) in one transaction."""
-        if not reports:
+        await self.add_encoded_reports(exp_id, number, first_seq, encode_reports(reports))
+
+    async def add_encoded_reports(
+        self, exp_id: str, number: int, first_seq: int, encoded: Sequence[str]
+    ) -> None:
+        """:meth:`add_reports` for reports already encoded by :func:`encode_reports` (which a
+        caller can run in a worker thread, off the event loop)."""
+        if not encoded:
             return
-        rows = [
-            (exp_id, number, first_seq + i, json.dumps(jsonable(r), separators=(",", ":")))
-            for i, r in enumerate(reports)
-        ]
+        rows = [(exp_id, number, first_seq + i, data) for i, data in enumerate(encoded)]
         async with self._write_lock:
-            await self._insert_reports(exp_id, number, first_seq + len(reports), rows)
+            await self._insert_reports(exp_id, number, first_seq + len(rows), rows)
 
     async def _insert_reports(
         self, exp_id: str, number: int, total: int, rows: list[tuple[str, int, int, str]]
@@ -269,16 +278,28 @@ class Store:
         )
         return [r["data"] for r in rows]
 
-    async def events(self, exp_id: str, trial: int | None = None) -> list[dict[str, Any]]:
-        """The event log of an experiment (or of one of its trials), oldest first."""
-        if trial is None:
-            return await self._fetchall(
-                "SELECT * FROM events WHERE experiment_id = ? ORDER BY id", (exp_id,)
-            )
-        return await self._fetchall(
-            "SELECT * FROM events WHERE experiment_id = ? AND trial = ? ORDER BY id",
-            (exp_id, trial),
+    async def last_report(self, exp_id: str, number: int) -> dict[str, Any] | None:
+        """A trial's latest stored report, or None."""
+        rows = await self._fetchall(
+            "SELECT data FROM reports WHERE experiment_id = ? AND trial = ?"
+            " ORDER BY seq DESC LIMIT 1", (exp_id, number),
         )
+        return rows[0]["data"] if rows else None
+
+    async def events(
+        self, exp_id: str, trial: int | None = None, *, last: int = -1
+    ) -> list[dict[str, Any]]:
+        """The event log of an experiment (or of one trial), oldest first; ``last``: only the
+        newest that many."""
+        where = "experiment_id = ?"
+        args: list[Any] = [exp_id]
+        if trial is not None:
+            where += " AND trial = ?"
+            args.append(trial)
+        rows = await self._fetchall(
+            f"SELECT * FROM events WHERE {where} ORDER BY id DESC LIMIT ?", (*args, last)
+        )
+        return rows[::-1]
 
     async def metric_series(
         self, exp_id: str, numbers: Iterable[int], metric: str

@@ -28,7 +28,7 @@ from gpusched._daemon.launcher import (
     trial_environment,
 )
 from gpusched._daemon.report_collector import ReportCollector
-from gpusched._daemon.store import Store
+from gpusched._daemon.store import Store, encode_reports
 from gpusched.config import DaemonSettings
 from gpusched.log import get_logger
 from gpusched.models import TrialState
@@ -65,6 +65,7 @@ class TrialRunner:
         trial_dir: Path,
         daemon_env: Mapping[str, str],
         on_end: Callable[[ExperimentRun, TrialRun, str | None], Awaitable[None]],
+        on_release: Callable[[], None] = lambda: None,
     ) -> None:
         self.exp = experiment
         self.trial = trial
@@ -77,6 +78,8 @@ class TrialRunner:
         self._files = TrialFiles(trial_dir)
         self._daemon_env = daemon_env
         self._on_end = on_end
+        self._on_release = on_release
+        self._released = False
         self._stop_request: tuple[TrialState, str, float] | None = None
         self._stop_event = anyio.Event()
         self.pid: int | None = None
@@ -124,6 +127,9 @@ class TrialRunner:
                 await proc.stop(0.0 if code is None else self._settings.grace_period_s)
                 if code is None:
                     code = await proc.wait()
+                # No process of the trial is left: the release barrier can start while the
+                # end is recorded below.
+                self._release()
                 await self._ingest(collector, final=True)
                 await self._conclude(code, collector)
 
@@ -170,13 +176,17 @@ class TrialRunner:
             await self._ingest_now(collector, final=final)
 
     async def _ingest_now(self, collector: ReportCollector, *, final: bool) -> None:
-        new = await anyio.to_thread.run_sync(collector.poll, final)
+        def read() -> tuple[list[dict[str, Any]], list[str]]:
+            new = collector.poll(final)
+            return new, encode_reports(new)  # JSON encoding off the event loop, too
+
+        new, encoded = await anyio.to_thread.run_sync(read)
         for problem in collector.take_problems():
             log.warning("report_skipped", trial=self.key, problem=problem)
         if not new:
             return
         trial = self.trial
-        await self._store.add_reports(self.exp.id, trial.number, trial.reports, new)
+        await self._store.add_encoded_reports(self.exp.id, trial.number, trial.reports, encoded)
         trial.reports += len(new)
         metric = self.exp.spec.metric
         for report in new:
@@ -243,6 +253,13 @@ class TrialRunner:
                                     reason=reason, exit_code=exit_code, exit_signal=exit_signal)
         log.info("trial_ended", trial=self.key, state=state.value, reason=reason,
                  objective=objective)
-        self._devices.release(self.key, self.uuids)
+        self._release()
         await self._on_end(self.exp, trial, fatal)
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.trial.processes_gone = True
+            self._devices.release(self.key, self.uuids)
+            self._on_release()
 
