@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = _add(sub, "daemon", cmd_daemon, "run the daemon in the foreground", json_flag=False)
     p.add_argument("--state-dir", help="trial log and trial folders")
-    p.add_argument("--config", help="TOML file with a [daemon] table (docs/daemon.md)")
+    p.add_argument("--config",
+                   help="TOML file with a [daemon] table of settings (README: The daemon)")
     p.add_argument("--fake-gpus", metavar="N|FILE", help="use N fake GPUs, or those of FILE")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p = _add(sub, "submit", cmd_submit, "submit an experiment file")
