@@ -127,6 +127,15 @@ def _shown_name(name: str) -> str:
     return name if "fake" in name.lower() else f"Fake {name}"
 
 
+def _file_stamp(path: Path) -> tuple[int, int, int]:
+    """(inode, mtime, size): changes whenever the file is rewritten or replaced."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 @dataclass
 class _Binding:
     """A trial session bound to devices; ``empty_since`` is when it was first seen empty."""
@@ -161,6 +170,7 @@ class FakeBackend(GpuBackend):
         # note_trial runs on the event loop while read() runs in a worker thread.
         self._lock = threading.Lock()
         self._config_unreadable = False
+        self._stamp: tuple[int, int, int] | None = None  # (inode, mtime, size) last parsed
 
     @classmethod
     def from_arg(cls, arg: str, **kwargs: Any) -> FakeBackend:
@@ -219,7 +229,12 @@ class FakeBackend(GpuBackend):
         if self._path is None:
             return self._config
         try:
+            # Parse again only when the file changed: a stat per poll, not a parse.
+            stamp = _file_stamp(self._path)
+            if stamp == self._stamp and not self._config_unreadable:
+                return self._config
             self._config = load_fake_config(self._path)
+            self._stamp = stamp
         except ConfigError as exc:
             # A test may be rewriting the file right now: keep going on what we knew.
             if not self._config_unreadable:
@@ -233,6 +248,9 @@ class FakeBackend(GpuBackend):
 
     def _held_sessions(self, config: FakeConfig) -> dict[int, tuple[set[str], list[int]]]:
         """Sessions whose memory is still held: session id -> (device uuids, live pids)."""
+        with self._lock:
+            if not self._bindings:
+                return {}  # nothing bound: no need to scan /proc
         members = self._sessions()
         now = self._clock()
         held: dict[int, tuple[set[str], list[int]]] = {}
