@@ -23,13 +23,14 @@ from gpusched._daemon import procfs
 from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.experiment import ExperimentRun, TrialRun
 from gpusched._daemon.gpu_backend import GpuBackend
+from gpusched._daemon.restore import prior_trials, restore_trials
 from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
 from gpusched.config import DaemonSettings
 from gpusched.errors import NotFoundError, PluginError, RequestError
 from gpusched.log import get_logger
 from gpusched.models import ExperimentState, Goal, TrialState
-from gpusched.plugin_api import StoppingPlugin, TrialView
+from gpusched.plugin_api import StoppingPlugin
 from gpusched.plugins import make_search_plugin, make_stopping_plugin
 from gpusched.spec import ExperimentSpec
 
@@ -307,7 +308,7 @@ class Scheduler:
             search, stoppers = self._plugins(spec, seed)
         except PluginError as exc:
             raise RequestError("invalid_experiment", str(exc)) from None
-        prior = await self._prior(spec)
+        prior = await prior_trials(self.store, spec)
         exp_id = await self.store.create_experiment(
             name=spec.name, spec=spec.to_dict(), seed=seed, priority=spec.priority,
             owner_uid=owner_uid,
@@ -319,27 +320,6 @@ class Scheduler:
         log.info("experiment_submitted", experiment=exp_id, name=spec.name)
         self.kick()
         return exp_id
-
-    async def _prior(self, spec: ExperimentSpec) -> list[TrialView]:
-        if not spec.resume_from:
-            return []
-        row = await self.store.experiment(spec.resume_from)
-        if row is None:
-            raise RequestError("invalid_experiment",
-                               f"resume_from: no experiment '{spec.resume_from}'")
-        rows = await self.store.trials(row["id"])
-        series = await self.store.metric_series(row["id"], [r["number"] for r in rows],
-                                                spec.metric)
-        views: list[TrialView] = []
-        for r in rows:
-            state = TrialState(r["state"])
-            if state in (TrialState.COMPLETED, TrialState.STOPPED) and r["objective"] is not None:
-                pairs = series.get(r["number"], [])
-                views.append(TrialView(
-                    number=-1 - len(views), params=r["params"], state=state,
-                    objective=r["objective"], metric_values=tuple(v for _, v in pairs),
-                    metric_steps=tuple(s for s, _ in pairs)))
-        return views
 
     async def cancel(self, exp_id: str, number: int | None) -> str:
         """Cancel an experiment (all its trials) or one trial; return what was done."""
@@ -387,31 +367,11 @@ class Scheduler:
                 continue
             exp = ExperimentRun(row["id"], row["seq"], spec, row["seed"], search, stoppers,
                                 state=ExperimentState(row["state"]),
-                                prior=await self._prior(spec))
-            await self._restore_trials(exp)
+                                prior=await prior_trials(self.store, spec))
+            await restore_trials(self.store, exp)
             self.active[exp.id] = exp
             log.info("experiment_restored", experiment=exp.id, trials=len(exp.trials),
                      requeued=exp.requeued)
-
-    async def _restore_trials(self, exp: ExperimentRun) -> None:
-        rows = await self.store.trials(exp.id)
-        series = await self.store.metric_series(exp.id, [r["number"] for r in rows],
-                                                exp.spec.metric)
-        for r in rows:
-            state = TrialState(r["state"])
-            pairs = series.get(r["number"], [])
-            trial = TrialRun(number=r["number"], params=r["params"], state=state,
-                             objective=r["objective"], attempts=r["attempts"],
-                             reports=r["reports"], metric_values=[v for _, v in pairs],
-                             metric_steps=[s for s, _ in pairs])
-            exp.trials[trial.number] = trial
-            if state is TrialState.RUNNING:
-                trial.state = TrialState.INTERRUPTED
-                await self.store.update_trial(exp.id, trial.number, state="interrupted",
-                                              reason="the daemon went down while it ran")
-            if trial.state in (TrialState.INTERRUPTED, TrialState.QUEUED):
-                trial.objective = None  # it runs again: its result comes from that run
-                exp.requeued.append(trial.number)
 
 
 def _now() -> float:
