@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -184,3 +185,4 @@ def test_stale_socket_file_is_replaced(tmp_path: Path) -> None:
         s.bind(str(stale))  # bound, never listening: what a crashed daemon leaves behind
     with running_daemon(tmp_path / "d") as d:
         assert d.client.hello()["backend"] == "fake"
+        assert stat.S_IMODE(d.socket.stat().st_mode) == 0o600  # a per-user daemon's socket
