@@ -305,18 +305,16 @@ class Store:
         self, exp_id: str, numbers: Iterable[int], metric: str
     ) -> dict[int, list[tuple[int, float]]]:
         """For each trial, its (training_iteration, metric) pairs: a restarted daemon's view."""
+        # Decoded here rather than with json_extract: a metric name may hold any character,
+        # and a JSON path cannot quote all of them. This runs only at start and resume.
         out: dict[int, list[tuple[int, float]]] = {}
         for number in numbers:
-            rows = await self._fetchall(
-                "SELECT json_extract(data, '$.training_iteration') AS step,"
-                " json_extract(data, ?) AS value FROM reports"
-                " WHERE experiment_id = ? AND trial = ? ORDER BY seq",
-                (f'$."{metric}"', exp_id, number),
-            )
-            out[number] = [
-                (int(r["step"] or 0), float(r["value"]))
-                for r in rows if isinstance(r["value"], int | float)
-            ]
+            series = []
+            for report in await self.reports(exp_id, number):
+                value = report.get(metric)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    series.append((int(report.get("training_iteration") or 0), float(value)))
+            out[number] = series
         return out
 
     async def close(self) -> None:

@@ -315,3 +315,15 @@ async def test_close_is_idempotent(tmp_path: Path) -> None:
     async with open_store(tmp_path / "log.db") as store:
         await store.close()
         await store.close()
+
+
+async def test_metric_series_takes_any_metric_name(tmp_path: Path) -> None:
+    # Regression: the name was spliced into a JSON path, so a '"' gave an empty series.
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await store.create_experiment(name="q", spec={}, seed=0, priority=0,
+                                             owner_uid=None)
+        await store.create_trial(exp, 0, {}, "/tmp/x")
+        name = 'acc "top-1" (%)'
+        await store.add_reports(exp, 0, 0, [{name: 0.5, "training_iteration": 1},
+                                             {name: 0.7, "training_iteration": 2}])
+        assert await store.metric_series(exp, [0], name) == {0: [(1, 0.5), (2, 0.7)]}
