@@ -230,10 +230,10 @@ class DeviceTable:
         self, slot: DeviceSlot, reading: DeviceReading, listed: list[int], *,
         pid_session: Mapping[int, int], ours: set[int], idle: float,
     ) -> None:
-        released = {r.session_id for r in slot.releasing.values()}
+        known = ours | {r.session_id for r in slot.releasing.values()}
         strangers = [
             p for p in listed
-            if (p in pid_session and pid_session[p] not in ours | released)
+            if (p in pid_session and pid_session[p] not in known)
             or (p not in pid_session and not slot.releasing)
         ]
         if strangers:

@@ -22,6 +22,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from gpusched import __version__
 from gpusched._daemon import views
+from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.scheduler import Scheduler
 from gpusched.errors import ConfigError, GpuschedError, NotFoundError, RequestError, SpecError
 from gpusched.log import get_logger
@@ -226,9 +227,9 @@ class Server:
         trial = await self.store.trial(row["id"], number)
         if trial is None:
             raise NotFoundError(f"no trial {row['id']}/{number}")
-        folder = Path(trial["dir"])
-        return {"id": f"{row['id']}/{number}", "state": trial["state"], "dir": str(folder),
-                "stdout": str(folder / "stdout.log"), "stderr": str(folder / "stderr.log")}
+        files = TrialFiles(Path(trial["dir"]))
+        return {"id": f"{row['id']}/{number}", "state": trial["state"], "dir": str(files.dir),
+                "stdout": str(files.stdout), "stderr": str(files.stderr)}
 
 
 def _target(value: Any) -> tuple[str, int | None]:

@@ -201,6 +201,8 @@ class TrialRunner:
             self._consult_stoppers(new)
 
     def _consult_stoppers(self, new: list[dict[str, Any]]) -> None:
+        if not self.exp.stoppers:
+            return  # no views to build on this hot path when nothing would read them
         view = self.trial.view()
         others = [t.view() for n, t in self.exp.trials.items() if n != self.trial.number]
         for stopper in self.exp.stoppers:
