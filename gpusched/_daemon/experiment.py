@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from gpusched.models import (
@@ -51,14 +52,29 @@ class TrialRun:
     # Set once no process of the running trial is left: its end is being recorded, and it no
     # longer takes a parallel slot (so the next trial need not wait for that bookkeeping).
     processes_gone: bool = False
+    _view: TrialView | None = field(default=None, init=False, repr=False, compare=False)
+    _view_key: tuple[Any, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def view(self) -> TrialView:
-        """The immutable snapshot a plugin receives."""
-        return TrialView(
-            number=self.number, params=dict(self.params), state=self.state,
-            objective=self.objective, metric_values=tuple(self.metric_values),
-            metric_steps=tuple(self.metric_steps), last_report=dict(self.last_report),
-        )
+        """The immutable snapshot a plugin receives.
+
+        Cached: the search plugin is handed every trial's view before each new trial, and
+        rebuilding them all each time made a long experiment quadratic. The snapshot is built
+        again only when something it shows has changed; everything it shows changes only
+        together with the state, the objective or the report count.
+        """
+        key = (self.state, self.objective, self.reports, len(self.metric_values))
+        if self._view is None or key != self._view_key:
+            # Read-only mappings: a plugin that wrote into a shared snapshot would change
+            # what every later call sees.
+            self._view = TrialView(
+                number=self.number, params=MappingProxyType(dict(self.params)),
+                state=self.state, objective=self.objective,
+                metric_values=tuple(self.metric_values), metric_steps=tuple(self.metric_steps),
+                last_report=MappingProxyType(dict(self.last_report)),
+            )
+            self._view_key = key
+        return self._view
 
 
 @dataclass

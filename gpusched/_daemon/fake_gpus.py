@@ -14,7 +14,7 @@ import math
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,7 +155,7 @@ class FakeBackend(GpuBackend):
         path: Path | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sessions: Callable[[], dict[int, list[int]]] = procfs.session_members,
+        sessions: Callable[[Collection[int]], dict[int, list[int]]] = procfs.session_members,
         logger: Any = None,
     ) -> None:
         """``path``, when given, is re-read at every ``read()``; ``config`` is its first load."""
@@ -251,7 +251,8 @@ class FakeBackend(GpuBackend):
         with self._lock:
             if not self._bindings:
                 return {}  # nothing bound: no need to scan /proc
-        members = self._sessions()
+            bound = set(self._bindings)
+        members = self._sessions(bound)
         now = self._clock()
         held: dict[int, tuple[set[str], list[int]]] = {}
         with self._lock:

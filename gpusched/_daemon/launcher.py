@@ -130,9 +130,10 @@ class TrialProcess:
     async def _alive(self) -> bool:
         if self._process.returncode is None:
             return True
-        # A scan of /proc (the only way to find processes that left the group but not the
-        # session) costs about a millisecond: keep it off the event loop.
-        return bool(await anyio.to_thread.run_sync(pids_in_session, self.pid))
+        # A pass over /proc is the only way to find processes that left the group but not the
+        # session. It is one getsid() per process (~0.1 ms for 120 processes, ~1 ms for
+        # 1,500): cheaper on the loop than a hop to a worker thread and back.
+        return bool(pids_in_session(self.pid))
 
     async def wait_session_gone(self) -> None:
         """Wait until neither the leader nor any process of its session is left."""

@@ -222,3 +222,24 @@ def test_history_is_prior_then_own_trials_by_number(tmp_path: Path) -> None:
     assert history[2].metric_values == (0.2, 0.5)
     assert history[2].finished
     assert not history[1].finished
+
+
+def test_a_trial_view_is_reused_until_the_trial_changes_and_is_read_only() -> None:
+    trial = TrialRun(number=0, params={"lr": 0.1}, state=TrialState.RUNNING)
+    first = trial.view()
+    assert trial.view() is first  # nothing changed: the same snapshot, not a rebuilt one
+    trial.reports += 1
+    trial.metric_values.append(0.5)
+    trial.metric_steps.append(1)
+    trial.last_report = {"acc": 0.5}
+    second = trial.view()
+    assert second is not first and second.metric_values == (0.5,)
+    assert second.last_report == {"acc": 0.5} and first.metric_values == ()
+    trial.state, trial.objective = TrialState.COMPLETED, 0.5
+    third = trial.view()
+    assert third.state is TrialState.COMPLETED and third.objective == 0.5 and third.finished
+    with pytest.raises(TypeError):
+        third.params["lr"] = 1.0  # type: ignore[index]  # a plugin cannot poison the cache
+    with pytest.raises(TypeError):
+        third.last_report["acc"] = 1.0  # type: ignore[index]
+    assert trial.params == {"lr": 0.1}

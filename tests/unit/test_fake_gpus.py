@@ -294,7 +294,7 @@ def test_children_keep_the_trial_alive_after_the_leader_exits(tmp_path: Path) ->
 
 def test_two_trials_sharing_a_device_add_up() -> None:
     sessions = {101: [101, 102], 202: [202]}
-    backend = FakeBackend.from_arg("1", sessions=lambda: sessions)
+    backend = FakeBackend.from_arg("1", sessions=lambda _sids: sessions)
     (device,) = backend.discover()
     backend.note_trial(101, [device.uuid])
     backend.note_trial(202, [device.uuid])
@@ -311,7 +311,7 @@ def test_two_trials_sharing_a_device_add_up() -> None:
 
 
 def test_a_trial_on_no_known_device_changes_nothing() -> None:
-    backend = FakeBackend.from_arg("1", sessions=lambda: {7: [7]})
+    backend = FakeBackend.from_arg("1", sessions=lambda _sids: {7: [7]})
     backend.discover()
     backend.note_trial(7, ["GPU-not-one-of-ours"])
     assert one(backend).memory_used_mib == 300
