@@ -36,10 +36,9 @@ gpusched gpus
 exp=$(gpusched submit examples/digits/experiment.yaml)
 echo "submitted experiment $exp; following it with \`gpusched ls $exp\` ..."
 while :; do
-    state=$(gpusched show "$exp" --json | python -c 'import json,sys; print(json.load(sys.stdin)["state"])')
     gpusched ls | sed -n "1p;/^$exp /p"
-    [[ "$state" == queued || "$state" == running ]] || break
-    sleep 3
+    ended=0; gpusched wait "$exp" --timeout 3 >/dev/null || ended=$?
+    [[ $ended -eq 124 ]] || break   # 124: still running after 3 s
 done
 echo
 gpusched ls "$exp"

@@ -3,7 +3,8 @@
 :func:`running_daemon` writes a ``[daemon]`` TOML config and a fake-GPU file, starts
 ``python -m gpusched daemon --fake-gpus FILE`` as a user would, waits until its socket answers,
 and stops it with SIGTERM at the end. :func:`submit_cli` submits an experiment file through the
-real CLI (``gpusched submit``), and :func:`wait_ended` polls ``Client.show`` until it ends.
+real CLI (``gpusched submit``), and :func:`wait_ended` blocks in
+``Client.wait`` (the daemon answers when the experiment ends).
 """
 
 from __future__ import annotations
@@ -152,18 +153,12 @@ def submit_cli(daemon: BenchDaemon, experiment_file: Path) -> str:
     return out.stdout.strip()
 
 
-def wait_ended(
-    client: Client, exp_id: str, *, poll_s: float = 0.02, timeout_s: float = 600.0
-) -> dict[str, Any]:
-    """Poll ``show`` until the experiment has ended; its ``show`` view."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        view = client.show(exp_id)
-        if view["state"] in TERMINAL:
-            return view
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{exp_id} still {view['state']} after {timeout_s}s")
-        time.sleep(poll_s)
+def wait_ended(client: Client, exp_id: str, *, timeout_s: float = 600.0) -> dict[str, Any]:
+    """Block in ``Client.wait`` until the experiment has ended; its ``show`` view."""
+    answer = client.wait(exp_id, timeout_s)
+    if not answer["ended"]:
+        raise RuntimeError(f"{exp_id} still {answer['state']} after {timeout_s}s")
+    return client.show(exp_id)
 
 
 def vm_hwm_kib(pid: int) -> int:

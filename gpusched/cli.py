@@ -162,6 +162,24 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+WAIT_TIMED_OUT = 124  # as timeout(1) exits
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    """Block until an experiment ends; exit 0 if it completed, 1 if not, 124 on --timeout."""
+    answer = Client(args.socket).wait(args.experiment, args.timeout)
+    if args.json:
+        _print_json(answer)
+    elif answer["ended"]:
+        print(f"{answer['id']} {answer['state']}: {answer['reason'] or '-'}")
+    if not answer["ended"]:
+        if not args.json:
+            print(f"gpusched: {answer['id']} is still {answer['state']} after {args.timeout:g}s",
+                  file=sys.stderr)
+        return WAIT_TIMED_OUT
+    return 0 if answer["state"] == "completed" else 1
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel an experiment or a trial."""
     print(Client(args.socket).cancel(args.target))
@@ -238,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("trial")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
     p.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
+    p = _add(sub, "wait", cmd_wait, "wait until an experiment ends (exit 0 if it completed,"
+             " 1 if it failed or was cancelled, 124 on --timeout)")
+    p.add_argument("experiment")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="give up after this long (default: wait as long as it takes)")
     p = _add(sub, "cancel", cmd_cancel, "cancel an experiment or a trial", json_flag=False)
     p.add_argument("target")
     _add(sub, "gpus", cmd_gpus, "devices, their state and who holds them")

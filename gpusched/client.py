@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from gpusched.errors import Problem as _Problem
 from gpusched.protocol import MAX_LINE_BYTES, VERSION, decode_response, encode
 
 __all__ = ["Client"]
+
+WAIT_CHUNK_S = 30.0  # the longest one `wait` request is held by the daemon
 
 
 class Client:
@@ -36,10 +39,13 @@ class Client:
 
     def request(self, op: str, **args: Any) -> Any:
         """Send ``op`` with ``args``; return its result or raise the daemon's error."""
+        return self._request_with_timeout(self.timeout_s, op, **args)
+
+    def _request_with_timeout(self, socket_timeout_s: float, op: str, /, **args: Any) -> Any:
         request_id = next(self._ids)
         message = encode({"v": VERSION, "id": request_id, "op": op, "args": args})
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout_s)
+        sock.settimeout(socket_timeout_s)
         try:
             try:
                 sock.connect(str(self.socket_path))
@@ -106,6 +112,23 @@ class Client:
     def show(self, target: str) -> dict[str, Any]:
         """An experiment (``EXP``) or a trial (``EXP/N``) in full."""
         return dict(self.request("show", target=target))
+
+    def wait(self, experiment: str, timeout_s: float | None = None) -> dict[str, Any]:
+        """Block until ``experiment`` has ended, or ``timeout_s`` has passed (None: no limit).
+
+        Returns the experiment's summary (the shape of ``experiments``) with ``ended`` true or
+        false. The daemon answers the moment the experiment ends; this asks again every
+        ``WAIT_CHUNK_S`` so that no single request outlives the socket timeout.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            chunk = WAIT_CHUNK_S
+            if deadline is not None:
+                chunk = max(0.0, min(chunk, deadline - time.monotonic()))
+            answer = dict(self._request_with_timeout(
+                chunk + self.timeout_s, "wait", experiment=experiment, timeout_s=chunk))
+            if answer["ended"] or (deadline is not None and time.monotonic() >= deadline):
+                return answer
 
     def best(self, experiment: str, n: int = 1) -> list[dict[str, Any]]:
         """The ``n`` best trials, best first."""

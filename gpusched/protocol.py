@@ -30,7 +30,8 @@ __all__ = [
 VERSION = 1
 MAX_LINE_BYTES = 4 * 1024 * 1024
 OPS = frozenset(
-    {"hello", "submit", "experiments", "trials", "show", "best", "cancel", "gpus", "trial_files"}
+    {"hello", "submit", "experiments", "trials", "show", "best", "cancel", "gpus", "trial_files",
+     "wait"}
 )
 
 

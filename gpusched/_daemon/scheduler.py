@@ -56,6 +56,7 @@ class Scheduler:
         self._daemon_env = dict(os.environ if daemon_env is None else daemon_env)
         self._kick = anyio.Event()
         self._poll_now = anyio.Event()
+        self._ended: dict[str, anyio.Event] = {}  # experiment id -> set when it ends
         self._closing = False
         self._tg: TaskGroup | None = None
         self._cpu_slots = os.cpu_count() or 1
@@ -274,6 +275,8 @@ class Scheduler:
                                            ended_at=_now())
         await self.store.add_event("experiment_ended", exp.id, state=state.value, reason=reason)
         log.info("experiment_ended", experiment=exp.id, state=state.value, reason=reason)
+        if (ended := self._ended.pop(exp.id, None)) is not None:
+            ended.set()
 
     def _summary(self, exp: ExperimentRun) -> str:
         done = [t for t in exp.trials.values() if t.objective is not None]
@@ -320,6 +323,15 @@ class Scheduler:
         log.info("experiment_submitted", experiment=exp_id, name=spec.name)
         self.kick()
         return exp_id
+
+    async def wait_ended(self, exp_id: str, timeout_s: float) -> None:
+        """Return when experiment ``exp_id`` has ended (at once if it is not in progress), or
+        after ``timeout_s``, whichever comes first; its end is in the log before this returns."""
+        if exp_id not in self.active:
+            return
+        ended = self._ended.setdefault(exp_id, anyio.Event())
+        with anyio.move_on_after(timeout_s):
+            await ended.wait()
 
     async def cancel(self, exp_id: str, number: int | None) -> str:
         """Cancel an experiment (all its trials) or one trial; return what was done."""

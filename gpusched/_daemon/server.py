@@ -26,7 +26,7 @@ from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.scheduler import Scheduler
 from gpusched.errors import ConfigError, GpuschedError, NotFoundError, RequestError, SpecError
 from gpusched.log import get_logger
-from gpusched.models import Goal
+from gpusched.models import TERMINAL_EXPERIMENT_STATES, Goal
 from gpusched.protocol import (
     MAX_LINE_BYTES,
     VERSION,
@@ -41,6 +41,9 @@ __all__ = ["Server", "prepare_socket_path"]
 
 log = get_logger("gpusched.server")
 IDLE_TIMEOUT_S = 300.0
+# `wait` holds its answer until the experiment ends or this long (the client asks again).
+WAIT_DEFAULT_S = 30.0
+WAIT_MAX_S = 3600
 Handler = Callable[[dict[str, Any], int | None], Awaitable[Any]]
 
 
@@ -81,6 +84,7 @@ class Server:
             "hello": self._hello, "submit": self._submit, "experiments": self._experiments,
             "trials": self._trials, "show": self._show, "best": self._best,
             "cancel": self._cancel, "gpus": self._gpus, "trial_files": self._trial_files,
+            "wait": self._wait,
         }
 
     def __repr__(self) -> str:
@@ -198,6 +202,19 @@ class Server:
         view = views.trial_view(trial, exp_id=row["id"])
         view["last_report"] = await self.store.last_report(row["id"], number)
         view["events"] = await self.store.events(row["id"], number)
+        return view
+
+    async def _wait(self, args: dict[str, Any], uid: int | None) -> Any:
+        timeout_s = args.get("timeout_s", WAIT_DEFAULT_S)
+        if (not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool)
+                or not 0 <= timeout_s <= WAIT_MAX_S):
+            raise RequestError("bad_request", f"timeout_s must be a number of seconds from 0 to "
+                                              f"{WAIT_MAX_S}")
+        row = await self._experiment_row(args.get("experiment"))
+        await self.scheduler.wait_ended(row["id"], float(timeout_s))
+        row = await self._experiment_row(row["id"])
+        view = views.experiment_view(row, await self.store.trials(row["id"]))
+        view["ended"] = row["state"] in TERMINAL_EXPERIMENT_STATES
         return view
 
     async def _best(self, args: dict[str, Any], uid: int | None) -> Any:

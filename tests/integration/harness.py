@@ -85,11 +85,12 @@ class Daemon:
         return json.loads(out.stdout)
 
     def wait_experiment(self, exp_id: str, timeout: float = 60.0) -> dict[str, Any]:
-        """Wait until the experiment has ended; return its `show` view."""
-        def ended() -> dict[str, Any] | None:
-            view = self.client.show(exp_id)
-            return view if view["state"] in TERMINAL else None
-        return wait_for(ended, timeout, f"{exp_id} to end")
+        """Wait until the experiment has ended (the daemon's ``wait``); return its `show` view."""
+        answer = self.client.wait(exp_id, timeout)
+        assert answer["ended"], f"{exp_id} is still {answer['state']} after {timeout}s"
+        view = self.client.show(exp_id)
+        assert view["state"] in TERMINAL, view
+        return view
 
     def log_events(self) -> list[dict[str, Any]]:
         """The daemon's structured log so far (JSON lines on stdout)."""

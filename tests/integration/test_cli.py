@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.integration.harness import running_daemon
+from gpusched.errors import RequestError
+from tests.integration.harness import running_daemon, trial_script
 from tests.integration.test_gpus import probe_experiment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,6 +122,34 @@ def test_grid_search_runs_the_whole_grid_by_default(tmp_path: Path) -> None:
     assert view["reason"].startswith("6 trials run")  # max_trials defaulted to the grid size
     seen = {(t["params"]["x"], t["params"]["opt"]) for t in trials}
     assert len(trials) == 6 and len(seen) == 6
+
+
+def test_wait_returns_when_the_experiment_ends_with_its_outcome_as_exit_code(
+    tmp_path: Path,
+) -> None:
+    with running_daemon(tmp_path / "d") as d:
+        slow = d.submit(probe_experiment(tmp_path / "slow", max_trials=1, command=[
+            sys.executable, trial_script("probe.py"), "--sleep", "30"]), name="slow")
+        timed_out = d.cli("wait", slow, "--timeout", "0.3")
+        assert timed_out.returncode == 124, timed_out
+        assert f"{slow} is still" in timed_out.stderr and "after 0.3s" in timed_out.stderr
+        out = d.cli("wait", slow, "--timeout", "0", "--json")
+        still = json.loads(out.stdout)
+        assert out.returncode == 124 and still["ended"] is False
+        assert still["state"] in ("queued", "running")
+        d.cli("cancel", slow)
+        cancelled = d.cli("wait", slow)
+        assert cancelled.returncode == 1 and cancelled.stdout.startswith(f"{slow} cancelled")
+
+        done = d.submit(probe_experiment(tmp_path / "done", max_trials=2), name="done")
+        answer = d.cli_json("wait", done)  # no polling: the answer comes when it ends
+        assert answer["ended"] is True and answer["state"] == "completed"
+        assert set(answer) == EXPERIMENT_KEYS | {"ended"}
+        assert answer["trials"]["completed"] == 2
+        again = d.cli("wait", "done")  # by name; an ended experiment answers at once
+        assert again.returncode == 0 and again.stdout.startswith(f"{done} completed: 2 trials")
+        with pytest.raises(RequestError, match="timeout_s must be a number of seconds"):
+            d.client.request("wait", experiment=done, timeout_s=-1)
 
 
 def test_plugins_lists_the_builtins() -> None:
