@@ -90,6 +90,9 @@ class ExperimentRun:
     state: ExperimentState = ExperimentState.QUEUED
     trials: dict[int, TrialRun] = field(default_factory=dict)
     requeued: list[int] = field(default_factory=list)  # interrupted trials to run again
+    # Trials launched and not yet ended (kept by the scheduler): counting running trials over
+    # these instead of every trial keeps placement O(GPUs), not O(trials), per decision.
+    live: dict[int, TrialRun] = field(default_factory=dict)
     prior: list[TrialView] = field(default_factory=list)  # finished trials of `resume_from`
     exhausted: bool = False
     cancelling: bool = False
@@ -110,7 +113,7 @@ class ExperimentRun:
 
     def running_count(self) -> int:
         """Trials started whose processes are not all gone yet."""
-        return sum(1 for t in self.trials.values()
+        return sum(1 for t in self.live.values()
                    if t.state is TrialState.RUNNING and not t.processes_gone)
 
     def gpu_share_in_use(self) -> float:

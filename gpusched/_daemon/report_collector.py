@@ -38,6 +38,10 @@ class ReportCollector:
         new = self._reports.poll(final=final) + self._hypertune.poll(final=final)
         return [self._autofill.fill_report(r, now) for r in new]
 
+    def unread_bytes(self) -> int:
+        """About how many bytes the next :meth:`poll` reads (two stats)."""
+        return self._reports.unread_bytes() + self._hypertune.unread_bytes()
+
     def take_problems(self) -> list[str]:
         """Descriptions of skipped lines not yet handed out (for the daemon's log)."""
         problems = self._reports.problems + self._hypertune.problems

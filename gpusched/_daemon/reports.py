@@ -147,6 +147,13 @@ class ReportFileReader(_Problems):
             self._pending = b""
         return self._parse(lines)
 
+    def unread_bytes(self) -> int:
+        """How much the next poll would read (a stat; 0 when there is no file yet)."""
+        try:
+            return max(os.stat(self.path).st_size - self.offset, 0)
+        except FileNotFoundError:
+            return 0
+
     def _read_new(self, limit: int | None) -> bytes:
         try:
             fd = os.open(self.path, os.O_RDONLY)
@@ -232,6 +239,14 @@ class HypertuneFileReader(_Problems):
 
     def _read(self) -> bytes:
         return self.path.read_bytes()
+
+    def unread_bytes(self) -> int:
+        """How much the next poll would read: the whole file if it changed, else 0."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return 0
+        return 0 if (st.st_mtime_ns, st.st_size) == self._stat else st.st_size
 
     def _entries(self, data: bytes, final: bool) -> tuple[list[dict[str, Any]], bool]:
         lines = data.split(b"\n")

@@ -209,6 +209,7 @@ class Scheduler:
         self.devices.assign(key, uuids, share)
         trial.state, trial.devices = TrialState.RUNNING, list(uuids)
         trial.processes_gone = False
+        exp.live[trial.number] = trial
         runner = TrialRunner(
             experiment=exp, trial=trial, uuids=uuids, store=self.store, backend=self.backend,
             devices=self.devices, settings=self.settings, trial_dir=self._trial_dir(exp, trial),
@@ -229,6 +230,7 @@ class Scheduler:
         except Exception as exc:
             log.exception("trial_runner_failed", trial=runner.key, error=repr(exc))
             self.runners.pop(runner.key, None)
+            runner.exp.live.pop(runner.trial.number, None)
             if self.devices.holds(runner.key):
                 self.devices.release(runner.key, runner.uuids)
             runner.trial.state = TrialState.FAILED
@@ -246,6 +248,7 @@ class Scheduler:
 
     async def _trial_ended(self, exp: ExperimentRun, trial: TrialRun, fatal: str | None) -> None:
         self.runners.pop(f"{exp.id}/{trial.number}", None)
+        exp.live.pop(trial.number, None)
         if trial.state is TrialState.INTERRUPTED and not self._closing:
             exp.requeued.append(trial.number)
         if trial.state is TrialState.FAILED and exp.failure is None:

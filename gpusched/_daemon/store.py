@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import anyio
@@ -22,6 +22,8 @@ from gpusched.errors import StoreError
 from gpusched.protocol import jsonable
 
 __all__ = ["Store", "open_store", "encode_reports", "SCHEMA_VERSION", "TRIAL_COLUMNS"]
+
+T = TypeVar("T")
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -175,14 +177,16 @@ class Store:
 
     async def update_trial(self, exp_id: str, number: int, **fields: Any) -> None:
         """Set some columns of a trial (``devices`` and ``params`` are JSON-encoded here)."""
-        bad = set(fields) - _TRIAL_FIELDS
-        assert not bad, bad
-        values = [json.dumps(v) if k in ("devices", "params") else v for k, v in fields.items()]
-        cols = ", ".join(f"{k} = ?" for k in fields)
-        await self._write(
-            f"UPDATE trials SET {cols} WHERE experiment_id = ? AND number = ?",
-            (*values, exp_id, number),
-        )
+        await self._write(*_trial_update(exp_id, number, fields))
+
+    async def record_trial(
+        self, exp_id: str, number: int, fields: dict[str, Any], event: str, **data: Any
+    ) -> None:
+        """:meth:`update_trial` and :meth:`add_event` in one transaction (one trip to SQLite's
+        thread, and never one without the other)."""
+        await self._transaction([_trial_update(exp_id, number, fields),
+                                 _event_insert(event, exp_id, number, data)],
+                                what="the trial log")
 
     async def add_reports(
         self, exp_id: str, number: int, first_seq: int, reports: Sequence[dict[str, Any]]
@@ -204,32 +208,19 @@ class Store:
     async def _insert_reports(
         self, exp_id: str, number: int, total: int, rows: list[tuple[str, int, int, str]]
     ) -> None:
-        try:
-            # One transaction for the whole batch: this is what makes 10k+ reports/s cheap.
-            await self._db.execute("BEGIN")
-            await self._db.executemany(
-                "INSERT OR REPLACE INTO reports (experiment_id, trial, seq, data)"
-                " VALUES (?, ?, ?, ?)",
-                rows,
-            )
-            await self._db.execute(
-                "UPDATE trials SET reports = ? WHERE experiment_id = ? AND number = ?",
-                (total, exp_id, number),
-            )
-            await self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                await self._db.rollback()
-            raise StoreError(f"cannot write reports to the trial log {self.path}: {exc}") from exc
+        # One transaction for the whole batch: this is what makes 10k+ reports/s cheap.
+        await self._transaction([
+            ("INSERT OR REPLACE INTO reports (experiment_id, trial, seq, data)"
+             " VALUES (?, ?, ?, ?)", rows),
+            ("UPDATE trials SET reports = ? WHERE experiment_id = ? AND number = ?",
+             (total, exp_id, number)),
+        ], what="reports to the trial log", locked=True)
 
     async def add_event(
         self, kind: str, exp_id: str | None = None, trial: int | None = None, **data: Any
     ) -> None:
         """Append to the event log (what happened, when, to what)."""
-        await self._write(
-            "INSERT INTO events (t, kind, experiment_id, trial, data) VALUES (?, ?, ?, ?, ?)",
-            (time.time(), kind, exp_id, trial, json.dumps(jsonable(data))),
-        )
+        await self._write(*_event_insert(kind, exp_id, trial, data))
 
     async def _write(self, sql: str, args: Sequence[Any]) -> None:
         """One statement in autocommit mode; SQLite errors become StoreError."""
@@ -238,6 +229,49 @@ class Store:
                 await self._db.execute(sql, args)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the trial log {self.path}: {exc}") from exc
+
+    async def _transaction(
+        self, statements: list[tuple[str, Any]], *, what: str, locked: bool = False
+    ) -> None:
+        """Run ``statements`` (``(sql, args)``; a list of argument tuples means executemany) in
+        one transaction, in one trip to SQLite's thread; roll back on any error.
+
+        ``locked``: the caller already holds the write lock.
+        """
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN")
+            try:
+                for sql, args in statements:
+                    if isinstance(args, list):
+                        conn.executemany(sql, args)
+                    else:
+                        conn.execute(sql, args)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        try:
+            if locked:
+                await self._in_db_thread(run)
+            else:
+                async with self._write_lock:
+                    await self._in_db_thread(run)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write {what} {self.path}: {exc}") from exc
+
+    async def _in_db_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Call ``fn(connection)`` in aiosqlite's thread, the one that owns the connection.
+
+        aiosqlite's public methods make one trip per statement, each a wake-up of that thread
+        and then of the event loop; several statements as one function make one trip.
+        ``Connection._execute`` is the primitive all of those methods use (aiosqlite 0.17
+        to 0.22); the tests exercise it on every write.
+        """
+        execute: Any = self._db._execute  # untyped in aiosqlite
+        result: T = await execute(fn, self._db._conn)
+        return result
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -349,3 +383,21 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
         yield store
     finally:
         await db.close()
+
+
+def _trial_update(exp_id: str, number: int, fields: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """The UPDATE of some columns of a trial (``devices``, ``params`` JSON-encoded)."""
+    bad = set(fields) - _TRIAL_FIELDS
+    assert not bad, bad
+    values = [json.dumps(v) if k in ("devices", "params") else v for k, v in fields.items()]
+    cols = ", ".join(f"{k} = ?" for k in fields)
+    return (f"UPDATE trials SET {cols} WHERE experiment_id = ? AND number = ?",
+            (*values, exp_id, number))
+
+
+def _event_insert(
+    kind: str, exp_id: str | None, trial: int | None, data: dict[str, Any]
+) -> tuple[str, tuple[Any, ...]]:
+    """The INSERT of one event."""
+    return ("INSERT INTO events (t, kind, experiment_id, trial, data) VALUES (?, ?, ?, ?, ?)",
+            (time.time(), kind, exp_id, trial, json.dumps(jsonable(data))))

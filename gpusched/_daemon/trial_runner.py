@@ -36,6 +36,8 @@ from gpusched.models import TrialState
 __all__ = ["TrialRunner", "describe_exit"]
 
 log = get_logger("gpusched.trial")
+# Up to this many unread report bytes (~100 typical lines) are read on the event loop.
+INLINE_READ_BYTES = 16 * 1024
 
 
 def describe_exit(code: int) -> str:
@@ -135,13 +137,13 @@ class TrialRunner:
 
     async def _record_start(self, proc: TrialProcess) -> None:
         trial = self.trial
-        await self._store.update_trial(
-            self.exp.id, trial.number, state=TrialState.RUNNING.value, pid=proc.pid,
-            devices=self.uuids, attempts=trial.attempts, started_at=time.time(),
-            exit_code=None, exit_signal=None, reason=None,
+        await self._store.record_trial(
+            self.exp.id, trial.number,
+            {"state": TrialState.RUNNING.value, "pid": proc.pid, "devices": self.uuids,
+             "attempts": trial.attempts, "started_at": time.time(), "exit_code": None,
+             "exit_signal": None, "reason": None},
+            "trial_started", pid=proc.pid, devices=self.uuids, attempt=trial.attempts,
         )
-        await self._store.add_event("trial_started", self.exp.id, trial.number, pid=proc.pid,
-                                    devices=self.uuids, attempt=trial.attempts)
         log.info("trial_started", trial=self.key, pid=proc.pid, gpus=self.uuids,
                  attempt=trial.attempts)
 
@@ -180,7 +182,12 @@ class TrialRunner:
             new = collector.poll(final)
             return new, encode_reports(new)  # JSON encoding off the event loop, too
 
-        new, encoded = await anyio.to_thread.run_sync(read)
+        # A few reports are read and encoded faster than a hop to a worker thread and back;
+        # only a big batch is worth keeping off the event loop.
+        if collector.unread_bytes() <= INLINE_READ_BYTES:
+            new, encoded = read()
+        else:
+            new, encoded = await anyio.to_thread.run_sync(read)
         for problem in collector.take_problems():
             log.warning("report_skipped", trial=self.key, problem=problem)
         if not new:
@@ -246,13 +253,14 @@ class TrialRunner:
         trial.state, trial.objective = state, objective
         exit_code = code if code is not None and code >= 0 else None
         exit_signal = -code if code is not None and code < 0 else None
-        await self._store.update_trial(
-            self.exp.id, trial.number, state=state.value, reason=reason, objective=objective,
-            exit_code=exit_code, exit_signal=exit_signal, ended_at=time.time(),
-            attempts=trial.attempts,
+        await self._store.record_trial(
+            self.exp.id, trial.number,
+            {"state": state.value, "reason": reason, "objective": objective,
+             "exit_code": exit_code, "exit_signal": exit_signal, "ended_at": time.time(),
+             "attempts": trial.attempts},
+            "trial_ended", state=state.value, reason=reason, exit_code=exit_code,
+            exit_signal=exit_signal,
         )
-        await self._store.add_event("trial_ended", self.exp.id, trial.number, state=state.value,
-                                    reason=reason, exit_code=exit_code, exit_signal=exit_signal)
         log.info("trial_ended", trial=self.key, state=state.value, reason=reason,
                  objective=objective)
         self._release()

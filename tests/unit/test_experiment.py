@@ -34,6 +34,8 @@ def add(exp: ExperimentRun, *states: TrialState) -> list[TrialRun]:
     for state in states:
         trial = TrialRun(number=len(exp.trials), params={}, state=state)
         exp.trials[trial.number] = trial
+        if state is TrialState.RUNNING:
+            exp.live[trial.number] = trial  # as the scheduler does when it launches one
         out.append(trial)
     return out
 

@@ -369,3 +369,21 @@ def test_hypertune_reader_racing_a_writer_sees_each_entry_once(tmp_path: Path) -
     thread.join()
     steps += [r.values["step"] for r in reader.poll()]
     assert steps == list(range(100, 700))
+
+
+def test_unread_bytes_says_what_the_next_poll_would_read(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    reader = ReportFileReader(path)
+    assert reader.unread_bytes() == 0  # no file yet
+    line = '{"step": 1, "acc": 0.5}\n'
+    _append(path, line)
+    assert reader.unread_bytes() == len(line)
+    reader.poll()
+    assert reader.unread_bytes() == 0
+    hyper = HypertuneFileReader(tmp_path / "hypertune.json", "acc")
+    assert hyper.unread_bytes() == 0
+    entry = json.dumps({"acc": "0.5", "global_step": "1"}) + "\n"
+    hyper.path.write_text(entry)
+    assert hyper.unread_bytes() == len(entry)  # the whole file is read again when it changed
+    hyper.poll()
+    assert hyper.unread_bytes() == 0

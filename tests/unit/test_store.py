@@ -293,6 +293,35 @@ async def test_events_oldest_first_by_experiment_and_trial(tmp_path: Path) -> No
         assert [e["kind"] for e in await store.events(b)] == ["experiment_submitted"]
 
 
+async def test_record_trial_writes_the_row_and_its_event_together(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await new_experiment(store)
+        await store.create_trial(exp, 0, {"lr": 0.1}, "/t/0")
+        await store.record_trial(exp, 0, {"state": "running", "pid": 42, "devices": ["GPU-a"]},
+                                 "trial_started", pid=42)
+        trial = await store.trial(exp, 0)
+        assert trial is not None
+        assert (trial["state"], trial["pid"], trial["devices"]) == ("running", 42, ["GPU-a"])
+        (event,) = await store.events(exp, 0)
+        assert event["kind"] == "trial_started" and event["data"] == {"pid": 42}
+
+
+async def test_a_failing_statement_rolls_back_the_whole_transaction(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await new_experiment(store)
+        await store.create_trial(exp, 0, {}, "/t/0")
+        with pytest.raises(StoreError, match="cannot write the trial log"):
+            await store._transaction([  # the second statement breaks a constraint
+                ("UPDATE trials SET state = 'running' WHERE experiment_id = ?", (exp,)),
+                ("INSERT INTO trials (experiment_id, number, params, state, created_at, dir)"
+                 " VALUES (?, 0, '{}', 'queued', 0, '/t/0')", (exp,)),
+            ], what="the trial log")
+        trial = await store.trial(exp, 0)
+        assert trial is not None and trial["state"] == "queued"  # the first one was undone
+        await store.update_trial(exp, 0, state="running")  # and the log is usable after it
+        assert (await store.trial(exp, 0) or {})["state"] == "running"
+
+
 async def test_metric_series_pairs_iterations_with_finite_values(tmp_path: Path) -> None:
     async with open_store(tmp_path / "log.db") as store:
         exp = await new_experiment(store)
