@@ -26,6 +26,7 @@ def configure_logging(*, level: str = "info", stream: TextIO | None = None,
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_logger_name,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -34,11 +35,36 @@ def configure_logging(*, level: str = "info", stream: TextIO | None = None,
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=_NamedPrintLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
 
 
+class _NamedPrintLogger(structlog.PrintLogger):
+    """structlog's PrintLogger (one flushed line per event) with a ``name``."""
+
+    def __init__(self, file: TextIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _NamedPrintLoggerFactory:
+    """Makes :class:`_NamedPrintLogger` s; ``get_logger(name)`` passes the name."""
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def __call__(self, *args: Any) -> _NamedPrintLogger:
+        return _NamedPrintLogger(self._file, str(args[0]) if args else "gpusched")
+
+
 def get_logger(name: str) -> Any:
-    """A structlog logger bound to ``logger=name``."""
-    return structlog.get_logger(name).bind(logger=name)
+    """A structlog logger with ``logger=name`` in every event.
+
+    Lazy: modules create their loggers at import, before :func:`configure_logging` runs, and
+    the configuration is read at the first event. (Calling ``.bind()`` on the proxy here
+    would build the logger at once, from structlog's default configuration: console output
+    and no level filter, whatever the daemon asked for.) The name travels as the logger
+    factory's argument and :func:`structlog.stdlib.add_logger_name` puts it in the event.
+    """
+    return structlog.get_logger(name)
