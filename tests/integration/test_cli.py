@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from gpusched.errors import RequestError
-from tests.integration.harness import running_daemon, trial_script
+from tests.integration.harness import running_daemon, trial_script, wait_for
 from tests.integration.test_gpus import probe_experiment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,6 +157,14 @@ def test_plugins_lists_the_builtins() -> None:
     assert out.returncode == 0, out.stderr
     names = {(p["kind"], p["name"]) for p in json.loads(out.stdout)}
     assert {("search", "random"), ("search", "grid"), ("stopping", "bounds")} <= names
+
+
+def test_the_daemon_loads_every_plugin_at_start_and_logs_them(tmp_path: Path) -> None:
+    with running_daemon(tmp_path / "d") as d:
+        loaded = wait_for(lambda: next((e for e in d.log_events()
+                                        if e["event"] == "plugins_loaded"), None),
+                          what="the plugins_loaded log line")
+    assert {"random", "grid"} <= set(loaded["search"]) and "bounds" in loaded["stopping"]
 
 
 def raw_exchange(path: Path, payload: bytes) -> bytes:
