@@ -4,7 +4,9 @@ One JSON object per line, each way, over a Unix stream socket. A request is
 ``{"v": 1, "id": 7, "op": "submit", "args": {...}}``; its response carries the same ``id`` and
 either ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {"code": ..., "message": ...}}``.
 Lines are bounded (``MAX_LINE_BYTES``) so that a garbage or hostile client cannot make the
-daemon buffer without limit.
+daemon buffer without limit, and requests are nested at most ``MAX_DEPTH`` deep and hold only
+valid Unicode, so that no request can exhaust the daemon's stack or reach its files as text that
+cannot be encoded.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from gpusched.errors import ProtocolError
 __all__ = [
     "VERSION",
     "MAX_LINE_BYTES",
+    "MAX_DEPTH",
     "OPS",
     "encode",
     "decode_request",
@@ -29,6 +32,9 @@ __all__ = [
 
 VERSION = 1
 MAX_LINE_BYTES = 4 * 1024 * 1024
+# How deeply a request's arrays and objects may nest (the request object itself is level 1).
+MAX_DEPTH = 32
+_REPR_CHARS = 60  # how much of a refused value an error message quotes
 OPS = frozenset(
     {"hello", "submit", "experiments", "trials", "show", "best", "cancel", "gpus", "trial_files",
      "wait"}
@@ -51,27 +57,69 @@ def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(jsonable(message), separators=(",", ":"), allow_nan=False).encode() + b"\n"
 
 
+def _short_repr(value: Any) -> str:
+    """``repr(value)``, cut to a readable length (a refused value may be megabytes long)."""
+    try:
+        text = repr(value)
+    except RecursionError:  # a version or op nested deep enough to exhaust the stack
+        text = f"<a deeply nested {type(value).__name__}>"
+    return text if len(text) <= _REPR_CHARS else text[: _REPR_CHARS - 3] + "..."
+
+
 def _load_object(line: bytes) -> dict[str, Any]:
     try:
-        obj = json.loads(line)
-    except (UnicodeDecodeError, ValueError) as exc:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"not JSON: the line is not UTF-8 ({exc})") from None
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise ProtocolError(
+            f"not JSON: nested too deeply to parse (a request nests at most {MAX_DEPTH} levels)"
+        ) from None
+    except ValueError as exc:
         raise ProtocolError(f"not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("a message must be a JSON object")
     version = obj.get("v")
-    if version != VERSION:
+    if type(version) is not int or version != VERSION:  # not true, nor 1.0
         raise ProtocolError(
-            f"unsupported protocol version {version!r} (this daemon speaks {VERSION})"
+            f"unsupported protocol version {_short_repr(version)} (this daemon speaks {VERSION})"
         )
     return obj
+
+
+def _check_values(obj: dict[str, Any]) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and strings that are not valid Unicode.
+
+    Iterative, so that checking a hostile request cannot itself exhaust the stack.
+    """
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ProtocolError(
+                    f"not valid Unicode: the string {_short_repr(value)} holds a lone "
+                    f"surrogate (\\ud800-\\udfff escape)"
+                ) from None
+            continue
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise ProtocolError(f"the request is nested more than {MAX_DEPTH} levels deep")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
 
 
 def decode_request(line: bytes) -> tuple[Any, str, dict[str, Any]]:
     """Parse a request line into ``(id, op, args)``; raise ProtocolError saying what is wrong."""
     obj = _load_object(line)
+    _check_values(obj)
     op = obj.get("op")
     if not isinstance(op, str) or op not in OPS:
-        raise ProtocolError(f"unknown op {op!r} (known: {', '.join(sorted(OPS))})")
+        raise ProtocolError(f"unknown op {_short_repr(op)} (known: {', '.join(sorted(OPS))})")
     args = obj.get("args", {})
     if not isinstance(args, dict):
         raise ProtocolError("'args' must be a JSON object")

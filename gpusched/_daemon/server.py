@@ -9,6 +9,7 @@ displaced, a stale file from a crash is.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import struct
@@ -44,6 +45,12 @@ IDLE_TIMEOUT_S = 300.0
 # `wait` holds its answer until the experiment ends or this long (the client asks again).
 WAIT_DEFAULT_S = 30.0
 WAIT_MAX_S = 3600
+# accept() failing with these is a passing shortage (no free file descriptor or memory): wait
+# for a connection to close and try again, rather than stop serving.
+ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM,
+                                 errno.ECONNABORTED})
+ACCEPT_RETRY_S = 0.1
+MAX_TRIAL_NUMBER_DIGITS = 18  # a trial number fits SQLite's 64-bit INTEGER
 Handler = Callable[[dict[str, Any], int | None], Awaitable[Any]]
 
 
@@ -98,7 +105,24 @@ class Server:
         log.info("listening", socket=str(path))
         task_status.started()
         try:
-            await listener.serve(self._connection)
+            async with anyio.create_task_group() as tg:
+                short = False
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except anyio.BrokenResourceError as exc:
+                        cause = exc.__cause__
+                        if not (isinstance(cause, OSError)
+                                and cause.errno in ACCEPT_RETRY_ERRNOS):
+                            raise
+                        if not short:  # once per shortage, not at every retry
+                            log.warning("accept_failed", error=str(cause),
+                                        connections=self.connections)
+                        short = True
+                        await anyio.sleep(ACCEPT_RETRY_S)
+                        continue
+                    short = False
+                    tg.start_soon(self._connection, stream)
         finally:
             with anyio.CancelScope(shield=True):
                 await listener.aclose()
@@ -109,20 +133,31 @@ class Server:
         uid = _peer_uid(stream)
         reader = BufferedByteReceiveStream(stream)
         try:
-            async with stream:
-                while True:
-                    line: bytes | None = None
-                    with anyio.move_on_after(IDLE_TIMEOUT_S):
-                        line = await reader.receive_until(b"\n", MAX_LINE_BYTES)
-                    if line is None:
-                        return  # idle too long: free the slot for live clients
-                    await stream.send(encode(await self._respond(line, uid)))
-        except anyio.DelimiterNotFound:
-            await _send_quietly(stream, error_response(
-                None, "too_large", f"request longer than {MAX_LINE_BYTES} bytes"))
-        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
-                anyio.ClosedResourceError, ConnectionError):
+            async with stream:  # the refusals below are sent before the stream closes
+                try:
+                    while True:
+                        line: bytes | None = None
+                        with anyio.move_on_after(IDLE_TIMEOUT_S):
+                            # One byte over the bound: a line of exactly MAX_LINE_BYTES is taken.
+                            line = await reader.receive_until(b"\n", MAX_LINE_BYTES + 1)
+                        if line is None:
+                            return  # idle too long: free the slot for live clients
+                        if len(line) > MAX_LINE_BYTES:  # its newline came in the same read
+                            raise anyio.DelimiterNotFound(MAX_LINE_BYTES)
+                        await stream.send(_encode_response(await self._respond(line, uid)))
+                except anyio.DelimiterNotFound:
+                    await _send_quietly(stream, error_response(
+                        None, "too_large", f"request longer than {MAX_LINE_BYTES} bytes"))
+                except anyio.IncompleteRead:
+                    if reader.buffer:  # the client stopped sending in the middle of a request
+                        await _send_quietly(stream, error_response(
+                            None, "ProtocolError", "the request was cut off: the connection "
+                            "ended before its newline (each request ends with '\\n')"))
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                ConnectionError):
             pass  # the client went away: nothing to answer
+        except Exception as exc:  # a bug closes this connection, and never stops the daemon
+            log.exception("connection_failed", error=repr(exc))
         finally:
             self.connections -= 1
 
@@ -151,22 +186,29 @@ class Server:
     async def _submit(self, args: dict[str, Any], uid: int | None) -> Any:
         data = args.get("experiment")
         base_dir = args.get("base_dir")
-        if not isinstance(base_dir, str) or not os.path.isabs(base_dir):
+        if not isinstance(base_dir, str) or not os.path.isabs(base_dir) or "\0" in base_dir:
             raise RequestError("bad_request", "submit needs 'base_dir', an absolute path")
-        spec = parse_experiment(data, base_dir=base_dir, source=str(args.get("source", "")))
+        source = args.get("source", "")
+        if not isinstance(source, str):
+            raise RequestError("bad_request", "'source' must be a string (the file's name)")
+        spec = parse_experiment(data, base_dir=base_dir, source=source)
         exp_id = await self.scheduler.submit(spec, uid)
         return {"id": exp_id, "name": spec.name}
 
     async def _experiment_row(self, name: Any) -> dict[str, Any]:
         if not isinstance(name, str):
-            raise RequestError("bad_request", "name an experiment")
+            raise RequestError("bad_request", "name an experiment: 'experiment' must be an "
+                                              "experiment's id or name, a string")
         row = await self.store.experiment(name)
         if row is None:
             raise NotFoundError(f"no experiment '{name}' (see `gpusched ls`)")
         return row
 
     async def _experiments(self, args: dict[str, Any], uid: int | None) -> Any:
-        rows = await self.store.experiments(include_finished=bool(args.get("all", True)))
+        include_finished = args.get("all", True)
+        if not isinstance(include_finished, bool):
+            raise RequestError("bad_request", "'all' must be true or false")
+        rows = await self.store.experiments(include_finished=include_finished)
         trials = await self.store.trials()
         by_exp: dict[str, list[dict[str, Any]]] = {}
         for t in trials:
@@ -174,16 +216,21 @@ class Server:
         return [views.experiment_view(r, by_exp.get(r["id"], [])) for r in rows]
 
     async def _trials(self, args: dict[str, Any], uid: int | None) -> Any:
+        sort, limit = args.get("sort"), args.get("limit")
+        if sort is not None and not isinstance(sort, str):
+            raise RequestError("bad_request", "'sort' must be a string: a trial-view key, "
+                                              "or params.NAME, with - for descending")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
+                                  or limit < 0):
+            raise RequestError("bad_request", "'limit' must be a whole number >= 0")
         row = await self._experiment_row(args.get("experiment"))
         out = [views.trial_view(t, exp_id=row["id"]) for t in await self.store.trials(row["id"])]
-        sort = args.get("sort")
-        if isinstance(sort, str) and sort:
+        if sort:
             key, reverse = sort.lstrip("-"), sort.startswith("-")
             if out and key not in out[0] and not key.startswith("params."):
                 raise RequestError("bad_request", f"cannot sort by '{key}'")
             out.sort(key=lambda t: _sort_key(t, key), reverse=reverse)
-        limit = args.get("limit")
-        if isinstance(limit, int) and limit >= 0:
+        if limit is not None:
             out = out[:limit]
         return out
 
@@ -218,10 +265,10 @@ class Server:
         return view
 
     async def _best(self, args: dict[str, Any], uid: int | None) -> Any:
-        row = await self._experiment_row(args.get("experiment"))
         n = args.get("n", 1)
-        if not isinstance(n, int) or n < 1:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise RequestError("bad_request", "-n must be a whole number >= 1")
+        row = await self._experiment_row(args.get("experiment"))
         goal = Goal(row["spec"]["goal"])
         trials = await self.store.trials(row["id"])
         return [views.trial_view(t, exp_id=row["id"]) for t in views.best_trials(trials, goal, n)]
@@ -252,6 +299,11 @@ class Server:
 def _target(value: Any) -> tuple[str, int | None]:
     if not isinstance(value, str):
         raise RequestError("bad_request", "name an experiment (EXP) or a trial (EXP/N)")
+    _, sep, number = value.partition("/")
+    if sep and number.isdigit() and not (number.isascii()
+                                         and len(number) <= MAX_TRIAL_NUMBER_DIGITS):
+        raise RequestError("bad_request", f"{value[:80]!r}: the trial number must be a whole "
+                                          f"number of at most {MAX_TRIAL_NUMBER_DIGITS} digits")
     try:
         return views.parse_target(value)
     except ValueError as exc:
@@ -263,6 +315,16 @@ def _sort_key(trial: dict[str, Any], key: str) -> tuple[int, Any]:
     if value is None:
         return (1, 0)
     return (0, value) if isinstance(value, int | float) else (0, str(value))
+
+
+def _encode_response(response: dict[str, Any]) -> bytes:
+    """``response`` as a line; an answer that cannot be encoded becomes an ``internal`` error."""
+    try:
+        return encode(response)
+    except (ValueError, TypeError, RecursionError) as exc:  # a bug in a view, not the client
+        log.exception("response_unencodable", error=repr(exc))
+        return encode(error_response(None, "internal", f"internal error: cannot encode the "
+                                                       f"answer: {exc!r}"))
 
 
 async def _send_quietly(stream: SocketStream, message: dict[str, Any]) -> None:
