@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from gpusched._daemon.store import ReadPosition
 from gpusched.models import (
     TERMINAL_TRIAL_STATES,
     ExperimentState,
@@ -49,11 +50,28 @@ class TrialRun:
     metric_values: list[float] = field(default_factory=list)
     metric_steps: list[int] = field(default_factory=list)
     last_report: dict[str, Any] = field(default_factory=dict)
+    # How far its report files have been read into the log; None for a trial logged before
+    # positions were kept (its files then count as read to their end).
+    read_position: ReadPosition | None = None
     # Set once no process of the running trial is left: its end is being recorded, and it no
     # longer takes a parallel slot (so the next trial need not wait for that bookkeeping).
     processes_gone: bool = False
     _view: TrialView | None = field(default=None, init=False, repr=False, compare=False)
     _view_key: tuple[Any, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def take_reports(self, new: list[dict[str, Any]], metric: str) -> None:
+        """Account reports just stored: the count, the metric's series, the last report."""
+        if not new:
+            return
+        self.reports += len(new)
+        for report in new:
+            value = report.get(metric)
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
+                value
+            ):
+                self.metric_values.append(float(value))
+                self.metric_steps.append(int(report.get("training_iteration", self.reports)))
+        self.last_report = dict(new[-1])
 
     def view(self) -> TrialView:
         """The immutable snapshot a plugin receives.

@@ -14,7 +14,7 @@ import os
 from collections.abc import Collection
 from pathlib import Path
 
-__all__ = ["session_members", "session_of", "pids_in_session"]
+__all__ = ["session_members", "session_of", "pids_in_session", "processes_with_env"]
 
 _PROC = Path("/proc")
 
@@ -86,3 +86,39 @@ def session_of(pid: int) -> int | None:
 def pids_in_session(sid: int) -> list[int]:
     """The live pids of session ``sid``, sorted; empty when the whole session has exited."""
     return session_members((sid,)).get(sid, [])
+
+
+def processes_with_env(name: str, values: Collection[str]) -> dict[str, list[int]]:
+    """Live processes whose environment sets ``name`` to one of ``values``: value -> pids.
+
+    How a restarted daemon finds the processes of trials that a crashed one started: every
+    trial process inherits ``GPUSCHED_TRIAL_DIR``, unique to its trial, even one that left the
+    trial's session or whose start was never recorded. Processes whose environment cannot be
+    read (another user's, when not root) are skipped; zombies count as dead.
+    """
+    wanted = {f"{name}={v}".encode(): v for v in values}
+    found: dict[str, list[int]] = {}
+    if not wanted:
+        return found
+    try:
+        names = os.listdir(_PROC)
+    except OSError:
+        return found
+    me = os.getpid()
+    for entry in names:
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(_PROC / entry / "environ", "rb") as fh:
+                environ = fh.read()
+        except OSError:  # gone, or not ours to read
+            continue
+        for var in environ.split(b"\0"):
+            value = wanted.get(var)
+            if value is not None:
+                if _read_live_session(entry) is not None:
+                    found.setdefault(value, []).append(int(entry))
+                break
+    for pids in found.values():
+        pids.sort()
+    return found

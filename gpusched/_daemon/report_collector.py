@@ -7,6 +7,7 @@ from typing import Any
 
 from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.reports import AutoFill, HypertuneFileReader, ReportFileReader
+from gpusched._daemon.store import ReadPosition
 
 __all__ = ["ReportCollector"]
 
@@ -18,14 +19,29 @@ class ReportCollector:
     then, so this attempt starts past it (``training_iteration`` keeps counting).
     """
 
-    def __init__(self, files: TrialFiles, *, metric_tag: str, first_iteration: int = 0) -> None:
-        offset = files.reports.stat().st_size if files.reports.exists() else 0
-        self._reports = ReportFileReader(files.reports, offset=offset)
-        self._hypertune = HypertuneFileReader(files.hypertune, metric_tag)
-        if files.hypertune.exists():
-            self._hypertune.poll(final=True)  # earlier attempts' entries: already stored
+    def __init__(
+        self, files: TrialFiles, *, metric_tag: str, first_iteration: int = 0,
+        resume_at: ReadPosition | None = None,
+    ) -> None:
+        """``resume_at``: where the trial log says reading stopped. Without it (a trial logged
+        before positions were kept), whatever the files hold now counts as stored."""
+        if resume_at is not None:
+            self._reports = ReportFileReader(files.reports, offset=resume_at.report_offset)
+            self._hypertune = HypertuneFileReader(files.hypertune, metric_tag,
+                                                  taken_through=resume_at.hypertune_ts)
+        else:
+            offset = files.reports.stat().st_size if files.reports.exists() else 0
+            self._reports = ReportFileReader(files.reports, offset=offset)
+            self._hypertune = HypertuneFileReader(files.hypertune, metric_tag)
+            if files.hypertune.exists():
+                self._hypertune.poll(final=True)  # earlier attempts' entries: already stored
         self._autofill = AutoFill(time.time(), iteration=first_iteration)
         self._problems_seen = 0
+
+    @property
+    def position(self) -> ReadPosition:
+        """How far both files have been read (to be stored with the reports of the poll)."""
+        return ReadPosition(self._reports.read_through, self._hypertune.last_ts)
 
     @property
     def status(self) -> tuple[str, str] | None:

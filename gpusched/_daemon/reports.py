@@ -147,6 +147,11 @@ class ReportFileReader(_Problems):
             self._pending = b""
         return self._parse(lines)
 
+    @property
+    def read_through(self) -> int:
+        """Bytes of the file consumed as complete lines (a half-written line not included)."""
+        return self.offset - len(self._pending)
+
     def unread_bytes(self) -> int:
         """How much the next poll would read (a stat; 0 when there is no file yet)."""
         try:
@@ -209,10 +214,17 @@ def _number(text: str) -> Metric:
 class HypertuneFileReader(_Problems):
     """Reads the file that ``cloudml-hypertune`` rewrites at every report; new entries only."""
 
-    def __init__(self, path: str | os.PathLike[str], metric_tag: str = "") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], metric_tag: str = "",
+        *, taken_through: float | None = None,
+    ) -> None:
+        """``taken_through``: entries stamped at or before this time were taken already (by a
+        daemon that stopped); they are skipped."""
         super().__init__()
         self.path = Path(path)
         self.metric_tag = metric_tag
+        self.last_ts: float | None = taken_through  # the newest entry's time taken so far
+        self._taken_through = taken_through
         self._stat: tuple[int, int] | None = None
         # Identities of the entries seen, oldest first. The file keeps a sliding window, so
         # entries older than its current first line never come back and are forgotten.
@@ -285,6 +297,11 @@ class HypertuneFileReader(_Problems):
         for key, entry in zip(keys, entries, strict=True):
             if key not in self._seen:
                 self._seen[key] = None
+                ts = _time(entry.get("timestamp"))
+                if self._taken_through is not None and (ts is None or ts <= self._taken_through):
+                    continue  # taken before a restart (or cannot tell: not taken twice)
+                if ts is not None:
+                    self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
                 reports.append(self._report(entry))
         return reports
 

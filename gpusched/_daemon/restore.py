@@ -6,15 +6,23 @@ so the search plugins (pure functions of these views) continue the same search.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
 from gpusched._daemon.experiment import ExperimentRun, TrialRun
-from gpusched._daemon.store import Store
+from gpusched._daemon.launcher import TrialFiles
+from gpusched._daemon.report_collector import ReportCollector
+from gpusched._daemon.store import ReadPosition, Store, encode_reports
 from gpusched.errors import RequestError
+from gpusched.log import get_logger
 from gpusched.models import TrialState
 from gpusched.plugin_api import TrialView
 from gpusched.spec import ExperimentSpec
 
 __all__ = ["prior_trials", "restore_trials"]
 
+log = get_logger("gpusched.restore")
 INTERRUPTED_REASON = "the daemon went down while it ran"
 
 
@@ -43,13 +51,26 @@ async def prior_trials(store: Store, spec: ExperimentSpec) -> list[TrialView]:
     return views
 
 
-async def restore_trials(store: Store, exp: ExperimentRun) -> None:
+def read_position(row: dict[str, Any]) -> ReadPosition | None:
+    """Where the log says reading of a trial's report files stopped (None: not known, for a
+    trial logged by a gpusched that did not keep positions and that had reports)."""
+    if row["report_offset"] or row["hypertune_ts"] is not None or not row["reports"]:
+        return ReadPosition(row["report_offset"], row["hypertune_ts"])
+    return None
+
+
+async def restore_trials(
+    store: Store, exp: ExperimentRun, stopped: Mapping[str, list[int]] | None = None
+) -> None:
     """Fill ``exp`` with its trials from the log.
 
-    A trial still ``running`` in the log was cut off by a crash: it is recorded ``interrupted``
-    and, like one interrupted by a graceful stop or never started, queued to run again with its
-    params and checkpoint folder.
+    A trial still ``running`` in the log was cut off by a crash. What it reported after the
+    last batch the dead daemon stored (while the daemon was down, too) is read from its files
+    and stored; it is recorded ``interrupted`` and, like one interrupted by a graceful stop or
+    never started, queued to run again with its params and checkpoint folder. ``stopped``:
+    trial folder -> the pids of its leftover processes that were stopped (see recovery.py).
     """
+    stopped = stopped or {}
     rows = await store.trials(exp.id)
     series = await store.metric_series(exp.id, [r["number"] for r in rows], exp.spec.metric)
     for r in rows:
@@ -58,12 +79,38 @@ async def restore_trials(store: Store, exp: ExperimentRun) -> None:
         trial = TrialRun(number=r["number"], params=r["params"], state=state,
                          objective=r["objective"], attempts=r["attempts"],
                          reports=r["reports"], metric_values=[v for _, v in pairs],
-                         metric_steps=[s for s, _ in pairs])
+                         metric_steps=[s for s, _ in pairs], read_position=read_position(r))
         exp.trials[trial.number] = trial
-        if state is TrialState.RUNNING:
-            trial.state = TrialState.INTERRUPTED
-            await store.update_trial(exp.id, trial.number, state="interrupted",
-                                     reason=INTERRUPTED_REASON)
+        if state in (TrialState.RUNNING, TrialState.QUEUED):
+            # A queued trial may have been started by a daemon killed before it could record
+            # that: its files are read as well.
+            recovered = await _read_what_is_left(store, exp, trial, TrialFiles(Path(r["dir"])))
+            pids = stopped.get(r["dir"], [])
+            if state is TrialState.RUNNING or pids or recovered:
+                trial.state = TrialState.INTERRUPTED
+                await store.record_trial(
+                    exp.id, trial.number, {"state": "interrupted", "reason": INTERRUPTED_REASON},
+                    "trial_interrupted", reason=INTERRUPTED_REASON, stopped_pids=pids,
+                    reports_recovered=recovered)
+                log.info("trial_interrupted", trial=f"{exp.id}/{trial.number}",
+                         stopped_pids=pids, reports_recovered=recovered)
         if trial.state in (TrialState.INTERRUPTED, TrialState.QUEUED):
             trial.objective = None  # it runs again: its result comes from that run
             exp.requeued.append(trial.number)
+
+
+async def _read_what_is_left(
+    store: Store, exp: ExperimentRun, trial: TrialRun, files: TrialFiles
+) -> int:
+    """Store the reports in the trial's files past what the log has; how many there were."""
+    if trial.read_position is None or not (files.reports.exists() or files.hypertune.exists()):
+        return 0
+    collector = ReportCollector(files, metric_tag=exp.spec.metric,
+                                first_iteration=trial.reports, resume_at=trial.read_position)
+    new = collector.poll(final=True)
+    position = collector.position
+    await store.add_encoded_reports(exp.id, trial.number, trial.reports, encode_reports(new),
+                                    read_to=position)
+    trial.read_position = position
+    trial.take_reports(new, exp.spec.metric)
+    return len(new)

@@ -23,6 +23,7 @@ from gpusched._daemon import procfs
 from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.experiment import ExperimentRun, TrialRun
 from gpusched._daemon.gpu_backend import GpuBackend
+from gpusched._daemon.recovery import stop_leftovers
 from gpusched._daemon.restore import prior_trials, restore_trials
 from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
@@ -371,7 +372,18 @@ class Scheduler:
     # -- restart ------------------------------------------------------------------------------
 
     async def _restore(self) -> None:
-        """Rebuild the experiments in progress from the log after a (re)start."""
+        """Rebuild the experiments in progress from the log after a (re)start.
+
+        First, processes that a killed daemon's trials left running are stopped (before any
+        trial is placed: no trial runs twice at once); then each experiment's trials are read
+        back, and the interrupted ones requeued.
+        """
+        unfinished = [t["dir"] for t in await self.store.trials()
+                      if t["state"] in (TrialState.RUNNING.value, TrialState.QUEUED.value)]
+        stopped = await stop_leftovers(unfinished, self.settings.grace_period_s)
+        if stopped:
+            log.warning("leftover_trial_processes_stopped",
+                        trials={d: pids for d, pids in stopped.items()})
         for row in reversed(await self.store.experiments(include_finished=False)):
             spec = ExperimentSpec.from_dict(row["spec"])
             try:
@@ -383,10 +395,12 @@ class Scheduler:
             exp = ExperimentRun(row["id"], row["seq"], spec, row["seed"], search, stoppers,
                                 state=ExperimentState(row["state"]),
                                 prior=await prior_trials(self.store, spec))
-            await restore_trials(self.store, exp)
+            await restore_trials(self.store, exp, stopped)
             self.active[exp.id] = exp
             log.info("experiment_restored", experiment=exp.id, trials=len(exp.trials),
                      requeued=exp.requeued)
+            # Its last trial may have ended just before the crash, its own end unrecorded.
+            await self._maybe_finish(exp)
 
 
 def _now() -> float:

@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,9 +22,19 @@ import anyio
 from gpusched.errors import StoreError
 from gpusched.protocol import jsonable
 
-__all__ = ["Store", "open_store", "encode_reports", "SCHEMA_VERSION", "TRIAL_COLUMNS"]
+__all__ = ["Store", "ReadPosition", "open_store", "encode_reports", "SCHEMA_VERSION",
+           "TRIAL_COLUMNS"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ReadPosition:
+    """How far a trial's report files have been read: bytes of complete lines of the report
+    file, and the time of the last hypertune entry taken (None: none yet)."""
+
+    report_offset: int
+    hypertune_ts: float | None
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -80,6 +91,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_experiment ON events(experiment_id, trial);
     """,
+    # 1 -> 2: how far a trial's report files have been read into the log, so that a restarted
+    # daemon reads on from there (what a trial wrote while the daemon was down is not lost).
+    """
+    ALTER TABLE trials ADD COLUMN report_offset INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE trials ADD COLUMN hypertune_ts REAL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -87,7 +104,8 @@ TRIAL_COLUMNS = (
     "number", "state", "objective", "attempts", "exit_code", "exit_signal", "created_at",
     "started_at", "ended_at", "reports", "pid",
 )
-_TRIAL_FIELDS = frozenset(TRIAL_COLUMNS) | {"params", "devices", "reason", "dir"}
+_TRIAL_FIELDS = frozenset(TRIAL_COLUMNS) | {
+    "params", "devices", "reason", "dir", "report_offset", "hypertune_ts"}
 _EXPERIMENT_FIELDS = frozenset({"state", "reason", "started_at", "ended_at"})
 
 
@@ -195,26 +213,30 @@ class Store:
         await self.add_encoded_reports(exp_id, number, first_seq, encode_reports(reports))
 
     async def add_encoded_reports(
-        self, exp_id: str, number: int, first_seq: int, encoded: Sequence[str]
+        self, exp_id: str, number: int, first_seq: int, encoded: Sequence[str],
+        *, read_to: ReadPosition | None = None,
     ) -> None:
         """:meth:`add_reports` for reports already encoded by :func:`encode_reports` (which a
-        caller can run in a worker thread, off the event loop)."""
-        if not encoded:
+        caller can run in a worker thread, off the event loop).
+
+        ``read_to``: how far the trial's report files have been read with this batch, stored
+        in the same transaction (a restarted daemon reads on from there).
+        """
+        if not encoded and read_to is None:
             return
         rows = [(exp_id, number, first_seq + i, data) for i, data in enumerate(encoded)]
-        async with self._write_lock:
-            await self._insert_reports(exp_id, number, first_seq + len(rows), rows)
-
-    async def _insert_reports(
-        self, exp_id: str, number: int, total: int, rows: list[tuple[str, int, int, str]]
-    ) -> None:
+        sets: list[str] = ["reports = ?"]
+        args: list[Any] = [first_seq + len(rows)]
+        if read_to is not None:
+            sets += ["report_offset = ?", "hypertune_ts = ?"]
+            args += [read_to.report_offset, read_to.hypertune_ts]
         # One transaction for the whole batch: this is what makes 10k+ reports/s cheap.
         await self._transaction([
             ("INSERT OR REPLACE INTO reports (experiment_id, trial, seq, data)"
              " VALUES (?, ?, ?, ?)", rows),
-            ("UPDATE trials SET reports = ? WHERE experiment_id = ? AND number = ?",
-             (total, exp_id, number)),
-        ], what="reports to the trial log", locked=True)
+            (f"UPDATE trials SET {', '.join(sets)} WHERE experiment_id = ? AND number = ?",
+             (*args, exp_id, number)),
+        ], what="reports to the trial log")
 
     async def add_event(
         self, kind: str, exp_id: str | None = None, trial: int | None = None, **data: Any
@@ -231,12 +253,10 @@ class Store:
             raise StoreError(f"cannot write the trial log {self.path}: {exc}") from exc
 
     async def _transaction(
-        self, statements: list[tuple[str, Any]], *, what: str, locked: bool = False
+        self, statements: list[tuple[str, Any]], *, what: str
     ) -> None:
         """Run ``statements`` (``(sql, args)``; a list of argument tuples means executemany) in
         one transaction, in one trip to SQLite's thread; roll back on any error.
-
-        ``locked``: the caller already holds the write lock.
         """
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN")
@@ -253,11 +273,8 @@ class Store:
                 raise
 
         try:
-            if locked:
+            async with self._write_lock:
                 await self._in_db_thread(run)
-            else:
-                async with self._write_lock:
-                    await self._in_db_thread(run)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write {what} {self.path}: {exc}") from exc
 

@@ -8,7 +8,6 @@ cancellation of the daemon itself, the trial's processes are gone before this re
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -108,7 +107,8 @@ class TrialRunner:
         )
         argv = trial_command(spec.command, trial.params)
         collector = ReportCollector(
-            self._files, metric_tag=spec.metric, first_iteration=trial.reports
+            self._files, metric_tag=spec.metric, first_iteration=trial.reports,
+            resume_at=trial.read_position,
         )
         try:
             proc = await spawn_trial(argv, env=env, cwd=Path(spec.workdir), files=self._files)
@@ -193,17 +193,11 @@ class TrialRunner:
         if not new:
             return
         trial = self.trial
-        await self._store.add_encoded_reports(self.exp.id, trial.number, trial.reports, encoded)
-        trial.reports += len(new)
-        metric = self.exp.spec.metric
-        for report in new:
-            value = report.get(metric)
-            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
-                value
-            ):
-                trial.metric_values.append(float(value))
-                trial.metric_steps.append(int(report.get("training_iteration", trial.reports)))
-        trial.last_report = dict(new[-1])
+        position = collector.position
+        await self._store.add_encoded_reports(self.exp.id, trial.number, trial.reports, encoded,
+                                              read_to=position)
+        trial.read_position = position
+        trial.take_reports(new, self.exp.spec.metric)
         if not final and self._stop_request is None:
             self._consult_stoppers(new)
 

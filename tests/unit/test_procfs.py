@@ -109,3 +109,20 @@ def test_a_pid_that_does_not_exist_has_no_session() -> None:
     with open("/proc/sys/kernel/pid_max") as f:
         beyond = int(f.read()) + 1  # no process can have this pid
     assert procfs.session_of(beyond) is None
+
+
+def test_processes_are_found_by_a_variable_of_their_environment(
+    spawned: list[subprocess.Popen[bytes]], tmp_path: Path,
+) -> None:
+    mine, other = str(tmp_path / "a"), str(tmp_path / "b")
+    env = {**os.environ, "GPUSCHED_TRIAL_DIR": mine}
+    proc = subprocess.Popen(SLEEPER, env=env, start_new_session=True)
+    spawned.append(proc)
+    _wait_for(lambda: procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [mine]) != {},
+              "the child's environment to be readable")
+    assert procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [mine, other]) == {mine: [proc.pid]}
+    assert procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [other]) == {}
+    assert procfs.processes_with_env("GPUSCHED_TRIAL_DIR", []) == {}
+    proc.kill()
+    proc.wait()
+    assert procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [mine]) == {}

@@ -387,3 +387,20 @@ def test_unread_bytes_says_what_the_next_poll_would_read(tmp_path: Path) -> None
     assert hyper.unread_bytes() == len(entry)  # the whole file is read again when it changed
     hyper.poll()
     assert hyper.unread_bytes() == 0
+
+
+def test_a_resumed_reader_takes_only_what_came_after_its_position(tmp_path: Path) -> None:
+    # A daemon stopped after storing up to line 1 / the entry of t=1000; the trial wrote on.
+    path = tmp_path / "reports.jsonl"
+    first = '{"step": 0, "acc": 0.1}\n'
+    _append(path, first + '{"step": 1, "acc": 0.2}\n{"step": 2, "ac')
+    reader = ReportFileReader(path, offset=len(first))
+    assert [r.values["step"] for r in reader.poll()] == [1]
+    assert reader.read_through == path.stat().st_size - len('{"step": 2, "ac')  # whole lines
+    hyper = tmp_path / "hypertune.json"
+    writer = _HypertuneWriter(hyper)
+    writer.report(0.1, 1, 1000.0)
+    writer.report(0.2, 2, 1001.0)
+    resumed = HypertuneFileReader(hyper, "val_accuracy", taken_through=1000.0)
+    assert [r.values["step"] for r in resumed.poll()] == [2.0]
+    assert resumed.last_ts == 1001.0

@@ -356,3 +356,26 @@ async def test_metric_series_takes_any_metric_name(tmp_path: Path) -> None:
         await store.add_reports(exp, 0, 0, [{name: 0.5, "training_iteration": 1},
                                              {name: 0.7, "training_iteration": 2}])
         assert await store.metric_series(exp, [0], name) == {0: [(1, 0.5), (2, 0.7)]}
+
+
+async def test_a_version_1_log_is_migrated_and_keeps_its_trials(tmp_path: Path) -> None:
+    from gpusched._daemon.store import MIGRATIONS, ReadPosition
+
+    path = tmp_path / "log.db"
+    with sqlite3.connect(path) as db:  # a log written by the first gpusched
+        db.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")
+        db.execute("INSERT INTO experiments (id, seq, name, spec, seed, state, submitted_at)"
+                   " VALUES ('e1', 1, 'exp', '{}', 7, 'running', 0)")
+        db.execute("INSERT INTO trials (experiment_id, number, params, state, created_at, dir,"
+                   " reports) VALUES ('e1', 0, '{}', 'running', 0, '/t/0', 3)")
+    async with open_store(path) as store:
+        trial = await store.trial("e1", 0)
+        assert trial is not None and trial["reports"] == 3
+        assert trial["report_offset"] == 0 and trial["hypertune_ts"] is None
+        await store.add_encoded_reports("e1", 0, 3, ['{"a":1}'],
+                                        read_to=ReadPosition(120, 1000.5))
+        trial = await store.trial("e1", 0)
+        assert trial is not None
+        assert (trial["reports"], trial["report_offset"], trial["hypertune_ts"]) == (
+            4, 120, 1000.5)
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 2
