@@ -73,9 +73,10 @@ def trials_table(trials: Sequence[dict[str, Any]], metric: str = "objective") ->
     for t in trials:
         gpus = ",".join(d[:12] for d in t["devices"]) or "-"
         rows.append([t["id"], t["state"], t["objective"],
-                     *(t["params"].get(n) for n in names), t["reports"], gpus,
+                     *(t["params"].get(n) for n in names), t["attempts"], t["reports"], gpus,
                      fmt_duration(t["duration_s"]), t["reason"] or ""])
-    headers = ["TRIAL", "STATE", metric.upper(), *names, "REPORTS", "GPUS", "TIME", "REASON"]
+    headers = ["TRIAL", "STATE", metric.upper(), *names, "TRIES", "REPORTS", "GPUS", "TIME",
+               "REASON"]
     return table(headers, rows)
 
 

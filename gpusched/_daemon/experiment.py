@@ -46,6 +46,7 @@ class TrialRun:
     objective: float | None = None
     devices: list[str] = field(default_factory=list)
     attempts: int = 0
+    failures: int = 0  # failed attempts that were retried (max_retries_per_trial)
     reports: int = 0
     metric_values: list[float] = field(default_factory=list)
     metric_steps: list[int] = field(default_factory=list)

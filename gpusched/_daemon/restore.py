@@ -73,11 +73,13 @@ async def restore_trials(
     stopped = stopped or {}
     rows = await store.trials(exp.id)
     series = await store.metric_series(exp.id, [r["number"] for r in rows], exp.spec.metric)
+    retried = await store.event_counts(exp.id, "trial_retrying")
     for r in rows:
         state = TrialState(r["state"])
         pairs = series.get(r["number"], [])
         trial = TrialRun(number=r["number"], params=r["params"], state=state,
                          objective=r["objective"], attempts=r["attempts"],
+                         failures=retried.get(r["number"], 0),
                          reports=r["reports"], metric_values=[v for _, v in pairs],
                          metric_steps=[s for s, _ in pairs], read_position=read_position(r))
         exp.trials[trial.number] = trial

@@ -250,8 +250,8 @@ class Scheduler:
     async def _trial_ended(self, exp: ExperimentRun, trial: TrialRun, fatal: str | None) -> None:
         self.runners.pop(f"{exp.id}/{trial.number}", None)
         exp.live.pop(trial.number, None)
-        if trial.state is TrialState.INTERRUPTED and not self._closing:
-            exp.requeued.append(trial.number)
+        if trial.state in (TrialState.INTERRUPTED, TrialState.QUEUED) and not self._closing:
+            exp.requeued.append(trial.number)  # interrupted, or failed with retries left
         if trial.state is TrialState.FAILED and exp.failure is None:
             reason = exp.failure_rule(trial, fatal)
             if reason is not None:

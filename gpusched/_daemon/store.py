@@ -352,6 +352,14 @@ class Store:
         )
         return rows[::-1]
 
+    async def event_counts(self, exp_id: str, kind: str) -> dict[int, int]:
+        """Trial number -> how many events of ``kind`` the experiment's log has for it."""
+        async with self._db.execute(
+            "SELECT trial, COUNT(*) FROM events WHERE experiment_id = ? AND kind = ?"
+            " AND trial IS NOT NULL GROUP BY trial", (exp_id, kind),
+        ) as cur:
+            return {int(t): int(n) for t, n in await cur.fetchall()}
+
     async def metric_series(
         self, exp_id: str, numbers: Iterable[int], metric: str
     ) -> dict[int, list[tuple[int, float]]]:

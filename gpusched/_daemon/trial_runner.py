@@ -237,6 +237,13 @@ class TrialRunner:
                 reason = f"{said} ({describe_exit(code)})"
                 if kind == "fatal":
                     fatal = said
+            elif trial.failures < self.exp.spec.max_retries_per_trial:
+                # A crash is retried (same params, same checkpoint folder); a trial that said
+                # it failed (FailedTrialError, a status line) or was stopped by us is not.
+                trial.failures += 1
+                limit = self.exp.spec.max_retries_per_trial
+                state = TrialState.QUEUED
+                reason = f"{reason}; retry {trial.failures} of {limit}"
         await self._finish(state, reason, code, objective, fatal)
 
     async def _finish(
@@ -247,13 +254,14 @@ class TrialRunner:
         trial.state, trial.objective = state, objective
         exit_code = code if code is not None and code >= 0 else None
         exit_signal = -code if code is not None and code < 0 else None
+        retrying = state is TrialState.QUEUED
         await self._store.record_trial(
             self.exp.id, trial.number,
             {"state": state.value, "reason": reason, "objective": objective,
              "exit_code": exit_code, "exit_signal": exit_signal, "ended_at": time.time(),
              "attempts": trial.attempts},
-            "trial_ended", state=state.value, reason=reason, exit_code=exit_code,
-            exit_signal=exit_signal,
+            "trial_retrying" if retrying else "trial_ended", state=state.value, reason=reason,
+            exit_code=exit_code, exit_signal=exit_signal, attempt=trial.attempts,
         )
         log.info("trial_ended", trial=self.key, state=state.value, reason=reason,
                  objective=objective)

@@ -163,3 +163,50 @@ def test_sigterm_interrupts_trials_and_a_restart_runs_them_again(tmp_path: Path)
     assert len(runs) == 2 and "end" not in json.loads(runs[0].read_text())  # first cut short
     assert not [p for p in (json.loads(r.read_text())["pid"] for r in runs) if alive(p)]
     assert os.path.exists(trial["dir"])
+
+
+FLAKY = """\
+import os, sys
+from gpusched import trial
+seen = len(os.listdir(trial.checkpoint_dir()))
+if "--mode=failed" in sys.argv:
+    raise gpusched_error
+if seen < int(os.environ["CRASHES"]):
+    open(os.path.join(trial.checkpoint_dir(), f"crash-{seen}"), "w").close()
+    sys.exit(3)
+trial.report(score=float(seen))
+"""
+
+
+def test_a_crashing_trial_is_retried_with_its_params_and_checkpoint_folder(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "flaky.py"
+    script.write_text(FLAKY.replace("raise gpusched_error",
+                                    "raise __import__('gpusched').FailedTrialError('bad x')"))
+
+    def experiment(crashes: int, retries: int, mode: str = "crash") -> dict[str, object]:
+        return {"command": [sys.executable, str(script)], "metric": "score", "max_trials": 1,
+                "max_retries_per_trial": retries, "env": {"CRASHES": str(crashes)},
+                "params": [{"name": "mode", "type": "categorical", "values": [mode]},
+                           {"name": "x", "type": "discrete", "values": [1.0]}]}
+
+    with running_daemon(tmp_path / "d") as d:
+        healed = d.submit(experiment(crashes=2, retries=2), name="healed")
+        exhausted = d.submit(experiment(crashes=5, retries=2), name="exhausted")
+        refused = d.submit(experiment(crashes=0, retries=3, mode="failed"), name="refused")
+        for exp in (healed, exhausted, refused):
+            d.wait_experiment(exp)
+        (ok,) = d.client.trials(healed)
+        (bad,) = d.client.trials(exhausted)
+        (said,) = d.client.trials(refused)
+        retries = [e for e in d.client.show(f"{healed}/0")["events"]
+                   if e["kind"] == "trial_retrying"]
+    # Two crashes, then success on the third attempt, which saw the first two's checkpoints.
+    assert ok["state"] == "completed" and ok["attempts"] == 3 and ok["objective"] == 2.0
+    assert [e["data"]["reason"] for e in retries] == [
+        "exited with code 3; retry 1 of 2", "exited with code 3; retry 2 of 2"]
+    assert bad["state"] == "failed" and bad["attempts"] == 3
+    assert bad["reason"] == "exited with code 3"
+    # FailedTrialError: failed at once, no retry.
+    assert said["state"] == "failed" and said["attempts"] == 1 and "bad x" in said["reason"]

@@ -165,7 +165,7 @@ def test_experiments_table() -> None:
 def trial(number: int, **overrides: Any) -> dict[str, Any]:
     t: dict[str, Any] = {
         "id": f"e1/{number}", "state": "completed", "objective": 0.5,
-        "params": {"lr": 0.01}, "reports": 10,
+        "params": {"lr": 0.01}, "reports": 10, "attempts": 1,
         "devices": ["GPU-11111111-2222-3333-4444-555555555555"], "duration_s": 185.0,
         "reason": None,
     }
@@ -180,8 +180,8 @@ def test_trials_table_has_one_column_per_parameter() -> None:
               devices=[], duration_s=None, reason="exit code 1"),
     ], metric="val_accuracy")
     header, first, second = text.splitlines()
-    assert header.split() == ["TRIAL", "STATE", "VAL_ACCURACY", "lr", "opt", "REPORTS", "GPUS",
-                              "TIME", "REASON"]
+    assert header.split() == ["TRIAL", "STATE", "VAL_ACCURACY", "lr", "opt", "TRIES", "REPORTS",
+                              "GPUS", "TIME", "REASON"]
     assert "GPU-11111111 " in first  # shortened
     assert "GPU-11111111-" not in first
     assert "3m05s" in first
