@@ -21,7 +21,8 @@ __all__ = ["NATIVE_KEYS", "HP_KEYS", "IGNORED_TRAINING_INPUT", "Entry", "gather"
 
 NATIVE_KEYS = (
     "name", "command", "workdir", "env", "metric", "goal", "objective", "max_trials",
-    "max_parallel_trials", "gpus_per_trial", "gpu_memory", "trial_timeout", "max_failed_trials",
+    "max_parallel_trials", "gpus_per_trial", "gpu_memory", "trial_timeout", "time_budget",
+    "max_failed_trials",
     "max_retries_per_trial", "max_consecutive_failed_trials", "fail_fast", "search",
     "early_stopping", "stop", "resume_from", "priority", "params",
 )  # fmt: skip

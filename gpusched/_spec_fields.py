@@ -136,6 +136,7 @@ def _limits(r: _Reader) -> dict[str, Any]:
     if out["gpu_memory_mib"] is not None and out["gpus_per_trial"] == 0:
         r.p.add(r.place("gpu_memory"), "a CPU-only trial (gpus_per_trial: 0) gets no GPU memory")
     out["trial_timeout_s"] = r.read("trial_timeout", None, partial(_amount, parse=parse_duration))
+    out["time_budget_s"] = r.read("time_budget", None, partial(_amount, parse=parse_duration))
     out["fail_fast"] = r.read("fail_fast", False, boolean)
     out["priority"] = r.read("priority", 0, partial(whole, low=-INT_MAX))
     return out

@@ -66,6 +66,7 @@ class ExperimentSpec:
     gpus_per_trial: float = 1.0  # 0, a whole number, or 1/k (k = 2..16): k trials share a GPU
     gpu_memory_mib: float | None = None
     trial_timeout_s: float | None = None
+    time_budget_s: float | None = None  # the whole experiment's wall time, from its start
     max_failed_trials: int | None = None
     max_retries_per_trial: int = 0
     max_consecutive_failed_trials: int = 3
@@ -119,6 +120,7 @@ class ExperimentSpec:
             "gpus_per_trial": int(gpus) if float(gpus).is_integer() else gpus,
             "gpu_memory": self.gpu_memory_mib,
             "trial_timeout": self.trial_timeout_s,
+            "time_budget": self.time_budget_s,
             "max_failed_trials": self.max_failed_trials,
             "max_retries_per_trial": self.max_retries_per_trial,
             "max_consecutive_failed_trials": self.max_consecutive_failed_trials,

@@ -116,6 +116,8 @@ class ExperimentRun:
     exhausted: bool = False
     cancelling: bool = False
     failure: str | None = None  # set when a failure rule ends the experiment
+    started_at: float | None = None  # wall clock of its first trial's start (time_budget)
+    budget_spent: bool = False  # its time_budget is used up: no trial starts any more
 
     def __repr__(self) -> str:
         return (f"<ExperimentRun {self.id} {self.state.value} trials={len(self.trials)}"
@@ -146,7 +148,7 @@ class ExperimentRun:
 
     def wants_more(self) -> bool:
         """True if a new (or requeued) trial may start now, GPUs permitting."""
-        if self.cancelling or self.failure or self.state not in (
+        if self.cancelling or self.failure or self.budget_spent or self.state not in (
             ExperimentState.QUEUED, ExperimentState.RUNNING
         ):
             return False

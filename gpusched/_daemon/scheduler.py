@@ -92,6 +92,8 @@ class Scheduler:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._poll_loop)
+            for exp in self.active.values():
+                self._watch_budget(exp)
             task_status.started()
             await self._placement_loop()
             tg.cancel_scope.cancel()
@@ -238,8 +240,43 @@ class Scheduler:
             self.kick()
 
     async def _mark_running(self, exp: ExperimentRun) -> None:
-        await self.store.update_experiment(exp.id, state=exp.state.value, started_at=_now())
+        exp.started_at = _now()
+        self._watch_budget(exp)
+        await self.store.update_experiment(exp.id, state=exp.state.value,
+                                           started_at=exp.started_at)
         await self.store.add_event("experiment_started", exp.id)
+
+    # -- time budget --------------------------------------------------------------------------
+
+    def _watch_budget(self, exp: ExperimentRun) -> None:
+        """Arm the experiment's time_budget, counted in wall time from its start (so time the
+        daemon was down counts too, as it does for whoever waits for the result)."""
+        budget = exp.spec.time_budget_s
+        if budget is None or exp.started_at is None or self._tg is None:
+            return
+        deadline = exp.started_at + budget
+        if _now() >= deadline:
+            exp.budget_spent = True  # spent while the daemon was down: place nothing first
+        self._tg.start_soon(self._spend_budget, exp, deadline)
+
+    async def _spend_budget(self, exp: ExperimentRun, deadline: float) -> None:
+        await anyio.sleep(max(0.0, deadline - _now()))
+        if exp.id not in self.active:
+            return  # it ended first
+        exp.budget_spent = True
+        reason = f"time_budget of {exp.spec.time_budget_s:g}s used up"
+        log.info("time_budget_used_up", experiment=exp.id)
+        await self.store.add_event("time_budget_used_up", exp.id)
+        # Running trials stop with what they reported so far (Ray Tune's time_budget_s);
+        # trials waiting to run again will not.
+        for key, runner in list(self.runners.items()):
+            if key.startswith(f"{exp.id}/"):
+                runner.request_stop(TrialState.STOPPED, reason)
+        for number in exp.requeued:
+            exp.trials[number].state = TrialState.CANCELLED
+            await self.store.update_trial(exp.id, number, state="cancelled", reason=reason)
+        exp.requeued.clear()
+        await self._maybe_finish(exp)
 
     # -- endings ------------------------------------------------------------------------------
 
@@ -285,6 +322,8 @@ class Scheduler:
     def _summary(self, exp: ExperimentRun) -> str:
         done = [t for t in exp.trials.values() if t.objective is not None]
         why = "search space exhausted" if exp.exhausted else f"{len(exp.trials)} trials run"
+        if exp.budget_spent:
+            why = f"time_budget of {exp.spec.time_budget_s:g}s used up; {why}"
         if not done:
             return f"{why}; no trial reported '{exp.spec.metric}'"
         sign = -1.0 if exp.spec.goal is Goal.MAXIMIZE else 1.0
@@ -394,7 +433,8 @@ class Scheduler:
                 continue
             exp = ExperimentRun(row["id"], row["seq"], spec, row["seed"], search, stoppers,
                                 state=ExperimentState(row["state"]),
-                                prior=await prior_trials(self.store, spec))
+                                prior=await prior_trials(self.store, spec),
+                                started_at=row["started_at"])
             await restore_trials(self.store, exp, stopped)
             self.active[exp.id] = exp
             log.info("experiment_restored", experiment=exp.id, trials=len(exp.trials),

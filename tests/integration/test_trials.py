@@ -210,3 +210,24 @@ def test_a_crashing_trial_is_retried_with_its_params_and_checkpoint_folder(
     assert bad["reason"] == "exited with code 3"
     # FailedTrialError: failed at once, no retry.
     assert said["state"] == "failed" and said["attempts"] == 1 and "bad x" in said["reason"]
+
+
+def test_time_budget_stops_running_trials_and_starts_no_more(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit(probe_experiment(out, max_trials=50, max_parallel_trials=2,
+                                        time_budget="1.5s", command=[
+                                            sys.executable, trial_script("probe.py"), "--out",
+                                            str(out), "--sleep", "0.6", "--steps", "3"]))
+        view = d.wait_experiment(exp, timeout=30)
+        trials = d.client.trials(exp)
+        events = [e["kind"] for e in d.client.show(exp)["events"]]
+    assert view["state"] == "completed", view
+    assert view["reason"].startswith("time_budget of 1.5s used up;"), view["reason"]
+    assert "time_budget_used_up" in events
+    assert 2 <= len(trials) < 50  # it ran some, then no more
+    started = [float(t["started_at"]) for t in trials]
+    assert max(started) - float(view["started_at"]) < 1.5
+    stopped = [t for t in trials if t["state"] == "stopped"]
+    assert stopped and all("time_budget of 1.5s used up" in t["reason"] for t in stopped)
+    assert float(view["ended_at"]) - float(view["started_at"]) < 1.5 + 3.0  # + grace

@@ -160,6 +160,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert (spec.goal, spec.objective) == (Goal.MAXIMIZE, ObjectiveRule.LAST)
     assert (spec.max_trials, spec.max_parallel_trials, spec.max_failed_trials) == (None,) * 3
     assert (spec.gpus_per_trial, spec.gpu_memory_mib, spec.trial_timeout_s) == (1.0, None, None)
+    assert spec.time_budget_s is None
     assert (spec.max_retries_per_trial, spec.max_consecutive_failed_trials) == (0, 3)
     assert (spec.fail_fast, spec.priority, spec.resume_from) == (False, 0, None)
     assert (spec.search_algorithm, spec.search_seed, spec.early_stopping_policy) == (
@@ -168,7 +169,7 @@ def test_defaults(tmp_path: Path) -> None:
 
 def test_null_means_default() -> None:
     keys = ["name", "workdir", "env", "goal", "objective", "max_trials", "max_parallel_trials",
-            "gpus_per_trial", "gpu_memory", "trial_timeout", "max_failed_trials",
+            "gpus_per_trial", "gpu_memory", "trial_timeout", "time_budget", "max_failed_trials",
             "max_retries_per_trial", "max_consecutive_failed_trials", "fail_fast", "search",
             "early_stopping", "stop", "resume_from", "priority"]
     assert parse(minimal(**dict.fromkeys(keys))) == parse(minimal())
@@ -398,6 +399,7 @@ TOP_LEVEL_PROBLEMS = [
     ({"gpu_memory": 0}, "gpu_memory: must be greater than 0 (got 0)"),
     ({"gpu_memory": "1GiB", "gpus_per_trial": 0},
      "gpu_memory: a CPU-only trial (gpus_per_trial: 0) gets no GPU memory"),
+    ({"time_budget": 0}, "time_budget: must be greater than 0 (got 0)"),
     ({"trial_timeout": "soon"}, "trial_timeout: not a duration: 'soon' (write seconds, or e.g. "
                                 "'90s', '30m', '2h', '1h30m')"),
     ({"trial_timeout": "0s"}, "trial_timeout: must be greater than 0 (got '0s')"),
