@@ -180,6 +180,12 @@ def cmd_wait(args: argparse.Namespace) -> int:
     return 0 if answer["state"] == "completed" else 1
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Go on with a failed or cancelled experiment."""
+    print(Client(args.socket).resume(args.experiment))
+    return 0
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel an experiment or a trial."""
     print(Client(args.socket).cancel(args.target))
@@ -261,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="give up after this long (default: wait as long as it takes)")
+    p = _add(sub, "resume", cmd_resume, "go on with a failed or cancelled experiment, keeping"
+             " its trials", json_flag=False)
+    p.add_argument("experiment")
     p = _add(sub, "cancel", cmd_cancel, "cancel an experiment or a trial", json_flag=False)
     p.add_argument("target")
     _add(sub, "gpus", cmd_gpus, "devices, their state and who holds them")

@@ -134,6 +134,10 @@ class Client:
         """The ``n`` best trials, best first."""
         return list(self.request("best", experiment=experiment, n=n))
 
+    def resume(self, experiment: str) -> str:
+        """Go on with a failed or cancelled experiment, keeping its trials."""
+        return str(self.request("resume", experiment=experiment)["message"])
+
     def cancel(self, target: str) -> str:
         """Cancel an experiment or a trial."""
         return str(self.request("cancel", target=target)["message"])

@@ -376,6 +376,46 @@ class Scheduler:
         with anyio.move_on_after(timeout_s):
             await ended.wait()
 
+    async def resume(self, exp_id: str) -> str:
+        """Go on with a failed or cancelled experiment, keeping its trials (``gpusched resume``).
+
+        Its trials that never ran to an end (queued, interrupted, cancelled without a result)
+        run again with their params and checkpoint folders; finished ones stay as they are,
+        and the search continues from all of them. The failure rules count the earlier
+        failures too; a time_budget counts afresh from the resume.
+        """
+        if exp_id in self.active:
+            raise RequestError("not_ended", f"{exp_id} is still {self.active[exp_id].state.value}"
+                                            ": only an ended experiment can be resumed")
+        row = await self.store.experiment(exp_id)
+        if row is None:
+            raise NotFoundError(f"no experiment '{exp_id}'")
+        if row["state"] not in (ExperimentState.FAILED.value, ExperimentState.CANCELLED.value):
+            raise RequestError("bad_request", f"{exp_id} has {row['state']}: only a failed or"
+                               " cancelled one can be resumed (to search further, submit a new"
+                               f" experiment with resume_from: {exp_id})")
+        spec = ExperimentSpec.from_dict(row["spec"])
+        try:
+            search, stoppers = self._plugins(spec, row["seed"])
+        except PluginError as exc:
+            raise RequestError("invalid_experiment", str(exc)) from None
+        exp = ExperimentRun(row["id"], row["seq"], spec, row["seed"], search, stoppers,
+                            prior=await prior_trials(self.store, spec))
+        await restore_trials(self.store, exp)
+        for trial in exp.trials.values():
+            if trial.state is TrialState.CANCELLED and trial.objective is None:
+                exp.requeued.append(trial.number)  # cut short by the cancel: run it again
+        exp.requeued.sort()
+        await self.store.update_experiment(exp.id, state=ExperimentState.QUEUED.value,
+                                           reason=None, ended_at=None)
+        await self.store.add_event("experiment_resumed", exp.id, requeued=exp.requeued,
+                                   was=row["state"])
+        self.active[exp.id] = exp
+        log.info("experiment_resumed", experiment=exp.id, requeued=exp.requeued)
+        await self._maybe_finish(exp)  # nothing left to run: it completes at once
+        self.kick()
+        return f"resuming {exp.id}: {len(exp.requeued)} trials to run again"
+
     async def cancel(self, exp_id: str, number: int | None) -> str:
         """Cancel an experiment (all its trials) or one trial; return what was done."""
         exp = self.active.get(exp_id)

@@ -91,7 +91,7 @@ class Server:
             "hello": self._hello, "submit": self._submit, "experiments": self._experiments,
             "trials": self._trials, "show": self._show, "best": self._best,
             "cancel": self._cancel, "gpus": self._gpus, "trial_files": self._trial_files,
-            "wait": self._wait,
+            "wait": self._wait, "resume": self._resume,
         }
 
     def __repr__(self) -> str:
@@ -272,6 +272,10 @@ class Server:
         goal = Goal(row["spec"]["goal"])
         trials = await self.store.trials(row["id"])
         return [views.trial_view(t, exp_id=row["id"]) for t in views.best_trials(trials, goal, n)]
+
+    async def _resume(self, args: dict[str, Any], uid: int | None) -> Any:
+        row = await self._experiment_row(args.get("experiment"))
+        return {"message": await self.scheduler.resume(row["id"])}
 
     async def _cancel(self, args: dict[str, Any], uid: int | None) -> Any:
         exp_name, number = _target(args.get("target"))

@@ -231,3 +231,46 @@ def test_time_budget_stops_running_trials_and_starts_no_more(tmp_path: Path) -> 
     stopped = [t for t in trials if t["state"] == "stopped"]
     assert stopped and all("time_budget of 1.5s used up" in t["reason"] for t in stopped)
     assert float(view["ended_at"]) - float(view["started_at"]) < 1.5 + 3.0  # + grace
+
+
+def test_resume_goes_on_with_a_failed_or_cancelled_experiment(tmp_path: Path) -> None:
+    fixed = tmp_path / "fixed"
+    script = tmp_path / "train.py"
+    script.write_text(f"import os, sys\nif not os.path.exists({str(fixed)!r}): sys.exit(2)\n"
+                      "from gpusched import trial\ntrial.report(score=1.0)\n")
+    out = tmp_path / "out"
+    with running_daemon(tmp_path / "d") as d:
+        broken = d.submit({"command": [sys.executable, str(script)], "metric": "score",
+                           "max_trials": 3, "max_parallel_trials": 1,
+                           "params": [{"name": "x", "type": "double", "min": 0, "max": 1}]},
+                          name="broken")
+        assert d.wait_experiment(broken)["state"] == "failed"  # its first trial failed
+        failed_before = [t["number"] for t in d.client.trials(broken) if t["state"] == "failed"]
+        fixed.touch()
+        out_resume = d.cli("resume", broken)
+        assert out_resume.returncode == 0 and out_resume.stdout.startswith(f"resuming {broken}")
+        view = d.wait_experiment(broken)
+        trials = d.client.trials(broken)
+        assert view["state"] == "completed", view
+        # The failed ones stay as they were (results, too); the rest run now.
+        assert [t["state"] == "failed" for t in trials] == [
+            t["number"] in failed_before for t in trials]
+        assert len(trials) == 3 and trials[-1]["state"] == "completed"
+        assert "experiment_resumed" in [e["kind"] for e in d.client.show(broken)["events"]]
+
+        slow = d.submit(probe_experiment(out, max_trials=2, max_parallel_trials=2, command=[
+            sys.executable, trial_script("probe.py"), "--out", str(out), "--sleep", "0.5"]),
+            name="slow")
+        wait_for(lambda: d.client.show(slow)["trials"]["running"] == 2, what="both running")
+        d.cli("cancel", slow)
+        assert d.wait_experiment(slow)["state"] == "cancelled"
+        again = d.cli("resume", "slow")  # by name
+        assert again.returncode == 0, again.stderr
+        assert "2 trials to run again" in again.stdout
+        assert d.wait_experiment(slow)["state"] == "completed"
+        assert [(t["state"], t["attempts"]) for t in d.client.trials(slow)] == [
+            ("completed", 2), ("completed", 2)]
+
+        refused = d.cli("resume", slow)
+        assert refused.returncode == 1 and "only a failed or cancelled one" in refused.stderr
+        assert "resume_from" in refused.stderr
