@@ -138,6 +138,22 @@ class Scheduler:
         readings, sessions = await anyio.to_thread.run_sync(self._read_devices)
         if self.devices.update(readings, sessions):
             self.kick()
+        self._interrupt_trials_on_lost_gpus()
+
+    def _interrupt_trials_on_lost_gpus(self) -> None:
+        """A trial on a GPU that the driver lost cannot go on there: interrupt it, to be
+        requeued on another GPU (an interruption, not a trial failure)."""
+        lost = {uuid: slot.lost_reason for uuid, slot in self.devices.slots.items()
+                if slot.lost_reason}
+        if not lost:
+            return
+        for runner in list(self.runners.values()):
+            gone = [u for u in runner.uuids if u in lost]
+            if gone and not runner.trial.processes_gone:
+                reason = f"GPU {gone[0]} was lost ({lost[gone[0]]}): requeued"
+                if runner.request_stop(TrialState.INTERRUPTED, reason):
+                    log.warning("trial_interrupted_gpu_lost", trial=runner.key, gpu=gone[0],
+                                error=lost[gone[0]])
 
     async def _poll_loop(self) -> None:
         while True:

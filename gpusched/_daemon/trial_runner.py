@@ -88,12 +88,15 @@ class TrialRunner:
     def __repr__(self) -> str:
         return f"<TrialRunner {self.key} pid={self.pid} state={self.trial.state.value}>"
 
-    def request_stop(self, state: TrialState, reason: str, grace_s: float | None = None) -> None:
-        """Stop the trial, to be recorded as ``state`` with ``reason`` (the first request wins)."""
-        if self._stop_request is None:
-            grace = self._settings.grace_period_s if grace_s is None else grace_s
-            self._stop_request = (state, reason, grace)
-            self._stop_event.set()
+    def request_stop(self, state: TrialState, reason: str, grace_s: float | None = None) -> bool:
+        """Stop the trial, to be recorded as ``state`` with ``reason``. The first request wins:
+        True if this one did."""
+        if self._stop_request is not None:
+            return False
+        grace = self._settings.grace_period_s if grace_s is None else grace_s
+        self._stop_request = (state, reason, grace)
+        self._stop_event.set()
+        return True
 
     async def run(self) -> None:
         """Spawn, watch, stop if asked, record the end, release the devices."""

@@ -168,3 +168,27 @@ def test_without_a_driver_there_are_no_gpus_and_cpu_trials_still_run(tmp_path: P
         events = [e["event"] for e in d.log_events()]
     assert events.count("nvml_unavailable") == 1
     assert [r["cuda"] for r in records(out)] == ["", ""]
+
+
+def test_a_lost_gpu_interrupts_its_trial_which_runs_again_on_another(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    config = fake_config(2)
+    with running_daemon(tmp_path / "d", fake=config) as d:
+        # max_failed_trials unset: were the interruption a failure, the experiment would fail.
+        exp = d.submit(probe_experiment(out, max_trials=1, max_failed_trials=None, command=[
+            sys.executable, trial_script("probe.py"), "--out", str(out), "--sleep", "1.0"]))
+        first = wait_for(lambda: (d.client.trials(exp) or [{}])[0].get("devices"),
+                         what="the trial to start")
+        index = next(g["index"] for g in d.client.gpus()["devices"] if g["uuid"] == first[0])
+        config["devices"][index]["lost"] = True
+        d.set_fake(config)
+        view = d.wait_experiment(exp)
+        (trial,) = d.client.trials(exp)
+        events = d.client.show(f"{exp}/0")["events"]
+        gpus = {g["uuid"]: g for g in d.client.gpus()["devices"]}
+    assert view["state"] == "completed", view
+    assert trial["state"] == "completed" and trial["attempts"] == 2
+    assert trial["devices"] != first  # it ran again elsewhere
+    ended = [e["data"] for e in events if e["kind"] == "trial_ended"]
+    assert ended[0]["state"] == "interrupted" and "was lost" in ended[0]["reason"]
+    assert gpus[first[0]]["state"] == "lost" and "lost" in gpus[first[0]]["reason"]
