@@ -26,6 +26,7 @@ from gpusched._daemon.launcher import (
     trial_command,
     trial_environment,
 )
+from gpusched._daemon.recovery import leftover_processes, stop_leftovers
 from gpusched._daemon.report_collector import ReportCollector
 from gpusched._daemon.store import Store, encode_reports
 from gpusched.config import DaemonSettings
@@ -132,11 +133,22 @@ class TrialRunner:
                 await proc.stop(0.0 if code is None else self._settings.grace_period_s)
                 if code is None:
                     code = await proc.wait()
+                await self._stop_escapees()
                 # No process of the trial is left: the release barrier can start while the
                 # end is recorded below.
                 self._release()
                 await self._ingest(collector, final=True)
                 await self._conclude(code, collector)
+
+    async def _stop_escapees(self) -> None:
+        """Stop processes of the trial that left its session (a daemonizing child calls
+        setsid()), found by the GPUSCHED_TRIAL_DIR they inherited: no child outlives its trial.
+        The scan (~1 ms) runs in a worker thread."""
+        trial_dir = str(self._files.dir)
+        found = await anyio.to_thread.run_sync(leftover_processes, [trial_dir])
+        if found:
+            log.warning("trial_escapees_stopped", trial=self.key, pids=found[trial_dir])
+            await stop_leftovers([trial_dir], self._settings.grace_period_s)
 
     async def _record_start(self, proc: TrialProcess) -> None:
         trial = self.trial

@@ -274,3 +274,23 @@ def test_resume_goes_on_with_a_failed_or_cancelled_experiment(tmp_path: Path) ->
         refused = d.cli("resume", slow)
         assert refused.returncode == 1 and "only a failed or cancelled one" in refused.stderr
         assert "resume_from" in refused.stderr
+
+
+def test_a_daemonized_grandchild_does_not_outlive_its_trial(tmp_path: Path) -> None:
+    pid_file = tmp_path / "escapee.pid"
+    script = tmp_path / "train.py"
+    # The child leaves the trial's session and process group (setsid), as a daemon does.
+    script.write_text(
+        "import subprocess, sys\nfrom gpusched import trial\n"
+        f"p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],"
+        " start_new_session=True)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
+        "trial.report(score=1.0)\n")
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit({"command": [sys.executable, str(script)], "metric": "score",
+                        "max_trials": 1,
+                        "params": [{"name": "x", "type": "categorical", "values": ["a"]}]})
+        assert d.wait_experiment(exp)["state"] == "completed"
+        escapee = int(pid_file.read_text())
+        assert not alive(escapee)  # gone by the time the trial's end was recorded
+        assert any(e["event"] == "trial_escapees_stopped" for e in d.log_events())
