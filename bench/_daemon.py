@@ -4,7 +4,9 @@
 ``python -m gpusched daemon --fake-gpus FILE`` as a user would, waits until its socket answers,
 and stops it with SIGTERM at the end. :func:`submit_cli` submits an experiment file through the
 real CLI (``gpusched submit``), and :func:`wait_ended` blocks in
-``Client.wait`` (the daemon answers when the experiment ends).
+``Client.wait`` (the daemon answers when the experiment ends). For crash tests,
+:func:`start_daemon` starts one without a ``with`` block, :func:`kill_daemon` SIGKILLs it, and
+:func:`start_daemon` on the same folder starts it again on the same socket and state folder.
 """
 
 from __future__ import annotations
@@ -34,10 +36,14 @@ __all__ = [
     "cpu_seconds",
     "describe_settings",
     "fake_gpus",
+    "kill_daemon",
+    "log_tail",
     "machine",
     "median",
     "print_table",
     "running_daemon",
+    "start_daemon",
+    "stop_daemon",
     "submit_cli",
     "vm_hwm_kib",
     "wait_ended",
@@ -91,6 +97,23 @@ def running_daemon(
     start_timeout_s: float = 30.0,
 ) -> Iterator[BenchDaemon]:
     """Start ``gpusched daemon`` in ``tmp``; stop it with SIGTERM when the block ends."""
+    daemon = start_daemon(tmp, settings=settings, fake=fake, start_timeout_s=start_timeout_s)
+    try:
+        yield daemon
+    finally:
+        stop_daemon(daemon.proc)
+
+
+def start_daemon(
+    tmp: Path, *, settings: Mapping[str, object], fake: Mapping[str, Any],
+    start_timeout_s: float = 30.0,
+) -> BenchDaemon:
+    """Start ``gpusched daemon`` in ``tmp`` and wait until its socket answers ``hello``.
+
+    Starting it again on the same ``tmp`` (after :func:`kill_daemon`) reuses the same socket
+    path and ``--state-dir``; its log is appended to. The caller stops it (:func:`stop_daemon`).
+    If it does not come up, it is stopped and ``RuntimeError`` says why.
+    """
     tmp.mkdir(parents=True, exist_ok=True)
     socket_path = tmp / "gpusched.sock"
     state_dir = tmp / "state"
@@ -118,9 +141,25 @@ def running_daemon(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"daemon did not answer in {start_timeout_s}s") from None
                 time.sleep(0.02)
-        yield daemon
-    finally:
+    except BaseException:
         stop_daemon(proc)
+        raise
+    return daemon
+
+
+def kill_daemon(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the daemon (a crash: no cleanup, its socket file stays) and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file ("" if it cannot be read)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def stop_daemon(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
