@@ -11,7 +11,7 @@ about 3 ms on a quiet host with ~120 processes; this one takes about 0.1 ms.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 __all__ = ["session_members", "session_of", "pids_in_session", "processes_with_env"]
@@ -88,13 +88,20 @@ def pids_in_session(sid: int) -> list[int]:
     return session_members((sid,)).get(sid, [])
 
 
-def processes_with_env(name: str, values: Collection[str]) -> dict[str, list[int]]:
+def processes_with_env(
+    name: str, values: Collection[str], *, created_since: int | None = None
+) -> dict[str, list[int]]:
     """Live processes whose environment sets ``name`` to one of ``values``: value -> pids.
 
     How a restarted daemon finds the processes of trials that a crashed one started: every
     trial process inherits ``GPUSCHED_TRIAL_DIR``, unique to its trial, even one that left the
     trial's session or whose start was never recorded. Processes whose environment cannot be
     read (another user's, when not root) are skipped; zombies count as dead.
+
+    ``created_since``: only processes created after the one with this pid (in pid order:
+    Linux hands out pids in increasing order, wrapping at ``pid_max``) are looked at, which
+    is what makes the check after each trial cheap. Valid while fewer than ``pid_max``
+    processes were created since; a caller that cannot rule that out scans everything.
     """
     wanted = {f"{name}={v}".encode(): v for v in values}
     found: dict[str, list[int]] = {}
@@ -105,8 +112,11 @@ def processes_with_env(name: str, values: Collection[str]) -> dict[str, list[int
     except OSError:
         return found
     me = os.getpid()
+    newer = _created_after(created_since) if created_since is not None else None
     for entry in names:
         if not entry.isdigit() or int(entry) == me:
+            continue
+        if newer is not None and not newer(int(entry)):
             continue
         try:
             with open(_PROC / entry / "environ", "rb") as fh:
@@ -122,3 +132,15 @@ def processes_with_env(name: str, values: Collection[str]) -> dict[str, list[int
     for pids in found.values():
         pids.sort()
     return found
+
+
+def _created_after(first: int) -> Callable[[int], bool] | None:
+    """A test "was this pid handed out at or after ``first``?", from the last pid handed out;
+    None when the kernel does not say (then every pid must be looked at)."""
+    try:
+        last = int((_PROC / "sys/kernel/ns_last_pid").read_text())
+        pid_max = int((_PROC / "sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        return None
+    span = (last - first) % pid_max
+    return lambda pid: (pid - first) % pid_max <= span

@@ -27,9 +27,13 @@ __all__ = ["leftover_processes", "stop_leftovers"]
 _POLL_S = 0.05
 
 
-def leftover_processes(trial_dirs: Collection[str]) -> dict[str, list[int]]:
-    """Trial folder -> the live pids of that trial (by environment, then by session)."""
-    by_env = procfs.processes_with_env("GPUSCHED_TRIAL_DIR", trial_dirs)
+def leftover_processes(
+    trial_dirs: Collection[str], *, created_since: int | None = None
+) -> dict[str, list[int]]:
+    """Trial folder -> the live pids of that trial (by environment, then by session).
+    ``created_since``: see :func:`procfs.processes_with_env`."""
+    by_env = procfs.processes_with_env("GPUSCHED_TRIAL_DIR", trial_dirs,
+                                       created_since=created_since)
     if not by_env:
         return {}
     session_dir: dict[int, str] = {}

@@ -38,6 +38,8 @@ __all__ = ["TrialRunner", "describe_exit"]
 log = get_logger("gpusched.trial")
 # Up to this many unread report bytes (~100 typical lines) are read on the event loop.
 INLINE_READ_BYTES = 16 * 1024
+# A trial shorter than this cannot have seen pid_max processes created (see _stop_escapees).
+_FULL_SCAN_AFTER_S = 60.0
 
 
 def describe_exit(code: int) -> str:
@@ -123,6 +125,7 @@ class TrialRunner:
         self.pid = proc.pid
         self._backend.note_trial(proc.pid, self.uuids)
         self._devices.set_session(self.key, self.uuids, proc.pid)
+        started = time.monotonic()
         await self._record_start(proc)
         code: int | None = None
         try:
@@ -133,19 +136,26 @@ class TrialRunner:
                 await proc.stop(0.0 if code is None else self._settings.grace_period_s)
                 if code is None:
                     code = await proc.wait()
-                await self._stop_escapees()
+                await self._stop_escapees(started)
                 # No process of the trial is left: the release barrier can start while the
                 # end is recorded below.
                 self._release()
                 await self._ingest(collector, final=True)
                 await self._conclude(code, collector)
 
-    async def _stop_escapees(self) -> None:
+    async def _stop_escapees(self, started: float) -> None:
         """Stop processes of the trial that left its session (a daemonizing child calls
         setsid()), found by the GPUSCHED_TRIAL_DIR they inherited: no child outlives its trial.
-        The scan (~1 ms) runs in a worker thread."""
+
+        Only processes created after the trial's leader can be its own: for a short trial
+        those are few, and the check runs on the loop. After a long one, when the pid counter
+        could in theory have gone round, everything is read (~1 ms) in a worker thread.
+        """
         trial_dir = str(self._files.dir)
-        found = await anyio.to_thread.run_sync(leftover_processes, [trial_dir])
+        if self.pid is not None and time.monotonic() - started < _FULL_SCAN_AFTER_S:
+            found = leftover_processes([trial_dir], created_since=self.pid)
+        else:
+            found = await anyio.to_thread.run_sync(leftover_processes, [trial_dir])
         if found:
             log.warning("trial_escapees_stopped", trial=self.key, pids=found[trial_dir])
             await stop_leftovers([trial_dir], self._settings.grace_period_s)

@@ -126,3 +126,22 @@ def test_processes_are_found_by_a_variable_of_their_environment(
     proc.kill()
     proc.wait()
     assert procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [mine]) == {}
+
+
+def test_created_since_looks_only_at_processes_created_after_a_pid(
+    spawned: list[subprocess.Popen[bytes]], tmp_path: Path,
+) -> None:
+    value = str(tmp_path / "t")
+    env = {**os.environ, "GPUSCHED_TRIAL_DIR": value}
+    older = subprocess.Popen(SLEEPER, env=env)
+    spawned.append(older)
+    newer = subprocess.Popen(SLEEPER, env=env)
+    spawned.append(newer)
+    _wait_for(lambda: len(procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [value])
+                          .get(value, [])) == 2, "both environments to be readable")
+    since_newer = procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [value],
+                                            created_since=newer.pid)
+    assert since_newer == {value: [newer.pid]}
+    since_older = procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [value],
+                                            created_since=older.pid)
+    assert since_older == {value: sorted([older.pid, newer.pid])}
