@@ -28,7 +28,7 @@ from gpusched._daemon.restore import prior_trials, restore_trials
 from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
 from gpusched.config import DaemonSettings
-from gpusched.errors import NotFoundError, PluginError, RequestError
+from gpusched.errors import NotFoundError, PluginError, RequestError, StoreError
 from gpusched.log import get_logger
 from gpusched.models import ExperimentState, Goal, TrialState
 from gpusched.plugin_api import StoppingPlugin
@@ -38,6 +38,7 @@ from gpusched.spec import ExperimentSpec
 __all__ = ["Scheduler"]
 
 log = get_logger("gpusched.scheduler")
+STORE_RETRY_S = 2.0  # placement waits this long after the trial log refused a write
 
 
 class Scheduler:
@@ -61,6 +62,7 @@ class Scheduler:
         self._closing = False
         self._tg: TaskGroup | None = None
         self._cpu_slots = os.cpu_count() or 1
+        self._paused_until = 0.0  # monotonic: no placement before (the log refused a write)
 
     def __repr__(self) -> str:
         states = [s.state.value for s in self.devices.slots.values()]
@@ -185,6 +187,26 @@ class Scheduler:
         return self.devices.pick(share, exp.spec.gpu_memory_mib)
 
     async def _place_all(self) -> None:
+        if time.monotonic() < self._paused_until:
+            return  # a kick is due when the pause ends
+        try:
+            await self._place_what_fits()
+        except StoreError as exc:
+            self._pause_placement(exc)
+
+    def _pause_placement(self, exc: StoreError) -> None:
+        """The trial log cannot be written (disk full, file locked past busy_timeout): no
+        trial may start unrecorded. Running trials go on; placement is tried again soon."""
+        log.error("placement_paused", error=str(exc), retry_in_s=STORE_RETRY_S)
+        self._paused_until = time.monotonic() + STORE_RETRY_S
+        assert self._tg is not None
+        self._tg.start_soon(self._kick_later, STORE_RETRY_S)
+
+    async def _kick_later(self, delay_s: float) -> None:
+        await anyio.sleep(delay_s)
+        self.kick()
+
+    async def _place_what_fits(self) -> None:
         placed = True
         while placed and not self._closing:
             placed = False
@@ -214,9 +236,10 @@ class Scheduler:
             await self._maybe_finish(exp)
             return None
         trial = TrialRun(number=number, params=dict(params))
+        # In the log first: if it refuses the row, the trial does not exist in memory either.
+        await self.store.create_trial(exp.id, number, trial.params,
+                                      str(self._trial_dir(exp, trial)))
         exp.trials[number] = trial
-        trial_dir = str(self._trial_dir(exp, trial))
-        await self.store.create_trial(exp.id, number, trial.params, trial_dir)
         return trial
 
     def _trial_dir(self, exp: ExperimentRun, trial: TrialRun) -> Path:
@@ -252,7 +275,15 @@ class Scheduler:
             runner.exp.live.pop(runner.trial.number, None)
             if self.devices.holds(runner.key):
                 self.devices.release(runner.key, runner.uuids)
-            runner.trial.state = TrialState.FAILED
+            refused = _store_error_in(exc)
+            if refused is not None:
+                # Not the trial's fault: the log could not record it. Its row still says it
+                # is queued or running, so it runs again, now or after a restart.
+                runner.trial.state = TrialState.INTERRUPTED
+                runner.exp.requeued.append(runner.trial.number)
+                self._pause_placement(refused)
+            else:
+                runner.trial.state = TrialState.FAILED
             self.kick()
 
     async def _mark_running(self, exp: ExperimentRun) -> None:
@@ -497,6 +528,17 @@ class Scheduler:
                      requeued=exp.requeued)
             # Its last trial may have ended just before the crash, its own end unrecorded.
             await self._maybe_finish(exp)
+
+
+def _store_error_in(exc: BaseException) -> StoreError | None:
+    """The StoreError that ``exc`` is or holds (task groups wrap errors), else None."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _store_error_in(inner)) is not None:
+                return found
+    return None
 
 
 def _now() -> float:

@@ -126,10 +126,12 @@ class TrialRunner:
         self._backend.note_trial(proc.pid, self.uuids)
         self._devices.set_session(self.key, self.uuids, proc.pid)
         started = time.monotonic()
-        await self._record_start(proc)
         code: int | None = None
+        watched = False
         try:
+            await self._record_start(proc)
             code = await self._watch(proc, collector)
+            watched = True
         finally:
             with anyio.CancelScope(shield=True):
                 # No child outlives its trial, whether it ended, was stopped or we are cancelled.
@@ -140,8 +142,12 @@ class TrialRunner:
                 # No process of the trial is left: the release barrier can start while the
                 # end is recorded below.
                 self._release()
-                await self._ingest(collector, final=True)
-                await self._conclude(code, collector)
+                # When watching failed (the log refused reports, or we are cancelled), no
+                # outcome is recorded: one without the refused reports would be wrong. The log
+                # still says running, so the trial runs again, reading on from what was stored.
+                if watched:
+                    await self._ingest(collector, final=True)
+                    await self._conclude(code, collector)
 
     async def _stop_escapees(self, started: float) -> None:
         """Stop processes of the trial that left its session (a daemonizing child calls

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -117,11 +118,12 @@ def fake_config(count: int = 2, **overrides: Any) -> dict[str, Any]:
 @contextmanager
 def running_daemon(
     tmp: Path, *, fake: dict[str, Any] | None = None, settings: dict[str, Any] | None = None,
-    state_dir: Path | None = None, nvml: bool = False,
+    state_dir: Path | None = None, nvml: bool = False, file_size_limit: int | None = None,
 ) -> Iterator[Daemon]:
     """Start ``gpusched daemon`` with fast settings; stop it (SIGTERM) at the end.
 
     With ``nvml=True`` the daemon uses the real NVML backend instead of fake GPUs.
+    ``file_size_limit``: RLIMIT_FSIZE in bytes, so that its writes fail as on a full disk.
     """
     tmp.mkdir(parents=True, exist_ok=True)
     socket_path = tmp / "gpusched.sock"
@@ -140,7 +142,10 @@ def running_daemon(
     if not nvml:
         argv += ["--fake-gpus", str(fake_file)]
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        limit = None if file_size_limit is None else (
+            lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit)))
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=limit)  # noqa: PLW1509  # setrlimit takes no lock
     client = Client(socket_path, timeout_s=30)
     daemon = Daemon(proc, client, socket_path, state, fake_file, log_path, tmp)
 

@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.integration.harness import running_daemon
+from tests.integration.harness import running_daemon, wait_for
 
 
 def one_trial(command: list[str], **overrides: object) -> dict[str, object]:
@@ -82,3 +82,32 @@ def test_a_trial_log_locked_by_another_process_only_delays_writes(tmp_path: Path
         trials = d.client.trials(exp)
     assert view["state"] == "completed"
     assert [(t["state"], t["reports"]) for t in trials] == [("completed", 5)] * 3
+
+
+def test_a_full_disk_pauses_the_daemon_and_loses_nothing_recorded(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    script = tmp_path / "train.py"
+    script.write_text("from gpusched import trial\nfor i in range(100):\n"
+                      "    trial.report(step=i, score=i / 99,"
+                      " **{f'm{k}': i * k for k in range(20)})\n")
+    experiment = {**one_trial([sys.executable, str(script)]), "max_trials": 12,
+                  "max_parallel_trials": 2, "max_failed_trials": 100,
+                  "params": [{"name": "x", "type": "double", "min": 0, "max": 1}]}
+    # Files the daemon writes may not grow past 256 KiB: the log's WAL fills up mid-search,
+    # as on a full disk (the log itself keeps what it committed).
+    with running_daemon(tmp_path / "d", state_dir=state, file_size_limit=256 * 1024) as d:
+        exp = d.submit(experiment)
+        wait_for(lambda: any(e["event"] in ("placement_paused", "trial_runner_failed")
+                             for e in d.log_events()), 60, "the log to refuse a write")
+        assert d.client.hello()["pid"] == d.proc.pid  # it keeps serving
+        assert d.cli("ls").returncode == 0
+        d.proc.kill()
+        d.proc.wait()
+    with running_daemon(tmp_path / "d", state_dir=state) as d:  # space again
+        view = d.wait_experiment(exp, timeout=120)
+        trials = d.client.trials(exp)
+    assert view["state"] == "completed", view
+    assert [(t["state"], t["objective"]) for t in trials] == [("completed", 1.0)] * 12
+    # A trial whose reports the log refused ran again; the reports of every attempt are kept.
+    assert all(t["reports"] % 100 == 0 and t["reports"] >= 100 for t in trials), trials
+    assert any(t["attempts"] > 1 for t in trials)
