@@ -13,23 +13,11 @@ import os
 import sys
 import time
 
+from trial_flags import parse_flags  # next to this script
+
 
 def main() -> int:
-    opts: dict[str, str] = {}
-    flags = set()
-    args = sys.argv[1:]
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if "=" in arg:
-            key, value = arg[2:].split("=", 1)
-            opts[key] = value
-        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-            opts[arg[2:]] = args[i + 1]
-            i += 1
-        else:
-            flags.add(arg[2:])
-        i += 1
+    opts, flags = parse_flags(sys.argv[1:])
     start = time.time()
     record = {
         "start": start, "argv": sys.argv[1:], "pid": os.getpid(),

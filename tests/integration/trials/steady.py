@@ -16,22 +16,11 @@ import subprocess
 import sys
 import time
 
+from trial_flags import parse_flags  # next to this script
+
 
 def main() -> int:
-    opts: dict[str, str] = {}
-    args = sys.argv[1:]
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if "=" in arg:
-            key, value = arg[2:].split("=", 1)
-            opts[key] = value
-        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-            opts[arg[2:]] = args[i + 1]
-            i += 1
-        else:
-            opts[arg[2:]] = ""
-        i += 1
+    opts, flags = parse_flags(sys.argv[1:])
     name = f"{os.environ['GPUSCHED_EXPERIMENT']}-{os.environ['GPUSCHED_TRIAL']}"
     truth_path = os.path.join(opts["truth"], f"{name}.jsonl")
     pid = os.getpid()
@@ -52,7 +41,7 @@ def main() -> int:
     steps = int(opts.get("steps", 10))
     interval = float(opts.get("interval", 0.1))
     truth("start", devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
-    if "child" in opts:
+    if "child" in flags:
         subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({steps * interval})"])
     x = float(opts.get("x", 0))
     for step in range(steps):
