@@ -294,3 +294,33 @@ def test_a_daemonized_grandchild_does_not_outlive_its_trial(tmp_path: Path) -> N
         escapee = int(pid_file.read_text())
         assert not alive(escapee)  # gone by the time the trial's end was recorded
         assert any(e["event"] == "trial_escapees_stopped" for e in d.log_events())
+
+
+def test_ai_platform_early_stopping_is_the_median_rule(tmp_path: Path) -> None:
+    script = tmp_path / "curve.py"
+    script.write_text(  # a learning curve that rises to x; low x is a poor trial
+        "import sys, time\nfrom gpusched import trial\n"
+        "x = float(next(a for a in sys.argv if a.startswith('--x=')).split('=')[1])\n"
+        "for step in range(1, 11):\n"
+        "    time.sleep(0.01)\n"
+        "    trial.report(score=x * step / 10)\n")
+    config = tmp_path / "hptuning_config.yaml"
+    config.write_text(
+        "trainingInput:\n  hyperparameters:\n    goal: MAXIMIZE\n"
+        "    hyperparameterMetricTag: score\n    maxTrials: 12\n    maxParallelTrials: 1\n"
+        "    enableTrialEarlyStopping: true\n    params:\n"
+        "      - {parameterName: x, type: DOUBLE, minValue: 0.0, maxValue: 1.0}\n")
+    with running_daemon(tmp_path / "d") as d:
+        out = d.cli("submit", "--aip", str(config), "--", sys.executable, str(script))
+        assert out.returncode == 0, out.stderr
+        exp = out.stdout.strip()
+        view = d.wait_experiment(exp)
+        trials = d.client.trials(exp)
+    assert view["state"] == "completed", view
+    assert view["metric"] == "score"
+    stopped = [t for t in trials if t["state"] == "stopped"]
+    assert stopped, [(t["params"], t["state"]) for t in trials]
+    for t in stopped:
+        assert t["reason"].startswith("median stopping: best score")
+        assert t["reports"] < 10  # stopped before its curve ended
+        assert t["number"] >= 5  # min_trials: 5 completed trials first

@@ -1,0 +1,113 @@
+"""``percentile`` and ``median``: stop a trial whose best result so far is worse than most
+finished trials' results at the same step (Optuna's PercentilePruner and MedianPruner; AI
+Platform's ``enableTrialEarlyStopping`` is ``median``).
+
+At each batch of reports, with ``s`` the trial's latest ``training_iteration`` that carries the
+metric: every *completed* trial that reported the metric at or before ``s`` contributes its
+value at its last such step; the trial stops when its best value so far is worse than the
+``percentile`` threshold of those values (for ``maximize``, below the ``100 - percentile``-th
+percentile: ``percentile: 25`` keeps the top 25%; ``median`` is ``percentile: 50``).
+
+Options (all optional):
+- ``percentile`` (``percentile`` only; default 25): in (0, 100).
+- ``grace_period`` (default 0): no stop while ``s`` is below this (Optuna's ``n_warmup_steps``,
+  Ray Tune's ``grace_period`` counted in ``training_iteration``).
+- ``min_trials`` (default 5): no stop until this many completed trials have a value at ``s``
+  (Optuna's ``n_startup_trials``; Ray Tune's ``min_samples_required``).
+
+The decision is a function of the trial views only, so a restarted daemon decides the same.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from gpusched.plugin_api import Goal, PluginOptionsError, StoppingPlugin, TrialState, TrialView
+
+__all__ = ["PercentileStopping", "MedianStopping"]
+
+
+def _number(options: Mapping[str, Any], key: str, default: float, *, low: float,
+            high: float = math.inf, whole: bool = False) -> float:
+    value = options.get(key, default)
+    if (isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)
+            or not low <= value <= high or (whole and not float(value).is_integer())):
+        kind = "a whole number" if whole else "a number"
+        span = f">= {low:g}" if high == math.inf else f"from {low:g} to {high:g}"
+        raise PluginOptionsError(f"{key} must be {kind} {span} (got {value!r})")
+    return float(value)
+
+
+def _value_at(trial: TrialView, step: int) -> float | None:
+    """The trial's metric at its last step <= ``step`` (None: none that early)."""
+    index = bisect.bisect_right(list(trial.metric_steps), step)
+    return float(trial.metric_values[index - 1]) if index else None
+
+
+class PercentileStopping(StoppingPlugin):
+    """Stop a trial whose best value is worse than a percentile of completed trials."""
+
+    summary: ClassVar[str] = ("stop a trial below the given percentile of completed trials at "
+                              "the same step (Optuna's PercentilePruner)")
+    default_percentile: ClassVar[float] = 25.0
+    takes_percentile: ClassVar[bool] = True
+    name: ClassVar[str] = "percentile"
+
+    def __init__(self, *, metric: str, goal: Goal, options: Mapping[str, Any]) -> None:
+        super().__init__(metric=metric, goal=goal, options=options)
+        known = {"grace_period", "min_trials"} | ({"percentile"} if self.takes_percentile
+                                                  else set())
+        unknown = sorted(map(str, set(self.options) - known))
+        if unknown:
+            raise PluginOptionsError(f"unknown option(s) {', '.join(unknown)}"
+                                     f" (known: {', '.join(sorted(known))})")
+        self.percentile = (_number(self.options, "percentile", self.default_percentile,
+                                   low=0.0, high=100.0)
+                           if self.takes_percentile else self.default_percentile)
+        if not 0.0 < self.percentile < 100.0:
+            raise PluginOptionsError(f"percentile must be between 0 and 100, exclusive "
+                                     f"(got {self.percentile:g})")
+        self.grace_period = int(_number(self.options, "grace_period", 0, low=0, whole=True))
+        self.min_trials = int(_number(self.options, "min_trials", 5, low=1, whole=True))
+
+    def should_stop(
+        self,
+        trial: TrialView,
+        new_reports: Sequence[Mapping[str, Any]],
+        others: Sequence[TrialView],
+    ) -> str | None:
+        """A reason when the trial's best so far is below the threshold at its latest step."""
+        if not trial.metric_values:
+            return None
+        step = int(trial.metric_steps[-1])
+        if step < self.grace_period:
+            return None
+        values = [v for t in others if t.state is TrialState.COMPLETED
+                  and (v := _value_at(t, step)) is not None and math.isfinite(v)]
+        if len(values) < self.min_trials:
+            return None
+        maximize = self.goal is Goal.MAXIMIZE
+        best = max(trial.metric_values) if maximize else min(trial.metric_values)
+        q = 100.0 - self.percentile if maximize else self.percentile
+        threshold = float(np.percentile(values, q))
+        if (best < threshold) if maximize else (best > threshold):
+            what = "median" if self.percentile == 50.0 else f"{q:g}th percentile"
+            side = "below" if maximize else "above"
+            return (f"{self.name} stopping: best {self.metric} {best:g} by step {step} is {side}"
+                    f" the {what} {threshold:g} of {len(values)} completed trials")
+        return None
+
+
+class MedianStopping(PercentileStopping):
+    """Stop a trial whose best value is worse than the median of completed trials."""
+
+    summary: ClassVar[str] = ("stop a trial below the median of completed trials at the same "
+                              "step (Optuna's MedianPruner; AI Platform's early stopping)")
+    default_percentile: ClassVar[float] = 50.0
+    takes_percentile: ClassVar[bool] = False
+    name: ClassVar[str] = "median"
