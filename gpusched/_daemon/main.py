@@ -22,6 +22,7 @@ from gpusched._daemon.fake_gpus import FakeBackend
 from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.nvml import NvmlBackend
 from gpusched._daemon.scheduler import Scheduler
+from gpusched._daemon.sdnotify import Notifier
 from gpusched._daemon.server import Server
 from gpusched._daemon.store import open_store
 from gpusched.config import DaemonSettings
@@ -29,6 +30,8 @@ from gpusched.log import get_logger
 from gpusched.plugins import describe_plugins
 
 __all__ = ["make_backend", "run_daemon"]
+
+STATUS_EVERY_S = 2.0  # how often the systemd status line is refreshed (when it changed)
 
 log = get_logger("gpusched.daemon")
 
@@ -40,7 +43,23 @@ def make_backend(fake_gpus: str | None) -> GpuBackend:
     return NvmlBackend()
 
 
-async def _watch_signals(scheduler: Scheduler, force: CancelScope) -> None:
+async def _keep_notifying(notifier: Notifier, scheduler: Scheduler) -> None:
+    """Watchdog pings (twice per WATCHDOG_USEC, as sd_notify(3) advises) and the status line."""
+    if not notifier.enabled:
+        return
+    period = STATUS_EVERY_S if notifier.watchdog_s is None else min(
+        STATUS_EVERY_S, notifier.watchdog_s / 2)
+    last = ""
+    while True:
+        await anyio.sleep(period)
+        if notifier.watchdog_s is not None:
+            notifier.watchdog()
+        if not scheduler.closing and (line := scheduler.status_line()) != last:
+            notifier.status(line)
+            last = line
+
+
+async def _watch_signals(scheduler: Scheduler, force: CancelScope, notifier: Notifier) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             if scheduler.closing:
@@ -49,6 +68,7 @@ async def _watch_signals(scheduler: Scheduler, force: CancelScope) -> None:
                     force.cancel()
                 continue
             log.info("signal_received", signal=signal.Signals(signum).name)
+            notifier.stopping()
             await scheduler.shutdown()
 
 
@@ -90,6 +110,7 @@ async def run_daemon(
 ) -> None:
     """Run the daemon until it is told to stop."""
     _watch_children_with_pidfds()
+    notifier = Notifier()
     state_dir.mkdir(parents=True, exist_ok=True)
     try:
         async with open_store(state_dir / "trials.db") as store:
@@ -103,12 +124,14 @@ async def run_daemon(
                     tg.cancel_scope.cancel()  # every trial is recorded: stop serving, exit
 
                 await tg.start(scheduler_then_stop)
-                tg.start_soon(_watch_signals, scheduler, tg.cancel_scope)
+                tg.start_soon(_watch_signals, scheduler, tg.cancel_scope, notifier)
                 await tg.start(functools.partial(server.serve, socket_path, mode=socket_mode))
                 log.info("daemon_ready", pid=os.getpid(), socket=str(socket_path),
                          state_dir=str(state_dir), backend=backend.kind,
                          gpus=len(scheduler.devices.slots))
+                notifier.ready(scheduler.status_line())
                 tg.start_soon(_preload_plugins)
+                tg.start_soon(_keep_notifying, notifier, scheduler)
     finally:
         backend.close()
     log.info("daemon_stopped")

@@ -67,10 +67,21 @@ class Scheduler:
     def __repr__(self) -> str:
         states = [s.state.value for s in self.devices.slots.values()]
         busy, releasing = states.count("busy"), states.count("releasing")
-        queued = sum(e.max_trials - len(e.trials) + len(e.requeued) for e in self.active.values()
-                     if not e.exhausted)
         return (f"<Scheduler gpus={len(states)} busy={busy} releasing={releasing}"
-                f" running={len(self.runners)} queued={queued}>")
+                f" running={len(self.runners)} queued={self._queued()}>")
+
+    def _queued(self) -> int:
+        return sum(max(e.max_trials - len(e.trials), 0) + len(e.requeued)
+                   for e in self.active.values() if not e.exhausted and e.wants_more())
+
+    def status_line(self) -> str:
+        """One line for ``systemctl status``: "4 GPUs, 3 busy, 2 trials running, 12 queued"."""
+        states = [s.state.value for s in self.devices.slots.values()]
+        line = (f"{len(states)} GPUs, {states.count('busy')} busy, {len(self.runners)} trials"
+                f" running, {self._queued()} queued")
+        out = [f"{states.count(s)} {s}" for s in ("releasing", "quarantined", "foreign", "lost")
+               if states.count(s)]
+        return ", ".join([line, *out])
 
     @property
     def closing(self) -> bool:

@@ -119,11 +119,13 @@ def fake_config(count: int = 2, **overrides: Any) -> dict[str, Any]:
 def running_daemon(
     tmp: Path, *, fake: dict[str, Any] | None = None, settings: dict[str, Any] | None = None,
     state_dir: Path | None = None, nvml: bool = False, file_size_limit: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Daemon]:
     """Start ``gpusched daemon`` with fast settings; stop it (SIGTERM) at the end.
 
     With ``nvml=True`` the daemon uses the real NVML backend instead of fake GPUs.
     ``file_size_limit``: RLIMIT_FSIZE in bytes, so that its writes fail as on a full disk.
+    ``env``: added to the daemon's environment.
     """
     tmp.mkdir(parents=True, exist_ok=True)
     socket_path = tmp / "gpusched.sock"
@@ -135,7 +137,7 @@ def running_daemon(
                             for k, v in {**FAST_SETTINGS, **(settings or {})}.items()]
     config.write_text("\n".join(lines) + "\n")
     log_path = tmp / "daemon.log"
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     argv = [sys.executable, "-m", "gpusched", "daemon", "--socket", str(socket_path),
             "--state-dir", str(state), "--config", str(config)]
