@@ -18,6 +18,7 @@ from pathlib import Path
 import anyio
 from anyio import CancelScope
 
+from gpusched._daemon.activation import take_activated_socket
 from gpusched._daemon.fake_gpus import FakeBackend
 from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.nvml import NvmlBackend
@@ -111,6 +112,7 @@ async def run_daemon(
     """Run the daemon until it is told to stop."""
     _watch_children_with_pidfds()
     notifier = Notifier()
+    activated = take_activated_socket()  # before anything copies the environment
     state_dir.mkdir(parents=True, exist_ok=True)
     try:
         async with open_store(state_dir / "trials.db") as store:
@@ -125,7 +127,8 @@ async def run_daemon(
 
                 await tg.start(scheduler_then_stop)
                 tg.start_soon(_watch_signals, scheduler, tg.cancel_scope, notifier)
-                await tg.start(functools.partial(server.serve, socket_path, mode=socket_mode))
+                await tg.start(functools.partial(server.serve, socket_path, mode=socket_mode,
+                                                 activated=activated))
                 log.info("daemon_ready", pid=os.getpid(), socket=str(socket_path),
                          state_dir=str(state_dir), backend=backend.kind,
                          gpus=len(scheduler.devices.slots))

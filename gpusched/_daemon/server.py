@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from gpusched import __version__
@@ -98,11 +98,17 @@ class Server:
         return f"<Server connections={self.connections}>"
 
     async def serve(self, path: Path, *, mode: int = 0o600,
+                    activated: socket.socket | None = None,
                     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Listen at ``path`` until cancelled."""
-        prepare_socket_path(path)
-        listener = await anyio.create_unix_listener(path, mode=mode)
-        log.info("listening", socket=str(path))
+        """Listen at ``path`` until cancelled, or on the socket systemd passed (``activated``;
+        systemd owns its file, so it is left in place at the end)."""
+        if activated is not None:
+            listener: SocketListener = await SocketListener.from_socket(activated)
+            log.info("listening", socket=str(activated.getsockname()), activated=True)
+        else:
+            prepare_socket_path(path)
+            listener = await anyio.create_unix_listener(path, mode=mode)
+            log.info("listening", socket=str(path))
         task_status.started()
         try:
             async with anyio.create_task_group() as tg:
@@ -126,7 +132,8 @@ class Server:
         finally:
             with anyio.CancelScope(shield=True):
                 await listener.aclose()
-            path.unlink(missing_ok=True)
+            if activated is None:
+                path.unlink(missing_ok=True)
 
     async def _connection(self, stream: SocketStream) -> None:
         self.connections += 1

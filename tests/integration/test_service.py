@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.integration.harness import running_daemon, wait_for
+import pytest
+
+from gpusched.client import Client
+from gpusched.errors import NoDaemonError
+from tests.integration.harness import fake_config, running_daemon, stop_daemon, wait_for
 from tests.integration.test_gpus import probe_experiment
 
 
@@ -57,3 +63,65 @@ def test_ready_status_watchdog_and_stopping_reach_the_notify_socket(tmp_path: Pa
     seen = json.loads((out / "env.json").read_text())
     assert seen["GPUSCHED_EXPERIMENT"] == exp
     assert not {"NOTIFY_SOCKET", "WATCHDOG_USEC"} & set(seen)
+
+
+def test_socket_activation_serves_on_the_passed_socket_and_hides_it_from_trials(
+    tmp_path: Path,
+) -> None:
+    sock_path = tmp_path / "activated.sock"
+    out = tmp_path / "out"
+    out.mkdir()
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(str(sock_path))
+    listening.listen()
+    fake = tmp_path / "fake.json"
+    fake.write_text(json.dumps(fake_config(1)))
+    daemon_args = ["-m", "gpusched", "daemon", "--socket", str(tmp_path / "unused.sock"),
+                   "--state-dir", str(tmp_path / "state"), "--fake-gpus", str(fake)]
+    # As systemd does: the socket becomes fd 3, LISTEN_PID is the daemon's own pid (exec keeps
+    # the pid of this little launcher).
+    launcher = (f"import os, sys; os.dup2({listening.fileno()}, 3);"
+                " os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid()));"
+                f" os.execv(sys.executable, [sys.executable, *{daemon_args!r}])")
+    log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115  # closed below
+    proc = subprocess.Popen([sys.executable, "-c", launcher], pass_fds=(listening.fileno(),),
+                            stdout=log, stderr=subprocess.STDOUT)
+    listening.close()  # the daemon holds it now
+    try:
+        client = Client(sock_path, timeout_s=20)
+        assert wait_for(lambda: _hello(client), 20, "the activated daemon")["pid"] == proc.pid
+        script = tmp_path / "dump_env.py"
+        script.write_text("import json, os\n"
+                          f"json.dump(dict(os.environ), open({str(out / 'env.json')!r}, 'w'))\n"
+                          "from gpusched import trial\ntrial.report(score=1.0)\n")
+        exp = client.submit(probe_experiment(out, max_trials=1, command=[
+            sys.executable, str(script)]), base_dir=str(tmp_path))
+        assert client.wait(exp, 30)["state"] == "completed"
+        assert not (tmp_path / "unused.sock").exists()
+    finally:
+        stop_daemon(proc)
+        log.close()
+    seen = json.loads((out / "env.json").read_text())
+    assert not {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"} & set(seen)
+    assert sock_path.exists()  # systemd's file: left in place
+
+
+def _hello(client: Client) -> dict[str, object] | None:
+    try:
+        return client.hello()
+    except NoDaemonError:
+        return None
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_the_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    units = Path(__file__).resolve().parents[2] / "systemd"
+    gpusched_bin = Path(sys.executable).parent / "gpusched"
+    for name in ("gpusched.service", "gpusched.socket"):
+        text = (units / name).read_text()
+        # Installed, the command is /usr/local/bin/gpusched; here, this environment's.
+        (tmp_path / name).write_text(text.replace("/usr/local/bin/gpusched", str(gpusched_bin)))
+    out = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "gpusched.service"),
+                          str(tmp_path / "gpusched.socket")],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0 and not out.stderr.strip(), out.stderr
