@@ -80,6 +80,11 @@ class DaemonSettings:
     grace_period_s: float = 10.0  # SIGTERM -> SIGKILL
     shutdown_grace_s: float = 10.0  # grace given to trials when the daemon stops
     allow_foreign_sharing: bool = False  # give out GPUs that foreign processes use
+    # Members of this group may cancel and resume anyone's experiments ("": nobody but the
+    # owner and root).
+    admin_group: str = ""
+    # A daemon running as root gives its socket to this group, mode 0660 (when it exists).
+    socket_group: str = "gpusched"
 
     def with_overrides(self, values: dict[str, Any], source: str) -> DaemonSettings:
         """A copy with ``values`` applied; unknown keys or wrong types are a ConfigError."""
@@ -90,8 +95,13 @@ class DaemonSettings:
             if key not in known:
                 problems.append(f"unknown setting '{key}'")
                 continue
-            want = bool if known[key].type == "bool" else float
-            if want is bool and not isinstance(value, bool):
+            want = {"bool": bool, "str": str}.get(str(known[key].type), float)
+            if want is str:
+                if isinstance(value, str):
+                    clean[key] = value
+                else:
+                    problems.append(f"'{key}' must be a string (a group's name)")
+            elif want is bool and not isinstance(value, bool):
                 problems.append(f"'{key}' must be true or false")
             elif want is float and (isinstance(value, bool) or not isinstance(value, int | float)
                                     or value < 0):

@@ -55,13 +55,13 @@ def experiments_table(experiments: Sequence[dict[str, Any]]) -> str:
         done = t["completed"] + t["stopped"]
         best = e["best"]
         rows.append([
-            e["id"], e["name"], e["state"],
+            e["id"], e["name"], e.get("owner") or "-", e["state"],
             f"{t['running']} running, {done} done, {t['failed']} failed / {e['max_trials'] or '?'}",
             f"{e['metric']} {'max' if e['goal'] == 'maximize' else 'min'}",
             "-" if best is None else f"{fmt_value(best['objective'])} ({best['trial']})",
             fmt_age(e["submitted_at"]),
         ])
-    return table(["ID", "NAME", "STATE", "TRIALS", "METRIC", "BEST", "SUBMITTED"], rows)
+    return table(["ID", "NAME", "OWNER", "STATE", "TRIALS", "METRIC", "BEST", "SUBMITTED"], rows)
 
 
 def trials_table(trials: Sequence[dict[str, Any]], metric: str = "objective") -> str:

@@ -22,7 +22,7 @@ from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from gpusched import __version__
-from gpusched._daemon import views
+from gpusched._daemon import access, views
 from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.scheduler import Scheduler
 from gpusched.errors import ConfigError, GpuschedError, NotFoundError, RequestError, SpecError
@@ -108,6 +108,7 @@ class Server:
         else:
             prepare_socket_path(path)
             listener = await anyio.create_unix_listener(path, mode=mode)
+            self._share_with_group(path)
             log.info("listening", socket=str(path))
         task_status.started()
         try:
@@ -282,11 +283,40 @@ class Server:
 
     async def _resume(self, args: dict[str, Any], uid: int | None) -> Any:
         row = await self._experiment_row(args.get("experiment"))
+        self._authorize(row, uid, "resume")
         return {"message": await self.scheduler.resume(row["id"])}
+
+    def _share_with_group(self, path: Path) -> None:
+        """As root, give the socket to ``socket_group`` (mode 0660), so its members may use
+        the daemon; without that group, only root can."""
+        if os.geteuid() != 0:
+            return  # a per-user daemon: its socket stays its user's own (0600)
+        group = self.scheduler.settings.socket_group
+        gid = access.group_id(group) if group else None
+        if gid is None:
+            log.warning("socket_group_missing", group=group, socket=str(path),
+                        hint="create it (groupadd --system gpusched) and add its users")
+            return
+        os.chown(path, 0, gid)
+        os.chmod(path, 0o660)
+
+    def _authorize(self, row: dict[str, Any], uid: int | None, action: str) -> None:
+        """Only the owner, root, the daemon's own user and the admin group act on another's
+        experiment (the uid comes from SO_PEERCRED: the kernel's word, not the client's)."""
+        if uid is None or uid in (0, os.getuid(), row["owner_uid"]):
+            return
+        group = self.scheduler.settings.admin_group
+        if group and access.in_group(uid, group):
+            return
+        admins = f", or a member of '{group}'" if group else ""
+        raise RequestError("forbidden", f"{row['id']} belongs to"
+                           f" {access.user_name(row['owner_uid'])}: only its owner, root{admins}"
+                           f" may {action} it")
 
     async def _cancel(self, args: dict[str, Any], uid: int | None) -> Any:
         exp_name, number = _target(args.get("target"))
         row = await self._experiment_row(exp_name)
+        self._authorize(row, uid, "cancel")
         return {"message": await self.scheduler.cancel(row["id"], number)}
 
     async def _gpus(self, args: dict[str, Any], uid: int | None) -> Any:

@@ -6,6 +6,7 @@ import math
 from collections import Counter
 from typing import Any
 
+from gpusched._daemon.access import login_name
 from gpusched.models import Goal, TrialState
 
 __all__ = ["trial_view", "experiment_view", "best_trials", "parse_target"]
@@ -78,6 +79,7 @@ def experiment_view(row: dict[str, Any], trials: list[dict[str, Any]]) -> dict[s
         "goal": goal.value,
         "priority": row["priority"],
         "owner_uid": row["owner_uid"],
+        "owner": login_name(row["owner_uid"]),
         "seed": row["seed"],
         "max_trials": spec.get("max_trials"),
         "trials": {"total": len(trials), **{s: counts.get(s, 0) for s in _TRIAL_STATES}},

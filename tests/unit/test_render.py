@@ -146,12 +146,14 @@ def experiment(**overrides: Any) -> dict[str, Any]:
 
 def test_experiments_table() -> None:
     text = experiments_table([
-        experiment(),
-        experiment(id="e2", name="x", goal="minimize", best=None, max_trials=None,
+        experiment(owner="alice"),
+        experiment(id="e2", name="x", goal="minimize", best=None, max_trials=None, owner=None,
                    trials={"running": 0, "completed": 0, "stopped": 0, "failed": 0}),
     ])
     header, first, second = text.splitlines()
-    assert header.split() == ["ID", "NAME", "STATE", "TRIALS", "METRIC", "BEST", "SUBMITTED"]
+    assert header.split() == ["ID", "NAME", "OWNER", "STATE", "TRIALS", "METRIC", "BEST",
+                              "SUBMITTED"]
+    assert first.split()[2] == "alice" and second.split()[2] == "-"  # no owner known
     assert "2 running, 4 done, 1 failed / 30" in first
     assert "val_accuracy max" in first
     assert "0.9123 (e1/4)" in first
