@@ -1,0 +1,342 @@
+"""``tpe``: a multivariate tree-structured Parzen estimator (TPE), after Optuna's ``TPESampler``
+with ``multivariate=True`` and Bergstra et al.'s Hyperopt.
+
+The algorithm, for trial ``number``:
+
+1. **Observations.** Every trial of the history that is :attr:`TrialView.finished` (completed, or
+   stopped with an objective) and whose parameters all fit the space is an observation, those of
+   a resumed experiment (negative numbers) included. Failed and cancelled trials, trials without
+   an objective and trials with a NaN objective are *ignored* (as Optuna ignores failed trials),
+   and so is a trial whose parameters do not fit the space (a name missing, a value not listed).
+2. **Start-up.** While there are fewer than ``n_startup_trials`` observations (finished trials,
+   not trial numbers: as in Optuna, parallel workers keep drawing at random until that many
+   results are in), the point is the one :mod:`random <gpusched_plugins.random_search>` search
+   would give trial ``number``: ``space.from_unit(default_rng([seed, number]).random(k))``.
+3. **Split.** Observations are sorted from best to worst (``goal`` says which way; ties go to the
+   lower trial number); the best ``n_below`` form the "good" group, the others the "bad" group.
+   ``n_below = min(ceil(0.1 n), 25)`` for ``n`` observations (Optuna's default gamma), or
+   ``ceil(gamma n)`` when the ``gamma`` option gives a fraction.
+4. **Constant liar.** Trials of this experiment that were proposed but have no result yet
+   (``queued``, ``running``, or ``interrupted`` and waiting to run again) join the *bad* group, as
+   if they had returned the worst objective seen. Their neighbourhood then looks unpromising, so
+   parallel workers asking one after the other are steered away from each other's points instead
+   of all proposing the current favourite (Optuna's ``constant_liar=True``). On top of Optuna's
+   rule, a candidate equal to a pending trial's parameters is never chosen while another
+   candidate is left (on a small integer or categorical space the lie alone may not outweigh a
+   sharp peak of ``l``). Pending trials of a resumed experiment (negative numbers) are stale
+   and ignored; so is all of this with ``constant_liar: false``.
+5. **Two Parzen estimators**, ``l(x)`` over the good group and ``g(x)`` over the bad group, each
+   a mixture with one *joint* kernel per observation plus one prior kernel:
+
+   - numeric ranges (``double``, ``integer``, any scale or step) live in the unit interval of
+     :meth:`Param.to_unit`, so ``log``, ``reverse_log``, steps and integers are all the
+     :class:`Param` mapping's business. A kernel is a normal truncated to [0, 1], centred on the
+     observation, with Optuna's multivariate bandwidth ``0.2 n^(-1/(d + 4))`` (Scott's rule
+     shape; ``n`` observations in the group, ``d`` parameters in the space) clipped by
+     Hyperopt's "magic clip" to ``[1 / min(100, n + 2), 1]``. The prior kernel is centred at
+     0.5 with width 1;
+   - ``discrete`` and ``categorical`` parameters are categorical distributions: an observation's
+     kernel gives its own value weight 1 plus ``1 / (n + 1)`` to every value, normalised (the
+     prior's smoothing); the prior kernel is uniform;
+   - the mixture weights are Optuna's: 1 each for the 25 most recent observations, a linear ramp
+     from ``1/n`` for older ones, 1 for the prior; normalised. "Recent" is by trial number.
+
+6. **Expected improvement.** ``n_ei_candidates`` points are drawn from ``l`` (pick a kernel by its
+   weight, then draw every coordinate from it), snapped to values through
+   :meth:`Param.from_unit` (so an integer candidate is scored where it will actually run), and
+   the candidate with the largest ``l(x) / g(x)`` is proposed (the first one on a tie).
+
+Everything random comes from ``numpy.random.default_rng([seed, number])``, and nothing is kept
+between calls: the answer is a function of ``(seed, number, history)`` only, so a restarted
+daemon, or a fresh instance handed the same history, proposes the same point.
+
+Differences from Optuna's sampler: integer and stepped parameters are scored by the continuous
+density at the value's point of the unit interval rather than the kernel's mass over the value's
+cell; the categorical smoothing is Optuna's with ``prior_weight=1``; and the start-up phase is
+gpusched's ``random`` search rather than Optuna's independent sampler.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from gpusched.plugin_api import (
+    Goal,
+    Param,
+    ParamValue,
+    PluginOptionsError,
+    SearchPlugin,
+    SearchSpace,
+    TrialState,
+    TrialView,
+)
+
+__all__ = ["TpeSearch", "default_gamma", "default_weights"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+_OPTIONS = frozenset({"n_startup_trials", "n_ei_candidates", "gamma", "constant_liar"})
+
+# Proposed trials that will (still, or again) run with their parameters: constant-liar material.
+_PENDING = frozenset({TrialState.QUEUED, TrialState.RUNNING, TrialState.INTERRUPTED})
+
+_SIGMA0 = 0.2  # Optuna's SIGMA0_MAGNITUDE for the multivariate bandwidth
+_PRIOR_WEIGHT = 1.0
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+_MAX_REJECTION_ROUNDS = 200
+
+
+def default_gamma(n: int) -> int:
+    """Optuna's default size of the good group for ``n`` observations: ``min(ceil(0.1 n), 25)``."""
+    return min(math.ceil(0.1 * n), 25)
+
+
+def default_weights(n: int) -> FloatArray:
+    """Optuna's default mixture weights for ``n`` observations in trial order: the 25 most recent
+    weigh 1, older ones ramp up linearly from ``1/n``."""
+    if n == 0:
+        return np.empty(0, dtype=np.float64)
+    if n < 25:
+        return np.ones(n, dtype=np.float64)
+    ramp = np.linspace(1.0 / n, 1.0, num=n - 25)
+    return np.concatenate([ramp, np.ones(25, dtype=np.float64)])
+
+
+@dataclass(frozen=True)
+class _Point:
+    """One trial's parameters in the estimator's coordinates."""
+
+    number: int
+    numeric: tuple[float, ...]  # Param.to_unit of each numeric range, in space order
+    choices: tuple[int, ...]  # the index of each discrete/categorical value, in space order
+
+
+class _Parzen:
+    """A mixture of joint kernels (one per point, plus the prior) over the encoded space."""
+
+    def __init__(self, points: Sequence[_Point], n_numeric: int, n_choices: Sequence[int],
+                 n_params: int) -> None:
+        n = len(points)
+        weights = np.append(default_weights(n), _PRIOR_WEIGHT)
+        self.log_weights: FloatArray = np.log(weights / weights.sum())
+        self.weights: FloatArray = weights / weights.sum()
+        kernels = n + 1
+
+        # Numeric: truncated normals on [0, 1], one bandwidth per group (Optuna, multivariate).
+        sigma = _SIGMA0 * max(n, 1) ** (-1.0 / (n_params + 4))
+        sigma = min(max(sigma, 1.0 / min(100.0, 1.0 + kernels)), 1.0)
+        mus = np.empty((kernels, n_numeric), dtype=np.float64)
+        sigmas = np.full((kernels, n_numeric), sigma, dtype=np.float64)
+        for i, point in enumerate(points):
+            mus[i] = point.numeric
+        mus[n] = 0.5
+        sigmas[n] = 1.0
+        self.mus: FloatArray = mus
+        self.sigmas: FloatArray = sigmas
+        mass = _normal_cdf((1.0 - mus) / sigmas) - _normal_cdf((0.0 - mus) / sigmas)
+        # Every centre lies in [0, 1] and sigma <= 1, so the mass is >= 0.34: no underflow.
+        self.log_norm: FloatArray = np.log(mass) + np.log(sigmas) + _LOG_SQRT_2PI
+
+        # Categorical: each kernel favours its own value, smoothed by the prior weight.
+        self.choice_probs: list[FloatArray] = []
+        for d, count in enumerate(n_choices):
+            table = np.full((kernels, count), _PRIOR_WEIGHT / kernels, dtype=np.float64)
+            for i, point in enumerate(points):
+                table[i, point.choices[d]] += 1.0
+            table /= table.sum(axis=1, keepdims=True)
+            self.choice_probs.append(table)
+
+    def sample(self, rng: np.random.Generator, size: int) -> tuple[FloatArray, IntArray]:
+        """``size`` draws: unit-interval coordinates ``(size, n_numeric)`` and value indices
+        ``(size, n_categorical)``."""
+        kernel = rng.choice(len(self.weights), size=size, p=self.weights)
+        mus, sigmas = self.mus[kernel], self.sigmas[kernel]
+        numeric = np.empty_like(mus)
+        todo = np.ones(mus.shape, dtype=bool)
+        # Rejection sampling: each draw lands in [0, 1] with probability >= 0.34 (see log_norm),
+        # so this ends fast; the stream, and so the answer, is still fixed by the seed.
+        for _ in range(_MAX_REJECTION_ROUNDS):
+            if not todo.any():
+                break
+            draw = rng.normal(mus, sigmas)
+            accept = todo & (draw >= 0.0) & (draw <= 1.0)
+            numeric[accept] = draw[accept]
+            todo &= ~accept
+        numeric[todo] = np.clip(mus[todo], 0.0, 1.0)  # unreachable in practice
+        choices = np.empty((size, len(self.choice_probs)), dtype=np.int64)
+        for d, table in enumerate(self.choice_probs):
+            cumulative = np.cumsum(table[kernel], axis=1)
+            u = rng.random(size)
+            index = (u[:, None] >= cumulative).sum(axis=1)
+            choices[:, d] = np.minimum(index, table.shape[1] - 1)
+        return numeric, choices
+
+    def log_pdf(self, numeric: FloatArray, choices: IntArray) -> FloatArray:
+        """The mixture's log density at each of the points ``(m, ...)``: shape ``(m,)``."""
+        z = (numeric[:, None, :] - self.mus[None, :, :]) / self.sigmas[None, :, :]
+        per_kernel = (-0.5 * z**2 - self.log_norm[None, :, :]).sum(axis=2)  # (m, kernels)
+        for d, table in enumerate(self.choice_probs):
+            per_kernel += np.log(table[:, choices[:, d]]).T
+        per_kernel += self.log_weights[None, :]
+        top = per_kernel.max(axis=1)
+        out: FloatArray = top + np.log(np.exp(per_kernel - top[:, None]).sum(axis=1))
+        return out
+
+
+def _normal_cdf(x: FloatArray) -> FloatArray:
+    """The standard normal CDF, element by element (numpy has no erf; the arrays are small)."""
+    flat = [0.5 * (1.0 + math.erf(v / math.sqrt(2.0))) for v in x.ravel().tolist()]
+    return np.asarray(flat, dtype=np.float64).reshape(x.shape)
+
+
+class TpeSearch(SearchPlugin):
+    """Multivariate TPE with a constant liar; see the module docstring for the algorithm.
+
+    Options: ``n_startup_trials`` (int >= 0, default 10), ``n_ei_candidates`` (int >= 1,
+    default 24), ``gamma`` (fraction in (0, 1], default Optuna's ``min(ceil(0.1 n), 25)``),
+    ``constant_liar`` (bool, default true).
+    """
+
+    summary: ClassVar[str] = ("multivariate tree-structured Parzen estimator (Optuna's TPE), "
+                              "random for the first trials, constant liar for parallel ones")
+
+    def __init__(
+        self, space: SearchSpace, *, goal: Goal, seed: int, options: Mapping[str, Any]
+    ) -> None:
+        super().__init__(space, goal=goal, seed=seed, options=options)
+        unknown = sorted(map(str, set(self.options) - _OPTIONS))
+        if unknown:
+            raise PluginOptionsError(
+                f"unknown tpe option(s): {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(_OPTIONS))})"
+            )
+        self.n_startup_trials = _whole(self.options, "n_startup_trials", 10, low=0)
+        self.n_ei_candidates = _whole(self.options, "n_ei_candidates", 24, low=1)
+        gamma = self.options.get("gamma")
+        if gamma is not None and (
+            isinstance(gamma, bool) or not isinstance(gamma, int | float)
+            or not 0.0 < gamma <= 1.0  # NaN fails this too
+        ):
+            raise PluginOptionsError(
+                f"gamma must be a fraction greater than 0 and at most 1 (got {gamma!r})"
+            )
+        self.gamma: float | None = None if gamma is None else float(gamma)
+        liar = self.options.get("constant_liar", True)
+        if not isinstance(liar, bool):
+            raise PluginOptionsError(f"constant_liar must be true or false (got {liar!r})")
+        self.constant_liar = liar
+        # numpy's SeedSequence refuses negative entries; say so here rather than at suggest time.
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise PluginOptionsError(f"seed must be a non-negative integer (got {seed!r})")
+        # Fixed facts about the space (not state: they never change an answer).
+        self._numeric = tuple(p for p in space if p.is_numeric_range)
+        self._categorical = tuple(p for p in space if not p.is_numeric_range)
+
+    def suggest(self, number: int, history: Sequence[TrialView]) -> Mapping[str, ParamValue]:
+        """Trial ``number``'s point: random during start-up, then the best of the candidates
+        drawn from the good group's estimator by ``l(x) / g(x)``."""
+        rng = np.random.default_rng([self.seed, number])
+        observed: list[tuple[float, _Point]] = []
+        pending: list[_Point] = []
+        pending_params: list[Mapping[str, ParamValue]] = []
+        for trial in history:
+            if trial.finished:
+                assert trial.objective is not None
+                objective = float(trial.objective)
+                if math.isnan(objective):
+                    continue
+                point = self._encode(trial)
+                if point is not None:
+                    loss = -objective if self.goal == Goal.MAXIMIZE else objective
+                    observed.append((loss, point))
+            elif self.constant_liar and trial.number >= 0 and trial.state in _PENDING:
+                point = self._encode(trial)
+                if point is not None:
+                    pending.append(point)
+                    pending_params.append(trial.params)
+
+        if len(observed) < self.n_startup_trials or not self.space.params:
+            # Exactly random search's draw for this (seed, number).
+            unit: list[float] = rng.random(len(self.space)).tolist()
+            return self.space.from_unit(unit)
+
+        observed.sort(key=lambda pair: (pair[0], pair[1].number))
+        n = len(observed)
+        n_below = default_gamma(n) if self.gamma is None else math.ceil(self.gamma * n)
+        n_below = min(max(n_below, 1 if n else 0), n)
+        below = sorted((p for _, p in observed[:n_below]), key=lambda p: p.number)
+        above = sorted([*(p for _, p in observed[n_below:]), *pending], key=lambda p: p.number)
+
+        counts = [len(p.values) for p in self._categorical]
+        args = (len(self._numeric), counts, len(self.space))
+        good, bad = _Parzen(below, *args), _Parzen(above, *args)
+
+        numeric, choices = good.sample(rng, self.n_ei_candidates)
+        # Snap each candidate to the value it stands for, and score it there.
+        values: list[dict[str, ParamValue]] = []
+        for i in range(self.n_ei_candidates):
+            candidate: dict[str, ParamValue] = {}
+            for d, param in enumerate(self._numeric):
+                value = param.from_unit(float(numeric[i, d]))
+                candidate[param.name] = value
+                numeric[i, d] = param.to_unit(value)
+            for d, param in enumerate(self._categorical):
+                candidate[param.name] = param.values[int(choices[i, d])]
+            values.append(candidate)
+        score = good.log_pdf(numeric, choices) - bad.log_pdf(numeric, choices)
+        # The liar lowers l/g around a pending point but may not outweigh a sharp peak of l:
+        # never propose a pending trial's exact parameters while another candidate exists.
+        taken = {self._key(p) for p in pending_params}
+        fresh = np.array([self._key(v) not in taken for v in values])
+        if fresh.any():
+            score = np.where(fresh, score, -np.inf)
+        best = values[int(np.argmax(score))]
+        return {name: best[name] for name in self.space.names()}
+
+    def _key(self, params: Mapping[str, ParamValue]) -> tuple[tuple[str, float | str], ...]:
+        """A hashable identity of a point: numbers compare as floats (3 == 3.0)."""
+        return tuple(
+            (param.name, float(value) if isinstance(value, int | float) else str(value))
+            for param in self.space
+            for value in (params[param.name],)
+        )
+
+    def _encode(self, trial: TrialView) -> _Point | None:
+        """``trial``'s parameters as estimator coordinates, or None when they do not fit."""
+        numeric: list[float] = []
+        for param in self._numeric:
+            value = trial.params.get(param.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return None
+            if not math.isfinite(value):
+                return None
+            numeric.append(param.to_unit(value))
+        choices: list[int] = []
+        for param in self._categorical:
+            index = _index_of(param, trial.params.get(param.name))
+            if index is None:
+                return None
+            choices.append(index)
+        return _Point(trial.number, tuple(numeric), tuple(choices))
+
+
+def _index_of(param: Param, value: object) -> int | None:
+    """The position of ``value`` in ``param.values`` (a JSON-mangled 3.0 finds 3), or None."""
+    for i, candidate in enumerate(param.values):
+        if isinstance(candidate, bool) is isinstance(value, bool) and candidate == value:
+            return i
+    return None
+
+
+def _whole(options: Mapping[str, Any], key: str, default: int, *, low: int) -> int:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise PluginOptionsError(f"{key} must be a whole number >= {low} (got {value!r})")
+    return value
