@@ -384,6 +384,10 @@ class Store:
 @asynccontextmanager
 async def open_store(path: Path) -> AsyncIterator[Store]:
     """Open (creating and migrating as needed) the trial log at ``path``."""
+    if not path.parent.is_dir():
+        # Checked here: a failed aiosqlite.connect can leave its worker thread to report to an
+        # event loop that is closed by then (an unhandled exception in that thread).
+        raise StoreError(f"cannot open the trial log {path}: no folder {path.parent}")
     try:
         db = await aiosqlite.connect(path, isolation_level=None)
     except sqlite3.Error as exc:
