@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from gpusched.plugin_api import Goal, PluginOptionsError, StoppingPlugin, TrialView
+from gpusched_plugins._options import number, refuse_unknown
 
 __all__ = ["AshaStopping"]
 
@@ -40,11 +41,7 @@ _KNOWN = ("brackets", "grace_period", "max_t", "reduction_factor")
 
 
 def _whole(options: Mapping[str, Any], key: str, default: int, *, low: int) -> int:
-    value = options.get(key, default)
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not math.isfinite(value) or not float(value).is_integer() or value < low):
-        raise PluginOptionsError(f"{key} must be a whole number >= {low} (got {value!r})")
-    return int(value)
+    return int(number(options, key, default, low=low, whole=True))
 
 
 def _is_value(value: Any) -> bool:
@@ -72,10 +69,7 @@ class AshaStopping(StoppingPlugin):
 
     def __init__(self, *, metric: str, goal: Goal, options: Mapping[str, Any]) -> None:
         super().__init__(metric=metric, goal=goal, options=options)
-        unknown = sorted(map(str, set(self.options) - set(_KNOWN)))
-        if unknown:
-            raise PluginOptionsError(f"unknown option(s) {', '.join(unknown)}"
-                                     f" (known: {', '.join(_KNOWN)})")
+        refuse_unknown(self.options, _KNOWN)
         self.grace_period = _whole(self.options, "grace_period", 1, low=1)
         self.reduction_factor = _whole(self.options, "reduction_factor", 4, low=2)
         self.max_t = _whole(self.options, "max_t", 100, low=1)

@@ -24,22 +24,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from gpusched.plugin_api import Goal, PluginOptionsError, StoppingPlugin, TrialView
+from gpusched.plugin_api import Goal, StoppingPlugin, TrialView
+from gpusched_plugins._options import number, refuse_unknown
 
 __all__ = ["PatienceStopping"]
 
 _KNOWN = ("grace_period", "min_delta", "patience")
-
-
-def _number(options: Mapping[str, Any], key: str, default: float, *, low: float,
-            whole: bool = False) -> float:
-    value = options.get(key, default)
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not math.isfinite(value) or value < low
-            or (whole and not float(value).is_integer())):
-        kind = "a whole number" if whole else "a number"
-        raise PluginOptionsError(f"{key} must be {kind} >= {low:g} (got {value!r})")
-    return float(value)
 
 
 class PatienceStopping(StoppingPlugin):
@@ -50,13 +40,10 @@ class PatienceStopping(StoppingPlugin):
 
     def __init__(self, *, metric: str, goal: Goal, options: Mapping[str, Any]) -> None:
         super().__init__(metric=metric, goal=goal, options=options)
-        unknown = sorted(map(str, set(self.options) - set(_KNOWN)))
-        if unknown:
-            raise PluginOptionsError(f"unknown option(s) {', '.join(unknown)}"
-                                     f" (known: {', '.join(_KNOWN)})")
-        self.patience = int(_number(self.options, "patience", 5, low=1, whole=True))
-        self.min_delta = _number(self.options, "min_delta", 0.0, low=0.0)
-        self.grace_period = int(_number(self.options, "grace_period", 0, low=0, whole=True))
+        refuse_unknown(self.options, _KNOWN)
+        self.patience = int(number(self.options, "patience", 5, low=1, whole=True))
+        self.min_delta = number(self.options, "min_delta", 0.0, low=0.0)
+        self.grace_period = int(number(self.options, "grace_period", 0, low=0, whole=True))
 
     def should_stop(
         self,

@@ -28,19 +28,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from gpusched.plugin_api import Goal, PluginOptionsError, StoppingPlugin, TrialState, TrialView
+from gpusched_plugins._options import number, refuse_unknown
 
 __all__ = ["PercentileStopping", "MedianStopping"]
-
-
-def _number(options: Mapping[str, Any], key: str, default: float, *, low: float,
-            high: float = math.inf, whole: bool = False) -> float:
-    value = options.get(key, default)
-    if (isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)
-            or not low <= value <= high or (whole and not float(value).is_integer())):
-        kind = "a whole number" if whole else "a number"
-        span = f">= {low:g}" if high == math.inf else f"from {low:g} to {high:g}"
-        raise PluginOptionsError(f"{key} must be {kind} {span} (got {value!r})")
-    return float(value)
 
 
 def _value_at(trial: TrialView, step: int) -> float | None:
@@ -62,18 +52,15 @@ class PercentileStopping(StoppingPlugin):
         super().__init__(metric=metric, goal=goal, options=options)
         known = {"grace_period", "min_trials"} | ({"percentile"} if self.takes_percentile
                                                   else set())
-        unknown = sorted(map(str, set(self.options) - known))
-        if unknown:
-            raise PluginOptionsError(f"unknown option(s) {', '.join(unknown)}"
-                                     f" (known: {', '.join(sorted(known))})")
-        self.percentile = (_number(self.options, "percentile", self.default_percentile,
+        refuse_unknown(self.options, known)
+        self.percentile = (number(self.options, "percentile", self.default_percentile,
                                    low=0.0, high=100.0)
                            if self.takes_percentile else self.default_percentile)
         if not 0.0 < self.percentile < 100.0:
             raise PluginOptionsError(f"percentile must be between 0 and 100, exclusive "
                                      f"(got {self.percentile:g})")
-        self.grace_period = int(_number(self.options, "grace_period", 0, low=0, whole=True))
-        self.min_trials = int(_number(self.options, "min_trials", 5, low=1, whole=True))
+        self.grace_period = int(number(self.options, "grace_period", 0, low=0, whole=True))
+        self.min_trials = int(number(self.options, "min_trials", 5, low=1, whole=True))
 
     def should_stop(
         self,
