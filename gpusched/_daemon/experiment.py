@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from gpusched._daemon.identity import RunAs
 from gpusched._daemon.store import ReadPosition
 from gpusched.models import (
     TERMINAL_TRIAL_STATES,
@@ -118,6 +119,8 @@ class ExperimentRun:
     failure: str | None = None  # set when a failure rule ends the experiment
     started_at: float | None = None  # wall clock of its first trial's start (time_budget)
     budget_spent: bool = False  # its time_budget is used up: no trial starts any more
+    owner_uid: int | None = None  # who submitted it (SO_PEERCRED)
+    run_as: RunAs | None = None  # the other user its trials run as (a root daemon's)
 
     def __repr__(self) -> str:
         return (f"<ExperimentRun {self.id} {self.state.value} trials={len(self.trials)}"

@@ -20,13 +20,16 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from gpusched._daemon import procfs
+from gpusched._daemon.device_choice import choose_devices
 from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.experiment import ExperimentRun, TrialRun
 from gpusched._daemon.gpu_backend import GpuBackend
+from gpusched._daemon.identity import trial_identity
 from gpusched._daemon.recovery import stop_leftovers
 from gpusched._daemon.restore import prior_trials, restore_trials
 from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
+from gpusched._daemon.user_limits import UserLimits
 from gpusched.config import DaemonSettings
 from gpusched.errors import NotFoundError, PluginError, RequestError, StoreError
 from gpusched.log import get_logger
@@ -55,6 +58,7 @@ class Scheduler:
         self.devices = DeviceTable([], settings)
         self.active: dict[str, ExperimentRun] = {}
         self.runners: dict[str, TrialRunner] = {}
+        self.limits = UserLimits(settings)
         self._daemon_env = dict(os.environ if daemon_env is None else daemon_env)
         self._kick = anyio.Event()
         self._poll_now = anyio.Event()
@@ -96,10 +100,18 @@ class Scheduler:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Discover GPUs, restore the log's experiments, then place trials until shutdown."""
-        infos = await anyio.to_thread.run_sync(self.backend.discover)
+        found = await anyio.to_thread.run_sync(self.backend.discover)
+        choice = choose_devices(found, self.settings.gpus, self.settings.exclude_gpus)
+        infos = choice.kept
         self.devices = DeviceTable(infos, self.settings)
         log.info("gpus_found", backend=self.backend.kind, count=len(infos),
                  uuids=[i.uuid for i in infos])
+        if choice.left_out:
+            log.info("gpus_left_out", uuids=[i.uuid for i in choice.left_out],
+                     why="the gpus / exclude_gpus settings")
+        if choice.unmatched:
+            log.warning("configured_gpus_not_found", names=choice.unmatched,
+                        found=[i.uuid for i in found])
         await self._poll_devices_once()
         await self._restore()
         async with anyio.create_task_group() as tg:
@@ -221,7 +233,10 @@ class Scheduler:
         placed = True
         while placed and not self._closing:
             placed = False
+            usage = self.limits.usage(self.runners.values()) if self.limits.enabled else None
             for exp in self._order():
+                if usage is not None and self.limits.blocked(exp, usage):
+                    continue
                 uuids = self._pick(exp)
                 if uuids is None:
                     continue
@@ -412,6 +427,8 @@ class Scheduler:
             search, stoppers = self._plugins(spec, seed)
         except PluginError as exc:
             raise RequestError("invalid_experiment", str(exc)) from None
+        self.limits.check_submit(spec.gpus_per_trial)
+        run_as = trial_identity(owner_uid)  # refuses nobody, and uids not in the user database
         prior = await prior_trials(self.store, spec)
         exp_id = await self.store.create_experiment(
             name=spec.name, spec=spec.to_dict(), seed=seed, priority=spec.priority,
@@ -419,11 +436,39 @@ class Scheduler:
         )
         seq = int(exp_id[1:])
         self.active[exp_id] = ExperimentRun(exp_id, seq, spec, seed, search, stoppers,
-                                            prior=prior)
+                                            prior=prior, owner_uid=owner_uid, run_as=run_as)
         await self.store.add_event("experiment_submitted", exp_id, owner_uid=owner_uid)
         log.info("experiment_submitted", experiment=exp_id, name=spec.name)
         self.kick()
         return exp_id
+
+    def wait_reason(self, exp_id: str) -> str | None:
+        """Why experiment ``exp_id`` starts no trial now although it has some to run (None when
+        it is not waiting): a per-user limit, max_parallel_trials, or no device that fits."""
+        exp = self.active.get(exp_id)
+        if exp is None or self._closing or exp.cancelling or exp.failure or exp.budget_spent:
+            return None
+        if self._at_parallel(exp):
+            return f"max_parallel_trials ({exp.spec.max_parallel_trials}) running"
+        if not exp.wants_more():
+            return None
+        if self.limits.enabled and (why := self.limits.blocked(
+                exp, self.limits.usage(self.runners.values()))):
+            return why
+        if self._pick(exp) is None:
+            need = exp.spec.gpus_per_trial
+            if need == 0:
+                return "every CPU slot is taken"
+            memory = exp.spec.gpu_memory_mib
+            extra = f" with {memory:g} MiB free" if memory else ""
+            return f"no GPU free for {need:g} GPU(s){extra}"
+        return None
+
+    @staticmethod
+    def _at_parallel(exp: ExperimentRun) -> bool:
+        limit = exp.spec.max_parallel_trials
+        has_more = bool(exp.requeued) or (not exp.exhausted and len(exp.trials) < exp.max_trials)
+        return limit is not None and has_more and exp.running_count() >= limit
 
     async def wait_ended(self, exp_id: str, timeout_s: float) -> None:
         """Return when experiment ``exp_id`` has ended (at once if it is not in progress), or
@@ -458,7 +503,8 @@ class Scheduler:
         except PluginError as exc:
             raise RequestError("invalid_experiment", str(exc)) from None
         exp = ExperimentRun(row["id"], row["seq"], spec, row["seed"], search, stoppers,
-                            prior=await prior_trials(self.store, spec))
+                            prior=await prior_trials(self.store, spec),
+                            owner_uid=row["owner_uid"], run_as=trial_identity(row["owner_uid"]))
         await restore_trials(self.store, exp)
         for trial in exp.trials.values():
             if trial.state is TrialState.CANCELLED and trial.objective is None:
@@ -525,14 +571,17 @@ class Scheduler:
             spec = ExperimentSpec.from_dict(row["spec"])
             try:
                 search, stoppers = self._plugins(spec, row["seed"])
-            except PluginError as exc:
+                # Read again: the user may have changed groups, or be gone, since the submit.
+                run_as = trial_identity(row["owner_uid"])
+            except (PluginError, RequestError) as exc:
                 await self.store.update_experiment(row["id"], state="failed", reason=str(exc),
                                                    ended_at=_now())
                 continue
             exp = ExperimentRun(row["id"], row["seq"], spec, row["seed"], search, stoppers,
                                 state=ExperimentState(row["state"]),
                                 prior=await prior_trials(self.store, spec),
-                                started_at=row["started_at"])
+                                started_at=row["started_at"], owner_uid=row["owner_uid"],
+                                run_as=run_as)
             await restore_trials(self.store, exp, stopped)
             self.active[exp.id] = exp
             log.info("experiment_restored", experiment=exp.id, trials=len(exp.trials),

@@ -221,7 +221,8 @@ class Server:
         by_exp: dict[str, list[dict[str, Any]]] = {}
         for t in trials:
             by_exp.setdefault(t["experiment_id"], []).append(t)
-        return [views.experiment_view(r, by_exp.get(r["id"], [])) for r in rows]
+        return [views.experiment_view(r, by_exp.get(r["id"], []),
+                                      waiting=self.scheduler.wait_reason(r["id"])) for r in rows]
 
     async def _trials(self, args: dict[str, Any], uid: int | None) -> Any:
         sort, limit = args.get("sort"), args.get("limit")
@@ -247,7 +248,7 @@ class Server:
         row = await self._experiment_row(exp_name)
         trials = await self.store.trials(row["id"])
         if number is None:
-            view = views.experiment_view(row, trials)
+            view = views.experiment_view(row, trials, waiting=self.scheduler.wait_reason(row["id"]))
             view["spec"] = row["spec"]
             view["events"] = await self.store.events(row["id"], last=50)
             return view

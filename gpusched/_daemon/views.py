@@ -64,8 +64,10 @@ def best_trials(trials: list[dict[str, Any]], goal: Goal, n: int) -> list[dict[s
     return sorted(scored, key=lambda t: (sign * t["objective"], t["number"]))[:n]
 
 
-def experiment_view(row: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, Any]:
-    """One experiment as `gpusched ls --json` gives it (``show`` adds ``spec`` and more)."""
+def experiment_view(row: dict[str, Any], trials: list[dict[str, Any]],
+                    waiting: str | None = None) -> dict[str, Any]:
+    """One experiment as `gpusched ls --json` gives it (``show`` adds ``spec`` and more);
+    ``waiting``: why it starts no trial now although it has some to run."""
     spec = row["spec"]
     goal = Goal(spec["goal"])
     counts = Counter(t["state"] for t in trials)
@@ -90,4 +92,5 @@ def experiment_view(row: dict[str, Any], trials: list[dict[str, Any]]) -> dict[s
         "submitted_at": row["submitted_at"],
         "started_at": row["started_at"],
         "ended_at": row["ended_at"],
+        "waiting": waiting,
     }
