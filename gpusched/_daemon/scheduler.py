@@ -428,7 +428,10 @@ class Scheduler:
         except PluginError as exc:
             raise RequestError("invalid_experiment", str(exc)) from None
         self.limits.check_submit(spec.gpus_per_trial)
-        run_as = trial_identity(owner_uid)  # refuses nobody, and uids not in the user database
+        # Who its trials run as (a root daemon's): refuses nobody and uids without a passwd
+        # entry. In a worker thread: the user database may be LDAP, slow to answer.
+        run_as = await anyio.to_thread.run_sync(trial_identity, owner_uid) if (
+            os.geteuid() == 0) else None
         prior = await prior_trials(self.store, spec)
         exp_id = await self.store.create_experiment(
             name=spec.name, spec=spec.to_dict(), seed=seed, priority=spec.priority,
