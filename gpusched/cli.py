@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gpusched {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = _add(sub, "daemon", cmd_daemon, "run the daemon in the foreground", json_flag=False)
-    p.add_argument("--state-dir", help="trial log and trial folders")
+    p.add_argument("--state-dir", help="trial log and trial folders (default: the config's"
+                   " state_dir, else /var/lib/gpusched as root, else ~/.local/state/gpusched)")
     p.add_argument("--config",
                    help="TOML file with a [daemon] table of settings (docs/config.md; default:"
                    " /etc/gpusched/config.toml as root, else ~/.config/gpusched/config.toml,"
