@@ -27,7 +27,9 @@ from gpusched._daemon.launcher import DEFAULT_PATH
 from tests.integration.harness import TRIALS, Daemon, running_daemon, wait_for
 from tests.integration.test_gpus import probe_experiment, records
 
-USER, GROUP, ADMINS = "gpusched-t1", "gpusched-tg", "gpusched-tadm"
+# Names of this test run's own (several runs on one host must not remove each other's users).
+_RUN = os.getpid() % 100000
+USER, GROUP, ADMINS = f"gst1-{_RUN}", f"gstg-{_RUN}", f"gsta-{_RUN}"
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("useradd") is None,
@@ -234,6 +236,35 @@ def test_a_per_user_gpu_limit_leaves_the_free_gpu_to_another_user(
         theirs = submit_as(other_user, d, {**slow, "name": "theirs"})
         wait_for(lambda: d.client.show(theirs)["trials"]["running"], 20, "their trial")
         assert d.client.show(mine)["trials"]["running"] == 1
-        assert d.client.show(theirs)["waiting"].startswith("per-user limit: gpusched-t1 holds 1")
+        assert d.client.show(theirs)["waiting"].startswith(f"per-user limit: {other_user} holds 1")
         for exp in (mine, theirs):
             d.client.cancel(exp)
+
+
+def test_an_experiment_whose_owner_was_removed_fails_at_restart(
+    shared_tmp: Path, other_user: str,
+) -> None:
+    gone = f"gst2-{_RUN}"  # another user again (other_user's fixture made the group)
+    _run("useradd", "--system", "--no-create-home", "-G", GROUP, gone)
+    try:
+        slow = shared_probe(shared_tmp, gone, max_trials=1, command=[
+            interpreter_for(gone), str(shared_tmp / "probe.py"), "--sleep", "60"])
+        state = shared_tmp / "state"
+        with running_daemon(shared_tmp / "d", settings={"socket_group": GROUP},
+                            state_dir=state) as d:
+            open_daemon_dir(d)
+            exp = submit_as(gone, d, slow)
+            wait_for(lambda: d.client.show(exp)["trials"]["running"], 20, "its trial")
+            uid = pwd.getpwnam(gone).pw_uid
+            d.proc.kill()  # a crash: its trial is left running
+            d.proc.wait()
+        _run("userdel", "-f", gone)
+        with running_daemon(shared_tmp / "d", state_dir=state) as d:
+            view = d.client.show(exp)
+            assert view["state"] == "failed"
+            assert view["reason"] == (f"uid {uid} is not in the user database, so its trials"
+                                      " cannot run as it; submit as a user with a passwd entry")
+            # The leftover was stopped before anything else, as after any crash.
+            assert any(e["event"] == "leftover_trial_processes_stopped" for e in d.log_events())
+    finally:
+        subprocess.run(["userdel", "-f", gone], capture_output=True, check=False)
