@@ -94,10 +94,20 @@ def describe_settings(settings: Mapping[str, object], fake: Mapping[str, Any]) -
 @contextmanager
 def running_daemon(
     tmp: Path, *, settings: Mapping[str, object], fake: Mapping[str, Any],
-    start_timeout_s: float = 30.0,
+    start_timeout_s: float = 30.0, warm: bool = False,
 ) -> Iterator[BenchDaemon]:
-    """Start ``gpusched daemon`` in ``tmp``; stop it with SIGTERM when the block ends."""
+    """Start ``gpusched daemon`` in ``tmp``; stop it with SIGTERM when the block ends.
+
+    ``warm``: also wait until the daemon has finished starting up (its ``plugins_loaded``
+    event), as a long-running service has long before anyone submits.
+    """
     daemon = start_daemon(tmp, settings=settings, fake=fake, start_timeout_s=start_timeout_s)
+    if warm:
+        try:
+            wait_warm(daemon, timeout_s=start_timeout_s)
+        except BaseException:
+            stop_daemon(daemon.proc)
+            raise
     try:
         yield daemon
     finally:
@@ -145,6 +155,16 @@ def start_daemon(
         stop_daemon(proc)
         raise
     return daemon
+
+
+def wait_warm(daemon: BenchDaemon, *, timeout_s: float) -> None:
+    """Wait for the daemon's ``plugins_loaded`` event: it imports every installed plugin in a
+    worker thread right after start-up, and a submit during that time waits for it."""
+    deadline = time.monotonic() + timeout_s
+    while b'"plugins_loaded"' not in daemon.log_path.read_bytes():
+        if daemon.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"daemon did not load its plugins: {log_tail(daemon.log_path)}")
+        time.sleep(0.02)
 
 
 def kill_daemon(proc: subprocess.Popen[bytes]) -> None:

@@ -16,6 +16,7 @@ import math
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from gpusched._daemon.procfs import pids_in_session
 
 __all__ = [
     "BASE_ENV_KEYS",
+    "YOUNG_S",
     "TrialFiles",
     "TrialProcess",
     "trial_command",
@@ -42,6 +44,10 @@ BASE_ENV_KEYS = (
     "CONDA_DEFAULT_ENV",
 )
 _KILL_POLL_S = 0.01
+# A trial younger than this cannot have seen pid_max processes created since its leader (even
+# at 10,000 forks a second, the smallest pid_max of 32,768 takes longer): until then, finding
+# its processes needs to look only at pids handed out after the leader's.
+YOUNG_S = 60.0
 
 
 class TrialFiles:
@@ -109,6 +115,7 @@ class TrialProcess:
     def __init__(self, process: Process) -> None:
         self._process = process
         self.pid = process.pid
+        self._spawned = time.monotonic()
 
     def __repr__(self) -> str:
         return f"<TrialProcess pid={self.pid} returncode={self._process.returncode}>"
@@ -117,12 +124,19 @@ class TrialProcess:
         """Wait for the leader to exit; its return code (negative: killed by that signal)."""
         return await self._process.wait()
 
+    def young(self) -> bool:
+        """True while pids handed out since the leader cannot have wrapped round (YOUNG_S)."""
+        return time.monotonic() - self._spawned < YOUNG_S
+
+    def _members(self) -> list[int]:
+        return pids_in_session(self.pid, young=self.young())
+
     def _signal_all(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
         # Then, one by one, those that left the group but not the session; the group's own
         # members must not get the signal twice (a SIGTERM handler would run twice).
-        for pid in pids_in_session(self.pid):
+        for pid in self._members():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 if os.getpgid(pid) != self.pid:
                     os.kill(pid, sig)
@@ -133,7 +147,7 @@ class TrialProcess:
         # A pass over /proc is the only way to find processes that left the group but not the
         # session. It is one getsid() per process (~0.1 ms for 120 processes, ~1 ms for
         # 1,500): cheaper on the loop than a hop to a worker thread and back.
-        return bool(pids_in_session(self.pid))
+        return bool(self._members())
 
     async def wait_session_gone(self) -> None:
         """Wait until neither the leader nor any process of its session is left."""

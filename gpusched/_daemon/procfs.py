@@ -47,20 +47,27 @@ def _read_live_session(pid: int | str) -> int | None:
     return sid
 
 
-def session_members(sids: Collection[int] | None = None) -> dict[int, list[int]]:
+def session_members(
+    sids: Collection[int] | None = None, *, created_since: int | None = None
+) -> dict[int, list[int]]:
     """Session id -> the pids of its live members, sorted (one pass over ``/proc``).
 
     ``sids`` limits the answer to those sessions (the cheap case: only their members have
     their ``stat`` read); None means every session on the host. Processes that exit during the
     pass are skipped silently; zombies count as dead.
+
+    ``created_since``: only processes created at or after the one with this pid are looked at
+    (as in :func:`processes_with_env`). Every member of a session was created after its
+    leader, so a session's own leader pid makes the pass a listing and a few system calls.
     """
     members: dict[int, list[int]] = {}
     try:
         names = os.listdir(_PROC)
     except OSError:  # no procfs: nothing can be known alive
         return members
+    newer = _created_after(created_since) if created_since is not None else None
     for name in names:
-        if not name.isdigit():
+        if not name.isdigit() or (newer is not None and not newer(int(name))):
             continue
         try:
             sid = os.getsid(int(name))
@@ -83,9 +90,13 @@ def session_of(pid: int) -> int | None:
     return _read_live_session(pid)
 
 
-def pids_in_session(sid: int) -> list[int]:
-    """The live pids of session ``sid``, sorted; empty when the whole session has exited."""
-    return session_members((sid,)).get(sid, [])
+def pids_in_session(sid: int, *, young: bool = False) -> list[int]:
+    """The live pids of session ``sid``, sorted; empty when the whole session has exited.
+
+    ``young``: the session's leader was created recently enough that fewer than ``pid_max``
+    processes can have been created since; then only pids handed out after it are looked at.
+    """
+    return session_members((sid,), created_since=sid if young else None).get(sid, [])
 
 
 def processes_with_env(

@@ -20,6 +20,7 @@ from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.experiment import ExperimentRun, TrialRun, objective_of
 from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.launcher import (
+    YOUNG_S,
     TrialFiles,
     TrialProcess,
     spawn_trial,
@@ -38,8 +39,6 @@ __all__ = ["TrialRunner", "describe_exit"]
 log = get_logger("gpusched.trial")
 # Up to this many unread report bytes (~100 typical lines) are read on the event loop.
 INLINE_READ_BYTES = 16 * 1024
-# A trial shorter than this cannot have seen pid_max processes created (see _stop_escapees).
-_FULL_SCAN_AFTER_S = 60.0
 
 
 def describe_exit(code: int) -> str:
@@ -158,7 +157,7 @@ class TrialRunner:
         could in theory have gone round, everything is read (~1 ms) in a worker thread.
         """
         trial_dir = str(self._files.dir)
-        if self.pid is not None and time.monotonic() - started < _FULL_SCAN_AFTER_S:
+        if self.pid is not None and time.monotonic() - started < YOUNG_S:
             found = leftover_processes([trial_dir], created_since=self.pid)
         else:
             found = await anyio.to_thread.run_sync(leftover_processes, [trial_dir])
