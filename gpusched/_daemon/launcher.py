@@ -63,7 +63,10 @@ class TrialFiles:
 
     def create(self) -> None:
         """Make the folder and the checkpoint folder (kept across retries and resumes)."""
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        # The folder first: its parent exists after an experiment's first trial, so this is
+        # two mkdir calls, not a failed one, an exception and three.
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoints.mkdir(exist_ok=True)
 
 
 def _flag_value(value: Any) -> str:

@@ -34,7 +34,9 @@ def _parse_stat(line: str) -> tuple[str, int]:
 def _read_live_session(pid: int | str) -> int | None:
     """The session id of ``pid``, or None when it is gone or a zombie (exited, not reaped)."""
     try:
-        text = (_PROC / str(pid) / "stat").read_text()
+        # Plain strings, not pathlib: this runs for every process of every trial's check.
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
     except OSError:  # vanished between the listing and the read, or hidden (hidepid)
         return None
     try:
@@ -130,7 +132,7 @@ def processes_with_env(
         if newer is not None and not newer(int(entry)):
             continue
         try:
-            with open(_PROC / entry / "environ", "rb") as fh:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
                 environ = fh.read()
         except OSError:  # gone, or not ours to read
             continue
@@ -145,12 +147,25 @@ def processes_with_env(
     return found
 
 
+_pid_max: int | None = None
+
+
+def _read_int(path: str) -> int:
+    with open(path, "rb") as fh:
+        return int(fh.read())
+
+
 def _created_after(first: int) -> Callable[[int], bool] | None:
     """A test "was this pid handed out at or after ``first``?", from the last pid handed out;
     None when the kernel does not say (then every pid must be looked at)."""
+    global _pid_max
     try:
-        last = int((_PROC / "sys/kernel/ns_last_pid").read_text())
-        pid_max = int((_PROC / "sys/kernel/pid_max").read_text())
+        last = _read_int("/proc/sys/kernel/ns_last_pid")
+        # pid_max is read once: an administrator rarely changes it, and a raised one shows
+        # as a pid beyond the one we know, which makes us read it again.
+        if _pid_max is None or last >= _pid_max or first >= _pid_max:
+            _pid_max = _read_int("/proc/sys/kernel/pid_max")
+        pid_max = _pid_max
     except (OSError, ValueError):
         return None
     span = (last - first) % pid_max
