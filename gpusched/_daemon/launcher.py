@@ -24,11 +24,10 @@ from typing import Any
 import anyio
 from anyio.abc import Process
 
-from gpusched._daemon.procfs import pids_in_session
+from gpusched._daemon.procfs import YOUNG_S, pids_in_session
 
 __all__ = [
     "BASE_ENV_KEYS",
-    "YOUNG_S",
     "TrialFiles",
     "TrialProcess",
     "trial_command",
@@ -44,10 +43,6 @@ BASE_ENV_KEYS = (
     "CONDA_DEFAULT_ENV",
 )
 _KILL_POLL_S = 0.01
-# A trial younger than this cannot have seen pid_max processes created since its leader (even
-# at 10,000 forks a second, the smallest pid_max of 32,768 takes longer): until then, finding
-# its processes needs to look only at pids handed out after the leader's.
-YOUNG_S = 60.0
 
 
 class TrialFiles:

@@ -14,9 +14,13 @@ import os
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-__all__ = ["session_members", "session_of", "pids_in_session", "processes_with_env"]
+__all__ = ["YOUNG_S", "session_members", "session_of", "pids_in_session", "processes_with_env"]
 
 _PROC = Path("/proc")
+# A session younger than this cannot have seen pid_max processes created since its leader
+# (even at 10,000 forks a second, the smallest pid_max of 32,768 takes longer): until then,
+# finding its processes needs to look only at pids handed out after the leader's.
+YOUNG_S = 60.0
 
 
 def _parse_stat(line: str) -> tuple[str, int]:

@@ -20,13 +20,13 @@ from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.experiment import ExperimentRun, TrialRun, objective_of
 from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.launcher import (
-    YOUNG_S,
     TrialFiles,
     TrialProcess,
     spawn_trial,
     trial_command,
     trial_environment,
 )
+from gpusched._daemon.procfs import YOUNG_S
 from gpusched._daemon.recovery import leftover_processes, stop_leftovers
 from gpusched._daemon.report_collector import ReportCollector
 from gpusched._daemon.store import Store, encode_reports
