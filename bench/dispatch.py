@@ -45,8 +45,6 @@ from bench._daemon import (
     median,
     print_table,
     running_daemon,
-    submit_cli,
-    wait_ended,
     write_experiment,
 )
 
@@ -196,9 +194,9 @@ def run_gpusched(script: Path, root: Path, n: int, rep: int) -> RunResult:
         pid = daemon.pid
         own0, children0 = cpu_seconds(pid)
         t0 = time.perf_counter()
-        exp_id = submit_cli(daemon, exp_file)
+        exp_id = daemon.submit_file(exp_file)
         t_submitted = time.perf_counter()
-        view = wait_ended(daemon.client, exp_id)
+        view = daemon.wait_experiment(exp_id, timeout=600.0)
         seconds = time.perf_counter() - t0
         own1, children1 = cpu_seconds(pid)
         trials = daemon.client.trials(exp_id)
