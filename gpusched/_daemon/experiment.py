@@ -8,9 +8,10 @@ search (plugins are pure functions of the views built here).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, overload
 
 from gpusched._daemon.identity import RunAs
 from gpusched._daemon.store import ReadPosition
@@ -24,7 +25,7 @@ from gpusched.models import (
 from gpusched.plugin_api import SearchPlugin, StoppingPlugin, TrialView
 from gpusched.spec import DEFAULT_MAX_TRIALS, ExperimentSpec
 
-__all__ = ["TrialRun", "ExperimentRun", "objective_of"]
+__all__ = ["TrialRun", "ExperimentRun", "History", "objective_of"]
 
 
 def objective_of(values: list[float], rule: ObjectiveRule, goal: Goal) -> float | None:
@@ -97,6 +98,44 @@ class TrialRun:
         return self._view
 
 
+class History(Sequence[TrialView]):
+    """The search history a plugin receives: earlier experiments' views, then our trials'.
+
+    Lazy: a trial's view is built (or taken from its cache) only when the plugin reads it.
+    Random search never reads the history, and building every view before each suggestion
+    cost a growing share of the daemon's time per trial in long experiments.
+    """
+
+    def __init__(self, prior: Sequence[TrialView], trials: dict[int, TrialRun]) -> None:
+        self._prior = prior
+        self._trials = trials
+        self._numbers = sorted(trials)  # ints sort in C: cheap even for long experiments
+
+    def __len__(self) -> int:
+        return len(self._prior) + len(self._numbers)
+
+    def _at(self, index: int) -> TrialView:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("history index out of range")
+        if index < len(self._prior):
+            return self._prior[index]
+        return self._trials[self._numbers[index - len(self._prior)]].view()
+
+    @overload
+    def __getitem__(self, index: int) -> TrialView: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[TrialView]: ...
+    def __getitem__(self, index: int | slice) -> TrialView | list[TrialView]:
+        if isinstance(index, slice):
+            return [self._at(i) for i in range(*index.indices(len(self)))]
+        return self._at(index)
+
+    def __repr__(self) -> str:
+        return f"<History prior={len(self._prior)} trials={len(self._numbers)}>"
+
+
 @dataclass
 class ExperimentRun:
     """An experiment the scheduler is running (or that waits for GPUs)."""
@@ -144,10 +183,9 @@ class ExperimentRun:
         """GPUs held by running trials (the fair-share key)."""
         return self.running_count() * self.spec.gpus_per_trial
 
-    def history(self) -> list[TrialView]:
+    def history(self) -> History:
         """What the search plugin sees: the resumed experiment's trials, then ours."""
-        return [*self.prior, *(t.view() for t in sorted(self.trials.values(),
-                                                          key=lambda t: t.number))]
+        return History(self.prior, self.trials)
 
     def wants_more(self) -> bool:
         """True if a new (or requeued) trial may start now, GPUs permitting."""
@@ -164,8 +202,10 @@ class ExperimentRun:
 
     def all_ended(self) -> bool:
         """True when no trial is running or waiting to run again."""
+        # Newest first: a trial still going is almost always among the last ones, so this
+        # stops at once instead of walking every ended trial at each trial's end.
         return not self.requeued and all(
-            t.state in TERMINAL_TRIAL_STATES for t in self.trials.values()
+            t.state in TERMINAL_TRIAL_STATES for t in reversed(self.trials.values())
         )
 
     def failure_rule(self, trial: TrialRun, fatal: str | None) -> str | None:

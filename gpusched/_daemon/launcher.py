@@ -16,6 +16,7 @@ import math
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import anyio
 from anyio.abc import Process
 
 from gpusched._daemon.identity import RunAs
-from gpusched._daemon.procfs import pids_in_session
+from gpusched._daemon.procfs import YOUNG_S, pids_in_session
 
 __all__ = [
     "BASE_ENV_KEYS",
@@ -74,7 +75,10 @@ class TrialFiles:
         With an ``owner`` (a root daemon's trial of another user) both belong to that user,
         and the experiment's folder above them, root's, is open for it to reach them.
         """
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        # The folder first: its parent exists after an experiment's first trial, so this is
+        # two mkdir calls, not a failed one, an exception and three.
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoints.mkdir(exist_ok=True)
         if owner is None:
             return
         for folder in (self.dir.parent.parent, self.dir.parent):
@@ -139,6 +143,7 @@ class TrialProcess:
     def __init__(self, process: Process) -> None:
         self._process = process
         self.pid = process.pid
+        self._spawned = time.monotonic()
 
     def __repr__(self) -> str:
         return f"<TrialProcess pid={self.pid} returncode={self._process.returncode}>"
@@ -147,12 +152,19 @@ class TrialProcess:
         """Wait for the leader to exit; its return code (negative: killed by that signal)."""
         return await self._process.wait()
 
+    def young(self) -> bool:
+        """True while pids handed out since the leader cannot have wrapped round (YOUNG_S)."""
+        return time.monotonic() - self._spawned < YOUNG_S
+
+    def _members(self) -> list[int]:
+        return pids_in_session(self.pid, young=self.young())
+
     def _signal_all(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
         # Then, one by one, those that left the group but not the session; the group's own
         # members must not get the signal twice (a SIGTERM handler would run twice).
-        for pid in pids_in_session(self.pid):
+        for pid in self._members():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 if os.getpgid(pid) != self.pid:
                     os.kill(pid, sig)
@@ -163,7 +175,7 @@ class TrialProcess:
         # A pass over /proc is the only way to find processes that left the group but not the
         # session. It is one getsid() per process (~0.1 ms for 120 processes, ~1 ms for
         # 1,500): cheaper on the loop than a hop to a worker thread and back.
-        return bool(pids_in_session(self.pid))
+        return bool(self._members())
 
     async def wait_session_gone(self) -> None:
         """Wait until neither the leader nor any process of its session is left."""

@@ -26,6 +26,7 @@ from gpusched._daemon.launcher import (
     trial_command,
     trial_environment,
 )
+from gpusched._daemon.procfs import YOUNG_S
 from gpusched._daemon.recovery import leftover_processes, stop_leftovers
 from gpusched._daemon.report_collector import ReportCollector
 from gpusched._daemon.store import Store, encode_reports
@@ -38,8 +39,6 @@ __all__ = ["TrialRunner", "describe_exit"]
 log = get_logger("gpusched.trial")
 # Up to this many unread report bytes (~100 typical lines) are read on the event loop.
 INLINE_READ_BYTES = 16 * 1024
-# A trial shorter than this cannot have seen pid_max processes created (see _stop_escapees).
-_FULL_SCAN_AFTER_S = 60.0
 
 
 def describe_exit(code: int) -> str:
@@ -160,7 +159,7 @@ class TrialRunner:
         could in theory have gone round, everything is read (~1 ms) in a worker thread.
         """
         trial_dir = str(self._files.dir)
-        if self.pid is not None and time.monotonic() - started < _FULL_SCAN_AFTER_S:
+        if self.pid is not None and time.monotonic() - started < YOUNG_S:
             found = leftover_processes([trial_dir], created_since=self.pid)
         else:
             found = await anyio.to_thread.run_sync(leftover_processes, [trial_dir])
