@@ -74,18 +74,20 @@ class _Problems:
             self.problems.append(message)
 
 
-def _open_report_file(path: Path) -> int:
-    """A read-only fd of the regular file ``path``; FileNotFoundError for anything else."""
+def _open_report_file(path: Path) -> tuple[int, int]:
+    """A read-only fd of the regular file ``path`` and its size; FileNotFoundError for
+    anything else."""
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
         if isinstance(exc, FileNotFoundError) or exc.errno != errno.ELOOP:
             raise
         raise FileNotFoundError(errno.ENOENT, "a link, not a report file", str(path)) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise FileNotFoundError(errno.ENOENT, "not a regular file", str(path))
-    return fd
+    return fd, st.st_size
 
 
 def _clean(raw: dict[str, Any]) -> dict[str, Metric]:
@@ -181,11 +183,10 @@ class ReportFileReader(_Problems):
 
     def _read_new(self, limit: int | None) -> bytes:
         try:
-            fd = _open_report_file(self.path)
+            fd, size = _open_report_file(self.path)
         except FileNotFoundError:
             return b""  # the trial has not reported yet
         try:
-            size = os.fstat(fd).st_size
             if size < self.offset:
                 self._problem(f"file shrank to {size} bytes; read again from its start", skip=False)
                 self.offset, self._pending, self._line = 0, b"", 0
@@ -270,7 +271,7 @@ class HypertuneFileReader(_Problems):
         return self._new(entries)
 
     def _read(self) -> bytes:
-        fd = _open_report_file(self.path)
+        fd, _ = _open_report_file(self.path)
         try:
             chunks = []
             while chunk := os.read(fd, _CHUNK):
