@@ -3,8 +3,9 @@
 The arithmetic is KerasTuner's ``HyperbandOracle`` (``_get_num_brackets``, ``_get_size``,
 ``_get_epochs``), done in exact integers: KerasTuner's ``math.log(max_epochs, factor)`` is a
 float, and ``math.log(15625, 5)`` is 6.000000000000001, which gives bracket 0 one trial more
-than the formula means (the same for ``6**6`` and ``7**5``; no other case up to 100000). Brackets run from the most aggressive (``s = s_max``: many trials, small
-budget, ``s + 1`` rungs) to plain random search (``s = 0``), once per Hyperband iteration.
+than the formula means (the same for ``6**6`` and ``7**5``; no other case up to 100000).
+Brackets run from the most aggressive (``s = s_max``: many trials, small budget, ``s + 1``
+rungs) to plain random search (``s = 0``), once per Hyperband iteration.
 
 Nothing is kept between calls: where each trial stands follows from the log alone. Fresh
 configurations (``continues`` is None) fill the first rung of bracket 0, then of bracket 1,

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+from gpusched_plugins._brackets import Schedule
+from gpusched_plugins.hyperband import Hyperband
 
 from gpusched.plugin_api import (
     WAIT,
@@ -21,8 +23,6 @@ from gpusched.plugin_api import (
     TrialState,
     TrialView,
 )
-from gpusched_plugins._brackets import Schedule
-from gpusched_plugins.hyperband import Hyperband
 
 SPACE = SearchSpace((
     Param("x", ParamType.DOUBLE, low=0.0, high=1.0),

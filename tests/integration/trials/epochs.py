@@ -23,19 +23,18 @@ def main() -> int:
     x = float(opts["x"])
     ckpt_dir = Path(os.environ["GPUSCHED_CHECKPOINT_DIR"])
     state_file = ckpt_dir / "state.json"
-    state = json.loads(state_file.read_text()) if state_file.exists() else {
-        "done": 0, "trained_by": []}
-    first = state["done"]
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    first: int = state.get("done", 0)
+    trained_by: list[int] = state.get("trained_by", [])
     with open(os.environ["GPUSCHED_REPORT_FILE"], "a") as out:
         for epoch in range(first + 1, epochs + 1):
             out.write(json.dumps({"epoch": epoch, "score": x * epoch}) + "\n")
             out.flush()
-    state["done"] = max(first, epochs)
     me = int(os.environ["GPUSCHED_TRIAL"])
-    if state["trained_by"][-1:] != [me]:  # a rerun (after an interruption) is the same trial
-        state["trained_by"].append(me)
+    if trained_by[-1:] != [me]:  # a rerun (after an interruption) is the same trial
+        trained_by.append(me)
     tmp = state_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state))
+    tmp.write_text(json.dumps({"done": max(first, epochs), "trained_by": trained_by}))
     tmp.replace(state_file)
     name = f"{os.environ['GPUSCHED_EXPERIMENT']}-{os.environ['GPUSCHED_TRIAL']}"
     seen_file = Path(opts["truth"]) / f"{name}.json"
@@ -43,7 +42,7 @@ def main() -> int:
         first = json.loads(seen_file.read_text())["resumed_at"]
     seen = {
         "argv_epochs": epochs, "resumed_at": first, "checkpoint_dir": str(ckpt_dir),
-        "trained_by": state["trained_by"],
+        "trained_by": trained_by,
         **{k: os.environ.get(k) for k in (
             "GPUSCHED_BUDGET", "GPUSCHED_INITIAL_BUDGET", "GPUSCHED_CONTINUES")},
     }
