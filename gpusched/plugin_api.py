@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any, ClassVar, Final
 
-from gpusched.models import Goal, TrialState
+from gpusched.models import TERMINAL_TRIAL_STATES, Goal, TrialState
 
 __all__ = [
     "ParamType",
@@ -222,6 +222,12 @@ class TrialView:
         return self.objective is not None and self.state in (
             TrialState.COMPLETED, TrialState.STOPPED
         )
+
+    @property
+    def ended(self) -> bool:
+        """True once the trial will report no more: completed, stopped, failed or cancelled
+        (an interrupted one runs again)."""
+        return self.state in TERMINAL_TRIAL_STATES
 
 
 @dataclass(frozen=True)

@@ -219,9 +219,7 @@ class SearchPluginContract:
                 continue
             parent = as_suggestion(answer).continues
             if parent is not None:
-                ended = {t.number for t in history[:number]
-                         if t.state in (TrialState.COMPLETED, TrialState.STOPPED,
-                                        TrialState.FAILED, TrialState.CANCELLED)}
+                ended = {t.number for t in history[:number] if t.ended}
                 assert parent in ended, f"trial {number} continues {parent}, not ended"
                 assert parent not in continued, f"trial {parent} continued twice"
                 continued.add(parent)

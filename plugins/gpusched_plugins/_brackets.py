@@ -21,11 +21,7 @@ from dataclasses import dataclass, field
 
 from gpusched.plugin_api import TrialState, TrialView
 
-__all__ = ["Schedule", "Bracket", "rebuild", "ENDED"]
-
-ENDED = frozenset({TrialState.COMPLETED, TrialState.STOPPED, TrialState.FAILED,
-                   TrialState.CANCELLED})
-"""States in which a trial will not report again (an interrupted one runs again)."""
+__all__ = ["Schedule", "Bracket", "rebuild"]
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -115,7 +111,7 @@ class Bracket:
         if len(self.rungs[rung]) >= self.schedule.size(self.s, rung):
             return True
         below = self.rungs[rung - 1]
-        return (self.closed(rung - 1) and all(t.state in ENDED for t in below)
+        return (self.closed(rung - 1) and all(t.ended for t in below)
                 and not self._candidates(rung - 1))
 
     def done(self) -> bool:
@@ -142,7 +138,7 @@ class Bracket:
             return None
         below = self.rungs[rung - 1]
         planned = len(below) if self.closed(rung - 1) else self.schedule.size(self.s, rung - 1)
-        ended = sum(1 for t in below if t.state in ENDED)
+        ended = sum(1 for t in below if t.ended)
         if ended < planned - size + placed + 1:
             return None
         assert all(t.objective is not None for t in candidates)

@@ -34,7 +34,7 @@ from gpusched.plugin_api import (
     TrialView,
     Wait,
 )
-from gpusched_plugins._brackets import ENDED, Bracket, Schedule, rebuild
+from gpusched_plugins._brackets import Bracket, Schedule, rebuild
 from gpusched_plugins._options import number, refuse_unknown
 from gpusched_plugins.random_search import RandomSearch
 
@@ -130,6 +130,6 @@ class Hyperband(SearchPlugin):
         # An open bracket with nothing to start waits for its running trials; with none
         # running there is always something to start, so this WAIT cannot last.
         waiting = any(not b.done() for b in brackets)
-        if waiting and any(t.state not in ENDED for t in history if t.number >= 0):
+        if waiting and any(not t.ended for t in history if t.number >= 0):
             return WAIT
         return None

@@ -149,3 +149,9 @@ def test_hyperband_sets_max_trials_to_its_brackets(tmp_path: Path) -> None:
     exp = ExperimentRun("e1", 1, spec, 0, plugin, [])
     assert exp.max_trials == 23
     assert isinstance(TrialRun(0, {}, budget=3).view().budget, int)
+
+
+def test_a_view_has_ended_once_it_will_report_no_more() -> None:
+    ended = {s for s in TrialState if TrialView(0, {}, s).ended}
+    assert ended == {TrialState.COMPLETED, TrialState.STOPPED, TrialState.FAILED,
+                     TrialState.CANCELLED}
