@@ -239,18 +239,19 @@ class Scheduler:
         number = len(exp.trials)
         try:
             suggestion = self._ask(exp, number)
+            trial = None if suggestion is None else TrialRun(
+                number=number, params=dict(suggestion.params), budget=suggestion.budget,
+                continues=suggestion.continues)
         except Exception as exc:  # a plugin's bug ends its experiment, not the daemon
             detail = str(exc) if isinstance(exc, PluginError) else repr(exc)
             exp.failure = f"search plugin '{exp.spec.search_algorithm}' failed: {detail}"
             await self._maybe_finish(exp)
             return None
-        if suggestion is None:
+        if trial is None:
             if not exp.live or not exp.waiting:
                 exp.exhausted = True
                 await self._maybe_finish(exp)
             return None
-        trial = TrialRun(number=number, params=dict(suggestion.params),
-                         budget=suggestion.budget, continues=suggestion.continues)
         # In the log first: if it refuses the row, the trial does not exist in memory either.
         await self.store.create_trial(exp.id, number, trial.params,
                                       str(self._trial_dir(exp, number)),

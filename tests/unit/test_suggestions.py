@@ -155,3 +155,9 @@ def test_a_view_has_ended_once_it_will_report_no_more() -> None:
     ended = {s for s in TrialState if TrialView(0, {}, s).ended}
     assert ended == {TrialState.COMPLETED, TrialState.STOPPED, TrialState.FAILED,
                      TrialState.CANCELLED}
+
+
+async def test_an_answer_that_is_no_mapping_fails_the_experiment(tmp_path: Path) -> None:
+    exp, rows = await _ask(tmp_path, [cast(Answer, [1, 2, 3])])
+    assert not rows
+    assert exp.failure is not None and exp.failure.startswith("search plugin 'random' failed:")
