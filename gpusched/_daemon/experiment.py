@@ -45,6 +45,8 @@ class TrialRun:
     number: int
     params: dict[str, Any]
     state: TrialState = TrialState.QUEUED
+    budget: int | float | None = None  # a Suggestion's budget (GPUSCHED_BUDGET)
+    continues: int | None = None  # the trial whose checkpoint folder this one goes on from
     objective: float | None = None
     devices: list[str] = field(default_factory=list)
     attempts: int = 0
@@ -93,6 +95,7 @@ class TrialRun:
                 state=self.state, objective=self.objective,
                 metric_values=tuple(self.metric_values), metric_steps=tuple(self.metric_steps),
                 last_report=MappingProxyType(dict(self.last_report)),
+                budget=self.budget, continues=self.continues,
             )
             self._view_key = key
         return self._view
@@ -154,6 +157,7 @@ class ExperimentRun:
     live: dict[int, TrialRun] = field(default_factory=dict)
     prior: list[TrialView] = field(default_factory=list)  # finished trials of `resume_from`
     exhausted: bool = False
+    waiting: bool = False  # the search said WAIT: asked again when a running trial ends
     cancelling: bool = False
     failure: str | None = None  # set when a failure rule ends the experiment
     started_at: float | None = None  # wall clock of its first trial's start (time_budget)
@@ -186,6 +190,29 @@ class ExperimentRun:
     def history(self) -> History:
         """What the search plugin sees: the resumed experiment's trials, then ours."""
         return History(self.prior, self.trials)
+
+    def checkpoint_owner(self, number: int) -> int:
+        """The trial whose folder holds trial ``number``'s checkpoints: the first of the chain
+        of trials it continues (itself when it continues none)."""
+        seen = {number}
+        while (parent := self.trials[number].continues) is not None and parent not in seen:
+            seen.add(parent)
+            number = parent
+        return number
+
+    def continues_problem(self, parent: int) -> str | None:
+        """Why a new trial may not continue trial ``parent``, or None if it may: it must have
+        ended (two trials never share a checkpoint folder at once), and be continued once."""
+        if parent not in self.trials:
+            return f"continues={parent}, but {self.id} has no trial {parent}"
+        trial = self.trials[parent]
+        if trial.state not in TERMINAL_TRIAL_STATES or parent in self.requeued:
+            return f"continues={parent}, but trial {self.id}/{parent} has not ended"
+        taken = [t.number for t in self.trials.values() if t.continues == parent]
+        if taken:
+            return (f"continues={parent}, but trial {self.id}/{parent} is already continued"
+                    f" by {self.id}/{taken[0]}")
+        return None
 
     def wants_more(self) -> bool:
         """True if a new (or requeued) trial may start now, GPUs permitting."""

@@ -59,15 +59,16 @@ _KILL_POLL_S = 0.01
 
 
 class TrialFiles:
-    """The files of one trial, all inside its own folder."""
+    """The files of one trial, all inside its own folder, but for ``checkpoints`` when it
+    continues another trial (it goes on in that trial's checkpoint folder)."""
 
-    def __init__(self, trial_dir: Path) -> None:
+    def __init__(self, trial_dir: Path, checkpoints: Path | None = None) -> None:
         self.dir = trial_dir
         self.stdout = trial_dir / "stdout.log"
         self.stderr = trial_dir / "stderr.log"
         self.reports = trial_dir / "reports.jsonl"
         self.hypertune = trial_dir / "hypertune_metrics.json"
-        self.checkpoints = trial_dir / "checkpoint"
+        self.checkpoints = checkpoints or trial_dir / "checkpoint"
 
     def create(self, owner: RunAs | None = None) -> None:
         """Make the folder and the checkpoint folder (kept across retries and resumes).
@@ -76,9 +77,10 @@ class TrialFiles:
         and the experiment's folder above them, root's, is open for it to reach them.
         """
         # The folder first: its parent exists after an experiment's first trial, so this is
-        # two mkdir calls, not a failed one, an exception and three.
+        # two mkdir calls, not a failed one, an exception and three. (The checkpoint folder
+        # of a trial that continues another is that one's: there already.)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.checkpoints.mkdir(exist_ok=True)
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
         if owner is None:
             return
         for folder in (self.dir.parent.parent, self.dir.parent):

@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 
+from gpusched._daemon.budget import budget_argv, budget_environment
 from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.experiment import ExperimentRun, TrialRun, objective_of
 from gpusched._daemon.gpu_backend import GpuBackend
@@ -69,6 +70,7 @@ class TrialRunner:
         daemon_env: Mapping[str, str],
         on_end: Callable[[ExperimentRun, TrialRun, str | None], Awaitable[None]],
         on_release: Callable[[], None] = lambda: None,
+        checkpoint_dir: Path | None = None,
     ) -> None:
         self.exp = experiment
         self.trial = trial
@@ -78,7 +80,7 @@ class TrialRunner:
         self._backend = backend
         self._devices = devices
         self._settings = settings
-        self._files = TrialFiles(trial_dir)
+        self._files = TrialFiles(trial_dir, checkpoint_dir)
         self._daemon_env = daemon_env
         self._on_end = on_end
         self._on_release = on_release
@@ -110,7 +112,11 @@ class TrialRunner:
             number=trial.number, params=trial.params, files=self._files, uuids=self.uuids,
             metric=spec.metric, run_as=run_as,
         )
-        argv = trial_command(spec.command, trial.params)
+        parent = self.exp.trials.get(trial.continues) if trial.continues is not None else None
+        env.update(budget_environment(trial.budget, continues=trial.continues,
+                                      initial=parent.budget if parent else None))
+        argv = [*trial_command(spec.command, trial.params),
+                *budget_argv(self.exp.search.budget_flag, trial.budget)]
         collector = ReportCollector(
             self._files, metric_tag=spec.metric, first_iteration=trial.reports,
             resume_at=trial.read_position,
