@@ -156,7 +156,13 @@ class ExperimentRun:
         if limit is not None and self.running_count() >= limit:
             return False
         if self.requeued:
-            return True
+            return True  # its params are fixed: nothing to wait for
+        if any(t.processes_gone for t in self.live.values()):
+            # A trial's end is being recorded: the next suggestion must see its outcome, and
+            # the failure rules must judge it first. Else what the search proposes would
+            # depend on how fast the log wrote (not a pure function of the log), and a trial
+            # could start just after a rule ended the experiment.
+            return False
         return not self.exhausted and len(self.trials) < self.max_trials
 
     def all_ended(self) -> bool:

@@ -24,7 +24,7 @@ from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.experiment import ExperimentRun, TrialRun
 from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.recovery import stop_leftovers
-from gpusched._daemon.restore import prior_trials, restore_trials
+from gpusched._daemon.restore import prior_trials, resolve_resume_from, restore_trials
 from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
 from gpusched.config import DaemonSettings
@@ -251,6 +251,14 @@ class Scheduler:
         await self.store.create_trial(exp.id, number, trial.params,
                                       str(self._trial_dir(exp, trial)))
         exp.trials[number] = trial
+        if exp.id not in self.active or exp.failure or exp.cancelling or exp.budget_spent:
+            # While the row was written, the experiment ended or began to (a trial that had
+            # already freed its slot was recorded failed and a failure rule fired, a cancel, a
+            # time_budget): a trial started now would outlive its experiment.
+            trial.state = TrialState.CANCELLED
+            await self.store.update_trial(exp.id, number, state="cancelled",
+                                          reason="the experiment ended before it started")
+            return None
         return trial
 
     def _trial_dir(self, exp: ExperimentRun, trial: TrialRun) -> Path:
@@ -412,6 +420,7 @@ class Scheduler:
             search, stoppers = self._plugins(spec, seed)
         except PluginError as exc:
             raise RequestError("invalid_experiment", str(exc)) from None
+        spec = await resolve_resume_from(self.store, spec)
         prior = await prior_trials(self.store, spec)
         exp_id = await self.store.create_experiment(
             name=spec.name, spec=spec.to_dict(), seed=seed, priority=spec.priority,

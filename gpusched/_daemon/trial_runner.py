@@ -120,6 +120,9 @@ class TrialRunner:
             proc = await spawn_trial(argv, env=env, cwd=Path(spec.workdir), files=self._files)
         except OSError as exc:
             reason = f"cannot start {argv[0]!r} in {spec.workdir}: {exc.strerror or exc}"
+            if not Path(spec.workdir).is_dir():  # checked at submit: it went away since
+                reason = (f"cannot start: the workdir {spec.workdir} is gone (it was there at"
+                          " submit); put it back, then `gpusched resume` the experiment")
             await self._finish(TrialState.FAILED, reason, None, None)
             return
         self.pid = proc.pid
