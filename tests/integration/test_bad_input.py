@@ -39,6 +39,27 @@ def test_trainers_that_cannot_start_fail_with_the_reason(tmp_path: Path) -> None
         assert d.client.hello()["pid"] == d.proc.pid  # and it goes on
 
 
+def test_a_workdir_removed_after_submit_fails_the_next_trial_with_what_to_do(
+    tmp_path: Path,
+) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    script = tmp_path / "train.py"  # removes its own workdir, as a careless clean-up might
+    script.write_text("import os, shutil\nfrom gpusched import trial\n"
+                      "shutil.rmtree(os.getcwd())\ntrial.report(score=1.0)\n")
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit(one_trial([sys.executable, str(script)], workdir=str(workdir),
+                                 max_trials=2, max_parallel_trials=1,
+                                 params=[{"name": "x", "type": "double", "min": 0, "max": 1}]))
+        view = d.wait_experiment(exp)
+        first, second = d.client.trials(exp)
+        assert d.client.hello()["pid"] == d.proc.pid
+    assert first["state"] == "completed" and view["state"] == "completed"
+    assert second["state"] == "failed"
+    assert second["reason"] == (f"cannot start: the workdir {workdir} no longer exists (it did"
+                                " at submit): restore it, or submit again with another workdir")
+
+
 def test_garbage_and_non_numbers_in_a_report_file_are_skipped_not_fatal(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(
