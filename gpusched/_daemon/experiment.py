@@ -156,14 +156,21 @@ class ExperimentRun:
         if limit is not None and self.running_count() >= limit:
             return False
         if self.requeued:
-            return True  # its params are fixed: nothing to wait for
-        if any(t.processes_gone for t in self.live.values()):
-            # A trial's end is being recorded: the next suggestion must see its outcome, and
-            # the failure rules must judge it first. Else what the search proposes would
-            # depend on how fast the log wrote (not a pure function of the log), and a trial
-            # could start just after a rule ended the experiment.
-            return False
+            return True
         return not self.exhausted and len(self.trials) < self.max_trials
+
+    def can_start_now(self) -> bool:
+        """True if :meth:`wants_more` and its next trial may be placed at this moment.
+
+        While a trial's end is being recorded (its processes are gone, its GPU already given
+        back) no new trial is asked of the search: the suggestion must see that outcome, and
+        the failure rules must judge it first. Else what the search proposes would depend on
+        how fast the log wrote (no longer a pure function of the log), and a trial could start
+        just as a rule ended the experiment. A trial to run again has its params: it may go.
+        """
+        if not self.wants_more():
+            return False
+        return bool(self.requeued) or not any(t.processes_gone for t in self.live.values())
 
     def all_ended(self) -> bool:
         """True when no trial is running or waiting to run again."""

@@ -184,7 +184,7 @@ class Scheduler:
 
     def _order(self) -> list[ExperimentRun]:
         return sorted(
-            (e for e in self.active.values() if e.wants_more()),
+            (e for e in self.active.values() if e.can_start_now()),
             key=lambda e: (-e.spec.priority, e.gpu_share_in_use(), e.seq),
         )
 
@@ -338,11 +338,16 @@ class Scheduler:
         for key, runner in list(self.runners.items()):
             if key.startswith(f"{exp.id}/"):
                 runner.request_stop(TrialState.STOPPED, reason)
+        await self._drop_requeued(exp, reason)
+        await self._maybe_finish(exp)
+
+    async def _drop_requeued(self, exp: ExperimentRun, reason: str) -> None:
+        """Trials waiting to run again (a retry, an interruption) will not: they are cancelled
+        with ``reason`` (`gpusched resume` runs them again)."""
         for number in exp.requeued:
             exp.trials[number].state = TrialState.CANCELLED
             await self.store.update_trial(exp.id, number, state="cancelled", reason=reason)
         exp.requeued.clear()
-        await self._maybe_finish(exp)
 
     # -- endings ------------------------------------------------------------------------------
 
@@ -362,6 +367,8 @@ class Scheduler:
                 for key, runner in list(self.runners.items()):
                     if key.startswith(f"{exp.id}/"):
                         runner.request_stop(TrialState.CANCELLED, f"experiment failed: {reason}")
+                # Else a retry waiting for a GPU would keep the experiment from ever ending.
+                await self._drop_requeued(exp, f"experiment failed: {reason}")
         await self._maybe_finish(exp)
         self.kick()
 

@@ -95,6 +95,23 @@ def test_python_errors_fail_a_trial_without_retry_or_end_the_experiment(tmp_path
     assert failed_trials[0]["reason"] == "bad data in trial 0 (exited with code 1)"
 
 
+def test_a_retry_waiting_for_a_gpu_does_not_keep_a_failed_experiment_open(
+    tmp_path: Path,
+) -> None:
+    # Trial 0 crashes; its GPU is still releasing and trial 1 holds the other, so its retry
+    # waits. Then trial 1 raises FatalError: the waiting retry must not hold the end forever.
+    with running_daemon(tmp_path / "d", fake=fake_config(2, release_delay_s=3.0)) as d:
+        exp = d.submit(outcome_experiment({0: "crash", 1: "slow-fatal"}, max_parallel_trials=2,
+                                          max_failed_trials=100, max_retries_per_trial=1))
+        view = d.wait_experiment(exp, timeout=20)
+        trials = d.client.trials(exp)
+    reason = f"trial {exp}/1 raised a fatal error: license expired"
+    assert view["state"] == "failed" and view["reason"] == reason
+    assert [(t["state"], t["attempts"], t["reason"]) for t in trials] == [
+        ("cancelled", 1, f"experiment failed: {reason}"),
+        ("failed", 1, "license expired (exited with code 1)")]
+
+
 BASH_TRIAL = """\
 #!/bin/bash
 # Says how it ended in its report file, as a trainer in any language can.

@@ -181,12 +181,13 @@ def test_no_new_trial_is_suggested_while_an_ended_trials_outcome_is_recorded(
     (ending,) = add(exp, TrialState.RUNNING)
     ending.processes_gone = True
     assert exp.running_count() == 0
-    assert not exp.wants_more()
+    assert exp.wants_more()  # it has more to run (so it must not be taken for finished)...
+    assert not exp.can_start_now()  # ...but not now
     exp.requeued.append(0)  # a trial to run again has its params already: it may start
-    assert exp.wants_more()
+    assert exp.can_start_now()
     exp.requeued.clear()
     del exp.live[0]  # recorded (the scheduler forgets it once its end is in the log)
-    assert exp.wants_more()
+    assert exp.can_start_now()
 
 
 @pytest.mark.parametrize("change", ["exhausted", "cancelling", "failure", "completed"])
