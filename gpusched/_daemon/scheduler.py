@@ -184,7 +184,7 @@ class Scheduler:
 
     def _order(self) -> list[ExperimentRun]:
         return sorted(
-            (e for e in self.active.values() if e.can_start_now()),
+            (e for e in self.active.values() if e.wants_more()),
             key=lambda e: (-e.spec.priority, e.gpu_share_in_use(), e.seq),
         )
 
@@ -225,6 +225,11 @@ class Scheduler:
                 uuids = self._pick(exp)
                 if uuids is None:
                     continue
+                if not exp.can_start_now():
+                    # Its next trial waits for the end of another to be recorded (a matter of
+                    # milliseconds; that kicks the loop). The GPUs wait for it too, rather
+                    # than go to an experiment that comes after it.
+                    return
                 trial = await self._next_trial(exp)
                 if trial is None:
                     continue

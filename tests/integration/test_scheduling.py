@@ -22,7 +22,9 @@ def starts(d: Any, exp: str) -> list[float]:
 
 def test_higher_priority_experiment_goes_first(tmp_path: Path) -> None:
     with running_daemon(tmp_path / "d", fake=fake_config(1)) as d:
-        low = d.submit(sleepy(tmp_path / "a", 3), name="low")
+        # low/0 runs for 2 s: time enough to submit `high` on a loaded machine.
+        low = d.submit(sleepy(tmp_path / "a", 3, search={"algorithm": "grid"}, params=[
+            {"name": "sleep", "type": "discrete", "values": [2.0, 0.4, 0.41]}]), name="low")
         wait_for(lambda: d.client.show(low)["trials"]["running"] == 1, 20, "low's first trial")
         high = d.submit(sleepy(tmp_path / "b", 2, priority=5), name="high")
         d.wait_experiment(low)
@@ -34,7 +36,12 @@ def test_higher_priority_experiment_goes_first(tmp_path: Path) -> None:
 
 def test_equal_priorities_share_fairly_then_first_come(tmp_path: Path) -> None:
     with running_daemon(tmp_path / "d", fake=fake_config(2)) as d:
-        first = d.submit(sleepy(tmp_path / "a", 4), name="first")
+        # Its first two trials end 0.6 s apart (--sleep=S from the grid overrides the
+        # command's): had they ended together, `first` would hold no GPU either, and
+        # first come would rightly win.
+        first = d.submit(sleepy(tmp_path / "a", 4, search={"algorithm": "grid"}, params=[
+            {"name": "sleep", "type": "discrete", "values": [0.4, 1.0, 0.41, 1.01]}]),
+            name="first")
         wait_for(lambda: d.client.show(first)["trials"]["running"] == 2, 20, "both GPUs busy")
         second = d.submit(sleepy(tmp_path / "b", 4), name="second")
         assert d.wait_experiment(first)["state"] == "completed"
