@@ -112,6 +112,9 @@ async def restore_trials(
                          failures=retried.get(r["number"], 0),
                          reports=r["reports"], metric_values=[v for _, v in pairs],
                          metric_steps=[s for s, _ in pairs], read_position=read_position(r))
+        if r["reports"]:
+            # As the undisturbed daemon shows it: a plugin reading last_report decides alike.
+            trial.last_report = await store.last_report(exp.id, trial.number) or {}
         exp.trials[trial.number] = trial
         if state in (TrialState.RUNNING, TrialState.QUEUED):
             # A queued trial may have been started by a daemon killed before it could record
