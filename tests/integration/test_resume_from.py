@@ -68,7 +68,7 @@ def test_the_new_search_sees_the_earlier_trials_even_across_a_restart(
     assert [t["state"] for t in second_trials] == ["completed", "completed"]
     assert second_trials[0]["attempts"] == 2  # the kill interrupted it; it ran again
     # tpe proposed exactly what it proposes given the earlier trials as its history.
-    space = SearchSpace([Param("x", ParamType.DOUBLE, low=0.0, high=1.0)])
+    space = SearchSpace((Param("x", ParamType.DOUBLE, low=0.0, high=1.0),))
     history = [TrialView(number=-1 - i, params=t["params"], state=TrialState.COMPLETED,
                          objective=t["objective"], metric_values=(t["objective"],),
                          metric_steps=(1,)) for i, t in enumerate(first_trials)]
