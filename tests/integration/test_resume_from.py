@@ -4,6 +4,7 @@ experiment's search sees the earlier experiment's finished trials (issue 3, poin
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,10 @@ def test_the_new_search_sees_the_earlier_trials_even_across_a_restart(
                          metric_steps=(1,)) for i, t in enumerate(first_trials)]
     plugin = make_search_plugin("tpe", space, goal=Goal.MAXIMIZE, seed=7,
                                 options={"n_startup_trials": 2})
-    assert warm_trial["params"] == dict(plugin.suggest(0, history) or {})
-    assert cold_trial["params"] == dict(plugin.suggest(0, []) or {})
+    warm_answer, cold_answer = plugin.suggest(0, history), plugin.suggest(0, [])
+    assert isinstance(warm_answer, Mapping) and isinstance(cold_answer, Mapping)
+    assert warm_trial["params"] == dict(warm_answer)
+    assert cold_trial["params"] == dict(cold_answer)
     assert warm_trial["params"] != cold_trial["params"]
     assert all(e["state"] == "completed" for e in ended.values() if e["id"] != other)
     assert other_trial["params"]["x"] == GRID[0]  # no earlier point counted as used
