@@ -5,7 +5,6 @@ point 6)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -26,7 +25,7 @@ class ExplodingBackend(FakeBackend):
         self.reads = 0
         self.failed_often = threading.Event()  # read() runs in a worker thread
 
-    def read(self) -> Sequence[DeviceReading]:
+    def read(self) -> list[DeviceReading]:
         self.reads += 1
         if self.reads >= 5:
             self.failed_often.set()
