@@ -126,6 +126,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         pairs += [("params", data["params"]), ("last_report", data["last_report"])]
     print(render.key_values(pairs))
+    print(render.events_lines(data.get("events") or []))  # retries, interruptions, the end
     return 0
 
 

@@ -27,7 +27,7 @@ from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.identity import trial_identity
 from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.recovery import stop_leftovers
-from gpusched._daemon.restore import prior_trials, restore_trials
+from gpusched._daemon.restore import prior_trials, resolve_resume_from, restore_trials
 from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
 from gpusched._daemon.user_limits import UserLimits
@@ -241,6 +241,11 @@ class Scheduler:
                 uuids = self._pick(exp)
                 if uuids is None:
                     continue
+                if not exp.can_start_now():
+                    # Its next trial waits for the end of another to be recorded (a matter of
+                    # milliseconds; that kicks the loop). The GPUs wait for it too, rather
+                    # than go to an experiment that comes after it.
+                    return
                 trial = await self._next_trial(exp)
                 if trial is None:
                     continue
@@ -272,6 +277,14 @@ class Scheduler:
                                       str(self._trial_dir(exp, number)),
                                       budget=trial.budget, continues=trial.continues)
         exp.trials[number] = trial
+        if exp.id not in self.active or exp.failure or exp.cancelling or exp.budget_spent:
+            # While the row was written, the experiment ended or began to (a trial that had
+            # already freed its slot was recorded failed and a failure rule fired, a cancel, a
+            # time_budget): a trial started now would outlive its experiment.
+            trial.state = TrialState.CANCELLED
+            await self.store.update_trial(exp.id, number, state="cancelled",
+                                          reason="the experiment ended before it started")
+            return None
         return trial
 
     def _ask(self, exp: ExperimentRun, number: int) -> Suggestion | None:
@@ -371,11 +384,16 @@ class Scheduler:
         for key, runner in list(self.runners.items()):
             if key.startswith(f"{exp.id}/"):
                 runner.request_stop(TrialState.STOPPED, reason)
+        await self._drop_requeued(exp, reason)
+        await self._maybe_finish(exp)
+
+    async def _drop_requeued(self, exp: ExperimentRun, reason: str) -> None:
+        """Trials waiting to run again (a retry, an interruption) will not: they are cancelled
+        with ``reason`` (`gpusched resume` runs them again)."""
         for number in exp.requeued:
             exp.trials[number].state = TrialState.CANCELLED
             await self.store.update_trial(exp.id, number, state="cancelled", reason=reason)
         exp.requeued.clear()
-        await self._maybe_finish(exp)
 
     # -- endings ------------------------------------------------------------------------------
 
@@ -395,6 +413,8 @@ class Scheduler:
                 for key, runner in list(self.runners.items()):
                     if key.startswith(f"{exp.id}/"):
                         runner.request_stop(TrialState.CANCELLED, f"experiment failed: {reason}")
+                # Else a retry waiting for a GPU would keep the experiment from ever ending.
+                await self._drop_requeued(exp, f"experiment failed: {reason}")
         await self._maybe_finish(exp)
         self.kick()
 
@@ -458,6 +478,7 @@ class Scheduler:
         # entry. In a worker thread: the user database may be LDAP, slow to answer.
         run_as = await anyio.to_thread.run_sync(trial_identity, owner_uid) if (
             os.geteuid() == 0) else None
+        spec = await resolve_resume_from(self.store, spec)
         prior = await prior_trials(self.store, spec)
         exp_id = await self.store.create_experiment(
             name=spec.name, spec=spec.to_dict(), seed=seed, priority=spec.priority,

@@ -127,6 +127,9 @@ class TrialRunner:
                                      run_as=run_as)
         except OSError as exc:
             reason = f"cannot start {argv[0]!r} in {spec.workdir}: {exc.strerror or exc}"
+            if not Path(spec.workdir).is_dir():  # checked at submit: it went away since
+                reason = (f"cannot start: the workdir {spec.workdir} no longer exists (it did at"
+                          " submit): restore it, or submit again with another workdir")
             await self._finish(TrialState.FAILED, reason, None, None)
             return
         self.pid = proc.pid
