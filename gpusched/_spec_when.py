@@ -199,7 +199,8 @@ def attach(p: Problems, items: Sequence[Item], parsed: Sequence[Param | None]
                                   f"list of values means any of them)")
                 fine = False
                 continue
-            parent = _parent(p, cond, param, i, index_of, parsed, written)
+            parent = _parent(p, cond, param, i=i, index_of=index_of, parsed=parsed,
+                             written=written)
             values = None if parent is None else _allowed(p, cond, parent)
             if parent is None or values is None:
                 fine = False
@@ -221,7 +222,7 @@ def attach(p: Problems, items: Sequence[Item], parsed: Sequence[Param | None]
 
 
 def _parent(
-    p: Problems, cond: _Condition, param: Param, i: int, index_of: Mapping[str, int],
+    p: Problems, cond: _Condition, param: Param, *, i: int, index_of: Mapping[str, int],
     parsed: Sequence[Param | None], written: set[str],
 ) -> Param | None:
     """The parameter ``cond`` names, if it may be conditioned on (else a problem, or silence
@@ -272,7 +273,7 @@ def _allowed(p: Problems, cond: _Condition, parent: Param) -> tuple[ParamValue, 
         if value is None:
             continue
         if value in first:
-            label = cond.parent if cond.expect is None else "values"
+            label = parent.name if cond.expect is None else "values"
             p.add(place, f"duplicate of {at(label, first[value])} ({describe(item)})")
             continue
         first[value] = k

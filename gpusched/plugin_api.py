@@ -296,9 +296,9 @@ class SearchSpace:
         for parent, allowed in param.when.items():
             for name, values in [(parent, allowed),
                                  *self.requirements(by_name[parent]).items()]:
-                if name in need:
-                    values = tuple(v for v in need[name] if _among(v, values))
-                need[name] = values
+                kept = values if name not in need else tuple(
+                    v for v in need[name] if _among(v, values))
+                need[name] = kept
         return need
 
     def groups(self) -> tuple[tuple[Param, ...], ...]:

@@ -28,9 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:  # gp.py imports this module
-    from gpusched_plugins.gp import _Dim
-
     from gpusched.plugin_api import ParamValue
+    from gpusched_plugins.gp import _Dim
 
 __all__ = ["Activity", "INACTIVE_FEATURE"]
 

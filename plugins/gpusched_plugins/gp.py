@@ -93,8 +93,6 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from gpusched_plugins._gp_conditions import Activity
-
 from gpusched.plugin_api import (
     Combinations,
     Goal,
@@ -107,6 +105,7 @@ from gpusched.plugin_api import (
     TrialState,
     TrialView,
 )
+from gpusched_plugins._gp_conditions import Activity
 
 __all__ = ["GpSearch", "ACQUISITIONS"]
 

@@ -9,7 +9,8 @@ the parameters that only exist there.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Mapping, Sequence
 
 from gpusched.plugin_api import (
     Param,
@@ -22,7 +23,7 @@ from gpusched.plugin_api import (
     TrialView,
 )
 
-__all__ = ["SPACE", "toy", "run", "best_value", "assert_exactly_active"]
+__all__ = ["SPACE", "toy", "run", "best_value", "assert_exactly_active", "distinct_points"]
 
 _C, _D, _I = ParamType.CATEGORICAL, ParamType.DOUBLE, ParamType.INTEGER
 
@@ -74,3 +75,15 @@ def run(plugin: SearchPlugin, trials: int) -> list[TrialView]:
 def best_value(history: list[TrialView]) -> float:
     """The lowest objective of ``history``."""
     return min(t.objective for t in history if t.objective is not None)
+
+
+def distinct_points(space: SearchSpace, axes: Sequence[Sequence[ParamValue]]
+                    ) -> list[dict[str, ParamValue]]:
+    """Brute force, to check cleverer code against: the product of the axes with the inactive
+    values dropped (``SearchSpace.restrict``) and duplicates removed, in product order."""
+    out: list[dict[str, ParamValue]] = []
+    for combo in itertools.product(*axes):
+        point = space.restrict(dict(zip(space.names(), combo, strict=True)))
+        if point not in out:
+            out.append(point)
+    return out

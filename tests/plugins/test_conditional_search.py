@@ -5,9 +5,7 @@ searcher still optimises the conditional toy problem of ``conditional_toy.py``."
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import statistics
-from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -30,20 +28,9 @@ from gpusched.plugin_api import (
 from gpusched.plugins import find_plugins, load_search_plugin
 from gpusched.testing import CONTRACT_SPACES
 
-from .conditional_toy import SPACE, assert_exactly_active, best_value, run, toy
+from .conditional_toy import SPACE, assert_exactly_active, best_value, distinct_points, run, toy
 
 _C, _D, _I = ParamType.CATEGORICAL, ParamType.DOUBLE, ParamType.INTEGER
-
-
-def distinct_points(space: SearchSpace, axes: list[tuple[ParamValue, ...]]
-                    ) -> list[dict[str, ParamValue]]:
-    """Brute force: the product of the axes with inactive values dropped, duplicates removed."""
-    out: list[dict[str, ParamValue]] = []
-    for combo in itertools.product(*axes):
-        point = space.restrict(dict(zip(space.names(), combo, strict=True)))
-        if point not in out:
-            out.append(point)
-    return out
 
 
 # --- every searcher ---------------------------------------------------------------------------
@@ -191,8 +178,8 @@ def test_gp_beats_random_on_the_conditional_toy() -> None:
 
 def test_gp_imputes_inactive_parameters_with_fixed_values() -> None:
     plugin = GpSearch(SPACE, goal=Goal.MINIMIZE, seed=0, options={})
-    enc = plugin._enc  # noqa: SLF001  # the encoding is what this test is about
-    adam = {"opt": "adam", "shared": 0.3, "beta": 0.9, "layers": 2}
+    enc = plugin._enc  # the encoding is what this test is about
+    adam: dict[str, ParamValue] = {"opt": "adam", "shared": 0.3, "beta": 0.9, "layers": 2}
     # An inactive value in the log changes nothing: the same point to the model.
     assert enc.encode(adam) == enc.encode({**adam, "momentum": 0.1, "nesterov": "off"})
     code = np.array([enc.encode(adam)], dtype=np.float64)

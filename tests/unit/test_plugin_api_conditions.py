@@ -9,6 +9,7 @@ from types import MappingProxyType
 import pytest
 
 from gpusched.plugin_api import Param, ParamType, ParamValue, SearchSpace
+from tests.plugins.conditional_toy import distinct_points
 
 _C, _D, _I = ParamType.CATEGORICAL, ParamType.DOUBLE, ParamType.INTEGER
 
@@ -51,7 +52,8 @@ def test_active_follows_conditions_in_file_order() -> None:
     assert names(SPACE.active({"opt": "adam", "lr": 1, "beta": 0.9})) == ["opt", "lr", "beta"]
     # Every name given, as a plugin that ignores conditions would: the inactive ones drop out,
     # and a child of an inactive parent is inactive whatever the parent's value says.
-    full = {"opt": "adam", "lr": 2, "mom": 2, "nest": "n", "beta": 0.99, "both": 0.5}
+    full: dict[str, ParamValue] = {"opt": "adam", "lr": 2, "mom": 2, "nest": "n",
+                                   "beta": 0.99, "both": 0.5}
     assert names(SPACE.active(full)) == ["opt", "lr", "beta"]
     assert SPACE.restrict(full) == {"opt": "adam", "lr": 2, "beta": 0.99}
     assert SPACE.restrict({**full, "stranger": 1}) == {"opt": "adam", "lr": 2, "beta": 0.99}
@@ -114,20 +116,10 @@ def test_a_hand_built_space_refuses_impossible_conditions(
                      Param("later", _C, values=("a",))))
 
 
-def brute_force(space: SearchSpace, axes: list[tuple[ParamValue, ...]]
-                ) -> list[dict[str, ParamValue]]:
-    out: list[dict[str, ParamValue]] = []
-    for combo in itertools.product(*axes):
-        point = space.restrict(dict(zip(space.names(), combo, strict=True)))
-        if point not in out:
-            out.append(point)
-    return out
-
-
 def test_combinations_number_each_distinct_assignment_once() -> None:
     comb = SPACE.combinations(AXES)
     points = [comb.point(i) for i in range(len(comb))]
-    expected = brute_force(SPACE, AXES)
+    expected = distinct_points(SPACE, AXES)
     assert len(comb) == len(expected) == 34  # sgd 20, rmsprop 10, adam 4
     assert sorted(map(repr, points)) == sorted(map(repr, expected))
     for i, point in enumerate(points):
