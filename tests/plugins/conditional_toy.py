@@ -19,11 +19,15 @@ from gpusched.plugin_api import (
     Scale,
     SearchPlugin,
     SearchSpace,
+    Suggestion,
     TrialState,
     TrialView,
+    Wait,
+    as_suggestion,
 )
 
-__all__ = ["SPACE", "toy", "run", "best_value", "assert_exactly_active", "distinct_points"]
+__all__ = ["SPACE", "toy", "run", "trial_of", "best_value", "assert_exactly_active",
+           "distinct_points"]
 
 _C, _D, _I = ParamType.CATEGORICAL, ParamType.DOUBLE, ParamType.INTEGER
 
@@ -61,14 +65,24 @@ def toy(params: Mapping[str, ParamValue]) -> float:
     return value
 
 
+def trial_of(number: int, answer: Mapping[str, ParamValue] | Suggestion,
+             state: TrialState = TrialState.COMPLETED) -> TrialView:
+    """The trial that ran ``answer`` (its budget and continues kept) and ended in ``state``
+    with the toy's value, if that state has a result."""
+    suggestion = as_suggestion(answer)
+    value = toy(suggestion.params) if state is TrialState.COMPLETED else None
+    return TrialView(number, dict(suggestion.params), state, value,
+                     budget=suggestion.budget, continues=suggestion.continues)
+
+
 def run(plugin: SearchPlugin, trials: int) -> list[TrialView]:
     """Ask for one trial at a time, as a daemon with one worker does; return the history."""
     history: list[TrialView] = []
     for number in range(trials):
-        params = plugin.suggest(number, tuple(history))
-        if params is None:
+        answer = plugin.suggest(number, tuple(history))
+        if answer is None or isinstance(answer, Wait):  # WAIT: every trial here has ended
             break
-        history.append(TrialView(number, dict(params), TrialState.COMPLETED, toy(params)))
+        history.append(trial_of(number, answer))
     return history
 
 

@@ -24,11 +24,21 @@ from gpusched.plugin_api import (
     SearchSpace,
     TrialState,
     TrialView,
+    Wait,
+    as_suggestion,
 )
 from gpusched.plugins import find_plugins, load_search_plugin
 from gpusched.testing import CONTRACT_SPACES
 
-from .conditional_toy import SPACE, assert_exactly_active, best_value, distinct_points, run, toy
+from .conditional_toy import (
+    SPACE,
+    assert_exactly_active,
+    best_value,
+    distinct_points,
+    run,
+    toy,
+    trial_of,
+)
 
 _C, _D, _I = ParamType.CATEGORICAL, ParamType.DOUBLE, ParamType.INTEGER
 
@@ -45,14 +55,12 @@ def test_every_searcher_sets_exactly_the_active_parameters_with_parallel_trials(
     plugin = load_search_plugin(name)(SPACE, goal=Goal.MINIMIZE, seed=4, options={})
     history: list[TrialView] = []
     for number in range(45):
-        params = plugin.suggest(number, tuple(history))
-        if params is None:
+        answer = plugin.suggest(number, tuple(history))
+        if answer is None or isinstance(answer, Wait):
             break
-        assert_exactly_active(params)
-        state = (TrialState.RUNNING, TrialState.FAILED, TrialState.COMPLETED)[min(number % 5,
-                                                                                  2)]
-        value = toy(params) if state is TrialState.COMPLETED else None
-        history.append(TrialView(number, dict(params), state, value))
+        assert_exactly_active(as_suggestion(answer).params)
+        states = (TrialState.RUNNING, TrialState.FAILED, TrialState.COMPLETED)
+        history.append(trial_of(number, answer, states[min(number % 5, 2)]))
     if name != "grid":  # the grid, in file order, is still in its first branch
         assert {t.params["opt"] for t in history} == {"sgd", "adam", "rmsprop"}
 
