@@ -257,7 +257,7 @@ class Scheduler:
             # Only the active parameters reach the trial and the log, even from a plugin that
             # ignores conditions (``when:``) and proposes a value for every parameter.
             trial = None if suggestion is None else TrialRun(
-                number=number, params=exp.search.space.restrict(suggestion.params),
+                number=number, params=exp.spec.space().restrict(dict(suggestion.params)),
                 budget=suggestion.budget, continues=suggestion.continues)
         except Exception as exc:  # a plugin's bug ends its experiment, not the daemon
             detail = str(exc) if isinstance(exc, PluginError) else repr(exc)
