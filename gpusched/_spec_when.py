@@ -13,8 +13,8 @@ children inside the parent::
 
 :func:`expand` flattens the nesting (a child right after its parent, depth first) and reads the
 raw conditions; once the parameters are parsed, :func:`attach` checks each condition against its
-parent and sets :attr:`Param.when`. The rules, and why a parent must come first, are in
-docs/experiment-file.md.
+parent (with ``_spec_conditions``) and sets :attr:`Param.when`. The rules, and why a parent
+must come first, are in docs/experiment-file.md.
 """
 
 from __future__ import annotations
@@ -24,17 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpusched._spec_check import (
-    Problems,
-    as_text,
-    at,
-    describe,
-    did_you_mean,
-    key_text,
-    number,
-    show_number,
-    unknown_key,
-)
+from gpusched._spec_check import Problems, at, describe, did_you_mean, key_text, unknown_key
+from gpusched._spec_conditions import Condition, allowed, check_satisfiable
 from gpusched.plugin_api import Param, ParamType, ParamValue, SearchSpace
 
 __all__ = ["Item", "expand", "attach", "CHILDREN", "PARENT_VALUES"]
@@ -55,19 +46,6 @@ _EXAMPLE = "e.g. {optimizer: sgd} or {optimizer: [sgd, rmsprop]}"
 
 
 @dataclass(frozen=True)
-class _Condition:
-    """One condition as written: the parent's name (None when the parent has no valid name),
-    the values (a scalar or a list) and where they are; ``expect`` is the parent type an AI
-    Platform key (``key``) is for."""
-
-    place: str
-    parent: str | None
-    values: Any
-    key: str = "when"
-    expect: ParamType | None = None
-
-
-@dataclass(frozen=True)
 class Item:
     """One parameter mapping as written, after flattening, with its raw conditions;
     ``where`` is the place of its conditions as a whole."""
@@ -75,7 +53,7 @@ class Item:
     place: str
     raw: Any
     where: str = ""
-    conditions: tuple[_Condition, ...] = field(default=())
+    conditions: tuple[Condition, ...] = field(default=())
 
 
 def _name_of(raw: Any) -> str | None:
@@ -91,7 +69,7 @@ def expand(p: Problems, place: str, raw: Sequence[Any]) -> list[Item]:
     with the conditions it is written with (its own ``when`` and, for a child, its parent's)."""
     out: list[Item] = []
 
-    def visit(item_place: str, item: Any, inherited: tuple[_Condition, ...], where: str,
+    def visit(item_place: str, item: Any, inherited: tuple[Condition, ...], where: str,
               depth: int) -> None:
         if len(out) == _MAX_PARAMS:
             p.add(place, f"more than {_MAX_PARAMS:,} parameters (or a YAML anchor that "
@@ -124,7 +102,7 @@ def expand(p: Problems, place: str, raw: Sequence[Any]) -> list[Item]:
     return out
 
 
-def _when(p: Problems, place: str, item: Mapping[Any, Any]) -> tuple[_Condition, ...]:
+def _when(p: Problems, place: str, item: Mapping[Any, Any]) -> tuple[Condition, ...]:
     """The conditions of a ``when:`` mapping (none when it is absent or null)."""
     raw = item.get("when")
     if raw is None:
@@ -141,13 +119,13 @@ def _when(p: Problems, place: str, item: Mapping[Any, Any]) -> tuple[_Condition,
     for key, values in raw.items():
         name = key_text(p, place, key)
         if name is not None:
-            out.append(_Condition(at(place, name), name, values))
+            out.append(Condition(at(place, name), name, values))
     return tuple(out)
 
 
 def _child(
     p: Problems, place: str, raw: Any, parent: str | None
-) -> tuple[Any, _Condition] | None:
+) -> tuple[Any, Condition] | None:
     """A ConditionalParameterSpec → (its parameterSpec, its condition on ``parent``)."""
     if not isinstance(raw, Mapping):
         p.add(place, f"must be a mapping {{parameterSpec: ..., parentCategoricalValues: "
@@ -176,7 +154,7 @@ def _child(
     for extra in wrapper:
         if extra != "values":
             p.add(at(place, key), unknown_key(extra, ("values",)))
-    condition = _Condition(at(at(place, key), "values"), parent, wrapper["values"], key,
+    condition = Condition(at(at(place, key), "values"), parent, wrapper["values"], key,
                            PARENT_VALUES[key])
     return spec, condition
 
@@ -201,7 +179,7 @@ def attach(p: Problems, items: Sequence[Item], parsed: Sequence[Param | None]
                 continue
             parent = _parent(p, cond, param, i=i, index_of=index_of, parsed=parsed,
                              written=written)
-            values = None if parent is None else _allowed(p, cond, parent)
+            values = None if parent is None else allowed(p, cond, parent)
             if parent is None or values is None:
                 fine = False
                 continue
@@ -217,12 +195,13 @@ def attach(p: Problems, items: Sequence[Item], parsed: Sequence[Param | None]
             accepted.append(param)
         else:
             kept.discard(param.name)
-    _check_satisfiable(p, items, SearchSpace(tuple(accepted)))
+    where = {name: item.where for item in items if (name := _name_of(item.raw)) is not None}
+    check_satisfiable(p, where, SearchSpace(tuple(accepted)))
     return tuple(accepted)
 
 
 def _parent(
-    p: Problems, cond: _Condition, param: Param, *, i: int, index_of: Mapping[str, int],
+    p: Problems, cond: Condition, param: Param, *, i: int, index_of: Mapping[str, int],
     parsed: Sequence[Param | None], written: set[str],
 ) -> Param | None:
     """The parameter ``cond`` names, if it may be conditioned on (else a problem, or silence
@@ -258,98 +237,5 @@ def _parent(
     return parent
 
 
-def _allowed(p: Problems, cond: _Condition, parent: Param) -> tuple[ParamValue, ...] | None:
-    """The values ``cond`` lists (one, or a list meaning any of them), as the parent's values."""
-    many = isinstance(cond.values, list | tuple)
-    raw = list(cond.values) if many else [cond.values]
-    if not raw:
-        p.add(cond.place, f"must list at least one value of {parent.name!r}")
-        return None
-    out: list[ParamValue] = []
-    first: dict[ParamValue, int] = {}
-    for k, item in enumerate(raw):
-        place = at(cond.place, k) if many else cond.place
-        value = _value(p, place, item, parent)
-        if value is None:
-            continue
-        if value in first:
-            label = parent.name if cond.expect is None else "values"
-            p.add(place, f"duplicate of {at(label, first[value])} ({describe(item)})")
-            continue
-        first[value] = k
-        out.append(value)
-    return tuple(out) if len(out) == len(raw) else None
-
-
-def _value(p: Problems, place: str, item: Any, parent: Param) -> ParamValue | None:
-    """``item`` as one of ``parent``'s possible values, or a problem saying which they are."""
-    if parent.type is ParamType.CATEGORICAL:
-        text = as_text(item)
-        if text is not None and text in parent.values:
-            return text
-    elif parent.type is ParamType.DISCRETE:
-        if not isinstance(item, bool) and isinstance(item, int | float):
-            for value in parent.values:
-                if value == item:
-                    return value  # the parent's own spelling: 2 for 2.0
-    else:
-        return _integer(p, place, item, parent)
-    shown = ", ".join(describe(v) for v in parent.values[:12])
-    more = ", ..." if len(parent.values) > 12 else ""
-    p.add(place, f"{describe(item)} is not a value of {parent.name!r} ({shown}{more})")
-    return None
-
-
-def _integer(p: Problems, place: str, item: Any, parent: Param) -> int | None:
-    """A whole number that an ``integer`` parent can take: in its range, on its step."""
-    value = number(p, place, item)
-    if value is None:
-        return None
-    assert parent.low is not None and parent.high is not None
-    low, high = int(parent.low), int(parent.high)
-    if isinstance(value, float) and not value.is_integer():
-        p.add(place, f"must be a whole number: {parent.name!r} is an integer "
-                     f"(got {describe(item)})")
-        return None
-    if not low <= value <= high:
-        p.add(place, f"{show_number(value)} is outside the range of {parent.name!r} "
-                     f"({show_number(low)}..{show_number(high)})")
-        return None
-    whole = int(value)
-    if parent.step is not None and (whole - low) % int(parent.step):
-        p.add(place, f"{whole} is not on the step of {parent.name!r} ({show_number(low)}, "
-                     f"{show_number(low + int(parent.step))}, ...)")
-        return None
-    return whole
-
-
-def _check_satisfiable(p: Problems, items: Sequence[Item], space: SearchSpace) -> None:
-    """A parameter whose conditions contradict its parents' can never be set: a problem.
-
-    Conditions only ever restrict parameters to sets of values, so the conditions of a
-    parameter and of all its ancestors can hold together exactly when, for every ancestor,
-    the sets they ask of it overlap (:meth:`SearchSpace.requirements`).
-    """
-    where = {_name_of(item.raw): item.where for item in items}
-    needs = {param.name: space.requirements(param) for param in space}
-    for param in space:
-        empty = [name for name, values in needs[param.name].items() if not values]
-        # Report where the contradiction arises, not again at every descendant of it.
-        if not empty or any(not all(needs[q].values()) for q in param.when):
-            continue
-        name = empty[0]
-        asks = [f"{_shown(param.when[name])} here"] if name in param.when else []
-        asks += [f"{_shown(needs[q][name])} for {q!r} to be set"
-                 for q in param.when if name in needs[q]]
-        p.add(where.get(param.name, ""), f"can never hold: {name!r} would have to be "
-                                         f"{' and '.join(asks)}")
-
-
 def _a(kind: ParamType) -> str:
     return f"an {kind}" if kind is ParamType.INTEGER else f"a {kind}"
-
-
-def _shown(values: Sequence[ParamValue]) -> str:
-    if len(values) == 1:
-        return describe(values[0])
-    return "one of " + ", ".join(describe(v) for v in values)
