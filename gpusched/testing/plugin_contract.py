@@ -391,8 +391,10 @@ class SearchPluginContract:
         answers = run_after(new_plugin(), prior)
         for answer in answers:
             if isinstance(answer, tuple):  # (params, budget, continues)
-                assert not [p.name for p in contract_space
-                            if check_value(p, answer[0].get(p.name)) is not None], answer
+                params = answer[0]
+                assert sorted(params) == sorted(p.name for p in contract_space.active(params))
+                assert not [p.name for p in contract_space.active(params)
+                            if check_value(p, params.get(p.name)) is not None], answer
         assert run_after(new_plugin(), [rebuilt(t) for t in prior]) == answers
 
 
