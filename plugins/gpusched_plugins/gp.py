@@ -52,7 +52,9 @@ Written with numpy alone (no scipy, scikit-learn or Optuna). For trial ``number`
    Branin a regret of 1e-4 instead of 1e-5); ``logei`` is its logarithm, computed without
    underflow (the same ranking where EI is representable, a ranking still where EI underflows
    to 0). It is maximised over 2,000 uniform random points plus 500 perturbations of the five
-   best observations, then refined from the five best of those by a seeded (1 + 32) evolution
+   best observations, then refined from ten of those (the best, and nine drawn by roulette with
+   probability ``exp(score - best score)``, as Optuna's GPSampler picks its local searches' starts:
+   the best few alone tend to lie in the incumbent's basin) by a seeded (1 + 32) evolution
    strategy, 20 rounds (Gaussian steps on the numeric coordinates, half of them along a single
    coordinate, their size doubling on success and halving on failure; categorical coordinates
    redrawn now and then), and last the five best distinct points so far are polished by
@@ -117,7 +119,7 @@ _MAX_GRID = 2048  # integer/step params with more values are modelled as continu
 _MAX_ENUMERATE = 4096  # finite spaces up to this size are scored exhaustively
 _N_RANDOM = 2000
 _N_LOCAL_CENTRES, _N_LOCAL_EACH = 5, 100
-_N_STARTS, _N_OFFSPRING, _N_ROUNDS = 5, 32, 20
+_N_STARTS, _N_OFFSPRING, _N_ROUNDS = 10, 32, 20
 _N_POLISH = 5
 _MARGIN = 0.1  # of sqrt(alpha): see the docstring, 7.
 _FIT_ALL_UP_TO, _FIT_BEST, _FIT_OTHERS = 200, 100, 100
@@ -473,6 +475,22 @@ def _log_h(z: FloatArray) -> FloatArray:
     return out
 
 
+def _starts(rng: np.random.Generator, scores: FloatArray, count: int) -> IntArray:
+    """Where the evolution strategy starts: the best-scoring point, and the others drawn by
+    roulette with probability ``exp(score - best)`` (Optuna's GPSampler picks the starts of its
+    local searches so). The five best points alone tend to lie in one basin, the incumbent's;
+    roulette keeps a chance for a second basin that a few random points only touched."""
+    best = int(np.argmax(scores))
+    weights = np.exp(np.minimum(scores - scores[best], 0.0))
+    weights[best] = 0.0
+    total = float(weights.sum())
+    others = min(count - 1, int(np.count_nonzero(weights)))
+    if others <= 0 or not math.isfinite(total) or total <= 0.0:
+        return np.array([best], dtype=np.intp)
+    drawn = rng.choice(len(scores), size=others, replace=False, p=weights / total)
+    return np.concatenate([[best], drawn]).astype(np.intp)
+
+
 def _squash_bad_half(y: FloatArray) -> FloatArray:
     """Compress the values worse (larger) than the median, keeping their order: ``m + s *
     asinh((y - m) / s)`` with ``m`` the median and ``s`` the root mean square deviation of the
@@ -647,7 +665,7 @@ class GpSearch(SearchPlugin):
         sigma = np.exp(rng.uniform(math.log(1e-3), math.log(0.2), size=len(local)))
         pool = np.vstack([enc.random(rng, _N_RANDOM), enc.perturb(rng, local, sigma)])
         pool_scores = score(pool)
-        top = np.argsort(-pool_scores, kind="stable")[:_N_STARTS]
+        top = _starts(rng, pool_scores, _N_STARTS)
         best, best_scores = pool[top].copy(), pool_scores[top].copy()
         steps = np.full(len(best), 0.05)
         seen = [pool]
