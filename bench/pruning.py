@@ -54,6 +54,7 @@ METRIC = "loss"
 OURS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("median", "median", {}),
     ("asha", "asha", {"max_t": STEPS}),
+    ("asha (2 brackets)", "asha", {"max_t": STEPS, "brackets": 2}),
 )
 THEIRS: tuple[tuple[str, Callable[[Any], Any]], ...] = (
     ("MedianPruner", lambda o: o.pruners.MedianPruner()),
@@ -242,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"Optuna {optuna_version}; {TRIALS} trials x {STEPS} steps, one at a time; "
              f"seeds 0..{seeds - 1}; medians over seeds",
              "the same 100 configurations (our random search) for every rule but hyperband",
-             "ours: median {}, asha {max_t: 50}, hyperband " + str(HYPERBAND_OPTIONS),
+             "ours: median {}, asha {max_t: 50} and {max_t: 50, brackets: 2}, hyperband "
+             + str(HYPERBAND_OPTIONS),
              "Optuna: MedianPruner(), SuccessiveHalvingPruner(), "
              "HyperbandPruner(min_resource=1, max_resource=50)",
              "regret: true final loss of the picked configuration minus the minimum 0.1"]
