@@ -103,8 +103,10 @@ def run_optuna(curve_set: str, make_pruner: Callable[[Any], Any], seed: int,
                configs: Sequence[Mapping[str, ParamValue]]) -> list[Outcome]:
     """The same configurations, enqueued, under an Optuna pruner."""
     optuna = ensure_optuna()
+    # A fixed study name: HyperbandPruner picks a trial's bracket from a hash of it.
     study = optuna.create_study(direction="minimize", pruner=make_pruner(optuna),
-                                sampler=optuna.samplers.RandomSampler(seed=seed))
+                                sampler=optuna.samplers.RandomSampler(seed=seed),
+                                study_name=f"{curve_set}-{seed}")
     for params in configs:
         study.enqueue_trial(dict(params))
     outcomes: list[Outcome] = []
@@ -232,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = args.seeds or (3 if args.quick else 20)
     optuna_version = str(ensure_optuna().__version__)
     rules = ["none", *(name for name, _, _ in OURS)]
-    if hyperband_available():
+    hyperband = hyperband_available()
+    if hyperband:
         rules.append("hyperband")
     else:
         progress("no hyperband search plugin installed: its row is left out")
@@ -244,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"seeds 0..{seeds - 1}; medians over seeds",
              "the same 100 configurations (our random search) for every rule but hyperband",
              "ours: median {}, asha {max_t: 50} and {max_t: 50, brackets: 2}, hyperband "
-             + str(HYPERBAND_OPTIONS),
+             + (str(HYPERBAND_OPTIONS) if hyperband else "(not installed: no row)"),
              "Optuna: MedianPruner(), SuccessiveHalvingPruner(), "
              "HyperbandPruner(min_resource=1, max_resource=50)",
              "regret: true final loss of the picked configuration minus the minimum 0.1"]
