@@ -27,6 +27,7 @@ from gpusched._daemon.recovery import stop_leftovers
 from gpusched._daemon.restore import prior_trials, restore_trials
 from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
+from gpusched._daemon.waiting import WaitContext, why_waiting
 from gpusched.config import DaemonSettings
 from gpusched.errors import NotFoundError, PluginError, RequestError, StoreError
 from gpusched.log import get_logger
@@ -191,11 +192,29 @@ class Scheduler:
     def _pick(self, exp: ExperimentRun) -> list[str] | None:
         share = exp.spec.gpus_per_trial
         if share == 0:
-            cpu_running = sum(1 for r in self.runners.values()
-                              if not r.uuids and not r.trial.processes_gone)
             limit = exp.spec.max_parallel_trials or self._cpu_slots
-            return [] if cpu_running < max(limit, 1) else None
+            return [] if self._cpu_running() < max(limit, 1) else None
         return self.devices.pick(share, exp.spec.gpu_memory_mib)
+
+    def _cpu_running(self) -> int:
+        return sum(1 for r in self.runners.values() if not r.uuids and not r.trial.processes_gone)
+
+    def waiting(self, exp_id: str) -> dict[str, Any] | None:
+        """Why ``exp_id``'s next trial has not started (``waiting`` in docs/json.md), or None
+        when it has none waiting (or is not in progress)."""
+        exp = self.active.get(exp_id)
+        if exp is None:
+            return None
+        return why_waiting(exp, WaitContext(
+            devices=self.devices, order=self._order(), cpu_running=self._cpu_running(),
+            cpu_slots=self._cpu_slots, paused=time.monotonic() < self._paused_until,
+            closing=self._closing,
+        ))
+
+    def requeued(self, exp_id: str) -> frozenset[int]:
+        """The numbers of ``exp_id``'s trials that wait to run again."""
+        exp = self.active.get(exp_id)
+        return frozenset(exp.requeued) if exp is not None else frozenset()
 
     async def _place_all(self) -> None:
         if time.monotonic() < self._paused_until:

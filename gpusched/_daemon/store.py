@@ -329,6 +329,25 @@ class Store:
         )
         return [r["data"] for r in rows]
 
+    async def all_reports(self, exp_id: str) -> dict[int, list[dict[str, Any]]]:
+        """Every stored report of every trial of an experiment: trial number -> reports."""
+        out: dict[int, list[dict[str, Any]]] = {}
+        for row in await self._fetchall(
+            "SELECT trial, data FROM reports WHERE experiment_id = ? ORDER BY trial, seq",
+            (exp_id,),
+        ):
+            out.setdefault(row["trial"], []).append(row["data"])
+        return out
+
+    async def last_reports(self, exp_id: str) -> dict[int, dict[str, Any]]:
+        """Each trial's latest stored report, in one query (trials without one are absent)."""
+        rows = await self._fetchall(
+            "SELECT trial, data FROM reports r WHERE experiment_id = ? AND seq = (SELECT"
+            " MAX(seq) FROM reports WHERE experiment_id = r.experiment_id AND trial = r.trial)",
+            (exp_id,),
+        )
+        return {row["trial"]: row["data"] for row in rows}
+
     async def last_report(self, exp_id: str, number: int) -> dict[str, Any] | None:
         """A trial's latest stored report, or None."""
         rows = await self._fetchall(
