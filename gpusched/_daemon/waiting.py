@@ -127,6 +127,8 @@ def _device_summary(devices: DeviceTable) -> str:
 
 def _ahead_of(exp: ExperimentRun, order: Sequence[ExperimentRun]) -> list[ExperimentRun]:
     """Experiments placed before ``exp`` that compete for the same kind of slot and wait too."""
+    if not any(other is exp for other in order):
+        return []  # held back by its own limit: no line to stand in
     gpu = exp.spec.gpus_per_trial > 0
     out = []
     for other in order:

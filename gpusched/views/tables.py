@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gpusched.render import fmt_age, fmt_duration, fmt_value, table
-from gpusched.views.query import MISSING, lookup
+from gpusched.views.query import ALIASES, MISSING, lookup
 
 __all__ = ["trial_columns", "experiment_columns", "render_rows", "gpu_label", "EXPERIMENT_DEFAULT",
            "why"]
@@ -23,6 +23,15 @@ _TRIAL_HEAD = ("id", "state", "objective")
 _TRIAL_TAIL = ("iter", "attempts", "gpus", "duration_s", "why")
 _HEADERS = {"id": "ID", "submitted_at": "SUBMITTED", "duration_s": "TIME", "attempts": "TRIES",
             "why": "WHY", "last_report.time_total_s": "TIME"}
+
+
+# The keys of the trial and experiment views (docs/json.md): shown as upper-case headers.
+_VIEW_KEYS = frozenset({
+    "id", "experiment", "number", "state", "params", "objective", "reason", "devices", "pid",
+    "attempts", "exit_code", "exit_signal", "reports", "created_at", "started_at", "ended_at",
+    "duration_s", "dir", "waiting", "last_report", "name", "metric", "goal", "priority",
+    "owner_uid", "owner", "seed", "max_trials", "trials", "best", "submitted_at", "gpus", "why",
+})
 
 
 def trial_columns(trials: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -63,7 +72,9 @@ def _header(column: str, metric: str, trials: bool) -> str:
         return _HEADERS[column]
     if column.startswith(("params.", "last_report.")):
         return column.split(".", 1)[1]  # hyperparameters and metrics keep their own names
-    return column.upper()
+    if "." in column or column in _VIEW_KEYS or column in ALIASES:
+        return column.upper()
+    return column  # a bare hyperparameter or metric name, as the user wrote it
 
 
 def _experiment_cell(column: str, row: Mapping[str, Any]) -> Any:

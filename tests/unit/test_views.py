@@ -143,7 +143,7 @@ def test_trials_table_cells() -> None:
 def test_chosen_columns_with_metric_and_param_headers() -> None:
     text = tables.render_rows([trial(0)], ["id", "lr", "last_report.val_loss", "gpus"],
                               metric="acc")
-    assert cells(text) == [{"TRIAL": "e1/0", "LR": "0.01", "val_loss": "0.25",
+    assert cells(text) == [{"TRIAL": "e1/0", "lr": "0.01", "val_loss": "0.25",
                             "GPUS": "GPU-11111111"}]  # no index known: a short UUID
 
 
