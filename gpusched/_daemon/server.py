@@ -302,7 +302,9 @@ class Server:
         row = await self._experiment_row(args.get("experiment"))
         goal = Goal(row["spec"]["goal"])
         trials = await self.store.trials(row["id"])
-        return [views.trial_view(t, exp_id=row["id"]) for t in views.best_trials(trials, goal, n)]
+        waiting, requeued = self.scheduler.waiting(row["id"]), self.scheduler.requeued(row["id"])
+        return [self._trial_view(row, t, waiting, requeued)
+                for t in views.best_trials(trials, goal, n)]
 
     async def _reports(self, args: dict[str, Any], uid: int | None) -> Any:
         exp_name, number = _target(args.get("target"))

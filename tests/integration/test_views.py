@@ -88,8 +88,8 @@ def test_ls_says_why_each_queued_experiment_waits(tmp_path: Path) -> None:
         shown = d.cli("ls", a).stdout.splitlines()
         rows = cells("\n".join(shown[: shown.index("")]))
         assert [(r["TRIAL"], r["STATE"], r["GPUS"]) for r in rows] == [(f"{a}/0", "running", "0")]
-        assert shown[-1] == f"2 trial(s) of {a} waiting: max_parallel_trials reached (1 of 1" \
-                            " running)"
+        assert shown[-1] == (f"2 trial(s) of {a} waiting: max_parallel_trials reached (1 of 1"
+                             " running)")
         (trial,) = d.cli_json("ls", a)
         assert trial["devices"] == [uuid0] and trial["waiting"] is None
         queued = d.cli_json("ls", "--filter", "state == queued", "--sort", "priority,id")
@@ -258,8 +258,8 @@ def test_export_csv_json_and_every_report(tmp_path: Path) -> None:
         for row, t in zip(rows, views, strict=True):
             assert row["number"] == str(t["number"]) and row["id"] == t["id"]
             assert row["state"] == "completed" and float(row["objective"]) == t["objective"]
-            assert float(row["params.x"]) == t["params"]["x"] and row["params.opt"] == \
-                t["params"]["opt"]
+            assert float(row["params.x"]) == t["params"]["x"]
+            assert row["params.opt"] == t["params"]["opt"]
             assert float(row["last_report.score"]) == t["last_report"]["score"]
             assert row["last_report.training_iteration"] == "4"
             assert float(row["started_at"]) == t["started_at"]
