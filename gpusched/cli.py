@@ -8,7 +8,6 @@ the client commands start fast.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -18,15 +17,12 @@ from typing import Any
 from gpusched import __version__, render
 from gpusched.client import Client
 from gpusched.errors import GpuschedError, SpecError, UsageError
+from gpusched.render import print_json
 from gpusched.views.commands import add_view_commands
 
 __all__ = ["main", "build_parser"]
 
 TERMINAL = {"completed", "stopped", "failed", "cancelled", "interrupted"}
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=False))
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
@@ -77,7 +73,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     client = Client(args.socket)
     exp_id = client.submit(spec.to_dict(), base_dir=spec.workdir, source=str(args.file))
     if args.json:
-        _print_json({"id": exp_id, "name": spec.name})
+        print_json({"id": exp_id, "name": spec.name})
     else:
         print(exp_id)
     return 0
@@ -87,7 +83,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     """One experiment or one trial, in full."""
     data = Client(args.socket).show(args.target)
     if args.json:
-        _print_json(data)
+        print_json(data)
         return 0
     skip = {"spec", "events", "params", "last_report", "trials", "best"}
     pairs = [(k, v) for k, v in data.items() if k not in skip]
@@ -108,7 +104,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     client = Client(args.socket)
     trials = client.best(args.experiment, args.n)
     if args.json:
-        _print_json(trials)
+        print_json(trials)
         return 0
     if not trials:
         print(f"no trial of {args.experiment} has a result yet")
@@ -150,7 +146,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     """Block until an experiment ends; exit 0 if it completed, 1 if not, 124 on --timeout."""
     answer = Client(args.socket).wait(args.experiment, args.timeout)
     if args.json:
-        _print_json(answer)
+        print_json(answer)
     elif answer["ended"]:
         print(f"{answer['id']} {answer['state']}: {answer['reason'] or '-'}")
     if not answer["ended"]:
@@ -179,7 +175,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
     plugins = describe_plugins()
     if args.json:
-        _print_json(plugins)
+        print_json(plugins)
         return 0
     rows = [[p["kind"], p["name"], p.get("distribution") or "-", p.get("error") or p["summary"]]
             for p in plugins]

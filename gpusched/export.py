@@ -19,6 +19,7 @@ from typing import Any
 
 from gpusched.client import Client
 from gpusched.errors import UsageError
+from gpusched.render import union_keys
 
 __all__ = ["cmd_export", "trial_rows", "report_rows", "to_csv", "collect"]
 
@@ -27,16 +28,9 @@ _TIMES = ("created_at", "started_at", "ended_at", "duration_s")
 _TAIL = ("gpus", "attempts", "reports", "exit_code", "exit_signal", "reason")
 
 
-def _ordered(rows: Sequence[Mapping[str, Any]], key: str) -> list[str]:
-    names: list[str] = []
-    for row in rows:
-        names += [k for k in (row.get(key) or {}) if k not in names]
-    return names
-
-
 def trial_rows(trials: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One flat row per trial (views with ``last_report``)."""
-    params, last = _ordered(trials, "params"), _ordered(trials, "last_report")
+    params, last = union_keys(trials, "params"), union_keys(trials, "last_report")
     out = []
     for t in trials:
         row: dict[str, Any] = {k: t.get(k) for k in _FIXED}
@@ -53,7 +47,7 @@ def trial_rows(trials: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def report_rows(trials: Sequence[Mapping[str, Any]],
                 reports: Mapping[int, Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
     """One flat row per stored report: the trial, its params, then the report's fields."""
-    params = _ordered(trials, "params")
+    params = union_keys(trials, "params")
     keys: list[str] = []
     for rows in reports.values():
         for r in rows:

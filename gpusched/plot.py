@@ -14,6 +14,7 @@ from typing import Any
 from gpusched.client import Client
 from gpusched.errors import UsageError
 from gpusched.export import collect
+from gpusched.render import finite_number
 
 __all__ = ["plot_experiment", "learning_curves", "parallel_coordinates", "axis_values"]
 
@@ -32,12 +33,6 @@ def _pyplot() -> Any:
     return plt
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
 def learning_curves(plt: Any, path: Path, exp: Mapping[str, Any], metric: str, *,
                     trials: Sequence[Mapping[str, Any]],
                     reports: Mapping[int, Sequence[Mapping[str, Any]]]) -> Path:
@@ -48,7 +43,7 @@ def learning_curves(plt: Any, path: Path, exp: Mapping[str, Any], metric: str, *
     for t in trials:
         points = [(int(r.get("training_iteration") or i + 1), v)
                   for i, r in enumerate(reports.get(t["number"], []))
-                  if (v := _number(r.get(metric))) is not None]
+                  if (v := finite_number(r.get(metric))) is not None]
         if not points:
             continue
         xs, ys = zip(*points, strict=True)
@@ -73,12 +68,12 @@ def axis_values(param: Mapping[str, Any], values: Sequence[Any]) -> tuple[list[f
     """Values of one parameter placed on a [0, 1] axis (log scale as the search saw it;
     categories evenly spaced), and the axis' tick labels."""
     choices = param.get("values")
-    if choices is not None and not all(_number(c) is not None for c in choices):
+    if choices is not None and not all(finite_number(c) is not None for c in choices):
         names = [str(c) for c in choices]
         span = max(len(names) - 1, 1)
         return [names.index(str(v)) / span if str(v) in names else math.nan
                 for v in values], names
-    nums = [_number(v) for v in values]
+    nums = [finite_number(v) for v in values]
     low = float(param["min"]) if choices is None else min(float(c) for c in choices)
     high = float(param["max"]) if choices is None else max(float(c) for c in choices)
     log = param.get("scale") in ("log", "reverse_log") and low > 0
@@ -93,7 +88,7 @@ def parallel_coordinates(plt: Any, path: Path, exp: Mapping[str, Any],
                          trials: Sequence[Mapping[str, Any]]) -> Path:
     """One vertical axis per hyperparameter and one for the objective; one line per trial
     with a result, coloured by its objective, the best one thick and red."""
-    scored = [t for t in trials if _number(t.get("objective")) is not None]
+    scored = [t for t in trials if finite_number(t.get("objective")) is not None]
     params = exp["spec"]["params"]
     fig, ax = plt.subplots(figsize=(max(6.0, 2.2 * (len(params) + 1)), 5.5), dpi=100)
     columns = [axis_values(p, [t["params"].get(p["name"]) for t in scored]) for p in params]
@@ -137,7 +132,7 @@ def plot_experiment(client: Client, experiment: str, out: str | Path, *,
     except OSError as exc:
         raise UsageError(f"cannot make {folder}: {exc.strerror or exc}") from None
     metric = metric or exp["metric"]
-    if not any(_number(r.get(metric)) is not None for rows in reports.values() for r in rows):
+    if not any(finite_number(r.get(metric)) is not None for rows in reports.values() for r in rows):
         raise UsageError(f"no trial of {exp['id']} reported '{metric}' yet: nothing to plot")
     return [learning_curves(plt, folder / f"{exp['id']}-curves.png", exp, metric,
                             trials=trials, reports=reports),

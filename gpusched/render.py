@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["table", "fmt_value", "fmt_duration", "fmt_age", "best_table", "key_values",
-           "fmt_time"]
+           "fmt_time", "union_keys", "finite_number", "print_json"]
+
+
+def print_json(data: Any) -> None:
+    """What every ``--json`` prints: the daemon's answer, indented."""
+    print(json.dumps(data, indent=2))
+
+
+def union_keys(rows: Sequence[Mapping[str, Any]], field: str) -> list[str]:
+    """The keys of ``row[field]`` over all rows, in first-seen order (a table's columns)."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row.get(field) or {}))
+    return list(names)
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float if it is a finite int or float (not a bool), else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def fmt_value(value: Any) -> str:
@@ -49,9 +70,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def best_table(trials: Sequence[dict[str, Any]], metric: str = "objective") -> str:
     """`gpusched best`."""
-    names: list[str] = []
-    for t in trials:
-        names += [k for k in t["params"] if k not in names]
+    names = union_keys(trials, "params")
     rows = [[i + 1, t["id"], t["objective"], *(t["params"].get(n) for n in names)]
             for i, t in enumerate(trials)]
     return table(["RANK", "TRIAL", metric.upper(), *names], rows)

@@ -10,11 +10,11 @@ or failure). Message field numbers are those of the plugin's ``api.proto`` and
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gpusched.render import finite_number
 from gpusched.tfevents import EventWriter, Message, scalar_value, summary_event
 
 __all__ = ["write_hparams", "numeric_metrics", "EXPERIMENT_TAG", "SESSION_START_TAG",
@@ -34,7 +34,7 @@ _NULL_TENSOR = Message().varint(1, 1).message(2, Message().message(2, Message())
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return finite_number(value) is not None
 
 
 def numeric_metrics(metric: str, reports: Mapping[int, Sequence[Mapping[str, Any]]]) -> list[str]:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from gpusched import export
 from gpusched.client import Client
 from gpusched.errors import UsageError
+from gpusched.render import print_json
 from gpusched.views import query, tables, watch
 from gpusched.views.gpus import gpus_table
 
@@ -44,10 +44,6 @@ def device_indices(client: Client) -> dict[str, int]:
     return {d["uuid"]: d["index"] for d in client.gpus()["devices"]}
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2))
-
-
 def cmd_ls(args: argparse.Namespace) -> int:
     """Experiments, or the trials of one, with chosen columns, filters, sort and limit."""
     client = Client(args.socket)
@@ -60,7 +56,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                     or (e["ended_at"] or 0) > recent]
         rows = select_rows(rows, args, "ls", "submitted_at")
         if args.json:
-            _print_json(rows)
+            print_json(rows)
             return 0
         query.check_columns(rows, columns, "ls --columns")
         columns = columns or tables.experiment_columns()
@@ -70,7 +66,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     rows = select_rows(client.trials(exp["id"], last_report=True), args, f"ls {exp['id']}",
                        "number")
     if args.json:
-        _print_json(rows)
+        print_json(rows)
         return 0
     query.check_columns(rows, columns, "ls --columns")
     columns = columns or tables.trial_columns(rows)
@@ -87,7 +83,7 @@ def cmd_gpus(args: argparse.Namespace) -> int:
     client = Client(args.socket)
     answer = client.gpus()
     if args.json:
-        _print_json(answer)
+        print_json(answer)
         return 0
     held = any(d["trials"] or d.get("releasing") for d in answer["devices"])
     owners = ({e["id"]: e.get("owner") or "?" for e in client.experiments()} if held else {})

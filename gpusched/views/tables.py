@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gpusched.render import fmt_age, fmt_duration, fmt_value, table
+from gpusched.render import fmt_age, fmt_duration, fmt_value, table, union_keys
 from gpusched.views.query import ALIASES, MISSING, lookup
 
 __all__ = ["trial_columns", "experiment_columns", "render_rows", "gpu_label", "EXPERIMENT_DEFAULT",
@@ -34,12 +34,11 @@ _VIEW_KEYS = frozenset({
 })
 
 
-def trial_columns(trials: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The default columns of a trials table: one per hyperparameter between the fixed ones."""
-    names: list[str] = []
-    for t in trials:
-        names += [k for k in t.get("params", {}) if k not in names]
-    return [*_TRIAL_HEAD, *(f"params.{n}" for n in names), *_TRIAL_TAIL]
+def trial_columns(trials: Sequence[Mapping[str, Any]], *, head: Sequence[str] = _TRIAL_HEAD,
+                  tail: Sequence[str] = _TRIAL_TAIL) -> list[str]:
+    """The columns of a trials table: one per hyperparameter between ``head`` and ``tail``
+    (by default: id, state and objective; then iter, tries, GPUs, time and why)."""
+    return [*head, *(f"params.{n}" for n in union_keys(trials, "params")), *tail]
 
 
 def experiment_columns() -> list[str]:

@@ -19,14 +19,13 @@ from typing import Any, TextIO
 
 from gpusched.client import Client
 from gpusched.errors import UsageError
-from gpusched.models import ExperimentState
+from gpusched.models import TERMINAL_EXPERIMENT_STATES
 from gpusched.render import fmt_value
 from gpusched.views import tables
 
 __all__ = ["cmd_watch", "watch", "snapshot", "header_lines"]
 
-_ENDED = {s.value for s in (ExperimentState.COMPLETED, ExperimentState.FAILED,
-                            ExperimentState.CANCELLED)}
+_ENDED = {s.value for s in TERMINAL_EXPERIMENT_STATES}
 HOME, CLEAR_LINE, CLEAR_DOWN = "\x1b[H", "\x1b[K", "\x1b[J"
 HIDE_CURSOR, SHOW_CURSOR, CLEAR_SCREEN = "\x1b[?25l", "\x1b[?25h", "\x1b[2J"
 _MIN_ROWS = 3  # trial rows kept on the smallest terminal
@@ -57,11 +56,8 @@ def header_lines(exp: Mapping[str, Any]) -> list[str]:
 
 
 def _columns(trials: Sequence[Mapping[str, Any]], metric: str) -> list[str]:
-    names: list[str] = []
-    for t in trials:
-        names += [k for k in t.get("params", {}) if k not in names]
-    return ["id", "state", *(f"params.{n}" for n in names), f"last_report.{metric}",
-            "objective", "iter", "gpus", "last_report.time_total_s", "why"]
+    return tables.trial_columns(trials, head=("id", "state"), tail=(
+        f"last_report.{metric}", "objective", "iter", "gpus", "last_report.time_total_s", "why"))
 
 
 def snapshot(client: Client, exp_id: str, *, height: int | None = None,

@@ -98,6 +98,23 @@ def test_ls_says_why_each_queued_experiment_waits(tmp_path: Path) -> None:
             d.client.cancel(exp)
 
 
+def test_a_requeued_trial_says_what_it_waits_for(tmp_path: Path) -> None:
+    with running_daemon(tmp_path / "d", fake=fake_config(1)) as d:
+        exp = d.submit(probe(tmp_path / "out", sleep=60, max_trials=1), name="lost")
+        wait_for(lambda: d.client.show(exp)["trials"]["running"] == 1, what="its trial")
+        d.set_fake(fake_config(1, devices=[{"name": "Fake H100", "memory_total_mib": 81559,
+                                            "lost": True}]))
+        wait_for(lambda: d.client.trials(exp)[0]["waiting"], what="the trial to be requeued")
+        (trial,) = d.cli_json("ls", exp)
+        assert trial["state"] == "interrupted"
+        assert trial["waiting"] == {"code": "no_free_gpu", "message": "no free GPU: 1 lost",
+                                    "trials": 1, "ahead": []}
+        shown = d.cli("ls", exp).stdout.splitlines()
+        (row,) = cells("\n".join(shown[: shown.index("")]))
+        assert row["STATE"] == "interrupted" and row["WHY"] == "waiting: no free GPU: 1 lost"
+        d.client.cancel(exp)
+
+
 def test_ls_trials_with_chosen_columns_filter_sort_and_limit(tmp_path: Path) -> None:
     with running_daemon(tmp_path / "d") as d:
         exp = d.submit(probe(tmp_path / "out", max_trials=6), name="cols")

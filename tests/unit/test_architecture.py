@@ -196,10 +196,13 @@ def test_the_tensorboard_export_needs_no_tensorboard_at_run_time(top: str) -> No
 
 @pytest.mark.parametrize("name", ["tfevents.py", "tb_hparams.py"])
 def test_the_event_file_writer_uses_only_the_standard_library(name: str) -> None:
+    ours = ("gpusched.tfevents", "gpusched.render")  # render: plain-text helpers, stdlib only
     bad = [f"{i.line}: {i.module}" for i in imports_of(PACKAGE / name)
            if i.module.split(".")[0] not in sys.stdlib_module_names
-           and not is_within(i.module, "gpusched.tfevents")]
+           and not any(is_within(i.module, top) for top in ours)]
     assert bad == []
+    render = [i.module for i in imports_of(PACKAGE / "render.py")]
+    assert all(m.split(".")[0] in sys.stdlib_module_names for m in render)
 
 
 def _configure_calls(path: Path) -> list[int]:
