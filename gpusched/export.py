@@ -111,9 +111,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not args.out:
             raise UsageError("--format tensorboard writes a folder: give it with --out DIR,"
                              " then `tensorboard --logdir DIR`")
+        folder = Path(args.out)
+        if any(folder.glob("events.out.tfevents.*")) or any(
+                folder.glob("trial-*/events.out.tfevents.*")):
+            # TensorBoard would read the old runs and the new ones side by side.
+            raise UsageError(f"{folder} already holds a TensorBoard export: remove it or"
+                             " choose another --out")
         exp, trials, by_number = collect(Client(args.socket), args.experiment, reports=True)
         try:
-            paths = write_hparams(Path(args.out), exp, trials, by_number)
+            paths = write_hparams(folder, exp, trials, by_number)
         except OSError as exc:
             raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
         print(f"{len(paths)} event files under {args.out}: tensorboard --logdir {args.out}")

@@ -109,6 +109,8 @@ def parallel_coordinates(plt: Any, path: Path, exp: Mapping[str, Any],
         ax.axvline(x, color="black", linewidth=0.8)
         for k, label in enumerate(labels):
             ax.text(x + 0.03, k / max(len(labels) - 1, 1), label, fontsize=8, va="center")
+    mappable = plt.cm.ScalarMappable(norm=plt.Normalize(lo, hi), cmap=cmap)
+    fig.colorbar(mappable, ax=ax, label=f"{exp['metric']} (objective)", pad=0.08)
     ax.set_xticks(xs, [p["name"] for p in params] + [f"{exp['metric']} (objective)"])
     ax.set_yticks([])
     ax.set_ylim(-0.05, 1.05)

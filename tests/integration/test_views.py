@@ -296,6 +296,8 @@ def test_export_csv_json_and_every_report(tmp_path: Path) -> None:
         assert out.returncode == 0 and out.stdout.startswith("4 event files under")
         assert sorted(p.name for p in tb.iterdir() if p.is_dir()) == [
             "trial-0", "trial-1", "trial-2"]
+        again = d.cli("export", exp, "--format", "tensorboard", "--out", str(tb))
+        assert again.returncode == 1 and "already holds a TensorBoard export" in again.stderr
         no_dir = d.cli("export", exp, "--format", "tensorboard")
         assert no_dir.returncode == 1 and "--out DIR" in no_dir.stderr
 
