@@ -3,8 +3,9 @@
 Computed on demand, when a client asks, from the scheduler's memory (no SQLite, no driver
 call), so placement itself never pays for it. The answer names the first thing in the way,
 in the order placement meets them: the daemon itself (shutting down, log not writable), the
-experiment's own limit (``max_parallel_trials``), then the resource (no GPU, none free, not
-enough memory, all CPU slots taken), then the line (an experiment ahead of it goes first).
+experiment's own limit (``max_parallel_trials``), a configured limit (per user), then the
+resource (no GPU, none free, not enough memory, all CPU slots taken), then the line (an
+experiment ahead of it goes first).
 Codes are stable words (docs/json.md); messages are for people.
 """
 
@@ -21,8 +22,8 @@ from gpusched.models import DeviceState
 __all__ = ["WaitContext", "pending_trials", "why_waiting", "WAIT_CODES"]
 
 WAIT_CODES = frozenset({
-    "shutting_down", "paused", "max_parallel_trials", "no_gpus", "no_free_gpu", "gpu_memory",
-    "cpu_slots", "behind", "starting",
+    "shutting_down", "paused", "max_parallel_trials", "user_limit", "no_gpus", "no_free_gpu",
+    "gpu_memory", "cpu_slots", "behind", "starting",
 })
 _MIB_PER_GIB = 1024.0
 
@@ -37,6 +38,9 @@ class WaitContext:
     cpu_slots: int  # how many CPU-only trials run at once without max_parallel_trials
     paused: bool  # the trial log refused a write: placement is paused
     closing: bool
+    # Why a limit of the daemon's configuration (per-user GPUs or trials) holds this
+    # experiment back now, as the scheduler's limit check words it; None: none does.
+    user_limit: str | None = None
 
 
 def pending_trials(exp: ExperimentRun) -> int:
@@ -68,6 +72,8 @@ def _reason(exp: ExperimentRun, ctx: WaitContext,
     running = exp.running_count()
     if limit is not None and running >= limit:
         return "max_parallel_trials", f"max_parallel_trials reached ({running} of {limit} running)"
+    if ctx.user_limit:
+        return "user_limit", ctx.user_limit
     blocked = _resource_blocked(exp, ctx)
     if blocked is not None:
         code, message = blocked

@@ -47,6 +47,19 @@ def test_the_daemon_itself_comes_first(tmp_path: Path) -> None:
     assert got is not None and got["code"] == "paused"
 
 
+def test_a_configured_limit_comes_after_the_experiments_own(tmp_path: Path) -> None:
+    devices = device_table(1)
+    devices.update(quiet(1), {})
+    e = exp(tmp_path)
+    limit = "per-user limit: alice holds 2 of 2 GPUs (max_gpus_per_user), a trial needs 1"
+    got = why_waiting(e, ctx(devices, [e], user_limit=limit))
+    assert got is not None and (got["code"], got["message"]) == ("user_limit", limit)
+    capped = exp(tmp_path, max_parallel_trials=1)
+    add(capped, TrialState.RUNNING)
+    got = why_waiting(capped, ctx(devices, [], user_limit=limit))
+    assert got is not None and got["code"] == "max_parallel_trials"
+
+
 def test_not_enough_memory_on_any_gpu(tmp_path: Path) -> None:
     devices = device_table(2)
     devices.update(quiet(2), {})
