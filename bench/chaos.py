@@ -39,7 +39,7 @@ if __package__ in (None, ""):  # run as `python bench/chaos.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._daemon import (
-    BenchDaemon,
+    DaemonProcess,
     describe_settings,
     fake_gpus,
     kill_daemon,
@@ -48,8 +48,6 @@ from bench._daemon import (
     print_table,
     start_daemon,
     stop_daemon,
-    submit_cli,
-    wait_ended,
     write_experiment,
 )
 
@@ -395,11 +393,11 @@ def run_experiment(root: Path, label: str, script: Path, *, n: int, seed: int,
     fake = fake_gpus(GPUS)
     watcher = Watcher(gt_dir)
     watcher.start()
-    daemon: BenchDaemon | None = None
+    daemon: DaemonProcess | None = None
     try:
         daemon = start_daemon(tmp, settings=SETTINGS, fake=fake)
         t0 = time.time()
-        exp_id = submit_cli(daemon, exp_file)
+        exp_id = daemon.submit_file(exp_file)
         kills: list[KillEvent] = []
         for i, delay in enumerate(delays):
             if daemon.client.wait(exp_id, timeout_s=delay)["ended"]:
@@ -419,7 +417,7 @@ def run_experiment(root: Path, label: str, script: Path, *, n: int, seed: int,
             print(f"  {label}: kill {i + 1}/{len(delays)} after {delay:.2f} s; back in"
                   f" {restart_s:.2f} s; trial processes alive at the kill {len(before)},"
                   f" still alive after the restart {outlived}", file=sys.stderr, flush=True)
-        view = wait_ended(daemon.client, exp_id, timeout_s=max(300.0, 5.0 * n))
+        view = daemon.wait_experiment(exp_id, timeout=max(300.0, 5.0 * n))
         end_t = time.time()
         print(f"  {label}: {exp_id} {view['state']} after {end_t - t0:.1f} s",
               file=sys.stderr, flush=True)

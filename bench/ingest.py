@@ -44,9 +44,7 @@ from bench._daemon import (
     median,
     print_table,
     running_daemon,
-    submit_cli,
     vm_hwm_kib,
-    wait_ended,
     write_experiment,
 )
 
@@ -143,8 +141,8 @@ def run_daemon(script: Path, root: Path, n: int, rep: int) -> IngestRun:
         pid = daemon.pid
         hwm_start = vm_hwm_kib(pid)
         t0 = time.perf_counter()
-        exp_id = submit_cli(daemon, exp_file)
-        view = wait_ended(daemon.client, exp_id)
+        exp_id = daemon.submit_file(exp_file)
+        view = daemon.wait_experiment(exp_id, timeout=600.0)
         submit_to_end = time.perf_counter() - t0
         trial = daemon.client.trials(exp_id)[0]  # the trial list loads no reports
         stored = stored_reports(daemon.db_path, exp_id)

@@ -16,10 +16,10 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, ClassVar
+from enum import Enum, StrEnum
+from typing import Any, ClassVar, Final
 
-from gpusched.models import Goal, TrialState
+from gpusched.models import TERMINAL_TRIAL_STATES, Goal, TrialState
 
 __all__ = [
     "ParamType",
@@ -28,6 +28,10 @@ __all__ = [
     "Param",
     "SearchSpace",
     "TrialView",
+    "Suggestion",
+    "Wait",
+    "WAIT",
+    "as_suggestion",
     "SearchPlugin",
     "StoppingPlugin",
     "PluginOptionsError",
@@ -207,6 +211,10 @@ class TrialView:
     metric_values: Sequence[float] = ()
     metric_steps: Sequence[int] = ()
     last_report: Mapping[str, Any] = field(default_factory=dict)
+    #: the budget it was given (a :class:`Suggestion`'s), None for none
+    budget: int | float | None = None
+    #: the number of the trial it went on from (a :class:`Suggestion`'s ``continues``)
+    continues: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -214,6 +222,55 @@ class TrialView:
         return self.objective is not None and self.state in (
             TrialState.COMPLETED, TrialState.STOPPED
         )
+
+    @property
+    def ended(self) -> bool:
+        """True once the trial will report no more: completed, stopped, failed or cancelled
+        (an interrupted one runs again)."""
+        return self.state in TERMINAL_TRIAL_STATES
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A suggestion with more than params: what :meth:`SearchPlugin.suggest` may return instead
+    of a plain mapping.
+
+    ``budget`` (a positive number: epochs, steps, a share of the data) reaches the trial as
+    ``GPUSCHED_BUDGET`` and, when the plugin sets :attr:`SearchPlugin.budget_flag`, as that flag.
+    ``continues`` names an earlier trial of the experiment, ended and not continued yet, that
+    this one goes on from: it gets that trial's checkpoint folder (Hyperband's promotion,
+    KerasTuner's ``tuner/trial_id``; the params may differ, as in population-based training).
+    """
+
+    params: Mapping[str, ParamValue]
+    budget: int | float | None = None
+    continues: int | None = None
+
+    def __post_init__(self) -> None:
+        budget = self.budget
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float)
+                                   or not math.isfinite(budget) or budget <= 0):
+            raise ValueError(f"a suggestion's budget must be a positive number (got {budget!r})")
+        cont = self.continues
+        if cont is not None and (isinstance(cont, bool) or not isinstance(cont, int) or cont < 0):
+            raise ValueError(f"a suggestion's continues must be a trial number (got {cont!r})")
+
+
+class Wait(Enum):
+    """The type of :data:`WAIT`."""
+
+    WAIT = "wait"
+
+
+WAIT: Final = Wait.WAIT
+"""What :meth:`SearchPlugin.suggest` returns for "nothing to start now; ask again when a trial
+ends" (KerasTuner's IDLE): a rung waiting for its trials. Returned while none of the
+experiment's trials runs, it means exhausted (the history cannot change, nor the answer)."""
+
+
+def as_suggestion(answer: Mapping[str, ParamValue] | Suggestion) -> Suggestion:
+    """``answer`` as a :class:`Suggestion` (a plain mapping has no budget and continues none)."""
+    return answer if isinstance(answer, Suggestion) else Suggestion(params=answer)
 
 
 class SearchPlugin(ABC):
@@ -226,6 +283,9 @@ class SearchPlugin(ABC):
 
     #: a one-line description for ``gpusched plugins``
     summary: ClassVar[str] = ""
+    #: the flag that carries a :class:`Suggestion`'s budget to the trial (``"--epochs"`` gives
+    #: ``--epochs=9``); None: only the environment variable ``GPUSCHED_BUDGET``
+    budget_flag: str | None = None
 
     def __init__(
         self, space: SearchSpace, *, goal: Goal, seed: int, options: Mapping[str, Any]
@@ -238,11 +298,13 @@ class SearchPlugin(ABC):
     @abstractmethod
     def suggest(
         self, number: int, history: Sequence[TrialView]
-    ) -> Mapping[str, ParamValue] | None:
+    ) -> Mapping[str, ParamValue] | Suggestion | Wait | None:
         """Hyperparameters for trial ``number``, or ``None`` when the space is exhausted.
 
-        ``history`` holds every earlier trial of the experiment (and of the one it resumes),
-        finished or not. The answer must depend only on ``number``, ``history`` and the seed.
+        A :class:`Suggestion` adds a budget and the trial to continue from; :data:`WAIT` says
+        that nothing can start until a running trial ends. ``history`` holds every earlier
+        trial of the experiment (and of the one it resumes, numbered -1, -2, ...), finished or
+        not. The answer must depend only on ``number``, ``history`` and the seed.
         """
 
 

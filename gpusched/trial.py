@@ -38,6 +38,8 @@ __all__ = [
     "params",
     "report",
     "checkpoint_dir",
+    "budget",
+    "initial_budget",
     "trial_id",
     "experiment_id",
     "in_gpusched",
@@ -90,6 +92,30 @@ def checkpoint_dir() -> Path:
     path = Path(os.environ.get("GPUSCHED_CHECKPOINT_DIR") or "checkpoints").absolute()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _budget_var(name: str) -> int | float | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    value = float(raw)
+    return int(value) if value.is_integer() else value
+
+
+def budget(default: int | float | None = None) -> int | float | None:
+    """The budget a budgeted search (``hyperband``) gives this trial: the epochs to train up
+    to, counted from the start of its checkpoint chain (``GPUSCHED_BUDGET``); ``default``
+    without one (another search, or outside gpusched)."""
+    value = _budget_var("GPUSCHED_BUDGET")
+    return default if value is None else value
+
+
+def initial_budget() -> int | float:
+    """Where the trial this one continues stopped (``GPUSCHED_INITIAL_BUDGET``, KerasTuner's
+    ``initial_epoch``): 0 for a fresh configuration. What :func:`checkpoint_dir` holds is the
+    truth; this says what to expect there."""
+    value = _budget_var("GPUSCHED_INITIAL_BUDGET")
+    return 0 if value is None else value
 
 
 def _number(name: str, value: object) -> int | float:

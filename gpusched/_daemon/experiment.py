@@ -8,9 +8,10 @@ search (plugins are pure functions of the views built here).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, overload
 
 from gpusched._daemon.store import ReadPosition
 from gpusched.models import (
@@ -23,7 +24,7 @@ from gpusched.models import (
 from gpusched.plugin_api import SearchPlugin, StoppingPlugin, TrialView
 from gpusched.spec import DEFAULT_MAX_TRIALS, ExperimentSpec
 
-__all__ = ["TrialRun", "ExperimentRun", "objective_of"]
+__all__ = ["TrialRun", "ExperimentRun", "History", "objective_of"]
 
 
 def objective_of(values: list[float], rule: ObjectiveRule, goal: Goal) -> float | None:
@@ -43,6 +44,8 @@ class TrialRun:
     number: int
     params: dict[str, Any]
     state: TrialState = TrialState.QUEUED
+    budget: int | float | None = None  # a Suggestion's budget (GPUSCHED_BUDGET)
+    continues: int | None = None  # the trial whose checkpoint folder this one goes on from
     objective: float | None = None
     devices: list[str] = field(default_factory=list)
     attempts: int = 0
@@ -91,9 +94,48 @@ class TrialRun:
                 state=self.state, objective=self.objective,
                 metric_values=tuple(self.metric_values), metric_steps=tuple(self.metric_steps),
                 last_report=MappingProxyType(dict(self.last_report)),
+                budget=self.budget, continues=self.continues,
             )
             self._view_key = key
         return self._view
+
+
+class History(Sequence[TrialView]):
+    """The search history a plugin receives: earlier experiments' views, then our trials'.
+
+    Lazy: a trial's view is built (or taken from its cache) only when the plugin reads it.
+    Random search never reads the history, and building every view before each suggestion
+    cost a growing share of the daemon's time per trial in long experiments.
+    """
+
+    def __init__(self, prior: Sequence[TrialView], trials: dict[int, TrialRun]) -> None:
+        self._prior = prior
+        self._trials = trials
+        self._numbers = sorted(trials)  # ints sort in C: cheap even for long experiments
+
+    def __len__(self) -> int:
+        return len(self._prior) + len(self._numbers)
+
+    def _at(self, index: int) -> TrialView:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("history index out of range")
+        if index < len(self._prior):
+            return self._prior[index]
+        return self._trials[self._numbers[index - len(self._prior)]].view()
+
+    @overload
+    def __getitem__(self, index: int) -> TrialView: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[TrialView]: ...
+    def __getitem__(self, index: int | slice) -> TrialView | list[TrialView]:
+        if isinstance(index, slice):
+            return [self._at(i) for i in range(*index.indices(len(self)))]
+        return self._at(index)
+
+    def __repr__(self) -> str:
+        return f"<History prior={len(self._prior)} trials={len(self._numbers)}>"
 
 
 @dataclass
@@ -114,6 +156,7 @@ class ExperimentRun:
     live: dict[int, TrialRun] = field(default_factory=dict)
     prior: list[TrialView] = field(default_factory=list)  # finished trials of `resume_from`
     exhausted: bool = False
+    waiting: bool = False  # the search said WAIT: asked again when a running trial ends
     cancelling: bool = False
     failure: str | None = None  # set when a failure rule ends the experiment
     started_at: float | None = None  # wall clock of its first trial's start (time_budget)
@@ -141,10 +184,32 @@ class ExperimentRun:
         """GPUs held by running trials (the fair-share key)."""
         return self.running_count() * self.spec.gpus_per_trial
 
-    def history(self) -> list[TrialView]:
+    def history(self) -> History:
         """What the search plugin sees: the resumed experiment's trials, then ours."""
-        return [*self.prior, *(t.view() for t in sorted(self.trials.values(),
-                                                          key=lambda t: t.number))]
+        return History(self.prior, self.trials)
+
+    def checkpoint_owner(self, number: int) -> int:
+        """The trial whose folder holds trial ``number``'s checkpoints: the first of the chain
+        of trials it continues (itself when it continues none)."""
+        seen = {number}
+        while (parent := self.trials[number].continues) is not None and parent not in seen:
+            seen.add(parent)
+            number = parent
+        return number
+
+    def continues_problem(self, parent: int) -> str | None:
+        """Why a new trial may not continue trial ``parent``, or None if it may: it must have
+        ended (two trials never share a checkpoint folder at once), and be continued once."""
+        if parent not in self.trials:
+            return f"continues={parent}, but {self.id} has no trial {parent}"
+        trial = self.trials[parent]
+        if trial.state not in TERMINAL_TRIAL_STATES or parent in self.requeued:
+            return f"continues={parent}, but trial {self.id}/{parent} has not ended"
+        taken = [t.number for t in self.trials.values() if t.continues == parent]
+        if taken:
+            return (f"continues={parent}, but trial {self.id}/{parent} is already continued"
+                    f" by {self.id}/{taken[0]}")
+        return None
 
     def wants_more(self) -> bool:
         """True if a new (or requeued) trial may start now, GPUs permitting."""
@@ -161,8 +226,10 @@ class ExperimentRun:
 
     def all_ended(self) -> bool:
         """True when no trial is running or waiting to run again."""
+        # Newest first: a trial still going is almost always among the last ones, so this
+        # stops at once instead of walking every ended trial at each trial's end.
         return not self.requeued and all(
-            t.state in TERMINAL_TRIAL_STATES for t in self.trials.values()
+            t.state in TERMINAL_TRIAL_STATES for t in reversed(self.trials.values())
         )
 
     def failure_rule(self, trial: TrialRun, fatal: str | None) -> str | None:

@@ -17,7 +17,7 @@ import uuid as uuidlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -136,12 +136,21 @@ def _file_stamp(path: Path) -> tuple[int, int, int]:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+class SessionReader(Protocol):
+    """Reads live session members (:func:`procfs.session_members`; tests inject their own)."""
+
+    def __call__(
+        self, sids: Collection[int], *, created_since: int | None = None
+    ) -> dict[int, list[int]]: ...
+
+
 @dataclass
 class _Binding:
     """A trial session bound to devices; ``empty_since`` is when it was first seen empty."""
 
     uuids: set[str] = field(default_factory=set)
     empty_since: float | None = None
+    bound_at: float = 0.0  # when note_trial first saw the session (clock of the backend)
 
 
 class FakeBackend(GpuBackend):
@@ -155,7 +164,7 @@ class FakeBackend(GpuBackend):
         path: Path | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sessions: Callable[[Collection[int]], dict[int, list[int]]] = procfs.session_members,
+        sessions: SessionReader = procfs.session_members,
         logger: Any = None,
     ) -> None:
         """``path``, when given, is re-read at every ``read()``; ``config`` is its first load."""
@@ -206,7 +215,7 @@ class FakeBackend(GpuBackend):
     def note_trial(self, session_id: int, uuids: Sequence[str]) -> None:
         """Account ``trial_used_mib`` on ``uuids`` for as long as session ``session_id`` lives."""
         with self._lock:
-            binding = self._bindings.setdefault(session_id, _Binding())
+            binding = self._bindings.setdefault(session_id, _Binding(bound_at=self._clock()))
             binding.uuids.update(uuids)
             binding.empty_since = None
 
@@ -252,8 +261,13 @@ class FakeBackend(GpuBackend):
             if not self._bindings:
                 return {}  # nothing bound: no need to scan /proc
             bound = set(self._bindings)
-        members = self._sessions(bound)
+            oldest = min(self._bindings.items(), key=lambda item: item[1].bound_at)
         now = self._clock()
+        # Trials are bound right after they are spawned, so every process of a bound session
+        # was created after the oldest bound leader: while that one is young, only pids handed
+        # out since need a look (a few), not every process on the host.
+        young = now - oldest[1].bound_at < procfs.YOUNG_S
+        members = self._sessions(bound, created_since=oldest[0] if young else None)
         held: dict[int, tuple[set[str], list[int]]] = {}
         with self._lock:
             for sid, binding in list(self._bindings.items()):

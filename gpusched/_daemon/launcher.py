@@ -16,6 +16,7 @@ import math
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import anyio
 from anyio.abc import Process
 
-from gpusched._daemon.procfs import pids_in_session
+from gpusched._daemon.procfs import YOUNG_S, pids_in_session
 
 __all__ = [
     "BASE_ENV_KEYS",
@@ -45,18 +46,23 @@ _KILL_POLL_S = 0.01
 
 
 class TrialFiles:
-    """The files of one trial, all inside its own folder."""
+    """The files of one trial, all inside its own folder, but for ``checkpoints`` when it
+    continues another trial (it goes on in that trial's checkpoint folder)."""
 
-    def __init__(self, trial_dir: Path) -> None:
+    def __init__(self, trial_dir: Path, checkpoints: Path | None = None) -> None:
         self.dir = trial_dir
         self.stdout = trial_dir / "stdout.log"
         self.stderr = trial_dir / "stderr.log"
         self.reports = trial_dir / "reports.jsonl"
         self.hypertune = trial_dir / "hypertune_metrics.json"
-        self.checkpoints = trial_dir / "checkpoint"
+        self.checkpoints = checkpoints or trial_dir / "checkpoint"
 
     def create(self) -> None:
         """Make the folder and the checkpoint folder (kept across retries and resumes)."""
+        # The folder first: its parent exists after an experiment's first trial, so this is
+        # two mkdir calls, not a failed one, an exception and three. (The checkpoint folder
+        # of a trial that continues another is that one's: there already.)
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.checkpoints.mkdir(parents=True, exist_ok=True)
 
 
@@ -109,6 +115,7 @@ class TrialProcess:
     def __init__(self, process: Process) -> None:
         self._process = process
         self.pid = process.pid
+        self._spawned = time.monotonic()
 
     def __repr__(self) -> str:
         return f"<TrialProcess pid={self.pid} returncode={self._process.returncode}>"
@@ -117,12 +124,19 @@ class TrialProcess:
         """Wait for the leader to exit; its return code (negative: killed by that signal)."""
         return await self._process.wait()
 
+    def young(self) -> bool:
+        """True while pids handed out since the leader cannot have wrapped round (YOUNG_S)."""
+        return time.monotonic() - self._spawned < YOUNG_S
+
+    def _members(self) -> list[int]:
+        return pids_in_session(self.pid, young=self.young())
+
     def _signal_all(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
         # Then, one by one, those that left the group but not the session; the group's own
         # members must not get the signal twice (a SIGTERM handler would run twice).
-        for pid in pids_in_session(self.pid):
+        for pid in self._members():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 if os.getpgid(pid) != self.pid:
                     os.kill(pid, sig)
@@ -133,7 +147,7 @@ class TrialProcess:
         # A pass over /proc is the only way to find processes that left the group but not the
         # session. It is one getsid() per process (~0.1 ms for 120 processes, ~1 ms for
         # 1,500): cheaper on the loop than a hop to a worker thread and back.
-        return bool(pids_in_session(self.pid))
+        return bool(self._members())
 
     async def wait_session_gone(self) -> None:
         """Wait until neither the leader nor any process of its session is left."""

@@ -14,9 +14,13 @@ import os
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-__all__ = ["session_members", "session_of", "pids_in_session", "processes_with_env"]
+__all__ = ["YOUNG_S", "session_members", "session_of", "pids_in_session", "processes_with_env"]
 
 _PROC = Path("/proc")
+# A session younger than this cannot have seen pid_max processes created since its leader
+# (even at 10,000 forks a second, the smallest pid_max of 32,768 takes longer): until then,
+# finding its processes needs to look only at pids handed out after the leader's.
+YOUNG_S = 60.0
 
 
 def _parse_stat(line: str) -> tuple[str, int]:
@@ -34,7 +38,9 @@ def _parse_stat(line: str) -> tuple[str, int]:
 def _read_live_session(pid: int | str) -> int | None:
     """The session id of ``pid``, or None when it is gone or a zombie (exited, not reaped)."""
     try:
-        text = (_PROC / str(pid) / "stat").read_text()
+        # Plain strings, not pathlib: this runs for every process of every trial's check.
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
     except OSError:  # vanished between the listing and the read, or hidden (hidepid)
         return None
     try:
@@ -47,20 +53,27 @@ def _read_live_session(pid: int | str) -> int | None:
     return sid
 
 
-def session_members(sids: Collection[int] | None = None) -> dict[int, list[int]]:
+def session_members(
+    sids: Collection[int] | None = None, *, created_since: int | None = None
+) -> dict[int, list[int]]:
     """Session id -> the pids of its live members, sorted (one pass over ``/proc``).
 
     ``sids`` limits the answer to those sessions (the cheap case: only their members have
     their ``stat`` read); None means every session on the host. Processes that exit during the
     pass are skipped silently; zombies count as dead.
+
+    ``created_since``: only processes created at or after the one with this pid are looked at
+    (as in :func:`processes_with_env`). Every member of a session was created after its
+    leader, so a session's own leader pid makes the pass a listing and a few system calls.
     """
     members: dict[int, list[int]] = {}
     try:
         names = os.listdir(_PROC)
     except OSError:  # no procfs: nothing can be known alive
         return members
+    newer = _created_after(created_since) if created_since is not None else None
     for name in names:
-        if not name.isdigit():
+        if not name.isdigit() or (newer is not None and not newer(int(name))):
             continue
         try:
             sid = os.getsid(int(name))
@@ -83,9 +96,13 @@ def session_of(pid: int) -> int | None:
     return _read_live_session(pid)
 
 
-def pids_in_session(sid: int) -> list[int]:
-    """The live pids of session ``sid``, sorted; empty when the whole session has exited."""
-    return session_members((sid,)).get(sid, [])
+def pids_in_session(sid: int, *, young: bool = False) -> list[int]:
+    """The live pids of session ``sid``, sorted; empty when the whole session has exited.
+
+    ``young``: the session's leader was created recently enough that fewer than ``pid_max``
+    processes can have been created since; then only pids handed out after it are looked at.
+    """
+    return session_members((sid,), created_since=sid if young else None).get(sid, [])
 
 
 def processes_with_env(
@@ -119,7 +136,7 @@ def processes_with_env(
         if newer is not None and not newer(int(entry)):
             continue
         try:
-            with open(_PROC / entry / "environ", "rb") as fh:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
                 environ = fh.read()
         except OSError:  # gone, or not ours to read
             continue
@@ -134,12 +151,25 @@ def processes_with_env(
     return found
 
 
+_pid_max: int | None = None
+
+
+def _read_int(path: str) -> int:
+    with open(path, "rb") as fh:
+        return int(fh.read())
+
+
 def _created_after(first: int) -> Callable[[int], bool] | None:
     """A test "was this pid handed out at or after ``first``?", from the last pid handed out;
     None when the kernel does not say (then every pid must be looked at)."""
+    global _pid_max
     try:
-        last = int((_PROC / "sys/kernel/ns_last_pid").read_text())
-        pid_max = int((_PROC / "sys/kernel/pid_max").read_text())
+        last = _read_int("/proc/sys/kernel/ns_last_pid")
+        # pid_max is read once: an administrator rarely changes it, and a raised one shows
+        # as a pid beyond the one we know, which makes us read it again.
+        if _pid_max is None or last >= _pid_max or first >= _pid_max:
+            _pid_max = _read_int("/proc/sys/kernel/pid_max")
+        pid_max = _pid_max
     except (OSError, ValueError):
         return None
     span = (last - first) % pid_max

@@ -78,6 +78,7 @@ async def restore_trials(
         state = TrialState(r["state"])
         pairs = series.get(r["number"], [])
         trial = TrialRun(number=r["number"], params=r["params"], state=state,
+                         budget=r["budget"], continues=r["continues"],
                          objective=r["objective"], attempts=r["attempts"],
                          failures=retried.get(r["number"], 0),
                          reports=r["reports"], metric_values=[v for _, v in pairs],

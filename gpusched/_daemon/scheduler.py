@@ -23,6 +23,7 @@ from gpusched._daemon import procfs
 from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.experiment import ExperimentRun, TrialRun
 from gpusched._daemon.gpu_backend import GpuBackend
+from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.recovery import stop_leftovers
 from gpusched._daemon.restore import prior_trials, restore_trials
 from gpusched._daemon.store import Store
@@ -32,7 +33,7 @@ from gpusched.config import DaemonSettings
 from gpusched.errors import NotFoundError, PluginError, RequestError, StoreError
 from gpusched.log import get_logger
 from gpusched.models import ExperimentState, Goal, TrialState
-from gpusched.plugin_api import StoppingPlugin
+from gpusched.plugin_api import StoppingPlugin, Suggestion, Wait, as_suggestion
 from gpusched.plugins import make_search_plugin, make_stopping_plugin
 from gpusched.spec import ExperimentSpec
 
@@ -256,24 +257,47 @@ class Scheduler:
             return exp.trials[exp.requeued.pop(0)]
         number = len(exp.trials)
         try:
-            params = exp.search.suggest(number, exp.history())
+            suggestion = self._ask(exp, number)
+            trial = None if suggestion is None else TrialRun(
+                number=number, params=dict(suggestion.params), budget=suggestion.budget,
+                continues=suggestion.continues)
         except Exception as exc:  # a plugin's bug ends its experiment, not the daemon
-            exp.failure = f"search plugin '{exp.spec.search_algorithm}' failed: {exc!r}"
+            detail = str(exc) if isinstance(exc, PluginError) else repr(exc)
+            exp.failure = f"search plugin '{exp.spec.search_algorithm}' failed: {detail}"
             await self._maybe_finish(exp)
             return None
-        if params is None:
-            exp.exhausted = True
-            await self._maybe_finish(exp)
+        if trial is None:
+            if not exp.live or not exp.waiting:
+                exp.exhausted = True
+                await self._maybe_finish(exp)
             return None
-        trial = TrialRun(number=number, params=dict(params))
         # In the log first: if it refuses the row, the trial does not exist in memory either.
         await self.store.create_trial(exp.id, number, trial.params,
-                                      str(self._trial_dir(exp, trial)))
+                                      str(self._trial_dir(exp, number)),
+                                      budget=trial.budget, continues=trial.continues)
         exp.trials[number] = trial
         return trial
 
-    def _trial_dir(self, exp: ExperimentRun, trial: TrialRun) -> Path:
-        return self.state_dir / "trials" / exp.id / str(trial.number)
+    def _ask(self, exp: ExperimentRun, number: int) -> Suggestion | None:
+        """The search plugin's answer for trial ``number``: None when it has none now
+        (``exp.waiting`` says whether it may have one later). A suggestion that would share a
+        checkpoint folder wrongly is the plugin's error: PluginError."""
+        answer = exp.search.suggest(number, exp.history())
+        exp.waiting = isinstance(answer, Wait)
+        if exp.waiting and not exp.live:
+            # Nothing runs, so the history, and with it the answer, cannot change.
+            log.warning("search_waits_with_nothing_running", experiment=exp.id)
+        if answer is None or isinstance(answer, Wait):
+            return None
+        suggestion = as_suggestion(answer)
+        if suggestion.continues is not None:
+            problem = exp.continues_problem(suggestion.continues)
+            if problem is not None:
+                raise PluginError(problem)
+        return suggestion
+
+    def _trial_dir(self, exp: ExperimentRun, number: int) -> Path:
+        return self.state_dir / "trials" / exp.id / str(number)
 
     def _launch(self, exp: ExperimentRun, trial: TrialRun, uuids: list[str]) -> None:
         key = f"{exp.id}/{trial.number}"
@@ -284,9 +308,11 @@ class Scheduler:
         exp.live[trial.number] = trial
         runner = TrialRunner(
             experiment=exp, trial=trial, uuids=uuids, store=self.store, backend=self.backend,
-            devices=self.devices, settings=self.settings, trial_dir=self._trial_dir(exp, trial),
-            daemon_env=self._daemon_env, on_end=self._trial_ended,
-            on_release=self._trial_released,
+            devices=self.devices, settings=self.settings,
+            trial_dir=self._trial_dir(exp, trial.number), daemon_env=self._daemon_env,
+            on_end=self._trial_ended, on_release=self._trial_released,
+            checkpoint_dir=TrialFiles(self._trial_dir(exp, exp.checkpoint_owner(trial.number)))
+            .checkpoints,
         )
         self.runners[key] = runner
         assert self._tg is not None

@@ -97,6 +97,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE trials ADD COLUMN report_offset INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE trials ADD COLUMN hypertune_ts REAL;
     """,
+    # 2 -> 3: a search plugin's budget for the trial (Hyperband's epochs) and the trial it
+    # continues from (its checkpoint folder). NUMERIC keeps a whole budget an integer.
+    """
+    ALTER TABLE trials ADD COLUMN budget NUMERIC;
+    ALTER TABLE trials ADD COLUMN continues INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -184,13 +190,15 @@ class Store:
         await self._write(f"UPDATE experiments SET {cols} WHERE id = ?", (*fields.values(), exp_id))
 
     async def create_trial(
-        self, exp_id: str, number: int, params: dict[str, Any], trial_dir: str
+        self, exp_id: str, number: int, params: dict[str, Any], trial_dir: str, *,
+        budget: float | None = None, continues: int | None = None,
     ) -> None:
-        """Record a new trial in state ``queued``."""
+        """Record a new trial in state ``queued`` (with its budget and the trial it continues,
+        when its search plugin gave them)."""
         await self._write(
-            "INSERT INTO trials (experiment_id, number, params, state, created_at, dir)"
-            " VALUES (?, ?, ?, 'queued', ?, ?)",
-            (exp_id, number, json.dumps(params), time.time(), trial_dir),
+            "INSERT INTO trials (experiment_id, number, params, state, created_at, dir, budget,"
+            " continues) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+            (exp_id, number, json.dumps(params), time.time(), trial_dir, budget, continues),
         )
 
     async def update_trial(self, exp_id: str, number: int, **fields: Any) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 
+from gpusched._daemon.budget import budget_argv, budget_environment
 from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.experiment import ExperimentRun, TrialRun, objective_of
 from gpusched._daemon.gpu_backend import GpuBackend
@@ -26,6 +27,7 @@ from gpusched._daemon.launcher import (
     trial_command,
     trial_environment,
 )
+from gpusched._daemon.procfs import YOUNG_S
 from gpusched._daemon.recovery import leftover_processes, stop_leftovers
 from gpusched._daemon.report_collector import ReportCollector
 from gpusched._daemon.store import Store, encode_reports
@@ -38,8 +40,6 @@ __all__ = ["TrialRunner", "describe_exit"]
 log = get_logger("gpusched.trial")
 # Up to this many unread report bytes (~100 typical lines) are read on the event loop.
 INLINE_READ_BYTES = 16 * 1024
-# A trial shorter than this cannot have seen pid_max processes created (see _stop_escapees).
-_FULL_SCAN_AFTER_S = 60.0
 
 
 def describe_exit(code: int) -> str:
@@ -70,6 +70,7 @@ class TrialRunner:
         daemon_env: Mapping[str, str],
         on_end: Callable[[ExperimentRun, TrialRun, str | None], Awaitable[None]],
         on_release: Callable[[], None] = lambda: None,
+        checkpoint_dir: Path | None = None,
     ) -> None:
         self.exp = experiment
         self.trial = trial
@@ -79,7 +80,7 @@ class TrialRunner:
         self._backend = backend
         self._devices = devices
         self._settings = settings
-        self._files = TrialFiles(trial_dir)
+        self._files = TrialFiles(trial_dir, checkpoint_dir)
         self._daemon_env = daemon_env
         self._on_end = on_end
         self._on_release = on_release
@@ -111,7 +112,11 @@ class TrialRunner:
             number=trial.number, params=trial.params, files=self._files, uuids=self.uuids,
             metric=spec.metric,
         )
-        argv = trial_command(spec.command, trial.params)
+        parent = self.exp.trials.get(trial.continues) if trial.continues is not None else None
+        env.update(budget_environment(trial.budget, continues=trial.continues,
+                                      initial=parent.budget if parent else None))
+        argv = [*trial_command(spec.command, trial.params),
+                *budget_argv(self.exp.search.budget_flag, trial.budget)]
         collector = ReportCollector(
             self._files, metric_tag=spec.metric, first_iteration=trial.reports,
             resume_at=trial.read_position,
@@ -158,7 +163,7 @@ class TrialRunner:
         could in theory have gone round, everything is read (~1 ms) in a worker thread.
         """
         trial_dir = str(self._files.dir)
-        if self.pid is not None and time.monotonic() - started < _FULL_SCAN_AFTER_S:
+        if self.pid is not None and time.monotonic() - started < YOUNG_S:
             found = leftover_processes([trial_dir], created_since=self.pid)
         else:
             found = await anyio.to_thread.run_sync(leftover_processes, [trial_dir])

@@ -36,6 +36,8 @@ def trial_view(row: dict[str, Any], *, exp_id: str) -> dict[str, Any]:
         "number": row["number"],
         "state": row["state"],
         "params": row["params"],
+        "budget": row["budget"],
+        "continues": None if row["continues"] is None else f"{exp_id}/{row['continues']}",
         "objective": row["objective"],
         "reason": row["reason"],
         "devices": row["devices"],

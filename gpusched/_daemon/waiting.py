@@ -4,8 +4,8 @@ Computed on demand, when a client asks, from the scheduler's memory (no SQLite, 
 call), so placement itself never pays for it. The answer names the first thing in the way,
 in the order placement meets them: the daemon itself (shutting down, log not writable), the
 experiment's own limit (``max_parallel_trials``), a configured limit (per user), then the
-resource (no GPU, none free, not enough memory, all CPU slots taken), then the line (an
-experiment ahead of it goes first).
+resource (no GPU, none free, not enough memory, all CPU slots taken), then the search (a plugin
+that waits for results), then the line (an experiment ahead of it goes first).
 Codes are stable words (docs/json.md); messages are for people.
 """
 
@@ -23,7 +23,7 @@ __all__ = ["WaitContext", "pending_trials", "why_waiting", "WAIT_CODES"]
 
 WAIT_CODES = frozenset({
     "shutting_down", "paused", "max_parallel_trials", "user_limit", "no_gpus", "no_free_gpu",
-    "gpu_memory", "cpu_slots", "behind", "starting",
+    "gpu_memory", "cpu_slots", "search_waits", "behind", "starting",
 })
 _MIB_PER_GIB = 1024.0
 
@@ -78,6 +78,9 @@ def _reason(exp: ExperimentRun, ctx: WaitContext,
     if blocked is not None:
         code, message = blocked
         return code, message + _line_note(exp, ahead)
+    if exp.waiting and not exp.requeued:
+        return "search_waits", (f"the search plugin '{exp.spec.search_algorithm}' waits for"
+                                " running trials to end before it suggests more")
     if ahead:
         return "behind", _line_note(exp, ahead).removeprefix("; ")
     return "starting", "starting now"

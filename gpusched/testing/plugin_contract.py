@@ -32,8 +32,11 @@ from gpusched.plugin_api import (
     SearchPlugin,
     SearchSpace,
     StoppingPlugin,
+    Suggestion,
     TrialState,
     TrialView,
+    Wait,
+    as_suggestion,
 )
 from gpusched.plugins import load_search_plugin, load_stopping_plugin
 
@@ -86,8 +89,15 @@ def check_value(param: Param, value: object) -> str | None:
     return None
 
 
-def _trial(number: int, params: Mapping[str, ParamValue]) -> TrialView:
-    """A deterministic, varied past trial: states cycle, objectives differ."""
+Answer = Mapping[str, ParamValue] | Suggestion | Wait | None
+"""What ``suggest`` may return."""
+
+
+def _trial(number: int, answer: Mapping[str, ParamValue] | Suggestion) -> TrialView:
+    """A deterministic, varied past trial: states cycle, objectives differ; it has the budget
+    and continues the trial that the answer says."""
+    suggestion = as_suggestion(answer)
+    params = suggestion.params
     state = _STATES[number % len(_STATES)]
     ended = state in (TrialState.COMPLETED, TrialState.STOPPED)
     objective = ((number * 7919) % 13) / 13 if ended else None
@@ -95,27 +105,42 @@ def _trial(number: int, params: Mapping[str, ParamValue]) -> TrialView:
     return TrialView(
         number=number, params=dict(params), state=state, objective=objective,
         metric_values=values, metric_steps=tuple(range(1, len(values) + 1)),
+        budget=suggestion.budget, continues=suggestion.continues,
     )
 
 
 def _run(
     plugin: SearchPlugin, steps: int, history: Sequence[TrialView] = ()
-) -> tuple[list[Mapping[str, ParamValue] | None], list[TrialView]]:
+) -> tuple[list[Answer], list[TrialView]]:
     """Ask ``plugin`` for trials ``len(history)`` .. ``steps - 1`` one by one, as the daemon does;
-    stop at the first None. Returns the answers and the grown history."""
-    answers: list[Mapping[str, ParamValue] | None] = []
+    stop at the first None or WAIT (these trials never end, so the answer would not change).
+    Returns the answers and the grown history."""
+    answers: list[Answer] = []
     trials = list(history)
     for number in range(len(trials), steps):
         answer = plugin.suggest(number, tuple(trials))
         answers.append(answer)
-        if answer is None:
+        if answer is None or isinstance(answer, Wait):
             break
         trials.append(_trial(number, answer))
     return answers, trials
 
 
-def _plain(answers: Sequence[Mapping[str, ParamValue] | None]) -> list[dict[str, Any] | None]:
-    return [None if a is None else dict(a) for a in answers]
+def _plain(answers: Sequence[Answer]) -> list[Any]:
+    """Answers as comparable plain data."""
+    out: list[Any] = []
+    for a in answers:
+        if a is None or isinstance(a, Wait):
+            out.append(a)
+        else:
+            s = as_suggestion(a)
+            out.append((dict(s.params), s.budget, s.continues))
+    return out
+
+
+def _params(answers: Sequence[Answer]) -> list[Mapping[str, ParamValue]]:
+    """The params of the answers that are trials."""
+    return [as_suggestion(a).params for a in answers if a is not None and not isinstance(a, Wait)]
 
 
 class SearchPluginContract:
@@ -177,9 +202,27 @@ class SearchPluginContract:
         answers, _ = _run(new_plugin(), self.steps)
         assert answers, "no suggestion was asked for"
         for answer in answers:
-            assert answer is None or isinstance(answer, Mapping)
-            if answer is not None:
-                assert sorted(answer) == sorted(contract_space.names())
+            assert answer is None or isinstance(answer, Mapping | Suggestion | Wait)
+        for params in _params(answers):
+            assert isinstance(params, Mapping)
+            assert sorted(params) == sorted(contract_space.names())
+
+    def test_continues_only_an_ended_trial_once(
+        self, new_plugin: Callable[[], SearchPlugin]
+    ) -> None:
+        # Two trials in one checkpoint folder at once, or one after the other from the same
+        # start, would corrupt it: the daemon refuses such a suggestion.
+        answers, history = _run(new_plugin(), self.steps)
+        continued: set[int] = set()
+        for number, answer in enumerate(answers):
+            if answer is None or isinstance(answer, Wait):
+                continue
+            parent = as_suggestion(answer).continues
+            if parent is not None:
+                ended = {t.number for t in history[:number] if t.ended}
+                assert parent in ended, f"trial {number} continues {parent}, not ended"
+                assert parent not in continued, f"trial {parent} continued twice"
+                continued.add(parent)
 
     def test_suggestions_lie_inside_the_space(
         self, new_plugin: Callable[[], SearchPlugin], contract_space: SearchSpace
@@ -187,8 +230,7 @@ class SearchPluginContract:
         answers, _ = _run(new_plugin(), self.steps)
         problems = [
             f"trial {number}: {param.name}={answer[param.name]!r}: {problem}"
-            for number, answer in enumerate(answers)
-            if answer is not None
+            for number, answer in enumerate(_params(answers))
             for param in contract_space
             if (problem := check_value(param, answer.get(param.name))) is not None
         ]

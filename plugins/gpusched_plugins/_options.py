@@ -1,4 +1,4 @@
-"""Checking the options of the built-in stopping plugins: one message style for all of them."""
+"""Checking the options of the built-in plugins: one message style for all of them."""
 
 from __future__ import annotations
 

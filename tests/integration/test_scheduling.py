@@ -16,15 +16,25 @@ def sleepy(out: Path, trials: int, **overrides: Any) -> dict[str, Any]:
         **overrides)
 
 
+def gated(out: Path, gate: Path, trials: int) -> dict[str, Any]:
+    """An experiment whose trials run until the file ``gate`` exists."""
+    return probe_experiment(out, max_trials=trials, command=[
+        sys.executable, trial_script("gate.py"), "--gate", str(gate)])
+
+
 def starts(d: Any, exp: str) -> list[float]:
     return [t["started_at"] for t in d.client.trials(exp)]
 
 
 def test_higher_priority_experiment_goes_first(tmp_path: Path) -> None:
+    gate = tmp_path / "go"
     with running_daemon(tmp_path / "d", fake=fake_config(1)) as d:
-        low = d.submit(sleepy(tmp_path / "a", 3), name="low")
+        # low's trials wait for the gate file: low/0 holds the only GPU until high is queued,
+        # however long the submit takes on a busy machine.
+        low = d.submit(gated(tmp_path / "a", gate, 3), name="low")
         wait_for(lambda: d.client.show(low)["trials"]["running"] == 1, 20, "low's first trial")
         high = d.submit(sleepy(tmp_path / "b", 2, priority=5), name="high")
+        gate.touch()
         d.wait_experiment(low)
         d.wait_experiment(high)
         low_starts, high_starts = starts(d, low), starts(d, high)
@@ -33,10 +43,12 @@ def test_higher_priority_experiment_goes_first(tmp_path: Path) -> None:
 
 
 def test_equal_priorities_share_fairly_then_first_come(tmp_path: Path) -> None:
+    gate = tmp_path / "go"
     with running_daemon(tmp_path / "d", fake=fake_config(2)) as d:
-        first = d.submit(sleepy(tmp_path / "a", 4), name="first")
+        first = d.submit(gated(tmp_path / "a", gate, 4), name="first")
         wait_for(lambda: d.client.show(first)["trials"]["running"] == 2, 20, "both GPUs busy")
         second = d.submit(sleepy(tmp_path / "b", 4), name="second")
+        gate.touch()
         assert d.wait_experiment(first)["state"] == "completed"
         assert d.wait_experiment(second)["state"] == "completed"
         a, b = sorted(starts(d, first)), sorted(starts(d, second))

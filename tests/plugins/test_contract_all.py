@@ -44,3 +44,15 @@ class TestGridShuffled(SearchPluginContract):
     @pytest.fixture
     def search_plugin_options(self) -> dict[str, object]:
         return {"shuffle": True, "points_per_double": 3}
+
+
+class TestHyperbandPromoting(SearchPluginContract):
+    """With ``max_epochs: 9`` the contract's trials fill a first rung and get promoted (and,
+    with the running ones left, the last bracket waits): the checks see continuations too."""
+
+    plugin_name = "hyperband"
+    steps = 30
+
+    @pytest.fixture
+    def search_plugin_options(self) -> dict[str, object]:
+        return {"max_epochs": 9, "factor": 3}

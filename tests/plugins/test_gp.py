@@ -61,7 +61,7 @@ def optimise(plugin: SearchPlugin, f: Objective, trials: int, *, sign: float = 1
     history: list[TrialView] = []
     for number in range(trials):
         params = plugin.suggest(number, tuple(history))
-        assert params is not None
+        assert isinstance(params, Mapping)
         history.append(TrialView(number, params, TrialState.COMPLETED, sign * f(params)))
     return history
 
@@ -160,7 +160,7 @@ def test_running_trials_are_not_proposed_again() -> None:
     # Four workers ask one after the other while the others' trials are still running.
     for number in range(15, 19):
         params = plugin.suggest(number, tuple(history))
-        assert params is not None
+        assert isinstance(params, Mapping)
         history.append(TrialView(number, params, TrialState.RUNNING))
     assert history[15].params == alone  # the first asker sees no running trial
     batch = [np.array([float(t.params["x1"]), float(t.params["x2"])]) for t in history[15:]]
@@ -175,7 +175,7 @@ def test_a_finite_space_is_used_up_without_repeats_then_exhausted() -> None:
     states = [TrialState.COMPLETED, TrialState.RUNNING, TrialState.FAILED]
     for number in range(6):
         params = plugin.suggest(number, tuple(history))
-        assert params is not None
+        assert isinstance(params, Mapping)
         state = states[number % 3]
         objective = float(number) if state is TrialState.COMPLETED else None
         history.append(TrialView(number, params, state, objective))

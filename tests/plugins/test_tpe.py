@@ -68,7 +68,7 @@ def optimize(plugin: SearchPlugin, objective: Objective, trials: int,
     out = list(history)
     for number in range(trials):
         params = plugin.suggest(number, tuple(out))
-        assert params is not None
+        assert isinstance(params, Mapping)
         out.append(TrialView(number, dict(params), TrialState.COMPLETED, objective(params)))
     return out
 

@@ -245,3 +245,22 @@ def test_a_trial_view_is_reused_until_the_trial_changes_and_is_read_only() -> No
     with pytest.raises(TypeError):
         third.last_report["acc"] = 1.0  # type: ignore[index]
     assert trial.params == {"lr": 0.1}
+
+
+def test_history_is_a_lazy_sequence_that_builds_only_the_views_read(tmp_path: Path) -> None:
+    exp = run(tmp_path)
+    for n in (2, 0, 1):  # inserted out of order: the history is still by number
+        exp.trials[n] = TrialRun(number=n, params={"opt": "sgd"}, state=C, objective=n / 10)
+    history = exp.history()
+    assert len(history) == 3
+    assert all(t._view is None for t in exp.trials.values())  # nothing built yet
+    assert history[-1].number == 2
+    assert [t._view is not None for _, t in sorted(exp.trials.items())] == [False, False, True]
+    assert [v.number for v in history[0:2]] == [0, 1]
+    assert [v.objective for v in history] == [0.0, 0.1, 0.2]
+    assert history.index(history[1]) == 1
+    with pytest.raises(IndexError):
+        history[3]
+    with pytest.raises(IndexError):
+        history[-4]
+    assert repr(history) == "<History prior=0 trials=3>"

@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from gpusched._daemon.fake_gpus import FakeBackend, fake_uuid
 from gpusched._daemon.gpu_backend import DeviceReading, GpuBackend, GpuProcess
+from gpusched._daemon.procfs import YOUNG_S
 from gpusched.errors import ConfigError
 
 UUID_RE = re.compile(r"^GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -294,7 +295,7 @@ def test_children_keep_the_trial_alive_after_the_leader_exits(tmp_path: Path) ->
 
 def test_two_trials_sharing_a_device_add_up() -> None:
     sessions = {101: [101, 102], 202: [202]}
-    backend = FakeBackend.from_arg("1", sessions=lambda _sids: sessions)
+    backend = FakeBackend.from_arg("1", sessions=lambda _sids, **_: sessions)
     (device,) = backend.discover()
     backend.note_trial(101, [device.uuid])
     backend.note_trial(202, [device.uuid])
@@ -311,7 +312,29 @@ def test_two_trials_sharing_a_device_add_up() -> None:
 
 
 def test_a_trial_on_no_known_device_changes_nothing() -> None:
-    backend = FakeBackend.from_arg("1", sessions=lambda _sids: {7: [7]})
+    backend = FakeBackend.from_arg("1", sessions=lambda _sids, **_: {7: [7]})
     backend.discover()
     backend.note_trial(7, ["GPU-not-one-of-ours"])
     assert one(backend).memory_used_mib == 300
+
+
+def test_young_trials_are_looked_for_among_the_pids_created_since_the_oldest() -> None:
+    now = [1000.0]
+    asked: list[int | None] = []
+
+    def sessions(
+        sids: Collection[int], *, created_since: int | None = None
+    ) -> dict[int, list[int]]:
+        asked.append(created_since)
+        return {sid: [sid] for sid in sids}
+
+    backend = FakeBackend.from_arg("1", sessions=sessions, clock=lambda: now[0])
+    (device,) = backend.discover()
+    backend.note_trial(500, [device.uuid])
+    now[0] += 1.0
+    backend.note_trial(400, [device.uuid])  # a later pid after the counter wrapped round
+    one(backend)
+    assert asked[-1] == 500  # the first bound session: every other one was created after it
+    now[0] += YOUNG_S
+    one(backend)
+    assert asked[-1] is None  # the oldest is no longer young: the pids may have wrapped

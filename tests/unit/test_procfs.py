@@ -58,6 +58,8 @@ def test_grandchild_keeps_the_session_alive(spawned: list[subprocess.Popen[bytes
     members = procfs.pids_in_session(proc.pid)
     assert len(members) == 1
     assert members[0] != proc.pid
+    # a young session's members are found among the pids handed out since its leader alone
+    assert procfs.pids_in_session(proc.pid, young=True) == members
     os.kill(members[0], 9)
     _wait_for(lambda: procfs.pids_in_session(proc.pid) == [], "the orphan to die")
 
@@ -126,6 +128,18 @@ def test_processes_are_found_by_a_variable_of_their_environment(
     proc.kill()
     proc.wait()
     assert procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [mine]) == {}
+
+
+def test_a_session_scan_since_a_pid_skips_older_sessions(
+    spawned: list[subprocess.Popen[bytes]],
+) -> None:
+    older = subprocess.Popen(SLEEPER, start_new_session=True)
+    spawned.append(older)
+    newer = subprocess.Popen(SLEEPER, start_new_session=True)
+    spawned.append(newer)
+    both = {older.pid, newer.pid}
+    assert set(procfs.session_members(both)) == both
+    assert procfs.session_members(both, created_since=newer.pid) == {newer.pid: [newer.pid]}
 
 
 def test_created_since_looks_only_at_processes_created_after_a_pid(

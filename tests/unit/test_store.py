@@ -378,4 +378,28 @@ async def test_a_version_1_log_is_migrated_and_keeps_its_trials(tmp_path: Path) 
         assert trial is not None
         assert (trial["reports"], trial["report_offset"], trial["hypertune_ts"]) == (
             4, 120, 1000.5)
-    assert pragma(path, "user_version") == SCHEMA_VERSION == 2
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 3
+
+
+async def test_a_version_2_log_gets_budget_and_continues(tmp_path: Path) -> None:
+    from gpusched._daemon.store import MIGRATIONS
+
+    path = tmp_path / "log.db"
+    with sqlite3.connect(path) as db:  # a log written before search plugins gave budgets
+        db.executescript(f"BEGIN; {MIGRATIONS[0]}; {MIGRATIONS[1]}; PRAGMA user_version = 2;"
+                         " COMMIT;")
+        db.execute("INSERT INTO experiments (id, seq, name, spec, seed, state, submitted_at)"
+                   " VALUES ('e1', 1, 'exp', '{}', 7, 'running', 0)")
+        db.execute("INSERT INTO trials (experiment_id, number, params, state, created_at, dir)"
+                   " VALUES ('e1', 0, '{}', 'completed', 0, '/t/0')")
+    async with open_store(path) as store:
+        old = await store.trial("e1", 0)
+        assert old is not None and (old["budget"], old["continues"]) == (None, None)
+        await store.create_trial("e1", 1, {"x": 1}, "/t/1", budget=9.0, continues=0)
+        await store.create_trial("e1", 2, {"x": 1}, "/t/2", budget=0.25)
+        new, frac = await store.trial("e1", 1), await store.trial("e1", 2)
+        assert new is not None and frac is not None
+        # A whole budget comes back an integer (NUMERIC), so it reaches the trial as "9".
+        assert (new["budget"], new["continues"]) == (9, 0) and isinstance(new["budget"], int)
+        assert (frac["budget"], frac["continues"]) == (0.25, None)
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 3

@@ -226,3 +226,20 @@ def test_report_step_must_be_an_integer(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("GPUSCHED_REPORT_FILE", raising=False)
     with pytest.raises(TypeError, match=r"step=1\.5 is not an integer"):
         trial.report(step=1.5, acc=0.5)  # type: ignore[arg-type]  # the mistake under test
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"GPUSCHED_BUDGET": "9", "GPUSCHED_INITIAL_BUDGET": "3"}, [9, 3, 9]),
+    ({"GPUSCHED_BUDGET": "0.25", "GPUSCHED_INITIAL_BUDGET": "0"}, [0.25, 0, 0.25]),
+    ({}, [None, 0, 30]),  # no budgeted search: the trainer's own default
+])
+def test_budget_and_initial_budget(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: list[object]
+) -> None:
+    for name in ("GPUSCHED_BUDGET", "GPUSCHED_INITIAL_BUDGET"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    got = [trial.budget(), trial.initial_budget(), trial.budget(default=30)]
+    assert got == expected
+    assert all(type(g) is type(e) for g, e in zip(got, expected, strict=True))

@@ -96,6 +96,17 @@ def test_free_room_taken_by_the_one_ahead_or_about_to_start(tmp_path: Path) -> N
     assert alone is not None and alone["code"] == "starting"
 
 
+def test_a_search_that_waits_for_results_says_so(tmp_path: Path) -> None:
+    devices = device_table(1)
+    devices.update(quiet(1), {})
+    e = exp(tmp_path)
+    e.waiting = True  # the plugin answered Wait
+    got = why_waiting(e, ctx(devices, [e]))
+    assert got is not None and got["code"] == "search_waits"
+    assert got["message"] == ("the search plugin 'random' waits for running trials to end"
+                              " before it suggests more")
+
+
 def test_fair_share_is_named_when_it_decides(tmp_path: Path) -> None:
     devices = device_table(1)
     run_trial_on(devices, 0, "e2/0")
