@@ -21,6 +21,7 @@ EXPERIMENT_DEFAULT = ("id", "name", "owner", "state", "trials", "metric", "best"
                       "why")
 _TRIAL_HEAD = ("id", "state", "objective")
 _TRIAL_TAIL = ("iter", "attempts", "gpus", "duration_s", "why")
+_SEARCH_KEYS = ("budget", "continues")
 _HEADERS = {"id": "ID", "submitted_at": "SUBMITTED", "duration_s": "TIME", "attempts": "TRIES",
             "why": "WHY", "last_report.time_total_s": "TIME"}
 
@@ -31,14 +32,17 @@ _VIEW_KEYS = frozenset({
     "attempts", "exit_code", "exit_signal", "reports", "created_at", "started_at", "ended_at",
     "duration_s", "dir", "waiting", "last_report", "name", "metric", "goal", "priority",
     "owner_uid", "owner", "seed", "max_trials", "trials", "best", "submitted_at", "gpus", "why",
+    "budget", "continues",
 })
 
 
 def trial_columns(trials: Sequence[Mapping[str, Any]], *, head: Sequence[str] = _TRIAL_HEAD,
                   tail: Sequence[str] = _TRIAL_TAIL) -> list[str]:
     """The columns of a trials table: one per hyperparameter between ``head`` and ``tail``
-    (by default: id, state and objective; then iter, tries, GPUs, time and why)."""
-    return [*head, *(f"params.{n}" for n in union_keys(trials, "params")), *tail]
+    (by default: id, state and objective; then iter, tries, GPUs, time and why), and the
+    search's ``budget`` and ``continues`` where some trial has one (hyperband)."""
+    extra = [k for k in _SEARCH_KEYS if any(t.get(k) is not None for t in trials)]
+    return [*head, *(f"params.{n}" for n in union_keys(trials, "params")), *extra, *tail]
 
 
 def experiment_columns() -> list[str]:

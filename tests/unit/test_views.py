@@ -140,6 +140,15 @@ def test_trials_table_cells() -> None:
     assert third["GPUS"] == "1,0" and third["WHY"] == "exited with code 3"
 
 
+def test_budget_and_continues_columns_appear_when_the_search_sets_them() -> None:
+    plain = [trial(0, budget=None, continues=None)]
+    assert "budget" not in tables.trial_columns(plain)
+    rows = [trial(0, budget=3, continues=None), trial(1, budget=9, continues="e1/0")]
+    text = tables.render_rows(rows, tables.trial_columns(rows), metric="acc")
+    got = [(r["TRIAL"], r["BUDGET"], r["CONTINUES"]) for r in cells(text)]
+    assert got == [("e1/0", "3", "-"), ("e1/1", "9", "e1/0")]
+
+
 def test_chosen_columns_with_metric_and_param_headers() -> None:
     text = tables.render_rows([trial(0)], ["id", "lr", "last_report.val_loss", "gpus"],
                               metric="acc")
