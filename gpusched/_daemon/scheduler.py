@@ -212,10 +212,12 @@ class Scheduler:
             closing=self._closing,
         ))
 
-    def requeued(self, exp_id: str) -> frozenset[int]:
-        """The numbers of ``exp_id``'s trials that wait to run again."""
+    def trial_waits(self, exp_id: str) -> dict[int, dict[str, Any]]:
+        """Trial number -> wait reason, for ``exp_id``'s trials that wait to run again (their
+        rows may still say ``interrupted``): they wait for what their experiment waits for."""
         exp = self.active.get(exp_id)
-        return frozenset(exp.requeued) if exp is not None else frozenset()
+        waiting = self.waiting(exp_id) if exp is not None and exp.requeued else None
+        return {} if exp is None or waiting is None else dict.fromkeys(exp.requeued, waiting)
 
     async def _place_all(self) -> None:
         if time.monotonic() < self._paused_until:

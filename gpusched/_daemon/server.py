@@ -221,20 +221,8 @@ class Server:
         by_exp: dict[str, list[dict[str, Any]]] = {}
         for t in trials:
             by_exp.setdefault(t["experiment_id"], []).append(t)
-        return [self._experiment_view(r, by_exp.get(r["id"], [])) for r in rows]
-
-    def _experiment_view(self, row: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, Any]:
-        view = views.experiment_view(row, trials)
-        view["waiting"] = self.scheduler.waiting(row["id"])
-        return view
-
-    def _trial_view(self, row: dict[str, Any], trial: dict[str, Any],
-                    waiting: dict[str, Any] | None, requeued: frozenset[int]) -> dict[str, Any]:
-        view = views.trial_view(trial, exp_id=row["id"])
-        # A trial waits to run again only while it is requeued: its row may still say it was
-        # interrupted, and it waits for what its experiment waits for.
-        view["waiting"] = waiting if trial["number"] in requeued else None
-        return view
+        return [views.experiment_view(r, by_exp.get(r["id"], []),
+                                      waiting=self.scheduler.waiting(r["id"])) for r in rows]
 
     async def _trials(self, args: dict[str, Any], uid: int | None) -> Any:
         sort, limit = args.get("sort"), args.get("limit")
@@ -248,8 +236,8 @@ class Server:
         if not isinstance(with_last, bool):
             raise RequestError("bad_request", "'last_report' must be true or false")
         row = await self._experiment_row(args.get("experiment"))
-        waiting, requeued = self.scheduler.waiting(row["id"]), self.scheduler.requeued(row["id"])
-        out = [self._trial_view(row, t, waiting, requeued)
+        waits = self.scheduler.trial_waits(row["id"])
+        out = [views.trial_view(t, exp_id=row["id"], waiting=waits.get(t["number"]))
                for t in await self.store.trials(row["id"])]
         if with_last:
             last = await self.store.last_reports(row["id"])
@@ -269,15 +257,15 @@ class Server:
         row = await self._experiment_row(exp_name)
         trials = await self.store.trials(row["id"])
         if number is None:
-            view = self._experiment_view(row, trials)
+            view = views.experiment_view(row, trials, waiting=self.scheduler.waiting(row["id"]))
             view["spec"] = row["spec"]
             view["events"] = await self.store.events(row["id"], last=50)
             return view
         trial = next((t for t in trials if t["number"] == number), None)
         if trial is None:
             raise NotFoundError(f"no trial {row['id']}/{number}")
-        view = self._trial_view(row, trial, self.scheduler.waiting(row["id"]),
-                                self.scheduler.requeued(row["id"]))
+        view = views.trial_view(trial, exp_id=row["id"],
+                                waiting=self.scheduler.trial_waits(row["id"]).get(number))
         view["last_report"] = await self.store.last_report(row["id"], number)
         view["events"] = await self.store.events(row["id"], number)
         return view
@@ -291,7 +279,8 @@ class Server:
         row = await self._experiment_row(args.get("experiment"))
         await self.scheduler.wait_ended(row["id"], float(timeout_s))
         row = await self._experiment_row(row["id"])
-        view = self._experiment_view(row, await self.store.trials(row["id"]))
+        view = views.experiment_view(row, await self.store.trials(row["id"]),
+                                     waiting=self.scheduler.waiting(row["id"]))
         view["ended"] = row["state"] in TERMINAL_EXPERIMENT_STATES
         return view
 
@@ -302,8 +291,8 @@ class Server:
         row = await self._experiment_row(args.get("experiment"))
         goal = Goal(row["spec"]["goal"])
         trials = await self.store.trials(row["id"])
-        waiting, requeued = self.scheduler.waiting(row["id"]), self.scheduler.requeued(row["id"])
-        return [self._trial_view(row, t, waiting, requeued)
+        waits = self.scheduler.trial_waits(row["id"])
+        return [views.trial_view(t, exp_id=row["id"], waiting=waits.get(t["number"]))
                 for t in views.best_trials(trials, goal, n)]
 
     async def _reports(self, args: dict[str, Any], uid: int | None) -> Any:

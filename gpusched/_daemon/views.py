@@ -26,8 +26,10 @@ def parse_target(target: str) -> tuple[str, int | None]:
     return exp, int(num)
 
 
-def trial_view(row: dict[str, Any], *, exp_id: str) -> dict[str, Any]:
-    """One trial as `gpusched ls EXP --json` and `show EXP/N --json` give it."""
+def trial_view(row: dict[str, Any], *, exp_id: str,
+               waiting: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One trial as `gpusched ls EXP --json` and `show EXP/N --json` give it; ``waiting``:
+    why it has not started again, for a trial waiting to run again (docs/json.md)."""
     started, ended = row.get("started_at"), row.get("ended_at")
     duration = (ended - started) if started and ended else None
     return {
@@ -51,6 +53,7 @@ def trial_view(row: dict[str, Any], *, exp_id: str) -> dict[str, Any]:
         "ended_at": ended,
         "duration_s": duration,
         "dir": row["dir"],
+        "waiting": waiting,
     }
 
 
@@ -66,8 +69,10 @@ def best_trials(trials: list[dict[str, Any]], goal: Goal, n: int) -> list[dict[s
     return sorted(scored, key=lambda t: (sign * t["objective"], t["number"]))[:n]
 
 
-def experiment_view(row: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, Any]:
-    """One experiment as `gpusched ls --json` gives it (``show`` adds ``spec`` and more)."""
+def experiment_view(row: dict[str, Any], trials: list[dict[str, Any]],
+                    waiting: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One experiment as `gpusched ls --json` gives it (``show`` adds ``spec`` and more);
+    ``waiting``: why trials it has to run have not started (docs/json.md), else None."""
     spec = row["spec"]
     goal = Goal(spec["goal"])
     counts = Counter(t["state"] for t in trials)
@@ -92,4 +97,5 @@ def experiment_view(row: dict[str, Any], trials: list[dict[str, Any]]) -> dict[s
         "submitted_at": row["submitted_at"],
         "started_at": row["started_at"],
         "ended_at": row["ended_at"],
+        "waiting": waiting,
     }
