@@ -52,7 +52,12 @@ def masked_crc32c(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]  # field keys and small values: most varints
+
+
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]
     value &= (1 << 64) - 1  # negative int64s travel as ten bytes, as protobuf does
     out = bytearray()
     while True:

@@ -23,7 +23,7 @@ from gpusched.models import TERMINAL_EXPERIMENT_STATES
 from gpusched.render import fmt_value
 from gpusched.views import tables
 
-__all__ = ["cmd_watch", "watch", "snapshot", "header_lines"]
+__all__ = ["cmd_watch", "watch", "snapshot", "render_snapshot", "header_lines"]
 
 _ENDED = {s.value for s in TERMINAL_EXPERIMENT_STATES}
 HOME, CLEAR_LINE, CLEAR_DOWN = "\x1b[H", "\x1b[K", "\x1b[J"
@@ -60,12 +60,11 @@ def _columns(trials: Sequence[Mapping[str, Any]], metric: str) -> list[str]:
         f"last_report.{metric}", "objective", "iter", "gpus", "last_report.time_total_s", "why"))
 
 
-def snapshot(client: Client, exp_id: str, *, height: int | None = None,
-             index_of: Mapping[str, int] | None = None) -> tuple[str, bool]:
-    """The picture of ``exp_id`` now, and whether the experiment has ended. ``height``: cut
-    the trials table to fit that many lines (the newest trials stay)."""
-    exp = client.show(exp_id)
-    trials = client.trials(exp_id, last_report=True)
+def render_snapshot(exp: Mapping[str, Any], trials: Sequence[Mapping[str, Any]], *,
+                    height: int | None = None,
+                    index_of: Mapping[str, int] | None = None) -> str:
+    """The picture of experiment ``exp`` (a `show` view) and its ``trials`` (with their last
+    reports). ``height``: cut the trials table to fit that many lines (the newest stay)."""
     lines = header_lines(exp)
     hidden = 0
     if height is not None:
@@ -76,8 +75,17 @@ def snapshot(client: Client, exp_id: str, *, height: int | None = None,
     lines += tables.render_rows(trials, _columns(trials, exp["metric"]), metric="objective",
                                 index_of=index_of).splitlines()
     if hidden:
-        lines.append(f"({hidden} earlier trials not shown: gpusched ls {exp_id})")
-    return "\n".join(lines), exp["state"] in _ENDED
+        lines.append(f"({hidden} earlier trials not shown: gpusched ls {exp['id']})")
+    return "\n".join(lines)
+
+
+def snapshot(client: Client, exp_id: str, *, height: int | None = None,
+             index_of: Mapping[str, int] | None = None) -> tuple[str, bool]:
+    """The picture of ``exp_id`` now (:func:`render_snapshot`), and whether it has ended."""
+    exp = client.show(exp_id)
+    text = render_snapshot(exp, client.trials(exp_id, last_report=True), height=height,
+                           index_of=index_of)
+    return text, exp["state"] in _ENDED
 
 
 def _newest_in_progress(client: Client) -> str:

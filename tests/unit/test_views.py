@@ -10,7 +10,7 @@ import pytest
 from gpusched.errors import UsageError
 from gpusched.views import query, tables
 from gpusched.views.gpus import gpus_table, memory_cell, short_uuids
-from gpusched.views.watch import header_lines
+from gpusched.views.watch import header_lines, render_snapshot
 
 UUID0 = "GPU-11111111-2222-3333-4444-555555555555"
 UUID1 = "GPU-99999999-2222-3333-4444-555555555555"
@@ -248,3 +248,27 @@ def test_watch_header_says_state_counts_best_and_why_it_waits() -> None:
     ended = header_lines(experiment(state="completed", reason="30 trials run", best=None))
     assert ended[0] == "== e1 digits (alice): completed: 30 trials run =="
     assert ended[2] == "best val_accuracy (max): - (no result yet)"
+
+
+def test_watch_picture_lists_trials_with_params_last_metric_and_gpus() -> None:
+    rows = [trial(0, last_report={"training_iteration": 7, "val_accuracy": 0.8,
+                                  "time_total_s": 65.0}),
+            trial(1, state="running", objective=None, devices=[UUID1],
+                  last_report={"training_iteration": 2, "val_accuracy": 0.4})]
+    text = render_snapshot(experiment(), rows, index_of={UUID0: 0, UUID1: 1})
+    lines = text.splitlines()
+    assert lines[3] == ""
+    assert cells("\n".join(lines[4:])) == [
+        {"TRIAL": "e1/0", "STATE": "completed", "lr": "0.01", "val_accuracy": "0.8",
+         "OBJECTIVE": "0.5", "ITER": "7", "GPUS": "0", "TIME": "1m05s", "WHY": ""},
+        {"TRIAL": "e1/1", "STATE": "running", "lr": "0.01", "val_accuracy": "0.4",
+         "OBJECTIVE": "-", "ITER": "2", "GPUS": "1", "TIME": "-", "WHY": ""}]
+
+
+def test_watch_picture_fits_a_small_terminal_keeping_the_newest_trials() -> None:
+    rows = [trial(n) for n in range(30)]
+    lines = render_snapshot(experiment(), rows, height=12).splitlines()
+    assert len(lines) == 12  # header 3, blank, table header, 6 rows, the note
+    shown = [line.split()[0] for line in lines[4:-1]]
+    assert shown[0] == "TRIAL" and shown[1:] == [f"e1/{n}" for n in range(24, 30)]
+    assert lines[-1] == "(24 earlier trials not shown: gpusched ls e1)"
