@@ -178,7 +178,8 @@ def test_watch_off_a_terminal_appends_snapshots_until_the_experiment_ends(
     with running_daemon(tmp_path / "d") as d:
         exp = d.submit(probe(tmp_path / "out", sleep=0.5, max_trials=4, max_parallel_trials=1),
                        name="w")
-        out = subprocess.run(gpusched_cmd(d, "watch", exp, "--interval", "0.2"),
+        # No EXP: the newest experiment in progress, the only one here.
+        out = subprocess.run(gpusched_cmd(d, "watch", "--interval", "0.2"),
                              capture_output=True, text=True, timeout=60, check=False)
         assert out.returncode == 0, out.stderr
         assert "\x1b" not in out.stdout and out.stderr == ""
@@ -195,6 +196,12 @@ def test_watch_off_a_terminal_appends_snapshots_until_the_experiment_ends(
         assert [(r["TRIAL"], r["STATE"], r["score"], r["ITER"]) for r in rows] == [
             (t["id"], "completed", f"{t['last_report']['score']:.4g}", "3") for t in trials]
         assert any("running" in s for s in snapshots[:-1])  # it showed the run, not only the end
+        nothing = d.cli("watch")
+        assert nothing.returncode == 1
+        assert nothing.stderr == ("gpusched: no experiment is queued or running: name one,"
+                                  " `gpusched watch EXP` (see `gpusched ls --all`)\n")
+        bad = d.cli("watch", exp, "--interval", "0")
+        assert bad.returncode == 1 and "--interval 0: give a number of seconds > 0" in bad.stderr
 
 
 def _read_pty(fd: int, proc: subprocess.Popen[bytes], until: float) -> bytes:
