@@ -13,10 +13,9 @@ from gpusched.client import Client
 from gpusched.errors import UsageError
 from gpusched.render import print_json
 from gpusched.views import query, tables, watch
-from gpusched.views.gpus import gpus_table
+from gpusched.views.gpus import device_indices, gpus_table
 
-__all__ = ["cmd_ls", "cmd_gpus", "cmd_plot", "add_view_commands", "split_list", "device_indices",
-           "select_rows"]
+__all__ = ["cmd_ls", "cmd_gpus", "cmd_plot", "add_view_commands", "split_list", "select_rows"]
 
 RECENT_S = 24 * 3600  # `ls` without --all: experiments in progress or ended this recently
 AddCommand = Callable[..., argparse.ArgumentParser]
@@ -37,11 +36,6 @@ def select_rows(rows: list[dict[str, Any]], args: argparse.Namespace, what: str,
     if keys or args.desc:
         rows = query.sort_rows(rows, keys or [default_sort], desc=args.desc, what=what)
     return rows if args.limit is None else rows[: args.limit]
-
-
-def device_indices(client: Client) -> dict[str, int]:
-    """UUID -> NVML index of the daemon's devices (how `ls` names a trial's GPUs)."""
-    return {d["uuid"]: d["index"] for d in client.gpus()["devices"]}
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -70,7 +64,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return 0
     query.check_columns(rows, columns, "ls --columns")
     columns = columns or tables.trial_columns(rows)
-    index_of = device_indices(client) if "gpus" in columns else {}
+    index_of = device_indices(client.gpus()) if "gpus" in columns else {}
     print(tables.render_rows(rows, columns, metric=exp["metric"], index_of=index_of))
     waiting = exp.get("waiting")
     if waiting:

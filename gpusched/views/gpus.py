@@ -12,10 +12,15 @@ from typing import Any
 
 from gpusched.render import table
 
-__all__ = ["gpus_table", "short_uuids", "memory_cell"]
+__all__ = ["gpus_table", "short_uuids", "memory_cell", "device_indices"]
 
 _BAR = 10
 _UUID_HEX = 8  # as many hex digits as keep UUIDs apart, from this many up
+
+
+def device_indices(answer: Mapping[str, Any]) -> dict[str, int]:
+    """UUID -> NVML index, from a `gpus` answer: how tables name a trial's GPUs."""
+    return {d["uuid"]: d["index"] for d in answer["devices"]}
 
 
 def short_uuids(uuids: Sequence[str]) -> dict[str, str]:

@@ -22,6 +22,7 @@ from gpusched.errors import UsageError
 from gpusched.models import TERMINAL_EXPERIMENT_STATES
 from gpusched.render import fmt_value
 from gpusched.views import tables
+from gpusched.views.gpus import device_indices
 
 __all__ = ["cmd_watch", "watch", "snapshot", "render_snapshot", "header_lines"]
 
@@ -102,7 +103,7 @@ def watch(client: Client, experiment: str | None, interval_s: float, *,
     ``out`` is a terminal)."""
     exp_id = str(client.show(experiment)["id"]) if experiment else _newest_in_progress(client)
     tty = out.isatty() if tty is None else tty
-    index_of = {d["uuid"]: d["index"] for d in client.gpus()["devices"]}
+    index_of = device_indices(client.gpus())
     previous = None
     if tty:
         out.write(HIDE_CURSOR + CLEAR_SCREEN)
