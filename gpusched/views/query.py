@@ -34,7 +34,6 @@ MISSING: Any = _Missing()
 ALIASES: Mapping[str, str] = {
     "trial": "id", "iter": "last_report.training_iteration", "tries": "attempts",
     "time": "duration_s", "waiting": "waiting.message", "wait": "waiting.code",
-    "owner_name": "owner",
 }
 _BARE_IN = ("params", "last_report")  # where a bare name is looked for after the view's keys
 

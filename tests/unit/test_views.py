@@ -57,9 +57,19 @@ def cells(text: str) -> list[dict[str, str]]:
     ("state", "completed"), ("params.lr", 0.01), ("lr", 0.01), ("val_loss", 0.25),
     ("last_report.val_loss", 0.25), ("iter", 10), ("trial", "e1/0"), ("tries", 1),
     ("gpus", [UUID0]), ("params.nope", query.MISSING), ("nope", query.MISSING),
+    ("wait", query.MISSING),
 ])
 def test_lookup_finds_keys_paths_aliases_and_bare_names(column: str, value: Any) -> None:
-    assert query.lookup(trial(0), column) == value or value is query.MISSING
+    got = query.lookup(trial(0), column)
+    assert got is query.MISSING if value is query.MISSING else got == value
+
+
+def test_wait_and_waiting_name_the_code_and_the_message() -> None:
+    row = trial(0, waiting={"code": "behind", "message": "e2 goes first (submitted earlier)"})
+    assert query.lookup(row, "wait") == "behind"
+    assert query.lookup(row, "waiting") == "e2 goes first (submitted earlier)"
+    kept = query.apply_filters([row, trial(1)], [query.parse_filter("wait == behind")], "ls")
+    assert [r["number"] for r in kept] == [0]
 
 
 def test_a_view_key_wins_over_a_parameter_of_the_same_name() -> None:
