@@ -7,6 +7,7 @@ purpose, :class:`FailedTrialError` (no retry) and :class:`FatalError` (stop the 
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from gpusched.errors import FailedTrialError, FatalError, GpuschedError
@@ -25,3 +26,10 @@ def __getattr__(name: str) -> Any:
 
         return importlib.import_module("gpusched.trial")
     raise AttributeError(f"module 'gpusched' has no attribute {name!r}")
+
+
+if os.environ.get("GPUSCHED_REPORT_FILE"):
+    # In a trial, `import gpusched` is enough for an uncaught FailedTrialError / FatalError to
+    # reach the daemon (SPEC section 5): the trial module's excepthook writes the status line.
+    # Elsewhere (the CLI, the daemon) nothing is installed.
+    import gpusched.trial  # noqa: F401

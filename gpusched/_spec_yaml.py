@@ -18,7 +18,10 @@ import yaml
 
 from gpusched.errors import Problem, SpecError
 
-__all__ = ["Loader", "load_text", "read_file"]
+__all__ = ["Loader", "load_text", "read_file", "MAX_FILE_BYTES"]
+
+MAX_FILE_BYTES = 1024 * 1024
+"""The largest experiment file read (a real one is a few KiB; a spec travels in one request)."""
 
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
@@ -133,7 +136,12 @@ def read_file(path: Path) -> Any:
         return SpecError([Problem(place, message)], str(path))
 
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        with open(path, "rb") as fh:  # a bounded read: /dev/zero or a stray dataset would not end
+            raw = fh.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise fail(f"is over {MAX_FILE_BYTES // 1024} KiB: that is not an experiment file"
+                       " (did you pass the wrong path?)")
+        text = raw.decode("utf-8-sig")
     except FileNotFoundError:
         raise fail("no such file") from None
     except IsADirectoryError:

@@ -30,16 +30,23 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     import anyio
 
     from gpusched._daemon.main import make_backend, run_daemon
-    from gpusched.config import daemon_socket_path, default_state_dir, load_settings
+    from gpusched.config import (
+        daemon_socket_path,
+        default_config_path,
+        default_state_dir,
+        load_settings,
+    )
     from gpusched.log import configure_logging
 
-    configure_logging(level=args.log_level)
-    settings = load_settings(args.config)
+    config = args.config or default_config_path()
+    settings = load_settings(None if config is None else str(config))
+    configure_logging(level=args.log_level, also_to=settings.log_file or None)
     backend = make_backend(args.fake_gpus)
+    state_dir = args.state_dir or settings.state_dir
     try:
         anyio.run(lambda: run_daemon(
             socket_path=daemon_socket_path(args.socket),
-            state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(),
+            state_dir=Path(state_dir) if state_dir else default_state_dir(),
             settings=settings, backend=backend,
         ), backend="asyncio")
     except BaseExceptionGroup as group:
@@ -96,6 +103,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         pairs += [("params", data["params"]), ("last_report", data["last_report"])]
     print(render.key_values(pairs))
+    print(render.events_lines(data.get("events") or []))  # retries, interruptions, the end
     return 0
 
 
@@ -204,9 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gpusched {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = _add(sub, "daemon", cmd_daemon, "run the daemon in the foreground", json_flag=False)
-    p.add_argument("--state-dir", help="trial log and trial folders")
+    p.add_argument("--state-dir", help="trial log and trial folders (default: the config's"
+                   " state_dir, else /var/lib/gpusched as root, else ~/.local/state/gpusched)")
     p.add_argument("--config",
-                   help="TOML file with a [daemon] table of settings (README: The daemon)")
+                   help="TOML file with a [daemon] table of settings (docs/config.md; default:"
+                   " /etc/gpusched/config.toml as root, else ~/.config/gpusched/config.toml,"
+                   " when it exists)")
     p.add_argument("--fake-gpus", metavar="N|FILE", help="use N fake GPUs, or those of FILE")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p = _add(sub, "submit", cmd_submit, "submit an experiment file")

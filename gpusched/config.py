@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from gpusched.errors import ConfigError
+from gpusched import _config_check as _check
+from gpusched.errors import ConfigError, Problem
 
 __all__ = [
     "SYSTEM_SOCKET",
     "SYSTEM_STATE_DIR",
+    "SYSTEM_CONFIG",
     "DaemonSettings",
     "user_socket_path",
     "client_socket_path",
     "daemon_socket_path",
     "default_state_dir",
+    "default_config_path",
     "load_settings",
 ]
 
 SYSTEM_SOCKET = Path("/run/gpusched/gpusched.sock")
 SYSTEM_STATE_DIR = Path("/var/lib/gpusched")
+SYSTEM_CONFIG = Path("/etc/gpusched/config.toml")
 
 
 def user_socket_path() -> Path:
@@ -68,49 +72,81 @@ def default_state_dir() -> Path:
     return Path(state_home) / "gpusched"
 
 
+def default_config_path() -> Path | None:
+    """The settings file read without ``--config``: /etc/gpusched/config.toml as root, else
+    ``$XDG_CONFIG_HOME/gpusched/config.toml``; None when that file does not exist."""
+    if os.getuid() == 0:
+        path = SYSTEM_CONFIG
+    else:
+        config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        path = Path(config_home) / "gpusched" / "config.toml"
+    return path if path.exists() else None
+
+
+def _setting(default: Any, check: _check.Check) -> Any:
+    return field(default=default, metadata={"check": check})
+
+
 @dataclass(frozen=True)
 class DaemonSettings:
-    """Every tunable of the daemon. Durations in seconds, memory in MiB."""
+    """Every tunable of the daemon (the ``[daemon]`` table). Seconds, MiB; docs/config.md."""
 
-    poll_interval_s: float = 0.5  # GPU readings while nothing is releasing
-    release_poll_s: float = 0.05  # GPU readings while a device is releasing
-    release_timeout_s: float = 60.0  # releasing longer than this -> quarantined
-    release_threshold_mib: float = 512.0  # "back near idle": within this of the idle level
-    report_poll_s: float = 0.1  # how often a running trial's report files are read
-    grace_period_s: float = 10.0  # SIGTERM -> SIGKILL
-    shutdown_grace_s: float = 10.0  # grace given to trials when the daemon stops
-    allow_foreign_sharing: bool = False  # give out GPUs that foreign processes use
-    # Members of this group may cancel and resume anyone's experiments ("": nobody but the
-    # owner and root).
-    admin_group: str = ""
+    poll_interval_s: float = _setting(0.5, _check.positive)  # GPU readings, nothing releasing
+    release_poll_s: float = _setting(0.05, _check.positive)  # ... while a device is releasing
+    release_timeout_s: float = _setting(60.0, _check.positive)  # releasing longer: quarantined
+    # "back near idle": within this of the idle level
+    release_threshold_mib: float = _setting(512.0, _check.non_negative)
+    report_poll_s: float = _setting(0.1, _check.positive)  # reading running trials' reports
+    grace_period_s: float = _setting(10.0, _check.non_negative)  # SIGTERM -> SIGKILL
+    shutdown_grace_s: float = _setting(10.0, _check.non_negative)  # ... when the daemon stops
+    # Give out GPUs that foreign processes use (false: such a GPU is `foreign`, not given out).
+    allow_foreign_sharing: bool = _setting(False, _check.boolean)
+    # Use only these GPUs (UUIDs or NVML indices; empty: all), and never these.
+    gpus: tuple[str | int, ...] = _setting((), _check.device_list)
+    exclude_gpus: tuple[str | int, ...] = _setting((), _check.device_list)
+    # Members of this group may cancel and resume anyone's experiments ("": only the owner and
+    # root).
+    admin_group: str = _setting("", _check.existing_group)
     # A daemon running as root gives its socket to this group, mode 0660 (when it exists).
-    socket_group: str = "gpusched"
+    socket_group: str = _setting("gpusched", _check.text)
+    # Per user, at once: GPUs held by running trials (0.5 counts half) and running trials.
+    # 0: no limit.
+    max_gpus_per_user: float = _setting(0.0, _check.non_negative)
+    max_trials_per_user: int = _setting(0, _check.non_negative_int)
+    state_dir: str = _setting("", _check.path_text)  # "": the default; --state-dir wins
+    log_file: str = _setting("", _check.path_text)  # also append the JSON log here ("": no)
 
     def with_overrides(self, values: dict[str, Any], source: str) -> DaemonSettings:
-        """A copy with ``values`` applied; unknown keys or wrong types are a ConfigError."""
-        known = {f.name: f for f in fields(self)}
-        problems = []
-        clean: dict[str, Any] = {}
-        for key, value in values.items():
-            if key not in known:
-                problems.append(f"unknown setting '{key}'")
-                continue
-            want = {"bool": bool, "str": str}.get(str(known[key].type), float)
-            if want is str:
-                if isinstance(value, str):
-                    clean[key] = value
-                else:
-                    problems.append(f"'{key}' must be a string (a group's name)")
-            elif want is bool and not isinstance(value, bool):
-                problems.append(f"'{key}' must be true or false")
-            elif want is float and (isinstance(value, bool) or not isinstance(value, int | float)
-                                    or value < 0):
-                problems.append(f"'{key}' must be a number >= 0")
-            else:
-                clean[key] = want(value)
+        """A copy with ``values`` applied; every unknown key or bad value, at once, is one
+        ConfigError."""
+        clean, problems = _checked(values, "daemon")
         if problems:
-            raise ConfigError(f"{source}: " + "; ".join(problems))
+            raise ConfigError(_report(source, problems))
         return replace(self, **clean)
+
+
+def _checked(values: dict[str, Any], table: str) -> tuple[dict[str, Any], list[Problem]]:
+    from gpusched._spec_check import unknown_key  # here: a client need not import it to start
+
+    checks = {f.name: f.metadata["check"] for f in fields(DaemonSettings)}
+    clean: dict[str, Any] = {}
+    problems = []
+    for key, value in values.items():
+        place = f"{table}.{key}"
+        if key not in checks:
+            problems.append(Problem(place, unknown_key(key, checks)))
+            continue
+        try:
+            clean[key] = checks[key](value)
+        except _check.BadValue as exc:
+            problems.append(Problem(place, str(exc)))
+    return clean, problems
+
+
+def _report(source: str, problems: list[Problem]) -> str:
+    plural = "s" if len(problems) != 1 else ""
+    lines = "\n".join(f"  {p}" for p in problems)
+    return f"{source}: {len(problems)} problem{plural} in the daemon config\n{lines}"
 
 
 def load_settings(path: str | None) -> DaemonSettings:
@@ -125,11 +161,13 @@ def load_settings(path: str | None) -> DaemonSettings:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - {"daemon"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown table or key {', '.join(map(repr, unknown))}"
-                          " (settings go in a [daemon] table)")
+    problems = [Problem(str(key), f"unknown table or key {key!r} (settings go in a [daemon]"
+                        " table)") for key in data if key != "daemon"]
     table = data.get("daemon", {})
     if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [daemon] must be a table")
+        problems.append(Problem("daemon", "must be a table ([daemon])"))
+        table = {}
+    problems += _checked(table, "daemon")[1]
+    if problems:
+        raise ConfigError(_report(path, problems))
     return settings.with_overrides(table, str(path))

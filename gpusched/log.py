@@ -8,18 +8,31 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
+
+from gpusched.errors import ConfigError
 
 __all__ = ["configure_logging", "get_logger"]
 
 
 def configure_logging(*, level: str = "info", stream: TextIO | None = None,
-                      json: bool | None = None) -> None:
-    """Configure structlog for the daemon. ``json=None`` picks by whether ``stream`` is a tty."""
+                      json: bool | None = None, also_to: str | None = None) -> None:
+    """Configure structlog for the daemon. ``json=None`` picks by whether ``stream`` is a tty.
+
+    ``also_to``: a file that gets every line too (appended; the ``log_file`` setting).
+    """
     out = stream if stream is not None else sys.stdout
     use_json = (not out.isatty()) if json is None else json
+    if also_to is not None:
+        try:
+            # Line-buffered and open for the daemon's life: every event reaches the file at
+            # once, and logrotate's copytruncate works with an O_APPEND file.
+            copy = open(also_to, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise ConfigError(f"log_file {also_to}: cannot open it ({exc.strerror})") from None
+        out = cast(TextIO, _Tee(out, copy))  # print() needs only write() and flush()
     renderer: Any = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
     )
@@ -38,6 +51,22 @@ def configure_logging(*, level: str = "info", stream: TextIO | None = None,
         logger_factory=_NamedPrintLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
+
+
+class _Tee:
+    """Writes to two streams (the daemon's stdout and its log file)."""
+
+    def __init__(self, first: TextIO, second: TextIO) -> None:
+        self._streams = (first, second)
+
+    def write(self, text: str) -> int:
+        for stream in self._streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self._streams:
+            stream.flush()
 
 
 class _NamedPrintLogger(structlog.PrintLogger):

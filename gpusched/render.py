@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["table", "fmt_value", "fmt_duration", "fmt_age", "best_table", "key_values",
-           "fmt_time", "union_keys", "finite_number", "print_json"]
+           "fmt_time", "union_keys", "finite_number", "print_json", "events_lines"]
 
 
 def print_json(data: Any) -> None:
@@ -95,3 +95,14 @@ def key_values(pairs: Sequence[tuple[str, Any]]) -> str:
         return fmt_value(value)
 
     return "\n".join(f"{k.ljust(width)}  {cell(k, v)}" for k, v in pairs)
+
+
+def events_lines(events: Sequence[dict[str, Any]]) -> str:
+    """`gpusched show`'s event log: time, trial, kind, and the reason when there is one."""
+    lines = []
+    for e in events:
+        who = "" if e.get("trial") is None else f"{e['experiment_id']}/{e['trial']}"
+        data = e.get("data") or {}
+        said = data.get("reason") or data.get("state") or ""
+        lines.append(f"  {fmt_time(e['t'])}  {who:<8} {e['kind']}  {said}".rstrip())
+    return "\n".join(["events:", *lines]) if lines else "events: -"

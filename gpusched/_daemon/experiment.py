@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, overload
 
+from gpusched._daemon.identity import RunAs
 from gpusched._daemon.store import ReadPosition
 from gpusched.models import (
     TERMINAL_TRIAL_STATES,
@@ -161,6 +162,8 @@ class ExperimentRun:
     failure: str | None = None  # set when a failure rule ends the experiment
     started_at: float | None = None  # wall clock of its first trial's start (time_budget)
     budget_spent: bool = False  # its time_budget is used up: no trial starts any more
+    owner_uid: int | None = None  # who submitted it (SO_PEERCRED)
+    run_as: RunAs | None = None  # the other user its trials run as (a root daemon's)
 
     def __repr__(self) -> str:
         return (f"<ExperimentRun {self.id} {self.state.value} trials={len(self.trials)}"
@@ -181,8 +184,11 @@ class ExperimentRun:
                    if t.state is TrialState.RUNNING and not t.processes_gone)
 
     def gpu_share_in_use(self) -> float:
-        """GPUs held by running trials (the fair-share key)."""
-        return self.running_count() * self.spec.gpus_per_trial
+        """GPUs held by running trials (the fair-share key). A trial whose end is still being
+        recorded counts: its experiment cannot start the next one yet (see can_start_now), so
+        it must not look idle and take the front while others could use the GPU."""
+        held = sum(1 for t in self.live.values() if t.state is TrialState.RUNNING)
+        return held * self.spec.gpus_per_trial
 
     def history(self) -> History:
         """What the search plugin sees: the resumed experiment's trials, then ours."""
@@ -223,6 +229,19 @@ class ExperimentRun:
         if self.requeued:
             return True
         return not self.exhausted and len(self.trials) < self.max_trials
+
+    def can_start_now(self) -> bool:
+        """True if :meth:`wants_more` and its next trial may be placed at this moment.
+
+        While a trial's end is being recorded (its processes are gone, its GPU already given
+        back) no new trial is asked of the search: the suggestion must see that outcome, and
+        the failure rules must judge it first. Else what the search proposes would depend on
+        how fast the log wrote (no longer a pure function of the log), and a trial could start
+        just as a rule ended the experiment. A trial to run again has its params: it may go.
+        """
+        if not self.wants_more():
+            return False
+        return bool(self.requeued) or not any(t.processes_gone for t in self.live.values())
 
     def all_ended(self) -> bool:
         """True when no trial is running or waiting to run again."""

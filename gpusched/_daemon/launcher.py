@@ -24,10 +24,13 @@ from typing import Any
 import anyio
 from anyio.abc import Process
 
+from gpusched._daemon.identity import RunAs
 from gpusched._daemon.procfs import YOUNG_S, pids_in_session
 
 __all__ = [
     "BASE_ENV_KEYS",
+    "DEFAULT_PATH",
+    "HOST_ENV_KEYS",
     "TrialFiles",
     "TrialProcess",
     "trial_command",
@@ -35,13 +38,23 @@ __all__ = [
     "spawn_trial",
 ]
 
-# What a trial inherits from the daemon's own environment: enough to find programs, libraries
-# and the user's home, nothing else (the experiment's `env` adds the rest).
-BASE_ENV_KEYS = (
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ",
-    "TMPDIR", "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "VIRTUAL_ENV", "CONDA_PREFIX",
-    "CONDA_DEFAULT_ENV",
+# What a trial of another user (a root daemon's) takes from the daemon's environment: the
+# host's locale, time zone and CUDA set-up, nothing that is the daemon's own.
+HOST_ENV_KEYS = (
+    "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_NUMERIC", "LC_TIME", "LC_COLLATE",
+    "LC_MONETARY", "LC_MESSAGES", "LC_PAPER", "LC_NAME", "LC_ADDRESS", "LC_TELEPHONE",
+    "LC_MEASUREMENT", "LC_IDENTIFICATION", "TZ", "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH",
 )
+# What a trial inherits from the daemon's own environment when both run as the same user:
+# enough to find programs, libraries and the user's home, nothing else (the experiment's `env`
+# adds the rest).
+BASE_ENV_KEYS = (
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", *HOST_ENV_KEYS, "TMPDIR", "VIRTUAL_ENV",
+    "CONDA_PREFIX", "CONDA_DEFAULT_ENV",
+)
+# login.defs' ENV_PATH: another user's trial gets this PATH (its experiment's `env` may set its
+# own, e.g. its virtualenv's bin folder first).
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _KILL_POLL_S = 0.01
 
 
@@ -57,13 +70,24 @@ class TrialFiles:
         self.hypertune = trial_dir / "hypertune_metrics.json"
         self.checkpoints = checkpoints or trial_dir / "checkpoint"
 
-    def create(self) -> None:
-        """Make the folder and the checkpoint folder (kept across retries and resumes)."""
+    def create(self, owner: RunAs | None = None) -> None:
+        """Make the folder and the checkpoint folder (kept across retries and resumes).
+
+        With an ``owner`` (a root daemon's trial of another user) both belong to that user,
+        and the experiment's folder above them, root's, is open for it to reach them.
+        """
         # The folder first: its parent exists after an experiment's first trial, so this is
         # two mkdir calls, not a failed one, an exception and three. (The checkpoint folder
         # of a trial that continues another is that one's: there already.)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.checkpoints.mkdir(parents=True, exist_ok=True)
+        if owner is None:
+            return
+        for folder in (self.dir.parent.parent, self.dir.parent):
+            os.chmod(folder, 0o755)
+        for folder in (self.dir, self.checkpoints):
+            # Not following links: the user owns these folders and could plant one.
+            os.chown(folder, owner.uid, owner.gid, follow_symlinks=False)
 
 
 def _flag_value(value: Any) -> str:
@@ -87,9 +111,15 @@ def trial_environment(
     files: TrialFiles,
     uuids: Sequence[str],
     metric: str,
+    run_as: RunAs | None = None,
 ) -> dict[str, str]:
-    """The whole environment of a trial (SPEC section 4)."""
-    env = {k: daemon_env[k] for k in BASE_ENV_KEYS if k in daemon_env}
+    """The whole environment of a trial (SPEC section 4); ``run_as``: the other user it runs as
+    (its login variables then come from the user database, not from the daemon)."""
+    if run_as is None:
+        env = {k: daemon_env[k] for k in BASE_ENV_KEYS if k in daemon_env}
+    else:
+        env = {k: daemon_env[k] for k in HOST_ENV_KEYS if k in daemon_env}
+        env.update(run_as.login_env(), PATH=DEFAULT_PATH)
     env["PYTHONUNBUFFERED"] = "1"  # so that `gpusched logs --follow` shows output as it comes
     env.update(experiment_env)
     env.update({
@@ -167,13 +197,39 @@ class TrialProcess:
             await self.wait_session_gone()
 
 
+def _open_log(path: Path, owner: RunAs | None) -> int:
+    # O_NOFOLLOW: in another user's trial folder, a link planted in place of a log must not
+    # make the daemon (root) write through it.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o644)
+    if owner is not None:
+        try:
+            os.fchown(fd, owner.uid, owner.gid)
+        except OSError:
+            os.close(fd)
+            raise
+    return fd
+
+
 async def spawn_trial(
-    argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, files: TrialFiles
+    argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, files: TrialFiles,
+    run_as: RunAs | None = None,
 ) -> TrialProcess:
-    """Start a trial; OSError (command not found, not executable, bad workdir) propagates."""
-    with open(files.stdout, "ab") as out, open(files.stderr, "ab") as err:
-        process = await anyio.open_process(
-            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd,
-            env=dict(env), start_new_session=True,
-        )
+    """Start a trial, as ``run_as`` when given (a root daemon's trial of another user);
+    OSError (command not found, not executable, bad workdir) propagates."""
+    # Only for another user: Popen drops its vfork() fast path once ids are to be changed.
+    ids: dict[str, Any] = {} if run_as is None else {
+        "user": run_as.uid, "group": run_as.gid, "extra_groups": list(run_as.groups)}
+    out = _open_log(files.stdout, run_as)
+    try:
+        err = _open_log(files.stderr, run_as)
+        try:
+            process = await anyio.open_process(
+                list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd,
+                env=dict(env), start_new_session=True, **ids,
+            )
+        finally:
+            os.close(err)
+    finally:
+        os.close(out)
     return TrialProcess(process)

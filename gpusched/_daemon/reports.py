@@ -23,10 +23,12 @@ Ray, the auto-filled values win over user-given ones of the same name. A report'
 
 from __future__ import annotations
 
+import errno
 import json
 import json.scanner
 import math
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,10 @@ Metric = float | int | str
 _INT64 = 2**63
 _MAX_PROBLEMS = 5
 _CHUNK = 8 << 20  # bytes per read: large, so 100k small lines cost a handful of syscalls
+# A trial's folder belongs to its user, and a root daemon reads what is in it: a link there
+# must not make it read a file the user may not (O_NOFOLLOW), nor a FIFO block its event loop
+# (O_NONBLOCK, then only regular files). Either counts as no report file.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _MAX_POLL = 64 << 20  # bytes per poll while the trial runs: a backlog is read in slices
 _MAX_PENDING = 16 << 20  # a "line" this long without a newline is garbage, not a slow writer
 # typeshed declares make_scanner as a class whose argument is itself; it takes a JSONDecoder.
@@ -66,6 +72,22 @@ class _Problems:
         self.skipped += skip
         if len(self.problems) < _MAX_PROBLEMS:
             self.problems.append(message)
+
+
+def _open_report_file(path: Path) -> tuple[int, int]:
+    """A read-only fd of the regular file ``path`` and its size; FileNotFoundError for
+    anything else."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) or exc.errno != errno.ELOOP:
+            raise
+        raise FileNotFoundError(errno.ENOENT, "a link, not a report file", str(path)) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise FileNotFoundError(errno.ENOENT, "not a regular file", str(path))
+    return fd, st.st_size
 
 
 def _clean(raw: dict[str, Any]) -> dict[str, Metric]:
@@ -161,11 +183,10 @@ class ReportFileReader(_Problems):
 
     def _read_new(self, limit: int | None) -> bytes:
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd, size = _open_report_file(self.path)
         except FileNotFoundError:
             return b""  # the trial has not reported yet
         try:
-            size = os.fstat(fd).st_size
             if size < self.offset:
                 self._problem(f"file shrank to {size} bytes; read again from its start", skip=False)
                 self.offset, self._pending, self._line = 0, b"", 0
@@ -250,7 +271,14 @@ class HypertuneFileReader(_Problems):
         return self._new(entries)
 
     def _read(self) -> bytes:
-        return self.path.read_bytes()
+        fd, _ = _open_report_file(self.path)
+        try:
+            chunks = []
+            while chunk := os.read(fd, _CHUNK):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
 
     def unread_bytes(self) -> int:
         """How much the next poll would read: the whole file if it changed, else 0."""

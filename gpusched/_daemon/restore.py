@@ -7,46 +7,76 @@ so the search plugins (pure functions of these views) continue the same search.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gpusched._daemon.experiment import ExperimentRun, TrialRun
+from gpusched._daemon.experiment import ExperimentRun, TrialRun, objective_of
 from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.report_collector import ReportCollector
 from gpusched._daemon.store import ReadPosition, Store, encode_reports
 from gpusched.errors import RequestError
 from gpusched.log import get_logger
-from gpusched.models import TrialState
+from gpusched.models import ExperimentState, TrialState
 from gpusched.plugin_api import TrialView
 from gpusched.spec import ExperimentSpec
 
-__all__ = ["prior_trials", "restore_trials"]
+__all__ = ["resolve_resume_from", "prior_trials", "restore_trials"]
 
 log = get_logger("gpusched.restore")
 INTERRUPTED_REASON = "the daemon went down while it ran"
+
+
+async def resolve_resume_from(store: Store, spec: ExperimentSpec) -> ExperimentSpec:
+    """``spec`` with ``resume_from`` pinned to the earlier experiment's id (checked at submit).
+
+    A name means the newest experiment with that name *now*; stored as it was written, it could
+    name another experiment after a restart (this one, if it has the same name), and the search
+    would see another history. The earlier experiment must have ended, so that what the search
+    learns from it cannot change under it while it runs.
+    """
+    if not spec.resume_from:
+        return spec
+    row = await store.experiment(spec.resume_from)
+    if row is None:
+        raise RequestError("invalid_experiment",
+                           f"resume_from: no experiment '{spec.resume_from}'"
+                           " (`gpusched ls --all` lists them)")
+    if row["state"] in (ExperimentState.QUEUED.value, ExperimentState.RUNNING.value):
+        raise RequestError("invalid_experiment",
+                           f"resume_from: {row['id']} is still {row['state']}: wait until it"
+                           f" ends (`gpusched wait {row['id']}`), then submit this again")
+    return replace(spec, resume_from=row["id"])
 
 
 async def prior_trials(store: Store, spec: ExperimentSpec) -> list[TrialView]:
     """The finished trials of the experiment ``spec`` resumes from (none without one).
 
     They are numbered -1, -2, ... so that they never collide with the new experiment's own.
+    Their results are taken again by this experiment's ``metric``, ``objective`` and ``goal``
+    (the earlier experiment may have optimised another metric, or the best instead of the last
+    value): a trial that never reported this metric teaches nothing and is left out.
     """
     if not spec.resume_from:
         return []
     row = await store.experiment(spec.resume_from)
     if row is None:
-        raise RequestError("invalid_experiment",
-                           f"resume_from: no experiment '{spec.resume_from}'")
+        log.warning("resume_from_missing", resume_from=spec.resume_from)
+        return []  # deleted from the log since the submit: nothing to learn from
     rows = await store.trials(row["id"])
     series = await store.metric_series(row["id"], [r["number"] for r in rows], spec.metric)
     views: list[TrialView] = []
     for r in rows:
         state = TrialState(r["state"])
-        if state in (TrialState.COMPLETED, TrialState.STOPPED) and r["objective"] is not None:
-            pairs = series.get(r["number"], [])
+        if state not in (TrialState.COMPLETED, TrialState.STOPPED):
+            continue
+        pairs = series.get(r["number"], [])
+        values = [v for _, v in pairs]
+        objective = objective_of(values, spec.objective, spec.goal)
+        if objective is not None:
             views.append(TrialView(
                 number=-1 - len(views), params=r["params"], state=state,
-                objective=r["objective"], metric_values=tuple(v for _, v in pairs),
+                objective=objective, metric_values=tuple(values),
                 metric_steps=tuple(s for s, _ in pairs)))
     return views
 
@@ -83,6 +113,9 @@ async def restore_trials(
                          failures=retried.get(r["number"], 0),
                          reports=r["reports"], metric_values=[v for _, v in pairs],
                          metric_steps=[s for s, _ in pairs], read_position=read_position(r))
+        if r["reports"]:
+            # As the undisturbed daemon shows it: a plugin reading last_report decides alike.
+            trial.last_report = await store.last_report(exp.id, trial.number) or {}
         exp.trials[trial.number] = trial
         if state in (TrialState.RUNNING, TrialState.QUEUED):
             # A queued trial may have been started by a daemon killed before it could record

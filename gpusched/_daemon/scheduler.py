@@ -20,14 +20,17 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from gpusched._daemon import procfs
+from gpusched._daemon.device_choice import choose_devices
 from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.experiment import ExperimentRun, TrialRun
 from gpusched._daemon.gpu_backend import GpuBackend
+from gpusched._daemon.identity import trial_identity
 from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.recovery import stop_leftovers
-from gpusched._daemon.restore import prior_trials, restore_trials
+from gpusched._daemon.restore import prior_trials, resolve_resume_from, restore_trials
 from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
+from gpusched._daemon.user_limits import UserLimits
 from gpusched._daemon.waiting import WaitContext, why_waiting
 from gpusched.config import DaemonSettings
 from gpusched.errors import NotFoundError, PluginError, RequestError, StoreError
@@ -57,6 +60,7 @@ class Scheduler:
         self.devices = DeviceTable([], settings)
         self.active: dict[str, ExperimentRun] = {}
         self.runners: dict[str, TrialRunner] = {}
+        self.limits = UserLimits(settings)
         self._daemon_env = dict(os.environ if daemon_env is None else daemon_env)
         self._kick = anyio.Event()
         self._poll_now = anyio.Event()
@@ -98,10 +102,18 @@ class Scheduler:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Discover GPUs, restore the log's experiments, then place trials until shutdown."""
-        infos = await anyio.to_thread.run_sync(self.backend.discover)
+        found = await anyio.to_thread.run_sync(self.backend.discover)
+        choice = choose_devices(found, self.settings.gpus, self.settings.exclude_gpus)
+        infos = choice.kept
         self.devices = DeviceTable(infos, self.settings)
         log.info("gpus_found", backend=self.backend.kind, count=len(infos),
                  uuids=[i.uuid for i in infos])
+        if choice.left_out:
+            log.info("gpus_left_out", uuids=[i.uuid for i in choice.left_out],
+                     why="the gpus / exclude_gpus settings")
+        if choice.unmatched:
+            log.warning("configured_gpus_not_found", names=choice.unmatched,
+                        found=[i.uuid for i in found])
         await self._poll_devices_once()
         await self._restore()
         async with anyio.create_task_group() as tg:
@@ -206,10 +218,16 @@ class Scheduler:
         exp = self.active.get(exp_id)
         if exp is None:
             return None
+        usage = self.limits.usage(self.runners.values()) if self.limits.enabled else None
+
+        def held_back(e: ExperimentRun) -> str | None:  # by its owner's limit, as placement does
+            return None if usage is None else self.limits.blocked(e, usage)
+
+        order = [e for e in self._order() if e is exp or not held_back(e)]
         return why_waiting(exp, WaitContext(
-            devices=self.devices, order=self._order(), cpu_running=self._cpu_running(),
+            devices=self.devices, order=order, cpu_running=self._cpu_running(),
             cpu_slots=self._cpu_slots, paused=time.monotonic() < self._paused_until,
-            closing=self._closing,
+            closing=self._closing, user_limit=held_back(exp),
         ))
 
     def trial_waits(self, exp_id: str) -> dict[int, dict[str, Any]]:
@@ -243,10 +261,18 @@ class Scheduler:
         placed = True
         while placed and not self._closing:
             placed = False
+            usage = self.limits.usage(self.runners.values()) if self.limits.enabled else None
             for exp in self._order():
+                if usage is not None and self.limits.blocked(exp, usage):
+                    continue
                 uuids = self._pick(exp)
                 if uuids is None:
                     continue
+                if not exp.can_start_now():
+                    # Its next trial waits for the end of another to be recorded (a matter of
+                    # milliseconds; that kicks the loop). The GPUs wait for it too, rather
+                    # than go to an experiment that comes after it.
+                    return
                 trial = await self._next_trial(exp)
                 if trial is None:
                     continue
@@ -278,6 +304,14 @@ class Scheduler:
                                       str(self._trial_dir(exp, number)),
                                       budget=trial.budget, continues=trial.continues)
         exp.trials[number] = trial
+        if exp.id not in self.active or exp.failure or exp.cancelling or exp.budget_spent:
+            # While the row was written, the experiment ended or began to (a trial that had
+            # already freed its slot was recorded failed and a failure rule fired, a cancel, a
+            # time_budget): a trial started now would outlive its experiment.
+            trial.state = TrialState.CANCELLED
+            await self.store.update_trial(exp.id, number, state="cancelled",
+                                          reason="the experiment ended before it started")
+            return None
         return trial
 
     def _ask(self, exp: ExperimentRun, number: int) -> Suggestion | None:
@@ -377,11 +411,16 @@ class Scheduler:
         for key, runner in list(self.runners.items()):
             if key.startswith(f"{exp.id}/"):
                 runner.request_stop(TrialState.STOPPED, reason)
+        await self._drop_requeued(exp, reason)
+        await self._maybe_finish(exp)
+
+    async def _drop_requeued(self, exp: ExperimentRun, reason: str) -> None:
+        """Trials waiting to run again (a retry, an interruption) will not: they are cancelled
+        with ``reason`` (`gpusched resume` runs them again)."""
         for number in exp.requeued:
             exp.trials[number].state = TrialState.CANCELLED
             await self.store.update_trial(exp.id, number, state="cancelled", reason=reason)
         exp.requeued.clear()
-        await self._maybe_finish(exp)
 
     # -- endings ------------------------------------------------------------------------------
 
@@ -401,6 +440,8 @@ class Scheduler:
                 for key, runner in list(self.runners.items()):
                     if key.startswith(f"{exp.id}/"):
                         runner.request_stop(TrialState.CANCELLED, f"experiment failed: {reason}")
+                # Else a retry waiting for a GPU would keep the experiment from ever ending.
+                await self._drop_requeued(exp, f"experiment failed: {reason}")
         await self._maybe_finish(exp)
         self.kick()
 
@@ -459,6 +500,12 @@ class Scheduler:
             search, stoppers = self._plugins(spec, seed)
         except PluginError as exc:
             raise RequestError("invalid_experiment", str(exc)) from None
+        self.limits.check_submit(spec.gpus_per_trial)
+        # Who its trials run as (a root daemon's): refuses nobody and uids without a passwd
+        # entry. In a worker thread: the user database may be LDAP, slow to answer.
+        run_as = await anyio.to_thread.run_sync(trial_identity, owner_uid) if (
+            os.geteuid() == 0) else None
+        spec = await resolve_resume_from(self.store, spec)
         prior = await prior_trials(self.store, spec)
         exp_id = await self.store.create_experiment(
             name=spec.name, spec=spec.to_dict(), seed=seed, priority=spec.priority,
@@ -466,7 +513,7 @@ class Scheduler:
         )
         seq = int(exp_id[1:])
         self.active[exp_id] = ExperimentRun(exp_id, seq, spec, seed, search, stoppers,
-                                            prior=prior)
+                                            prior=prior, owner_uid=owner_uid, run_as=run_as)
         await self.store.add_event("experiment_submitted", exp_id, owner_uid=owner_uid)
         log.info("experiment_submitted", experiment=exp_id, name=spec.name)
         self.kick()
@@ -505,7 +552,8 @@ class Scheduler:
         except PluginError as exc:
             raise RequestError("invalid_experiment", str(exc)) from None
         exp = ExperimentRun(row["id"], row["seq"], spec, row["seed"], search, stoppers,
-                            prior=await prior_trials(self.store, spec))
+                            prior=await prior_trials(self.store, spec),
+                            owner_uid=row["owner_uid"], run_as=trial_identity(row["owner_uid"]))
         await restore_trials(self.store, exp)
         for trial in exp.trials.values():
             if trial.state is TrialState.CANCELLED and trial.objective is None:
@@ -572,14 +620,17 @@ class Scheduler:
             spec = ExperimentSpec.from_dict(row["spec"])
             try:
                 search, stoppers = self._plugins(spec, row["seed"])
-            except PluginError as exc:
+                # Read again: the user may have changed groups, or be gone, since the submit.
+                run_as = trial_identity(row["owner_uid"])
+            except (PluginError, RequestError) as exc:
                 await self.store.update_experiment(row["id"], state="failed", reason=str(exc),
                                                    ended_at=_now())
                 continue
             exp = ExperimentRun(row["id"], row["seq"], spec, row["seed"], search, stoppers,
                                 state=ExperimentState(row["state"]),
                                 prior=await prior_trials(self.store, spec),
-                                started_at=row["started_at"])
+                                started_at=row["started_at"], owner_uid=row["owner_uid"],
+                                run_as=run_as)
             await restore_trials(self.store, exp, stopped)
             self.active[exp.id] = exp
             log.info("experiment_restored", experiment=exp.id, trials=len(exp.trials),

@@ -106,11 +106,11 @@ class TrialRunner:
         """Spawn, watch, stop if asked, record the end, release the devices."""
         trial, spec = self.trial, self.exp.spec
         trial.attempts += 1
-        self._files.create()
+        run_as = self.exp.run_as
         env = trial_environment(
             daemon_env=self._daemon_env, experiment_env=spec.env, experiment_id=self.exp.id,
             number=trial.number, params=trial.params, files=self._files, uuids=self.uuids,
-            metric=spec.metric,
+            metric=spec.metric, run_as=run_as,
         )
         parent = self.exp.trials.get(trial.continues) if trial.continues is not None else None
         env.update(budget_environment(trial.budget, continues=trial.continues,
@@ -122,9 +122,14 @@ class TrialRunner:
             resume_at=trial.read_position,
         )
         try:
-            proc = await spawn_trial(argv, env=env, cwd=Path(spec.workdir), files=self._files)
+            self._files.create(run_as)
+            proc = await spawn_trial(argv, env=env, cwd=Path(spec.workdir), files=self._files,
+                                     run_as=run_as)
         except OSError as exc:
             reason = f"cannot start {argv[0]!r} in {spec.workdir}: {exc.strerror or exc}"
+            if not Path(spec.workdir).is_dir():  # checked at submit: it went away since
+                reason = (f"cannot start: the workdir {spec.workdir} no longer exists (it did at"
+                          " submit): restore it, or submit again with another workdir")
             await self._finish(TrialState.FAILED, reason, None, None)
             return
         self.pid = proc.pid

@@ -16,6 +16,8 @@ from gpusched.testing.plugin_contract import (  # noqa: E402  (must follow the r
     SearchPluginContract,
     StoppingPluginContract,
     check_value,
+    rebuilt,
 )
 
-__all__ = ["CONTRACT_SPACES", "SearchPluginContract", "StoppingPluginContract", "check_value"]
+__all__ = ["CONTRACT_SPACES", "SearchPluginContract", "StoppingPluginContract", "check_value",
+           "rebuilt"]

@@ -16,8 +16,10 @@ without any. gpusched runs these classes over every installed plugin (tests/plug
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import pytest
@@ -40,7 +42,8 @@ from gpusched.plugin_api import (
 )
 from gpusched.plugins import load_search_plugin, load_stopping_plugin
 
-__all__ = ["CONTRACT_SPACES", "SearchPluginContract", "StoppingPluginContract", "check_value"]
+__all__ = ["CONTRACT_SPACES", "SearchPluginContract", "StoppingPluginContract", "check_value",
+           "rebuilt"]
 
 _D, _I = ParamType.DOUBLE, ParamType.INTEGER
 
@@ -141,6 +144,40 @@ def _plain(answers: Sequence[Answer]) -> list[Any]:
 def _params(answers: Sequence[Answer]) -> list[Mapping[str, ParamValue]]:
     """The params of the answers that are trials."""
     return [as_suggestion(a).params for a in answers if a is not None and not isinstance(a, Wait)]
+
+
+def rebuilt(view: TrialView, **changes: Any) -> TrialView:
+    """``view`` as a restarted daemon builds it from the log: equal facts in new objects (a
+    read-only mapping for dicts, lists for tuples), with ``changes`` applied. A plugin must
+    answer the same for it: a pure function of the log, not of the objects it was handed."""
+    fresh: dict[str, Any] = {
+        "params": MappingProxyType(dict(view.params)),
+        "metric_values": list(view.metric_values), "metric_steps": list(view.metric_steps),
+        "last_report": MappingProxyType(dict(view.last_report)),
+    }
+    return dataclasses.replace(view, **{**fresh, **changes})
+
+
+def _cut_short(history: Sequence[TrialView], pending: int) -> list[TrialView]:
+    """``history`` as a daemon restarted after a crash sees it: its last ``pending`` trials
+    were running, are now ``interrupted`` without a result, and wait to run again."""
+    head = [rebuilt(t) for t in history[: len(history) - pending]]
+    tail = [rebuilt(t, state=TrialState.INTERRUPTED, objective=None)
+            for t in history[len(history) - pending:]]
+    return head + tail
+
+
+def _earlier_experiment(answers: Sequence[Answer]) -> list[TrialView]:
+    """Finished trials of an experiment named in ``resume_from``, numbered -1, -2, ... (with
+    neither budget nor continues, as the daemon shows them)."""
+    out = []
+    given = [as_suggestion(a).params for a in answers if a is not None and not isinstance(a, Wait)]
+    for i, params in enumerate(given):
+        objective = ((i * 4241) % 11) / 11
+        out.append(TrialView(number=-1 - i, params=dict(params), state=TrialState.COMPLETED,
+                             objective=objective, metric_values=(objective,),
+                             metric_steps=(1,)))
+    return out
 
 
 class SearchPluginContract:
@@ -257,6 +294,52 @@ class SearchPluginContract:
             resumed, _ = _run(new_plugin(), self.steps, history[:cut])
             assert _plain(resumed) == _plain(answers[cut:]), f"restarted after {cut} trials"
 
+    def test_a_daemon_restarted_mid_search_suggests_the_same(
+        self, new_plugin: Callable[[], SearchPlugin]
+    ) -> None:
+        # The daemon died with trials running: the restarted one rebuilds the plugin from
+        # scratch and hands it the log's views, the cut-short trials `interrupted`. It must
+        # answer what the plugin that lived on answers for that same history.
+        _, history = _run(new_plugin(), self.steps)
+        lived_on = new_plugin()
+        for pending in (1, 2):
+            for cut in sorted({pending, len(history) // 2, len(history)}):
+                if cut < pending:
+                    continue
+                seen = _cut_short(history[:cut], pending)
+                original = [rebuilt(t) for t in seen]
+                expected = _plain([lived_on.suggest(cut, tuple(original))])
+                assert _plain([new_plugin().suggest(cut, tuple(seen))]) == expected, (
+                    f"after {cut} trials, {pending} of them cut short")
+
+    def test_trials_of_an_earlier_experiment_are_taken_purely(
+        self, new_plugin: Callable[[], SearchPlugin], contract_space: SearchSpace
+    ) -> None:
+        # resume_from: the history starts with an earlier experiment's finished trials,
+        # numbered -1, -2, ... Suggestions stay inside the space and are the same for a fresh
+        # instance (the daemon rebuilds the plugin after a restart, the prior trials too).
+        earlier, _ = _run(new_plugin(), 5)
+        prior = _earlier_experiment(earlier)
+
+        def run_after(plugin: SearchPlugin, before: Sequence[TrialView]) -> list[Any]:
+            # The new experiment numbers its own trials from 0; its history is prior + own.
+            own: list[TrialView] = []
+            answers: list[Answer] = []
+            for number in range(self.steps // 2):
+                answer = plugin.suggest(number, (*before, *own))
+                answers.append(answer)
+                if answer is None or isinstance(answer, Wait):
+                    break
+                own.append(_trial(number, answer))
+            return _plain(answers)
+
+        answers = run_after(new_plugin(), prior)
+        for answer in answers:
+            if isinstance(answer, tuple):  # (params, budget, continues)
+                assert not [p.name for p in contract_space
+                            if check_value(p, answer[0].get(p.name)) is not None], answer
+        assert run_after(new_plugin(), [rebuilt(t) for t in prior]) == answers
+
 
 def _stopping_calls(
     metric: str,
@@ -339,8 +422,12 @@ class StoppingPluginContract:
         first, second = new_plugin(), new_plugin()
         seen = [first.should_stop(*call) for call in calls]
         assert [second.should_stop(*call) for call in calls] == seen
-        # A restarted daemon asks a fresh instance about the latest batch only.
+        # A restarted daemon asks a fresh instance about the latest batch only, with views it
+        # rebuilt from the log.
         assert [new_plugin().should_stop(*call) for call in calls] == seen
+        assert [new_plugin().should_stop(rebuilt(trial), [dict(r) for r in batch],
+                                         tuple(rebuilt(o) for o in others))
+                for trial, batch, others in calls] == seen
 
     def test_missing_metric_and_empty_history_are_fine(
         self, new_plugin: Callable[[], StoppingPlugin]

@@ -3,6 +3,7 @@ files, a locked trial log. Each gets a clear reason and the daemon goes on."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 import threading
@@ -37,6 +38,27 @@ def test_trainers_that_cannot_start_fail_with_the_reason(tmp_path: Path) -> None
             assert trial["state"] == "failed" and "cannot start" in trial["reason"]
             assert said in trial["reason"], trial["reason"]
         assert d.client.hello()["pid"] == d.proc.pid  # and it goes on
+
+
+def test_a_workdir_removed_after_submit_fails_the_next_trial_with_what_to_do(
+    tmp_path: Path,
+) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    script = tmp_path / "train.py"  # removes its own workdir, as a careless clean-up might
+    script.write_text("import os, shutil\nfrom gpusched import trial\n"
+                      "shutil.rmtree(os.getcwd())\ntrial.report(score=1.0)\n")
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit(one_trial([sys.executable, str(script)], workdir=str(workdir),
+                                 max_trials=2, max_parallel_trials=1,
+                                 params=[{"name": "x", "type": "double", "min": 0, "max": 1}]))
+        view = d.wait_experiment(exp)
+        first, second = d.client.trials(exp)
+        assert d.client.hello()["pid"] == d.proc.pid
+    assert first["state"] == "completed" and view["state"] == "completed"
+    assert second["state"] == "failed"
+    assert second["reason"] == (f"cannot start: the workdir {workdir} no longer exists (it did"
+                                " at submit): restore it, or submit again with another workdir")
 
 
 def test_garbage_and_non_numbers_in_a_report_file_are_skipped_not_fatal(tmp_path: Path) -> None:
@@ -108,6 +130,21 @@ def test_a_full_disk_pauses_the_daemon_and_loses_nothing_recorded(tmp_path: Path
         trials = d.client.trials(exp)
     assert view["state"] == "completed", view
     assert [(t["state"], t["objective"]) for t in trials] == [("completed", 1.0)] * 12
-    # A trial whose reports the log refused ran again; the reports of every attempt are kept.
-    assert all(t["reports"] % 100 == 0 and t["reports"] >= 100 for t in trials), trials
+    # A trial whose reports the log refused ran again; the reports of every attempt are kept:
+    # per trial, the stored steps are runs 0, 1, 2, ... one per attempt (an attempt the SIGKILL
+    # cut short, on a loaded machine, has a shorter run), the last one whole.
+    with sqlite3.connect(state / "trials.db") as db:
+        rows = db.execute("SELECT trial, data FROM reports WHERE experiment_id = ?"
+                          " ORDER BY trial, seq", (exp,)).fetchall()
+    steps: dict[int, list[int]] = {}
+    for number, data in rows:
+        steps.setdefault(number, []).append(json.loads(data)["step"])
+    for t in trials:
+        runs: list[list[int]] = []
+        for step in steps[t["number"]]:
+            if step == 0:
+                runs.append([])
+            runs[-1].append(step)
+        assert all(run == list(range(len(run))) for run in runs), (t["id"], runs)
+        assert len(runs[-1]) == 100 and sum(map(len, runs)) == t["reports"], t["id"]
     assert any(t["attempts"] > 1 for t in trials)

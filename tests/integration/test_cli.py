@@ -53,6 +53,8 @@ def test_bad_experiment_file_lists_every_problem_with_its_place(tmp_path: Path) 
     assert "params[0].max: must be greater than min (got 1 <= 3)" in out.stderr
     assert "max_trial" in out.stderr and "max_trials" in out.stderr  # the suggestion
     assert "Traceback" not in out.stderr
+    endless = gpusched("submit", "/dev/zero", "--socket", str(tmp_path / "no.sock"))
+    assert endless.returncode == 2 and "is over 1024 KiB" in endless.stderr, endless.stderr
 
 
 def test_read_commands_json_shapes_and_tables(tmp_path: Path) -> None:

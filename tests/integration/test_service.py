@@ -81,7 +81,8 @@ def test_socket_activation_serves_on_the_passed_socket_and_hides_it_from_trials(
     # As systemd does: the socket becomes fd 3, LISTEN_PID is the daemon's own pid (exec keeps
     # the pid of this little launcher).
     launcher = (f"import os, sys; os.dup2({listening.fileno()}, 3);"
-                " os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid()));"
+                " os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid()),"
+                " LISTEN_FDNAMES='gpusched.socket');"
                 f" os.execv(sys.executable, [sys.executable, *{daemon_args!r}])")
     log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115  # closed below
     proc = subprocess.Popen([sys.executable, "-c", launcher], pass_fds=(listening.fileno(),),

@@ -16,6 +16,7 @@ from tests.integration.harness import (
     trial_script,
     wait_for,
 )
+from tests.integration.test_failure_rules import shown
 from tests.integration.test_gpus import probe_experiment
 
 
@@ -202,10 +203,17 @@ def test_a_crashing_trial_is_retried_with_its_params_and_checkpoint_folder(
         (said,) = d.client.trials(refused)
         retries = [e for e in d.client.show(f"{healed}/0")["events"]
                    if e["kind"] == "trial_retrying"]
+        shown_text = shown(d, f"{healed}/0")
+        listed = d.cli("ls", healed).stdout.splitlines()
     # Two crashes, then success on the third attempt, which saw the first two's checkpoints.
     assert ok["state"] == "completed" and ok["attempts"] == 3 and ok["objective"] == 2.0
     assert [e["data"]["reason"] for e in retries] == [
         "exited with code 3; retry 1 of 2", "exited with code 3; retry 2 of 2"]
+    # `gpusched show` prints the attempts and each retry with its reason; `ls` a TRIES column.
+    assert shown_text["attempts"] == "3" and shown_text["state"] == "completed"
+    assert "trial_retrying  exited with code 3; retry 2 of 2" in shown_text["events"]
+    header, row = (line.split() for line in listed)
+    assert row[header.index("TRIES")] == "3"
     assert bad["state"] == "failed" and bad["attempts"] == 3
     assert bad["reason"] == "exited with code 3"
     # FailedTrialError: failed at once, no retry.

@@ -12,6 +12,7 @@ from gpusched.config import (
     DaemonSettings,
     client_socket_path,
     daemon_socket_path,
+    default_config_path,
     default_state_dir,
     load_settings,
     user_socket_path,
@@ -135,35 +136,81 @@ def test_a_file_without_a_daemon_table_gives_the_defaults(tmp_path: Path) -> Non
     assert load_settings(write(tmp_path, "")) == DaemonSettings()
 
 
-def test_an_unknown_setting_is_an_error_naming_it_and_the_file(tmp_path: Path) -> None:
+def test_an_unknown_setting_is_an_error_naming_it_its_place_and_the_file(
+    tmp_path: Path,
+) -> None:
     path = write(tmp_path, "[daemon]\npoll_intervall_s = 1\n")
     with pytest.raises(ConfigError) as info:
         load_settings(path)
-    assert str(info.value) == f"{path}: unknown setting 'poll_intervall_s'"
+    assert str(info.value) == (
+        f"{path}: 1 problem in the daemon config\n"
+        "  daemon.poll_intervall_s: unknown key 'poll_intervall_s'"
+        " (did you mean 'poll_interval_s'?)")
 
 
 @pytest.mark.parametrize(("line", "message"), [
-    ("grace_period_s = 'ten'", "'grace_period_s' must be a number >= 0"),
-    ("grace_period_s = true", "'grace_period_s' must be a number >= 0"),
-    ("grace_period_s = -1", "'grace_period_s' must be a number >= 0"),
-    ("allow_foreign_sharing = 1", "'allow_foreign_sharing' must be true or false"),
-    ("allow_foreign_sharing = 'yes'", "'allow_foreign_sharing' must be true or false"),
+    ("grace_period_s = 'ten'", "daemon.grace_period_s: must be a number (got 'ten')"),
+    ("grace_period_s = true", "daemon.grace_period_s: must be a number (got true)"),
+    ("grace_period_s = -1", "daemon.grace_period_s: must be a number >= 0 (got -1)"),
+    ("grace_period_s = nan", "daemon.grace_period_s: must be a number (got nan)"),
+    ("poll_interval_s = 0", "daemon.poll_interval_s: must be a number > 0 (got 0)"),
+    ("allow_foreign_sharing = 1", "daemon.allow_foreign_sharing: must be true or false (got 1)"),
+    ("allow_foreign_sharing = 'yes'",
+     "daemon.allow_foreign_sharing: must be true or false (got 'yes')"),
+    ("max_trials_per_user = 1.5",
+     "daemon.max_trials_per_user: must be a whole number >= 0 (got 1.5)"),
+    ("socket_group = 3", "daemon.socket_group: must be a string (got 3)"),
+    ("admin_group = 'no-such-group-x'", "daemon.admin_group: no group 'no-such-group-x' on this"
+     " host (create it with `groupadd --system no-such-group-x`, or leave the key out)"),
+    ("state_dir = 'relative/dir'", "daemon.state_dir: must be an absolute path"
+     " (got 'relative/dir')"),
+    ("gpus = 'GPU-1'", "daemon.gpus: must be a list of GPU UUIDs or NVML indices (got 'GPU-1')"),
+    ("exclude_gpus = [0, 'gpu0']", "daemon.exclude_gpus: each entry must be a GPU UUID ('GPU-…'"
+     " or 'MIG-…') or an NVML index (0, 1, ...) (got 'gpu0')"),
+    ("exclude_gpus = [-1]", "daemon.exclude_gpus: each entry must be a GPU UUID ('GPU-…'"
+     " or 'MIG-…') or an NVML index (0, 1, ...) (got -1)"),
 ])
-def test_a_wrong_type_is_an_error_saying_what_is_wanted(
+def test_a_wrong_value_is_an_error_saying_what_is_wanted(
     tmp_path: Path, line: str, message: str
 ) -> None:
     path = write(tmp_path, f"[daemon]\n{line}\n")
     with pytest.raises(ConfigError) as info:
         load_settings(path)
-    assert str(info.value) == f"{path}: {message}"
+    assert str(info.value) == f"{path}: 1 problem in the daemon config\n  {message}"
 
 
-def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
-    path = write(tmp_path, "[daemon]\nnope = 1\nrelease_timeout_s = 'x'\n")
+def test_every_problem_is_listed_at_once_each_on_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "[daemon]\nnope = 1\nrelease_timeout_s = 'x'\n[gpu]\nuse = [0]\n")
     with pytest.raises(ConfigError) as info:
         load_settings(path)
-    assert "unknown setting 'nope'" in str(info.value)
-    assert "'release_timeout_s' must be a number" in str(info.value)
+    assert str(info.value).splitlines() == [
+        f"{path}: 3 problems in the daemon config",
+        "  gpu: unknown table or key 'gpu' (settings go in a [daemon] table)",
+        "  daemon.nope: unknown key 'nope'",
+        "  daemon.release_timeout_s: must be a number (got 'x')",
+    ]
+
+
+def test_every_setting_of_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[daemon]
+gpus = ["GPU-5f3c", 1]
+exclude_gpus = [0]
+max_gpus_per_user = 2.5
+max_trials_per_user = 3
+admin_group = "root"
+socket_group = ""
+state_dir = "/srv/gpusched"
+log_file = "/var/log/gpusched/daemon.log"
+release_threshold_mib = 0
+""")
+    s = load_settings(path)
+    assert s.gpus == ("GPU-5f3c", 1)
+    assert s.exclude_gpus == (0,)
+    assert (s.max_gpus_per_user, s.max_trials_per_user) == (2.5, 3)
+    assert (s.admin_group, s.socket_group) == ("root", "")
+    assert (s.state_dir, s.log_file) == ("/srv/gpusched", "/var/log/gpusched/daemon.log")
+    assert s.release_threshold_mib == 0.0
 
 
 def test_bad_toml_is_a_config_error(tmp_path: Path) -> None:
@@ -174,7 +221,7 @@ def test_bad_toml_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_a_daemon_key_that_is_not_a_table_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"\[daemon\] must be a table"):
+    with pytest.raises(ConfigError, match=r"daemon: must be a table \(\[daemon\]\)"):
         load_settings(write(tmp_path, "daemon = 3\n"))
 
 
@@ -198,5 +245,24 @@ def test_with_overrides_returns_a_copy() -> None:
     changed = base.with_overrides({"release_threshold_mib": 100}, "--set")
     assert changed.release_threshold_mib == 100.0
     assert base.release_threshold_mib == 512.0
-    with pytest.raises(ConfigError, match=r"^--set: unknown setting 'x'$"):
+    with pytest.raises(ConfigError, match=r"^--set: 1 problem in the daemon config\n"
+                       r"  daemon.x: unknown key 'x'$"):
         base.with_overrides({"x": 1}, "--set")
+
+
+def test_the_default_config_file_is_read_only_when_it_exists(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env.setattr(os, "getuid", lambda: 1000)
+    env.setenv("XDG_CONFIG_HOME", str(tmp_path / "conf"))
+    assert default_config_path() is None
+    mine = tmp_path / "conf" / "gpusched" / "config.toml"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("[daemon]\n")
+    assert default_config_path() == mine
+    env.setattr(os, "getuid", lambda: 0)
+    system = tmp_path / "etc-config.toml"
+    env.setattr(gpusched.config, "SYSTEM_CONFIG", system)
+    assert default_config_path() is None
+    system.write_text("")
+    assert default_config_path() == system

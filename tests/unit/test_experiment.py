@@ -172,6 +172,25 @@ def test_a_requeued_trial_runs_again_even_at_max_trials(tmp_path: Path) -> None:
     assert not exp.wants_more()  # the parallel limit still holds
 
 
+def test_no_new_trial_is_suggested_while_an_ended_trials_outcome_is_recorded(
+    tmp_path: Path,
+) -> None:
+    # Its processes are gone (its GPU is released at once) but its outcome is not in the log
+    # yet: the search would not see it, and a failure rule could still end the experiment.
+    exp = run(tmp_path, max_trials=5, max_parallel_trials=2)
+    (ending,) = add(exp, TrialState.RUNNING)
+    ending.processes_gone = True
+    assert exp.running_count() == 0  # its parallel slot is free...
+    assert exp.gpu_share_in_use() == 1.0  # ...but for fair share it still holds its GPU
+    assert exp.wants_more()  # it has more to run (so it must not be taken for finished)...
+    assert not exp.can_start_now()  # ...but not now
+    exp.requeued.append(0)  # a trial to run again has its params already: it may start
+    assert exp.can_start_now()
+    exp.requeued.clear()
+    del exp.live[0]  # recorded (the scheduler forgets it once its end is in the log)
+    assert exp.can_start_now()
+
+
 @pytest.mark.parametrize("change", ["exhausted", "cancelling", "failure", "completed"])
 def test_no_more_trials_once_the_experiment_is_ending(tmp_path: Path, change: str) -> None:
     exp = run(tmp_path, max_trials=5)

@@ -404,3 +404,30 @@ def test_a_resumed_reader_takes_only_what_came_after_its_position(tmp_path: Path
     resumed = HypertuneFileReader(hyper, "val_accuracy", taken_through=1000.0)
     assert [r.values["step"] for r in resumed.poll()] == [2.0]
     assert resumed.last_ts == 1001.0
+
+
+# -- files a trial's user controls (a root daemon reads them) ---------------------------------
+
+
+@pytest.mark.parametrize("kind", ["reports", "hypertune"])
+def test_a_link_in_place_of_a_report_file_is_not_followed(tmp_path: Path, kind: str) -> None:
+    secret = tmp_path / "root-only.jsonl"
+    secret.write_text('{"step": 1, "val_accuracy": 0.5, "password": "hunter2"}\n')
+    path = tmp_path / "planted"
+    path.symlink_to(secret)
+    reader = (ReportFileReader(path) if kind == "reports"
+              else HypertuneFileReader(path, "val_accuracy"))
+    assert reader.poll(final=True) == []
+
+
+@pytest.mark.parametrize("kind", ["reports", "hypertune"])
+def test_a_fifo_in_place_of_a_report_file_does_not_block_the_reader(
+    tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "planted"
+    os.mkfifo(path)
+    reader = (ReportFileReader(path) if kind == "reports"
+              else HypertuneFileReader(path, "val_accuracy"))
+    started = time.monotonic()
+    assert reader.poll(final=True) == []  # an open() without O_NONBLOCK would hang here
+    assert time.monotonic() - started < 1.0

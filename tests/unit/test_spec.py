@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from gpusched._spec_yaml import MAX_FILE_BYTES
 from gpusched.errors import SpecError
 from gpusched.models import Goal, ObjectiveRule
 from gpusched.plugin_api import Param, ParamType, Scale
@@ -602,6 +603,15 @@ def test_file_problems(tmp_path: Path) -> None:
     assert file_problems(latin) == ["is not UTF-8 text (byte 11 is not)"]
     tagged = write(tmp_path, "metric: !!timestamp soon\n")
     assert file_problems(tagged)[0].startswith("cannot be read as YAML (AttributeError")
+
+
+def test_a_huge_or_endless_file_is_refused_after_a_bounded_read(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# x\n" * (MAX_FILE_BYTES // 4 + 1))
+    (problem,) = file_problems(huge)
+    assert problem.startswith("is over 1024 KiB: that is not an experiment file")
+    (problem,) = file_problems(Path("/dev/zero"))  # never ends: read only as far as the cap
+    assert "is over 1024 KiB" in problem
 
 
 def test_workdir_must_exist_when_loading_a_file(tmp_path: Path) -> None:

@@ -125,6 +125,28 @@ def test_failures_write_a_last_status_line_and_exit_non_zero(
         assert "Traceback" in result.stderr  # the previous excepthook still ran
 
 
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("import gpusched\nraise gpusched.FatalError('license expired')", "fatal"),
+     ("from gpusched import FailedTrialError\nraise FailedTrialError('license expired')",
+      "failed")],
+)
+def test_importing_gpusched_alone_is_enough_for_the_status_line(
+    tmp_path: Path, code: str, status: str
+) -> None:
+    # A trainer that never touches gpusched.trial still gets its uncaught error recorded.
+    result = _run(code, tmp_path)
+    assert result.returncode == 1 and "Traceback" in result.stderr
+    assert _lines(tmp_path) == [{"status": status, "reason": "license expired"}]
+
+
+def test_outside_a_trial_importing_gpusched_installs_no_hook() -> None:
+    code = "import sys, gpusched; print(sys.excepthook is sys.__excepthook__)"
+    result = subprocess.run([sys.executable, "-c", code], env=_env(None), capture_output=True,
+                            text=True, timeout=30, check=True)
+    assert result.stdout == "True\n"
+
+
 def test_other_exceptions_leave_no_status_line(tmp_path: Path) -> None:
     result = _run(
         """

@@ -26,6 +26,9 @@ def main() -> int:
                 if k.startswith(("GPUSCHED_", "CLOUD_ML_", "CUDA_"))},
         "has_home": "HOME" in os.environ,
         "leaked": os.environ.get("GPUSCHED_TEST_LEAK"),
+        # Who it runs as, and its whole environment (a root daemon runs trials as submitters).
+        "uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
+        "environ": dict(os.environ), "cwd": os.getcwd(),
     }
     out = opts.get("out")
     name = f"{os.environ.get('GPUSCHED_EXPERIMENT')}-{os.environ.get('GPUSCHED_TRIAL')}"

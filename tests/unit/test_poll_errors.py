@@ -1,0 +1,54 @@
+"""A GPU backend that raises something other than its translated NVML errors (a bug, a driver
+binding surprise) is logged and the poll goes on: no backend error ends the daemon (issue 3,
+point 6)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import anyio
+from structlog.testing import capture_logs
+
+from gpusched._daemon.fake_gpus import FakeBackend, FakeConfig, FakeDeviceSpec
+from gpusched._daemon.gpu_backend import DeviceReading
+from gpusched._daemon.scheduler import Scheduler
+from gpusched._daemon.store import open_store
+from gpusched.config import DaemonSettings
+
+
+class ExplodingBackend(FakeBackend):
+    """Two fake GPUs whose readings work once (at start), then raise."""
+
+    def __init__(self) -> None:
+        super().__init__(FakeConfig(devices=(FakeDeviceSpec(), FakeDeviceSpec())))
+        self.reads = 0
+        self.failed_often = threading.Event()  # read() runs in a worker thread
+
+    def read(self) -> list[DeviceReading]:
+        self.reads += 1
+        if self.reads >= 5:
+            self.failed_often.set()
+        if self.reads > 1:
+            raise RuntimeError("the driver binding returned garbage")
+        return super().read()
+
+
+async def test_an_unexpected_backend_error_is_logged_and_polling_goes_on(
+    tmp_path: Path,
+) -> None:
+    backend = ExplodingBackend()
+    async with open_store(tmp_path / "log.db") as store:
+        scheduler = Scheduler(store=store, backend=backend,
+                              settings=DaemonSettings(poll_interval_s=0.01),
+                              state_dir=tmp_path / "state")
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                await tg.start(scheduler.run)
+                # It keeps polling after each failure.
+                assert await anyio.to_thread.run_sync(backend.failed_often.wait, 10)
+                tg.cancel_scope.cancel()
+    failures = [e for e in logs if e["event"] == "gpu_poll_failed"]
+    assert len(failures) >= 3
+    assert "the driver binding returned garbage" in failures[0]["error"]
+    assert len(scheduler.devices.slots) == 2  # the devices it found are still there
