@@ -23,6 +23,7 @@ __all__ = [
     "at",
     "describe",
     "unknown_key",
+    "did_you_mean",
     "number",
     "whole",
     "text",
@@ -97,12 +98,16 @@ def unknown_key(key: object, known: Iterable[str]) -> str:
     """``unknown key 'max_trial' (did you mean 'max_trials'?)``."""
     if not isinstance(key, str):
         return f"unknown key {describe(key)} (keys are text)"
+    return f"unknown key {describe(key)}{did_you_mean(key, known)}"
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'max_trials'?)`` for the closest of ``known`` (by case first), or ``""``."""
     known = list(known)
     by_case = {k.lower(): k for k in known}
-    close = [by_case[key.lower()]] if key.lower() in by_case else []
-    close = close or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown key {describe(key)}{hint}"
+    close = [by_case[word.lower()]] if word.lower() in by_case else []
+    close = close or difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def number(p: Problems, place: str, value: Any) -> int | float | None:

@@ -24,6 +24,7 @@ from gpusched._spec_check import (
     unknown_key,
     whole,
 )
+from gpusched._spec_when import CHILDREN, attach, expand
 from gpusched.plugin_api import Param, ParamType, ParamValue, Scale
 
 __all__ = ["PARAM_KEYS", "TYPES", "SCALES", "PARAM_NAME", "check_params"]
@@ -36,6 +37,7 @@ PARAM_KEYS: Mapping[str, str] = {
     "scale": "scale", "scaleType": "scale",
     "step": "step",
     "values": "values", "discreteValues": "values", "categoricalValues": "values",
+    "when": "when", CHILDREN: CHILDREN,  # read by _spec_when
 }  # fmt: skip
 """Every key a parameter may have, in either spelling → our spelling."""
 
@@ -72,19 +74,18 @@ def check_params(p: Problems, place: str, raw: Any) -> tuple[Param, ...]:
     if not raw:
         p.add(place, "must list at least one parameter")
         return ()
-    params: list[Param] = []
+    items = expand(p, place, raw)  # AI Platform's nested conditional parameters flattened
+    parsed: list[Param | None] = []
     first_place: dict[str, str] = {}
-    for index, item in enumerate(raw):
-        item_place = at(place, index)
-        param = _param(p, item_place, item)
-        if param is None:
-            continue
-        if param.name in first_place:
-            p.add(item_place, f"duplicate name {param.name!r} (also {first_place[param.name]})")
-            continue
-        first_place[param.name] = item_place
-        params.append(param)
-    return tuple(params)
+    for item in items:
+        param = _param(p, item.place, item.raw)
+        if param is not None and param.name in first_place:
+            p.add(item.place, f"duplicate name {param.name!r} (also {first_place[param.name]})")
+            param = None
+        if param is not None:
+            first_place[param.name] = item.place
+        parsed.append(param)
+    return attach(p, items, parsed)
 
 
 def _fields(p: Problems, place: str, raw: Mapping[Any, Any]) -> _Fields:
@@ -108,7 +109,7 @@ def _param(p: Problems, place: str, raw: Any) -> Param | None:
         return None
     f = _fields(p, place, raw)
     # A missing key is named as this file would spell it: AI Platform's way if it uses that.
-    aip = any(PARAM_KEYS.get(k, k) != k for k in raw if isinstance(k, str))
+    aip = CHILDREN in raw or any(PARAM_KEYS.get(k, k) != k for k in raw if isinstance(k, str))
     spelling = dict(_AIP_SPELLING) if aip else {}
 
     def where(key: str) -> str:

@@ -17,8 +17,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
+from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
+from gpusched._combinations import Combinations
 from gpusched.models import TERMINAL_TRIAL_STATES, Goal, TrialState
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "ParamValue",
     "Param",
     "SearchSpace",
+    "Combinations",
     "TrialView",
     "Suggestion",
     "Wait",
@@ -64,6 +67,10 @@ class PluginOptionsError(ValueError):
     """Raised by a plugin's constructor when its options are invalid; the message says which."""
 
 
+def _no_conditions() -> Mapping[str, tuple[ParamValue, ...]]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class Param:
     """One hyperparameter of the search space, already validated.
@@ -71,6 +78,12 @@ class Param:
     Numeric parameters (``double``, ``integer``) have ``low``/``high``, a ``scale`` and an optional
     ``step``; ``discrete`` and ``categorical`` ones have ``values``. ``from_unit`` maps a point of
     [0, 1] to a value, so a searcher that works in the unit cube handles every type and scale.
+
+    ``when`` makes the parameter conditional (the experiment file's ``when:``): it maps the name
+    of an earlier parameter (a categorical, discrete or integer one) to the values that enable
+    this one, "any of" them; several parents must all hold. A parameter is *active* when its
+    conditions hold and its parents are active themselves; only active parameters get a value
+    (see :meth:`SearchSpace.active`).
     """
 
     name: str
@@ -80,6 +93,25 @@ class Param:
     scale: Scale = Scale.LINEAR
     step: float | None = None
     values: tuple[ParamValue, ...] = ()
+    when: Mapping[str, tuple[ParamValue, ...]] = field(default_factory=_no_conditions,
+                                                       hash=False)
+
+    def __post_init__(self) -> None:
+        # Read-only with tuple values: one Param is shared by every plugin of an experiment.
+        if not isinstance(self.when, MappingProxyType) or any(
+            not isinstance(v, tuple) for v in self.when.values()
+        ):
+            frozen = {str(k): tuple(v) for k, v in self.when.items()}
+            object.__setattr__(self, "when", MappingProxyType(frozen))
+
+    def conditions_hold(self, values: Mapping[str, object]) -> bool:
+        """True when every condition of ``when`` holds in ``values``, the values of the
+        parameters active so far (a parent missing from ``values`` fails its condition).
+        A parameter without conditions always holds."""
+        return all(
+            parent in values and _among(values[parent], allowed)
+            for parent, allowed in self.when.items()
+        )
 
     @property
     def is_numeric_range(self) -> bool:
@@ -174,11 +206,36 @@ class Param:
         return (lo, *inner, hi)  # the ends exactly as written, not exp(log(x)) of them
 
 
+def _among(value: object, allowed: tuple[ParamValue, ...]) -> bool:
+    """``value in allowed``, numbers compared as numbers (a JSON-mangled 3.0 is 3), never a
+    boolean (``True == 1`` in Python, but not in a trial log)."""
+    return not isinstance(value, bool) and any(value == v for v in allowed)
+
+
 @dataclass(frozen=True)
 class SearchSpace:
-    """The ordered parameters of an experiment."""
+    """The ordered parameters of an experiment.
+
+    With conditional parameters (:attr:`Param.when`), an assignment holds values for the
+    *active* parameters only; :meth:`active`, :meth:`restrict`, :meth:`from_unit`,
+    :meth:`groups` and :meth:`combinations` are the one implementation every plugin shares.
+    A condition may only name an earlier parameter, so activity is decided in one pass in
+    file order and a searcher can assign values in that order.
+    """
 
     params: tuple[Param, ...]
+
+    def __post_init__(self) -> None:
+        seen: dict[str, Param] = {}
+        for param in self.params:
+            for parent in param.when:
+                if parent not in seen:
+                    raise ValueError(f"parameter {param.name!r}: a condition names "
+                                     f"{parent!r}, which is not an earlier parameter")
+                if seen[parent].type is ParamType.DOUBLE:
+                    raise ValueError(f"parameter {param.name!r}: {parent!r} is a double, "
+                                     f"which cannot be conditioned on")
+            seen[param.name] = param
 
     def __iter__(self) -> Iterator[Param]:
         return iter(self.params)
@@ -190,9 +247,75 @@ class SearchSpace:
         """Parameter names, in the order of the experiment file."""
         return tuple(p.name for p in self.params)
 
+    @property
+    def conditional(self) -> bool:
+        """True when some parameter carries a condition."""
+        return any(p.when for p in self.params)
+
     def from_unit(self, point: Sequence[float]) -> dict[str, ParamValue]:
-        """Map a point of the unit cube (one coordinate per parameter) to hyperparameters."""
-        return {p.name: p.from_unit(u) for p, u in zip(self.params, point, strict=True)}
+        """Map a point of the unit cube (one coordinate per parameter) to hyperparameters.
+
+        Only active parameters get a value: the coordinates of inactive ones are ignored.
+        """
+        out: dict[str, ParamValue] = {}
+        for param, u in zip(self.params, point, strict=True):
+            if param.conditions_hold(out):
+                out[param.name] = param.from_unit(u)
+        return out
+
+    def active(self, params: Mapping[str, object]) -> tuple[Param, ...]:
+        """The parameters active under the assignment ``params``, in file order.
+
+        ``params`` may be partial or hold extra names: a parameter is active when its
+        conditions hold in the values ``params`` gives the active parameters before it. One
+        whose parent is active but has no value in ``params`` is not (yet) active, so a
+        searcher that assigns in file order asks again after each value.
+        """
+        seen: dict[str, object] = {}
+        out: list[Param] = []
+        for param in self.params:
+            if param.conditions_hold(seen):
+                out.append(param)
+                if param.name in params:
+                    seen[param.name] = params[param.name]
+        return tuple(out)
+
+    def is_active(self, name: str, params: Mapping[str, object]) -> bool:
+        """True when parameter ``name`` is active under ``params`` (see :meth:`active`)."""
+        return any(p.name == name for p in self.active(params))
+
+    def restrict(self, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
+        """``params`` without the names that are inactive under it (or not in the space)."""
+        return {p.name: params[p.name] for p in self.active(params) if p.name in params}
+
+    def requirements(self, param: Param) -> dict[str, tuple[ParamValue, ...]]:
+        """What ``param`` needs to be active, its parents' own needs included: each ancestor's
+        name mapped to the values it must take. An empty tuple means it can never be active."""
+        by_name = {p.name: p for p in self.params}
+        need: dict[str, tuple[ParamValue, ...]] = {}
+        for parent, allowed in param.when.items():
+            for name, values in [(parent, allowed),
+                                 *self.requirements(by_name[parent]).items()]:
+                kept = values if name not in need else tuple(
+                    v for v in need[name] if _among(v, values))
+                need[name] = kept
+        return need
+
+    def groups(self) -> tuple[tuple[Param, ...], ...]:
+        """The parameters split by when they are active: those with the same
+        :meth:`requirements` (active together, always) form one group, in file order. Without
+        conditions this is one group, the whole space. A group's parents lie in earlier groups."""
+        groups: dict[tuple[tuple[str, frozenset[ParamValue]], ...], list[Param]] = {}
+        for param in self.params:
+            need = self.requirements(param)
+            key = tuple(sorted((k, frozenset(v)) for k, v in need.items()))
+            groups.setdefault(key, []).append(param)
+        return tuple(tuple(g) for g in groups.values())
+
+    def combinations(self, axes: Sequence[Sequence[ParamValue]]) -> Combinations:
+        """Every distinct assignment when each parameter takes the values of its axis (one per
+        parameter, in order): see :class:`Combinations`."""
+        return Combinations(self, axes)
 
 
 @dataclass(frozen=True)

@@ -149,10 +149,12 @@ def _param_dict(param: Param) -> dict[str, Any]:
         out.update(min=param.low, max=param.high, scale=param.scale.value)
         if param.step is not None:
             out["step"] = param.step
-        return out
-    out["values"] = list(param.values)
-    if param.type is ParamType.DISCRETE and param.scale is not Scale.LINEAR:
-        out["scale"] = param.scale.value  # AI Platform allows it; kept so it round-trips
+    else:
+        out["values"] = list(param.values)
+        if param.type is ParamType.DISCRETE and param.scale is not Scale.LINEAR:
+            out["scale"] = param.scale.value  # AI Platform allows it; kept so it round-trips
+    if param.when:  # always lists: one value is a list of one
+        out["when"] = {parent: list(values) for parent, values in param.when.items()}
     return out
 
 

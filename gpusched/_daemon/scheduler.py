@@ -286,9 +286,11 @@ class Scheduler:
         number = len(exp.trials)
         try:
             suggestion = self._ask(exp, number)
+            # Only the active parameters reach the trial and the log, even from a plugin that
+            # ignores conditions (``when:``) and proposes a value for every parameter.
             trial = None if suggestion is None else TrialRun(
-                number=number, params=dict(suggestion.params), budget=suggestion.budget,
-                continues=suggestion.continues)
+                number=number, params=exp.spec.space().restrict(dict(suggestion.params)),
+                budget=suggestion.budget, continues=suggestion.continues)
         except Exception as exc:  # a plugin's bug ends its experiment, not the daemon
             detail = str(exc) if isinstance(exc, PluginError) else repr(exc)
             exp.failure = f"search plugin '{exp.spec.search_algorithm}' failed: {detail}"

@@ -45,7 +45,7 @@ from gpusched.plugins import load_search_plugin, load_stopping_plugin
 __all__ = ["CONTRACT_SPACES", "SearchPluginContract", "StoppingPluginContract", "check_value",
            "rebuilt"]
 
-_D, _I = ParamType.DOUBLE, ParamType.INTEGER
+_D, _I, _C = ParamType.DOUBLE, ParamType.INTEGER, ParamType.CATEGORICAL
 
 CONTRACT_SPACES: Mapping[str, SearchSpace] = {
     # Every type and scale at once; kept under 1e6 grid points so a grid search can take it.
@@ -65,8 +65,29 @@ CONTRACT_SPACES: Mapping[str, SearchSpace] = {
         Param("letter", ParamType.CATEGORICAL, values=("x", "y")),
         Param("n", _I, low=0, high=2),
     )),
+    # Conditional parameters of every kind: "any of" values, a categorical, an integer and a
+    # discrete parent, two conditions at once, a grandchild; 2,000 distinct grid points.
+    "conditional": SearchSpace((
+        Param("opt", _C, values=("sgd", "adam", "rmsprop")),
+        Param("lr", _D, low=1e-4, high=1e-1, scale=Scale.LOG),
+        Param("layers", _I, low=1, high=3),
+        Param("momentum", _D, low=0.0, high=0.99, when={"opt": ("sgd", "rmsprop")}),
+        Param("nesterov", _C, values=("yes", "no"), when={"opt": ("sgd",)}),
+        Param("beta1", _D, low=0.8, high=0.999, scale=Scale.REVERSE_LOG,
+              when={"opt": ("adam",)}),
+        Param("width2", _I, low=1, high=4, scale=Scale.LOG, when={"layers": (2, 3)}),
+        Param("width3", ParamType.DISCRETE, values=(16, 32, 64),
+              when={"layers": (3,), "opt": ("adam",)}),
+        Param("dampening", _D, low=0.0, high=1.0, step=0.25, when={"nesterov": ("no",)}),
+    )),
+    # Small enough to be exhausted: 4 distinct points, not the 6 of the product.
+    "tiny_conditional": SearchSpace((
+        Param("letter", _C, values=("x", "y")),
+        Param("n", _I, low=0, high=2, when={"letter": ("y",)}),
+    )),
 }
-"""The spaces every search plugin is checked on."""
+"""The spaces every search plugin is checked on. A suggestion holds a value for each *active*
+parameter (:meth:`SearchSpace.active`) and for no other."""
 
 # object() fits no plugin's idea of an option value, so this is refused both by plugins that
 # reject unknown keys and by those (like ``bounds``) that take any key but check the value.
@@ -94,6 +115,14 @@ def check_value(param: Param, value: object) -> str | None:
 
 Answer = Mapping[str, ParamValue] | Suggestion | Wait | None
 """What ``suggest`` may return."""
+
+
+def _any_value(param: Param) -> ParamValue:
+    """A valid value of ``param`` (its lowest)."""
+    if param.is_numeric_range:
+        assert param.low is not None
+        return int(param.low) if param.type is ParamType.INTEGER else float(param.low)
+    return param.values[0]
 
 
 def _trial(number: int, answer: Mapping[str, ParamValue] | Suggestion) -> TrialView:
@@ -233,7 +262,7 @@ class SearchPluginContract:
         with pytest.raises(PluginOptionsError):
             search_plugin_class(contract_space, goal=Goal.MAXIMIZE, seed=0, options=options)
 
-    def test_answers_a_mapping_of_every_name_or_none(
+    def test_answers_a_mapping_of_every_active_name_or_none(
         self, new_plugin: Callable[[], SearchPlugin], contract_space: SearchSpace
     ) -> None:
         answers, _ = _run(new_plugin(), self.steps)
@@ -242,7 +271,7 @@ class SearchPluginContract:
             assert answer is None or isinstance(answer, Mapping | Suggestion | Wait)
         for params in _params(answers):
             assert isinstance(params, Mapping)
-            assert sorted(params) == sorted(contract_space.names())
+            assert sorted(params) == sorted(p.name for p in contract_space.active(params))
 
     def test_continues_only_an_ended_trial_once(
         self, new_plugin: Callable[[], SearchPlugin]
@@ -266,11 +295,37 @@ class SearchPluginContract:
     ) -> None:
         answers, _ = _run(new_plugin(), self.steps)
         problems = [
-            f"trial {number}: {param.name}={answer[param.name]!r}: {problem}"
+            f"trial {number}: {param.name}={answer.get(param.name)!r}: {problem}"
             for number, answer in enumerate(_params(answers))
-            for param in contract_space
+            for param in contract_space.active(answer)
             if (problem := check_value(param, answer.get(param.name))) is not None
         ]
+        assert not problems
+
+    def test_conditional_parameters_are_set_exactly_when_active(
+        self,
+        search_plugin_class: type[SearchPlugin],
+        search_plugin_options: Mapping[str, Any],
+    ) -> None:
+        # Longer than the other checks, so that a model-based plugin is past its start-up; the
+        # history also holds trials of an earlier experiment (negative numbers) that set every
+        # parameter, active or not, as one without conditions would have.
+        space = CONTRACT_SPACES["conditional"]
+        full = space.from_unit([0.3] * len(space))
+        foreign = {**{p.name: _any_value(p) for p in space}, **full}
+        history = [_trial(-1 - i, foreign) for i in range(3)]
+        plugin = search_plugin_class(space, goal=Goal.MINIMIZE, seed=7,
+                                     options=search_plugin_options)
+        problems = []
+        for number in range(5 * self.steps):
+            answer = plugin.suggest(number, tuple(history))
+            if answer is None or isinstance(answer, Wait):
+                break
+            params = as_suggestion(answer).params
+            wanted = {p.name for p in space.active(params)}
+            if set(params) != wanted:
+                problems.append(f"trial {number}: {sorted(params)} instead of {sorted(wanted)}")
+            history.append(_trial(number, answer))
         assert not problems
 
     def test_same_inputs_give_the_same_suggestion(
@@ -336,8 +391,10 @@ class SearchPluginContract:
         answers = run_after(new_plugin(), prior)
         for answer in answers:
             if isinstance(answer, tuple):  # (params, budget, continues)
-                assert not [p.name for p in contract_space
-                            if check_value(p, answer[0].get(p.name)) is not None], answer
+                params = answer[0]
+                assert sorted(params) == sorted(p.name for p in contract_space.active(params))
+                assert not [p.name for p in contract_space.active(params)
+                            if check_value(p, params.get(p.name)) is not None], answer
         assert run_after(new_plugin(), [rebuilt(t) for t in prior]) == answers
 
 

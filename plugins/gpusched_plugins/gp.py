@@ -60,6 +60,13 @@ Written with numpy alone (no scipy, scikit-learn or Optuna). For trial ``number`
    is exhausted and the answer is ``None`` (KerasTuner's oracle likewise stops when it finds no
    new values).
 
+9. **Conditional parameters** (``when:``). A trial's inactive parameters are imputed with a
+   fixed value: 0.5 in the unit cube for a numeric one, all one-hot columns at 0 for a
+   categorical one (:mod:`gpusched_plugins._gp_conditions` says why). Every candidate is put
+   in a canonical form whose inactive coordinates hold a fixed filler, so "used" and "no
+   repeats" compare the active parameters only, a finite space counts each active combination
+   once (:meth:`SearchSpace.combinations`), and the answer holds the active parameters only.
+
 The default acquisition is ``logei``. Measured on Branin (40 trials, 20 seeds), Hartmann 6 (60
 trials, 10 seeds) and a mixed space (log-scaled double, integer, stepped double, categorical;
 40 trials, 10 seeds), it had the best or nearly best median regret everywhere and by far the
@@ -87,6 +94,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gpusched.plugin_api import (
+    Combinations,
     Goal,
     Param,
     ParamType,
@@ -97,6 +105,7 @@ from gpusched.plugin_api import (
     TrialState,
     TrialView,
 )
+from gpusched_plugins._gp_conditions import Activity
 
 __all__ = ["GpSearch", "ACQUISITIONS"]
 
@@ -176,9 +185,10 @@ class _Encoder:
         self.dims = [_make_dim(p) for p in space]
         self.k = len(self.dims)
         self.numeric = np.array([d.kind != "cat" for d in self.dims], dtype=bool)
+        self.activity = Activity(self.dims)  # conditional parameters: _gp_conditions.py
         self.finite_size: int | None = None
         if self.dims and all(d.kind != "cont" for d in self.dims):
-            self.finite_size = math.prod(d.size for d in self.dims)
+            self.finite_size = len(self._combinations())
         # Feature columns: (dimension index, category index or -1).
         columns: list[tuple[int, int]] = []
         for j, dim in enumerate(self.dims):
@@ -196,7 +206,11 @@ class _Encoder:
     def encode(self, params: Mapping[str, ParamValue]) -> tuple[float, ...] | None:
         """The code of a trial's parameters, or None when they do not fit the space."""
         code: list[float] = []
-        for dim in self.dims:
+        active = {p.name for p in self.space.active(params)}
+        for j, dim in enumerate(self.dims):
+            if dim.param.name not in active:
+                code.append(float(self.activity.filler[j]))
+                continue
             if dim.param.name not in params:
                 return None
             value = params[dim.param.name]
@@ -232,7 +246,7 @@ class _Encoder:
                 np.clip(codes[:, j], 0.0, 1.0, out=codes[:, j])
             if dim.kind == "grid":
                 codes[:, j] = self._snap_dim(dim, codes[:, j])
-        return codes
+        return self.activity.canonical(codes)
 
     def random(self, rng: np.random.Generator, m: int) -> FloatArray:
         """``m`` codes drawn uniformly (each value of a list equally likely)."""
@@ -270,10 +284,18 @@ class _Encoder:
         cat = self.col_cat >= 0
         out = picked.copy()
         out[:, cat] = (picked[:, cat] == self.col_cat[cat][None, :]).astype(np.float64)
-        return out
+        return self.activity.impute(out, codes, self.col_dim, self.col_cat)
+
+    def _combinations(self) -> Combinations:
+        """The distinct points of a finite space (each active combination once)."""
+        return self.space.combinations([d.values for d in self.dims])
 
     def every_code(self) -> FloatArray:
         """All points of a finite space (``finite_size`` of them)."""
+        if self.activity.conditional:
+            every = self._combinations()
+            codes = [self.encode(every.point(i)) for i in range(len(every))]
+            return np.array(codes, dtype=np.float64).reshape(-1, self.k)
         axes: list[Sequence[float]] = []
         for dim in self.dims:
             if dim.kind == "cat":
@@ -285,7 +307,10 @@ class _Encoder:
 
     def decode(self, code: Sequence[float]) -> dict[str, ParamValue]:
         out: dict[str, ParamValue] = {}
-        for dim, u in zip(self.dims, code, strict=True):
+        on = self.activity.mask(np.array([code], dtype=np.float64))[0]
+        for dim, u, active in zip(self.dims, code, on, strict=True):
+            if not active:
+                continue
             if dim.kind == "cat":
                 out[dim.param.name] = dim.values[int(u)]
             elif dim.kind == "grid":

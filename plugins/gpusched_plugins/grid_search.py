@@ -7,6 +7,10 @@ or ``reverse_log``), both ends included. The grid is their cartesian product wit
 parameter varying slowest (like nested loops written in file order), optionally shuffled by a
 seeded permutation.
 
+With conditional parameters (``when:``) the grid holds each distinct assignment once: a loop
+runs only where its parameter is active, so no two points differ only in inactive parameters
+(:meth:`SearchSpace.combinations`), and the size limit counts those distinct points.
+
 The plugin is a pure function of the history: trial ``number`` gets the first grid point, in grid
 order, that no trial of the history used, whatever that trial's state. A point whose trial failed
 is therefore *not* retried by the grid; retries are the daemon's business
@@ -19,7 +23,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import numpy as np
 
@@ -92,20 +96,16 @@ class GridSearch(SearchPlugin):
         points, shuffle = _parse_options(self.options)
         # Counted before any axis is built: an integer range of 1e9 must be refused, not listed.
         lengths = [_axis_length(param, points) for param in space]
-        if math.prod(lengths) > MAX_GRID_POINTS:
-            shape = " x ".join(f"{p.name}={n:,}" for p, n in zip(space, lengths, strict=True))
-            raise PluginOptionsError(
-                f"the grid has {math.prod(lengths):,} points ({shape}), more than the limit of "
-                f"{MAX_GRID_POINTS:,}: give doubles a step, lower points_per_double, "
-                f"or use random search"
-            )
+        if math.prod(lengths) > MAX_GRID_POINTS and not (
+            space.conditional and max(lengths) <= MAX_GRID_POINTS
+        ):
+            _refuse(space, lengths, math.prod(lengths))
         self._axes = tuple(_Axis(param, points) for param in space)
-        self._size = math.prod(len(axis) for axis in self._axes)
-        # Strides for a mixed-radix index: the first parameter varies slowest.
-        strides = [1] * len(self._axes)
-        for k in range(len(self._axes) - 2, -1, -1):
-            strides[k] = strides[k + 1] * len(self._axes[k + 1])
-        self._strides = tuple(strides)
+        # The distinct points: with conditional parameters, fewer than the product of the axes.
+        self._grid = space.combinations([axis.values for axis in self._axes])
+        self._size = len(self._grid)
+        if self._size > MAX_GRID_POINTS:
+            _refuse(space, lengths, self._size)
         self._order: np.ndarray[Any, np.dtype[np.int64]] | None = None
         if shuffle:
             if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -130,22 +130,28 @@ class GridSearch(SearchPlugin):
 
     def _flat_index(self, trial: TrialView) -> int | None:
         """The grid index of ``trial``'s parameters, or None when they are not a grid point."""
-        index = 0
-        for param, axis, stride in zip(self.space, self._axes, self._strides, strict=True):
-            if param.name not in trial.params:
-                return None
-            i = axis.index(trial.params[param.name])
-            if i is None:
-                return None
-            index += i * stride
-        return index
+        positions: dict[str, int] = {}
+        for param, axis in zip(self.space, self._axes, strict=True):
+            if param.name in trial.params:
+                i = axis.index(trial.params[param.name])
+                if i is not None:
+                    positions[param.name] = i
+        # An active parameter without a grid value makes this None; inactive ones don't count.
+        return self._grid.index(positions)
 
     def _point(self, index: int) -> dict[str, ParamValue]:
-        point: dict[str, ParamValue] = {}
-        for param, axis, stride in zip(self.space, self._axes, self._strides, strict=True):
-            i, index = divmod(index, stride)
-            point[param.name] = axis.values[i]
-        return point
+        return self._grid.point(index)
+
+
+def _refuse(space: SearchSpace, lengths: Sequence[int], size: int) -> NoReturn:
+    shape = " x ".join(f"{p.name}={n:,}" for p, n in zip(space, lengths, strict=True))
+    if space.conditional:
+        shape += ", each conditional parameter counted only where it is active"
+    raise PluginOptionsError(
+        f"the grid has {size:,} points ({shape}), more than the limit of "
+        f"{MAX_GRID_POINTS:,}: give doubles a step, lower points_per_double, "
+        f"or use random search"
+    )
 
 
 def _axis_length(param: Param, points: int) -> int:

@@ -46,6 +46,17 @@ The algorithm, for trial ``number``:
    :meth:`Param.from_unit` (so an integer candidate is scored where it will actually run), and
    the candidate with the largest ``l(x) / g(x)`` is proposed (the first one on a tie).
 
+7. **Conditional parameters** (``when:``). The space is split into the groups of
+   :meth:`SearchSpace.groups` (parameters active under the same conditions); without conditions
+   that is one group and everything above is unchanged. An observation is a trial whose
+   *active* parameters all fit (an inactive one's value, if any, is ignored). The good and bad
+   groups are split once over all observations; then each parameter group gets its own ``l``
+   and ``g``, fitted only on the trials where it was active (Optuna's approach), with ``d`` its
+   own number of parameters. A candidate is drawn group by group in file order, a group only
+   where the values drawn before activate it, and scored by the sum of ``log l - log g`` over
+   the groups it activates (the tree-structured density of Bergstra et al. is the product of
+   its groups' densities). The answer holds the active parameters only.
+
 Everything random comes from ``numpy.random.default_rng([seed, number])``, and nothing is kept
 between calls: the answer is a function of ``(seed, number, history)`` only, so a restarted
 daemon, or a fresh instance handed the same history, proposes the same point.
@@ -236,15 +247,14 @@ class TpeSearch(SearchPlugin):
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise PluginOptionsError(f"seed must be a non-negative integer (got {seed!r})")
         # Fixed facts about the space (not state: they never change an answer).
-        self._numeric = tuple(p for p in space if p.is_numeric_range)
-        self._categorical = tuple(p for p in space if not p.is_numeric_range)
+        self._groups = tuple(_Group(params) for params in space.groups())
 
     def suggest(self, number: int, history: Sequence[TrialView]) -> Mapping[str, ParamValue]:
         """Trial ``number``'s point: random during start-up, then the best of the candidates
         drawn from the good group's estimator by ``l(x) / g(x)``."""
         rng = np.random.default_rng([self.seed, number])
-        observed: list[tuple[float, _Point]] = []
-        pending: list[_Point] = []
+        observed: list[tuple[float, _Trial]] = []
+        pending: list[_Trial] = []
         pending_params: list[Mapping[str, ParamValue]] = []
         for trial in history:
             if trial.finished:
@@ -274,23 +284,7 @@ class TpeSearch(SearchPlugin):
         below = sorted((p for _, p in observed[:n_below]), key=lambda p: p.number)
         above = sorted([*(p for _, p in observed[n_below:]), *pending], key=lambda p: p.number)
 
-        counts = [len(p.values) for p in self._categorical]
-        args = (len(self._numeric), counts, len(self.space))
-        good, bad = _Parzen(below, *args), _Parzen(above, *args)
-
-        numeric, choices = good.sample(rng, self.n_ei_candidates)
-        # Snap each candidate to the value it stands for, and score it there.
-        values: list[dict[str, ParamValue]] = []
-        for i in range(self.n_ei_candidates):
-            candidate: dict[str, ParamValue] = {}
-            for d, param in enumerate(self._numeric):
-                value = param.from_unit(float(numeric[i, d]))
-                candidate[param.name] = value
-                numeric[i, d] = param.to_unit(value)
-            for d, param in enumerate(self._categorical):
-                candidate[param.name] = param.values[int(choices[i, d])]
-            values.append(candidate)
-        score = good.log_pdf(numeric, choices) - bad.log_pdf(numeric, choices)
+        values, score = self._candidates(rng, below, above)
         # The liar lowers l/g around a pending point but may not outweigh a sharp peak of l:
         # never propose a pending trial's exact parameters while another candidate exists.
         taken = {self._key(p) for p in pending_params}
@@ -298,33 +292,111 @@ class TpeSearch(SearchPlugin):
         if fresh.any():
             score = np.where(fresh, score, -np.inf)
         best = values[int(np.argmax(score))]
-        return {name: best[name] for name in self.space.names()}
+        return {name: best[name] for name in self.space.names() if name in best}
+
+    def _candidates(self, rng: np.random.Generator, below: Sequence[_Trial],
+                    above: Sequence[_Trial]) -> tuple[list[dict[str, ParamValue]], FloatArray]:
+        """``n_ei_candidates`` points drawn from the good estimators, snapped to the values they
+        stand for, and each one's ``log l(x) - log g(x)``: summed over the groups it activates,
+        each group drawn and scored by its own pair of estimators (see :class:`_Group`)."""
+        size = self.n_ei_candidates
+        values: list[dict[str, ParamValue]] = [{} for _ in range(size)]
+        score = np.zeros(size, dtype=np.float64)
+        for g, group in enumerate(self._groups):
+            good = _Parzen([p for t in below if (p := t.points[g]) is not None], *group.args)
+            bad = _Parzen([p for t in above if (p := t.points[g]) is not None], *group.args)
+            numeric, choices = good.sample(rng, size)
+            on = np.array([group.active(candidate) for candidate in values], dtype=bool)
+            for i in np.flatnonzero(on):
+                values[i].update(group.snap(numeric, choices, int(i)))
+            ratio = good.log_pdf(numeric, choices) - bad.log_pdf(numeric, choices)
+            score += np.where(on, ratio, 0.0)
+        return values, score
 
     def _key(self, params: Mapping[str, ParamValue]) -> tuple[tuple[str, float | str], ...]:
         """A hashable identity of a point: numbers compare as floats (3 == 3.0)."""
         return tuple(
             (param.name, float(value) if isinstance(value, int | float) else str(value))
-            for param in self.space
+            for param in self.space.active(params)
+            if param.name in params
             for value in (params[param.name],)
         )
 
-    def _encode(self, trial: TrialView) -> _Point | None:
-        """``trial``'s parameters as estimator coordinates, or None when they do not fit."""
+    def _encode(self, trial: TrialView) -> _Trial | None:
+        """``trial``'s parameters as estimator coordinates, group by group (None for a group it
+        leaves inactive), or None when the values of its active parameters do not fit."""
+        points: list[_Point | None] = []
+        active: dict[str, ParamValue] = {}  # the values of the groups active so far
+        for group in self._groups:
+            if not group.active(active):
+                points.append(None)
+                continue
+            point = group.encode(trial.number, trial.params)
+            if point is None:
+                return None
+            points.append(point)
+            active.update((p.name, trial.params[p.name]) for p in group.params)
+        return _Trial(trial.number, tuple(points))
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """One trial in the estimators' coordinates: a point per group, None where inactive."""
+
+    number: int
+    points: tuple[_Point | None, ...]
+
+
+class _Group:
+    """Parameters that are active together, modelled jointly by their own pair of estimators.
+
+    Without conditional parameters the whole space is one group. With them, each group of
+    :meth:`SearchSpace.groups` gets its ``l`` and ``g`` fitted only on the trials where it was
+    active (the good and bad trials are split once, over all trials, as Optuna's group
+    decomposition does), and a candidate's score is the sum of ``log l - log g`` over the groups
+    it activates: the tree-structured density of Bergstra et al. is the product of its groups'.
+    """
+
+    def __init__(self, params: Sequence[Param]) -> None:
+        self.params = tuple(params)
+        self.numeric = tuple(p for p in params if p.is_numeric_range)
+        self.categorical = tuple(p for p in params if not p.is_numeric_range)
+        self.args = (len(self.numeric), [len(p.values) for p in self.categorical], len(params))
+
+    def active(self, values: Mapping[str, object]) -> bool:
+        """True when the group is active after ``values`` (the earlier groups' values): its
+        parameters share their requirements, so the first one answers for all."""
+        return self.params[0].conditions_hold(values)
+
+    def encode(self, number: int, params: Mapping[str, ParamValue]) -> _Point | None:
+        """The group's values in ``params`` as a point, or None when one does not fit."""
         numeric: list[float] = []
-        for param in self._numeric:
-            value = trial.params.get(param.name)
+        for param in self.numeric:
+            value = params.get(param.name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return None
             if not math.isfinite(value):
                 return None
             numeric.append(param.to_unit(value))
         choices: list[int] = []
-        for param in self._categorical:
-            index = _index_of(param, trial.params.get(param.name))
+        for param in self.categorical:
+            index = _index_of(param, params.get(param.name))
             if index is None:
                 return None
             choices.append(index)
-        return _Point(trial.number, tuple(numeric), tuple(choices))
+        return _Point(number, tuple(numeric), tuple(choices))
+
+    def snap(self, numeric: FloatArray, choices: IntArray, i: int) -> dict[str, ParamValue]:
+        """Candidate ``i``'s values; its numeric coordinates move to where the values lie, so
+        that it is scored where it will actually run."""
+        out: dict[str, ParamValue] = {}
+        for d, param in enumerate(self.numeric):
+            value = param.from_unit(float(numeric[i, d]))
+            out[param.name] = value
+            numeric[i, d] = param.to_unit(value)
+        for d, param in enumerate(self.categorical):
+            out[param.name] = param.values[int(choices[i, d])]
+        return out
 
 
 def _index_of(param: Param, value: object) -> int | None:

@@ -126,14 +126,66 @@ def aip_spelling(param: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def parent_values(param: dict[str, Any]) -> list[Any]:
+    """Values a condition on ``param`` (our spelling, not a double) may name."""
+    if param["type"] != "integer":
+        return list(param["values"])
+    step = param.get("step", 1)
+    count = (param["max"] - param["min"]) // step + 1
+    return [param["min"] + k * step for k in range(min(count, 20))]
+
+
+@st.composite
+def conditions_of(draw: st.DrawFn, params: list[dict[str, Any]]
+                  ) -> dict[int, tuple[int, Any]]:
+    """Conditions for some parameters: child index → (an earlier parent's index, its values:
+    one value or a list). One parent each, so they can always hold together."""
+    out: dict[int, tuple[int, Any]] = {}
+    for i in range(1, len(params)):
+        parents = [j for j in range(i) if params[j]["type"] != "double"]
+        if not parents or not draw(st.booleans()):
+            continue
+        j = draw(st.sampled_from(parents))
+        values = draw(st.lists(st.sampled_from(parent_values(params[j])), min_size=1,
+                               max_size=3, unique=True))
+        out[i] = (j, values[0] if len(values) == 1 and draw(st.booleans()) else values)
+    return out
+
+
+_PARENT_KEY = {"categorical": "parentCategoricalValues", "discrete": "parentDiscreteValues",
+               "integer": "parentIntValues"}
+
+
+def aip_with_conditions(draw: st.DrawFn, params: list[dict[str, Any]],
+                        conditions: dict[int, tuple[int, Any]]) -> list[dict[str, Any]]:
+    """``params`` in AI Platform's spelling; each condition either a ``when`` or the child
+    nested in its parent's ``conditionalParameterSpecs``."""
+    out = [aip_spelling(p) for p in params]
+    nested = set()
+    for i, (j, values) in sorted(conditions.items()):
+        if draw(st.booleans()):
+            listed = values if isinstance(values, list) else [values]
+            key = _PARENT_KEY[params[j]["type"]]
+            out[j].setdefault("conditionalParameterSpecs", []).append(
+                {"parameterSpec": out[i], key: {"values": listed}})
+            nested.add(i)
+        else:
+            out[i]["when"] = {params[j]["name"]: values}
+    return [p for i, p in enumerate(out) if i not in nested]
+
+
 @st.composite
 def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
     """A valid experiment in our spelling, AI Platform's, or a mix."""
     names = draw(st.lists(st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,8}", fullmatch=True),
                           min_size=1, max_size=4, unique=True))
     params = [draw(numeric_param(n) | listed_param(n)) for n in names]
+    conditions = draw(conditions_of(params))
     if draw(st.booleans()):
-        params = [aip_spelling(p) for p in params]
+        params = aip_with_conditions(draw, params, conditions)
+    else:
+        for i, (j, values) in conditions.items():
+            params[i]["when"] = {params[j]["name"]: values}
     hp: dict[str, Any] = {"params": params}
     spec: dict[str, Any] = {"command": draw(st.lists(TEXT, min_size=1, max_size=3))}
     optional = {
@@ -180,6 +232,7 @@ def test_valid_specs_round_trip(data: dict[str, Any]) -> None:
     stored = json.loads(json.dumps(spec.to_dict(), allow_nan=False))
     assert ExperimentSpec.from_dict(stored) == spec
     assert ExperimentSpec.from_dict(stored).to_dict() == stored
+    spec.space()  # conditions name earlier parameters that can be conditioned on
 
 
 # Pieces of YAML that reach PyYAML's odd corners: explicit tags, anchors, merges, flow syntax.
