@@ -31,9 +31,14 @@ The algorithm, for trial ``number``:
    - numeric ranges (``double``, ``integer``, any scale or step) live in the unit interval of
      :meth:`Param.to_unit`, so ``log``, ``reverse_log``, steps and integers are all the
      :class:`Param` mapping's business. A kernel is a normal truncated to [0, 1], centred on the
-     observation, with Optuna's multivariate bandwidth ``0.2 n^(-1/(d + 4))`` (Scott's rule
-     shape; ``n`` observations in the group, ``d`` parameters in the space) clipped by
-     Hyperopt's "magic clip" to ``[1 / min(100, n + 2), 1]``. The prior kernel is centred at
+     observation, as wide along each coordinate as the larger gap to its two neighbours among
+     the group's observations (Hyperopt's and Optuna 5's rule; the range's ends count as
+     neighbours except for the outermost centres) clipped by Hyperopt's "magic clip" to
+     ``[1 / min(100, n + 2), 1]`` (``n`` observations in the group). In a space with
+     ``discrete`` or ``categorical`` parameters, kernels are no narrower than half of older
+     Optuna versions' multivariate bandwidth ``0.2 n^(-1/(d + 4))`` (``d`` parameters in the space):
+     narrower, ``g(x)`` near a candidate no longer sees how common a list's value is among the
+     bad trials, and a search can lock onto one value for good. The prior kernel is centred at
      0.5 with width 1;
    - ``discrete`` and ``categorical`` parameters are categorical distributions: an observation's
      kernel gives its own value weight 1 plus ``1 / (n + 1)`` to every value, normalised (the
@@ -98,7 +103,7 @@ _OPTIONS = frozenset({"n_startup_trials", "n_ei_candidates", "gamma", "constant_
 # Proposed trials that will (still, or again) run with their parameters: constant-liar material.
 _PENDING = frozenset({TrialState.QUEUED, TrialState.RUNNING, TrialState.INTERRUPTED})
 
-_SIGMA0 = 0.2  # Optuna's SIGMA0_MAGNITUDE for the multivariate bandwidth
+_SIGMA0 = 0.2  # older Optuna's SIGMA0_MAGNITUDE for the multivariate bandwidth
 _PRIOR_WEIGHT = 1.0
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _MAX_REJECTION_ROUNDS = 200
@@ -140,14 +145,21 @@ class _Parzen:
         self.weights: FloatArray = weights / weights.sum()
         kernels = n + 1
 
-        # Numeric: truncated normals on [0, 1], one bandwidth per group (Optuna, multivariate).
-        sigma = _SIGMA0 * max(n, 1) ** (-1.0 / (n_params + 4))
-        sigma = min(max(sigma, 1.0 / min(100.0, 1.0 + kernels)), 1.0)
+        # Numeric: truncated normals on [0, 1], each kernel as wide as the gap to its farther
+        # neighbour along each coordinate among the group's points (see _neighbour_sigmas;
+        # Optuna 5's rule); the prior at 0.5, width 1.
         mus = np.empty((kernels, n_numeric), dtype=np.float64)
-        sigmas = np.full((kernels, n_numeric), sigma, dtype=np.float64)
         for i, point in enumerate(points):
             mus[i] = point.numeric
         mus[n] = 0.5
+        sigmas = np.empty_like(mus)
+        sigmas[:n] = _neighbour_sigmas(mus[:n], kernels)
+        if n_choices:
+            # With lists in the space, kernels this narrow blind g(x) to how common a list's
+            # value is among the bad trials near a candidate, and a search can lock onto one
+            # value for good; so no narrower than half of Optuna's multivariate bandwidth.
+            floor = 0.5 * _SIGMA0 * max(n, 1) ** (-1.0 / (n_params + 4))
+            sigmas[:n] = np.maximum(sigmas[:n], floor)
         sigmas[n] = 1.0
         self.mus: FloatArray = mus
         self.sigmas: FloatArray = sigmas
@@ -199,6 +211,26 @@ class _Parzen:
         top = per_kernel.max(axis=1)
         out: FloatArray = top + np.log(np.exp(per_kernel - top[:, None]).sum(axis=1))
         return out
+
+
+def _neighbour_sigmas(mus: FloatArray, kernels: int) -> FloatArray:
+    """Hyperopt's and Optuna 5's bandwidths, per coordinate: each centre's kernel is as wide as
+    the larger gap to its two neighbours in sorted order (the range's ends count as neighbours,
+    except that the outermost centres look inwards only), clipped to ``[1 / min(100, 1 +
+    kernels), 1]`` (the "magic clip"; ``kernels`` counts the prior). Dense clusters of good
+    points get narrow kernels, so the search refines where it found something, while lone
+    points keep wide ones; one bandwidth for the whole group (Scott's rule) cannot do both."""
+    count, dims = mus.shape
+    out = np.empty_like(mus)
+    for d in range(dims):
+        order = np.argsort(mus[:, d], kind="stable")
+        ends = np.concatenate([[0.0], mus[order, d], [1.0]])
+        gaps = np.maximum(ends[1:-1] - ends[:-2], ends[2:] - ends[1:-1])
+        if count >= 2:
+            gaps[0] = ends[2] - ends[1]
+            gaps[-1] = ends[-2] - ends[-3]
+        out[order, d] = gaps
+    return np.clip(out, 1.0 / min(100.0, 1.0 + kernels), 1.0)
 
 
 def _normal_cdf(x: FloatArray) -> FloatArray:
