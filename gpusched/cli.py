@@ -8,7 +8,6 @@ the client commands start fast.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -18,14 +17,12 @@ from typing import Any
 from gpusched import __version__, render
 from gpusched.client import Client
 from gpusched.errors import GpuschedError, SpecError, UsageError
+from gpusched.render import print_json
+from gpusched.views.commands import add_view_commands
 
 __all__ = ["main", "build_parser"]
 
 TERMINAL = {"completed", "stopped", "failed", "cancelled", "interrupted"}
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=False))
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
@@ -83,29 +80,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     client = Client(args.socket)
     exp_id = client.submit(spec.to_dict(), base_dir=spec.workdir, source=str(args.file))
     if args.json:
-        _print_json({"id": exp_id, "name": spec.name})
+        print_json({"id": exp_id, "name": spec.name})
     else:
         print(exp_id)
-    return 0
-
-
-def cmd_ls(args: argparse.Namespace) -> int:
-    """Experiments, or the trials of one."""
-    client = Client(args.socket)
-    if args.experiment is None:
-        exps = client.experiments(include_finished=True)
-        if not args.all:
-            recent = time.time() - 24 * 3600
-            exps = [e for e in exps if e["state"] in ("queued", "running")
-                    or (e["ended_at"] or 0) > recent]
-        _print_json(exps) if args.json else print(render.experiments_table(exps))
-        return 0
-    trials = client.trials(args.experiment, sort=args.sort, limit=args.limit)
-    if args.json:
-        _print_json(trials)
-    else:
-        metric = client.show(args.experiment)["metric"] if trials else "objective"
-        print(render.trials_table(trials, metric))
     return 0
 
 
@@ -113,7 +90,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     """One experiment or one trial, in full."""
     data = Client(args.socket).show(args.target)
     if args.json:
-        _print_json(data)
+        print_json(data)
         return 0
     skip = {"spec", "events", "params", "last_report", "trials", "best"}
     pairs = [(k, v) for k, v in data.items() if k not in skip]
@@ -135,7 +112,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     client = Client(args.socket)
     trials = client.best(args.experiment, args.n)
     if args.json:
-        _print_json(trials)
+        print_json(trials)
         return 0
     if not trials:
         print(f"no trial of {args.experiment} has a result yet")
@@ -177,7 +154,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     """Block until an experiment ends; exit 0 if it completed, 1 if not, 124 on --timeout."""
     answer = Client(args.socket).wait(args.experiment, args.timeout)
     if args.json:
-        _print_json(answer)
+        print_json(answer)
     elif answer["ended"]:
         print(f"{answer['id']} {answer['state']}: {answer['reason'] or '-'}")
     if not answer["ended"]:
@@ -200,20 +177,13 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_gpus(args: argparse.Namespace) -> int:
-    """Devices, their state, who holds them."""
-    answer = Client(args.socket).gpus()
-    _print_json(answer) if args.json else print(render.gpus_table(answer))
-    return 0
-
-
 def cmd_plugins(args: argparse.Namespace) -> int:
     """Installed search and stopping plugins (read from this installation's entry points)."""
     from gpusched.plugins import describe_plugins
 
     plugins = describe_plugins()
     if args.json:
-        _print_json(plugins)
+        print_json(plugins)
         return 0
     rows = [[p["kind"], p["name"], p.get("distribution") or "-", p.get("error") or p["summary"]]
             for p in plugins]
@@ -258,12 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the file, e.g. --set max_trials=5")
     p.add_argument("command", nargs="*", help=argparse.SUPPRESS)
-    p = _add(sub, "ls", cmd_ls, "list experiments, or the trials of one")
-    p.add_argument("experiment", nargs="?")
-    p.add_argument("--all", action="store_true", help="include experiments that ended long ago")
-    p.add_argument("--sort", help="column to sort trials by: objective, number, duration_s, ..."
-                   " or params.NAME; --sort=-objective for descending")
-    p.add_argument("--limit", type=int)
+    add_view_commands(sub, _add)
     p = _add(sub, "show", cmd_show, "show an experiment (EXP) or a trial (EXP/N)")
     p.add_argument("target")
     p = _add(sub, "best", cmd_best, "the best trials of an experiment")
@@ -283,7 +248,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment")
     p = _add(sub, "cancel", cmd_cancel, "cancel an experiment or a trial", json_flag=False)
     p.add_argument("target")
-    _add(sub, "gpus", cmd_gpus, "devices, their state and who holds them")
     p = _add(sub, "plugins", cmd_plugins, "installed search and stopping plugins")
     return parser
 

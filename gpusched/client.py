@@ -104,10 +104,18 @@ class Client:
         """Experiments, newest first."""
         return list(self.request("experiments", all=include_finished))
 
-    def trials(self, experiment: str, *, sort: str | None = None,
-               limit: int | None = None) -> list[dict[str, Any]]:
-        """The trials of one experiment."""
-        return list(self.request("trials", experiment=experiment, sort=sort, limit=limit))
+    def trials(self, experiment: str, *, sort: str | None = None, limit: int | None = None,
+               last_report: bool = False) -> list[dict[str, Any]]:
+        """The trials of one experiment (``last_report``: each with its latest report)."""
+        args: dict[str, Any] = {"experiment": experiment, "sort": sort, "limit": limit}
+        if last_report:  # sent only when asked, so an older daemon still answers
+            args["last_report"] = True
+        return list(self.request("trials", **args))
+
+    def reports(self, target: str) -> list[dict[str, Any]]:
+        """Every stored report of an experiment's trials (``EXP``) or of one (``EXP/N``):
+        ``[{"trial", "number", "reports": [...]}]``."""
+        return list(self.request("reports", target=target))
 
     def show(self, target: str) -> dict[str, Any]:
         """An experiment (``EXP``) or a trial (``EXP/N``) in full."""

@@ -37,7 +37,7 @@ MAX_DEPTH = 32
 _REPR_CHARS = 60  # how much of a refused value an error message quotes
 OPS = frozenset(
     {"hello", "submit", "experiments", "trials", "show", "best", "cancel", "gpus", "trial_files",
-     "wait", "resume"}
+     "wait", "resume", "reports"}
 )
 
 

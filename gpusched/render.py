@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["table", "fmt_value", "fmt_duration", "fmt_age", "experiments_table",
-           "trials_table", "gpus_table", "best_table", "key_values", "fmt_time", "events_lines"]
+__all__ = ["table", "fmt_value", "fmt_duration", "fmt_age", "best_table", "key_values",
+           "fmt_time", "union_keys", "finite_number", "print_json", "events_lines"]
+
+
+def print_json(data: Any) -> None:
+    """What every ``--json`` prints: the daemon's answer, indented."""
+    print(json.dumps(data, indent=2))
+
+
+def union_keys(rows: Sequence[Mapping[str, Any]], field: str) -> list[str]:
+    """The keys of ``row[field]`` over all rows, in first-seen order (a table's columns)."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row.get(field) or {}))
+    return list(names)
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float if it is a finite int or float (not a bool), else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def fmt_value(value: Any) -> str:
@@ -47,63 +68,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def experiments_table(experiments: Sequence[dict[str, Any]]) -> str:
-    """`gpusched ls`."""
-    rows = []
-    for e in experiments:
-        t = e["trials"]
-        done = t["completed"] + t["stopped"]
-        best = e["best"]
-        rows.append([
-            e["id"], e["name"], e.get("owner") or "-", e["state"],
-            f"{t['running']} running, {done} done, {t['failed']} failed / {e['max_trials'] or '?'}",
-            f"{e['metric']} {'max' if e['goal'] == 'maximize' else 'min'}",
-            "-" if best is None else f"{fmt_value(best['objective'])} ({best['trial']})",
-            fmt_age(e["submitted_at"]),
-        ])
-    return table(["ID", "NAME", "OWNER", "STATE", "TRIALS", "METRIC", "BEST", "SUBMITTED"], rows)
-
-
-def trials_table(trials: Sequence[dict[str, Any]], metric: str = "objective") -> str:
-    """`gpusched ls EXP`: one row per trial, one column per hyperparameter."""
-    names: list[str] = []
-    for t in trials:
-        names += [k for k in t["params"] if k not in names]
-    rows = []
-    for t in trials:
-        gpus = ",".join(d[:12] for d in t["devices"]) or "-"
-        rows.append([t["id"], t["state"], t["objective"],
-                     *(t["params"].get(n) for n in names), t["attempts"], t["reports"], gpus,
-                     fmt_duration(t["duration_s"]), t["reason"] or ""])
-    headers = ["TRIAL", "STATE", metric.upper(), *names, "TRIES", "REPORTS", "GPUS", "TIME",
-               "REASON"]
-    return table(headers, rows)
-
-
 def best_table(trials: Sequence[dict[str, Any]], metric: str = "objective") -> str:
     """`gpusched best`."""
-    names: list[str] = []
-    for t in trials:
-        names += [k for k in t["params"] if k not in names]
+    names = union_keys(trials, "params")
     rows = [[i + 1, t["id"], t["objective"], *(t["params"].get(n) for n in names)]
             for i, t in enumerate(trials)]
     return table(["RANK", "TRIAL", metric.upper(), *names], rows)
-
-
-def gpus_table(answer: dict[str, Any]) -> str:
-    """`gpusched gpus`, like nvidia-smi's summary."""
-    rows = []
-    for d in answer["devices"]:
-        used, total = d["memory_used_mib"], d["memory_total_mib"]
-        memory = f"{fmt_value(used)} / {total:.0f} MiB" if used is not None else f"{total:.0f} MiB"
-        holders = ", ".join(d["trials"] + [f"{r} (releasing)" for r in d["releasing"]])
-        rows.append([d["index"], d["name"] + (" [fake]" if d["fake"] else ""), d["uuid"],
-                     memory, d["state"], holders or "-", d["reason"] or ""])
-    text = table(["IDX", "NAME", "UUID", "MEMORY", "STATE", "TRIALS", "WHY"], rows)
-    if not rows:
-        why = f": {answer['note']}" if answer.get("note") else ""
-        text += f"\n(no GPU found{why}; only CPU-only trials (gpus_per_trial: 0) can run)"
-    return f"backend: {answer['backend']}\n{text}"
 
 
 def fmt_time(timestamp: float | None) -> str:

@@ -45,6 +45,7 @@ class DeviceSlot:
     reading: DeviceReading | None = None
     idle_mib: float | None = None
     foreign_reason: str | None = None
+    foreign_pids: list[int] = field(default_factory=list)  # listed pids that are not ours
     quarantine_reason: str | None = None
     lost_reason: str | None = None
 
@@ -236,6 +237,7 @@ class DeviceTable:
             if (p in pid_session and pid_session[p] not in known)
             or (p not in pid_session and not slot.releasing)
         ]
+        slot.foreign_pids = strangers
         if strangers:
             slot.foreign_reason = f"process {strangers[0]} was not started by gpusched"
         elif not slot.holders and not slot.releasing and (
@@ -266,5 +268,6 @@ class DeviceTable:
                 "trials": sorted(slot.holders),
                 "releasing": sorted(slot.releasing),
                 "processes": [p.pid for p in reading.processes] if reading else [],
+                "foreign_processes": list(slot.foreign_pids),
             })
         return out

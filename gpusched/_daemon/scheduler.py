@@ -31,6 +31,7 @@ from gpusched._daemon.restore import prior_trials, resolve_resume_from, restore_
 from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
 from gpusched._daemon.user_limits import UserLimits
+from gpusched._daemon.waiting import WaitContext, why_waiting
 from gpusched.config import DaemonSettings
 from gpusched.errors import NotFoundError, PluginError, RequestError, StoreError
 from gpusched.log import get_logger
@@ -204,11 +205,37 @@ class Scheduler:
     def _pick(self, exp: ExperimentRun) -> list[str] | None:
         share = exp.spec.gpus_per_trial
         if share == 0:
-            cpu_running = sum(1 for r in self.runners.values()
-                              if not r.uuids and not r.trial.processes_gone)
             limit = exp.spec.max_parallel_trials or self._cpu_slots
-            return [] if cpu_running < max(limit, 1) else None
+            return [] if self._cpu_running() < max(limit, 1) else None
         return self.devices.pick(share, exp.spec.gpu_memory_mib)
+
+    def _cpu_running(self) -> int:
+        return sum(1 for r in self.runners.values() if not r.uuids and not r.trial.processes_gone)
+
+    def waiting(self, exp_id: str) -> dict[str, Any] | None:
+        """Why ``exp_id``'s next trial has not started (``waiting`` in docs/json.md), or None
+        when it has none waiting (or is not in progress)."""
+        exp = self.active.get(exp_id)
+        if exp is None:
+            return None
+        usage = self.limits.usage(self.runners.values()) if self.limits.enabled else None
+
+        def held_back(e: ExperimentRun) -> str | None:  # by its owner's limit, as placement does
+            return None if usage is None else self.limits.blocked(e, usage)
+
+        order = [e for e in self._order() if e is exp or not held_back(e)]
+        return why_waiting(exp, WaitContext(
+            devices=self.devices, order=order, cpu_running=self._cpu_running(),
+            cpu_slots=self._cpu_slots, paused=time.monotonic() < self._paused_until,
+            closing=self._closing, user_limit=held_back(exp),
+        ))
+
+    def trial_waits(self, exp_id: str) -> dict[int, dict[str, Any]]:
+        """Trial number -> wait reason, for ``exp_id``'s trials that wait to run again (their
+        rows may still say ``interrupted``): they wait for what their experiment waits for."""
+        exp = self.active.get(exp_id)
+        waiting = self.waiting(exp_id) if exp is not None and exp.requeued else None
+        return {} if exp is None or waiting is None else dict.fromkeys(exp.requeued, waiting)
 
     async def _place_all(self) -> None:
         if time.monotonic() < self._paused_until:
@@ -493,34 +520,6 @@ class Scheduler:
         log.info("experiment_submitted", experiment=exp_id, name=spec.name)
         self.kick()
         return exp_id
-
-    def wait_reason(self, exp_id: str) -> str | None:
-        """Why experiment ``exp_id`` starts no trial now although it has some to run (None when
-        it is not waiting): a per-user limit, max_parallel_trials, or no device that fits."""
-        exp = self.active.get(exp_id)
-        if exp is None or self._closing or exp.cancelling or exp.failure or exp.budget_spent:
-            return None
-        if self._at_parallel(exp):
-            return f"max_parallel_trials ({exp.spec.max_parallel_trials}) running"
-        if not exp.wants_more():
-            return None
-        if self.limits.enabled and (why := self.limits.blocked(
-                exp, self.limits.usage(self.runners.values()))):
-            return why
-        if self._pick(exp) is None:
-            need = exp.spec.gpus_per_trial
-            if need == 0:
-                return "every CPU slot is taken"
-            memory = exp.spec.gpu_memory_mib
-            extra = f" with {memory:g} MiB free" if memory else ""
-            return f"no GPU free for {need:g} GPU(s){extra}"
-        return None
-
-    @staticmethod
-    def _at_parallel(exp: ExperimentRun) -> bool:
-        limit = exp.spec.max_parallel_trials
-        has_more = bool(exp.requeued) or (not exp.exhausted and len(exp.trials) < exp.max_trials)
-        return limit is not None and has_more and exp.running_count() >= limit
 
     async def wait_ended(self, exp_id: str, timeout_s: float) -> None:
         """Return when experiment ``exp_id`` has ended (at once if it is not in progress), or

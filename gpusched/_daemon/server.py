@@ -91,7 +91,7 @@ class Server:
             "hello": self._hello, "submit": self._submit, "experiments": self._experiments,
             "trials": self._trials, "show": self._show, "best": self._best,
             "cancel": self._cancel, "gpus": self._gpus, "trial_files": self._trial_files,
-            "wait": self._wait, "resume": self._resume,
+            "wait": self._wait, "resume": self._resume, "reports": self._reports,
         }
 
     def __repr__(self) -> str:
@@ -222,7 +222,7 @@ class Server:
         for t in trials:
             by_exp.setdefault(t["experiment_id"], []).append(t)
         return [views.experiment_view(r, by_exp.get(r["id"], []),
-                                      waiting=self.scheduler.wait_reason(r["id"])) for r in rows]
+                                      waiting=self.scheduler.waiting(r["id"])) for r in rows]
 
     async def _trials(self, args: dict[str, Any], uid: int | None) -> Any:
         sort, limit = args.get("sort"), args.get("limit")
@@ -232,8 +232,17 @@ class Server:
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
                                   or limit < 0):
             raise RequestError("bad_request", "'limit' must be a whole number >= 0")
+        with_last = args.get("last_report", False)
+        if not isinstance(with_last, bool):
+            raise RequestError("bad_request", "'last_report' must be true or false")
         row = await self._experiment_row(args.get("experiment"))
-        out = [views.trial_view(t, exp_id=row["id"]) for t in await self.store.trials(row["id"])]
+        waits = self.scheduler.trial_waits(row["id"])
+        out = [views.trial_view(t, exp_id=row["id"], waiting=waits.get(t["number"]))
+               for t in await self.store.trials(row["id"])]
+        if with_last:
+            last = await self.store.last_reports(row["id"])
+            for view in out:
+                view["last_report"] = last.get(view["number"])
         if sort:
             key, reverse = sort.lstrip("-"), sort.startswith("-")
             if out and key not in out[0] and not key.startswith("params."):
@@ -248,14 +257,15 @@ class Server:
         row = await self._experiment_row(exp_name)
         trials = await self.store.trials(row["id"])
         if number is None:
-            view = views.experiment_view(row, trials, waiting=self.scheduler.wait_reason(row["id"]))
+            view = views.experiment_view(row, trials, waiting=self.scheduler.waiting(row["id"]))
             view["spec"] = row["spec"]
             view["events"] = await self.store.events(row["id"], last=50)
             return view
         trial = next((t for t in trials if t["number"] == number), None)
         if trial is None:
             raise NotFoundError(f"no trial {row['id']}/{number}")
-        view = views.trial_view(trial, exp_id=row["id"])
+        view = views.trial_view(trial, exp_id=row["id"],
+                                waiting=self.scheduler.trial_waits(row["id"]).get(number))
         view["last_report"] = await self.store.last_report(row["id"], number)
         view["events"] = await self.store.events(row["id"], number)
         return view
@@ -269,7 +279,8 @@ class Server:
         row = await self._experiment_row(args.get("experiment"))
         await self.scheduler.wait_ended(row["id"], float(timeout_s))
         row = await self._experiment_row(row["id"])
-        view = views.experiment_view(row, await self.store.trials(row["id"]))
+        view = views.experiment_view(row, await self.store.trials(row["id"]),
+                                     waiting=self.scheduler.waiting(row["id"]))
         view["ended"] = row["state"] in TERMINAL_EXPERIMENT_STATES
         return view
 
@@ -280,7 +291,22 @@ class Server:
         row = await self._experiment_row(args.get("experiment"))
         goal = Goal(row["spec"]["goal"])
         trials = await self.store.trials(row["id"])
-        return [views.trial_view(t, exp_id=row["id"]) for t in views.best_trials(trials, goal, n)]
+        waits = self.scheduler.trial_waits(row["id"])
+        return [views.trial_view(t, exp_id=row["id"], waiting=waits.get(t["number"]))
+                for t in views.best_trials(trials, goal, n)]
+
+    async def _reports(self, args: dict[str, Any], uid: int | None) -> Any:
+        exp_name, number = _target(args.get("target"))
+        row = await self._experiment_row(exp_name)
+        if number is None:
+            numbers = [t["number"] for t in await self.store.trials(row["id"])]
+            stored = await self.store.all_reports(row["id"])
+        elif await self.store.trial(row["id"], number) is None:
+            raise NotFoundError(f"no trial {row['id']}/{number}")
+        else:
+            numbers, stored = [number], {number: await self.store.reports(row["id"], number)}
+        return [{"trial": f"{row['id']}/{n}", "number": n, "reports": stored.get(n, [])}
+                for n in numbers]
 
     async def _resume(self, args: dict[str, Any], uid: int | None) -> Any:
         row = await self._experiment_row(args.get("experiment"))

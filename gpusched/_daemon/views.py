@@ -26,8 +26,10 @@ def parse_target(target: str) -> tuple[str, int | None]:
     return exp, int(num)
 
 
-def trial_view(row: dict[str, Any], *, exp_id: str) -> dict[str, Any]:
-    """One trial as `gpusched ls EXP --json` and `show EXP/N --json` give it."""
+def trial_view(row: dict[str, Any], *, exp_id: str,
+               waiting: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One trial as `gpusched ls EXP --json` and `show EXP/N --json` give it; ``waiting``:
+    why it has not started again, for a trial waiting to run again (docs/json.md)."""
     started, ended = row.get("started_at"), row.get("ended_at")
     duration = (ended - started) if started and ended else None
     return {
@@ -51,6 +53,7 @@ def trial_view(row: dict[str, Any], *, exp_id: str) -> dict[str, Any]:
         "ended_at": ended,
         "duration_s": duration,
         "dir": row["dir"],
+        "waiting": waiting,
     }
 
 
@@ -67,9 +70,9 @@ def best_trials(trials: list[dict[str, Any]], goal: Goal, n: int) -> list[dict[s
 
 
 def experiment_view(row: dict[str, Any], trials: list[dict[str, Any]],
-                    waiting: str | None = None) -> dict[str, Any]:
+                    waiting: dict[str, Any] | None = None) -> dict[str, Any]:
     """One experiment as `gpusched ls --json` gives it (``show`` adds ``spec`` and more);
-    ``waiting``: why it starts no trial now although it has some to run."""
+    ``waiting``: why trials it has to run have not started (docs/json.md), else None."""
     spec = row["spec"]
     goal = Goal(spec["goal"])
     counts = Counter(t["state"] for t in trials)

@@ -300,6 +300,11 @@ def test_every_kind_of_bad_request_gets_a_clear_error(tmp_path: Path) -> None:
              ("'sort' must be a string",)),
             (request("trials", {"experiment": e, "sort": "-nonsense"}), "bad_request",
              ("cannot sort by 'nonsense'",)),
+            (request("trials", {"experiment": e, "last_report": "yes"}), "bad_request",
+             ("'last_report' must be true or false",)),
+            (request("reports", {"target": 5}), "bad_request", ("name an experiment",)),
+            (request("reports", {"target": f"{e}/99"}), "not_found", (f"no trial {e}/99",)),
+            (request("reports", {"target": "e999"}), "not_found", ("no experiment 'e999'",)),
             (request("best", {"experiment": e, "n": "x"}), "bad_request", ("whole number",)),
             (request("best", {"experiment": e, "n": 0}), "bad_request", ("whole number",)),
             (request("best", {"experiment": e, "n": True}), "bad_request", ("whole number",)),
@@ -346,7 +351,7 @@ def test_every_kind_of_bad_request_gets_a_clear_error(tmp_path: Path) -> None:
 # -- the protocol fuzzed against the real daemon ---------------------------------------------
 
 ARG_NAMES = ["experiment", "target", "trial", "sort", "limit", "n", "all", "timeout_s",
-             "base_dir", "source"]
+             "base_dir", "source", "last_report"]
 SCALARS = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
            | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12))
 JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
@@ -379,7 +384,7 @@ def valid_args(op: str, exp: str, tmp: Path) -> dict[str, Any]:
                                                   "limit": 1},
         "show": {"target": f"{exp}/0"}, "best": {"experiment": exp, "n": 2},
         "cancel": {"target": exp}, "trial_files": {"trial": f"{exp}/1"},
-        "wait": {"experiment": exp, "timeout_s": 0.5},
+        "wait": {"experiment": exp, "timeout_s": 0.5}, "reports": {"target": f"{exp}/0"},
     }
     return dict(table.get(op, {}))
 

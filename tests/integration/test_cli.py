@@ -22,9 +22,11 @@ EXPERIMENT_KEYS = {"id", "name", "state", "reason", "metric", "goal", "priority"
                    "ended_at", "waiting"}
 TRIAL_KEYS = {"id", "experiment", "number", "state", "params", "objective", "reason", "devices",
               "pid", "attempts", "exit_code", "exit_signal", "reports", "created_at",
-              "started_at", "ended_at", "duration_s", "dir", "budget", "continues"}
+              "started_at", "ended_at", "duration_s", "dir", "budget", "continues",
+              "waiting"}
 DEVICE_KEYS = {"uuid", "index", "name", "fake", "mig_parent_uuid", "memory_total_mib",
-               "memory_used_mib", "state", "reason", "trials", "releasing", "processes"}
+               "memory_used_mib", "state", "reason", "trials", "releasing", "processes",
+               "foreign_processes"}
 
 
 def gpusched(*args: str) -> subprocess.CompletedProcess[str]:
@@ -63,7 +65,7 @@ def test_read_commands_json_shapes_and_tables(tmp_path: Path) -> None:
         assert set(listed) == EXPERIMENT_KEYS and listed["id"] == exp
         assert listed["trials"]["total"] == 3 and listed["trials"]["completed"] == 3
         trials = d.cli_json("ls", exp, "--sort=-objective", "--limit", "2")
-        assert len(trials) == 2 and all(set(t) == TRIAL_KEYS for t in trials)
+        assert len(trials) == 2 and all(set(t) == TRIAL_KEYS | {"last_report"} for t in trials)
         assert trials[0]["objective"] >= trials[1]["objective"]
         shown = d.cli_json("show", "shapes")  # by name, too
         assert set(shown) == EXPERIMENT_KEYS | {"spec", "events"}
@@ -74,6 +76,7 @@ def test_read_commands_json_shapes_and_tables(tmp_path: Path) -> None:
         objectives = [t["objective"] for t in best]
         assert objectives == sorted(objectives, reverse=True) and len(best) == 3
         assert best[0]["id"] == listed["best"]["trial"]
+        assert all(set(t) == TRIAL_KEYS for t in best)
         gpus = d.cli_json("gpus")
         assert gpus["backend"] == "fake" and all(set(g) == DEVICE_KEYS for g in gpus["devices"])
         table = d.cli("ls", exp).stdout

@@ -87,8 +87,8 @@ def test_a_per_user_trial_limit_runs_one_trial_at_a_time_and_says_why(tmp_path: 
     with running_daemon(tmp_path / "d", settings={"max_trials_per_user": 1}) as d:
         exp = d.submit(experiment)
         waiting = wait_for(lambda: d.client.show(exp)["waiting"], 10, "the wait reason")
-        assert waiting == (f"per-user limit: {getpass.getuser()} runs 1 trials"
-                           " (max_trials_per_user = 1)")
+        assert (waiting["code"], waiting["message"]) == ("user_limit", (
+            f"per-user limit: {getpass.getuser()} runs 1 trials (max_trials_per_user = 1)"))
         assert d.wait_experiment(exp)["state"] == "completed"
         assert d.client.show(exp)["waiting"] is None
     first, second = records(out)
@@ -105,12 +105,14 @@ def test_other_wait_reasons_and_a_trial_over_the_gpu_limit(tmp_path: Path) -> No
             d.client.submit({**slow, "gpus_per_trial": 2}, base_dir=str(tmp_path))
         one = d.submit({**slow, "max_parallel_trials": 1}, name="one")
         wait_for(lambda: d.client.show(one)["trials"]["running"], 10, "its trial")
-        assert d.client.show(one)["waiting"] == "max_parallel_trials (1) running"
+        assert d.client.show(one)["waiting"]["message"] == (
+            "max_parallel_trials reached (1 of 1 running)")
         half = d.submit({**slow, "gpus_per_trial": 0.5, "max_parallel_trials": 1}, name="half")
         wait_for(lambda: d.client.show(half)["trials"]["running"], 10, "the half-GPU trial")
         # 1.5 of 1.5 GPUs held: a third experiment's trial waits for the user's limit.
         third = d.submit({**slow, "gpus_per_trial": 0.5}, name="third")
-        assert wait_for(lambda: d.client.show(third)["waiting"], 10, "the limit").startswith(
-            "per-user limit: ")
+        limited = wait_for(lambda: d.client.show(third)["waiting"], 10, "the limit")
+        assert limited["code"] == "user_limit"
+        assert limited["message"].startswith("per-user limit: ")
         for exp in (one, half, third):
             d.client.cancel(exp)

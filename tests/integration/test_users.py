@@ -230,13 +230,15 @@ def test_a_per_user_gpu_limit_leaves_the_free_gpu_to_another_user(
         mine = d.submit(slow, name="roots")
         wait_for(lambda: d.client.show(mine)["trials"]["running"], 20, "root's first trial")
         waiting = wait_for(lambda: d.client.show(mine)["waiting"], 10, "the wait reason")
-        assert waiting == ("per-user limit: root holds 1 of 1 GPUs (max_gpus_per_user), a trial"
-                           " needs 1")
+        assert waiting["code"] == "user_limit"
+        assert waiting["message"] == ("per-user limit: root holds 1 of 1 GPUs"
+                                      " (max_gpus_per_user), a trial needs 1")
         assert [g["state"] for g in d.client.gpus()["devices"]].count("free") == 1
         theirs = submit_as(other_user, d, {**slow, "name": "theirs"})
         wait_for(lambda: d.client.show(theirs)["trials"]["running"], 20, "their trial")
         assert d.client.show(mine)["trials"]["running"] == 1
-        assert d.client.show(theirs)["waiting"].startswith(f"per-user limit: {other_user} holds 1")
+        assert d.client.show(theirs)["waiting"]["message"].startswith(
+            f"per-user limit: {other_user} holds 1")
         for exp in (mine, theirs):
             d.client.cancel(exp)
 

@@ -179,6 +179,32 @@ def test_nothing_imports_torch() -> None:
     assert importers_of("torch") == {}
 
 
+def test_only_the_plot_module_imports_matplotlib_and_only_when_drawing() -> None:
+    assert set(importers_of("matplotlib")) == {"gpusched/plot.py"}
+    # `gpusched plot` is the one command that needs the optional extra: imported lazily.
+    assert all(i.in_function for i in imports_of(PACKAGE / "plot.py")
+               if is_within(i.module, "matplotlib"))
+    cli_side = [i for p in (PACKAGE / "cli.py", PACKAGE / "views" / "commands.py")
+                for i in imports_of(p) if is_within(i.module, "gpusched.plot")]
+    assert cli_side and all(i.in_function for i in cli_side)
+
+
+@pytest.mark.parametrize("top", ["tensorboard", "tensorflow", "google.protobuf", "tensorboardX"])
+def test_the_tensorboard_export_needs_no_tensorboard_at_run_time(top: str) -> None:
+    assert importers_of(top) == {}
+
+
+@pytest.mark.parametrize("name", ["tfevents.py", "tb_hparams.py"])
+def test_the_event_file_writer_uses_only_the_standard_library(name: str) -> None:
+    ours = ("gpusched.tfevents", "gpusched.render")  # render: plain-text helpers, stdlib only
+    bad = [f"{i.line}: {i.module}" for i in imports_of(PACKAGE / name)
+           if i.module.split(".")[0] not in sys.stdlib_module_names
+           and not any(is_within(i.module, top) for top in ours)]
+    assert bad == []
+    render = [i.module for i in imports_of(PACKAGE / "render.py")]
+    assert all(m.split(".")[0] in sys.stdlib_module_names for m in render)
+
+
 def _configure_calls(path: Path) -> list[int]:
     tree = ast.parse(path.read_text())
     lines = []

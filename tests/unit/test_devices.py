@@ -355,6 +355,10 @@ def test_a_foreign_process_beside_our_trial_blocks_sharing_the_device() -> None:
     assert state(t, 0) is DeviceState.BUSY  # busy wins the display, the reason stays
     assert "555" in (reason(t, 0) or "")
     assert t.pick(0.5, None) is None
+    (row,) = t.snapshot()
+    assert row["processes"] == [PID, 555] and row["foreign_processes"] == [555]
+    t.update([reading(0, used=3000.0, pids=[PID])], {SID: [PID]})
+    assert t.snapshot()[0]["foreign_processes"] == []  # it left
 
 
 def test_allow_foreign_sharing_gives_out_a_foreign_device() -> None:
@@ -444,12 +448,13 @@ def test_snapshot_shape() -> None:
         "uuid": uuid(0), "index": 0, "name": "Test GPU 0", "fake": False,
         "mig_parent_uuid": None, "memory_total_mib": TOTAL, "memory_used_mib": None,
         "state": "free", "reason": None, "trials": [], "releasing": [], "processes": [],
+        "foreign_processes": [],
     }
     assert snap[1] == {
         "uuid": uuid(1), "index": 1, "name": "Test GPU 1", "fake": True,
         "mig_parent_uuid": None, "memory_total_mib": TOTAL, "memory_used_mib": 2300.0,
         "state": "busy", "reason": None, "trials": [TRIAL], "releasing": [],
-        "processes": [PID],
+        "processes": [PID], "foreign_processes": [],
     }
     t.release(TRIAL, [uuid(1)])
     assert t.snapshot()[1]["releasing"] == [TRIAL]

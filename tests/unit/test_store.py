@@ -220,6 +220,22 @@ async def test_reports_are_added_in_batches_and_counted(tmp_path: Path) -> None:
         assert await store.reports(exp, 1) == []
 
 
+async def test_every_report_and_each_trials_last_one_of_an_experiment(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        exp, other = await new_experiment(store), await new_experiment(store, "other")
+        for number in (0, 1, 2):
+            await store.create_trial(exp, number, {}, f"/t/{number}")
+        await store.create_trial(other, 0, {}, "/o/0")
+        await store.add_reports(exp, 0, 0, [{"acc": 0.1}, {"acc": 0.2}])
+        await store.add_reports(exp, 0, 2, [{"acc": 0.3}])
+        await store.add_reports(exp, 2, 0, [{"acc": 0.9}])
+        await store.add_reports(other, 0, 0, [{"acc": 0.5}])
+        assert await store.last_reports(exp) == {0: {"acc": 0.3}, 2: {"acc": 0.9}}
+        assert await store.all_reports(exp) == {
+            0: [{"acc": 0.1}, {"acc": 0.2}, {"acc": 0.3}], 2: [{"acc": 0.9}]}
+        assert await store.last_reports("e99") == {} and await store.all_reports("e99") == {}
+
+
 async def test_reports_resent_with_the_same_numbers_replace_the_old_ones(tmp_path: Path) -> None:
     async with open_store(tmp_path / "log.db") as store:
         exp = await new_experiment(store)

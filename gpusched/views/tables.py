@@ -1,0 +1,127 @@
+"""The tables of `gpusched ls`: which columns by default, their headers and their cells.
+
+Any column :func:`gpusched.views.query.lookup` understands can be shown; a few have a header
+and a cell of their own (the objective under the metric's name, GPUs as NVML indices, times as
+ages and durations, the trial counts and best of an experiment in a few words).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from gpusched.render import fmt_age, fmt_duration, fmt_value, table, union_keys
+from gpusched.views.query import ALIASES, MISSING, lookup
+
+__all__ = ["trial_columns", "experiment_columns", "render_rows", "gpu_label", "EXPERIMENT_DEFAULT",
+           "why"]
+
+EXPERIMENT_DEFAULT = ("id", "name", "owner", "state", "trials", "metric", "best", "submitted_at",
+                      "why")
+_TRIAL_HEAD = ("id", "state", "objective")
+_TRIAL_TAIL = ("iter", "attempts", "gpus", "duration_s", "why")
+_SEARCH_KEYS = ("budget", "continues")
+_HEADERS = {"id": "ID", "submitted_at": "SUBMITTED", "duration_s": "TIME", "attempts": "TRIES",
+            "why": "WHY", "last_report.time_total_s": "TIME"}
+
+
+# The keys of the trial and experiment views (docs/json.md): shown as upper-case headers.
+_VIEW_KEYS = frozenset({
+    "id", "experiment", "number", "state", "params", "objective", "reason", "devices", "pid",
+    "attempts", "exit_code", "exit_signal", "reports", "created_at", "started_at", "ended_at",
+    "duration_s", "dir", "waiting", "last_report", "name", "metric", "goal", "priority",
+    "owner_uid", "owner", "seed", "max_trials", "trials", "best", "submitted_at", "gpus", "why",
+    "budget", "continues",
+})
+
+
+def trial_columns(trials: Sequence[Mapping[str, Any]], *, head: Sequence[str] = _TRIAL_HEAD,
+                  tail: Sequence[str] = _TRIAL_TAIL) -> list[str]:
+    """The columns of a trials table: one per hyperparameter between ``head`` and ``tail``
+    (by default: id, state and objective; then iter, tries, GPUs, time and why), and the
+    search's ``budget`` and ``continues`` where some trial has one (hyperband)."""
+    extra = [k for k in _SEARCH_KEYS if any(t.get(k) is not None for t in trials)]
+    return [*head, *(f"params.{n}" for n in union_keys(trials, "params")), *extra, *tail]
+
+
+def experiment_columns() -> list[str]:
+    """The default columns of the experiments table."""
+    return list(EXPERIMENT_DEFAULT)
+
+
+def why(row: Mapping[str, Any]) -> str:
+    """Why a row is where it is: what it waits for, else why it ended."""
+    waiting = row.get("waiting")
+    if waiting:
+        return f"waiting: {waiting['message']}"
+    return str(row.get("reason") or "")
+
+
+def gpu_label(uuid: str, index_of: Mapping[str, int]) -> str:
+    """A device as a person reads it: its NVML index, else a shortened UUID."""
+    if uuid in index_of:
+        return str(index_of[uuid])
+    head, _, rest = uuid.partition("-")
+    return f"{head}-{rest[:8]}" if rest else uuid
+
+
+def _header(column: str, metric: str, trials: bool) -> str:
+    if column == "id":
+        return "TRIAL" if trials else "ID"
+    if column == "objective" and trials:
+        return metric.upper()
+    if column in _HEADERS:
+        return _HEADERS[column]
+    if column.startswith(("params.", "last_report.")):
+        return column.split(".", 1)[1]  # hyperparameters and metrics keep their own names
+    if "." in column or column in _VIEW_KEYS or column in ALIASES:
+        return column.upper()
+    return column  # a bare hyperparameter or metric name, as the user wrote it
+
+
+def _experiment_cell(column: str, row: Mapping[str, Any]) -> Any:
+    if column == "trials" and isinstance(row.get("trials"), Mapping):
+        t = row["trials"]
+        done = t["completed"] + t["stopped"]
+        waiting = (row.get("waiting") or {}).get("trials", 0)
+        queued = f", {waiting} queued" if waiting else ""
+        return (f"{t['running']} running{queued}, {done} done, {t['failed']} failed"
+                f" / {row.get('max_trials') or '?'}")
+    if column == "metric" and "goal" in row:
+        return f"{row['metric']} {'max' if row['goal'] == 'maximize' else 'min'}"
+    if column == "best" and "best" in row:
+        best = row["best"]
+        return "-" if best is None else f"{fmt_value(best['objective'])} ({best['trial']})"
+    return MISSING
+
+
+def _cell(column: str, row: Mapping[str, Any], index_of: Mapping[str, int],
+          trials: bool) -> str:
+    if column == "why":
+        return why(row)
+    if not trials and (special := _experiment_cell(column, row)) is not MISSING:
+        return str(special)
+    value = lookup(row, column)
+    if column == "gpus" and isinstance(value, list):
+        return ",".join(gpu_label(u, index_of) for u in value) or "-"
+    if value is MISSING or value is None:
+        return "-"
+    if column.endswith("_at") and isinstance(value, int | float):
+        return fmt_age(value)
+    if column.endswith("_s") and isinstance(value, int | float):
+        return fmt_duration(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return fmt_value(value)
+
+
+def render_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, metric: str = "",
+                trials: bool = True, index_of: Mapping[str, int] | None = None,
+                cut: Callable[[str], str] | None = None) -> str:
+    """``rows`` as a table of ``columns``. ``cut`` shortens each cell (the live view)."""
+    index_of = index_of or {}
+    clip = cut or (lambda s: s)
+    headers = [_header(c, metric, trials) for c in columns]
+    cells = [[clip(_cell(c, r, index_of, trials)) for c in columns] for r in rows]
+    return table(headers, cells)
