@@ -37,7 +37,7 @@ exp=$(gpusched submit examples/digits/experiment.yaml)
 echo "submitted experiment $exp; following it with \`gpusched ls $exp\` ..."
 while :; do
     gpusched ls | sed -n "1p;/^$exp /p"
-    ended=0; gpusched wait "$exp" --timeout 3 >/dev/null || ended=$?
+    ended=0; gpusched wait "$exp" --timeout 3 >/dev/null 2>&1 || ended=$?
     [[ $ended -eq 124 ]] || break   # 124: still running after 3 s
 done
 echo
