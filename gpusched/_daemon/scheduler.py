@@ -349,6 +349,7 @@ class Scheduler:
             devices=self.devices, settings=self.settings,
             trial_dir=self._trial_dir(exp, trial.number), daemon_env=self._daemon_env,
             on_end=self._trial_ended, on_release=self._trial_released,
+            on_result=self._trial_has_result,
             checkpoint_dir=TrialFiles(self._trial_dir(exp, exp.checkpoint_owner(trial.number)))
             .checkpoints,
         )
@@ -429,6 +430,12 @@ class Scheduler:
     def _trial_released(self) -> None:
         self._poll_now.set()  # the release barrier starts now, not at the next slow poll
         self.kick()  # a CPU-only trial's slot, or a parallel slot, may be open already
+
+    def _trial_has_result(self, exp: ExperimentRun, trial: TrialRun) -> None:
+        """A trial completed or was stopped, its end being written: it no longer holds back
+        its experiment's next trial (see ExperimentRun.can_start_now)."""
+        exp.live.pop(trial.number, None)
+        self.kick()
 
     async def _trial_ended(self, exp: ExperimentRun, trial: TrialRun, fatal: str | None) -> None:
         self.runners.pop(f"{exp.id}/{trial.number}", None)

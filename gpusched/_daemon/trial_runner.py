@@ -70,6 +70,7 @@ class TrialRunner:
         daemon_env: Mapping[str, str],
         on_end: Callable[[ExperimentRun, TrialRun, str | None], Awaitable[None]],
         on_release: Callable[[], None] = lambda: None,
+        on_result: Callable[[ExperimentRun, TrialRun], None] = lambda exp, trial: None,
         checkpoint_dir: Path | None = None,
     ) -> None:
         self.exp = experiment
@@ -84,6 +85,7 @@ class TrialRunner:
         self._daemon_env = daemon_env
         self._on_end = on_end
         self._on_release = on_release
+        self._on_result = on_result
         self._released = False
         self._stop_request: tuple[TrialState, str, float] | None = None
         self._stop_event = anyio.Event()
@@ -293,6 +295,11 @@ class TrialRunner:
     ) -> None:
         trial = self.trial
         trial.state, trial.objective = state, objective
+        if state in (TrialState.COMPLETED, TrialState.STOPPED):
+            # A result, and no failure rule to judge: the experiment's next trial may be asked
+            # for now, seeing this one's outcome, while it is written. The log's one writer
+            # takes writes in order, so the next trial's row (hence its start) follows this end.
+            self._on_result(self.exp, trial)
         exit_code = code if code is not None and code >= 0 else None
         exit_signal = -code if code is not None and code < 0 else None
         retrying = state is TrialState.QUEUED
