@@ -419,3 +419,36 @@ async def test_a_version_2_log_gets_budget_and_continues(tmp_path: Path) -> None
         assert (new["budget"], new["continues"]) == (9, 0) and isinstance(new["budget"], int)
         assert (frac["budget"], frac["continues"]) == (0.25, None)
     assert pragma(path, "user_version") == SCHEMA_VERSION == 3
+
+
+async def test_writes_reach_the_log_in_the_order_they_were_asked_for(tmp_path: Path) -> None:
+    # The scheduler relies on it: a completed trial frees its experiment's next suggestion
+    # while its end is being written, and the next trial's row must not get in first.
+    path = tmp_path / "log.db"
+    async with open_store(path) as store:
+        exp = await store.create_experiment(name="x", spec={}, seed=0, priority=0,
+                                            owner_uid=None)
+        await store.create_trial(exp, 0, {"x": 1}, str(tmp_path / "0"))
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the log for a moment
+        seen: list[str | None] = []
+
+        async def end_trial_0() -> None:
+            await store.record_trial(exp, 0, {"state": "completed", "objective": 0.5},
+                                     "trial_ended", state="completed")
+
+        async def create_trial_1() -> None:
+            await store.create_trial(exp, 1, {"x": 2}, str(tmp_path / "1"))
+            # Trial 1's row is in: trial 0's end must be in already.
+            check = sqlite3.connect(path)
+            seen.append(check.execute("SELECT state FROM trials WHERE number = 0").fetchone()[0])
+            check.close()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(end_trial_0)
+            await anyio.sleep(0)  # trial 0's end asks first
+            tg.start_soon(create_trial_1)
+            await anyio.sleep(0.3)
+            other.execute("COMMIT")
+        other.close()
+    assert seen == ["completed"]
