@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from gpusched._daemon.store import SCHEMA_VERSION, Store, open_store
@@ -446,7 +447,7 @@ async def test_writes_reach_the_log_in_the_order_they_were_asked_for(tmp_path: P
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(end_trial_0)
-            await anyio.sleep(0)  # trial 0's end asks first
+            await anyio.lowlevel.checkpoint()  # trial 0's end asks first
             tg.start_soon(create_trial_1)
             await anyio.sleep(0.3)
             other.execute("COMMIT")
