@@ -164,7 +164,7 @@ def median_best(cls: type[SearchPlugin], seeds: range, trials: int) -> float:
 def test_tpe_beats_random_on_the_conditional_toy() -> None:
     tpe = median_best(TpeSearch, range(10), 40)
     random = median_best(RandomSearch, range(10), 40)
-    # Measured: tpe 0.0017 against random 0.0304.
+    # Measured: tpe 0.00037 against random 0.0304.
     assert tpe < 0.25 * random, (tpe, random)
 
 

@@ -169,12 +169,19 @@ def test_resumed_trials_count_as_observations() -> None:
 
 
 def _favourites(history: Sequence[TrialView], seed: int) -> list[dict[str, ParamValue]]:
-    """The four points TPE proposes most often for this history when it ignores running trials."""
+    """The four points TPE proposes most often for this history when it ignores running trials,
+    topped up with the best observed points when it keeps to fewer than four."""
     plugin = make(GRID, seed=seed, constant_liar=False)
     counts = collections.Counter(
         tuple(plugin.suggest(n, history).values()) for n in range(40, 90)
     )
-    return [{"x": x, "y": y} for (x, y), _ in counts.most_common(4)]
+    out: list[dict[str, ParamValue]] = [{"x": x, "y": y} for (x, y), _ in counts.most_common(4)]
+    for trial in sorted(history, key=objective_of):
+        if len(out) == 4:
+            break
+        if dict(trial.params) not in out:
+            out.append(dict(trial.params))
+    return out
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -201,7 +208,9 @@ def test_running_trials_are_not_proposed_again(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(4))
 def test_the_liar_pushes_suggestions_away_from_running_trials(seed: int) -> None:
     history = random_history(PLANE, bowl, 40, seed=seed)
-    best = min(history, key=objective_of).params
+    # Running trials at and around the point TPE favours now (what parallel workers would
+    # propose without the liar), not at the best observed point, which it may have left.
+    best = make(PLANE, seed=seed, constant_liar=False).suggest(40, history)
     near = [(0.0, 0.0), (0.02, 0.0), (0.0, 0.02), (-0.02, -0.02)]
     running = [(float(best["x"]) + dx, float(best["y"]) + dy) for dx, dy in near]
     trials = (*history, *(TrialView(40 + i, {"x": x, "y": y}, TrialState.RUNNING)
@@ -346,4 +355,4 @@ def test_tpe_beats_random_on_branin() -> None:
     print(f"median regret after {TRIALS} trials over {len(SEEDS)} seeds: "
           f"tpe {tpe:.4f}, random {random:.4f}")
     assert tpe < random
-    assert tpe < 0.5 * random  # by a margin, not a coin flip (measured: 0.058 against 0.752)
+    assert tpe < 0.5 * random  # by a margin, not a coin flip (measured: 0.0072 against 0.752)
