@@ -10,15 +10,22 @@ one core. Standalone::
 
 Under gpusched each hyperparameter arrives as ``--NAME=VALUE`` and each epoch is reported
 with ``trial.report``. SIGTERM ends the process at once (Python's default), which is all a
-trial needs to honour.
+trial needs to honour. Under gpusched it also saves its state after each epoch in the trial's
+checkpoint folder and goes on from there when it finds one: a retried or requeued trial loses
+no epoch, and a configuration that ``hyperband`` promotes to a larger ``--epochs`` trains only
+the epochs it has not done yet (see hyperband.yaml).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -118,6 +125,38 @@ class _Mlp:
                 p[...] = p - lr * m
 
 
+    def save(self, path: Path, rng: np.random.Generator, epoch: int) -> None:
+        """Weights, optimizer state, batch-order generator and epoch, written atomically."""
+        # Any: numpy's stubs would match the arrays against savez's allow_pickle keyword.
+        arrays: dict[str, Any] = {
+            f"{kind}{i}": a for kind, group in (("p", self.params), ("m", self._m),
+                                                ("v", self._v)) for i, a in enumerate(group)}
+        arrays["meta"] = np.array(
+            json.dumps({"epoch": epoch, "t": self._t, "rng": rng.bit_generator.state}))
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+
+    def load(self, path: Path, rng: np.random.Generator) -> int:
+        """What :meth:`save` wrote, into this model and ``rng``; the epochs already done (0 when
+        there is nothing to load, or it was written by a model of another shape)."""
+        try:
+            with np.load(path) as data:
+                meta = json.loads(str(data["meta"]))
+                saved = [[data[f"{kind}{i}"] for i in range(len(self.params))]
+                         for kind in "pmv"]
+        except (OSError, KeyError, ValueError):
+            return 0
+        if any(a.shape != b.shape for a, b in zip(saved[0], self.params, strict=True)):
+            return 0
+        for group, values in zip((self.params, self._m, self._v), saved, strict=True):
+            for target, value in zip(group, values, strict=True):
+                target[...] = value
+        self._t = int(meta["t"])
+        rng.bit_generator.state = meta["rng"]
+        return int(meta["epoch"])
+
+
 def _softmax(logits: Array) -> Array:
     z: Array = np.exp(logits - logits.max(1, keepdims=True))
     out: Array = z / z.sum(1, keepdims=True)
@@ -145,17 +184,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def train(args: argparse.Namespace, report: Reporter) -> float:
+def train(args: argparse.Namespace, report: Reporter, checkpoint: Path | None = None) -> float:
     """Train as ``args`` say, calling ``report(epoch, metrics)`` after each epoch.
 
-    Returns the last validation accuracy; raises ``FloatingPointError`` if the loss diverges.
+    ``checkpoint``: a file to save the state to after each epoch and, if it exists, to go on
+    from (up to ``args.epochs`` in all). Returns the last validation accuracy (0 when no epoch
+    was left to train); raises ``FloatingPointError`` if the loss diverges.
     """
     x, y = make_data()
     split = len(x) * 3 // 4
     rng = np.random.default_rng(args.seed)
     model = _Mlp([64] + [args.hidden] * args.layers + [10], rng)
+    done = model.load(checkpoint, rng) if checkpoint is not None else 0
     val_accuracy = 0.0
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(done + 1, args.epochs + 1):
         order = rng.permutation(split)
         losses = []
         for start in range(0, split, args.batch_size):
@@ -166,6 +208,8 @@ def train(args: argparse.Namespace, report: Reporter) -> float:
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"training diverged at epoch {epoch}")
         metrics = {"val_accuracy": val_accuracy, "val_loss": val_loss, "train_loss": train_loss}
+        if checkpoint is not None:
+            model.save(checkpoint, rng, epoch)
         report(epoch, metrics)
     return val_accuracy
 
@@ -173,8 +217,11 @@ def train(args: argparse.Namespace, report: Reporter) -> float:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run standalone or as a gpusched trial."""
     args = parse_args(argv)
+    # Only under gpusched: standalone runs always start from scratch and leave no files.
+    checkpoint = (trial.checkpoint_dir() / "digits-state.npz"
+                  if os.environ.get("GPUSCHED_CHECKPOINT_DIR") else None)
     try:
-        train(args, lambda epoch, metrics: trial.report(step=epoch, **metrics))
+        train(args, lambda epoch, metrics: trial.report(step=epoch, **metrics), checkpoint)
     except FloatingPointError as exc:
         # Retrying the same hyperparameters would diverge again: fail without retry.
         trial.fail(f"{exc} (learning rate {args.learning_rate} too high?)")

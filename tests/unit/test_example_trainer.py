@@ -99,3 +99,22 @@ def test_sigterm_ends_a_long_run_promptly(tmp_path: Path) -> None:
     proc.communicate(timeout=10)
     assert proc.returncode == -signal.SIGTERM
     assert time.monotonic() - started < 2
+
+
+def test_a_trial_goes_on_from_its_checkpoint_exactly_as_if_never_stopped(tmp_path: Path) -> None:
+    flags = ["--learning_rate=0.01", "--optimizer=adam", "--hidden=32", "--layers=2"]
+
+    def run(epochs: int, name: str, checkpoints: Path) -> list[dict[str, float]]:
+        report = tmp_path / f"{name}.jsonl"
+        _finish(_start("train.py", [*flags, f"--epochs={epochs}"], tmp_path,
+                       GPUSCHED_REPORT_FILE=str(report),
+                       GPUSCHED_CHECKPOINT_DIR=str(checkpoints)))
+        return [r.values for r in ReportFileReader(report).poll(final=True)]
+
+    straight = run(4, "straight", tmp_path / "one")
+    first = run(2, "first", tmp_path / "two")
+    promoted = run(4, "promoted", tmp_path / "two")  # hyperband: same folder, a larger budget
+    assert [r["step"] for r in first] == [1, 2]
+    assert [r["step"] for r in promoted] == [3, 4]  # only the epochs not trained yet
+    assert first + promoted == straight  # weights, optimizer state and batch order all kept
+    assert run(4, "again", tmp_path / "two") == []  # nothing left to train
