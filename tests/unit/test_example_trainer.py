@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from gpusched._daemon.reports import HypertuneFileReader, ReportFileReader
 
@@ -104,7 +105,7 @@ def test_sigterm_ends_a_long_run_promptly(tmp_path: Path) -> None:
 def test_a_trial_goes_on_from_its_checkpoint_exactly_as_if_never_stopped(tmp_path: Path) -> None:
     flags = ["--learning_rate=0.01", "--optimizer=adam", "--hidden=32", "--layers=2"]
 
-    def run(epochs: int, name: str, checkpoints: Path) -> list[dict[str, float]]:
+    def run(epochs: int, name: str, checkpoints: Path) -> list[dict[str, Any]]:
         report = tmp_path / f"{name}.jsonl"
         _finish(_start("train.py", [*flags, f"--epochs={epochs}"], tmp_path,
                        GPUSCHED_REPORT_FILE=str(report),
