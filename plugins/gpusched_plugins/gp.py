@@ -141,6 +141,7 @@ _LOG_T_BOUNDS = (-9.0, 9.0)  # inverse squared length scale: length scale ~0.011
 _LOG_S2_BOUNDS = (-4.6, 4.6)  # signal variance 0.01 .. 100 (y is standardised)
 _LOG_NOISE_BOUNDS = (-23.0, 0.0)  # the fitted noise on top of alpha: 1e-10 .. 1
 _LOG_NOISE_START = math.log(1e-4)
+_NOISE_SHAPE_1, _NOISE_RATE = 0.1, 30.0  # Gamma(1.1, 30) on the noise: shape - 1, rate
 _SQRT5 = math.sqrt(5.0)
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _erfc = np.frompyfunc(math.erfc, 1, 1)
@@ -474,11 +475,14 @@ def _fit_hyperparameters(enc: _Encoder, feats: FloatArray, y: FloatArray, alpha:
         grad[:k] = 0.5 * t * np.tensordot(outer * (s2 * dkernel), dist, axes=([0, 1], [0, 1]))
         grad[k] = 0.5 * float((outer * (s2 * kernel)).sum())
         grad[k + 1] = 0.5 * float(np.trace(outer)) * extra
-        # Weak priors: -(0.1/t + 0.1 t) per length scale, Gamma(2, 1) on the signal variance;
-        # none on the noise (log-uniform within its bounds).
-        lml += float(-(0.1 / t + 0.1 * t).sum()) + p[k] - s2
+        # Optuna's GPSampler's priors (optuna/_gp/prior.py): -(0.1/t + 0.1 t) per length
+        # scale, Gamma(2, 1) on the signal variance, Gamma(1.1, 30) on the whole noise.
+        noise = alpha + extra
+        lml += (float(-(0.1 / t + 0.1 * t).sum()) + p[k] - s2
+                + _NOISE_SHAPE_1 * math.log(noise) - _NOISE_RATE * noise)
         grad[:k] += 0.1 / t - 0.1 * t
         grad[k] += 1.0 - s2
+        grad[k + 1] += (_NOISE_SHAPE_1 / noise - _NOISE_RATE) * extra
         return -lml, -grad
 
     lower = np.array([_LOG_T_BOUNDS[0]] * k + [_LOG_S2_BOUNDS[0], _LOG_NOISE_BOUNDS[0]])
