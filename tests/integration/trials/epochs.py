@@ -26,6 +26,15 @@ def main() -> int:
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     first: int = state.get("done", 0)
     trained_by: list[int] = state.get("trained_by", [])
+    name = f"{os.environ['GPUSCHED_EXPERIMENT']}-{os.environ['GPUSCHED_TRIAL']}"
+    seen_file = Path(opts["truth"]) / f"{name}.json"
+    if seen_file.exists():  # a rerun: where its first run started is what the test checks
+        resumed_at = json.loads(seen_file.read_text())["resumed_at"]
+    else:
+        # Noted before training: a run stopped after saving its state but before its final
+        # record must not make its rerun look as if it had started from that state.
+        resumed_at = first
+        _write(seen_file, {"resumed_at": resumed_at})
     with open(os.environ["GPUSCHED_REPORT_FILE"], "a") as out:
         for epoch in range(first + 1, epochs + 1):
             out.write(json.dumps({"epoch": epoch, "score": x * epoch}) + "\n")
@@ -36,18 +45,20 @@ def main() -> int:
     tmp = state_file.with_suffix(".tmp")
     tmp.write_text(json.dumps({"done": max(first, epochs), "trained_by": trained_by}))
     tmp.replace(state_file)
-    name = f"{os.environ['GPUSCHED_EXPERIMENT']}-{os.environ['GPUSCHED_TRIAL']}"
-    seen_file = Path(opts["truth"]) / f"{name}.json"
-    if seen_file.exists():  # a rerun: where its first run started is what the test checks
-        first = json.loads(seen_file.read_text())["resumed_at"]
     seen = {
-        "argv_epochs": epochs, "resumed_at": first, "checkpoint_dir": str(ckpt_dir),
+        "argv_epochs": epochs, "resumed_at": resumed_at, "checkpoint_dir": str(ckpt_dir),
         "trained_by": trained_by,
         **{k: os.environ.get(k) for k in (
             "GPUSCHED_BUDGET", "GPUSCHED_INITIAL_BUDGET", "GPUSCHED_CONTINUES")},
     }
-    seen_file.write_text(json.dumps(seen))
+    _write(seen_file, seen)
     return 0
+
+
+def _write(path: Path, data: dict[str, object]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
 
 
 sys.exit(main())
