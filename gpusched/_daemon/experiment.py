@@ -184,9 +184,10 @@ class ExperimentRun:
                    if t.state is TrialState.RUNNING and not t.processes_gone)
 
     def gpu_share_in_use(self) -> float:
-        """GPUs held by running trials (the fair-share key). A trial whose end is still being
-        recorded counts: its experiment cannot start the next one yet (see can_start_now), so
-        it must not look idle and take the front while others could use the GPU."""
+        """GPUs held by running trials (the fair-share key). A trial whose failure (or retry,
+        or interruption) is still being recorded counts: its experiment cannot start the next
+        one yet (see can_start_now), so it must not look idle and take the front while others
+        could use the GPU. A completed or stopped one has left ``live`` already."""
         held = sum(1 for t in self.live.values() if t.state is TrialState.RUNNING)
         return held * self.spec.gpus_per_trial
 
@@ -238,6 +239,9 @@ class ExperimentRun:
         the failure rules must judge it first. Else what the search proposes would depend on
         how fast the log wrote (no longer a pure function of the log), and a trial could start
         just as a rule ended the experiment. A trial to run again has its params: it may go.
+        A completed or stopped trial leaves ``live`` as soon as its outcome is known (the
+        scheduler's ``_trial_has_result``): no rule judges it, and the log's one writer keeps
+        the next trial's row behind its end.
         """
         if not self.wants_more():
             return False
