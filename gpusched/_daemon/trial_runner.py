@@ -27,7 +27,6 @@ from gpusched._daemon.launcher import (
     trial_command,
     trial_environment,
 )
-from gpusched._daemon.procfs import YOUNG_S
 from gpusched._daemon.recovery import leftover_processes, stop_leftovers
 from gpusched._daemon.report_collector import ReportCollector
 from gpusched._daemon.store import Store, encode_reports
@@ -137,7 +136,6 @@ class TrialRunner:
         self.pid = proc.pid
         self._backend.note_trial(proc.pid, self.uuids)
         self._devices.set_session(self.key, self.uuids, proc.pid)
-        started = time.monotonic()
         code: int | None = None
         watched = False
         try:
@@ -150,7 +148,7 @@ class TrialRunner:
                 await proc.stop(0.0 if code is None else self._settings.grace_period_s)
                 if code is None:
                     code = await proc.wait()
-                await self._stop_escapees(started)
+                await self._stop_escapees(proc)
                 # No process of the trial is left: the release barrier can start while the
                 # end is recorded below.
                 self._release()
@@ -161,7 +159,7 @@ class TrialRunner:
                     await self._ingest(collector, final=True)
                     await self._conclude(code, collector)
 
-    async def _stop_escapees(self, started: float) -> None:
+    async def _stop_escapees(self, proc: TrialProcess) -> None:
         """Stop processes of the trial that left its session (a daemonizing child calls
         setsid()), found by the GPUSCHED_TRIAL_DIR they inherited: no child outlives its trial.
 
@@ -170,8 +168,8 @@ class TrialRunner:
         could in theory have gone round, everything is read (~1 ms) in a worker thread.
         """
         trial_dir = str(self._files.dir)
-        if self.pid is not None and time.monotonic() - started < YOUNG_S:
-            found = leftover_processes([trial_dir], created_since=self.pid)
+        if proc.young():
+            found = leftover_processes([trial_dir], created_since=proc.pid)
         else:
             found = await anyio.to_thread.run_sync(leftover_processes, [trial_dir])
         if found:
