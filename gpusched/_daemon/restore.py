@@ -25,6 +25,8 @@ __all__ = ["resolve_resume_from", "prior_trials", "restore_trials"]
 
 log = get_logger("gpusched.restore")
 INTERRUPTED_REASON = "the daemon went down while it ran"
+# States in which a killed daemon may have left an attempt of the trial running.
+_MAY_HAVE_RUN = (TrialState.RUNNING, TrialState.QUEUED, TrialState.INTERRUPTED)
 
 
 async def resolve_resume_from(store: Store, spec: ExperimentSpec) -> ExperimentSpec:
@@ -117,19 +119,26 @@ async def restore_trials(
             # As the undisturbed daemon shows it: a plugin reading last_report decides alike.
             trial.last_report = await store.last_report(exp.id, trial.number) or {}
         exp.trials[trial.number] = trial
-        if state in (TrialState.RUNNING, TrialState.QUEUED):
-            # A queued trial may have been started by a daemon killed before it could record
-            # that: its files are read as well.
+        pids = stopped.get(r["dir"], [])
+        if state in _MAY_HAVE_RUN:
+            # A queued or interrupted trial may have been started again by a daemon killed
+            # before it could record that: its files are read as well.
             recovered = await _read_what_is_left(store, exp, trial, TrialFiles(Path(r["dir"])))
-            pids = stopped.get(r["dir"], [])
+            if state is not TrialState.RUNNING and pids:
+                trial.attempts += 1  # that attempt ran: it counts, though never recorded
             if state is TrialState.RUNNING or pids or recovered:
                 trial.state = TrialState.INTERRUPTED
                 await store.record_trial(
-                    exp.id, trial.number, {"state": "interrupted", "reason": INTERRUPTED_REASON},
+                    exp.id, trial.number, {"state": "interrupted", "reason": INTERRUPTED_REASON,
+                                           "attempts": trial.attempts},
                     "trial_interrupted", reason=INTERRUPTED_REASON, stopped_pids=pids,
                     reports_recovered=recovered)
                 log.info("trial_interrupted", trial=f"{exp.id}/{trial.number}",
                          stopped_pids=pids, reports_recovered=recovered)
+        elif pids:
+            # Its outcome is recorded; what was stopped were stragglers of it.
+            log.warning("finished_trial_processes_stopped", trial=f"{exp.id}/{trial.number}",
+                        state=state.value, stopped_pids=pids)
         if trial.state in (TrialState.INTERRUPTED, TrialState.QUEUED):
             trial.objective = None  # it runs again: its result comes from that run
             exp.requeued.append(trial.number)

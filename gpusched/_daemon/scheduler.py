@@ -566,7 +566,12 @@ class Scheduler:
         await restore_trials(self.store, exp)
         for trial in exp.trials.values():
             if trial.state is TrialState.CANCELLED and trial.objective is None:
-                exp.requeued.append(trial.number)  # cut short by the cancel: run it again
+                # Cut short by the cancel: it runs again. The log says so, so that a restart
+                # before it runs (or before its start is recorded) runs it again too.
+                trial.state = TrialState.QUEUED
+                await self.store.update_trial(exp.id, trial.number, state="queued",
+                                              reason="queued again by resume")
+                exp.requeued.append(trial.number)
         exp.requeued.sort()
         await self.store.update_experiment(exp.id, state=ExperimentState.QUEUED.value,
                                            reason=None, ended_at=None)
@@ -619,9 +624,11 @@ class Scheduler:
         trial is placed: no trial runs twice at once); then each experiment's trials are read
         back, and the interrupted ones requeued.
         """
-        unfinished = [t["dir"] for t in await self.store.trials()
-                      if t["state"] in (TrialState.RUNNING.value, TrialState.QUEUED.value)]
-        stopped = await stop_leftovers(unfinished, self.settings.grace_period_s)
+        # Every trial of the log, whatever its state says: a daemon killed between spawning
+        # an attempt and recording its start leaves a row that still says queued or
+        # interrupted (a rerun), or cancelled (a rerun after `resume`) while it runs.
+        every_trial = [t["dir"] for t in await self.store.trials()]
+        stopped = await stop_leftovers(every_trial, self.settings.grace_period_s)
         if stopped:
             log.warning("leftover_trial_processes_stopped",
                         trials={d: pids for d, pids in stopped.items()})

@@ -127,3 +127,57 @@ def test_an_experiment_whose_end_was_not_recorded_ends_at_restart(tmp_path: Path
     with running_daemon(tmp_path / "d", state_dir=state) as d:
         view = d.wait_experiment(exp, timeout=10)
     assert view["state"] == "completed" and view["trials"]["completed"] == 1
+
+
+def test_a_rerun_whose_start_was_not_recorded_is_stopped_before_the_next_attempt(
+    tmp_path: Path,
+) -> None:
+    """A daemon killed between spawning a requeued trial and recording its start leaves the
+    log saying ``interrupted`` while that attempt runs: the next daemon still finds it, stops
+    it before it starts the trial again, keeps what it reported and counts the attempt."""
+    truth, state = tmp_path / "truth", tmp_path / "state"
+    with running_daemon(tmp_path / "d", state_dir=state) as d:
+        exp = d.submit(steady_experiment(truth, max_trials=1, command=[
+            *steady_experiment(truth)["command"], "--child"]))
+        kill_at(d, lambda: any(line["event"] == "report"
+                               for v in truth_lines(truth).values() for line in v),
+                "a first report")
+    with sqlite3.connect(state / "trials.db") as conn:  # as if the start was never recorded
+        conn.execute("UPDATE trials SET state = 'interrupted', attempts = 0")
+    time.sleep(0.3)  # it reports on while no daemon runs
+    with running_daemon(tmp_path / "d", state_dir=state) as d:
+        view = d.wait_experiment(exp, timeout=60)
+        trials = d.client.trials(exp)
+    assert view["state"] == "completed", view
+    lines = truth_lines(truth)[f"{exp}-0"]
+    spans = sorted(attempts(lines))
+    assert len(spans) == 2, spans
+    (_, first_end), (second_start, _) = spans
+    assert first_end is not None and first_end <= second_start, spans
+    written = Counter(line["step"] for line in lines if line["event"] == "report")
+    assert logged_steps(state / "trials.db", exp)[0] == written
+    assert trials[0]["attempts"] == 2, trials[0]
+
+
+def test_trials_queued_again_by_resume_run_again_after_a_crash(tmp_path: Path) -> None:
+    """`resume` writes the cancelled trials it runs again as queued: a daemon killed right
+    after it still runs them, once at a time, at the next start."""
+    truth, state = tmp_path / "truth", tmp_path / "state"
+    with running_daemon(tmp_path / "d", state_dir=state) as d:
+        exp = d.submit(steady_experiment(truth, max_trials=2))
+        wait_for(lambda: d.client.show(exp)["trials"]["running"] == 2, what="both running")
+        d.cli("cancel", exp)
+        assert d.wait_experiment(exp)["state"] == "cancelled"
+        assert d.cli("resume", exp).returncode == 0
+        d.proc.kill()
+        d.proc.wait()
+    with sqlite3.connect(state / "trials.db") as conn:
+        states = [s for (s,) in conn.execute("SELECT state FROM trials ORDER BY number")]
+    assert set(states) <= {"queued", "running"}, states
+    with running_daemon(tmp_path / "d", state_dir=state) as d:
+        assert d.wait_experiment(exp, timeout=60)["state"] == "completed"
+        assert [t["state"] for t in d.client.trials(exp)] == ["completed"] * 2
+    for name, lines in truth_lines(truth).items():
+        spans = sorted(attempts(lines))
+        for (_, end), (next_start, _) in itertools.pairwise(spans):
+            assert end is not None and end <= next_start, (name, spans)
