@@ -2,12 +2,15 @@
 run as their submitters (ids, folders, environment), ``nobody`` refused, per-user limits.
 
 Needs root, to create a real second user and group and to run the CLI as that user; skipped
-otherwise. What that user runs (the interpreter, the trial script, its workdir) lives in a
-world-readable temporary folder: pytest's own folders and this checkout's venv are root's.
+otherwise. What that user runs (the interpreter, the trial script, its workdir, the client
+package) lives in world-readable places: pytest's own folders are root's, and so may be this
+checkout (a clone in a ``mktemp -d`` folder is 0700).
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import grp
 import json
 import os
@@ -58,6 +61,19 @@ def other_user() -> Iterator[str]:
 REPO = Path(__file__).resolve().parents[2]
 
 
+@functools.cache
+def client_path() -> str:
+    """A world-readable copy of this checkout's ``gpusched`` package, for the other user's
+    client (standard library only), whatever the checkout's own mode."""
+    root = Path(tempfile.mkdtemp(prefix="gpusched-client-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    shutil.copytree(REPO / "gpusched", root / "gpusched",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for path in (root, *root.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return str(root)
+
+
 def interpreter_for(user: str) -> str:
     """A Python >= 3.11 that ``user`` may run: this one, or the system's (this one may live
     under /root). The client side needs nothing beyond the standard library."""
@@ -85,7 +101,8 @@ def as_user(user: str, d: Daemon, *args: str) -> subprocess.CompletedProcess[str
     code = "import sys; from gpusched.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([interpreter_for(user), "-c", code, args[0], "--socket", str(d.socket),
                            *args[1:]], **ids(user), capture_output=True, text=True, timeout=60,
-                          check=False, cwd="/", env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin"})
+                          check=False, cwd="/",
+                          env={"PYTHONPATH": client_path(), "PATH": "/usr/bin"})
 
 
 def submit_command(user: str, d: Daemon,
@@ -97,7 +114,7 @@ def submit_command(user: str, d: Daemon,
             "except Exception as exc: sys.exit(f'gpusched: {exc}')")
     return subprocess.run([interpreter_for(user), "-c", code, str(d.socket),
                            json.dumps(experiment)], **ids(user), capture_output=True, text=True,
-                          timeout=60, check=False, cwd="/", env={"PYTHONPATH": str(REPO)})
+                          timeout=60, check=False, cwd="/", env={"PYTHONPATH": client_path()})
 
 
 def submit_as(user: str, d: Daemon, experiment: dict[str, object]) -> str:
