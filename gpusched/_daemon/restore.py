@@ -124,8 +124,10 @@ async def restore_trials(
             # A queued or interrupted trial may have been started again by a daemon killed
             # before it could record that: its files are read as well.
             recovered = await _read_what_is_left(store, exp, trial, TrialFiles(Path(r["dir"])))
-            if state is not TrialState.RUNNING and pids:
-                trial.attempts += 1  # that attempt ran: it counts, though never recorded
+            if state is not TrialState.RUNNING and (pids or recovered):
+                # An attempt ran that the log never recorded (its reports past the stored
+                # position can be no one else's: a recorded end reads them all): it counts.
+                trial.attempts += 1
             if state is TrialState.RUNNING or pids or recovered:
                 trial.state = TrialState.INTERRUPTED
                 await store.record_trial(

@@ -138,7 +138,7 @@ def test_a_rerun_whose_start_was_not_recorded_is_stopped_before_the_next_attempt
     truth, state = tmp_path / "truth", tmp_path / "state"
     with running_daemon(tmp_path / "d", state_dir=state) as d:
         exp = d.submit(steady_experiment(truth, max_trials=1, command=[
-            *steady_experiment(truth)["command"], "--child"]))
+            *steady_experiment(truth)["command"], "--child", "--steps", "30"]))
         kill_at(d, lambda: any(line["event"] == "report"
                                for v in truth_lines(truth).values() for line in v),
                 "a first report")
