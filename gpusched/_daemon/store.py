@@ -3,6 +3,11 @@
 WAL mode so that readers never block the one writer (the daemon); a schema version with ordered
 migrations; reports inserted in batches. ``sqlite3.Error`` never leaves this module: it becomes
 :class:`~gpusched.errors.StoreError`.
+
+Reads, migrations and big batches go through aiosqlite's thread; small writes (a trial's start
+or end, an event) are made on the event loop by :class:`~gpusched._daemon.loop_writer.LoopWriter`
+whenever that cannot block it (see there), else in the thread too. Either way they are taken one
+at a time, in the order they were asked for.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any, TypeVar
 import aiosqlite
 import anyio
 
+from gpusched._daemon.loop_writer import LoopWriter, Statement, run_statements
 from gpusched.errors import StoreError
 from gpusched.protocol import jsonable
 
@@ -131,11 +137,13 @@ def _decode_row(row: sqlite3.Row) -> dict[str, Any]:
 class Store:
     """Async access to the trial log. Create with :func:`open_store`."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path,
+                 loop_writer: LoopWriter | None = None) -> None:
         self._db = db
         self.path = path
-        # One connection, many tasks: without this, two trials' report batches would interleave
-        # their BEGIN ... COMMIT and SQLite refuses the nested transaction.
+        self._loop_writer = loop_writer
+        # Many tasks, one writer at a time: without this, two trials' report batches would
+        # interleave their BEGIN ... COMMIT, and writes would not be taken in order.
         self._write_lock = anyio.Lock()
 
     def __repr__(self) -> str:
@@ -253,36 +261,21 @@ class Store:
         await self._write(*_event_insert(kind, exp_id, trial, data))
 
     async def _write(self, sql: str, args: Sequence[Any]) -> None:
-        """One statement in autocommit mode; SQLite errors become StoreError."""
-        try:
-            async with self._write_lock:
-                await self._db.execute(sql, args)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the trial log {self.path}: {exc}") from exc
+        """One statement; SQLite errors become StoreError."""
+        await self._transaction([(sql, args)], what="the trial log")
 
-    async def _transaction(
-        self, statements: list[tuple[str, Any]], *, what: str
-    ) -> None:
+    async def _transaction(self, statements: list[Statement], *, what: str) -> None:
         """Run ``statements`` (``(sql, args)``; a list of argument tuples means executemany) in
-        one transaction, in one trip to SQLite's thread; roll back on any error.
-        """
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN")
-            try:
-                for sql, args in statements:
-                    if isinstance(args, list):
-                        conn.executemany(sql, args)
-                    else:
-                        conn.execute(sql, args)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
+        one transaction, rolled back on any error: on the event loop when the loop writer
+        can, else in one trip to SQLite's thread."""
         try:
             async with self._write_lock:
-                await self._in_db_thread(run)
+                writer = self._loop_writer
+                if writer is not None and writer.try_write(statements):
+                    if writer.checkpoint_due():
+                        await self._in_db_thread(_checkpoint)
+                    return
+                await self._in_db_thread(lambda conn: run_statements(conn, statements))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write {what} {self.path}: {exc}") from exc
 
@@ -434,6 +427,7 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
         await db.execute("PRAGMA busy_timeout = 10000")
         await db.execute("PRAGMA foreign_keys = ON")
         await store._migrate()
+        store._loop_writer = LoopWriter(path)  # after the migration: it sees the schema
     except sqlite3.Error as exc:
         await db.close()
         raise StoreError(f"trial log {path}: {exc}") from exc
@@ -443,7 +437,14 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
     try:
         yield store
     finally:
+        store._loop_writer.close()
         await db.close()
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy the WAL's pages into the database (PASSIVE: waits for no reader or writer); the
+    loop writer leaves this to the thread, since it fsyncs."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def _trial_update(exp_id: str, number: int, fields: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:

@@ -453,3 +453,69 @@ async def test_writes_reach_the_log_in_the_order_they_were_asked_for(tmp_path: P
             other.execute("COMMIT")
         other.close()
     assert seen == ["completed"]
+
+
+# --- small writes on the event loop ---------------------------------------------------------
+
+
+async def test_a_write_waiting_for_another_processs_lock_does_not_block_the_loop(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "log.db"
+    async with open_store(path) as store:
+        exp = await new_experiment(store)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        ticks = 0
+        done = anyio.Event()
+
+        async def write() -> None:
+            await store.add_event("while_locked", exp)  # small: the loop's, but it is busy
+            done.set()
+
+        async def tick() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await anyio.sleep(0.01)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write)
+            tg.start_soon(tick)
+            await anyio.sleep(0.3)
+            assert not done.is_set() and ticks >= 10  # waiting, in the thread: the loop runs
+            other.execute("COMMIT")
+        other.close()
+        assert [e["kind"] for e in await store.events(exp)] == ["while_locked"]
+
+
+async def test_a_big_batch_is_written_whole(tmp_path: Path) -> None:
+    from gpusched._daemon.loop_writer import MAX_ROWS
+
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await new_experiment(store)
+        await store.create_trial(exp, 0, {}, "/t/0")
+        rows = [{"i": i} for i in range(3 * MAX_ROWS)]  # too big for the loop: the thread's
+        await store.add_reports(exp, 0, 0, rows)
+        await store.add_reports(exp, 0, len(rows), [{"i": len(rows)}])  # small: the loop's
+        assert [r["i"] for r in await store.reports(exp, 0)] == list(range(len(rows) + 1))
+
+
+async def test_the_wal_is_checkpointed_though_small_writes_never_checkpoint_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gpusched._daemon import loop_writer
+
+    async def wal_pages_after(writes: int, every: int) -> int:
+        monkeypatch.setattr(loop_writer, "CHECKPOINT_EVERY", every)
+        path = tmp_path / f"log-{every}.db"
+        async with open_store(path) as store:
+            exp = await new_experiment(store)
+            for i in range(writes):
+                await store.add_event("tick", exp, i, payload="x" * 2000)
+            wal = path.with_name(path.name + "-wal")
+            return wal.stat().st_size // 4096
+
+    unbounded = await wal_pages_after(600, every=10**9)
+    bounded = await wal_pages_after(600, every=100)
+    assert bounded * 3 < unbounded, (bounded, unbounded)
