@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpusched.config import client_socket_path
 from gpusched.errors import NoDaemonError, NotFoundError, ProtocolError, RequestError, SpecError
 from gpusched.errors import Problem as _Problem
+from gpusched.paths import client_socket_path
 from gpusched.protocol import MAX_LINE_BYTES, VERSION, decode_response, encode
 
 __all__ = ["Client"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,7 +185,7 @@ def test_only_the_plot_module_imports_matplotlib_and_only_when_drawing() -> None
     # `gpusched plot` is the one command that needs the optional extra: imported lazily.
     assert all(i.in_function for i in imports_of(PACKAGE / "plot.py")
                if is_within(i.module, "matplotlib"))
-    cli_side = [i for p in (PACKAGE / "cli.py", PACKAGE / "views" / "commands.py")
+    cli_side = [i for p in (PACKAGE / "cli.py", PACKAGE / "views" / "listing.py")
                 for i in imports_of(p) if is_within(i.module, "gpusched.plot")]
     assert cli_side and all(i.in_function for i in cli_side)
 
@@ -272,3 +273,17 @@ def test_dunder_all_detection_is_not_vacuous() -> None:
     assert declares_all("__all__: list[str] = []\n")
     assert not declares_all("x = 1\ndef f():\n    __all__ = []\n")
     assert not declares_all("# __all__ = []\n")
+
+
+def test_the_cli_imports_only_what_submit_needs_before_a_command_runs() -> None:
+    # Every command builds the whole parser; the view commands' modules, the daemon and the
+    # settings are imported when their command runs, so `submit` and the rest start fast.
+    code = ("import sys, gpusched.cli; gpusched.cli.build_parser();"
+            " print(' '.join(sorted(sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())
+    assert "gpusched.client" in loaded
+    slow = {"gpusched.views.listing", "gpusched.views.watch", "gpusched.views.query",
+            "gpusched.export", "gpusched.config", "gpusched._daemon.main", "tomllib", "yaml",
+            "numpy", "anyio"}
+    assert not slow & loaded, slow & loaded

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import gpusched.config
+import gpusched.paths
 from gpusched.config import (
     DaemonSettings,
     client_socket_path,
@@ -25,7 +26,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     """A clean slate: no GPUSCHED_SOCKET, XDG_RUNTIME_DIR in tmp, no system socket."""
     monkeypatch.delenv("GPUSCHED_SOCKET", raising=False)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run-user"))
-    monkeypatch.setattr(gpusched.config, "SYSTEM_SOCKET", tmp_path / "system" / "gpusched.sock")
+    monkeypatch.setattr(gpusched.paths, "SYSTEM_SOCKET", tmp_path / "system" / "gpusched.sock")
     return monkeypatch
 
 
@@ -89,7 +90,7 @@ def test_a_daemon_listens_on_flag_then_env(env: pytest.MonkeyPatch) -> None:
 
 def test_a_root_daemon_uses_the_system_socket(env: pytest.MonkeyPatch) -> None:
     env.setattr(os, "getuid", lambda: 0)
-    assert daemon_socket_path() == gpusched.config.SYSTEM_SOCKET
+    assert daemon_socket_path() == gpusched.paths.SYSTEM_SOCKET
     assert default_state_dir() == Path("/var/lib/gpusched")
 
 
@@ -262,7 +263,7 @@ def test_the_default_config_file_is_read_only_when_it_exists(
     assert default_config_path() == mine
     env.setattr(os, "getuid", lambda: 0)
     system = tmp_path / "etc-config.toml"
-    env.setattr(gpusched.config, "SYSTEM_CONFIG", system)
+    env.setattr(gpusched.paths, "SYSTEM_CONFIG", system)
     assert default_config_path() is None
     system.write_text("")
     assert default_config_path() == system

@@ -1,0 +1,91 @@
+"""The read commands `gpusched ls`, `gpusched gpus` and `gpusched plot`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from gpusched.client import Client
+from gpusched.errors import UsageError
+from gpusched.render import print_json
+from gpusched.views import query, tables
+from gpusched.views.gpus import device_indices, gpus_table
+
+__all__ = ["cmd_ls", "cmd_gpus", "cmd_plot", "split_list", "select_rows"]
+
+RECENT_S = 24 * 3600  # `ls` without --all: experiments in progress or ended this recently
+
+
+def split_list(value: str | None) -> list[str]:
+    """``"a, b,c"`` -> ["a", "b", "c"]."""
+    return [p.strip() for p in (value or "").split(",") if p.strip()]
+
+
+def select_rows(rows: list[dict[str, Any]], args: argparse.Namespace, what: str,
+                default_sort: str) -> list[dict[str, Any]]:
+    """``--filter``, then ``--sort``/``--desc``, then ``--limit``, as `tune ls` applies them."""
+    if args.limit is not None and args.limit < 0:
+        raise UsageError(f"--limit {args.limit}: give a whole number >= 0")
+    rows = query.apply_filters(rows, [query.parse_filter(f) for f in args.filter], what)
+    keys = split_list(args.sort)
+    if keys or args.desc:
+        rows = query.sort_rows(rows, keys or [default_sort], desc=args.desc, what=what)
+    return rows if args.limit is None else rows[: args.limit]
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """Experiments, or the trials of one, with chosen columns, filters, sort and limit."""
+    client = Client(args.socket)
+    columns = split_list(args.columns)
+    if args.experiment is None:
+        rows = client.experiments(include_finished=True)
+        if not args.all:
+            recent = time.time() - RECENT_S
+            rows = [e for e in rows if e["state"] in ("queued", "running")
+                    or (e["ended_at"] or 0) > recent]
+        rows = select_rows(rows, args, "ls", "submitted_at")
+        if args.json:
+            print_json(rows)
+            return 0
+        query.check_columns(rows, columns, "ls --columns")
+        columns = columns or tables.experiment_columns()
+        print(tables.render_rows(rows, columns, trials=False))
+        return 0
+    exp = client.show(args.experiment)
+    rows = select_rows(client.trials(exp["id"], last_report=True), args, f"ls {exp['id']}",
+                       "number")
+    if args.json:
+        print_json(rows)
+        return 0
+    query.check_columns(rows, columns, "ls --columns")
+    columns = columns or tables.trial_columns(rows)
+    index_of = device_indices(client.gpus()) if "gpus" in columns else {}
+    print(tables.render_rows(rows, columns, metric=exp["metric"], index_of=index_of))
+    waiting = exp.get("waiting")
+    if waiting:
+        print(f"\n{waiting['trials']} trial(s) of {exp['id']} waiting: {waiting['message']}")
+    return 0
+
+
+def cmd_gpus(args: argparse.Namespace) -> int:
+    """Devices, their state, who holds them (and whose experiment), foreign processes."""
+    client = Client(args.socket)
+    answer = client.gpus()
+    if args.json:
+        print_json(answer)
+        return 0
+    held = any(d["trials"] or d.get("releasing") for d in answer["devices"])
+    owners = ({e["id"]: e.get("owner") or "?" for e in client.experiments()} if held else {})
+    print(gpus_table(answer, owners))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Draw the experiment's PNGs (matplotlib, the `plot` extra, is imported only here)."""
+    from gpusched import plot
+
+    for path in plot.plot_experiment(Client(args.socket), args.experiment, args.out,
+                                     metric=args.metric):
+        print(path)
+    return 0
