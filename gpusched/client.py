@@ -57,6 +57,12 @@ class Client:
             line = self._read_line(sock)
         except TimeoutError:
             raise NoDaemonError(str(self.socket_path), "no answer in time") from None
+        except (ConnectionResetError, BrokenPipeError):
+            # The listening end went away mid-request: a daemon that stopped, or a process
+            # that had its socket for a moment (a trial a killed daemon was starting).
+            raise NoDaemonError(str(self.socket_path), "the connection was reset before an"
+                                " answer; a request that changes something may or may not"
+                                " have been taken: check with `gpusched ls`") from None
         finally:
             sock.close()
         return self._result(decode_response(line))

@@ -159,3 +159,29 @@ def test_created_since_looks_only_at_processes_created_after_a_pid(
     since_older = procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [value],
                                             created_since=older.pid)
     assert since_older == {value: sorted([older.pid, newer.pid])}
+
+
+THREADED = [sys.executable, "-c", "import threading, time\n"
+            "for _ in range(3): threading.Thread(target=time.sleep, args=(60,), daemon=True)"
+            ".start()\nprint('ready', flush=True)\ntime.sleep(60)"]
+
+
+@pytest.mark.parametrize("probe_span", [procfs.PROBE_SPAN, 0], ids=["probed", "listed"])
+def test_threads_are_not_counted_as_processes(
+    spawned: list[subprocess.Popen[bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    probe_span: int,
+) -> None:
+    # Threads take pids from the same counter, and /proc/<tid> answers for them: a scan of
+    # the pids handed out since a leader must still list only processes (signalling a
+    # thread's id would signal its whole process a second time).
+    monkeypatch.setattr(procfs, "PROBE_SPAN", probe_span)
+    value = str(tmp_path / "t")
+    proc = subprocess.Popen(THREADED, env={**os.environ, "GPUSCHED_TRIAL_DIR": value},
+                            stdout=subprocess.PIPE, start_new_session=True)
+    spawned.append(proc)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    tids = {int(t) for t in os.listdir(f"/proc/{proc.pid}/task")}
+    assert len(tids) == 4  # the threads' ids follow the leader's
+    assert procfs.session_members({proc.pid}, created_since=proc.pid) == {proc.pid: [proc.pid]}
+    assert procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [value], created_since=proc.pid) \
+        == {value: [proc.pid]}
