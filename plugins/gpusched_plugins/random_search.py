@@ -13,6 +13,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+# numpy imports its random module lazily (~10 ms): at plugin load, not at the first trial.
+import numpy.random
+
 from gpusched.plugin_api import (
     Goal,
     ParamValue,
