@@ -65,6 +65,8 @@ class LoopWriter:
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._conn.execute("PRAGMA foreign_keys = ON")
+            # Read the schema now (~5 ms), not in the first trial's write.
+            self._conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
         except BaseException:
             self._conn.close()
             raise
