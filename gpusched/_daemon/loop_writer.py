@@ -13,6 +13,11 @@ that keep the event loop from ever waiting on the disk or on another process:
 - ``wal_autocheckpoint = 0``: the checkpoint (which fsyncs) never runs here; the caller runs
   one in the thread every ``CHECKPOINT_EVERY`` writes made here.
 - only small batches (``MAX_ROWS``): a batch of thousands of reports goes to the thread.
+
+What is left is the page cache: a ``write(2)`` of a few pages can still be throttled while
+trainers write gigabytes of checkpoints to the same disk. The kernel throttles a writer in
+proportion to how much it dirties, so such a pause stays short for a few pages; it would
+have held the thread's write, and with it the trial's start or end, as long.
 """
 
 from __future__ import annotations
