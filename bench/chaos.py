@@ -551,12 +551,14 @@ def analyse(run: RunData, n: int) -> Findings:
 
 
 def kill_delays(rng: random.Random, n: int, kills: int) -> list[float]:
-    """The first kill right after submit; the others uniform over [0, 2 x (an undisturbed run's
-    expected length) / (kills + 1)], so that they spread over the whole run."""
+    """The first kill right after submit; the others uniform over [0, 1.5 x (an undisturbed
+    run's expected length) / (kills + 1)], so that they spread over most of the run and all of
+    them fall inside it (with a top of 2x, a faster daemon could end the search before the
+    last one)."""
     if kills <= 0:
         return []
     expected_s = n * ((MIN_S + MAX_S) / 2 + 0.1) / PARALLEL
-    top = 2 * expected_s / (kills + 1)
+    top = 1.5 * expected_s / (kills + 1)
     return [rng.uniform(0.0, FIRST_KILL_MAX_S)] + [rng.uniform(0.0, top) for _ in range(kills - 1)]
 
 
