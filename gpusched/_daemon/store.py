@@ -268,12 +268,19 @@ class Store:
         """Run ``statements`` (``(sql, args)``; a list of argument tuples means executemany) in
         one transaction, rolled back on any error: on the event loop when the loop writer
         can, else in one trip to SQLite's thread."""
+        writer = self._loop_writer
         try:
-            async with self._write_lock:
-                writer = self._loop_writer
-                if writer is not None and writer.try_write(statements):
-                    if writer.checkpoint_due():
+            # With no write in flight (none holds the lock, so none waits for it either), one
+            # made here without yielding cannot overtake another: the lock, which costs two
+            # trips round the event loop, is not needed for it.
+            if writer is not None and not self._write_lock.locked() \
+                    and writer.try_write(statements):
+                if writer.checkpoint_due():
+                    async with self._write_lock:
                         await self._in_db_thread(_checkpoint)
+                return
+            async with self._write_lock:
+                if writer is not None and writer.try_write(statements):
                     return
                 await self._in_db_thread(lambda conn: run_statements(conn, statements))
         except sqlite3.Error as exc:

@@ -519,3 +519,29 @@ async def test_the_wal_is_checkpointed_though_small_writes_never_checkpoint_it(
     unbounded = await wal_pages_after(600, every=10**9)
     bounded = await wal_pages_after(600, every=100)
     assert bounded * 3 < unbounded, (bounded, unbounded)
+
+
+async def test_a_small_write_waits_behind_a_big_one_in_flight(tmp_path: Path) -> None:
+    # A big batch goes to the thread and holds the write lock while it waits for it; a small
+    # write that comes meanwhile must not be made on the loop ahead of it.
+    from gpusched._daemon.loop_writer import MAX_ROWS
+
+    path = tmp_path / "log.db"
+    async with open_store(path) as store:
+        to_thread = store._in_db_thread
+
+        async def slow_to_begin(fn: Any) -> Any:  # holds the lock before SQLite's own
+            await anyio.sleep(0.2)
+            return await to_thread(fn)
+
+        store._in_db_thread = slow_to_begin  # type: ignore[method-assign]
+        rows = [(0.0, "big", None, None, "{}") for _ in range(3 * MAX_ROWS)]
+        big = [("INSERT INTO events (t, kind, experiment_id, trial, data)"
+                " VALUES (?, ?, ?, ?, ?)", rows)]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: store._transaction(big, what="events"))
+            await anyio.wait_all_tasks_blocked()  # the big one holds the lock, in the thread
+            await store.add_event("small")
+        with sqlite3.connect(path) as db:
+            kinds = [k for (k,) in db.execute("SELECT kind FROM events ORDER BY id")]
+    assert kinds == ["big"] * len(rows) + ["small"]
