@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from gpusched_plugins.gp import GpSearch
+from gpusched_plugins.gp import GpSearch, default_initial_points
 from gpusched_plugins.random_search import RandomSearch
 
 from gpusched.plugin_api import (
@@ -96,11 +96,13 @@ class TestGpContractModelling(SearchPluginContract):
 
 def test_no_options_take_kerastuner_defaults() -> None:
     plugin = make(CONTRACT_SPACES["mixed"])
-    assert plugin.num_initial_points == 3 * 9
+    # KerasTuner's three start-up trials per parameter, capped at Optuna GPSampler's ten.
+    assert len(CONTRACT_SPACES["mixed"]) == 9 and plugin.num_initial_points == 10
     # alpha is KerasTuner's option with a smaller default: here it is the least noise, the
     # rest is fitted (see the module docstring of gpusched_plugins.gp).
     assert (plugin.alpha, plugin.beta, plugin.acquisition) == (1e-8, 2.6, "logei")
     assert make(num_initial_points=None).num_initial_points == 6
+    assert [default_initial_points(k) for k in (0, 1, 2, 3, 4, 12)] == [2, 3, 6, 9, 10, 10]
 
 
 @pytest.mark.parametrize(("options", "message"), [
