@@ -38,6 +38,7 @@ if __package__ in (None, ""):  # run as `python bench/dispatch.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._daemon import (
+    compile_bytecode,
     cpu_seconds,
     describe_settings,
     fake_gpus,
@@ -241,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     n, repeats = int(args.trials), int(args.repeats)
+    bytecode = compile_bytecode()
 
     with tempfile.TemporaryDirectory(prefix="gpusched-bench-dispatch-") as root_name:
         root = Path(root_name)
@@ -275,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
          "gpusched timed from `gpusched submit` start until Client.wait() returns"
          " (answered when the experiment ends)",
          f"{repeats} runs per side, alternating (bare first); a fresh daemon per run, started"
-         " up (plugins loaded) before the clock starts"],
+         " up (plugins loaded) before the clock starts", bytecode],
         header, rows,
     )
     verdict = "ok" if ratio >= TARGET_RATIO else "BELOW TARGET"
