@@ -26,7 +26,7 @@ import anyio
 if __package__ in (None, ""):  # run as `python bench/views.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._daemon import fake_gpus, machine, print_table, running_daemon
+from bench._daemon import compile_bytecode, fake_gpus, machine, print_table, running_daemon
 from gpusched._daemon.store import open_store
 from gpusched.spec import parse_experiment
 
@@ -64,6 +64,7 @@ def main() -> int:
     parser.add_argument("--reports", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    bytecode = compile_bytecode()
     tmp = Path(tempfile.mkdtemp(prefix="gpusched-bench-views-"))
     try:
         state = tmp / "state"
@@ -98,7 +99,7 @@ def main() -> int:
                              str(len(done.stdout.splitlines()))])
         print_table(
             f"views on {args.trials} trials x {args.reports} reports (best of {args.repeats})",
-            [machine()], ["command", "ms", "lines out"], rows)
+            [machine(), bytecode], ["command", "ms", "lines out"], rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
