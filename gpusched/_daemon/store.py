@@ -26,12 +26,14 @@ import anyio
 
 from gpusched._daemon.loop_writer import LoopWriter, Statement, run_statements
 from gpusched.errors import StoreError
+from gpusched.log import get_logger
 from gpusched.protocol import jsonable
 
 __all__ = ["Store", "ReadPosition", "open_store", "encode_reports", "SCHEMA_VERSION",
            "TRIAL_COLUMNS"]
 
 T = TypeVar("T")
+log = get_logger("gpusched.store")
 
 
 @dataclass(frozen=True)
@@ -276,8 +278,7 @@ class Store:
             if writer is not None and not self._write_lock.locked() \
                     and writer.try_write(statements):
                 if writer.checkpoint_due():
-                    async with self._write_lock:
-                        await self._in_db_thread(_checkpoint)
+                    await self._checkpoint()
                 return
             async with self._write_lock:
                 if writer is not None and writer.try_write(statements):
@@ -285,6 +286,16 @@ class Store:
                 await self._in_db_thread(lambda conn: run_statements(conn, statements))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write {what} {self.path}: {exc}") from exc
+
+    async def _checkpoint(self) -> None:
+        """Checkpoint the WAL in the thread. A failure is logged, not raised: the write that
+        made it due is committed, and its caller must not take it for failed (the next one
+        is tried after another CHECKPOINT_EVERY writes)."""
+        try:
+            async with self._write_lock:
+                await self._in_db_thread(_checkpoint)
+        except sqlite3.Error as exc:
+            log.warning("wal_checkpoint_failed", path=str(self.path), error=str(exc))
 
     async def _in_db_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Call ``fn(connection)`` in aiosqlite's thread, the one that owns the connection.

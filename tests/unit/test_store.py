@@ -545,3 +545,20 @@ async def test_a_small_write_waits_behind_a_big_one_in_flight(tmp_path: Path) ->
         with sqlite3.connect(path) as db:
             kinds = [k for (k,) in db.execute("SELECT kind FROM events ORDER BY id")]
     assert kinds == ["big"] * len(rows) + ["small"]
+
+
+async def test_a_failed_checkpoint_does_not_fail_the_write_that_made_it_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gpusched._daemon import loop_writer
+    from gpusched._daemon import store as store_module
+
+    def failing(conn: sqlite3.Connection) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(loop_writer, "CHECKPOINT_EVERY", 1)
+    monkeypatch.setattr(store_module, "_checkpoint", failing)
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await new_experiment(store)
+        await store.add_event("committed", exp)  # due, and the checkpoint fails: no error
+        assert [e["kind"] for e in await store.events(exp)] == ["committed"]
