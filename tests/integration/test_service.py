@@ -46,8 +46,13 @@ def test_ready_status_watchdog_and_stopping_reach_the_notify_socket(tmp_path: Pa
             assert "STATUS=2 GPUs, 0 busy, 0 trials running, 0 queued" in ready.split("\n")
             receive_until(manager, "WATCHDOG=1", timeout=2)  # pinged every 0.1 s
             script = tmp_path / "dump_env.py"
+            # Written whole, then renamed: the file exists only once it is complete (the
+            # SIGTERM below could otherwise cut the write short and leave it empty).
             script.write_text("import json, os, sys, time\n"
-                              f"json.dump(dict(os.environ), open({str(out / 'env.json')!r}, 'w'))\n"
+                              f"path = {str(out / 'env.json')!r}\n"
+                              "with open(path + '.tmp', 'w') as fh:\n"
+                              "    json.dump(dict(os.environ), fh)\n"
+                              "os.replace(path + '.tmp', path)\n"
                               "time.sleep(3)\n")
             out.mkdir()
             exp = d.submit(probe_experiment(out, max_trials=1, command=[sys.executable,
