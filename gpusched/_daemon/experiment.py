@@ -158,6 +158,7 @@ class ExperimentRun:
     prior: list[TrialView] = field(default_factory=list)  # finished trials of `resume_from`
     exhausted: bool = False
     waiting: bool = False  # the search said WAIT: asked again when a running trial ends
+    suggest_s: float = 0.0  # how long its search's last suggestion took (see Scheduler._ask)
     cancelling: bool = False
     failure: str | None = None  # set when a failure rule ends the experiment
     started_at: float | None = None  # wall clock of its first trial's start (time_budget)

@@ -44,6 +44,8 @@ __all__ = ["Scheduler"]
 
 log = get_logger("gpusched.scheduler")
 STORE_RETRY_S = 2.0  # placement waits this long after the trial log refused a write
+# A search whose last suggestion took longer than this is asked in a worker thread (see _ask).
+SUGGEST_INLINE_S = 0.01
 
 
 class Scheduler:
@@ -276,6 +278,11 @@ class Scheduler:
                 trial = await self._next_trial(exp)
                 if trial is None:
                     continue
+                # Asked in a thread, the search took a while: the GPUs may have changed.
+                uuids = self._pick(exp)
+                if uuids is None:
+                    exp.requeued.insert(0, trial.number)  # recorded, queued: first in line
+                    continue
                 self._launch(exp, trial, uuids)
                 placed = True
                 break
@@ -285,7 +292,7 @@ class Scheduler:
             return exp.trials[exp.requeued.pop(0)]
         number = len(exp.trials)
         try:
-            suggestion = self._ask(exp, number)
+            suggestion = await self._ask(exp, number)
             # Only the active parameters reach the trial and the log, even from a plugin that
             # ignores conditions (``when:``) and proposes a value for every parameter.
             trial = None if suggestion is None else TrialRun(
@@ -296,6 +303,9 @@ class Scheduler:
             exp.failure = f"search plugin '{exp.spec.search_algorithm}' failed: {detail}"
             await self._maybe_finish(exp)
             return None
+        if self._closing or exp.id not in self.active or exp.failure or exp.cancelling \
+                or exp.budget_spent:
+            return None  # it ended, or began to, while the search was asked: nothing to run
         if trial is None:
             if not exp.live or not exp.waiting:
                 exp.exhausted = True
@@ -316,11 +326,24 @@ class Scheduler:
             return None
         return trial
 
-    def _ask(self, exp: ExperimentRun, number: int) -> Suggestion | None:
+    async def _ask(self, exp: ExperimentRun, number: int) -> Suggestion | None:
         """The search plugin's answer for trial ``number``: None when it has none now
         (``exp.waiting`` says whether it may have one later). A suggestion that would share a
-        checkpoint folder wrongly is the plugin's error: PluginError."""
-        answer = exp.search.suggest(number, exp.history())
+        checkpoint folder wrongly is the plugin's error: PluginError.
+
+        A search that took longer than SUGGEST_INLINE_S last time (``gp`` with hundreds of
+        results: up to a second) is asked in a worker thread, with the history as it is now,
+        so that the daemon goes on watching trials and answering meanwhile. Only the
+        placement loop asks, one question at a time, so the plugin never runs twice at once.
+        """
+        started = time.perf_counter()
+        if exp.suggest_s > SUGGEST_INLINE_S:
+            # A copy: the loop goes on changing the trials the lazy history reads.
+            history = list(exp.history())
+            answer = await anyio.to_thread.run_sync(exp.search.suggest, number, history)
+        else:
+            answer = exp.search.suggest(number, exp.history())
+        exp.suggest_s = time.perf_counter() - started
         exp.waiting = isinstance(answer, Wait)
         if exp.waiting and not exp.live:
             # Nothing runs, so the history, and with it the answer, cannot change.

@@ -161,3 +161,66 @@ async def test_an_answer_that_is_no_mapping_fails_the_experiment(tmp_path: Path)
     exp, rows = await _ask(tmp_path, [cast(Answer, [1, 2, 3])])
     assert not rows
     assert exp.failure is not None and exp.failure.startswith("search plugin 'random' failed:")
+
+
+class Slow(SearchPlugin):
+    """Takes ``seconds`` per suggestion, noting in which thread and with what history."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.threads: list[int] = []
+        self.histories: list[Sequence[TrialView]] = []
+
+    def suggest(self, number: int, history: Sequence[TrialView]) -> Answer:
+        import threading
+        import time
+
+        self.threads.append(threading.get_ident())
+        self.histories.append(history)
+        time.sleep(self.seconds)
+        return {"x": 1 + number % 2}
+
+
+async def test_a_slow_search_is_asked_off_the_event_loop(tmp_path: Path) -> None:
+    import threading
+
+    import anyio
+
+    plugin = Slow(0.3)
+    async with open_store(tmp_path / "log.db") as store:
+        await store.create_experiment(name="exp", spec={}, seed=0, priority=0, owner_uid=None)
+        scheduler = Scheduler(store=store, backend=cast(GpuBackend, None),
+                              settings=DaemonSettings(), state_dir=tmp_path / "state")
+        exp = _experiment(tmp_path, plugin)
+        scheduler.active[exp.id] = exp
+        first = await scheduler._next_trial(exp)  # how slow it is is not known yet: inline
+        assert first is not None and plugin.threads == [threading.get_ident()]
+        first.state, first.objective = TrialState.COMPLETED, 0.5
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await anyio.sleep(0.01)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tick)
+            second = await scheduler._next_trial(exp)
+            tg.cancel_scope.cancel()
+        assert second is not None and second.number == 1
+        assert plugin.threads[1] != threading.get_ident()
+        assert ticks >= 10  # the loop went on while the search thought
+        # It saw the history as it was when asked: a copy, with the first trial's result.
+        assert isinstance(plugin.histories[1], list)
+        assert [(v.number, v.objective) for v in plugin.histories[1]] == [(0, 0.5)]
+
+        # An experiment cancelled while its search thinks gets no trial from the answer.
+        async with anyio.create_task_group() as tg:
+            async def cancel_soon() -> None:
+                await anyio.sleep(0.1)
+                exp.cancelling = True
+
+            tg.start_soon(cancel_soon)
+            assert await scheduler._next_trial(exp) is None
+        assert [r["number"] for r in await store.trials(exp.id)] == [0, 1]
