@@ -303,8 +303,7 @@ class Scheduler:
             exp.failure = f"search plugin '{exp.spec.search_algorithm}' failed: {detail}"
             await self._maybe_finish(exp)
             return None
-        if self._closing or exp.id not in self.active or exp.failure or exp.cancelling \
-                or exp.budget_spent:
+        if self._closing or self._ending(exp):
             return None  # it ended, or began to, while the search was asked: nothing to run
         if trial is None:
             if not exp.live or not exp.waiting:
@@ -316,7 +315,7 @@ class Scheduler:
                                       str(self._trial_dir(exp, number)),
                                       budget=trial.budget, continues=trial.continues)
         exp.trials[number] = trial
-        if exp.id not in self.active or exp.failure or exp.cancelling or exp.budget_spent:
+        if self._ending(exp):
             # While the row was written, the experiment ended or began to (a trial that had
             # already freed its slot was recorded failed and a failure rule fired, a cancel, a
             # time_budget): a trial started now would outlive its experiment.
@@ -325,6 +324,12 @@ class Scheduler:
                                           reason="the experiment ended before it started")
             return None
         return trial
+
+    def _ending(self, exp: ExperimentRun) -> bool:
+        """Whether ``exp`` has ended or begun to (a failure rule, a cancel, its time_budget):
+        none of its trials may start any more."""
+        return (exp.id not in self.active or bool(exp.failure) or exp.cancelling
+                or exp.budget_spent)
 
     async def _ask(self, exp: ExperimentRun, number: int) -> Suggestion | None:
         """The search plugin's answer for trial ``number``: None when it has none now

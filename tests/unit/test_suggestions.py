@@ -13,7 +13,7 @@ from gpusched._daemon.budget import budget_argv, budget_environment, fmt_budget
 from gpusched._daemon.experiment import ExperimentRun, TrialRun
 from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.scheduler import Scheduler
-from gpusched._daemon.store import open_store
+from gpusched._daemon.store import Store, open_store
 from gpusched.config import DaemonSettings
 from gpusched.models import ExperimentState, TrialState
 from gpusched.plugin_api import (
@@ -51,6 +51,17 @@ def _experiment(tmp_path: Path, plugin: SearchPlugin) -> ExperimentRun:
     return ExperimentRun("e1", 1, spec, 0, plugin, [], state=ExperimentState.RUNNING)
 
 
+async def _scheduler_with(store: Store, tmp_path: Path, plugin: SearchPlugin
+                          ) -> tuple[Scheduler, ExperimentRun]:
+    """A scheduler (no GPUs) with one running experiment searched by ``plugin``."""
+    await store.create_experiment(name="exp", spec={}, seed=0, priority=0, owner_uid=None)
+    scheduler = Scheduler(store=store, backend=cast(GpuBackend, None),
+                          settings=DaemonSettings(), state_dir=tmp_path / "state")
+    exp = _experiment(tmp_path, plugin)
+    scheduler.active[exp.id] = exp
+    return scheduler, exp
+
+
 async def _ask(tmp_path: Path, answers: list[Answer], *, end_each: bool = True
                ) -> tuple[ExperimentRun, list[dict[str, Any]]]:
     """Ask for a trial per answer (each ended as completed before the next, unless not
@@ -58,11 +69,7 @@ async def _ask(tmp_path: Path, answers: list[Answer], *, end_each: bool = True
     plugin = Scripted(list(answers))
     tmp_path.mkdir(parents=True, exist_ok=True)
     async with open_store(tmp_path / "log.db") as store:
-        await store.create_experiment(name="exp", spec={}, seed=0, priority=0, owner_uid=None)
-        scheduler = Scheduler(store=store, backend=cast(GpuBackend, None),
-                              settings=DaemonSettings(), state_dir=tmp_path / "state")
-        exp = _experiment(tmp_path, plugin)
-        scheduler.active[exp.id] = exp
+        scheduler, exp = await _scheduler_with(store, tmp_path, plugin)
         for _ in answers:
             trial = await scheduler._next_trial(exp)
             if trial is not None:
@@ -188,11 +195,7 @@ async def test_a_slow_search_is_asked_off_the_event_loop(tmp_path: Path) -> None
 
     plugin = Slow(0.3)
     async with open_store(tmp_path / "log.db") as store:
-        await store.create_experiment(name="exp", spec={}, seed=0, priority=0, owner_uid=None)
-        scheduler = Scheduler(store=store, backend=cast(GpuBackend, None),
-                              settings=DaemonSettings(), state_dir=tmp_path / "state")
-        exp = _experiment(tmp_path, plugin)
-        scheduler.active[exp.id] = exp
+        scheduler, exp = await _scheduler_with(store, tmp_path, plugin)
         first = await scheduler._next_trial(exp)  # how slow it is is not known yet: inline
         assert first is not None and plugin.threads == [threading.get_ident()]
         first.state, first.objective = TrialState.COMPLETED, 0.5
