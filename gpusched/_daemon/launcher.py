@@ -15,15 +15,14 @@ import json
 import math
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import Process
 
+from gpusched._daemon.child import Child, spawn_child
 from gpusched._daemon.identity import RunAs
 from gpusched._daemon.procfs import YOUNG_S, pids_in_session
 
@@ -142,7 +141,7 @@ def trial_environment(
 class TrialProcess:
     """A started trial: the leader process of its own session and process group."""
 
-    def __init__(self, process: Process) -> None:
+    def __init__(self, process: Child) -> None:
         self._process = process
         self.pid = process.pid
         self._spawned = time.monotonic()
@@ -224,10 +223,8 @@ async def spawn_trial(
     try:
         err = _open_log(files.stderr, run_as)
         try:
-            process = await anyio.open_process(
-                list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd,
-                env=dict(env), start_new_session=True, **ids,
-            )
+            process = await spawn_child(argv, env=env, cwd=cwd, stdout=out, stderr=err,
+                                        ids=ids)
         finally:
             os.close(err)
     finally:
