@@ -8,11 +8,13 @@ purpose, :class:`FailedTrialError` (no retry) and :class:`FatalError` (stop the 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
 from gpusched.errors import FailedTrialError, FatalError, GpuschedError
 
+TYPE_CHECKING = False  # typing is imported for the type checker only: the CLI starts faster
 if TYPE_CHECKING:
+    from typing import Any
+
     from gpusched import trial
 
 __all__ = ["__version__", "FailedTrialError", "FatalError", "GpuschedError", "trial"]

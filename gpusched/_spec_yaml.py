@@ -16,12 +16,10 @@ from typing import Any
 
 import yaml
 
+from gpusched._spec_read import MAX_FILE_BYTES, read_text
 from gpusched.errors import Problem, SpecError
 
-__all__ = ["Loader", "load_text", "read_file", "MAX_FILE_BYTES"]
-
-MAX_FILE_BYTES = 1024 * 1024
-"""The largest experiment file read (a real one is a few KiB; a spec travels in one request)."""
+__all__ = ["Loader", "load_text", "parse_file_text", "read_file", "MAX_FILE_BYTES"]
 
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
@@ -131,25 +129,16 @@ def load_text(text: str) -> Any:
 
 def read_file(path: Path) -> Any:
     """The data in a YAML or JSON file; SpecError (with line and column) when there is none."""
+    return parse_file_text(read_text(path), str(path))
+
+
+def parse_file_text(text: str, source: str) -> Any:
+    """The data in an experiment file's ``text`` (``source`` names the file in errors);
+    SpecError (with line and column) when there is none."""
 
     def fail(message: str, place: str = "") -> SpecError:
-        return SpecError([Problem(place, message)], str(path))
+        return SpecError([Problem(place, message)], source)
 
-    try:
-        with open(path, "rb") as fh:  # a bounded read: /dev/zero or a stray dataset would not end
-            raw = fh.read(MAX_FILE_BYTES + 1)
-        if len(raw) > MAX_FILE_BYTES:
-            raise fail(f"is over {MAX_FILE_BYTES // 1024} KiB: that is not an experiment file"
-                       " (did you pass the wrong path?)")
-        text = raw.decode("utf-8-sig")
-    except FileNotFoundError:
-        raise fail("no such file") from None
-    except IsADirectoryError:
-        raise fail("is a directory, not an experiment file") from None
-    except OSError as exc:
-        raise fail(f"cannot be read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise fail(f"is not UTF-8 text (byte {exc.start} is not)") from None
     try:
         data = yaml.load(text, Loader=Loader)  # Loader is a SafeLoader subclass
     except yaml.YAMLError as exc:

@@ -8,13 +8,17 @@ from __future__ import annotations
 import itertools
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from gpusched.errors import NoDaemonError, NotFoundError, ProtocolError, RequestError, SpecError
 from gpusched.errors import Problem as _Problem
 from gpusched.paths import client_socket_path
 from gpusched.protocol import MAX_LINE_BYTES, VERSION, decode_response, encode
+
+TYPE_CHECKING = False  # typing is imported for the type checker only: the CLI starts faster
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Client"]
 
@@ -105,6 +109,23 @@ class Client:
         """Submit an experiment mapping; return the new experiment's id."""
         return str(self.request("submit", experiment=experiment, base_dir=base_dir,
                                 source=source)["id"])
+
+    def submit_text(
+        self, text: str, *, source: str, base_dir: str, overrides: Sequence[str] = (),
+        name: str | None = None, command: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Submit an experiment file's ``text`` (the daemon parses it; ``base_dir``: the file's
+        folder, absolute), with ``--set`` ``overrides``, ``--name`` and, for ``--aip``, the
+        trainer's ``command``. Returns ``{"id", "name"}``; :class:`SpecError` names
+        ``source``."""
+        args: dict[str, Any] = {"text": text, "source": source, "base_dir": base_dir,
+                                "set": list(overrides), "name": name}
+        if command is not None:
+            args["command"] = list(command)
+        try:
+            return dict(self.request("submit", **args))
+        except SpecError as exc:
+            raise SpecError(exc.problems, source) from None
 
     def experiments(self, *, include_finished: bool = True) -> list[dict[str, Any]]:
         """Experiments, newest first."""

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
 
 from gpusched.errors import ProtocolError
+
+TYPE_CHECKING = False  # typing is imported for the type checker only: the CLI starts faster
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "VERSION",

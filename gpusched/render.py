@@ -6,7 +6,10 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing is imported for the type checker only: the CLI starts faster
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["table", "fmt_value", "fmt_duration", "fmt_age", "best_table", "key_values",
            "fmt_time", "union_keys", "finite_number", "print_json", "events_lines"]

@@ -18,7 +18,8 @@ from typing import Any
 from gpusched import _spec_fields
 from gpusched._spec_aip import Entry, apply_overrides, gather
 from gpusched._spec_check import Problems, thaw
-from gpusched._spec_yaml import load_text, read_file
+from gpusched._spec_read import read_text
+from gpusched._spec_yaml import load_text, parse_file_text
 from gpusched.errors import SpecError
 from gpusched.models import Goal, ObjectiveRule
 from gpusched.plugin_api import Param, ParamType, Scale, SearchSpace
@@ -27,6 +28,7 @@ from gpusched.units import parse_duration, parse_memory_mib
 __all__ = [
     "ExperimentSpec",
     "parse_experiment",
+    "parse_experiment_text",
     "load_experiment_file",
     "load_aip_file",
     "parse_duration",
@@ -168,6 +170,24 @@ def parse_experiment(data: Any, *, base_dir: str | Path, source: str = "") -> Ex
     return _parse(data, base_dir=Path(base_dir), source=source)
 
 
+def parse_experiment_text(
+    text: str, *, source: str, base_dir: str | Path, overrides: Sequence[str] = (),
+    name: str | None = None, command: Sequence[str] | None = None,
+) -> ExperimentSpec:
+    """An experiment file's ``text``, as ``gpusched submit`` reads it and the daemon parses it:
+    YAML (or JSON), then ``--set KEY=VALUE`` ``overrides`` in order, then ``name``.
+
+    ``source`` names the file in errors and gives the default name. A relative ``workdir`` is
+    taken from ``base_dir`` (the file's folder; the default workdir); it must exist. With a
+    ``command`` (``submit --aip FILE -- COMMAND``) the text is an AI Platform
+    ``hptuning_config.yaml`` run with that command. Raises :class:`SpecError` listing every
+    problem, each with its place.
+    """
+    data = parse_file_text(text, source)
+    return _parse(data, base_dir=Path(base_dir), source=source, overrides=overrides, name=name,
+                  command=None if command is None else tuple(command), check_workdir=True)
+
+
 def load_experiment_file(
     path: str | Path, *, overrides: Sequence[str] = (), name: str | None = None
 ) -> ExperimentSpec:
@@ -176,9 +196,8 @@ def load_experiment_file(
     ``workdir`` is relative to the file's folder and defaults to it; it must exist.
     """
     path = Path(path)
-    data = read_file(path)
-    return _parse(data, base_dir=path.absolute().parent, source=str(path),
-                  overrides=overrides, name=name, check_workdir=True)  # fmt: skip
+    return parse_experiment_text(read_text(path), source=str(path),
+                                 base_dir=path.absolute().parent, overrides=overrides, name=name)
 
 
 def load_aip_file(
@@ -195,9 +214,8 @@ def load_aip_file(
     workdir is the current directory.
     """
     path = Path(path)
-    data = read_file(path)
-    return _parse(data, base_dir=Path.cwd(), source=str(path), overrides=overrides,
-                  name=name, command=tuple(command), check_workdir=True)  # fmt: skip
+    return parse_experiment_text(read_text(path), source=str(path), base_dir=Path.cwd(),
+                                 overrides=overrides, name=name, command=command)
 
 
 def _load_value(text: str) -> Any:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+
+TYPE_CHECKING = False  # typing is imported for the type checker only: the CLI starts faster
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["parse_duration", "parse_memory_mib", "DURATION_UNITS", "MEMORY_UNITS"]
 

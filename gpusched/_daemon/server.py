@@ -25,6 +25,7 @@ from gpusched import __version__
 from gpusched._daemon import access, views
 from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.scheduler import Scheduler
+from gpusched._spec_read import MAX_FILE_BYTES
 from gpusched.errors import ConfigError, GpuschedError, NotFoundError, RequestError, SpecError
 from gpusched.log import get_logger
 from gpusched.models import TERMINAL_EXPERIMENT_STATES, Goal
@@ -36,7 +37,7 @@ from gpusched.protocol import (
     error_response,
     ok_response,
 )
-from gpusched.spec import parse_experiment
+from gpusched.spec import ExperimentSpec, parse_experiment, parse_experiment_text
 
 __all__ = ["Server", "prepare_socket_path"]
 
@@ -45,6 +46,7 @@ IDLE_TIMEOUT_S = 300.0
 # `wait` holds its answer until the experiment ends or this long (the client asks again).
 WAIT_DEFAULT_S = 30.0
 WAIT_MAX_S = 3600
+INLINE_PARSE_CHARS = 16 * 1024  # experiment files up to this size are parsed on the event loop
 # accept() failing with these is a passing shortage (no free file descriptor or memory): wait
 # for a connection to close and try again, rather than stop serving.
 ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM,
@@ -192,14 +194,16 @@ class Server:
                 "backend": self.scheduler.backend.kind, "gpus": len(self.scheduler.devices.slots)}
 
     async def _submit(self, args: dict[str, Any], uid: int | None) -> Any:
-        data = args.get("experiment")
         base_dir = args.get("base_dir")
         if not isinstance(base_dir, str) or not os.path.isabs(base_dir) or "\0" in base_dir:
             raise RequestError("bad_request", "submit needs 'base_dir', an absolute path")
         source = args.get("source", "")
         if not isinstance(source, str):
             raise RequestError("bad_request", "'source' must be a string (the file's name)")
-        spec = parse_experiment(data, base_dir=base_dir, source=source)
+        if "text" in args:
+            spec = await _parse_text(args, base_dir=base_dir, source=source)
+        else:
+            spec = parse_experiment(args.get("experiment"), base_dir=base_dir, source=source)
         exp_id = await self.scheduler.submit(spec, uid)
         return {"id": exp_id, "name": spec.name}
 
@@ -398,3 +402,33 @@ def _encode_response(response: dict[str, Any]) -> bytes:
 async def _send_quietly(stream: SocketStream, message: dict[str, Any]) -> None:
     with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
         await stream.send(encode(message))
+
+
+async def _parse_text(args: dict[str, Any], *, base_dir: str, source: str) -> ExperimentSpec:
+    """The spec in a submit's ``text`` (the experiment file as read by ``gpusched submit``),
+    with its ``set`` overrides, ``name`` and, for ``--aip``, ``command``."""
+    text, overrides, name, command = (args.get(k) for k in ("text", "set", "name", "command"))
+    if not isinstance(text, str):
+        raise RequestError("bad_request", "'text' must be a string (the experiment file)")
+    if len(text) > MAX_FILE_BYTES:
+        raise RequestError("bad_request", f"'text' is over {MAX_FILE_BYTES // 1024} KiB: that"
+                                          " is not an experiment file")
+    if overrides is None:
+        overrides = []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise RequestError("bad_request", "'set' must be a list of KEY=VALUE strings")
+    if name is not None and not isinstance(name, str):
+        raise RequestError("bad_request", "'name' must be a string or null")
+    if command is not None and (not isinstance(command, list)
+                                or not all(isinstance(c, str) for c in command)):
+        raise RequestError("bad_request", "'command' must be a list of strings or null")
+
+    def parse() -> ExperimentSpec:
+        return parse_experiment_text(text, source=source, base_dir=base_dir,
+                                     overrides=overrides, name=name, command=command)
+
+    # A few KiB parse in a millisecond or two; a big file is parsed off the event loop.
+    if len(text) <= INLINE_PARSE_CHARS:
+        return parse()
+    return await anyio.to_thread.run_sync(parse)
+

@@ -7,7 +7,10 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # typing is imported for the type checker only: the CLI starts faster
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["add_view_commands", "lazy_command"]
 

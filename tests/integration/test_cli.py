@@ -57,6 +57,48 @@ def test_bad_experiment_file_lists_every_problem_with_its_place(tmp_path: Path) 
     assert endless.returncode == 2 and "is over 1024 KiB" in endless.stderr, endless.stderr
 
 
+def test_the_daemon_refuses_a_bad_file_with_the_words_the_cli_uses_without_one(
+    tmp_path: Path
+) -> None:
+    # `gpusched submit` sends the file's text; the daemon parses it. With no daemon the CLI
+    # checks it itself: the user reads the same lines either way.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("command: python train.py\nmetric: acc\nmax_trial: 3\nparams:\n"
+                   "  - {name: lr, type: double, min: 3, max: 1}\n  - {name: lr, type: x}\n")
+    alone = gpusched("submit", str(bad), "--set", "goal=up", "--socket",
+                     str(tmp_path / "no.sock"))
+    with running_daemon(tmp_path / "d") as d:
+        sent = d.cli("submit", str(bad), "--set", "goal=up")
+        assert d.client.experiments() == []
+    assert sent.returncode == alone.returncode == 2
+    assert sent.stderr == alone.stderr, (sent.stderr, alone.stderr)
+    assert sent.stderr.startswith(f"gpusched: {bad}: 4 problems in the experiment"), sent.stderr
+    for words in ("params[0].max: must be greater than min", "max_trials", "goal"):
+        assert words in sent.stderr
+
+
+def test_submit_sends_the_file_without_importing_a_yaml_parser(tmp_path: Path) -> None:
+    experiment = probe_experiment(tmp_path / "p", max_trials=1)
+    file = tmp_path / "sub" / "exp.yaml"
+    file.parent.mkdir()
+    file.write_text(yaml.safe_dump({**experiment, "workdir": ".."}))
+    with running_daemon(tmp_path / "d") as d:
+        out = subprocess.run([sys.executable, "-X", "importtime", "-m", "gpusched", "submit",
+                              str(file), "--json", "--name", "named", "--socket", str(d.socket)],
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 0, out.stderr
+        answer = json.loads(out.stdout)
+        assert answer["name"] == "named"
+        view = d.wait_experiment(answer["id"])
+        spec = d.client.show(answer["id"])["spec"]
+    imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "gpusched.client" in imported  # the check below looks at the right thing
+    assert not {"yaml", "gpusched.spec"} & imported
+    assert view["state"] == "completed", view
+    assert spec["workdir"] == str(tmp_path)  # relative to the file's folder, as before
+
+
 def test_read_commands_json_shapes_and_tables(tmp_path: Path) -> None:
     with running_daemon(tmp_path / "d") as d:
         exp = d.submit(probe_experiment(tmp_path / "out", max_trials=3), name="shapes")
