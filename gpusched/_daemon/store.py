@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import aiosqlite
 import anyio
@@ -29,7 +29,7 @@ from gpusched.errors import StoreError
 from gpusched.log import get_logger
 from gpusched.protocol import jsonable
 
-__all__ = ["Store", "ReadPosition", "open_store", "encode_reports", "SCHEMA_VERSION",
+__all__ = ["Store", "ReadPosition", "ReportBatch", "open_store", "encode_reports", "SCHEMA_VERSION",
            "TRIAL_COLUMNS"]
 
 T = TypeVar("T")
@@ -216,13 +216,16 @@ class Store:
         await self._write(*_trial_update(exp_id, number, fields))
 
     async def record_trial(
-        self, exp_id: str, number: int, fields: dict[str, Any], event: str, **data: Any
+        self, exp_id: str, number: int, fields: dict[str, Any], event: str,
+        reports: ReportBatch | None = None, **data: Any
     ) -> None:
         """:meth:`update_trial` and :meth:`add_event` in one transaction (one trip to SQLite's
-        thread, and never one without the other)."""
-        await self._transaction([_trial_update(exp_id, number, fields),
-                                 _event_insert(event, exp_id, number, data)],
-                                what="the trial log")
+        thread, and never one without the other); with ``reports``, that batch too (a
+        trial's last reports and its end: one commit, and never the end without them)."""
+        statements = [] if reports is None else _report_statements(exp_id, number, reports)
+        statements += [_trial_update(exp_id, number, fields),
+                       _event_insert(event, exp_id, number, data)]
+        await self._transaction(statements, what="the trial log")
 
     async def add_reports(
         self, exp_id: str, number: int, first_seq: int, reports: Sequence[dict[str, Any]]
@@ -242,19 +245,10 @@ class Store:
         """
         if not encoded and read_to is None:
             return
-        rows = [(exp_id, number, first_seq + i, data) for i, data in enumerate(encoded)]
-        sets: list[str] = ["reports = ?"]
-        args: list[Any] = [first_seq + len(rows)]
-        if read_to is not None:
-            sets += ["report_offset = ?", "hypertune_ts = ?"]
-            args += [read_to.report_offset, read_to.hypertune_ts]
         # One transaction for the whole batch: this is what makes 10k+ reports/s cheap.
-        await self._transaction([
-            ("INSERT OR REPLACE INTO reports (experiment_id, trial, seq, data)"
-             " VALUES (?, ?, ?, ?)", rows),
-            (f"UPDATE trials SET {', '.join(sets)} WHERE experiment_id = ? AND number = ?",
-             (*args, exp_id, number)),
-        ], what="reports to the trial log")
+        await self._transaction(
+            _report_statements(exp_id, number, ReportBatch(first_seq, encoded, read_to)),
+            what="reports to the trial log")
 
     async def add_event(
         self, kind: str, exp_id: str | None = None, trial: int | None = None, **data: Any
@@ -463,6 +457,30 @@ def _checkpoint(conn: sqlite3.Connection) -> None:
     """Copy the WAL's pages into the database (PASSIVE: waits for no reader or writer); the
     loop writer leaves this to the thread, since it fsyncs."""
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+class ReportBatch(NamedTuple):
+    """Reports to store, encoded by :func:`encode_reports`, numbered from ``first_seq``;
+    ``read_to``: how far the trial's report files have been read with them."""
+
+    first_seq: int
+    encoded: Sequence[str]
+    read_to: ReadPosition | None = None
+
+
+def _report_statements(exp_id: str, number: int, batch: ReportBatch) -> list[Statement]:
+    rows = [(exp_id, number, batch.first_seq + i, data) for i, data in enumerate(batch.encoded)]
+    sets: list[str] = ["reports = ?"]
+    args: list[Any] = [batch.first_seq + len(rows)]
+    if batch.read_to is not None:
+        sets += ["report_offset = ?", "hypertune_ts = ?"]
+        args += [batch.read_to.report_offset, batch.read_to.hypertune_ts]
+    return [
+        ("INSERT OR REPLACE INTO reports (experiment_id, trial, seq, data)"
+         " VALUES (?, ?, ?, ?)", rows),
+        (f"UPDATE trials SET {', '.join(sets)} WHERE experiment_id = ? AND number = ?",
+         (*args, exp_id, number)),
+    ]
 
 
 def _trial_update(exp_id: str, number: int, fields: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:

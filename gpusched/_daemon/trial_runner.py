@@ -29,7 +29,7 @@ from gpusched._daemon.launcher import (
 )
 from gpusched._daemon.recovery import leftover_processes, stop_leftovers
 from gpusched._daemon.report_collector import ReportCollector
-from gpusched._daemon.store import Store, encode_reports
+from gpusched._daemon.store import ReportBatch, Store, encode_reports
 from gpusched.config import DaemonSettings
 from gpusched.log import get_logger
 from gpusched.models import TrialState
@@ -156,8 +156,8 @@ class TrialRunner:
                 # outcome is recorded: one without the refused reports would be wrong. The log
                 # still says running, so the trial runs again, reading on from what was stored.
                 if watched:
-                    await self._ingest(collector, final=True)
-                    await self._conclude(code, collector)
+                    # The last reports and the end: one commit (see _finish).
+                    await self._conclude(code, collector, await self._read_last(collector))
 
     async def _stop_escapees(self, proc: TrialProcess) -> None:
         """Stop processes of the trial that left its session (a daemonizing child calls
@@ -201,7 +201,7 @@ class TrialRunner:
     async def _collect_loop(self, collector: ReportCollector) -> None:
         while True:
             await anyio.sleep(self._settings.report_poll_s)
-            await self._ingest(collector, final=False)
+            await self._ingest(collector)
 
     async def _stop_when_asked(self, proc: TrialProcess) -> None:
         await self._stop_event.wait()
@@ -212,13 +212,15 @@ class TrialRunner:
         await anyio.sleep(seconds)
         self.request_stop(TrialState.FAILED, f"trial_timeout of {seconds:g}s exceeded")
 
-    async def _ingest(self, collector: ReportCollector, *, final: bool) -> None:
+    async def _ingest(self, collector: ReportCollector) -> None:
         # Shielded: once the reader has consumed bytes, the reports must reach the log even if
         # the trial ends (and its watch group is cancelled) in the middle of this poll.
         with anyio.CancelScope(shield=True):
-            await self._ingest_now(collector, final=final)
+            await self._ingest_now(collector)
 
-    async def _ingest_now(self, collector: ReportCollector, *, final: bool) -> None:
+    async def _read(self, collector: ReportCollector, *, final: bool
+                    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """New reports from the trial's files, and their encoding for the log."""
         def read() -> tuple[list[dict[str, Any]], list[str]]:
             new = collector.poll(final)
             return new, encode_reports(new)  # JSON encoding off the event loop, too
@@ -231,6 +233,10 @@ class TrialRunner:
             new, encoded = await anyio.to_thread.run_sync(read)
         for problem in collector.take_problems():
             log.warning("report_skipped", trial=self.key, problem=problem)
+        return new, encoded
+
+    async def _ingest_now(self, collector: ReportCollector) -> None:
+        new, encoded = await self._read(collector, final=False)
         if not new:
             return
         trial = self.trial
@@ -239,8 +245,21 @@ class TrialRunner:
                                               read_to=position)
         trial.read_position = position
         trial.take_reports(new, self.exp.spec.metric)
-        if not final and self._stop_request is None:
+        if self._stop_request is None:
             self._consult_stoppers(new)
+
+    async def _read_last(self, collector: ReportCollector) -> ReportBatch | None:
+        """The reports the trial wrote since the last poll, taken into the trial for its
+        outcome, to be stored with its end; None when there are none."""
+        with anyio.CancelScope(shield=True):
+            new, encoded = await self._read(collector, final=True)
+        if not new:
+            return None
+        trial = self.trial
+        batch = ReportBatch(trial.reports, encoded, collector.position)
+        trial.read_position = collector.position
+        trial.take_reports(new, self.exp.spec.metric)
+        return batch
 
     def _consult_stoppers(self, new: list[dict[str, Any]]) -> None:
         if not self.exp.stoppers:
@@ -258,7 +277,8 @@ class TrialRunner:
                 self.request_stop(TrialState.STOPPED, reason)
                 return
 
-    async def _conclude(self, code: int, collector: ReportCollector) -> None:
+    async def _conclude(self, code: int, collector: ReportCollector,
+                        reports: ReportBatch | None) -> None:
         trial, metric = self.trial, self.exp.spec.metric
         objective = objective_of(trial.metric_values, self.exp.spec.objective, self.exp.spec.goal)
         fatal: str | None = None
@@ -285,11 +305,11 @@ class TrialRunner:
                 limit = self.exp.spec.max_retries_per_trial
                 state = TrialState.QUEUED
                 reason = f"{reason}; retry {trial.failures} of {limit}"
-        await self._finish(state, reason, code, objective, fatal)
+        await self._finish(state, reason, code, objective, fatal, reports=reports)
 
     async def _finish(
         self, state: TrialState, reason: str, code: int | None, objective: float | None,
-        fatal: str | None = None,
+        fatal: str | None = None, *, reports: ReportBatch | None = None,
     ) -> None:
         trial = self.trial
         trial.state, trial.objective = state, objective
@@ -306,7 +326,8 @@ class TrialRunner:
             {"state": state.value, "reason": reason, "objective": objective,
              "exit_code": exit_code, "exit_signal": exit_signal, "ended_at": time.time(),
              "attempts": trial.attempts},
-            "trial_retrying" if retrying else "trial_ended", state=state.value, reason=reason,
+            "trial_retrying" if retrying else "trial_ended", reports=reports,
+            state=state.value, reason=reason,
             exit_code=exit_code, exit_signal=exit_signal, attempt=trial.attempts,
         )
         log.info("trial_ended", trial=self.key, state=state.value, reason=reason,

@@ -12,7 +12,13 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from gpusched._daemon.store import SCHEMA_VERSION, Store, open_store
+from gpusched._daemon.store import (
+    SCHEMA_VERSION,
+    ReadPosition,
+    ReportBatch,
+    Store,
+    open_store,
+)
 from gpusched.errors import StoreError
 
 SPEC: dict[str, Any] = {"name": "exp", "metric": "acc", "params": []}
@@ -321,6 +327,25 @@ async def test_record_trial_writes_the_row_and_its_event_together(tmp_path: Path
         assert (trial["state"], trial["pid"], trial["devices"]) == ("running", 42, ["GPU-a"])
         (event,) = await store.events(exp, 0)
         assert event["kind"] == "trial_started" and event["data"] == {"pid": 42}
+
+
+async def test_record_trial_stores_a_last_report_batch_with_the_end(tmp_path: Path) -> None:
+    # A trial's last reports and its end are one commit: never the end without them.
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await new_experiment(store)
+        await store.create_trial(exp, 0, {}, "/t/0")
+        await store.add_encoded_reports(exp, 0, 0, ['{"loss": 3}'], read_to=ReadPosition(12, 0))
+        await store.record_trial(
+            exp, 0, {"state": "completed", "objective": 1.0}, "trial_ended",
+            reports=ReportBatch(1, ['{"loss": 2}', '{"loss": 1}'], ReadPosition(36, 5.0)),
+            state="completed")
+        trial = await store.trial(exp, 0)
+        assert trial is not None
+        assert (trial["state"], trial["reports"]) == ("completed", 3)
+        assert (trial["report_offset"], trial["hypertune_ts"]) == (36, 5.0)
+        assert [r["loss"] for r in await store.reports(exp, 0)] == [3, 2, 1]
+        (event,) = await store.events(exp, 0)
+        assert event["data"] == {"state": "completed"}  # the batch is not the event's data
 
 
 async def test_a_failing_statement_rolls_back_the_whole_transaction(tmp_path: Path) -> None:
