@@ -26,6 +26,7 @@ from gpusched._daemon.experiment import ExperimentRun, TrialRun
 from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.identity import trial_identity
 from gpusched._daemon.launcher import TrialFiles
+from gpusched._daemon.reader_thread import ReaderThread
 from gpusched._daemon.recovery import stop_leftovers
 from gpusched._daemon.restore import prior_trials, resolve_resume_from, restore_trials
 from gpusched._daemon.store import Store
@@ -71,6 +72,7 @@ class Scheduler:
         self._tg: TaskGroup | None = None
         self._cpu_slots = os.cpu_count() or 1
         self._paused_until = 0.0  # monotonic: no placement before (the log refused a write)
+        self._reader = ReaderThread()  # the device reads, which may block
 
     def __repr__(self) -> str:
         states = [s.state.value for s in self.devices.slots.values()]
@@ -116,16 +118,19 @@ class Scheduler:
         if choice.unmatched:
             log.warning("configured_gpus_not_found", names=choice.unmatched,
                         found=[i.uuid for i in found])
-        await self._poll_devices_once()
-        await self._restore()
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            tg.start_soon(self._poll_loop)
-            for exp in self.active.values():
-                self._watch_budget(exp)
-            task_status.started()
-            await self._placement_loop()
-            tg.cancel_scope.cancel()
+        try:
+            await self._poll_devices_once()
+            await self._restore()
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._poll_loop)
+                for exp in self.active.values():
+                    self._watch_budget(exp)
+                task_status.started()
+                await self._placement_loop()
+                tg.cancel_scope.cancel()
+        finally:
+            self._reader.close()
 
     async def shutdown(self) -> None:
         """Admit no new trial; stop running ones (recorded ``interrupted``); return when done."""
@@ -164,7 +169,7 @@ class Scheduler:
     async def _poll_devices_once(self) -> None:
         if not self.devices.slots:
             return
-        readings, sessions = await anyio.to_thread.run_sync(self._read_devices)
+        readings, sessions = await self._reader.run(self._read_devices)
         if self.devices.update(readings, sessions):
             self.kick()
         self._interrupt_trials_on_lost_gpus()
