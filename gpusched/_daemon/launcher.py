@@ -160,7 +160,9 @@ class TrialProcess:
     def _members(self) -> list[int]:
         return pids_in_session(self.pid, young=self.young())
 
-    def _signal_all(self, sig: signal.Signals) -> None:
+    def signal_all(self, sig: signal.Signals) -> None:
+        """``sig`` to the trial's process group, then to each process of its session outside
+        the group (each process gets it once)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
         # Then, one by one, those that left the group but not the session; the group's own
@@ -188,11 +190,11 @@ class TrialProcess:
         """SIGTERM to every process of the trial, ``grace_s`` to exit, then SIGKILL."""
         if not await self._alive():
             return
-        self._signal_all(signal.SIGTERM)
+        self.signal_all(signal.SIGTERM)
         with anyio.move_on_after(grace_s):
             await self.wait_session_gone()
         if await self._alive():
-            self._signal_all(signal.SIGKILL)
+            self.signal_all(signal.SIGKILL)
             await self.wait_session_gone()
 
 

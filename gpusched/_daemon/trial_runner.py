@@ -8,6 +8,7 @@ cancellation of the daemon itself, the trial's processes are gone before this re
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -87,7 +88,7 @@ class TrialRunner:
         self._on_result = on_result
         self._released = False
         self._stop_request: tuple[TrialState, str, float] | None = None
-        self._stop_event = anyio.Event()
+        self._wait_scope: anyio.CancelScope | None = None  # the watch's wait, while it waits
         self.pid: int | None = None
 
     def __repr__(self) -> str:
@@ -100,7 +101,8 @@ class TrialRunner:
             return False
         grace = self._settings.grace_period_s if grace_s is None else grace_s
         self._stop_request = (state, reason, grace)
-        self._stop_event.set()
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()  # wake the watch: it sends the signals
         return True
 
     async def run(self) -> None:
@@ -189,28 +191,44 @@ class TrialRunner:
                  attempt=trial.attempts)
 
     async def _watch(self, proc: TrialProcess, collector: ReportCollector) -> int:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._collect_loop, collector)
-            tg.start_soon(self._stop_when_asked, proc)
-            if self.exp.spec.trial_timeout_s is not None:
-                tg.start_soon(self._timeout, self.exp.spec.trial_timeout_s)
-            code = await proc.wait()
-            tg.cancel_scope.cancel()
-        return code
+        """Wait for the leader to exit; meanwhile read reports every ``report_poll_s``, and
+        stop the trial when asked or at its ``trial_timeout``: SIGTERM to all of it, then
+        SIGKILL after the grace period (the processes left after the leader are the caller's).
 
-    async def _collect_loop(self, collector: ReportCollector) -> None:
+        One task, woken by the leader's exit, its next deadline, or a stop request (which
+        cancels the wait): not a task group of a report loop, a stopper and a timer, whose
+        tasks cost more of the event loop than the rest of a short trial's watch.
+        """
+        poll_s = self._settings.report_poll_s
+        timeout_s = self.exp.spec.trial_timeout_s
+        now = anyio.current_time()
+        next_poll = now + poll_s
+        timeout_at = math.inf if timeout_s is None else now + timeout_s
+        kill_at = math.inf
+        terminated = False
         while True:
-            await anyio.sleep(self._settings.report_poll_s)
-            await self._ingest(collector)
-
-    async def _stop_when_asked(self, proc: TrialProcess) -> None:
-        await self._stop_event.wait()
-        assert self._stop_request is not None
-        await proc.stop(self._stop_request[2])
-
-    async def _timeout(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
-        self.request_stop(TrialState.FAILED, f"trial_timeout of {seconds:g}s exceeded")
+            if now >= timeout_at:
+                timeout_at = math.inf
+                self.request_stop(TrialState.FAILED, f"trial_timeout of {timeout_s:g}s exceeded")
+            if self._stop_request is not None and not terminated:
+                terminated = True
+                proc.signal_all(signal.SIGTERM)
+                kill_at = now + self._stop_request[2]
+            if now >= kill_at:
+                kill_at = math.inf
+                proc.signal_all(signal.SIGKILL)
+            if now >= next_poll:
+                await self._ingest(collector)  # may ask for a stop: look again before waiting
+                now = anyio.current_time()
+                next_poll = now + poll_s
+                continue
+            with anyio.CancelScope(deadline=min(next_poll, timeout_at, kill_at)) as scope:
+                self._wait_scope = scope
+                try:
+                    return await proc.wait()
+                finally:
+                    self._wait_scope = None
+            now = anyio.current_time()
 
     async def _ingest(self, collector: ReportCollector) -> None:
         # Shielded: once the reader has consumed bytes, the reports must reach the log even if

@@ -111,6 +111,38 @@ def test_trial_timeout_fails_the_trial(tmp_path: Path) -> None:
     assert trial["exit_signal"] == 15  # SIGTERM, within the grace period
 
 
+STUBBORN = """
+import json, os, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *a: open(sys.argv[1], "a").write("term\\n"))
+with open(os.environ["GPUSCHED_REPORT_FILE"], "a", buffering=1) as fh:
+    for step in range(10**6):
+        fh.write(json.dumps({"step": step, "score": step}) + "\\n")
+        time.sleep(0.05)
+"""
+
+
+def test_a_trial_that_ignores_sigterm_is_killed_after_the_grace_and_its_reports_kept(
+    tmp_path: Path
+) -> None:
+    # The watch goes on reading reports through the grace period, then sends SIGKILL.
+    script, terms = tmp_path / "stubborn.py", tmp_path / "terms"
+    script.write_text(STUBBORN)
+    with running_daemon(tmp_path / "d", settings={"grace_period_s": 0.6}) as d:
+        exp = d.submit({"command": [sys.executable, str(script), str(terms)], "metric": "score",
+                        "max_trials": 1, "trial_timeout": "1s",
+                        "params": [{"name": "x", "type": "integer", "min": 1, "max": 3}]})
+        d.wait_experiment(exp, timeout=30)
+        (trial,) = d.client.trials(exp)
+        reports = d.client.reports(f"{exp}/0")[0]["reports"]
+    assert trial["state"] == "failed" and "trial_timeout of 1s" in trial["reason"], trial
+    assert trial["exit_signal"] == 9, trial  # SIGKILL: it ignored the SIGTERM
+    assert terms.read_text() == "term\n"  # one SIGTERM, then the grace, then SIGKILL
+    assert 1.6 - 0.05 <= trial["duration_s"] < 10, trial
+    # Reports kept coming during the grace period, and were all stored.
+    assert len(reports) >= 20, len(reports)
+    assert [r["step"] for r in reports] == list(range(len(reports)))
+
+
 def test_cancel_kills_the_trial_its_children_and_grandchildren(tmp_path: Path) -> None:
     pids_file = tmp_path / "pids.json"
     with running_daemon(tmp_path / "d") as d:

@@ -357,7 +357,7 @@ async def stop_and_count(trial_dir: Path) -> tuple[int, list[str]]:
 
 
 async def test_stop_sends_sigterm_once_to_each_process(tmp_path: Path) -> None:
-    """TrialProcess._signal_all signals the group (``killpg``), then every session member.
+    """TrialProcess.signal_all signals the group (``killpg``), then every session member.
 
     Every process of the trial's process group is in its session too, so the leader (and each
     child that stayed in the group) gets SIGTERM twice. A trainer whose SIGTERM handler saves
