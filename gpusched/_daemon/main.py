@@ -138,6 +138,7 @@ async def run_daemon(
                          state_dir=str(state_dir), backend=backend.kind,
                          gpus=len(scheduler.devices.slots))
                 notifier.ready(scheduler.status_line())
+                tg.start_soon(store.keep_checkpointing)
                 tg.start_soon(_preload_plugins)
                 tg.start_soon(_keep_notifying, notifier, scheduler)
     finally:

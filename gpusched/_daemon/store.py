@@ -12,6 +12,7 @@ at a time, in the order they were asked for.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -147,9 +148,28 @@ class Store:
         # Many tasks, one writer at a time: without this, two trials' report batches would
         # interleave their BEGIN ... COMMIT, and writes would not be taken in order.
         self._write_lock = anyio.Lock()
+        # Set while keep_checkpointing runs: writes then only ask for a checkpoint.
+        self._checkpoint_wanted: anyio.Event | None = None
 
     def __repr__(self) -> str:
         return f"<Store {self.path} schema={SCHEMA_VERSION}>"
+
+    async def keep_checkpointing(self) -> None:
+        """Checkpoint the WAL whenever the loop writer's writes make one due, until cancelled.
+
+        Run in the daemon's task group: a checkpoint fsyncs (milliseconds, more on a busy
+        disk), and the trial start or end whose write made it due then does not wait for it,
+        nor do the writes after it (which go on through the loop's own connection while this
+        one checkpoints: a PASSIVE checkpoint blocks no writer). Without this task running,
+        the write that makes a checkpoint due makes it.
+        """
+        try:
+            while True:
+                self._checkpoint_wanted = wanted = anyio.Event()
+                await wanted.wait()
+                await self._checkpoint(locked=False)
+        finally:
+            self._checkpoint_wanted = None
 
     async def _migrate(self) -> None:
         version = (await self._fetchone("PRAGMA user_version"))[0]
@@ -272,7 +292,10 @@ class Store:
             if writer is not None and not self._write_lock.locked() \
                     and writer.try_write(statements):
                 if writer.checkpoint_due():
-                    await self._checkpoint()
+                    if self._checkpoint_wanted is not None:
+                        self._checkpoint_wanted.set()
+                    else:
+                        await self._checkpoint()
                 return
             async with self._write_lock:
                 if writer is not None and writer.try_write(statements):
@@ -281,12 +304,13 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write {what} {self.path}: {exc}") from exc
 
-    async def _checkpoint(self) -> None:
+    async def _checkpoint(self, *, locked: bool = True) -> None:
         """Checkpoint the WAL in the thread. A failure is logged, not raised: the write that
         made it due is committed, and its caller must not take it for failed (the next one
-        is tried after another CHECKPOINT_EVERY writes)."""
+        is tried after another CHECKPOINT_EVERY writes). ``locked``: hold the write lock
+        meanwhile (no write is made then)."""
         try:
-            async with self._write_lock:
+            async with self._write_lock if locked else contextlib.nullcontext():
                 await self._in_db_thread(_checkpoint)
         except sqlite3.Error as exc:
             log.warning("wal_checkpoint_failed", path=str(self.path), error=str(exc))

@@ -587,3 +587,37 @@ async def test_a_failed_checkpoint_does_not_fail_the_write_that_made_it_due(
         exp = await new_experiment(store)
         await store.add_event("committed", exp)  # due, and the checkpoint fails: no error
         assert [e["kind"] for e in await store.events(exp)] == ["committed"]
+
+
+async def test_with_keep_checkpointing_no_write_waits_for_a_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The daemon runs keep_checkpointing: the write that makes a checkpoint due, and those
+    # after it, are made while the checkpoint (here: one held up in the thread) goes on.
+    from gpusched._daemon import loop_writer
+    from gpusched._daemon import store as store_module
+
+    release, started = threading.Event(), threading.Event()
+    real = store_module._checkpoint
+
+    def slow(conn: sqlite3.Connection) -> None:
+        started.set()
+        release.wait(10)
+        real(conn)
+
+    monkeypatch.setattr(loop_writer, "CHECKPOINT_EVERY", 3)
+    monkeypatch.setattr(store_module, "_checkpoint", slow)
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await new_experiment(store)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.keep_checkpointing)
+            await anyio.wait_all_tasks_blocked()
+            with anyio.fail_after(5):
+                for i in range(3):  # the third makes one due
+                    await store.add_event("tick", exp, i)
+                assert await anyio.to_thread.run_sync(started.wait, 5)
+                for i in range(3, 7):  # made while the checkpoint is held up
+                    await store.add_event("tick", exp, i)
+            release.set()
+            tg.cancel_scope.cancel()
+        assert len(await store.events(exp)) == 7
