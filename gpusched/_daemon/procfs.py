@@ -105,7 +105,8 @@ def pids_in_session(sid: int, *, young: bool = False) -> list[int]:
 
 
 def processes_with_env(
-    name: str, values: Collection[str], *, created_since: int | None = None
+    name: str, values: Collection[str], *, created_since: int | None = None,
+    skip_sessions: Collection[int] = (),
 ) -> dict[str, list[int]]:
     """Live processes whose environment sets ``name`` to one of ``values``: value -> pids.
 
@@ -118,6 +119,10 @@ def processes_with_env(
     Linux hands out pids in increasing order, wrapping at ``pid_max``) are looked at, which
     is what makes the check after each trial cheap. Valid while fewer than ``pid_max``
     processes were created since; a caller that cannot rule that out scans everything.
+
+    ``skip_sessions``: processes of these sessions are not looked at (one ``getsid`` instead
+    of reading their environment, which means reaching into their memory): after a trial,
+    the other trials' sessions, which cannot hold a process that left this trial's.
     """
     wanted = {f"{name}={v}".encode(): v for v in values}
     found: dict[str, list[int]] = {}
@@ -127,6 +132,12 @@ def processes_with_env(
     for pid in _candidates(created_since):
         if pid == me:
             continue
+        if skip_sessions:
+            try:
+                if os.getsid(pid) in skip_sessions:
+                    continue
+            except OSError:  # gone
+                continue
         try:
             with open(f"/proc/{pid}/environ", "rb") as fh:
                 environ = fh.read()

@@ -28,12 +28,14 @@ _POLL_S = 0.05
 
 
 def leftover_processes(
-    trial_dirs: Collection[str], *, created_since: int | None = None
+    trial_dirs: Collection[str], *, created_since: int | None = None,
+    skip_sessions: Collection[int] = (),
 ) -> dict[str, list[int]]:
     """Trial folder -> the live pids of that trial (by environment, then by session).
-    ``created_since``: see :func:`procfs.processes_with_env`."""
+    ``created_since``, ``skip_sessions``: see :func:`procfs.processes_with_env`."""
     by_env = procfs.processes_with_env("GPUSCHED_TRIAL_DIR", trial_dirs,
-                                       created_since=created_since)
+                                       created_since=created_since,
+                                       skip_sessions=skip_sessions)
     if not by_env:
         return {}
     session_dir: dict[int, str] = {}

@@ -382,7 +382,7 @@ class Scheduler:
             devices=self.devices, settings=self.settings,
             trial_dir=self._trial_dir(exp, trial.number), daemon_env=self._daemon_env,
             on_end=self._trial_ended, on_release=self._trial_released,
-            on_result=self._trial_has_result,
+            on_result=self._trial_has_result, other_sessions=self._trial_sessions,
             checkpoint_dir=TrialFiles(self._trial_dir(exp, exp.checkpoint_owner(trial.number)))
             .checkpoints,
         )
@@ -459,6 +459,10 @@ class Scheduler:
         exp.requeued.clear()
 
     # -- endings ------------------------------------------------------------------------------
+
+    def _trial_sessions(self) -> list[int]:
+        """The sessions of the trials started (each trial's leader leads its own)."""
+        return [r.pid for r in self.runners.values() if r.pid is not None]
 
     def _trial_released(self) -> None:
         self._poll_now.set()  # the release barrier starts now, not at the next slow poll

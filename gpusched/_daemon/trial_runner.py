@@ -9,9 +9,10 @@ cancellation of the daemon itself, the trial's processes are gone before this re
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ class TrialRunner:
         on_release: Callable[[], None] = lambda: None,
         on_result: Callable[[ExperimentRun, TrialRun], None] = lambda exp, trial: None,
         checkpoint_dir: Path | None = None,
+        other_sessions: Callable[[], Collection[int]] = frozenset,
     ) -> None:
         self.exp = experiment
         self.trial = trial
@@ -86,6 +88,7 @@ class TrialRunner:
         self._on_end = on_end
         self._on_release = on_release
         self._on_result = on_result
+        self._other_sessions = other_sessions  # the sessions of the daemon's other trials
         self._released = False
         self._stop_request: tuple[TrialState, str, float] | None = None
         self._wait_scope: anyio.CancelScope | None = None  # the watch's wait, while it waits
@@ -171,7 +174,12 @@ class TrialRunner:
         """
         trial_dir = str(self._files.dir)
         if proc.young():
-            found = leftover_processes([trial_dir], created_since=proc.pid)
+            # The other trials' sessions cannot hold a process that left this one's (setsid
+            # makes a session of its own), nor can the daemon's: their environments, the
+            # costly part of the check, are not read.
+            others = {*self._other_sessions(), os.getsid(0)} - {proc.pid}
+            found = leftover_processes([trial_dir], created_since=proc.pid,
+                                       skip_sessions=others)
         else:
             found = await anyio.to_thread.run_sync(leftover_processes, [trial_dir])
         if found:

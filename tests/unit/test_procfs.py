@@ -130,6 +130,22 @@ def test_processes_are_found_by_a_variable_of_their_environment(
     assert procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [mine]) == {}
 
 
+def test_processes_of_skipped_sessions_are_not_looked_at(
+    spawned: list[subprocess.Popen[bytes]], tmp_path: Path,
+) -> None:
+    mine = str(tmp_path / "a")
+    env = {**os.environ, "GPUSCHED_TRIAL_DIR": mine}
+    proc = subprocess.Popen(SLEEPER, env=env, start_new_session=True)
+    spawned.append(proc)
+    _wait_for(lambda: procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [mine]) != {},
+              "the child's environment to be readable")
+    # Its session (its own pid) is skipped: not found, though its environment matches.
+    assert procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [mine],
+                                     skip_sessions={proc.pid}) == {}
+    assert procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [mine], created_since=proc.pid,
+                                     skip_sessions={os.getsid(0)}) == {mine: [proc.pid]}
+
+
 def test_a_session_scan_since_a_pid_skips_older_sessions(
     spawned: list[subprocess.Popen[bytes]],
 ) -> None:
