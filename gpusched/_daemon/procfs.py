@@ -45,8 +45,7 @@ def _read_live_session(pid: int | str) -> int | None:
     """The session id of ``pid``, or None when it is gone or a zombie (exited, not reaped)."""
     try:
         # Plain strings, not pathlib: this runs for every process of every trial's check.
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
+        text = _read(f"/proc/{pid}/stat", 4096).decode("utf-8", errors="replace")
     except OSError:  # vanished between the listing and the read, or hidden (hidepid)
         return None
     try:
@@ -139,8 +138,7 @@ def processes_with_env(
             except OSError:  # gone
                 continue
         try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                environ = fh.read()
+            environ = _read(f"/proc/{pid}/environ")
         except OSError:  # gone, or not ours to read
             continue
         for var in environ.split(b"\0"):
@@ -157,9 +155,24 @@ def processes_with_env(
 _pid_max: int | None = None
 
 
+def _read(path: str, limit: int | None = None) -> bytes:
+    """A /proc file's content (its first ``limit`` bytes): three system calls, where a
+    Python file object makes seven (fstat, an isatty ioctl, seeks); the checks after every
+    trial read several such files."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if limit is not None:
+            return os.read(fd, limit)
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _read_int(path: str) -> int:
-    with open(path, "rb") as fh:
-        return int(fh.read())
+    return int(_read(path, 64))
 
 
 def _pids_since(first: int) -> tuple[int, int] | None:
@@ -206,8 +219,7 @@ def _is_process(pid: int) -> bool:
     """Whether ``pid`` is a live process's id, not one of its threads' (/proc/<tid> answers
     for a thread too, though the listing of /proc leaves threads out)."""
     try:
-        with open(f"/proc/{pid}/status", "rb") as fh:
-            head = fh.read(1024)
+        head = _read(f"/proc/{pid}/status", 1024)
     except OSError:
         return False
     at = head.find(b"\nTgid:")
