@@ -384,4 +384,4 @@ def test_tpe_beats_random_on_branin() -> None:
     print(f"median regret after {TRIALS} trials over {len(SEEDS)} seeds: "
           f"tpe {tpe:.4f}, random {random:.4f}")
     assert tpe < random
-    assert tpe < 0.5 * random  # by a margin, not a coin flip (measured: 0.0072 against 0.752)
+    assert tpe < 0.5 * random  # by a margin, not a coin flip (measured: 0.0051 against 0.752)
