@@ -50,10 +50,20 @@ The algorithm, for trial ``number``:
    - the mixture weights are Optuna's: 1 each for the 25 most recent observations, a linear ramp
      from ``1/n`` for older ones, 1 for the prior; normalised. "Recent" is by trial number.
 
-6. **Expected improvement.** ``n_ei_candidates`` points are drawn from ``l`` (pick a kernel by its
-   weight, then draw every coordinate from it), snapped to values through
+6. **Expected improvement.** ``n_ei_candidates`` points are drawn from ``l``: the first
+   ``round(incumbent_share * n_ei_candidates)`` (12 of 24 by default) from the kernel of the
+   *incumbent*, the best observation, the others from a kernel picked by its weight (Optuna's
+   draw); every coordinate is drawn from the chosen kernel. They are snapped to values through
    :meth:`Param.from_unit` (so an integer candidate is scored where it will actually run), and
-   the candidate with the largest ``l(x) / g(x)`` is proposed (the first one on a tie).
+   the candidate with the largest ``l(x) / g(x)`` is proposed (the first one on a tie). The
+   score is unchanged: the incumbent's candidates only make sure the acquisition is also
+   maximised where ``l`` is sure to be high, the local search around the best points that
+   SMAC's and Optuna's ``GPSampler``'s acquisition optimisers do. Drawn by weight alone, the
+   incumbent's kernel gets ``1 / (n_below + 1)`` of the candidates (4 of 24 after 50 trials,
+   the prior kernel as many). Measured with ``bench/quality.py``'s functions on seeds the
+   change was not developed on (seeds 110..309, median regret): Hartmann 6 0.393 -> 0.305 at
+   50 trials and 0.142 -> 0.086 at 100; Branin within noise; the mixed space better at 100
+   trials (0.00236 -> 0.00081). ``incumbent_share: 0`` is Optuna's draw.
 
 7. **Conditional parameters** (``when:``). The space is split into the groups of
    :meth:`SearchSpace.groups` (parameters active under the same conditions); without conditions
@@ -76,8 +86,9 @@ stays near a seventh of the range and the good estimator cannot refine below tha
 with ``bench/quality.py`` this is what puts ``tpe`` ahead of ``TPESampler`` on Branin); the
 one-cell floor of integer and stepped ranges; integer and stepped parameters are scored by the
 continuous density at the value's point of the unit interval rather than the kernel's mass over
-the value's cell; the categorical smoothing is Optuna's with ``prior_weight=1``; and the
-start-up phase is gpusched's ``random`` search rather than Optuna's independent sampler.
+the value's cell; the categorical smoothing is Optuna's with ``prior_weight=1``; half the
+candidates come from the incumbent's kernel (step 6); and the start-up phase is gpusched's
+``random`` search rather than Optuna's independent sampler.
 """
 
 from __future__ import annotations
@@ -107,7 +118,8 @@ __all__ = ["TpeSearch", "default_gamma", "default_weights"]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-_OPTIONS = frozenset({"n_startup_trials", "n_ei_candidates", "gamma", "constant_liar"})
+_OPTIONS = frozenset({"n_startup_trials", "n_ei_candidates", "gamma", "constant_liar",
+                      "incumbent_share"})
 
 # Proposed trials that will (still, or again) run with their parameters: constant-liar material.
 _PENDING = frozenset({TrialState.QUEUED, TrialState.RUNNING, TrialState.INTERRUPTED})
@@ -192,10 +204,14 @@ class _Parzen:
             table /= table.sum(axis=1, keepdims=True)
             self.choice_probs.append(table)
 
-    def sample(self, rng: np.random.Generator, size: int) -> tuple[FloatArray, IntArray]:
+    def sample(self, rng: np.random.Generator, size: int, focus: int | None = None,
+               n_focus: int = 0) -> tuple[FloatArray, IntArray]:
         """``size`` draws: unit-interval coordinates ``(size, n_numeric)`` and value indices
-        ``(size, n_categorical)``."""
+        ``(size, n_categorical)``. The first ``n_focus`` draws come from kernel ``focus`` (the
+        incumbent's) when it is given, the others from a kernel picked by its weight."""
         kernel = rng.choice(len(self.weights), size=size, p=self.weights)
+        if focus is not None:
+            kernel[:n_focus] = focus
         mus, sigmas = self.mus[kernel], self.sigmas[kernel]
         numeric = np.empty_like(mus)
         todo = np.ones(mus.shape, dtype=bool)
@@ -267,7 +283,8 @@ class TpeSearch(SearchPlugin):
 
     Options: ``n_startup_trials`` (int >= 0, default 10), ``n_ei_candidates`` (int >= 1,
     default 24), ``gamma`` (fraction in (0, 1], default Optuna's ``min(ceil(0.1 n), 25)``),
-    ``constant_liar`` (bool, default true).
+    ``constant_liar`` (bool, default true), ``incumbent_share`` (fraction in [0, 1] of the
+    candidates drawn from the best observation's kernel, default 0.5; 0 is Optuna's draw).
     """
 
     summary: ClassVar[str] = ("multivariate tree-structured Parzen estimator (Optuna's TPE), "
@@ -298,6 +315,13 @@ class TpeSearch(SearchPlugin):
         if not isinstance(liar, bool):
             raise PluginOptionsError(f"constant_liar must be true or false (got {liar!r})")
         self.constant_liar = liar
+        share = self.options.get("incumbent_share", 0.5)
+        if (isinstance(share, bool) or not isinstance(share, int | float)
+                or not 0.0 <= share <= 1.0):  # NaN fails this too
+            raise PluginOptionsError(
+                f"incumbent_share must be a fraction from 0 to 1 (got {share!r})"
+            )
+        self.incumbent_share = float(share)
         # numpy's SeedSequence refuses negative entries; say so here rather than at suggest time.
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise PluginOptionsError(f"seed must be a non-negative integer (got {seed!r})")
@@ -339,7 +363,8 @@ class TpeSearch(SearchPlugin):
         below = sorted((p for _, p in observed[:n_below]), key=lambda p: p.number)
         above = sorted([*(p for _, p in observed[n_below:]), *pending], key=lambda p: p.number)
 
-        values, score = self._candidates(rng, below, above)
+        incumbent = observed[0][1].number if observed else None  # none: no start-up, no results
+        values, score = self._candidates(rng, below, above, incumbent)
         # The liar lowers l/g around a pending point but may not outweigh a sharp peak of l:
         # never propose a pending trial's exact parameters while another candidate exists.
         taken = {self._key(p) for p in pending_params}
@@ -350,11 +375,15 @@ class TpeSearch(SearchPlugin):
         return {name: best[name] for name in self.space.names() if name in best}
 
     def _candidates(self, rng: np.random.Generator, below: Sequence[_Trial],
-                    above: Sequence[_Trial]) -> tuple[list[dict[str, ParamValue]], FloatArray]:
+                    above: Sequence[_Trial], incumbent: int | None
+                    ) -> tuple[list[dict[str, ParamValue]], FloatArray]:
         """``n_ei_candidates`` points drawn from the good estimators, snapped to the values they
         stand for, and each one's ``log l(x) - log g(x)``: summed over the groups it activates,
-        each group drawn and scored by its own pair of estimators (see :class:`_Group`)."""
+        each group drawn and scored by its own pair of estimators (see :class:`_Group`). The
+        first ``round(incumbent_share * n_ei_candidates)`` are drawn from the kernel of trial
+        ``incumbent`` (the best observation) in each group where it is active, if any."""
         size = self.n_ei_candidates
+        n_focus = round(self.incumbent_share * size)
         values: list[dict[str, ParamValue]] = [{} for _ in range(size)]
         score = np.zeros(size, dtype=np.float64)
         for g, group in enumerate(self._groups):
@@ -363,7 +392,9 @@ class TpeSearch(SearchPlugin):
             seen = len(good_points) + len(bad_points)
             good = _Parzen(good_points, seen, *group.args)
             bad = _Parzen(bad_points, seen, *group.args)
-            numeric, choices = good.sample(rng, size)
+            good_trials = [t.number for t in below if t.points[g] is not None]
+            focus = good_trials.index(incumbent) if incumbent in good_trials else None
+            numeric, choices = good.sample(rng, size, focus, n_focus)
             on = np.array([group.active(candidate) for candidate in values], dtype=bool)
             for i in np.flatnonzero(on):
                 values[i].update(group.snap(numeric, choices, int(i)))
