@@ -240,7 +240,7 @@ class TrialRunner:
 
     async def _ingest(self, collector: ReportCollector) -> None:
         # Shielded: once the reader has consumed bytes, the reports must reach the log even if
-        # the trial ends (and its watch group is cancelled) in the middle of this poll.
+        # the daemon's shutdown cancels the watch in the middle of this poll.
         with anyio.CancelScope(shield=True):
             await self._ingest_now(collector)
 
