@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from gpusched._spec_read import MAX_FILE_BYTES, read_text
 from gpusched.errors import Problem, SpecError
 
-__all__ = ["Loader", "load_text", "parse_file_text", "read_file", "MAX_FILE_BYTES"]
+__all__ = ["Loader", "load_text", "parse_file_text"]
 
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
@@ -125,11 +123,6 @@ def load_text(text: str) -> Any:
         raise ValueError(f"{place}: {message}" if place else message) from None
     except _PARSER_FAILURES as exc:
         raise ValueError(f"cannot be read ({type(exc).__name__}: {exc})"[:200]) from None
-
-
-def read_file(path: Path) -> Any:
-    """The data in a YAML or JSON file; SpecError (with line and column) when there is none."""
-    return parse_file_text(read_text(path), str(path))
 
 
 def parse_file_text(text: str, source: str) -> Any:

@@ -84,16 +84,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     text = read_text(args.file)
     # An AI Platform file runs in the current folder; an experiment file in its own folder.
     base_dir = Path.cwd() if args.aip else args.file.absolute().parent
+    command = args.command if args.aip else None
     try:
         answer = Client(args.socket).submit_text(
             text, source=str(args.file), base_dir=str(base_dir), overrides=args.set,
-            name=args.name, command=args.command if args.aip else None)
+            name=args.name, command=command)
     except NoDaemonError:
         from gpusched.spec import parse_experiment_text
 
         parse_experiment_text(text, source=str(args.file), base_dir=base_dir,
-                              overrides=args.set, name=args.name,
-                              command=args.command if args.aip else None)
+                              overrides=args.set, name=args.name, command=command)
         raise
     if args.json:
         print_json({"id": answer["id"], "name": answer["name"]})

@@ -431,4 +431,3 @@ async def _parse_text(args: dict[str, Any], *, base_dir: str, source: str) -> Ex
     if len(text) <= INLINE_PARSE_CHARS:
         return parse()
     return await anyio.to_thread.run_sync(parse)
-

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gpusched._spec_yaml import MAX_FILE_BYTES
+from gpusched._spec_read import MAX_FILE_BYTES
 from gpusched.errors import SpecError
 from gpusched.models import Goal, ObjectiveRule
 from gpusched.plugin_api import Param, ParamType, Scale
