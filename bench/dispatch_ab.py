@@ -7,8 +7,9 @@ checkout B; A and B swap places every round), each with ``dispatch.py``'s own ru
 compares within rounds: B / A per round (median), each side's ratio to the bare loop, the
 daemon's CPU per trial and the mean idle time between trials on a GPU.
 
-``PYTHONPATH`` chooses the code of each side's daemon and CLI (``DIR`` and ``DIR/plugins``):
-make the checkouts with ``git worktree add``. Run:
+``PYTHONPATH`` chooses the code of each side's daemon and CLI (``DIR`` and ``DIR/plugins``),
+with ``PYTHONSAFEPATH`` set so that the folder it is run from cannot shadow it (checked before
+the first round): make the checkouts with ``git worktree add``. Run:
 
     .venv/bin/python bench/dispatch_ab.py A_DIR B_DIR [--rounds 10] [--trials 200]
 """
@@ -19,6 +20,7 @@ import argparse
 import compileall
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,16 +32,39 @@ from bench import dispatch
 from bench._daemon import print_table
 
 
+def _side_env(code_dir: Path) -> dict[str, str]:
+    """The environment that makes the daemon and CLI run ``code_dir``'s code.
+
+    ``PYTHONSAFEPATH``: ``python -m gpusched`` (how the daemon and CLI are started) puts the
+    current folder first on ``sys.path``; run from a checkout, that checkout's code would win
+    over ``PYTHONPATH`` and both sides would run it.
+    """
+    return {"PYTHONPATH": f"{code_dir}:{code_dir / 'plugins'}", "PYTHONSAFEPATH": "1"}
+
+
+def _check_side(code_dir: Path) -> None:
+    """Fail unless ``python -m gpusched`` with the side's environment imports its code."""
+    env = {**os.environ, **_side_env(code_dir)}
+    out = subprocess.run(
+        [sys.executable, "-c", "import gpusched, gpusched_plugins;"
+         " print(gpusched.__file__); print(gpusched_plugins.__file__)"],
+        env=env, capture_output=True, text=True, check=True)
+    for path in out.stdout.split():
+        if not Path(path).resolve().is_relative_to(code_dir):
+            raise SystemExit(f"the side {code_dir} would run {path}: not its own code")
+
+
 def _run_side(code_dir: Path, script: Path, root: Path, n: int, rep: int) -> dispatch.RunResult:
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = f"{code_dir}:{code_dir / 'plugins'}"
+    old = {key: os.environ.get(key) for key in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    os.environ.update(_side_env(code_dir))
     try:
         return dispatch.run_gpusched(script, root, n, rep)
     finally:
-        if old is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = old
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{code_dir} has no gpusched/ folder")
         for sub in ("gpusched", "plugins"):  # as an installed package has it
             compileall.compile_dir(code_dir / sub, quiet=1)
+        _check_side(code_dir)
     runs: dict[str, list[dispatch.RunResult]] = {"bare": [], "A": [], "B": []}
     with tempfile.TemporaryDirectory(prefix="gpusched-bench-ab-") as root_name:
         root = Path(root_name)
