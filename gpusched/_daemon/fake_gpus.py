@@ -157,6 +157,7 @@ class FakeBackend(GpuBackend):
     """Fake devices from a count or a JSON file (see ``from_arg``)."""
 
     kind = "fake"
+    reads_block = False  # a stat of its file (parsed again when it changed), a few /proc reads
 
     def __init__(
         self,

@@ -51,12 +51,19 @@ class DeviceReading:
 class GpuBackend(Protocol):
     """The driver edge. Implementations: ``NvmlBackend`` and ``FakeBackend``.
 
-    Methods are blocking (NVML calls are); the daemon runs them in a worker thread. They never
-    raise for a single device's fault: that device's reading carries ``error`` instead.
+    Methods are blocking (NVML calls are); the daemon runs them in a worker thread, but for
+    ``read`` where ``reads_block`` is False. They never raise for a single device's fault: that
+    device's reading carries ``error`` instead.
     """
 
     #: "nvml" or "fake"; shown by `gpusched gpus`
     kind: str
+    #: Whether ``read`` may block for long (an NVML call on a failing GPU may not return for
+    #: seconds): the daemon then reads in its device-reader thread. A backend whose reads only
+    #: look at local files says False, and is read on the event loop: the release barrier reads
+    #: after every trial, and a hand-over to a sleeping thread costs more than such a read (the
+    #: thread's wake-up can land behind a busy trial while the freed core idles).
+    reads_block: bool
 
     def discover(self) -> Sequence[DeviceInfo]:
         """The devices to schedule. No driver: an empty list (the backend logs why, once)."""

@@ -63,6 +63,7 @@ class NvmlBackend(GpuBackend):
     """
 
     kind = "nvml"
+    reads_block = True  # a call into the driver can hang on a failing GPU
 
     def __init__(self, nvml: ModuleType | None = None, logger: Any = None) -> None:
         self._nvml = nvml

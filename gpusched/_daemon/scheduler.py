@@ -169,7 +169,10 @@ class Scheduler:
     async def _poll_devices_once(self) -> None:
         if not self.devices.slots:
             return
-        readings, sessions = await self._reader.run(self._read_devices)
+        if self.backend.reads_block:
+            readings, sessions = await self._reader.run(self._read_devices)
+        else:
+            readings, sessions = self._read_devices()
         if self.devices.update(readings, sessions):
             self.kick()
         self._interrupt_trials_on_lost_gpus()
