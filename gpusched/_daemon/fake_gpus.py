@@ -9,6 +9,7 @@ running daemon.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
@@ -117,6 +118,7 @@ def _number(obj: Mapping[str, object], key: str, default: float, where: str) -> 
     return float(value)
 
 
+@functools.cache  # read() names every device at every poll: one SHA-1 each, once
 def fake_uuid(index: int) -> str:
     """The stable UUID of fake device ``index``, in NVIDIA's ``GPU-…`` format."""
     return f"GPU-{uuidlib.uuid5(_NAMESPACE, f'gpusched-fake-gpu-{index}')}"
