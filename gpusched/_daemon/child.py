@@ -102,6 +102,26 @@ class _ExitWaiters:
     def __repr__(self) -> str:
         return f"<_ExitWaiters threads={self.threads} idle={self._idle}>"
 
+    @property
+    def idle(self) -> int:
+        """Threads waiting for a child to wait for."""
+        return self._idle
+
+    def reserve(self, count: int) -> None:
+        """Start threads until ``count`` wait for children (the daemon does it at start: the
+        first trials then do not pay for a thread's start)."""
+        if not _WAITID_PIDFD:
+            return
+        with self._lock:
+            while self._idle < count:
+                self._idle += 1
+                self._start_thread()
+
+    def _start_thread(self) -> None:
+        self.threads += 1
+        threading.Thread(target=self._serve, daemon=True,
+                         name=f"gpusched-exit-waiter-{self.threads}").start()
+
     def watch(self, pidfd: int, loop: asyncio.AbstractEventLoop,
               callback: Callable[[], None]) -> None:
         """Call ``callback`` on ``loop`` once the child behind ``pidfd`` has exited (it is
@@ -110,9 +130,7 @@ class _ExitWaiters:
             if self._idle:
                 self._idle -= 1
             else:
-                self.threads += 1
-                threading.Thread(target=self._serve, daemon=True,
-                                 name=f"gpusched-exit-waiter-{self.threads}").start()
+                self._start_thread()
         self._queue.put((pidfd, loop, callback))
 
     def _serve(self) -> None:

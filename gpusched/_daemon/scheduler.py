@@ -20,6 +20,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from gpusched._daemon import procfs
+from gpusched._daemon.child import EXIT_WAITERS
 from gpusched._daemon.device_choice import choose_devices
 from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.experiment import ExperimentRun, TrialRun
@@ -118,6 +119,8 @@ class Scheduler:
         if choice.unmatched:
             log.warning("configured_gpus_not_found", names=choice.unmatched,
                         found=[i.uuid for i in found])
+        # As many threads to wait for trials' exits as trials can run on whole GPUs at once.
+        EXIT_WAITERS.reserve(max(1, len(infos)))
         try:
             await self._poll_devices_once()
             await self._restore()

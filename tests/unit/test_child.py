@@ -136,3 +136,20 @@ async def test_exit_waiter_threads_are_reused(tmp_path: Path, pidfd: bool) -> No
     with anyio.fail_after(10):
         assert [await c.wait() for c in children] == [0, 0, 0]
     assert EXIT_WAITERS.threads <= max(before, 3)
+
+
+async def test_reserved_exit_waiter_threads_serve_the_first_children(
+    tmp_path: Path, pidfd: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not pidfd or not child_module._WAITID_PIDFD:
+        pytest.skip("the waiter threads' case")
+    waiters = child_module._ExitWaiters()
+    monkeypatch.setattr(child_module, "EXIT_WAITERS", waiters)
+    waiters.reserve(2)
+    assert (waiters.threads, waiters.idle) == (2, 2)
+    waiters.reserve(2)  # enough wait already: none more
+    assert waiters.threads == 2
+    children = [(await start(tmp_path, "pass", True))[0] for _ in range(2)]
+    with anyio.fail_after(10):
+        assert [await c.wait() for c in children] == [0, 0]
+    assert (waiters.threads, waiters.idle) == (2, 2)  # the reserved threads waited for them
