@@ -17,9 +17,11 @@ last ran, often behind another trial that keeps that core busy, while the exitin
 goes idle. The thread then hands the exit to the loop with ``call_soon_threadsafe``, whose
 socket write is again a synchronous wake-up. On the dispatch benchmark (2 cores, 2 trials at a
 time) the host's idle time while trials ran went from about 8% to 4.5-6%, for ~0.2-0.5 ms more
-daemon CPU per trial (the thread's wake-ups and GIL hand-overs): +1.3% to +2.5% trials/s in
-three A/B runs (bench/README.md). Where ``waitid`` has no ``P_PIDFD`` (Linux 5.3), the pidfd
-goes into the event loop's epoll set instead.
+daemon CPU per trial (the thread's wake-ups and GIL hand-overs), and the time from a trial's
+exit to the next one's exec from 5.1-6.0 to 3.3-4.1 ms (median) together with the fake GPUs'
+reads moved onto the event loop: +4% trials/s in an A/B of 30 rounds (bench/README.md).
+Where ``waitid`` has no ``P_PIDFD`` (Linux 5.3), the pidfd goes into the event loop's epoll
+set instead.
 
 Where the kernel has no pidfds (before Linux 5.3) the child is started through anyio's
 ``open_process`` as before, so that asyncio's child watcher reaps it.
