@@ -159,14 +159,13 @@ def pidfds_work() -> bool:
 
 class PidfdChild:
     """A child reaped once its pidfd says it exited: through a thread waiting in ``waitid``
-    (``waiter_thread``; the default where the kernel can), else through the event loop's epoll.
+    where the kernel can, else through the event loop's epoll.
 
     The ``Popen`` object is kept, and told the exit status, so that ``subprocess`` never reaps
     the pid behind our back (it reaps children whose ``Popen`` was dropped unfinished).
     """
 
-    def __init__(self, popen: subprocess.Popen[bytes], *,
-                 waiter_thread: bool | None = None) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self._popen = popen
         self.pid = popen.pid
         self.returncode: int | None = None
@@ -174,7 +173,7 @@ class PidfdChild:
         self._loop = asyncio.get_running_loop()
         self._fd = os.pidfd_open(self.pid)
         self._in_epoll = False
-        if _WAITID_PIDFD if waiter_thread is None else waiter_thread:
+        if _WAITID_PIDFD:
             EXIT_WAITERS.watch(self._fd, self._loop, self._reap)
         else:
             self._watch_in_epoll()
