@@ -387,12 +387,14 @@ class TpeSearch(SearchPlugin):
         values: list[dict[str, ParamValue]] = [{} for _ in range(size)]
         score = np.zeros(size, dtype=np.float64)
         for g, group in enumerate(self._groups):
-            good_points = [p for t in below if (p := t.points[g]) is not None]
+            # (trial number, point): the good kernels in the order _Parzen keeps them.
+            good_of = [(t.number, p) for t in below if (p := t.points[g]) is not None]
+            good_points = [p for _, p in good_of]
             bad_points = [p for t in above if (p := t.points[g]) is not None]
             seen = len(good_points) + len(bad_points)
             good = _Parzen(good_points, seen, *group.args)
             bad = _Parzen(bad_points, seen, *group.args)
-            good_trials = [t.number for t in below if t.points[g] is not None]
+            good_trials = [number for number, _ in good_of]
             focus = good_trials.index(incumbent) if incumbent in good_trials else None
             numeric, choices = good.sample(rng, size, focus, n_focus)
             on = np.array([group.active(candidate) for candidate in values], dtype=bool)
