@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -30,6 +31,8 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,7 @@ if __package__ in (None, ""):  # run as `python bench/dispatch.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._daemon import (
+    DaemonProcess,
     compile_bytecode,
     cpu_seconds,
     describe_settings,
@@ -187,19 +191,25 @@ def experiment(script: Path, n: int, seed: int) -> dict[str, Any]:
     }
 
 
-def run_gpusched(script: Path, root: Path, n: int, rep: int) -> RunResult:
-    """One daemon run: a fresh daemon and state folder; submit -> completed is timed."""
+def run_gpusched(
+    script: Path, root: Path, n: int, rep: int,
+    around: Callable[[DaemonProcess], AbstractContextManager[object]] | None = None,
+) -> RunResult:
+    """One daemon run: a fresh daemon and state folder; submit -> completed is timed.
+    ``around``: a context entered, given the started daemon, before the clock starts and left
+    after it stops (``dispatch_trace.py`` records the kernel's tracepoints in it)."""
     tmp = Path(tempfile.mkdtemp(prefix=f"daemon{rep}-", dir=root))
     exp_file = write_experiment(tmp / "experiment.yaml", experiment(script, n, seed=rep))
     with running_daemon(tmp, settings=SETTINGS, fake=fake_gpus(GPUS), warm=True) as daemon:
         pid = daemon.pid
-        own0, children0 = cpu_seconds(pid)
-        t0 = time.perf_counter()
-        exp_id = daemon.submit_file(exp_file)
-        t_submitted = time.perf_counter()
-        view = daemon.wait_experiment(exp_id, timeout=600.0)
-        seconds = time.perf_counter() - t0
-        own1, children1 = cpu_seconds(pid)
+        with contextlib.nullcontext() if around is None else around(daemon):
+            own0, children0 = cpu_seconds(pid)
+            t0 = time.perf_counter()
+            exp_id = daemon.submit_file(exp_file)
+            t_submitted = time.perf_counter()
+            view = daemon.wait_experiment(exp_id, timeout=600.0)
+            seconds = time.perf_counter() - t0
+            own1, children1 = cpu_seconds(pid)
         trials = daemon.client.trials(exp_id)
     if view["state"] != "completed" or view["trials"]["completed"] != n:
         raise RuntimeError(f"{exp_id} ended {view['state']} ({view['reason']}): {view['trials']}")

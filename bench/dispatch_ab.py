@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python bench/dispatch_ab.py`
@@ -42,7 +44,7 @@ def _side_env(code_dir: Path) -> dict[str, str]:
     return {"PYTHONPATH": f"{code_dir}:{code_dir / 'plugins'}", "PYTHONSAFEPATH": "1"}
 
 
-def _check_side(code_dir: Path) -> None:
+def check_side(code_dir: Path) -> None:
     """Fail unless ``python -m gpusched`` with the side's environment imports its code."""
     env = {**os.environ, **_side_env(code_dir)}
     out = subprocess.run(
@@ -54,11 +56,14 @@ def _check_side(code_dir: Path) -> None:
             raise SystemExit(f"the side {code_dir} would run {path}: not its own code")
 
 
-def _run_side(code_dir: Path, script: Path, root: Path, n: int, rep: int) -> dispatch.RunResult:
-    old = {key: os.environ.get(key) for key in ("PYTHONPATH", "PYTHONSAFEPATH")}
-    os.environ.update(_side_env(code_dir))
+@contextlib.contextmanager
+def side_environment(code_dir: Path) -> Iterator[None]:
+    """Daemons and CLIs started in the block run ``code_dir``'s code (see ``_side_env``)."""
+    side = _side_env(code_dir)
+    old = {key: os.environ.get(key) for key in side}
+    os.environ.update(side)
     try:
-        return dispatch.run_gpusched(script, root, n, rep)
+        yield
     finally:
         for key, value in old.items():
             if value is None:
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{code_dir} has no gpusched/ folder")
         for sub in ("gpusched", "plugins"):  # as an installed package has it
             compileall.compile_dir(code_dir / sub, quiet=1)
-        _check_side(code_dir)
+        check_side(code_dir)
     runs: dict[str, list[dispatch.RunResult]] = {"bare": [], "A": [], "B": []}
     with tempfile.TemporaryDirectory(prefix="gpusched-bench-ab-") as root_name:
         root = Path(root_name)
@@ -91,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         for rnd in range(args.rounds):
             runs["bare"].append(dispatch.run_bare(script, root, args.trials, rnd))
             for side in ("A", "B") if rnd % 2 == 0 else ("B", "A"):
-                runs[side].append(_run_side(dirs[side], script, root, args.trials, rnd))
+                with side_environment(dirs[side]):
+                    runs[side].append(dispatch.run_gpusched(script, root, args.trials, rnd))
             print(f"  round {rnd + 1}/{args.rounds}: bare {runs['bare'][-1].rate:.1f},"
                   f" A {runs['A'][-1].rate:.1f}, B {runs['B'][-1].rate:.1f} trials/s",
                   file=sys.stderr, flush=True)

@@ -21,14 +21,16 @@ sides of one run only. Run:
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,14 +38,8 @@ if __package__ in (None, ""):  # run as `python bench/dispatch_trace.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import dispatch
-from bench._daemon import (
-    compile_bytecode,
-    fake_gpus,
-    print_table,
-    running_daemon,
-    write_experiment,
-)
-from bench.dispatch_ab import _check_side, _side_env
+from bench._daemon import DaemonProcess, compile_bytecode, print_table
+from bench.dispatch_ab import check_side, side_environment
 
 _EVENTS = "sched:sched_process_fork,sched:sched_process_exec,sched:sched_process_exit"
 # perf script -F time,event,trace: "  1234.567890: sched:sched_process_exit: comm=... pid=42 ..."
@@ -96,33 +92,30 @@ def analyse(events: list[tuple[float, str, str]], daemon_pid: int) -> tuple[list
     return gaps, [1000 * (end - start) for start, end in trials]
 
 
-def run_side(code_dir: Path, script: Path, root: Path, n: int, rep: int) -> Run:
-    """One traced run of ``code_dir``'s daemon."""
-    env_before = dict(os.environ)
-    os.environ.update(_side_env(code_dir))
+@contextlib.contextmanager
+def _recording(data: Path, daemon: DaemonProcess, pids: list[int]) -> Iterator[None]:
+    """``perf record`` of the process tracepoints into ``data`` for the block; the daemon's
+    pid goes into ``pids``."""
+    pids.append(daemon.proc.pid)
+    perf = subprocess.Popen(["perf", "record", "-q", "-a", "-e", _EVENTS, "-o", str(data)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f"trace{rep}-", dir=root))
-        exp_file = write_experiment(tmp / "experiment.yaml", dispatch.experiment(script, n, rep))
-        data = tmp / "perf.data"
-        with running_daemon(tmp, settings=dispatch.SETTINGS, fake=fake_gpus(dispatch.GPUS),
-                            warm=True) as daemon:
-            perf = subprocess.Popen(["perf", "record", "-q", "-a", "-e", _EVENTS, "-o", str(data)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.5)  # perf is recording
-            t0 = time.perf_counter()
-            exp_id = daemon.submit_file(exp_file)
-            view = daemon.wait_experiment(exp_id, timeout=600.0)
-            seconds = time.perf_counter() - t0
-            perf.send_signal(2)
-            perf.wait()
-            daemon_pid = daemon.proc.pid
-        if view["state"] != "completed":
-            raise RuntimeError(f"{exp_id} ended {view['state']}: {view['reason']}")
-        gaps, lives = analyse(_events(data), daemon_pid)
-        return Run(n / seconds, gaps, lives)
+        time.sleep(0.5)  # perf is recording
+        yield
     finally:
-        os.environ.clear()
-        os.environ.update(env_before)
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
+
+
+def run_side(code_dir: Path, script: Path, root: Path, n: int, rep: int) -> Run:
+    """One traced run of ``code_dir``'s daemon (``dispatch.py``'s run, perf recording)."""
+    data = Path(tempfile.mkdtemp(prefix=f"trace{rep}-", dir=root)) / "perf.data"
+    pids: list[int] = []
+    with side_environment(code_dir):
+        result = dispatch.run_gpusched(
+            script, root, n, rep, around=lambda daemon: _recording(data, daemon, pids))
+    gaps, lives = analyse(_events(data), pids[0])
+    return Run(result.rate, gaps, lives)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("perf is not installed (linux-tools / linux-perf)")
     dirs = [d.resolve() for d in args.dirs]
     for code_dir in dirs:
-        _check_side(code_dir)
+        check_side(code_dir)
     compile_bytecode()
     runs: dict[Path, list[Run]] = {d: [] for d in dirs}
     with tempfile.TemporaryDirectory(prefix="gpusched-bench-trace-") as root_name:
