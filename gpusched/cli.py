@@ -8,6 +8,7 @@ the client commands start fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,13 +18,13 @@ from gpusched import __version__, render
 from gpusched.client import Client
 from gpusched.errors import GpuschedError, NoDaemonError, SpecError, UsageError
 from gpusched.render import print_json
-from gpusched.views.commands import add_view_commands
+from gpusched.views.commands import VIEW_COMMANDS
 
 TYPE_CHECKING = False  # typing is imported for the type checker only: the CLI starts faster
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "COMMANDS"]
 
 TERMINAL = {"completed", "stopped", "failed", "cancelled", "interrupted"}
 
@@ -207,6 +208,33 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help formatter, sized to the terminal without ``shutil``.
+
+    argparse makes a formatter for every ``add_argument``, and its own imports ``shutil`` to
+    size itself, which imports the compression modules: ~2 ms at every command's start.
+    """
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _terminal_columns() - 2 if width is None else width)
+
+
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``: $COLUMNS, else stdout's terminal, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):  # None (no stdout), closed, not a tty
+            columns = 0
+    return columns or 80
+
+
 def _add_socket(p: argparse.ArgumentParser) -> None:
     p.add_argument("--socket", help="the daemon's socket (default: $GPUSCHED_SOCKET, the system"
                    " daemon's, else the per-user one)")
@@ -214,7 +242,8 @@ def _add_socket(p: argparse.ArgumentParser) -> None:
 
 def _add(sub: Any, name: str, fn: Callable[[argparse.Namespace], int], help_: str,
          *, json_flag: bool = True) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=help_)
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=help_,
+                                                formatter_class=_HelpFormatter)
     p.set_defaults(fn=fn)
     _add_socket(p)
     if json_flag:
@@ -222,11 +251,7 @@ def _add(sub: Any, name: str, fn: Callable[[argparse.Namespace], int], help_: st
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every command."""
-    parser = argparse.ArgumentParser(prog="gpusched", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"gpusched {__version__}")
-    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+def _add_daemon(sub: Any) -> None:
     p = _add(sub, "daemon", cmd_daemon, "run the daemon in the foreground", json_flag=False)
     p.add_argument("--state-dir", help="trial log and trial folders (default: the config's"
                    " state_dir, else /var/lib/gpusched as root, else ~/.local/state/gpusched)")
@@ -236,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                    " when it exists)")
     p.add_argument("--fake-gpus", metavar="N|FILE", help="use N fake GPUs, or those of FILE")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def _add_submit(sub: Any) -> None:
     p = _add(sub, "submit", cmd_submit, "submit an experiment file")
     p.add_argument("file", type=Path, help="experiment file (YAML or JSON)")
     p.add_argument("--aip", action="store_true",
@@ -244,27 +272,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the file, e.g. --set max_trials=5")
     p.add_argument("command", nargs="*", help=argparse.SUPPRESS)
-    add_view_commands(sub, _add)
+
+
+def _add_show(sub: Any) -> None:
     p = _add(sub, "show", cmd_show, "show an experiment (EXP) or a trial (EXP/N)")
     p.add_argument("target")
+
+
+def _add_best(sub: Any) -> None:
     p = _add(sub, "best", cmd_best, "the best trials of an experiment")
     p.add_argument("experiment")
     p.add_argument("-n", type=int, default=1, help="how many (default 1)")
+
+
+def _add_logs(sub: Any) -> None:
     p = _add(sub, "logs", cmd_logs, "print a trial's output", json_flag=False)
     p.add_argument("trial")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
     p.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
+
+
+def _add_wait(sub: Any) -> None:
     p = _add(sub, "wait", cmd_wait, "wait until an experiment ends (exit 0 if it completed,"
              " 1 if it failed or was cancelled, 124 on --timeout)")
     p.add_argument("experiment")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="give up after this long (default: wait as long as it takes)")
+
+
+def _add_resume(sub: Any) -> None:
     p = _add(sub, "resume", cmd_resume, "go on with a failed or cancelled experiment, keeping"
              " its trials", json_flag=False)
     p.add_argument("experiment")
+
+
+def _add_cancel(sub: Any) -> None:
     p = _add(sub, "cancel", cmd_cancel, "cancel an experiment or a trial", json_flag=False)
     p.add_argument("target")
-    p = _add(sub, "plugins", cmd_plugins, "installed search and stopping plugins")
+
+
+def _add_plugins(sub: Any) -> None:
+    _add(sub, "plugins", cmd_plugins, "installed search and stopping plugins")
+
+
+def _view_command(name: str) -> Callable[[Any], None]:
+    return lambda sub: VIEW_COMMANDS[name](sub, _add)
+
+
+# Every command's parser, by name, in the order `gpusched --help` lists them.
+COMMANDS: dict[str, Callable[[Any], None]] = {
+    "daemon": _add_daemon, "submit": _add_submit,
+    **{name: _view_command(name) for name in VIEW_COMMANDS},
+    "show": _add_show, "best": _add_best, "logs": _add_logs, "wait": _add_wait,
+    "resume": _add_resume, "cancel": _add_cancel, "plugins": _add_plugins,
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of every command or, given a command's name, of that one only.
+
+    `main` builds the one it runs: its usage, help and errors are the same either way, and
+    the other commands' parsers (~2 ms, argparse looks up a translation for every string)
+    are not built for nothing. Anything else (no command, `--help`, a typo) gets them all.
+    """
+    parser = argparse.ArgumentParser(prog="gpusched", description=__doc__.splitlines()[0],
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"gpusched {__version__}")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    for name in [command] if command in COMMANDS else COMMANDS:
+        COMMANDS[name](sub)
     return parser
 
 
@@ -275,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in argv:  # `submit --aip FILE -- COMMAND ARGS`: the rest is the trainer's
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1:]
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     if args.cmd == "submit":
         args.command = list(args.command) + extra
     try:

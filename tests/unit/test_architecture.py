@@ -276,8 +276,9 @@ def test_dunder_all_detection_is_not_vacuous() -> None:
 
 
 def test_the_cli_imports_only_what_submit_needs_before_a_command_runs() -> None:
-    # Every command builds the whole parser; the view commands' modules, the daemon and the
-    # settings are imported when their command runs, so `submit` and the rest start fast.
+    # Even the whole parser (`gpusched --help`) imports none of the view commands' modules,
+    # the daemon or the settings: they are imported when their command runs, so `submit` and
+    # the rest start fast.
     code = ("import sys, gpusched.cli; gpusched.cli.build_parser();"
             " print(' '.join(sorted(sys.modules)))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
