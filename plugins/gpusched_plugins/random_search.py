@@ -11,11 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import numpy as np
-
-# numpy imports its random module lazily (~10 ms): at plugin load, not at the first trial.
-import numpy.random
-
 from gpusched.plugin_api import (
     Goal,
     ParamValue,
@@ -24,6 +19,7 @@ from gpusched.plugin_api import (
     SearchSpace,
     TrialView,
 )
+from gpusched_plugins._unit_draws import unit_draws
 
 __all__ = ["RandomSearch"]
 
@@ -47,7 +43,7 @@ class RandomSearch(SearchPlugin):
     def suggest(self, number: int, history: Sequence[TrialView]) -> Mapping[str, ParamValue]:
         """Draw trial ``number``'s point; ``history`` is ignored (see the module docstring)."""
         # Seeding with [seed, number] rather than advancing one stream keeps each draw
-        # independent of how many suggestions this instance has made before.
-        rng = np.random.default_rng([self.seed, number])
-        point: list[float] = rng.random(len(self.space)).tolist()
-        return self.space.from_unit(point)
+        # independent of how many suggestions this instance has made before. The numbers are
+        # numpy.random.default_rng([seed, number]).random(k)'s, computed without numpy: ~0.1 ms
+        # less of the event loop's time per trial (see _unit_draws).
+        return self.space.from_unit(unit_draws((self.seed, number), len(self.space)))
