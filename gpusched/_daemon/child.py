@@ -169,7 +169,9 @@ class PidfdChild:
         self._popen = popen
         self.pid = popen.pid
         self.returncode: int | None = None
-        self._exited = anyio.Event()
+        # asyncio's own event, not anyio's (which looks up the running library each time it is
+        # made): this class is asyncio's already, and it is made for every trial.
+        self._exited = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._fd = os.pidfd_open(self.pid)
         self._in_epoll = False

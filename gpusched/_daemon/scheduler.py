@@ -61,6 +61,7 @@ class Scheduler:
         self.backend = backend
         self.settings = settings
         self.state_dir = state_dir
+        self._experiment_dirs: dict[str, Path] = {}  # experiment id -> its trials' folder
         self.devices = DeviceTable([], settings)
         self.active: dict[str, ExperimentRun] = {}
         self.runners: dict[str, TrialRunner] = {}
@@ -374,7 +375,11 @@ class Scheduler:
         return suggestion
 
     def _trial_dir(self, exp: ExperimentRun, number: int) -> Path:
-        return self.state_dir / "trials" / exp.id / str(number)
+        # The experiment's folder is joined once: pathlib's joins cost, every trial.
+        folder = self._experiment_dirs.get(exp.id)
+        if folder is None:
+            folder = self._experiment_dirs[exp.id] = self.state_dir / "trials" / exp.id
+        return folder / str(number)
 
     def _launch(self, exp: ExperimentRun, trial: TrialRun, uuids: list[str]) -> None:
         key = f"{exp.id}/{trial.number}"
@@ -383,14 +388,16 @@ class Scheduler:
         trial.state, trial.devices = TrialState.RUNNING, list(uuids)
         trial.processes_gone = False
         exp.live[trial.number] = trial
+        owner = exp.checkpoint_owner(trial.number)
         runner = TrialRunner(
             experiment=exp, trial=trial, uuids=uuids, store=self.store, backend=self.backend,
             devices=self.devices, settings=self.settings,
             trial_dir=self._trial_dir(exp, trial.number), daemon_env=self._daemon_env,
             on_end=self._trial_ended, on_release=self._trial_released,
             on_result=self._trial_has_result, other_sessions=self._trial_sessions,
-            checkpoint_dir=TrialFiles(self._trial_dir(exp, exp.checkpoint_owner(trial.number)))
-            .checkpoints,
+            # None: its own folder's (TrialFiles' default), as for most trials.
+            checkpoint_dir=None if owner == trial.number
+            else TrialFiles(self._trial_dir(exp, owner)).checkpoints,
         )
         self.runners[key] = runner
         assert self._tg is not None

@@ -276,9 +276,9 @@ class TrialRunner:
 
     async def _read_last(self, collector: ReportCollector) -> ReportBatch | None:
         """The reports the trial wrote since the last poll, taken into the trial for its
-        outcome, to be stored with its end; None when there are none."""
-        with anyio.CancelScope(shield=True):
-            new, encoded = await self._read(collector, final=True)
+        outcome, to be stored with its end; None when there are none. Called in ``run``'s
+        shielded clean-up only: a cancellation cannot lose what this reads."""
+        new, encoded = await self._read(collector, final=True)
         if not new:
             return None
         trial = self.trial
