@@ -91,11 +91,27 @@ class RunResult:
     # CPU seconds used by the scheduler (daemon, or the bare loop) and by the trial processes.
     cpu_scheduler: float = 0.0
     cpu_trials: float = 0.0
+    # Percent of the host's CPU time that was idle while timed (all cores, /proc/stat).
+    host_idle: float = 0.0
 
     @property
     def rate(self) -> float:
         """Trials per second."""
         return self.trials / self.seconds
+
+
+def host_cpu_ticks() -> tuple[int, int]:
+    """``(idle, total)`` clock ticks of all the host's cores so far (/proc/stat's cpu line;
+    idle counts iowait too)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(x) for x in stat.readline().split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks)
+
+
+def idle_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Percent of the host's CPU time idle between two :func:`host_cpu_ticks`."""
+    total = after[1] - before[1]
+    return 100.0 * (after[0] - before[0]) / total if total else 0.0
 
 
 def _gaps(spans: list[tuple[str, float, float]]) -> list[float]:
@@ -149,14 +165,17 @@ async def _bare(script: Path, work: Path, n: int, seed: int) -> RunResult:
                 free.append(gpu)
 
     own0, children0 = _rusage()
+    host0 = host_cpu_ticks()
     t0 = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(n)))
     seconds = time.perf_counter() - t0
+    host1 = host_cpu_ticks()
     own1, children1 = _rusage()
     if len(scores) != n:
         raise RuntimeError(f"bare: {len(scores)} of {n} trials reported")
     return RunResult(seconds, n, durations=[e - s for _, s, e in spans], gaps=_gaps(spans),
-                     cpu_scheduler=own1 - own0, cpu_trials=children1 - children0)
+                     cpu_scheduler=own1 - own0, cpu_trials=children1 - children0,
+                     host_idle=idle_percent(host0, host1))
 
 
 def _rusage() -> tuple[float, float]:
@@ -204,11 +223,13 @@ def run_gpusched(
         pid = daemon.pid
         with contextlib.nullcontext() if around is None else around(daemon):
             own0, children0 = cpu_seconds(pid)
+            host0 = host_cpu_ticks()
             t0 = time.perf_counter()
             exp_id = daemon.submit_file(exp_file)
             t_submitted = time.perf_counter()
             view = daemon.wait_experiment(exp_id, timeout=600.0)
             seconds = time.perf_counter() - t0
+            host1 = host_cpu_ticks()
             own1, children1 = cpu_seconds(pid)
         trials = daemon.client.trials(exp_id)
     if view["state"] != "completed" or view["trials"]["completed"] != n:
@@ -225,7 +246,8 @@ def run_gpusched(
             float(view["ended_at"]) - float(view["submitted_at"])),
     }
     return RunResult(seconds, n, durations=[e - s for _, s, e in spans], gaps=_gaps(spans),
-                     extra=extra, cpu_scheduler=own1 - own0, cpu_trials=children1 - children0)
+                     extra=extra, cpu_scheduler=own1 - own0, cpu_trials=children1 - children0,
+                     host_idle=idle_percent(host0, host1))
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -303,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         ["scheduler CPU per trial (ms)", _cpu(bare, "scheduler"), _cpu(daemon, "scheduler"),
          "", ""],
         ["trial process CPU per trial (ms)", _cpu(bare, "trials"), _cpu(daemon, "trials"), "", ""],
+        ["host CPU idle while timed (%)", f"{median([r.host_idle for r in bare]):.1f}",
+         f"{median([r.host_idle for r in daemon]):.1f}", "", ""],
         ["one trial, start -> end (ms)", _ms(all_bare_d), _ms(all_daemon_d),
          _mean_ms(all_bare_d), _mean_ms(all_daemon_d)],
         ["same GPU, end -> next start (ms)", _ms(all_bare_g), _ms(all_daemon_g),

@@ -113,18 +113,21 @@ def main(argv: list[str] | None = None) -> int:
             med([r.rate / b.rate for r, b in zip(mine, runs["bare"], strict=True)]),
             f"{1000 * statistics.median([r.cpu_scheduler / r.trials for r in mine]):.2f}",
             f"{1000 * statistics.median([statistics.fmean(r.gaps) for r in mine]):.2f}",
+            f"{statistics.median([r.host_idle for r in mine]):.1f}",
         ])
     print_table(
         f"dispatch A/B: {args.trials} tiny trials, {dispatch.PARALLEL} at a time on"
         f" {dispatch.GPUS} fake GPUs, {args.rounds} rounds",
         ["each round: the bare loop, then A and B (swapping places every round)",
-         f"bare loop median: {statistics.median([r.rate for r in runs['bare']]):.1f} trials/s"],
+         f"bare loop median: {statistics.median([r.rate for r in runs['bare']]):.1f} trials/s,"
+         f" host CPU idle {statistics.median([r.host_idle for r in runs['bare']]):.1f}%"],
         ["side", "median trials/s", "median ratio to bare", "daemon CPU ms/trial",
-         "mean GPU idle between trials, ms"],
+         "mean GPU idle between trials, ms", "host CPU idle %"],
         rows,
     )
     per_round = [b.rate / a.rate for a, b in zip(runs["A"], runs["B"], strict=True)]
-    print(f"B / A per round: median {med(per_round)}, ahead in"
+    print(f"B / A per round: median {med(per_round)}, mean {statistics.fmean(per_round):.3f},"
+          f" ahead in"
           f" {sum(x > 1 for x in per_round)} of {len(per_round)}"
           f" ({', '.join(f'{x:.3f}' for x in per_round)})")
     return 0
