@@ -190,6 +190,11 @@ def _pids_since(first: int) -> tuple[int, int] | None:
     return (last - first) % _pid_max, _pid_max
 
 
+# The last probe of the pids handed out since one: (that pid, the last pid handed out then,
+# the processes among them). Replaced whole, so that a worker thread sees one or the other.
+_last_probe: tuple[int, int, list[int]] | None = None
+
+
 def _candidates(created_since: int | None) -> list[int]:
     """The pids to look at: every process in /proc, or only those created at or after the
     one with pid ``created_since`` (see :func:`processes_with_env`).
@@ -198,12 +203,23 @@ def _candidates(created_since: int | None) -> list[int]:
     probed one by one, which costs the same on a host with 2,000 processes as on one with
     50; otherwise /proc is listed and filtered.
     """
+    global _last_probe
     first = created_since
     since = None if first is None else _pids_since(first)
     if first is not None and since is not None and since[0] <= PROBE_SPAN:
         span, pid_max = since
+        last = (first + span) % pid_max
+        probe = _last_probe
+        if probe is not None and probe[1] == last and (
+                (first - probe[0]) % pid_max <= (last - probe[0]) % pid_max):
+            # No pid was handed out since a probe that covered these: the same processes
+            # (those that exited since are the callers' business, as for a fresh probe). After
+            # a trial, its own two checks and the release barrier's look at the same pids.
+            return [pid for pid in probe[2] if (pid - first) % pid_max <= span]
         numbers = ((first + i) % pid_max for i in range(span + 1))
-        return [pid for pid in numbers if _is_process(pid)]
+        found = [pid for pid in numbers if _is_process(pid)]
+        _last_probe = (first, last, found)
+        return found
     try:
         names = os.listdir(_PROC)
     except OSError:  # no procfs: nothing can be known alive

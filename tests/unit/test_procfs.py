@@ -201,3 +201,41 @@ def test_threads_are_not_counted_as_processes(
     assert procfs.session_members({proc.pid}, created_since=proc.pid) == {proc.pid: [proc.pid]}
     assert procfs.processes_with_env("GPUSCHED_TRIAL_DIR", [value], created_since=proc.pid) \
         == {value: [proc.pid]}
+
+
+def test_a_probe_is_reused_until_a_pid_is_handed_out(
+    spawned: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # After a trial, its two checks and the release barrier look at the same pids: while the
+    # kernel hands out no pid, the processes among them are the ones the last probe found.
+    first = subprocess.Popen(SLEEPER, start_new_session=True)
+    spawned.append(first)
+    probed: list[int] = []
+    real = procfs._is_process
+
+    def counting(pid: int) -> bool:
+        probed.append(pid)
+        return real(pid)
+
+    monkeypatch.setattr(procfs, "_is_process", counting)
+    monkeypatch.setattr(procfs, "_pids_since", lambda pid: (0, 2**22))  # nothing new since
+    monkeypatch.setattr(procfs, "_last_probe", None)
+    assert procfs.pids_in_session(first.pid, young=True) == [first.pid]
+    assert probed == [first.pid]
+    assert procfs.pids_in_session(first.pid, young=True) == [first.pid]
+    assert probed == [first.pid]  # not probed again
+    first.kill()
+    first.wait()
+    assert procfs.pids_in_session(first.pid, young=True) == []  # gone: callers check
+
+
+def test_a_new_process_is_seen_though_a_probe_was_kept(
+    spawned: list[subprocess.Popen[bytes]],
+) -> None:
+    leader = subprocess.Popen(SLEEPER, start_new_session=True)
+    spawned.append(leader)
+    assert procfs.session_members(None, created_since=leader.pid)[leader.pid] == [leader.pid]
+    child = subprocess.Popen(SLEEPER, start_new_session=True)  # a pid handed out since
+    spawned.append(child)
+    found = procfs.session_members(None, created_since=leader.pid)
+    assert found[leader.pid] == [leader.pid] and found[child.pid] == [child.pid]
