@@ -49,6 +49,16 @@ def _entropy_words(entropy: Iterable[int]) -> list[int]:
     return words
 
 
+def _mix_into(pool: list[int], dst: int, value: int, h: int) -> int:
+    """``pool[dst] = mix(pool[dst], hashmix(value))``; the hash constant after it."""
+    v = (value ^ h) & _M32
+    h = (h * _MULT_A) & _M32
+    v = (v * h) & _M32
+    r = (_MIX_L * pool[dst] - _MIX_R * (v ^ (v >> 16))) & _M32
+    pool[dst] = r ^ (r >> 16)
+    return h
+
+
 def unit_draws(entropy: Iterable[int], k: int) -> list[float]:
     """``numpy.random.default_rng(list(entropy)).random(k).tolist()``: ``k`` doubles in
     [0, 1), bit for bit. ``entropy``: non-negative integers (numpy refuses negative ones too).
@@ -69,14 +79,9 @@ def unit_draws(entropy: Iterable[int], k: int) -> list[float]:
         v ^= v >> 16
         r = (_MIX_L * pool[dst] - _MIX_R * v) & _M32
         pool[dst] = r ^ (r >> 16)
-    for src in range(_POOL, len(ent)):
+    for src in range(_POOL, len(ent)):  # entropy beyond the pool (numbers of 2**64 and up)
         for dst in range(_POOL):
-            v = (ent[src] ^ h) & _M32
-            h = (h * _MULT_A) & _M32
-            v = (v * h) & _M32
-            v ^= v >> 16
-            r = (_MIX_L * pool[dst] - _MIX_R * v) & _M32
-            pool[dst] = r ^ (r >> 16)
+            h = _mix_into(pool, dst, ent[src], h)
     # SeedSequence.generate_state(4, uint64): eight 32-bit words.
     h = _INIT_B
     w = []
