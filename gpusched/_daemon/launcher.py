@@ -69,8 +69,9 @@ class TrialFiles:
         self.hypertune = trial_dir / "hypertune_metrics.json"
         self.checkpoints = checkpoints or trial_dir / "checkpoint"
 
-    def create(self, owner: RunAs | None = None) -> None:
-        """Make the folder and the checkpoint folder (kept across retries and resumes).
+    def create(self, owner: RunAs | None = None) -> bool:
+        """Make the folder and the checkpoint folder (kept across retries and resumes); True
+        when the folder was made now (so no file of the trial can be in it yet).
 
         With an ``owner`` (a root daemon's trial of another user) both belong to that user,
         and the experiment's folder above them, root's, is open for it to reach them.
@@ -78,15 +79,23 @@ class TrialFiles:
         # The folder first: its parent exists after an experiment's first trial, so this is
         # two mkdir calls, not a failed one, an exception and three. (The checkpoint folder
         # of a trial that continues another is that one's: there already.)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir()
+            made = True
+        except FileExistsError:  # a retry, a resume: the earlier attempt's folder
+            made = False
+        except FileNotFoundError:  # the experiment's first trial: the folders above it too
+            self.dir.mkdir(parents=True, exist_ok=True)
+            made = True
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         if owner is None:
-            return
+            return made
         for folder in (self.dir.parent.parent, self.dir.parent):
             os.chmod(folder, 0o755)
         for folder in (self.dir, self.checkpoints):
             # Not following links: the user owns these folders and could plant one.
             os.chown(folder, owner.uid, owner.gid, follow_symlinks=False)
+        return made
 
 
 def _flag_value(value: Any) -> str:

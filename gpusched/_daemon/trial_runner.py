@@ -31,7 +31,7 @@ from gpusched._daemon.launcher import (
 )
 from gpusched._daemon.recovery import leftover_processes, stop_leftovers
 from gpusched._daemon.report_collector import ReportCollector
-from gpusched._daemon.store import ReportBatch, Store, encode_reports
+from gpusched._daemon.store import ReadPosition, ReportBatch, Store, encode_reports
 from gpusched.config import DaemonSettings
 from gpusched.log import get_logger
 from gpusched.models import TrialState
@@ -123,12 +123,17 @@ class TrialRunner:
                                       initial=parent.budget if parent else None))
         argv = [*trial_command(spec.command, trial.params),
                 *budget_argv(self.exp.search.budget_flag, trial.budget)]
-        collector = ReportCollector(
-            self._files, metric_tag=spec.metric, first_iteration=trial.reports,
-            resume_at=trial.read_position,
-        )
         try:
-            self._files.create(run_as)
+            made = self._files.create(run_as)
+            # A folder made just now holds no report yet: reading starts at the beginning,
+            # without looking for files (two failed stats per trial).
+            resume_at = trial.read_position
+            if resume_at is None and made:
+                resume_at = ReadPosition(0, None)
+            collector = ReportCollector(
+                self._files, metric_tag=spec.metric, first_iteration=trial.reports,
+                resume_at=resume_at,
+            )
             proc = await spawn_trial(argv, env=env, cwd=Path(spec.workdir), files=self._files,
                                      run_as=run_as)
         except OSError as exc:

@@ -371,3 +371,14 @@ async def test_stop_sends_sigterm_once_to_each_process(tmp_path: Path) -> None:
     """
     results = [await stop_and_count(tmp_path / str(i)) for i in range(4)]
     assert results == [(0, ["ready", "terms 1"])] * 4
+
+
+def test_creating_the_folders_says_whether_the_trial_folder_is_new(tmp_path: Path) -> None:
+    # New: no report file can be in it yet, and reading starts at its beginning without a look.
+    first = TrialFiles(tmp_path / "trials" / "e1" / "0")  # the folders above it are made too
+    assert first.create() is True
+    assert first.dir.is_dir() and first.checkpoints.is_dir()
+    assert TrialFiles(tmp_path / "trials" / "e1" / "1").create() is True
+    first.reports.write_text('{"score": 1}\n')
+    assert TrialFiles(first.dir).create() is False  # a retry: the earlier attempt's folder
+    assert first.reports.read_text() == '{"score": 1}\n'
