@@ -9,6 +9,7 @@ a trial ends, so that a freed GPU gets its next trial without waiting for a slow
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import time
@@ -67,8 +68,11 @@ class Scheduler:
         self.runners: dict[str, TrialRunner] = {}
         self.limits = UserLimits(settings)
         self._daemon_env = dict(os.environ if daemon_env is None else daemon_env)
-        self._kick = anyio.Event()
-        self._poll_now = anyio.Event()
+        # asyncio's events, not anyio's, for these two: a new one is made at every kick and
+        # every poll (a few per trial), and anyio's looks up the running library each time.
+        # The daemon runs on asyncio only (cli.cmd_daemon).
+        self._kick = asyncio.Event()
+        self._poll_now = asyncio.Event()
         self._ended: dict[str, anyio.Event] = {}  # experiment id -> set when it ends
         self._closing = False
         self._tg: TaskGroup | None = None
@@ -155,7 +159,7 @@ class Scheduler:
             else:
                 await self._place_all()
             await self._kick.wait()
-            self._kick = anyio.Event()
+            self._kick = asyncio.Event()
 
     # -- GPUs ---------------------------------------------------------------------------------
 
@@ -206,7 +210,7 @@ class Scheduler:
             interval = self.settings.release_poll_s if fast else self.settings.poll_interval_s
             with anyio.move_on_after(interval):
                 await self._poll_now.wait()
-            self._poll_now = anyio.Event()
+            self._poll_now = asyncio.Event()
 
     # -- placement ----------------------------------------------------------------------------
 
