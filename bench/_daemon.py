@@ -58,13 +58,14 @@ __all__ = [
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def compile_bytecode() -> str:
-    """Compile gpusched's and its plugins' bytecode, as ``pip install`` does for an installed
-    package, so that the daemon and each CLI command do not compile their modules again at every
-    start (an editable install leaves that to the first import, and with
-    ``PYTHONDONTWRITEBYTECODE`` set that first import never writes it). A note for the table."""
+def compile_bytecode(root: Path = ROOT) -> str:
+    """Compile gpusched's and its plugins' bytecode in ``root`` (this repository, or another
+    checkout a benchmark runs), as ``pip install`` does for an installed package, so that the
+    daemon and each CLI command do not compile their modules again at every start (an editable
+    install leaves that to the first import, and with ``PYTHONDONTWRITEBYTECODE`` set that
+    first import never writes it). A note for the table."""
     for folder in ("gpusched", "plugins"):
-        compileall.compile_dir(ROOT / folder, quiet=1)
+        compileall.compile_dir(root / folder, quiet=1)
     unset = "" if not sys.flags.dont_write_bytecode else " (PYTHONDONTWRITEBYTECODE is set here)"
     return f"gpusched's bytecode compiled before timing, as an installed package has it{unset}"
 

@@ -17,7 +17,6 @@ the first round): make the checkouts with ``git worktree add``. Run:
 from __future__ import annotations
 
 import argparse
-import compileall
 import contextlib
 import os
 import statistics
@@ -31,7 +30,7 @@ if __package__ in (None, ""):  # run as `python bench/dispatch_ab.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import dispatch
-from bench._daemon import print_table
+from bench._daemon import compile_bytecode, print_table
 
 
 def _side_env(code_dir: Path) -> dict[str, str]:
@@ -44,8 +43,10 @@ def _side_env(code_dir: Path) -> dict[str, str]:
     return {"PYTHONPATH": f"{code_dir}:{code_dir / 'plugins'}", "PYTHONSAFEPATH": "1"}
 
 
-def check_side(code_dir: Path) -> None:
-    """Fail unless ``python -m gpusched`` with the side's environment imports its code."""
+def prepare_side(code_dir: Path) -> None:
+    """Compile the side's bytecode (as an installed package has it), then fail unless
+    ``python -m gpusched`` with the side's environment imports its code."""
+    compile_bytecode(code_dir)
     env = {**os.environ, **_side_env(code_dir)}
     out = subprocess.run(
         [sys.executable, "-c", "import gpusched, gpusched_plugins;"
@@ -84,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     for code_dir in dirs.values():
         if not (code_dir / "gpusched").is_dir():
             parser.error(f"{code_dir} has no gpusched/ folder")
-        for sub in ("gpusched", "plugins"):  # as an installed package has it
-            compileall.compile_dir(code_dir / sub, quiet=1)
-        check_side(code_dir)
+        prepare_side(code_dir)
     runs: dict[str, list[dispatch.RunResult]] = {"bare": [], "A": [], "B": []}
     with tempfile.TemporaryDirectory(prefix="gpusched-bench-ab-") as root_name:
         root = Path(root_name)

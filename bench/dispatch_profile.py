@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as `python bench/dispatch_profile.py`
 from bench import dispatch
 from bench._daemon import print_table
 from bench._inplace_profile import ENV, TOTAL
-from bench.dispatch_ab import check_side, side_environment
+from bench.dispatch_ab import prepare_side, side_environment
 
 REPO = Path(__file__).resolve().parent.parent
 SITECUSTOMIZE = f"""\
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=200)
     args = parser.parse_args(argv)
     code_dir = args.checkout.resolve()
-    check_side(code_dir)
+    prepare_side(code_dir)
     cpu: dict[str, list[float]] = {}
     calls: dict[str, list[float]] = {}
     daemon_cpu: list[float] = []

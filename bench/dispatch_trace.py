@@ -38,8 +38,8 @@ if __package__ in (None, ""):  # run as `python bench/dispatch_trace.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import dispatch
-from bench._daemon import DaemonProcess, compile_bytecode, print_table
-from bench.dispatch_ab import check_side, side_environment
+from bench._daemon import DaemonProcess, print_table
+from bench.dispatch_ab import prepare_side, side_environment
 
 _EVENTS = "sched:sched_process_fork,sched:sched_process_exec,sched:sched_process_exit"
 # perf script -F time,event,trace: "  1234.567890: sched:sched_process_exit: comm=... pid=42 ..."
@@ -129,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("perf is not installed (linux-tools / linux-perf)")
     dirs = [d.resolve() for d in args.dirs]
     for code_dir in dirs:
-        check_side(code_dir)
-    compile_bytecode()
+        prepare_side(code_dir)
     runs: dict[Path, list[Run]] = {d: [] for d in dirs}
     with tempfile.TemporaryDirectory(prefix="gpusched-bench-trace-") as root_name:
         root = Path(root_name)
