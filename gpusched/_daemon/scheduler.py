@@ -645,11 +645,13 @@ class Scheduler:
         if number is not None:
             return await self._cancel_trial(exp, number)
         exp.cancelling = True
-        exp.requeued.clear()
         for key, runner in list(self.runners.items()):
             if key.startswith(f"{exp_id}/"):
                 runner.request_stop(TrialState.CANCELLED, "cancelled")
         await self.store.add_event("experiment_cancel_requested", exp_id)
+        # Recorded cancelled, not merely forgotten: a trial left queued in memory would keep
+        # the experiment from ever ending (and `resume` runs these again).
+        await self._drop_requeued(exp, "cancelled")
         await self._maybe_finish(exp)
         return f"cancelling {exp_id}"
 

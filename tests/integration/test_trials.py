@@ -16,7 +16,7 @@ from tests.integration.harness import (
     trial_script,
     wait_for,
 )
-from tests.integration.test_failure_rules import shown
+from tests.integration.test_failure_rules import outcome_experiment, shown
 from tests.integration.test_gpus import probe_experiment
 
 
@@ -172,6 +172,28 @@ def test_cancel_an_experiment_stops_all_its_trials(tmp_path: Path) -> None:
     assert [t["state"] for t in trials] == ["cancelled", "cancelled"]
     assert not [r["pid"] for r in map(json.loads, map(Path.read_text, out.glob("*.json")))
                 if alive(r["pid"])]
+
+
+def test_cancel_ends_an_experiment_whose_retry_waits_for_a_gpu(tmp_path: Path) -> None:
+    # Trial 0 crashes; its retry waits while the only GPU releases (3 s). A cancel then must
+    # record the waiting retry cancelled and end the experiment (it once stayed running), and
+    # `resume` runs that trial again.
+    with running_daemon(tmp_path / "d", fake=fake_config(1, release_delay_s=3.0)) as d:
+        exp = d.submit(outcome_experiment({0: "crash"}, max_trials=1, max_failed_trials=100,
+                                          max_retries_per_trial=1))
+        wait_for(lambda: d.client.trials(exp)[0]["reason"] == "exited with code 3; retry 1 of 1",
+                 20, "trial 0's retry to wait")
+        assert d.cli("cancel", exp).returncode == 0
+        view = d.wait_experiment(exp, timeout=10)
+        (trial,) = d.client.trials(exp)
+        assert view["state"] == "cancelled"
+        assert (trial["state"], trial["attempts"], trial["reason"]) == (
+            "cancelled", 1, "cancelled")
+        assert d.cli("resume", exp).returncode == 0
+        assert d.wait_experiment(exp)["state"] == "completed"
+        (trial,) = d.client.trials(exp)
+    # It ran again, crashed again, and its one retry was spent before the cancel.
+    assert (trial["state"], trial["attempts"]) == ("failed", 2)
 
 
 def test_sigterm_interrupts_trials_and_a_restart_runs_them_again(tmp_path: Path) -> None:
