@@ -409,11 +409,6 @@ class SearchPlugin(ABC):
     #: the flag that carries a :class:`Suggestion`'s budget to the trial (``"--epochs"`` gives
     #: ``--epochs=9``); None: only the environment variable ``GPUSCHED_BUDGET``
     budget_flag: str | None = None
-    #: False promises that :meth:`suggest` never reads the history's outcomes (states,
-    #: objectives, metric values, reports; it may read numbers and params): the daemon may then
-    #: ask for an experiment's next trial while earlier ones still run, and record it as queued,
-    #: so that a trial's exit starts it without waiting for the search or the log.
-    reads_outcomes: ClassVar[bool] = True
 
     def __init__(
         self, space: SearchSpace, *, goal: Goal, seed: int, options: Mapping[str, Any]

@@ -152,10 +152,6 @@ class ExperimentRun:
     state: ExperimentState = ExperimentState.QUEUED
     trials: dict[int, TrialRun] = field(default_factory=dict)
     requeued: list[int] = field(default_factory=list)  # interrupted trials to run again
-    # Its next trial, asked for and recorded (queued) while earlier ones run, when its search
-    # reads no outcomes (see may_prepare): a trial's exit starts it without a question to the
-    # search or a write to the log first. Never started; forgotten if the experiment ends.
-    prepared: list[int] = field(default_factory=list)
     # Trials launched and not yet ended (kept by the scheduler): counting running trials over
     # these instead of every trial keeps placement O(GPUs), not O(trials), per decision.
     live: dict[int, TrialRun] = field(default_factory=dict)
@@ -223,30 +219,18 @@ class ExperimentRun:
                     f" by {self.id}/{taken[0]}")
         return None
 
-    def accepts_trials(self) -> bool:
-        """False once it has ended or begun to (a cancel, a failure rule, its time_budget)."""
-        return not (self.cancelling or self.failure or self.budget_spent) and self.state in (
-            ExperimentState.QUEUED, ExperimentState.RUNNING)
-
     def wants_more(self) -> bool:
-        """True if a new (or requeued, or prepared) trial may start now, GPUs permitting."""
-        if not self.accepts_trials():
+        """True if a new (or requeued) trial may start now, GPUs permitting."""
+        if self.cancelling or self.failure or self.budget_spent or self.state not in (
+            ExperimentState.QUEUED, ExperimentState.RUNNING
+        ):
             return False
         limit = self.spec.max_parallel_trials
         if limit is not None and self.running_count() >= limit:
             return False
-        if self.requeued or self.prepared:
+        if self.requeued:
             return True
         return not self.exhausted and len(self.trials) < self.max_trials
-
-    def may_prepare(self) -> bool:
-        """True if its next trial may be asked for and recorded now, ahead of need: its search
-        reads no outcomes (``random``, ``grid``), so the answer now is the answer at the next
-        exit; a trial of it runs (the next one will have a GPU to go to); none is prepared or
-        waits to run again; and it wants more trials than it has."""
-        return (not self.search.reads_outcomes and bool(self.live) and not self.prepared
-                and not self.requeued and not self.exhausted and not self.waiting
-                and self.accepts_trials() and len(self.trials) < self.max_trials)
 
     def can_start_now(self) -> bool:
         """True if :meth:`wants_more` and its next trial may be placed at this moment.

@@ -87,7 +87,7 @@ class Scheduler:
                 f" running={len(self.runners)} queued={self._queued()}>")
 
     def _queued(self) -> int:
-        return sum(max(e.max_trials - len(e.trials), 0) + len(e.requeued) + len(e.prepared)
+        return sum(max(e.max_trials - len(e.trials), 0) + len(e.requeued)
                    for e in self.active.values() if not e.exhausted and e.wants_more())
 
     def status_line(self) -> str:
@@ -252,16 +252,14 @@ class Scheduler:
         """Trial number -> wait reason, for ``exp_id``'s trials that wait to run again (their
         rows may still say ``interrupted``): they wait for what their experiment waits for."""
         exp = self.active.get(exp_id)
-        queued = [] if exp is None else [*exp.requeued, *exp.prepared]
-        waiting = self.waiting(exp_id) if queued else None
-        return {} if waiting is None else dict.fromkeys(queued, waiting)
+        waiting = self.waiting(exp_id) if exp is not None and exp.requeued else None
+        return {} if exp is None or waiting is None else dict.fromkeys(exp.requeued, waiting)
 
     async def _place_all(self) -> None:
         if time.monotonic() < self._paused_until:
             return  # a kick is due when the pause ends
         try:
             await self._place_what_fits()
-            await self._prepare_next_trials()
         except StoreError as exc:
             self._pause_placement(exc)
 
@@ -308,54 +306,6 @@ class Scheduler:
     async def _next_trial(self, exp: ExperimentRun) -> TrialRun | None:
         if exp.requeued:
             return exp.trials[exp.requeued.pop(0)]
-        if exp.prepared:
-            return exp.trials[exp.prepared.pop(0)]
-        trial = await self._new_trial(exp)
-        if trial is not None and self._ending(exp):
-            # While the row was written, the experiment ended or began to (a trial that had
-            # already freed its slot was recorded failed and a failure rule fired, a cancel, a
-            # time_budget): a trial started now would outlive its experiment.
-            trial.state = TrialState.CANCELLED
-            await self.store.update_trial(exp.id, trial.number, state="cancelled",
-                                          reason="the experiment ended before it started")
-            return None
-        return trial
-
-    async def _prepare_next_trials(self) -> None:
-        """Ask for and record the next trial of each running experiment whose search reads no
-        outcomes (``random``, ``grid``): at a trial's exit it starts at once, as a requeued
-        trial does, with no question to the search and no write to the log in between.
-
-        The answer is the one the search would give at the exit (it may read the params of
-        earlier trials, never their outcomes), and the trial still waits, as any new trial
-        does, until the ended trial's outcome is known (``can_start_now``): a failure rule
-        judges first. If the experiment ends before the trial starts, it is forgotten.
-        """
-        for exp in list(self.active.values()):
-            if self._closing:
-                return
-            if not exp.may_prepare():
-                continue
-            trial = await self._new_trial(exp)
-            if trial is None:
-                continue
-            exp.prepared.append(trial.number)
-            if self._ending(exp):  # it ended, or began to, while the row was written
-                await self._forget_prepared(exp)
-
-    async def _forget_prepared(self, exp: ExperimentRun) -> None:
-        """Delete ``exp``'s prepared trials, from memory and the log: it ended before they
-        started, and a trial that never ran is no trial (their numbers are the newest, so the
-        rest stay numbered 0, 1, 2, ... and ``resume`` asks for them again)."""
-        while exp.prepared:
-            number = exp.prepared.pop()
-            del exp.trials[number]
-            await self.store.delete_unstarted_trial(exp.id, number)
-
-    async def _new_trial(self, exp: ExperimentRun) -> TrialRun | None:
-        """Ask the search for trial ``len(exp.trials)`` and record it (queued); None when it
-        has none now, or the experiment ended while it was asked (callers look again after
-        the write)."""
         number = len(exp.trials)
         try:
             suggestion = await self._ask(exp, number)
@@ -381,6 +331,14 @@ class Scheduler:
                                       str(self._trial_dir(exp, number)),
                                       budget=trial.budget, continues=trial.continues)
         exp.trials[number] = trial
+        if self._ending(exp):
+            # While the row was written, the experiment ended or began to (a trial that had
+            # already freed its slot was recorded failed and a failure rule fired, a cancel, a
+            # time_budget): a trial started now would outlive its experiment.
+            trial.state = TrialState.CANCELLED
+            await self.store.update_trial(exp.id, number, state="cancelled",
+                                          reason="the experiment ended before it started")
+            return None
         return trial
 
     def _ending(self, exp: ExperimentRun) -> bool:
@@ -511,12 +469,11 @@ class Scheduler:
 
     async def _drop_requeued(self, exp: ExperimentRun, reason: str) -> None:
         """Trials waiting to run again (a retry, an interruption) will not: they are cancelled
-        with ``reason`` (`gpusched resume` runs them again). Prepared ones are forgotten."""
+        with ``reason`` (`gpusched resume` runs them again)."""
         for number in exp.requeued:
             exp.trials[number].state = TrialState.CANCELLED
             await self.store.update_trial(exp.id, number, state="cancelled", reason=reason)
         exp.requeued.clear()
-        await self._forget_prepared(exp)
 
     # -- endings ------------------------------------------------------------------------------
 
@@ -704,9 +661,8 @@ class Scheduler:
         if runner is not None:
             runner.request_stop(TrialState.CANCELLED, "cancelled")
             return f"cancelling {key}"
-        if number in exp.requeued or number in exp.prepared:
-            # A prepared trial that the user saw queued and cancelled is recorded so.
-            (exp.requeued if number in exp.requeued else exp.prepared).remove(number)
+        if number in exp.requeued:
+            exp.requeued.remove(number)
             exp.trials[number].state = TrialState.CANCELLED
             await self.store.update_trial(exp.id, number, state="cancelled", reason="cancelled")
             await self._maybe_finish(exp)

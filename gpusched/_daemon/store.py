@@ -231,14 +231,6 @@ class Store:
             (exp_id, number, json.dumps(params), time.time(), trial_dir, budget, continues),
         )
 
-    async def delete_unstarted_trial(self, exp_id: str, number: int) -> None:
-        """Delete a trial that never started (queued, no attempt): one recorded ahead of need
-        whose experiment ended first. A trial that ever started is kept, whatever is asked."""
-        await self._write(
-            "DELETE FROM trials WHERE experiment_id = ? AND number = ? AND state = 'queued'"
-            " AND attempts = 0", (exp_id, number),
-        )
-
     async def update_trial(self, exp_id: str, number: int, **fields: Any) -> None:
         """Set some columns of a trial (``devices`` and ``params`` are JSON-encoded here)."""
         await self._write(*_trial_update(exp_id, number, fields))

@@ -44,11 +44,11 @@ class WaitContext:
 
 
 def pending_trials(exp: ExperimentRun) -> int:
-    """Trials that still have to start: requeued and prepared ones, then the search's next."""
+    """Trials that still have to start: requeued ones, then the search's next ones."""
     if exp.cancelling or exp.failure or exp.budget_spent:
         return 0
     fresh = 0 if exp.exhausted else max(exp.max_trials - len(exp.trials), 0)
-    return len(exp.requeued) + len(exp.prepared) + fresh
+    return len(exp.requeued) + fresh
 
 
 def why_waiting(exp: ExperimentRun, ctx: WaitContext) -> dict[str, Any] | None:

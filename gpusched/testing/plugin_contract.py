@@ -341,25 +341,6 @@ class SearchPluginContract:
             assert _plain([first.suggest(number, past)]) == once
             assert _plain([second.suggest(number, past)]) == once
 
-    def test_a_search_that_reads_no_outcomes_answers_alike_while_they_are_unknown(
-        self, new_plugin: Callable[[], SearchPlugin]
-    ) -> None:
-        # reads_outcomes = False lets the daemon ask for a trial while the earlier ones still
-        # run: the answer must be the one given once they have ended, whatever their outcome.
-        if new_plugin().reads_outcomes:
-            pytest.skip("it reads outcomes: it is asked only once they are known")
-        # Enough trials for a model-based search to be past its start-up draws (half of
-        # _run's trials end with a result), so that a false promise shows.
-        _, history = _run(new_plugin(), max(self.steps, 30))
-        asked_early = new_plugin()
-        for number in range(len(history) + 1):
-            ended = tuple(history[:number])
-            running = tuple(rebuilt(t, state=TrialState.RUNNING, objective=None,
-                                    metric_values=[], metric_steps=[], last_report={})
-                            for t in ended)
-            assert _plain([asked_early.suggest(number, running)]) == _plain(
-                [new_plugin().suggest(number, ended)]), f"trial {number}"
-
     def test_a_fresh_instance_continues_the_same_search(
         self, new_plugin: Callable[[], SearchPlugin]
     ) -> None:

@@ -88,7 +88,6 @@ class GridSearch(SearchPlugin):
     """Grid search: options ``points_per_double`` (int >= 2, default 5), ``shuffle`` (bool)."""
 
     summary: ClassVar[str] = "every combination of the parameters' grid values, in file order"
-    reads_outcomes: ClassVar[bool] = False  # the next point skips the params already used
 
     def __init__(
         self, space: SearchSpace, *, goal: Goal, seed: int, options: Mapping[str, Any]

@@ -28,7 +28,6 @@ class RandomSearch(SearchPlugin):
     """Random search, seeded per trial number. It takes no options and never runs out."""
 
     summary: ClassVar[str] = "uniform random draws on each parameter's scale, seeded per trial"
-    reads_outcomes: ClassVar[bool] = False  # a draw depends on the seed and number only
 
     def __init__(
         self, space: SearchSpace, *, goal: Goal, seed: int, options: Mapping[str, Any]

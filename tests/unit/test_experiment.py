@@ -191,47 +191,6 @@ def test_no_new_trial_is_suggested_while_an_ended_trials_outcome_is_recorded(
     assert exp.can_start_now()
 
 
-def test_a_search_that_reads_no_outcomes_may_have_its_next_trial_prepared(
-    tmp_path: Path,
-) -> None:
-    exp = run(tmp_path, max_trials=3, max_parallel_trials=1)
-    assert not exp.search.reads_outcomes  # random
-    assert not exp.may_prepare()  # nothing runs: the next trial is asked when it can start
-    add(exp, TrialState.RUNNING)
-    assert exp.may_prepare() and not exp.wants_more()  # at the parallel limit
-    (ready,) = add(exp, TrialState.QUEUED)
-    exp.prepared.append(ready.number)
-    assert not exp.may_prepare()  # one at a time
-    exp.live[0].processes_gone = True
-    assert exp.wants_more() and not exp.can_start_now()  # the outcome first, as for any trial
-    del exp.live[0]
-    exp.trials[0].state = C
-    assert exp.can_start_now() and not exp.all_ended()
-    exp.prepared.clear()
-    exp.live[1] = ready
-    ready.state = TrialState.RUNNING
-    assert exp.may_prepare()
-    add(exp, TrialState.QUEUED)
-    assert not exp.may_prepare()  # max_trials reached
-
-
-@pytest.mark.parametrize("change", ["tpe", "requeued", "waiting", "cancelling", "budget"])
-def test_no_trial_is_prepared(tmp_path: Path, change: str) -> None:
-    exp = run(tmp_path, max_trials=5, search={"algorithm": "tpe"} if change == "tpe" else
-              "random")
-    add(exp, TrialState.RUNNING)
-    if change == "requeued":
-        add(exp, TrialState.INTERRUPTED)
-        exp.requeued.append(1)
-    elif change == "waiting":
-        exp.waiting = True
-    elif change == "cancelling":
-        exp.cancelling = True
-    elif change == "budget":
-        exp.budget_spent = True
-    assert not exp.may_prepare()
-
-
 @pytest.mark.parametrize("change", ["exhausted", "cancelling", "failure", "completed"])
 def test_no_more_trials_once_the_experiment_is_ending(tmp_path: Path, change: str) -> None:
     exp = run(tmp_path, max_trials=5)

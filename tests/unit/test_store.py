@@ -206,18 +206,6 @@ async def test_trials_of_all_experiments(tmp_path: Path) -> None:
         assert [r["number"] for r in await store.trials(b)] == [0]
 
 
-async def test_only_a_trial_that_never_started_can_be_deleted(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "log.db") as store:
-        exp = await new_experiment(store)
-        for number in range(3):
-            await store.create_trial(exp, number, {}, f"/t/{number}")
-        await store.update_trial(exp, 0, state="running", attempts=1)
-        await store.update_trial(exp, 1, state="queued", attempts=1)  # a retry waiting
-        for number in range(3):
-            await store.delete_unstarted_trial(exp, number)
-        assert [t["number"] for t in await store.trials(exp)] == [0, 1]
-
-
 async def test_a_duplicate_trial_is_a_store_error(tmp_path: Path) -> None:
     async with open_store(tmp_path / "log.db") as store:
         exp = await new_experiment(store)

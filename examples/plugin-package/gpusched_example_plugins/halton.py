@@ -57,8 +57,6 @@ class HaltonSearch(SearchPlugin):
     """A shifted Halton sequence over the unit cube of the space."""
 
     summary: ClassVar[str] = "a randomly shifted Halton sequence (even coverage, no model)"
-    # Point n depends on n and the seed only: the daemon may ask for it while others run.
-    reads_outcomes: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, *, goal: Goal, seed: int,
                  options: Mapping[str, Any]) -> None:
