@@ -75,6 +75,7 @@ class Scheduler:
         self._poll_now = asyncio.Event()
         self._ended: dict[str, anyio.Event] = {}  # experiment id -> set when it ends
         self._closing = False
+        self._resuming: set[str] = set()  # experiment ids a `resume` is restoring now
         self._tg: TaskGroup | None = None
         self._cpu_slots = os.cpu_count() or 1
         self._paused_until = 0.0  # monotonic: no placement before (the log refused a write)
@@ -331,6 +332,11 @@ class Scheduler:
                                       str(self._trial_dir(exp, number)),
                                       budget=trial.budget, continues=trial.continues)
         exp.trials[number] = trial
+        if self._closing:
+            # Shutdown began while the row was written: the running trials were asked to
+            # stop, this one would not be. Its row says queued: the next start runs it.
+            exp.requeued.insert(0, number)
+            return None
         if self._ending(exp):
             # While the row was written, the experiment ended or began to (a trial that had
             # already freed its slot was recorded failed and a failure rule fired, a cancel, a
@@ -428,8 +434,28 @@ class Scheduler:
                 runner.exp.requeued.append(runner.trial.number)
                 self._pause_placement(refused)
             else:
-                runner.trial.state = TrialState.FAILED
+                await self._record_runner_failure(runner, exc)
             self.kick()
+
+    async def _record_runner_failure(self, runner: TrialRunner, exc: Exception) -> None:
+        """A bug ended a trial's runner (its processes are gone: the runner's clean-up saw to
+        that): the trial is recorded failed with the error, not left `running` in the log,
+        and its experiment may end. The failure rules do not judge it: not the trial's fault."""
+        exp, trial = runner.exp, runner.trial
+        trial.state, trial.objective = TrialState.FAILED, None
+        reason = f"the daemon failed while it ran (a gpusched bug, please report): {exc!r}"
+        try:
+            await self.store.record_trial(
+                exp.id, trial.number,
+                {"state": trial.state.value, "reason": reason, "objective": None,
+                 "ended_at": _now(), "attempts": trial.attempts},
+                "trial_ended", state=trial.state.value, reason=reason, attempt=trial.attempts,
+            )
+        except StoreError as refused:
+            # Its row still says running: a restart runs it again.
+            log.error("trial_end_not_recorded", trial=runner.key, error=str(refused))
+            return
+        await self._maybe_finish(exp)
 
     async def _mark_running(self, exp: ExperimentRun) -> None:
         exp.started_at = _now()
@@ -453,10 +479,12 @@ class Scheduler:
 
     async def _spend_budget(self, exp: ExperimentRun, deadline: float) -> None:
         await anyio.sleep(max(0.0, deadline - _now()))
-        if exp.id not in self.active:
-            return  # it ended first
+        if self.active.get(exp.id) is not exp:
+            # It ended first, and may have been resumed since: a resumed run is another
+            # ExperimentRun, with a budget of its own counted from the resume.
+            return
         exp.budget_spent = True
-        reason = f"time_budget of {exp.spec.time_budget_s:g}s used up"
+        reason = _budget_reason(exp)
         log.info("time_budget_used_up", experiment=exp.id)
         await self.store.add_event("time_budget_used_up", exp.id)
         # Running trials stop with what they reported so far (Ray Tune's time_budget_s);
@@ -505,8 +533,23 @@ class Scheduler:
                         runner.request_stop(TrialState.CANCELLED, f"experiment failed: {reason}")
                 # Else a retry waiting for a GPU would keep the experiment from ever ending.
                 await self._drop_requeued(exp, f"experiment failed: {reason}")
+        if exp.requeued and self._ending(exp):
+            # Requeued as its experiment ends for another reason (a search plugin's failure,
+            # a cancel or time_budget that came while it was being stopped for something
+            # else): it would wait for a start that never comes, the experiment with it.
+            await self._drop_requeued(exp, self._ending_reason(exp))
         await self._maybe_finish(exp)
         self.kick()
+
+    def _ending_reason(self, exp: ExperimentRun) -> str:
+        """Why ``exp`` is ending (see ``_ending``), as its cancelled trials say it."""
+        if exp.failure:
+            return f"experiment failed: {exp.failure}"
+        if exp.cancelling:
+            return "cancelled"
+        if exp.budget_spent:
+            return _budget_reason(exp)
+        return "the experiment ended"
 
     async def _maybe_finish(self, exp: ExperimentRun) -> None:
         if exp.id not in self.active or not exp.all_ended():
@@ -602,6 +645,16 @@ class Scheduler:
         if exp_id in self.active:
             raise RequestError("not_ended", f"{exp_id} is still {self.active[exp_id].state.value}"
                                             ": only an ended experiment can be resumed")
+        if exp_id in self._resuming:
+            # Two resumes at once would each requeue its trials: one would run twice.
+            raise RequestError("not_ended", f"{exp_id} is being resumed already")
+        self._resuming.add(exp_id)
+        try:
+            return await self._resume(exp_id)
+        finally:
+            self._resuming.discard(exp_id)
+
+    async def _resume(self, exp_id: str) -> str:
         row = await self.store.experiment(exp_id)
         if row is None:
             raise NotFoundError(f"no experiment '{exp_id}'")
@@ -627,8 +680,10 @@ class Scheduler:
                                               reason="queued again by resume")
                 exp.requeued.append(trial.number)
         exp.requeued.sort()
+        # Its start is its first trial's again: a restart before then must not count the
+        # time_budget from the run that ended.
         await self.store.update_experiment(exp.id, state=ExperimentState.QUEUED.value,
-                                           reason=None, ended_at=None)
+                                           reason=None, started_at=None, ended_at=None)
         await self.store.add_event("experiment_resumed", exp.id, requeued=exp.requeued,
                                    was=row["state"])
         self.active[exp.id] = exp
@@ -720,6 +775,10 @@ def _store_error_in(exc: BaseException) -> StoreError | None:
             if (found := _store_error_in(inner)) is not None:
                 return found
     return None
+
+
+def _budget_reason(exp: ExperimentRun) -> str:
+    return f"time_budget of {exp.spec.time_budget_s:g}s used up"
 
 
 def _now() -> float:

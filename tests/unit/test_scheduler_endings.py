@@ -1,0 +1,188 @@
+"""How the scheduler ends experiments when several endings meet: a retry requeued while its
+experiment fails or is cancelled, a time_budget timer of a run that was resumed since, two
+resumes at once, a trial whose row is written as shutdown begins, a runner that fails.
+
+Each of these once left an experiment `running` forever, ended the wrong run, ran a trial
+twice, or started a trial that shutdown would not stop. A real trial log (SQLite) and the
+real scheduler; no daemon process, no trial process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import anyio
+import pytest
+
+from gpusched._daemon.experiment import ExperimentRun, TrialRun
+from gpusched._daemon.gpu_backend import GpuBackend
+from gpusched._daemon.scheduler import Scheduler
+from gpusched._daemon.store import Store, open_store
+from gpusched.config import DaemonSettings
+from gpusched.errors import RequestError
+from gpusched.models import ExperimentState, TrialState
+from gpusched.plugins import make_search_plugin
+from gpusched.spec import ExperimentSpec, parse_experiment
+
+
+def _spec(tmp_path: Path, **extra: Any) -> ExperimentSpec:
+    return parse_experiment({"name": "exp", "command": "python t.py", "metric": "acc",
+                             "max_trials": 10, **extra,
+                             "params": [{"name": "x", "type": "discrete", "values": [1, 2]}]},
+                            base_dir=tmp_path)
+
+
+def _run(spec: ExperimentSpec, exp_id: str = "e1") -> ExperimentRun:
+    search = make_search_plugin("random", spec.space(), goal=spec.goal, seed=0, options={})
+    return ExperimentRun(exp_id, int(exp_id[1:]), spec, 0, search, [],
+                         state=ExperimentState.RUNNING)
+
+
+@asynccontextmanager
+async def scheduling(tmp_path: Path, **extra: Any
+                     ) -> AsyncIterator[tuple[Store, Scheduler, ExperimentRun]]:
+    """A scheduler (no GPUs) over a real log, with one running experiment ``e1``."""
+    async with open_store(tmp_path / "log.db") as store:
+        spec = _spec(tmp_path, **extra)
+        await store.create_experiment(name="exp", spec=spec.to_dict(), seed=0, priority=0,
+                                      owner_uid=os.getuid())
+        await store.update_experiment("e1", state="running", started_at=1.0)
+        scheduler = Scheduler(store=store, backend=cast(GpuBackend, None),
+                              settings=DaemonSettings(), state_dir=tmp_path / "state")
+        exp = _run(spec)
+        scheduler.active[exp.id] = exp
+        yield store, scheduler, exp
+
+
+async def _running_trial(scheduler: Scheduler, exp: ExperimentRun) -> TrialRun:
+    trial = await scheduler._next_trial(exp)
+    assert trial is not None
+    trial.state = TrialState.RUNNING
+    exp.live[trial.number] = trial
+    return trial
+
+
+async def _states(store: Store) -> tuple[str, list[tuple[str, str | None]]]:
+    row = await store.experiment("e1")
+    assert row is not None
+    return row["state"], [(t["state"], t["reason"]) for t in await store.trials("e1")]
+
+
+@pytest.mark.parametrize(("ending", "ended", "because"), [
+    ("failure", "failed", "experiment failed: search plugin 'random' failed: boom"),
+    ("cancel", "cancelled", "cancelled"),
+    ("budget", "completed", "time_budget of 60s used up"),
+])
+@pytest.mark.parametrize("how", [TrialState.QUEUED, TrialState.INTERRUPTED])
+async def test_a_trial_requeued_as_its_experiment_ends_is_cancelled_and_the_experiment_ends(
+    tmp_path: Path, ending: str, ended: str, because: str, how: TrialState,
+) -> None:
+    # QUEUED: a crash with a retry left; INTERRUPTED: its GPU was lost. The experiment began
+    # to end meanwhile, for another reason (its search failed, a cancel, its time_budget).
+    async with scheduling(tmp_path, time_budget="60s") as (store, scheduler, exp):
+        trial = await _running_trial(scheduler, exp)
+        if ending == "failure":
+            exp.failure = "search plugin 'random' failed: boom"
+        elif ending == "cancel":
+            exp.cancelling = True
+        else:
+            exp.budget_spent = True
+        trial.state = how
+        await scheduler._trial_ended(exp, trial, None)
+        assert exp.id not in scheduler.active
+        assert await _states(store) == (ended, [("cancelled", because)])
+
+
+async def test_a_crash_with_retries_left_is_still_requeued_while_the_experiment_goes_on(
+    tmp_path: Path,
+) -> None:
+    async with scheduling(tmp_path) as (_store, scheduler, exp):
+        trial = await _running_trial(scheduler, exp)
+        trial.state = TrialState.QUEUED
+        await scheduler._trial_ended(exp, trial, None)
+        assert exp.requeued == [0] and exp.id in scheduler.active
+
+
+async def test_the_time_budget_of_a_run_that_ended_spares_the_resumed_run(
+    tmp_path: Path,
+) -> None:
+    async with scheduling(tmp_path, time_budget="60s") as (store, scheduler, old):
+        resumed = _run(old.spec)  # what `resume` puts in its place: another ExperimentRun
+        scheduler.active[old.id] = resumed
+        await scheduler._spend_budget(old, deadline=0.0)  # the first run's timer fires
+        assert scheduler.active.get("e1") is resumed and not resumed.budget_spent
+        assert (await _states(store))[0] == "running"
+
+
+async def test_resume_counts_the_start_afresh_and_two_at_once_resume_once(
+    tmp_path: Path,
+) -> None:
+    async with scheduling(tmp_path) as (store, scheduler, exp):
+        trial = await _running_trial(scheduler, exp)
+        exp.cancelling = True
+        trial.state = TrialState.CANCELLED  # cut short by the cancel: resume runs it again
+        await store.update_trial("e1", 0, state="cancelled", reason="cancelled")
+        await scheduler._trial_ended(exp, trial, None)
+        assert (await _states(store))[0] == "cancelled"
+
+        answers: list[str] = []
+        refusals: list[str] = []
+
+        async def resume() -> None:
+            try:
+                answers.append(await scheduler.resume("e1"))
+            except RequestError as exc:
+                refusals.append(str(exc))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(resume)
+            tg.start_soon(resume)
+        assert answers == ["resuming e1: 1 trials to run again"], refusals
+        assert refusals == ["e1 is being resumed already"]
+        assert scheduler.active["e1"].requeued == [0]
+        row = await store.experiment("e1")
+        assert row is not None and (row["state"], row["started_at"]) == ("queued", None)
+
+
+async def test_a_trial_whose_row_is_written_as_shutdown_begins_is_not_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with scheduling(tmp_path) as (store, scheduler, exp):
+        write = store.create_trial
+
+        async def create_trial_then_sigterm(*args: Any, **kwargs: Any) -> None:
+            await write(*args, **kwargs)
+            await scheduler.shutdown()  # SIGTERM while the row was being written
+
+        monkeypatch.setattr(store, "create_trial", create_trial_then_sigterm)
+        assert await scheduler._next_trial(exp) is None
+        assert exp.requeued == [0] and not exp.live
+        assert (await _states(store))[1] == [("queued", None)]  # the next start runs it
+
+
+class _Broken:
+    """What the scheduler's runner guard sees of a runner whose ``run`` has a bug."""
+
+    def __init__(self, exp: ExperimentRun, trial: TrialRun) -> None:
+        self.exp, self.trial, self.uuids = exp, trial, []
+        self.key = f"{exp.id}/{trial.number}"
+
+    async def run(self) -> None:
+        raise KeyError("a bug")
+
+
+async def test_a_runner_that_fails_records_its_trial_failed_and_ends_the_experiment(
+    tmp_path: Path,
+) -> None:
+    async with scheduling(tmp_path, max_trials=1) as (store, scheduler, exp):
+        trial = await _running_trial(scheduler, exp)
+        await scheduler._run_guarded(cast(Any, _Broken(exp, trial)))
+        state, trials = await _states(store)
+        assert state == "completed"
+        ((trial_state, reason),) = trials
+        assert trial_state == "failed"
+        assert reason is not None and "gpusched bug" in reason and "KeyError" in reason
