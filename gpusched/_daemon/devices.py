@@ -169,8 +169,12 @@ class DeviceTable:
             if slot is None:
                 continue
             was_open = self._open_for_work(slot)
+            free_before = slot.free_mib()
             self._apply(slot, reading, pid_session)
-            became_free |= self._open_for_work(slot) and not was_open
+            # Memory freed on a device open all along (a foreign process shared with, or a
+            # fraction of ours) may let a trial that waits for its gpu_memory start.
+            became_free |= self._open_for_work(slot) and (
+                not was_open or slot.free_mib() > free_before)
         return became_free
 
     def _open_for_work(self, slot: DeviceSlot) -> bool:

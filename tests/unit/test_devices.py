@@ -370,6 +370,19 @@ def test_allow_foreign_sharing_gives_out_a_foreign_device() -> None:
     assert t.pick(0.5, None) == [uuid(0)]
 
 
+def test_memory_freed_on_a_shared_foreign_device_wakes_placement() -> None:
+    # With sharing allowed the device is open all along: only the memory a trial's
+    # gpu_memory waits for comes back. That once woke nothing, and the trial waited for an
+    # unrelated event.
+    t = table(1, allow_foreign_sharing=True)
+    t.update([reading(0, used=TOTAL - 1000.0, pids=[555])], {555: [555]})
+    assert t.pick(1, 4000.0) is None
+    assert t.update([reading(0, used=TOTAL - 1500.0, pids=[555])], {555: [555]}) is True
+    assert t.update([reading(0, used=TOTAL - 1500.0, pids=[555])], {555: [555]}) is False
+    assert t.update([reading(0, used=IDLE)], NO_SESSIONS) is True
+    assert t.pick(1, 4000.0) == [uuid(0)]
+
+
 # --- lost devices ---------------------------------------------------------------------------
 
 
