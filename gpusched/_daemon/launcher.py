@@ -195,11 +195,17 @@ class TrialProcess:
         while await self._alive():  # noqa: ASYNC110
             await anyio.sleep(_KILL_POLL_S)
 
-    async def stop(self, grace_s: float) -> None:
-        """SIGTERM to every process of the trial, ``grace_s`` to exit, then SIGKILL."""
+    async def stop(self, grace_s: float, *, terminated: bool = False) -> None:
+        """SIGTERM to every process of the trial, ``grace_s`` to exit, then SIGKILL.
+
+        ``terminated``: the SIGTERM was sent already (a stop whose leader exited first): what
+        is left gets what remains of the grace period, ``grace_s``, without a second SIGTERM
+        (a trainer's handler, saving a checkpoint, must not run twice).
+        """
         if not await self._alive():
             return
-        self.signal_all(signal.SIGTERM)
+        if not terminated:
+            self.signal_all(signal.SIGTERM)
         with anyio.move_on_after(grace_s):
             await self.wait_session_gone()
         if await self._alive():

@@ -91,6 +91,9 @@ class TrialRunner:
         self._other_sessions = other_sessions  # the sessions of the daemon's other trials
         self._released = False
         self._stop_request: tuple[TrialState, str, float] | None = None
+        # When the stop's SIGTERM went out (anyio's clock): a stop is the trial's outcome only
+        # if it was sent; a request that came after the trial ended by itself is not.
+        self._terminated_at: float | None = None
         self._wait_scope: anyio.CancelScope | None = None  # the watch's wait, while it waits
         self.pid: int | None = None
 
@@ -155,7 +158,7 @@ class TrialRunner:
         finally:
             with anyio.CancelScope(shield=True):
                 # No child outlives its trial, whether it ended, was stopped or we are cancelled.
-                await proc.stop(0.0 if code is None else self._settings.grace_period_s)
+                await self._stop_the_rest(proc, cancelled=code is None)
                 if code is None:
                     code = await proc.wait()
                 await self._stop_escapees(proc)
@@ -168,6 +171,18 @@ class TrialRunner:
                 if watched:
                     # The last reports and the end: one commit (see _finish).
                     await self._conclude(code, collector, await self._read_last(collector))
+
+    async def _stop_the_rest(self, proc: TrialProcess, *, cancelled: bool) -> None:
+        """Stop what is left of the trial once its leader has exited (at once when the watch
+        was cancelled). After a stop's SIGTERM, the rest of that stop's grace period, with no
+        second SIGTERM; else SIGTERM, the grace period, SIGKILL."""
+        if cancelled:
+            await proc.stop(0.0)
+        elif self._terminated_at is not None and self._stop_request is not None:
+            left = self._terminated_at + self._stop_request[2] - anyio.current_time()
+            await proc.stop(max(0.0, left), terminated=True)
+        else:
+            await proc.stop(self._settings.grace_period_s)
 
     async def _stop_escapees(self, proc: TrialProcess) -> None:
         """Stop processes of the trial that left its session (a daemonizing child calls
@@ -226,6 +241,7 @@ class TrialRunner:
             if self._stop_request is not None and not terminated:
                 terminated = True
                 proc.signal_all(signal.SIGTERM)
+                self._terminated_at = now
                 kill_at = now + self._stop_request[2]
             if now >= kill_at:
                 kill_at = math.inf
@@ -313,7 +329,7 @@ class TrialRunner:
         trial, metric = self.trial, self.exp.spec.metric
         objective = objective_of(trial.metric_values, self.exp.spec.objective, self.exp.spec.goal)
         fatal: str | None = None
-        if self._stop_request is not None:
+        if self._stop_request is not None and self._terminated_at is not None:
             state, reason, _ = self._stop_request
             if state is not TrialState.STOPPED:
                 objective = None

@@ -159,6 +159,46 @@ def test_cancel_kills_the_trial_its_children_and_grandchildren(tmp_path: Path) -
         assert d.wait_experiment(exp)["state"] == "completed"
 
 
+def test_a_stopped_trials_child_gets_one_sigterm_and_the_grace_when_its_leader_exits_first(
+    tmp_path: Path,
+) -> None:
+    # The leader exits on SIGTERM at once; its child takes 1 s in its SIGTERM handler. The
+    # clean-up after the leader's exit once sent the child a second SIGTERM, re-entering its
+    # handler in the middle of its save, and counted a fresh grace period from there.
+    notes = tmp_path / "child.txt"
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit({"command": [sys.executable, trial_script("saver.py"), str(notes)],
+                        "metric": "score", "max_trials": 1,
+                        "params": [{"name": "x", "type": "integer", "min": 1, "max": 3}]})
+        wait_for(lambda: notes.exists() and "ready" in notes.read_text(), 20, "the child")
+        assert d.cli("cancel", f"{exp}/0").returncode == 0
+        wait_for(lambda: d.client.show(f"{exp}/0")["state"] == "cancelled", 20, "cancelled")
+        d.wait_experiment(exp)
+    assert notes.read_text().split() == ["ready", "term", "saved"]
+
+
+def test_a_cancel_after_the_trial_exited_by_itself_keeps_its_outcome(tmp_path: Path) -> None:
+    # The trial exits 0 with its metric; the child it left ignores SIGTERM, so the daemon
+    # waits out the grace period before recording the end. A cancel in that window once
+    # turned the completed trial into a cancelled one without a result.
+    pids_file = tmp_path / "pids.json"
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit({"command": [sys.executable, trial_script("lingering.py"),
+                                    str(pids_file)],
+                        "metric": "score", "max_trials": 1,
+                        "params": [{"name": "x", "type": "integer", "min": 1, "max": 3}]})
+        wait_for(pids_file.exists, 20, "the trial's pids")
+        pids = json.loads(pids_file.read_text())
+        wait_for(lambda: not alive(pids["leader"]), 20, "the leader to exit")
+        assert alive(pids["child"])
+        assert d.cli("cancel", f"{exp}/0").returncode == 0
+        view = d.wait_experiment(exp)
+        (trial,) = d.client.trials(exp)
+    assert (trial["state"], trial["objective"]) == ("completed", 0.5), trial
+    assert view["state"] == "completed"
+    assert not alive(pids["child"])
+
+
 def test_cancel_an_experiment_stops_all_its_trials(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with running_daemon(tmp_path / "d", fake=fake_config(2)) as d:
