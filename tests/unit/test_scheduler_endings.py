@@ -168,7 +168,8 @@ class _Broken:
     """What the scheduler's runner guard sees of a runner whose ``run`` has a bug."""
 
     def __init__(self, exp: ExperimentRun, trial: TrialRun) -> None:
-        self.exp, self.trial, self.uuids = exp, trial, []
+        self.exp, self.trial = exp, trial
+        self.uuids: list[str] = []
         self.key = f"{exp.id}/{trial.number}"
 
     async def run(self) -> None:
