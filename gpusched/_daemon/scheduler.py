@@ -744,26 +744,42 @@ class Scheduler:
             log.warning("leftover_trial_processes_stopped",
                         trials={d: pids for d, pids in stopped.items()})
         for row in reversed(await self.store.experiments(include_finished=False)):
-            spec = ExperimentSpec.from_dict(row["spec"])
             try:
-                search, stoppers = self._plugins(spec, row["seed"])
-                # Read again: the user may have changed groups, or be gone, since the submit.
-                run_as = trial_identity(row["owner_uid"])
-            except (PluginError, RequestError) as exc:
-                await self.store.update_experiment(row["id"], state="failed", reason=str(exc),
+                await self._restore_experiment(row, stopped)
+            except StoreError:
+                raise  # the log cannot be read: nothing can run
+            except Exception as exc:
+                # A bug met in one experiment's records must not keep the daemon, and every
+                # other experiment, from starting: that one is recorded failed, saying so.
+                log.exception("experiment_not_restored", experiment=row["id"], error=repr(exc))
+                self.active.pop(row["id"], None)
+                reason = (f"could not be restored after a restart (a gpusched bug, please"
+                          f" report): {exc!r}")
+                await self.store.update_experiment(row["id"], state="failed", reason=reason,
                                                    ended_at=_now())
-                continue
-            exp = ExperimentRun(row["id"], row["seq"], spec, row["seed"], search, stoppers,
-                                state=ExperimentState(row["state"]),
-                                prior=await prior_trials(self.store, spec),
-                                started_at=row["started_at"], owner_uid=row["owner_uid"],
-                                run_as=run_as)
-            await restore_trials(self.store, exp, stopped)
-            self.active[exp.id] = exp
-            log.info("experiment_restored", experiment=exp.id, trials=len(exp.trials),
-                     requeued=exp.requeued)
-            # Its last trial may have ended just before the crash, its own end unrecorded.
-            await self._maybe_finish(exp)
+
+    async def _restore_experiment(self, row: dict[str, Any],
+                                  stopped: Mapping[str, list[int]]) -> None:
+        spec = ExperimentSpec.from_dict(row["spec"])
+        try:
+            search, stoppers = self._plugins(spec, row["seed"])
+            # Read again: the user may have changed groups, or be gone, since the submit.
+            run_as = trial_identity(row["owner_uid"])
+        except (PluginError, RequestError) as exc:
+            await self.store.update_experiment(row["id"], state="failed", reason=str(exc),
+                                               ended_at=_now())
+            return
+        exp = ExperimentRun(row["id"], row["seq"], spec, row["seed"], search, stoppers,
+                            state=ExperimentState(row["state"]),
+                            prior=await prior_trials(self.store, spec),
+                            started_at=row["started_at"], owner_uid=row["owner_uid"],
+                            run_as=run_as)
+        await restore_trials(self.store, exp, stopped)
+        self.active[exp.id] = exp
+        log.info("experiment_restored", experiment=exp.id, trials=len(exp.trials),
+                 requeued=exp.requeued)
+        # Its last trial may have ended just before the crash, its own end unrecorded.
+        await self._maybe_finish(exp)
 
 
 def _store_error_in(exc: BaseException) -> StoreError | None:

@@ -187,3 +187,30 @@ async def test_a_runner_that_fails_records_its_trial_failed_and_ends_the_experim
         ((trial_state, reason),) = trials
         assert trial_state == "failed"
         assert reason is not None and "gpusched bug" in reason and "KeyError" in reason
+
+
+async def test_an_experiment_that_cannot_be_restored_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A bug met while one experiment's trials were read back once kept the daemon (and
+    # every other experiment) from starting at all.
+    from gpusched._daemon import scheduler as scheduler_module
+    from gpusched._daemon.restore import restore_trials as restore
+
+    async with scheduling(tmp_path) as (store, _, exp):
+        await store.create_experiment(name="other", spec=exp.spec.to_dict(), seed=0,
+                                      priority=0, owner_uid=os.getuid())
+
+        async def restore_but_e1(store: Store, exp: ExperimentRun, *args: Any) -> None:
+            if exp.id == "e1":
+                raise OverflowError("a report no one expected")
+            await restore(store, exp, *args)
+
+        monkeypatch.setattr(scheduler_module, "restore_trials", restore_but_e1)
+        restarted = Scheduler(store=store, backend=cast(GpuBackend, None),
+                              settings=DaemonSettings(), state_dir=tmp_path / "state")
+        await restarted._restore()
+        assert list(restarted.active) == ["e2"]
+        row = await store.experiment("e1")
+        assert row is not None and row["state"] == "failed"
+        assert "OverflowError('a report no one expected')" in row["reason"]
