@@ -138,13 +138,22 @@ def cmd_best(args: argparse.Namespace) -> int:
     return 0
 
 
-def _copy_new(path: Path, offset: int) -> int:
+def _copy_new(path: Path, offset: int, what: str) -> int:
+    """Copy what ``path`` has past ``offset`` to stdout; the new offset. A file not there yet
+    (the trial has not started) is empty; one that cannot be read is a one-line error."""
     try:
         with open(path, "rb") as fh:
             fh.seek(offset)
             data = fh.read()
     except FileNotFoundError:
         return offset
+    except PermissionError:
+        # A root daemon runs each trial as its submitter, who owns its folder.
+        raise UsageError(f"cannot read {what} at {path}: permission denied: run `gpusched"
+                         " logs` as the trial's user (or as root)") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} at {path}: {exc.strerror or exc}: check that"
+                         " file (the trial's folder may have been moved or changed)") from None
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
     return offset + len(data)
@@ -154,22 +163,34 @@ def cmd_logs(args: argparse.Namespace) -> int:
     """A trial's stdout (or stderr), optionally following it until the trial ends."""
     client = Client(args.socket)
     info = client.trial_files(args.trial)
-    path = Path(info["stderr" if args.stderr else "stdout"])
-    offset = _copy_new(path, 0)
+    stream = "stderr" if args.stderr else "stdout"
+    path, what = Path(info[stream]), f"the {stream} of {args.trial}"
+    offset = _copy_new(path, 0, what)
     while args.follow and info["state"] not in TERMINAL:
         time.sleep(0.5)
-        offset = _copy_new(path, offset)
+        offset = _copy_new(path, offset, what)
         info = client.trial_files(args.trial)
-    _copy_new(path, offset)
+    _copy_new(path, offset, what)
     return 0
 
 
 WAIT_TIMED_OUT = 124  # as timeout(1) exits
+WAIT_NO_DAEMON = 69  # EX_UNAVAILABLE (sysexits.h): the outcome is unknown, not a failure
+WAIT_RECONNECT_S = 60.0  # above a restart's time: systemd's RestartSec=2 plus the start-up
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    """Block until an experiment ends; exit 0 if it completed, 1 if not, 124 on --timeout."""
-    answer = Client(args.socket).wait(args.experiment, args.timeout)
+    """Block until an experiment ends; exit 0 if it completed, 1 if not, 124 on --timeout,
+    69 when no daemon answers (none at the socket, or it went away and was not back within
+    --reconnect): a script must not read "the daemon restarted" as "the experiment failed"."""
+    if not args.reconnect >= 0:  # NaN too
+        raise UsageError(f"--reconnect {args.reconnect:g}: give a number of seconds >= 0")
+    try:
+        answer = Client(args.socket).wait(args.experiment, args.timeout,
+                                          reconnect_s=args.reconnect)
+    except NoDaemonError as exc:
+        print(f"gpusched: {exc}", file=sys.stderr)
+        return WAIT_NO_DAEMON
     if args.json:
         print_json(answer)
     elif answer["ended"]:
@@ -294,10 +315,13 @@ def _add_logs(sub: Any) -> None:
 
 def _add_wait(sub: Any) -> None:
     p = _add(sub, "wait", cmd_wait, "wait until an experiment ends (exit 0 if it completed,"
-             " 1 if it failed or was cancelled, 124 on --timeout)")
+             " 1 if it failed or was cancelled, 124 on --timeout, 69 if no daemon answers)")
     p.add_argument("experiment")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="give up after this long (default: wait as long as it takes)")
+    p.add_argument("--reconnect", type=float, default=WAIT_RECONNECT_S, metavar="SECONDS",
+                   help="when the daemon goes away (a restart), wait this long for it to"
+                   f" answer again before exiting 69 (default {WAIT_RECONNECT_S:g})")
 
 
 def _add_resume(sub: Any) -> None:
@@ -366,6 +390,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        # The last net: a file a command reads or writes (a plot's PNG, stdout on a full
+        # disk) that the command did not foresee still gets one line, not a traceback.
+        print(f"gpusched: {_os_error_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``exc`` in one line: what failed, on which file, and what to do."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return f"{what}: check where the output goes (a full disk, a closed terminal)"
+    names = str(exc.filename) + ("" if exc.filename2 is None else f" -> {exc.filename2}")
+    hint = ("check its permissions, or choose another path"
+            if isinstance(exc, PermissionError) else "check that path")
+    return f"{names}: {what}: {hint}"
 
 
 if __name__ == "__main__":

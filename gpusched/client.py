@@ -11,9 +11,22 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gpusched.errors import NoDaemonError, NotFoundError, ProtocolError, RequestError, SpecError
+from gpusched.errors import (
+    DaemonGoneError,
+    NoDaemonError,
+    NotFoundError,
+    ProtocolError,
+    RequestError,
+    SpecError,
+    UnusableSocketError,
+)
 from gpusched.errors import Problem as _Problem
-from gpusched.paths import client_socket_path
+from gpusched.paths import (
+    check_private_folder,
+    client_socket_path,
+    private_socket_folders,
+    socket_path_too_long,
+)
 from gpusched.protocol import MAX_LINE_BYTES, VERSION, decode_response, encode
 
 TYPE_CHECKING = False  # typing is imported for the type checker only: the CLI starts faster
@@ -23,14 +36,20 @@ if TYPE_CHECKING:
 __all__ = ["Client"]
 
 WAIT_CHUNK_S = 30.0  # the longest one `wait` request is held by the daemon
+RECONNECT_EVERY_S = 0.5  # how often `wait` knocks again while its daemon is away
+_GONE = ("the connection was reset before an answer; a request that changes something may or"
+         " may not have been taken: check with `gpusched ls`")
 
 
 class Client:
     """Talks to one daemon. Each call opens a connection, sends one request, reads the answer.
 
-    Raises :class:`NoDaemonError` when nothing answers at the socket, :class:`NotFoundError`
-    for unknown experiments or trials, :class:`SpecError` for a refused experiment, and
-    :class:`RequestError` for any other refusal.
+    Raises :class:`NoDaemonError` when nothing answers at the socket (its
+    :class:`DaemonGoneError` when the daemon went away before answering, its
+    :class:`UnusableSocketError` for a path no daemon could listen at or an unsafe per-user
+    socket folder), :class:`NotFoundError` for unknown experiments or trials,
+    :class:`SpecError` for a refused experiment, and :class:`RequestError` for any other
+    refusal. Every message is one line that says what to do.
     """
 
     def __init__(self, socket_path: str | Path | None = None, *, timeout_s: float = 60.0) -> None:
@@ -48,15 +67,11 @@ class Client:
     def _request_with_timeout(self, socket_timeout_s: float, op: str, /, **args: Any) -> Any:
         request_id = next(self._ids)
         message = encode({"v": VERSION, "id": request_id, "op": op, "args": args})
+        self._check_path()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(socket_timeout_s)
         try:
-            try:
-                sock.connect(str(self.socket_path))
-            except (FileNotFoundError, ConnectionRefusedError) as exc:
-                raise NoDaemonError(str(self.socket_path), exc.strerror or "") from None
-            except PermissionError:
-                raise NoDaemonError(str(self.socket_path), "permission denied") from None
+            self._connect(sock)
             sock.sendall(message)
             line = self._read_line(sock)
         except TimeoutError:
@@ -64,21 +79,51 @@ class Client:
         except (ConnectionResetError, BrokenPipeError):
             # The listening end went away mid-request: a daemon that stopped, or a process
             # that had its socket for a moment (a trial a killed daemon was starting).
-            raise NoDaemonError(str(self.socket_path), "the connection was reset before an"
-                                " answer; a request that changes something may or may not"
-                                " have been taken: check with `gpusched ls`") from None
+            raise DaemonGoneError(str(self.socket_path), _GONE) from None
         finally:
             sock.close()
         return self._result(decode_response(line))
 
-    @staticmethod
-    def _read_line(sock: socket.socket) -> bytes:
+    def _check_path(self) -> None:
+        """Refuse, before connecting, a path no socket can have and a per-user socket folder
+        that another user could have made or can write (they would get the request)."""
+        path = self.socket_path
+        if (problem := socket_path_too_long(path)) is not None:
+            raise UnusableSocketError(str(path), problem)
+        for folder, runtime_dir in private_socket_folders(path):
+            if (problem := check_private_folder(folder, runtime_dir=runtime_dir)) is not None:
+                raise UnusableSocketError(str(path), f"refusing to connect to {path}: {problem}")
+
+    def _connect(self, sock: socket.socket) -> None:
+        """Connect, or say in one line why not (every OSError but a timeout)."""
+        path = str(self.socket_path)
+        try:
+            sock.connect(path)
+        except TimeoutError:
+            raise  # a daemon too busy to accept: "no answer in time"
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise NoDaemonError(path, exc.strerror or "") from None
+        except PermissionError:
+            raise NoDaemonError(path, "permission denied") from None
+        except NotADirectoryError:
+            raise UnusableSocketError(path, f"cannot connect to {path}: a part of it is not a"
+                                      " folder: check --socket (or GPUSCHED_SOCKET)") from None
+        except OSError as exc:
+            raise UnusableSocketError(path, f"cannot connect to {path}: {exc.strerror or exc}:"
+                                      " check --socket (or GPUSCHED_SOCKET), or start a daemon"
+                                      " there with `gpusched daemon`") from None
+
+    def _read_line(self, sock: socket.socket) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
             chunk = sock.recv(1 << 16)
             if not chunk:
-                raise ProtocolError("the daemon closed the connection without answering")
+                # A daemon that stops closes its connections, a held `wait` among them.
+                raise DaemonGoneError(str(self.socket_path), "the daemon closed the connection"
+                                      " before answering: it may be stopping or restarting;"
+                                      " a request that changes something may or may not have"
+                                      " been taken: check with `gpusched ls`")
             chunks.append(chunk)
             size += len(chunk)
             if b"\n" in chunk:
@@ -148,20 +193,48 @@ class Client:
         """An experiment (``EXP``) or a trial (``EXP/N``) in full."""
         return dict(self.request("show", target=target))
 
-    def wait(self, experiment: str, timeout_s: float | None = None) -> dict[str, Any]:
+    def wait(self, experiment: str, timeout_s: float | None = None, *,
+             reconnect_s: float = 0.0) -> dict[str, Any]:
         """Block until ``experiment`` has ended, or ``timeout_s`` has passed (None: no limit).
 
         Returns the experiment's summary (the shape of ``experiments``) with ``ended`` true or
         false. The daemon answers the moment the experiment ends; this asks again every
         ``WAIT_CHUNK_S`` so that no single request outlives the socket timeout.
+
+        A daemon that stops closes the waiting connection unanswered. Once one has been
+        reached, this knocks again at the same socket (a restart, by hand, by systemd or
+        through socket activation, keeps the path) for up to ``reconnect_s`` seconds, then
+        raises :class:`DaemonGoneError`. No daemon at the first request raises at once.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        reached = False  # a daemon took a connection at least once
+        lost_at: float | None = None  # since when the daemon has been away
         while True:
             chunk = WAIT_CHUNK_S
             if deadline is not None:
                 chunk = max(0.0, min(chunk, deadline - time.monotonic()))
-            answer = dict(self._request_with_timeout(
-                chunk + self.timeout_s, "wait", experiment=experiment, timeout_s=chunk))
+            try:
+                answer = dict(self._request_with_timeout(
+                    chunk + self.timeout_s, "wait", experiment=experiment, timeout_s=chunk))
+            except UnusableSocketError:
+                raise
+            except NoDaemonError as exc:
+                reached = reached or isinstance(exc, DaemonGoneError)
+                if not reached:
+                    raise  # none there from the start: a wrong socket path should not hang
+                now = time.monotonic()
+                lost_at = now if lost_at is None else lost_at
+                give_up = lost_at + reconnect_s
+                if deadline is not None:
+                    give_up = min(give_up, deadline)
+                if now >= give_up:
+                    raise DaemonGoneError(
+                        str(self.socket_path), f"it went away while waiting for {experiment}"
+                        f" and none answered there again within {round(now - lost_at, 1):g}s;"
+                        f" when one runs, `gpusched wait {experiment}` again") from None
+                time.sleep(min(RECONNECT_EVERY_S, give_up - now))
+                continue
+            reached, lost_at = True, None
             if answer["ended"] or (deadline is not None and time.monotonic() >= deadline):
                 return answer
 

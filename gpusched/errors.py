@@ -14,6 +14,8 @@ __all__ = [
     "Problem",
     "ProtocolError",
     "NoDaemonError",
+    "DaemonGoneError",
+    "UnusableSocketError",
     "RequestError",
     "NotFoundError",
     "PluginError",
@@ -87,6 +89,21 @@ class NoDaemonError(GpuschedError):
         self.path = path
         extra = f" ({detail})" if detail else ""
         super().__init__(f"no daemon at {path}{extra}: start one with `gpusched daemon`")
+
+
+class DaemonGoneError(NoDaemonError):
+    """The daemon took the connection but went away before answering: it stopped, restarted
+    or crashed. A request that changes something may or may not have been taken."""
+
+
+class UnusableSocketError(NoDaemonError):
+    """The socket path cannot be used as it is: too long for a Unix socket, under something
+    that is not a folder, or in a per-user folder that another user could have made or can
+    write. The whole message (``path`` and what to do) is the caller's."""
+
+    def __init__(self, path: str, message: str) -> None:
+        GpuschedError.__init__(self, message)  # not "start a daemon": that would not help
+        self.path = path
 
 
 class RequestError(GpuschedError):

@@ -28,6 +28,7 @@ from gpusched._daemon.sdnotify import Notifier
 from gpusched._daemon.server import Server
 from gpusched._daemon.store import open_store
 from gpusched.config import DaemonSettings
+from gpusched.errors import ConfigError
 from gpusched.log import get_logger
 from gpusched.plugins import describe_plugins
 
@@ -110,6 +111,19 @@ def _watch_children_with_pidfds() -> None:
     asyncio.set_child_watcher(watcher)
 
 
+def _make_state_dir(state_dir: Path) -> None:
+    """Create the state folder, or say in one line why it cannot be and what to do."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        if isinstance(exc, FileExistsError):
+            why = "it exists and is not a folder"
+        raise ConfigError(f"cannot create the state folder {state_dir}: {why}: choose"
+                          " one you may write with --state-dir (or state_dir in the config"
+                          " file)") from None
+
+
 async def run_daemon(
     *, socket_path: Path, state_dir: Path, settings: DaemonSettings, backend: GpuBackend,
     socket_mode: int = 0o600,
@@ -118,7 +132,7 @@ async def run_daemon(
     _watch_children_with_pidfds()
     notifier = Notifier()
     activated = take_activated_socket()  # before anything copies the environment
-    state_dir.mkdir(parents=True, exist_ok=True)
+    _make_state_dir(state_dir)
     try:
         async with open_store(state_dir / "trials.db") as store:
             scheduler = Scheduler(store=store, backend=backend, settings=settings,

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import socket
+import stat
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from gpusched._spec_read import MAX_FILE_BYTES
 from gpusched.errors import ConfigError, GpuschedError, NotFoundError, RequestError, SpecError
 from gpusched.log import get_logger
 from gpusched.models import TERMINAL_EXPERIMENT_STATES, Goal
+from gpusched.paths import check_private_folder, private_socket_folders, socket_path_too_long
 from gpusched.protocol import (
     MAX_LINE_BYTES,
     VERSION,
@@ -57,20 +59,64 @@ Handler = Callable[[dict[str, Any], int | None], Awaitable[Any]]
 
 
 def prepare_socket_path(path: Path) -> None:
-    """Make the socket's folder; remove a stale socket file, refuse a live one."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    if not path.exists() and not path.is_symlink():
+    """Make the socket's folder; remove a stale socket file, refuse a live one.
+
+    The per-user socket's folders are made 0700 and refused when another user owns them or
+    may write them (:func:`~gpusched.paths.check_private_folder`). Only a socket is ever
+    removed: ``--socket exp.yaml`` by mistake must not delete the file. Every refusal is one
+    ConfigError line naming the path and what to do.
+    """
+    if (problem := socket_path_too_long(path)) is not None:
+        raise ConfigError(problem)
+    private = private_socket_folders(path)
+    for folder, runtime_dir in private:
+        problem = check_private_folder(folder, runtime_dir=runtime_dir, create=True)
+        if problem is not None:
+            raise ConfigError(f"refusing to listen at {path}: {problem}")
+    if not private:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        except OSError as exc:
+            why = ("it is not a folder" if isinstance(exc, FileExistsError | NotADirectoryError)
+                   else exc.strerror or str(exc))
+            raise ConfigError(f"cannot create the socket's folder {path.parent}: {why}: choose"
+                              " another path with --socket") from None
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
         return
+    except OSError as exc:
+        raise ConfigError(f"cannot use {path} as the socket: {exc.strerror or exc}: choose"
+                          " another path with --socket") from None
+    if not stat.S_ISSOCK(mode):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else (
+            "a folder" if stat.S_ISDIR(mode) else "a file")
+        raise ConfigError(f"{path} is {kind}, not a socket: the daemon will not replace it;"
+                          " give --socket a path where nothing is (e.g. gpusched.sock)")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
         probe.connect(str(path))
-    except OSError:
-        path.unlink()  # nobody answers: a leftover of a daemon that died
-        return
+    except ConnectionRefusedError:
+        pass  # nobody listens: a leftover of a daemon that died, removed below
+    except FileNotFoundError:
+        return  # removed meanwhile
+    except OSError as exc:
+        # No answer in time, or not ours to try: a live daemon may be behind it.
+        why = "no answer in time" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise ConfigError(f"cannot tell whether a daemon listens at {path} ({why}): stop it,"
+                          " or remove the socket if none does, or use another --socket"
+                          ) from None
+    else:
+        raise ConfigError(f"another daemon is listening at {path}; stop it first or use"
+                          " --socket")
     finally:
         probe.close()
-    raise ConfigError(f"another daemon is listening at {path}; stop it first or use --socket")
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot remove the stale socket {path}: {exc.strerror or exc}:"
+                          " remove it yourself, or use another --socket") from None
 
 
 def _peer_uid(stream: SocketStream) -> int | None:
@@ -109,7 +155,11 @@ class Server:
             log.info("listening", socket=str(activated.getsockname()), activated=True)
         else:
             prepare_socket_path(path)
-            listener = await anyio.create_unix_listener(path, mode=mode)
+            try:
+                listener = await anyio.create_unix_listener(path, mode=mode)
+            except OSError as exc:  # a read-only file system, a folder we may not write...
+                raise ConfigError(f"cannot listen at {path}: {exc.strerror or exc}: choose"
+                                  " another path with --socket") from None
             self._share_with_group(path)
             log.info("listening", socket=str(path))
         task_status.started()

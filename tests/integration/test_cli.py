@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from gpusched.errors import RequestError
-from tests.integration.harness import running_daemon, trial_script, wait_for
+from tests.integration.harness import Daemon, running_daemon, stop_daemon, trial_script, wait_for
 from tests.integration.test_gpus import probe_experiment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -271,3 +273,92 @@ def test_stale_socket_file_is_replaced(tmp_path: Path) -> None:
     with running_daemon(tmp_path / "d") as d:
         assert d.client.hello()["backend"] == "fake"
         assert stat.S_IMODE(d.socket.stat().st_mode) == 0o600  # a per-user daemon's socket
+
+
+def holds_a_socket(pid: int) -> bool:
+    """Whether process ``pid`` has a socket open (`gpusched wait`: its request is held)."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd).startswith("socket:") for fd in fds.iterdir())
+    except OSError:  # a descriptor closed meanwhile
+        return False
+
+
+def start_wait(d: Daemon, *args: str) -> subprocess.Popen[str]:
+    """`gpusched wait ARGS` in the background, once its request is held by the daemon."""
+    proc = subprocess.Popen([sys.executable, "-m", "gpusched", "wait", "--socket", str(d.socket),
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: holds_a_socket(proc.pid) or proc.poll() is not None, 20,
+             "`gpusched wait` to send its request")
+    assert proc.poll() is None, proc.communicate()
+    return proc
+
+
+def test_wait_outlives_a_daemon_restart_and_gives_the_outcome(tmp_path: Path) -> None:
+    # A restart (by hand, systemd's Restart=, an upgrade) closes the held `wait` unanswered;
+    # it knocks again at the same socket and answers once the experiment really ends.
+    gate = tmp_path / "go"
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit(probe_experiment(tmp_path / "out", max_trials=1, command=[
+            sys.executable, trial_script("gate.py"), "--gate", str(gate)]))
+        wait_for(lambda: d.client.show(exp)["trials"]["running"] == 1, 20, "its trial")
+        waiting = start_wait(d, exp)
+        stop_daemon(d.proc)  # SIGTERM: the trial is interrupted, to run again at the start
+    try:
+        time.sleep(1.0)  # no daemon for a while: the socket is gone
+        assert waiting.poll() is None, waiting.communicate()
+        with running_daemon(tmp_path / "d") as d:
+            gate.touch()
+            out, err = waiting.communicate(timeout=60)
+            trial = d.client.trials(exp)[0]
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, err
+    assert out.startswith(f"{exp} completed: ") and err == ""
+    assert trial["state"] == "completed" and trial["attempts"] == 2
+
+
+def test_wait_exits_69_in_one_line_when_the_daemon_does_not_come_back(tmp_path: Path) -> None:
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit(probe_experiment(tmp_path / "out", max_trials=1, command=[
+            sys.executable, trial_script("gate.py"), "--gate", str(tmp_path / "never")]))
+        waiting = start_wait(d, exp, "--reconnect", "1")
+    try:
+        _, err = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 69  # not 1: that says the experiment failed
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"went away while waiting for {exp}" in err and f"`gpusched wait {exp}` again" in err
+
+
+def test_daemon_start_up_failures_are_one_line_and_touch_no_file(tmp_path: Path) -> None:
+    precious = tmp_path / "exp.yaml"
+    precious.write_text("name: precious\n")
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    cases = [
+        (["--socket", str(precious)], f"{precious} is a file, not a socket"),
+        (["--socket", str(tmp_path / ("x" * 120) / "s.sock")], "over the 107"),
+        (["--socket", str(not_a_folder / "s.sock")], "cannot create the socket's folder"),
+        (["--state-dir", str(not_a_folder / "state")], "cannot create the state folder"),
+    ]
+    for args, said in cases:
+        out = gpusched("daemon", "--fake-gpus", "1", "--socket", str(tmp_path / "d.sock"),
+                       "--state-dir", str(tmp_path / "state"), *args)
+        lines = [line for line in out.stderr.splitlines() if line.startswith("gpusched: ")]
+        assert out.returncode == 1 and len(lines) == 1 and said in lines[0], out.stderr
+        assert "Traceback" not in out.stderr
+    assert precious.read_text() == "name: precious\n"
+
+
+def test_logs_of_an_unreadable_output_file_is_one_line(tmp_path: Path) -> None:
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit(probe_experiment(tmp_path / "out", max_trials=1))
+        d.wait_experiment(exp)
+        stdout = Path(d.client.trial_files(f"{exp}/0")["stdout"])
+        stdout.unlink()
+        stdout.mkdir()  # anything that open() refuses
+        out = d.cli("logs", f"{exp}/0")
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith(f"gpusched: cannot read the stdout of {exp}/0 at {stdout}: ")
