@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 from gpusched.errors import FailedTrialError, FatalError
 
@@ -47,8 +47,14 @@ __all__ = [
     "fatal",
 ]
 
-_lock = threading.Lock()  # one line at a time, whole, even from several threads
-_handle: IO[str] | None = None
+# Guards the one open of the report file. Re-entrant: a signal handler that reports (on
+# SIGTERM, say) runs in the thread it interrupted, maybe while that thread holds it.
+_open_lock = threading.RLock()
+_fd: int | None = None
+# Each line is one write() to an O_APPEND fd: the kernel appends it whole, so lines from
+# several threads, a signal handler or forked workers never mix, and no lock is held while
+# writing (a handler that interrupts a write cannot wait for itself).
+_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 _params: dict[str, Any] | None = None
 
 
@@ -135,16 +141,25 @@ def _number(name: str, value: object) -> int | float:
     )
 
 
+def _report_fd() -> int:
+    """The report file's fd, opened once: an open per report would not keep up with 10,000
+    reports a second."""
+    global _fd
+    with _open_lock:
+        if _fd is None:
+            # A handler that interrupts this open opens too: one fd is left unused, no harm.
+            _fd = os.open(os.environ["GPUSCHED_REPORT_FILE"], _APPEND, 0o666)
+        return _fd
+
+
 def _write(line: dict[str, Any]) -> None:
-    """Append ``line`` to the report file, flushed, so the daemon sees it at once."""
-    global _handle
-    text = json.dumps(line) + "\n"
-    with _lock:
-        if _handle is None:
-            # Opened once: an open per report would not keep up with 10,000 reports a second.
-            _handle = open(os.environ["GPUSCHED_REPORT_FILE"], "a", encoding="utf-8")  # noqa: SIM115
-        _handle.write(text)
-        _handle.flush()
+    """Append ``line`` to the report file, unbuffered, so the daemon sees it at once."""
+    data = memoryview((json.dumps(line) + "\n").encode())
+    fd = _report_fd()
+    while data:
+        # One call writes it all; a short write (a full disk, a signal during a huge line)
+        # is finished by the next.
+        data = data[os.write(fd, data):]
 
 
 def report(step: int | None = None, **metrics: object) -> None:

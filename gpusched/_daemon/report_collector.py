@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from gpusched._daemon.launcher import TrialFiles
-from gpusched._daemon.reports import AutoFill, HypertuneFileReader, ReportFileReader
+from gpusched._daemon.reports import (
+    AutoFill,
+    HypertuneFileReader,
+    ReportFileReader,
+    regular_file_size,
+)
 from gpusched._daemon.store import ReadPosition
 
 __all__ = ["ReportCollector"]
@@ -16,26 +22,35 @@ class ReportCollector:
     """Polls ``GPUSCHED_REPORT_FILE`` and ``CLOUD_ML_HP_METRIC_FILE`` of one attempt.
 
     A retried or resumed trial keeps its folder: what an earlier attempt wrote was stored
-    then, so this attempt starts past it (``training_iteration`` keeps counting).
+    then, so this attempt starts past it (``training_iteration`` and ``time_total_s`` keep
+    counting).
     """
 
     def __init__(
         self, files: TrialFiles, *, metric_tag: str, first_iteration: int = 0,
-        resume_at: ReadPosition | None = None,
+        resume_at: ReadPosition | None = None, last_report: Mapping[str, Any] | None = None,
+        started_at: float | Literal["now"] | None = "now",
     ) -> None:
         """``resume_at``: where the trial log says reading stopped. Without it (a trial logged
-        before positions were kept), whatever the files hold now counts as stored."""
+        before positions were kept), whatever the files hold now counts as stored.
+
+        ``last_report``: the trial's last stored report (of an earlier attempt, or of this one
+        when it is read on after a daemon crash): ``time_total_s`` goes on from that report's.
+        ``started_at``: when the attempt whose reports are read started: ``"now"`` for one
+        that starts now; the start the log has for one read after a crash, None if it has
+        none (then its first report stands for it).
+        """
         if resume_at is not None:
             self._reports = ReportFileReader(files.reports, offset=resume_at.report_offset)
             self._hypertune = HypertuneFileReader(files.hypertune, metric_tag,
                                                   taken_through=resume_at.hypertune_ts)
         else:
-            offset = files.reports.stat().st_size if files.reports.exists() else 0
-            self._reports = ReportFileReader(files.reports, offset=offset)
+            self._reports = ReportFileReader(files.reports, offset=regular_file_size(files.reports))
             self._hypertune = HypertuneFileReader(files.hypertune, metric_tag)
-            if files.hypertune.exists():
+            if regular_file_size(files.hypertune):
                 self._hypertune.poll(final=True)  # earlier attempts' entries: already stored
-        self._autofill = AutoFill(time.time(), iteration=first_iteration)
+        start = time.time() if started_at == "now" else started_at
+        self._autofill = AutoFill.after(last_report or {}, start, iteration=first_iteration)
         self._problems_seen = 0
 
     @property

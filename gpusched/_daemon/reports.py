@@ -15,6 +15,10 @@ it exits:
 Values kept: ``int``, ``float`` (NaN and infinities included: the scheduler treats a non-finite
 metric as missing) and ``str``; anything else (``bool``, ``null``, lists, objects) is dropped.
 
+Nothing a trial writes makes a poll raise: a line that cannot be taken is skipped, and a file
+that cannot be read (a link, a FIFO, a folder, one the daemon may not open) is as if absent;
+either is described in ``problems``, for the daemon's log.
+
 :class:`AutoFill` adds Ray Tune's fields to each report: ``training_iteration`` (1, 2, 3, ...
 per trial), ``time_total_s``, ``time_this_iter_s`` and ``timestamp`` (int unix seconds). As in
 Ray, the auto-filled values win over user-given ones of the same name. A report's time is the
@@ -34,7 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Metric", "Report", "ReportFileReader", "HypertuneFileReader", "AutoFill"]
+__all__ = [
+    "Metric", "Report", "ReportFileReader", "HypertuneFileReader", "AutoFill",
+    "regular_file_size",
+]
 
 Metric = float | int | str
 _INT64 = 2**63
@@ -42,10 +49,14 @@ _MAX_PROBLEMS = 5
 _CHUNK = 8 << 20  # bytes per read: large, so 100k small lines cost a handful of syscalls
 # A trial's folder belongs to its user, and a root daemon reads what is in it: a link there
 # must not make it read a file the user may not (O_NOFOLLOW), nor a FIFO block its event loop
-# (O_NONBLOCK, then only regular files). Either counts as no report file.
+# (O_NONBLOCK, then only regular files). Either is not read, and said once.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _MAX_POLL = 64 << 20  # bytes per poll while the trial runs: a backlog is read in slices
 _MAX_PENDING = 16 << 20  # a "line" this long without a newline is garbage, not a slow writer
+# hypertune's file holds 100 short entries: one this big is not its, and is not read (whole,
+# at every change, it would take the daemon's memory).
+_MAX_HYPERTUNE_FILE = 64 << 20
+_FLOAT_RANGE = 2**1023  # float() of an int this large or larger may overflow
 # typeshed declares make_scanner as a class whose argument is itself; it takes a JSONDecoder.
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 _STATUSES = frozenset({"failed", "fatal"})
@@ -67,27 +78,67 @@ class _Problems:
     def __init__(self) -> None:
         self.skipped = 0
         self.problems: list[str] = []
+        self._unreadable: str | None = None  # why the file could not be read, last time
 
     def _problem(self, message: str, *, skip: bool = True) -> None:
         self.skipped += skip
         if len(self.problems) < _MAX_PROBLEMS:
             self.problems.append(message)
 
+    def _cannot_read(self, path: Path, exc: OSError) -> None:
+        """The file is there but not read (it counts as absent): said once, not at each poll,
+        until it has been read again."""
+        why = f"{path.name}: not read: {exc.strerror or exc}"
+        if why != self._unreadable:
+            self._unreadable = why
+            self._problem(why, skip=False)
+
+    def _was_read(self) -> None:
+        self._unreadable = None
+
+
+class _NotAReportFile(OSError):
+    """Something is at a report file's path, but not a file the daemon reads."""
+
 
 def _open_report_file(path: Path) -> tuple[int, int]:
-    """A read-only fd of the regular file ``path`` and its size; FileNotFoundError for
-    anything else."""
+    """A read-only fd of the regular file ``path`` and its size; FileNotFoundError when there
+    is nothing there, another OSError when what is there is not read."""
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
-        if isinstance(exc, FileNotFoundError) or exc.errno != errno.ELOOP:
-            raise
-        raise FileNotFoundError(errno.ENOENT, "a link, not a report file", str(path)) from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
+        if exc.errno == errno.ELOOP:
+            raise _NotAReportFile(errno.ELOOP, "a symbolic link, not followed") from None
+        if exc.errno == errno.ENOTDIR:
+            raise _NotAReportFile(errno.ENOTDIR, "a part of its path is not a folder") from None
+        raise  # FileNotFoundError; PermissionError, EIO... (the caller says so)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = stat.filemode(st.st_mode)  # "d...": a folder, "p...": a FIFO, ...
+            raise _NotAReportFile(errno.EINVAL, f"not a regular file ({kind})")
+    except OSError:
         os.close(fd)
-        raise FileNotFoundError(errno.ENOENT, "not a regular file", str(path))
+        raise
     return fd, st.st_size
+
+
+def regular_file_size(path: Path) -> int:
+    """The size of the regular file at ``path``; 0 for none, or for anything else there (a
+    link, a FIFO...: not read, see :func:`_open_report_file`)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return 0
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
+
+
+def _integer(value: int) -> int | float | None:
+    """An int as it is stored: SQLite stores 64-bit integers; a larger one is still a number,
+    as a float; None for one too large for a float, too (dropped)."""
+    if -_INT64 <= value < _INT64:
+        return value
+    return float(value) if abs(value) < _FLOAT_RANGE else None
 
 
 def _clean(raw: dict[str, Any]) -> dict[str, Metric]:
@@ -97,20 +148,30 @@ def _clean(raw: dict[str, Any]) -> dict[str, Metric]:
         kind = type(value)
         if kind is float or kind is str:
             out[key] = value
-        elif kind is int:
-            # SQLite stores 64-bit integers; a larger one is still a number, as a float.
-            if -_INT64 <= value < _INT64:
-                out[key] = value
-            elif abs(value) < 2**1023:  # float() of a larger one overflows: drop it
-                out[key] = float(value)
+        elif kind is int and (number := _integer(value)) is not None:
+            out[key] = number
     return out
 
 
 def _time(value: Any) -> float | None:
-    """A report's own time, when it carries a usable one."""
-    if type(value) in (float, int) and math.isfinite(value):
+    """A report's own time, when it carries a usable one (a finite number of seconds)."""
+    kind = type(value)
+    if kind is int:
+        return float(value) if abs(value) < _FLOAT_RANGE else None  # math.isfinite would raise
+    if kind is float and math.isfinite(value):
         return float(value)
     return None
+
+
+def _text(value: Any) -> str:
+    """``value`` as text (a status line's reason, a part of an entry's identity); never raises,
+    whatever JSON gave."""
+    if type(value) is str:
+        return value
+    try:
+        return str(value)
+    except (RecursionError, ValueError):  # nested to the parser's limit; an int too long
+        return f"<{type(value).__name__}>"
 
 
 def _storable(raw: dict[str, Any]) -> bool:
@@ -154,7 +215,8 @@ class ReportFileReader(_Problems):
         return f"<ReportFileReader {self.path} offset={self.offset} skipped={self.skipped}>"
 
     def poll(self, *, final: bool = False) -> list[Report]:
-        """Read what was appended since the last poll; ``final`` after the trial has exited."""
+        """Read what was appended since the last poll; ``final`` after the trial has exited.
+        Never raises for what the trial wrote: what cannot be taken is in ``problems``."""
         data = self._read_new(None if final else _MAX_POLL)  # may drop a stale _pending
         buf = self._pending + data
         cut = buf.rfind(b"\n") + 1
@@ -175,29 +237,38 @@ class ReportFileReader(_Problems):
         return self.offset - len(self._pending)
 
     def unread_bytes(self) -> int:
-        """How much the next poll would read (a stat; 0 when there is no file yet)."""
-        try:
-            return max(os.stat(self.path).st_size - self.offset, 0)
-        except FileNotFoundError:
-            return 0
+        """How much the next poll would read (a stat; 0 when there is no file to read)."""
+        return max(regular_file_size(self.path) - self.offset, 0)
 
     def _read_new(self, limit: int | None) -> bytes:
+        """The bytes past ``offset`` (at most ``limit``); none while the file is not there or
+        cannot be read: what it holds is read once it can be."""
         try:
-            fd, size = _open_report_file(self.path)
+            data = self._read_file(limit)
         except FileNotFoundError:
             return b""  # the trial has not reported yet
+        except OSError as exc:
+            self._cannot_read(self.path, exc)
+            return b""
+        self._was_read()
+        return data
+
+    def _read_file(self, limit: int | None) -> bytes:
+        fd, size = _open_report_file(self.path)
         try:
             if size < self.offset:
                 self._problem(f"file shrank to {size} bytes; read again from its start", skip=False)
                 self.offset, self._pending, self._line = 0, b"", 0
             end = size if limit is None else min(size, self.offset + limit)
-            chunks = []
-            while self.offset < end:
-                chunk = os.pread(fd, min(_CHUNK, end - self.offset), self.offset)
+            # Consumed only once all is read: after a failed read (EIO) it is read again.
+            at, chunks = self.offset, []
+            while at < end:
+                chunk = os.pread(fd, min(_CHUNK, end - at), at)
                 if not chunk:
                     break
                 chunks.append(chunk)
-                self.offset += len(chunk)
+                at += len(chunk)
+            self.offset = at
             return b"".join(chunks)
         finally:
             os.close(fd)
@@ -209,8 +280,10 @@ class ReportFileReader(_Problems):
             if raw is None:
                 self._problem(f"line {number}: not a JSON object: {line[:80]!r}")
                 continue
-            if raw.get("status") in _STATUSES:
-                self.status = (raw["status"], str(raw.get("reason", "")))
+            status = raw.get("status")
+            # A list or an object is no status (nor a value: it is dropped below).
+            if type(status) is str and status in _STATUSES:
+                self.status = (status, _text(raw.get("reason", "")))
                 continue
             when = raw.pop("_t", None)
             values = raw if _storable(raw) else _clean(raw)
@@ -255,27 +328,36 @@ class HypertuneFileReader(_Problems):
         return f"<HypertuneFileReader {self.path} seen={len(self._seen)}>"
 
     def poll(self, *, final: bool = False) -> list[Report]:
-        """Re-read the file if it changed; ``final`` reads it regardless and reports bad lines."""
+        """Re-read the file if it changed; ``final`` reads it regardless and reports bad lines.
+        Never raises for what the trial wrote: what cannot be taken is in ``problems``."""
         try:
-            st = os.stat(self.path)
-            stat = (st.st_mtime_ns, st.st_size)
-            if stat == self._stat and not final:
+            st = os.lstat(self.path)  # a link is not followed (and not read: see _read)
+            seen = (st.st_mtime_ns, st.st_size)
+            if seen == self._stat and not final:
                 return []
             data = self._read()
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            self._cannot_read(self.path, exc)
+            return []
+        self._was_read()
         entries, complete = self._entries(data, final)
         # A read racing a rewrite sees a prefix: read it again at the next poll, even if the
         # writer has finished by then and (mtime, size) is back to what it was.
-        self._stat = stat if complete and len(data) == st.st_size else None
+        self._stat = seen if complete and len(data) == st.st_size else None
         return self._new(entries)
 
     def _read(self) -> bytes:
-        fd, _ = _open_report_file(self.path)
+        fd, size = _open_report_file(self.path)
         try:
+            if size > _MAX_HYPERTUNE_FILE:
+                raise _NotAReportFile(errno.EFBIG, f"{size} bytes, too large for hypertune's")
             chunks = []
-            while chunk := os.read(fd, _CHUNK):
+            left = _MAX_HYPERTUNE_FILE + 1  # it may grow while read: still at most this much
+            while left > 0 and (chunk := os.read(fd, min(_CHUNK, left))):
                 chunks.append(chunk)
+                left -= len(chunk)
             return b"".join(chunks)
         finally:
             os.close(fd)
@@ -283,10 +365,12 @@ class HypertuneFileReader(_Problems):
     def unread_bytes(self) -> int:
         """How much the next poll would read: the whole file if it changed, else 0."""
         try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
+            st = os.lstat(self.path)
+        except OSError:
             return 0
-        return 0 if (st.st_mtime_ns, st.st_size) == self._stat else st.st_size
+        if not stat.S_ISREG(st.st_mode) or (st.st_mtime_ns, st.st_size) == self._stat:
+            return 0
+        return min(st.st_size, _MAX_HYPERTUNE_FILE)
 
     def _entries(self, data: bytes, final: bool) -> tuple[list[dict[str, Any]], bool]:
         lines = data.split(b"\n")
@@ -309,8 +393,8 @@ class HypertuneFileReader(_Problems):
 
     def _new(self, entries: list[dict[str, Any]]) -> list[Report]:
         # An entry's identity is all of it (timestamp, global_step, value, trial): two reports
-        # never share their time.time(); str() because values may be unhashable.
-        keys = [tuple(sorted((k, str(v)) for k, v in e.items())) for e in entries]
+        # never share their time.time(); text because values may be unhashable.
+        keys = [tuple(sorted((k, _text(v)) for k, v in e.items())) for e in entries]
         if keys and keys[0] in self._seen:
             for old in list(self._seen):
                 if old == keys[0]:
@@ -341,10 +425,13 @@ class HypertuneFileReader(_Problems):
             name = "step" if key == "global_step" else key
             if name == _HYPERTUNE_DEFAULT_TAG and self.metric_tag and self.metric_tag not in entry:
                 name = self.metric_tag  # reported with no tag: it is the experiment's metric
-            if type(value) is str:
+            kind = type(value)
+            if kind is str:
                 values[name] = _number(value)
-            elif type(value) in (int, float):
+            elif kind is float:
                 values[name] = value
+            elif kind is int and (number := _integer(value)) is not None:
+                values[name] = number
         return Report(values, _time(entry.get("timestamp")))
 
 
@@ -353,28 +440,52 @@ class AutoFill:
 
     ``iteration`` and ``elapsed_before`` carry on from earlier attempts of the same trial
     (a retry or a resume), so ``training_iteration`` and ``time_total_s`` keep counting.
+    ``start_time`` None: the attempt's start is not known, and its first report stands for it
+    (the time before that report is not counted, rather than guessed).
     """
 
     def __init__(
-        self, start_time: float, *, iteration: int = 0, elapsed_before: float = 0.0
+        self, start_time: float | None, *, iteration: int = 0, elapsed_before: float = 0.0
     ) -> None:
         self.start_time = start_time
         self.iteration = iteration
         self.elapsed_before = elapsed_before
         self._last = start_time
 
+    @classmethod
+    def after(
+        cls, last_report: Mapping[str, Any], start_time: float | None, *, iteration: int = 0
+    ) -> AutoFill:
+        """For an attempt of a trial whose last stored report is ``last_report`` (``{}``: none):
+        its ``time_total_s`` goes on from that report's.
+
+        That report may be of this very attempt, when what it wrote is read on after a daemon
+        crash: the time up to it is in its ``time_total_s`` already, so the count goes on from
+        its ``timestamp`` (the later of the two) rather than from ``start_time``. A timestamp is
+        whole seconds: less than one may be counted twice.
+        """
+        elapsed = _time(last_report.get("time_total_s"))
+        stamped = _time(last_report.get("timestamp"))
+        if start_time is not None and stamped is not None:
+            start_time = max(start_time, stamped)
+        return cls(start_time, iteration=iteration, elapsed_before=max(0.0, elapsed or 0.0))
+
     def __repr__(self) -> str:
-        return f"<AutoFill iteration={self.iteration} start_time={self.start_time:.3f}>"
+        start = "unknown" if self.start_time is None else f"{self.start_time:.3f}"
+        return f"<AutoFill iteration={self.iteration} start_time={start}>"
 
     def fill(self, values: Mapping[str, Metric], now: float) -> dict[str, Metric]:
         """``values`` with the four fields added (overwriting user-given ones, as Ray does)."""
+        start, last = self.start_time, self._last
+        if start is None or last is None:
+            start = last = self.start_time = now  # the first report of an unknown start
         self.iteration += 1
         # Clocks can step backwards; a negative duration would only confuse stopping rules.
-        this_iter = max(0.0, now - self._last)
-        self._last = max(self._last, now)
+        this_iter = max(0.0, now - last)
+        self._last = max(last, now)
         out = dict(values)
         out["training_iteration"] = self.iteration
-        out["time_total_s"] = self.elapsed_before + max(0.0, now - self.start_time)
+        out["time_total_s"] = self.elapsed_before + max(0.0, now - start)
         out["time_this_iter_s"] = this_iter
         out["timestamp"] = int(now)
         return out

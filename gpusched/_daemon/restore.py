@@ -123,7 +123,11 @@ async def restore_trials(
         if state in _MAY_HAVE_RUN:
             # A queued or interrupted trial may have been started again by a daemon killed
             # before it could record that: its files are read as well.
-            recovered = await _read_what_is_left(store, exp, trial, TrialFiles(Path(r["dir"])))
+            # The attempt that was running started when the log says; one that the log never
+            # recorded, at a time it does not know.
+            started_at = r["started_at"] if state is TrialState.RUNNING else None
+            recovered = await _read_what_is_left(store, exp, trial, TrialFiles(Path(r["dir"])),
+                                                 started_at)
             if state is not TrialState.RUNNING and (pids or recovered):
                 # An attempt ran that the log never recorded (its reports past the stored
                 # position can be no one else's: a recorded end reads them all): it counts.
@@ -147,13 +151,18 @@ async def restore_trials(
 
 
 async def _read_what_is_left(
-    store: Store, exp: ExperimentRun, trial: TrialRun, files: TrialFiles
+    store: Store, exp: ExperimentRun, trial: TrialRun, files: TrialFiles,
+    started_at: float | None,
 ) -> int:
-    """Store the reports in the trial's files past what the log has; how many there were."""
+    """Store the reports in the trial's files past what the log has; how many there were.
+    ``started_at``: when the attempt that wrote them started, if the log knows."""
     if trial.read_position is None or not (files.reports.exists() or files.hypertune.exists()):
         return 0
+    # Their time_total_s goes on from the stored reports', at their own times (_t), not at the
+    # time of this restart.
     collector = ReportCollector(files, metric_tag=exp.spec.metric,
-                                first_iteration=trial.reports, resume_at=trial.read_position)
+                                first_iteration=trial.reports, resume_at=trial.read_position,
+                                last_report=trial.last_report, started_at=started_at)
     new = collector.poll(final=True)
     position = collector.position
     await store.add_encoded_reports(exp.id, trial.number, trial.reports, encode_reports(new),

@@ -135,7 +135,7 @@ class TrialRunner:
                 resume_at = ReadPosition(0, None)
             collector = ReportCollector(
                 self._files, metric_tag=spec.metric, first_iteration=trial.reports,
-                resume_at=resume_at,
+                resume_at=resume_at, last_report=trial.last_report,
             )
             proc = await spawn_trial(argv, env=env, cwd=Path(spec.workdir), files=self._files,
                                      run_as=run_as)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import random
+import socket
+import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from gpusched._daemon import reports as reports_module
 from gpusched._daemon.reports import AutoFill, HypertuneFileReader, Report, ReportFileReader
 
 
@@ -431,3 +437,256 @@ def test_a_fifo_in_place_of_a_report_file_does_not_block_the_reader(
     started = time.monotonic()
     assert reader.poll(final=True) == []  # an open() without O_NONBLOCK would hang here
     assert time.monotonic() - started < 1.0
+
+
+# -- nothing a trial writes makes a poll raise ---------------------------------------------------
+
+_HUGE = "1" + "0" * 400  # a JSON integer too large for a float
+
+
+def test_a_status_that_is_a_list_or_an_object_is_a_dropped_value(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    _append(path, '{"acc": 1}\n{"status": ["ok"], "loss": 1}\n{"status": {"failed": 1}}\n'
+                  '{"status": ["failed"], "reason": "x"}\n{"acc": 2}\n')
+    reader = ReportFileReader(path)
+    assert [r.values for r in reader.poll()] == [
+        {"acc": 1}, {"loss": 1}, {}, {"reason": "x"}, {"acc": 2}]
+    assert reader.status is None
+
+
+def test_a_status_reason_of_any_kind_becomes_text(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    deep = "[" * 900 + "]" * 900  # nested about as deep as the parser goes
+    _append(path, '{"status": "failed", "reason": ["disk", {"full": true}]}\n'
+                  f'{{"status": "fatal", "reason": {deep}}}\n{{"acc": 1}}\n')
+    reader = ReportFileReader(path)
+    assert [r.values for r in reader.poll()] == [{"acc": 1}]
+    assert reader.status is not None and reader.status[0] == "fatal"
+    assert reader.problems == []
+
+
+@pytest.mark.parametrize("when", [_HUGE, "-" + _HUGE, "NaN", "Infinity", "-Infinity", "true",
+                                  "null", "[1]", '{"s": 1}', '"1700000000"', "1e400"])
+def test_a_t_that_is_no_usable_time_is_ignored(tmp_path: Path, when: str) -> None:
+    path = tmp_path / "reports.jsonl"
+    _append(path, f'{{"acc": 1, "_t": 5}}\n{{"acc": 2, "_t": {when}}}\n{{"acc": 3, "_t": 7.5}}\n')
+    reader = ReportFileReader(path)
+    assert reader.poll() == [Report({"acc": 1}, 5.0), Report({"acc": 2}), Report({"acc": 3}, 7.5)]
+    assert reader.skipped == 0
+
+
+def test_values_of_odd_kinds_never_raise_and_neighbours_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    odd = [f'{{"step": {_HUGE}}}', f'{{"step": -{_HUGE}, "acc": 0.5}}', '{"step": [1, 2]}',
+           '{"step": "3", "loss": -0.0}', '{"step": 1.5e308, "x": 1e999}', '{"": 1, "_t": []}',
+           '{"a": "\\ud800", "\\udfff": 1}', '{"n": 9223372036854775808}',
+           '{"n": -9223372036854775808}', f'{{"deep": {"[" * 900 + "]" * 900}}}',
+           "{" + ", ".join(f'"k{i}": {i}' for i in range(5000)) + "}"]
+    lines = [line for o in odd for line in (o, f'{{"good": {len(o)}}}')]
+    _append(path, "\n".join(lines) + "\n")
+    reports = ReportFileReader(path).poll()
+    assert [r.values for r in reports[1::2]] == [{"good": len(o)} for o in odd]
+    got = [r.values for r in reports[0::2]]
+    assert got[0] == {} and got[1] == {"acc": 0.5}  # beyond a float: dropped
+    assert got[2] == {} and got[3] == {"step": "3", "loss": -0.0}
+    assert got[4] == {"step": 1.5e308, "x": math.inf}
+    assert got[5] == {"": 1}
+    assert got[7] == {"n": 2.0**63} and got[8] == {"n": -(2**63)}
+    assert got[9] == {} and len(got[10]) == 5000
+
+
+def test_a_fuzzed_report_file_never_makes_a_poll_raise(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    atoms = ["0", "-1", "1.5", _HUGE, "-" + _HUGE, "1e400", "NaN", "Infinity", "-Infinity",
+             "true", "false", "null", '""', '"failed"', '"fatal"', '"\\ud800"', "[]", "{}",
+             "[" * 990 + "]" * 990, '{"a": [1, {"b": null}]}', "9" * 5000]
+    keys = ["status", "reason", "_t", "step", "acc", "training_iteration", ""]
+    path = tmp_path / "reports.jsonl"
+    expected = []
+    with open(path, "wb") as f:
+        for i in range(2000):
+            if i % 3 == 0:
+                f.write(b'{"good": %d}\n' % i)
+                expected.append(i)
+                continue
+            fields = [f'"{rng.choice(keys)}": {rng.choice(atoms)}'
+                      for _ in range(rng.randint(0, 4))]
+            text = "{" + ", ".join(fields) + "}"
+            if rng.random() < 0.2:  # cut short, or garbled (a NUL, a byte that is no UTF-8)
+                text = text[: rng.randint(0, len(text))] + rng.choice(["", "\x00", "\udcff", "}"])
+            f.write(text.encode("utf-8", "surrogateescape") + b"\n")
+        f.write(b'{"good": "last", "_t": %s}' % _HUGE.encode())  # no newline: the final poll's
+    reader = ReportFileReader(path)
+    reports = reader.poll() + reader.poll(final=True)
+    goods = [r.values["good"] for r in reports if set(r.values) == {"good"}]
+    assert goods == [*expected, "last"]
+
+
+def test_hypertune_values_and_timestamps_of_odd_kinds_never_raise(tmp_path: Path) -> None:
+    path = tmp_path / "hypertune.metrics"
+    deep = "[" * 900 + "]" * 900
+    lines = [
+        f'{{"global_step": "1", "acc": "0.5", "timestamp": {_HUGE}, "trial": "0"}}',
+        f'{{"global_step": "2", "acc": {_HUGE}, "n": 9223372036854775808, "timestamp": 2.0}}',
+        f'{{"global_step": [2], "acc": "{_HUGE}", "timestamp": NaN, "deep": {deep}}}',
+        f'{{"global_step": "4", "acc": "{"9" * 5000}", "timestamp": "soon", "x": {{"y": 1}}}}',
+        '{"global_step": "5", "acc": "0.75", "timestamp": 5.0}',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    reader = HypertuneFileReader(path, "acc")
+    assert reader.poll() == [
+        Report({"step": 1, "acc": 0.5}),
+        Report({"step": 2, "n": 2.0**63}, 2.0),  # an int beyond a float is dropped
+        Report({"acc": math.inf}),
+        Report({"step": 4, "acc": math.inf}),
+        Report({"step": 5, "acc": 0.75}, 5.0),
+    ]
+    assert reader.poll(final=True) == []
+    assert reader.skipped == 0
+
+
+def _deepest_parse() -> int:
+    """How deep JSON can be nested for json.loads called from here."""
+    for depth in range(sys.getrecursionlimit(), 0, -1):
+        try:
+            json.loads("[" * depth + "]" * depth)
+        except RecursionError:
+            continue
+        return depth
+    raise AssertionError("nothing parses")
+
+
+def test_values_nested_to_the_parsers_limit_never_raise(tmp_path: Path) -> None:
+    # A value nested nearly as deep as the parser goes is parsed, and may then be too deep to
+    # be made text (a reason, an entry's identity): its line is taken, or skipped, never fatal.
+    top = _deepest_parse()
+    depths = range(top - 40, top + 6)
+    reports, hyper = tmp_path / "reports.jsonl", tmp_path / "hypertune.metrics"
+    _append(reports, "".join(
+        f'{{"status": "failed", "reason": {"[" * d + "]" * d}}}\n{{"d": {d}}}\n' for d in depths))
+    hyper.write_text("".join(
+        f'{{"timestamp": {d}, "acc": "1", "v": {"[" * d + "]" * d}}}\n' for d in depths))
+    reader = ReportFileReader(reports)
+    assert [r.values for r in reader.poll(final=True)] == [{"d": d} for d in depths]
+    assert reader.status is not None
+    entries = HypertuneFileReader(hyper, "acc").poll(final=True)
+    assert entries and all(r.values == {"acc": 1} for r in entries)
+
+
+def test_text_of_a_value_too_deep_to_print_is_its_kind() -> None:
+    # Deeper than any parse gives (a safety net): str() itself would raise RecursionError.
+    value: list[Any] = []
+    for _ in range(10 * sys.getrecursionlimit()):
+        value = [value]
+    assert reports_module._text(value) == "<list>"
+    assert reports_module._text("as is") == "as is"
+    assert reports_module._text(None) == "None"
+
+
+# -- report files that cannot be read ----------------------------------------------------------
+
+
+def _plant(path: Path, kind: str) -> None:
+    """Put something that is not a readable report file at ``path``."""
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        cwd = os.getcwd()
+        os.chdir(path.parent)  # a relative name: tmp_path is longer than a socket's may be
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.bind(path.name)  # the socket file stays after the close
+        finally:
+            os.chdir(cwd)
+    elif kind == "link loop":
+        path.symlink_to(path)
+    elif kind == "link":
+        target = path.with_name("target")
+        target.write_text('{"acc": 1}\n')
+        path.symlink_to(target)
+
+
+@pytest.mark.parametrize("reader_kind", ["reports", "hypertune"])
+@pytest.mark.parametrize("kind", ["folder", "fifo", "socket", "link loop", "link"])
+def test_something_else_at_a_report_files_path_is_said_once_and_read_as_nothing(
+    tmp_path: Path, reader_kind: str, kind: str
+) -> None:
+    path = tmp_path / "planted"
+    _plant(path, kind)
+    reader = (ReportFileReader(path) if reader_kind == "reports"
+              else HypertuneFileReader(path, "acc"))
+    assert reader.unread_bytes() == 0
+    for final in (False, False, True):
+        assert reader.poll(final=final) == []
+    assert len(reader.problems) == 1 and "planted: not read" in reader.problems[0]
+    assert reader.skipped == 0
+    # Replaced by a report file, it is read; broken again, it is said again.
+    (path.rmdir if kind == "folder" else path.unlink)()
+    path.write_text('{"acc": "1", "timestamp": 1.0}\n')
+    expected = {"acc": "1", "timestamp": 1.0} if reader_kind == "reports" else {"acc": 1}
+    assert [r.values for r in reader.poll(final=True)] == [expected]
+    path.unlink()
+    _plant(path, kind)
+    reader.poll()
+    assert len(reader.problems) == 2
+
+
+@pytest.mark.parametrize("reader_kind", ["reports", "hypertune"])
+@pytest.mark.parametrize("error", [PermissionError, IsADirectoryError, OSError])
+def test_a_report_file_the_daemon_cannot_open_is_said_once_and_read_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader_kind: str, error: type[OSError]
+) -> None:
+    path = tmp_path / "reports.jsonl"
+    _append(path, '{"acc": "1", "global_step": "1", "timestamp": 1.0}\n')
+    real_open = os.open
+
+    def refusing_open(file: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(file) == path:
+            raise error(errno.EACCES, "refused for the test")
+        return real_open(file, flags, *args, **kwargs)
+
+    reader = (ReportFileReader(path) if reader_kind == "reports"
+              else HypertuneFileReader(path, "acc"))
+    monkeypatch.setattr(os, "open", refusing_open)
+    assert reader.poll() == [] and reader.poll(final=True) == []
+    assert reader.problems == ["reports.jsonl: not read: refused for the test"]
+    monkeypatch.undo()
+    assert len(reader.poll(final=True)) == 1  # nothing was lost meanwhile
+
+
+def test_a_hypertune_file_too_large_to_be_hypertunes_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reports_module, "_MAX_HYPERTUNE_FILE", 1000)
+    path = tmp_path / "hypertune.metrics"
+    writer, reader = _HypertuneWriter(path), HypertuneFileReader(path, "val_accuracy")
+    writer.report(0.5, 1, 1000.0)
+    assert len(reader.poll()) == 1
+    for step in range(2, 30):
+        writer.report(0.5, step, 1000.0 + step)
+    assert reader.unread_bytes() == 1000
+    assert reader.poll() == [] and reader.poll(final=True) == []
+    assert len(reader.problems) == 1 and "too large" in reader.problems[0]
+
+
+def test_a_read_that_fails_midway_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reports_module, "_CHUNK", 16)  # several reads per poll
+    path = tmp_path / "reports.jsonl"
+    _append(path, "".join(f'{{"step": {i}}}\n' for i in range(10)))
+    real_pread, calls = os.pread, [0]
+
+    def failing_pread(fd: int, n: int, offset: int) -> bytes:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_pread(fd, n, offset)
+
+    reader = ReportFileReader(path)
+    monkeypatch.setattr(os, "pread", failing_pread)
+    assert reader.poll() == []
+    assert reader.problems == ["reports.jsonl: not read: Input/output error"]
+    assert [r.values["step"] for r in reader.poll()] == list(range(10))

@@ -265,3 +265,66 @@ def test_budget_and_initial_budget(
     got = [trial.budget(), trial.initial_budget(), trial.budget(default=30)]
     assert got == expected
     assert all(type(g) is type(e) for g, e in zip(got, expected, strict=True))
+
+
+# A trainer whose SIGTERM handler reports (or fails) while the main thread is somewhere inside
+# trial.report(): the signal is raised at the Nth line that runs in gpusched/trial.py, so
+# every point of a report, the first (which opens the file) and a later one, gets its turn.
+_REENTRY = """
+    import signal, sys
+    from gpusched import trial
+
+    fire_at, mode = int(sys.argv[1]), sys.argv[2]
+    seen = 0
+
+    def on_term(signum, frame):
+        sys.settrace(None)
+        if mode == "fail":
+            trial.fail("terminated")
+        trial.report(step=-1, from_handler=1)
+
+    def in_trial(frame, event, arg):
+        global seen
+        if event == "line":
+            seen += 1
+            if seen == fire_at:
+                signal.raise_signal(signal.SIGTERM)
+        return in_trial
+
+    signal.signal(signal.SIGTERM, on_term)
+    sys.settrace(lambda frame, event, arg:
+                 in_trial if frame.f_code.co_filename == trial.__file__ else None)
+    trial.report(step=1, acc=0.5)
+    trial.report(step=2, acc=0.25)
+    sys.settrace(None)
+    print(seen)
+    """
+
+
+def _reenter(tmp_path: Path, fire_at: int, mode: str) -> _Done:
+    (tmp_path / "reports.jsonl").unlink(missing_ok=True)
+    try:
+        return subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(_REENTRY), str(fire_at), mode], check=False,
+            env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=10,
+        )
+    except subprocess.TimeoutExpired:
+        # The handler waits for a lock that the thread it interrupted holds: forever.
+        pytest.fail(f"deadlocked: the signal at point {fire_at}, the handler doing {mode}")
+
+
+def test_a_signal_handler_can_report_or_fail_from_inside_a_report(tmp_path: Path) -> None:
+    untouched = _reenter(tmp_path, 0, "report")
+    assert untouched.returncode == 0, untouched.stderr
+    points = int(untouched.stdout)
+    assert points > 4
+    for fire_at in range(1, points + 1):
+        result = _reenter(tmp_path, fire_at, "report")
+        assert result.returncode == 0, (fire_at, result.stderr)
+        lines = _lines(tmp_path)  # every line whole: a half line would not parse
+        assert len(lines) == 3 and {line["step"] for line in lines} == {-1, 1, 2}, fire_at
+        failed = _reenter(tmp_path, fire_at, "fail")
+        assert failed.returncode == 1, (fire_at, failed.stderr)
+        lines = _lines(tmp_path)
+        assert lines[-1] == {"status": "failed", "reason": "terminated"}, fire_at
+        assert [line["step"] for line in lines[:-1]] in ([], [1], [1, 2]), fire_at

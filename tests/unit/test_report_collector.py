@@ -1,0 +1,188 @@
+"""A trial's reports across its attempts: ``time_total_s`` keeps counting on a retry, a resume,
+and for what is read back after a daemon crash; nothing the trial writes stops the collector."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpusched._daemon.experiment import ExperimentRun
+from gpusched._daemon.launcher import TrialFiles
+from gpusched._daemon.report_collector import ReportCollector
+from gpusched._daemon.reports import AutoFill, Report
+from gpusched._daemon.restore import restore_trials
+from gpusched._daemon.store import ReadPosition, open_store
+from gpusched.models import TrialState
+from gpusched.plugins import make_search_plugin
+from gpusched.spec import parse_experiment
+
+T0 = 1_700_000_000.0  # a whole second: stored timestamps (int) are exact
+
+
+def _lines(*reports: dict[str, Any]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in reports)
+
+
+# -- AutoFill.after ------------------------------------------------------------------------------
+
+
+def test_a_retry_counts_on_from_the_last_stored_report() -> None:
+    fill = AutoFill.after({"time_total_s": 60.0, "timestamp": int(T0) - 30}, T0, iteration=7)
+    out = fill.fill({}, now=T0 + 10)
+    assert (out["training_iteration"], out["time_total_s"], out["time_this_iter_s"]) == (8, 70, 10)
+
+
+def test_reports_read_on_after_a_crash_count_on_from_the_last_stored_one() -> None:
+    # The attempt started at T0; the dead daemon stored its reports up to T0 + 20 (30 s in,
+    # with 10 s from an earlier attempt): the next, written at T0 + 25, is 35 s in.
+    fill = AutoFill.after({"time_total_s": 30.0, "timestamp": int(T0) + 20}, T0, iteration=2)
+    out = fill.fill_report(Report({"acc": 1}, T0 + 25), read_time=T0 + 900)
+    assert (out["training_iteration"], out["time_total_s"], out["time_this_iter_s"]) == (3, 35, 5)
+
+
+def test_an_attempt_of_unknown_start_counts_from_its_first_report() -> None:
+    fill = AutoFill.after({"time_total_s": 20.0, "timestamp": int(T0)}, None)
+    assert "start_time=unknown" in repr(fill)
+    first, second = fill.fill({}, now=T0 + 500), fill.fill({}, now=T0 + 530)
+    assert (first["time_total_s"], first["time_this_iter_s"]) == (20, 0)
+    assert (second["time_total_s"], second["time_this_iter_s"]) == (50, 30)
+    assert "start_time=1700000500.000" in repr(fill)
+
+
+@pytest.mark.parametrize("total", [True, "60", None, math.nan, math.inf, -5.0, 10**400, [60]])
+@pytest.mark.parametrize("stamp", [True, "x", math.nan, 10**400, -(10**400), None])
+def test_a_last_report_without_usable_times_counts_from_zero(total: Any, stamp: Any) -> None:
+    fill = AutoFill.after({"time_total_s": total, "timestamp": stamp}, T0)
+    assert fill.fill({}, now=T0 + 4)["time_total_s"] == 4.0
+
+
+# -- ReportCollector -----------------------------------------------------------------------------
+
+
+def test_a_retried_attempt_continues_time_total_s(tmp_path: Path) -> None:
+    files = TrialFiles(tmp_path)
+    files.reports.write_text(_lines({"acc": 0.1, "_t": T0}, {"acc": 0.2, "_t": T0 + 60}))
+    stored = {"acc": 0.2, "training_iteration": 2, "time_total_s": 60.0, "timestamp": int(T0)}
+    before = time.time()
+    collector = ReportCollector(files, metric_tag="acc", first_iteration=2,
+                                resume_at=ReadPosition(files.reports.stat().st_size, None),
+                                last_report=stored)
+    after = time.time()
+    with files.reports.open("a") as f:
+        f.write(_lines({"acc": 0.3, "_t": after + 5}))
+    (report,) = collector.poll()
+    assert report["training_iteration"] == 3 and report["acc"] == 0.3
+    assert 65.0 <= report["time_total_s"] <= 65.0 + (after - before)
+
+
+def test_without_a_last_report_time_starts_at_zero(tmp_path: Path) -> None:
+    files = TrialFiles(tmp_path)
+    before = time.time()
+    collector = ReportCollector(files, metric_tag="acc", resume_at=ReadPosition(0, None))
+    after = time.time()
+    files.reports.write_text(_lines({"acc": 0.3, "_t": after + 5}))
+    (report,) = collector.poll()
+    assert report["training_iteration"] == 1
+    assert 5.0 <= report["time_total_s"] <= 5.0 + (after - before)
+
+
+def test_the_collector_survives_whatever_the_trial_writes(tmp_path: Path) -> None:
+    files = TrialFiles(tmp_path)
+    collector = ReportCollector(files, metric_tag="acc", resume_at=ReadPosition(0, None))
+    huge = "1" + "0" * 400
+    files.reports.write_text(
+        '{"acc": 1}\n{"status": ["ok"], "loss": 1}\n'
+        f'{{"acc": 2, "_t": {huge}}}\nnonsense\n{{"acc": 3}}\n')
+    files.hypertune.write_text(f'{{"acc": "4", "timestamp": {huge}, "global_step": "1"}}\n')
+    assert [r.get("acc") for r in collector.poll(final=True)] == [1, None, 2, 3, 4]
+    assert collector.take_problems() == ["line 4: not a JSON object: 'nonsense'"]
+    assert collector.status is None
+
+
+def test_a_report_file_that_cannot_be_read_is_a_problem_not_an_error(tmp_path: Path) -> None:
+    files = TrialFiles(tmp_path)
+    files.reports.mkdir()
+    files.hypertune.symlink_to("/etc/passwd")
+    collector = ReportCollector(files, metric_tag="acc")  # no position: reads nothing old
+    assert collector.unread_bytes() == 0
+    assert collector.poll() == [] and collector.poll(final=True) == []
+    problems = collector.take_problems()
+    assert len(problems) == 2 and all(": not read: " in p for p in problems)
+    assert collector.take_problems() == []
+
+
+# -- reports read back after a crash (restore) --------------------------------------------------
+
+
+async def _restore(tmp_path: Path, state: TrialState, *, started_at: float | None,
+                   stored: list[dict[str, Any]], stored_lines: str, new_lines: str,
+                   ) -> list[dict[str, Any]]:
+    """A log whose trial 0 is in ``state`` with ``stored`` reports (read up to the end of
+    ``stored_lines``), and a report file that goes on with ``new_lines``: restored, its
+    reports."""
+    spec = parse_experiment({"name": "exp", "command": "python t.py", "metric": "acc",
+                             "params": [{"name": "x", "type": "discrete", "values": [1, 2]}]},
+                            base_dir=tmp_path)
+    files = TrialFiles(tmp_path / "t0")
+    files.dir.mkdir()
+    files.reports.write_text(stored_lines + new_lines)
+    async with open_store(tmp_path / "log.db") as store:
+        exp_id = await store.create_experiment(name="exp", spec=spec.to_dict(), seed=0,
+                                               priority=0, owner_uid=os.getuid())
+        await store.create_trial(exp_id, 0, {"x": 1}, str(files.dir))
+        await store.update_trial(exp_id, 0, state=state.value, started_at=started_at,
+                                 attempts=1)
+        await store.add_encoded_reports(
+            exp_id, 0, 0, [json.dumps(r) for r in stored],
+            read_to=ReadPosition(len(stored_lines.encode()), None))
+        search = make_search_plugin("random", spec.space(), goal=spec.goal, seed=0, options={})
+        exp = ExperimentRun(exp_id, int(exp_id[1:]), spec, 0, search, [])
+        await restore_trials(store, exp)
+        assert exp.trials[0].state is TrialState.INTERRUPTED
+        reports = await store.reports(exp_id, 0)
+        assert exp.trials[0].last_report == reports[-1]
+        return reports
+
+
+async def test_reports_of_the_running_attempt_keep_their_own_times(tmp_path: Path) -> None:
+    # The attempt started at T0, after an earlier one of 10 s; the dead daemon stored its
+    # reports up to T0 + 20; the trial wrote two more before it was stopped.
+    stored = [{"acc": 0.1, "training_iteration": 1, "time_total_s": 10.0, "timestamp": int(T0)},
+              {"acc": 0.2, "training_iteration": 2, "time_total_s": 30.0,
+               "timestamp": int(T0) + 20}]
+    reports = await _restore(
+        tmp_path, TrialState.RUNNING, started_at=T0, stored=stored,
+        stored_lines=_lines({"acc": 0.2, "_t": T0 + 20}),
+        new_lines=_lines({"acc": 0.3, "_t": T0 + 25}, {"acc": 0.4, "_t": T0 + 40}))
+    assert [(r["training_iteration"], r["time_total_s"], r["time_this_iter_s"])
+            for r in reports[2:]] == [(3, 35, 5), (4, 50, 15)]
+    assert [r["timestamp"] for r in reports[2:]] == [int(T0) + 25, int(T0) + 40]
+
+
+async def test_reports_of_the_first_attempt_read_after_a_crash_count_from_its_start(
+    tmp_path: Path
+) -> None:
+    reports = await _restore(
+        tmp_path, TrialState.RUNNING, started_at=T0, stored=[], stored_lines="",
+        new_lines=_lines({"acc": 0.3, "_t": T0 + 25}, {"acc": 0.4, "_t": T0 + 40}))
+    assert [(r["time_total_s"], r["time_this_iter_s"]) for r in reports] == [(25, 25), (40, 15)]
+
+
+async def test_reports_of_an_attempt_the_log_never_recorded_count_on_monotonically(
+    tmp_path: Path
+) -> None:
+    # Queued again after an attempt that stored 20 s of reports; a daemon started it and was
+    # killed before it recorded that: when this attempt started is not known.
+    stored = [{"acc": 0.2, "training_iteration": 1, "time_total_s": 20.0, "timestamp": int(T0)}]
+    reports = await _restore(
+        tmp_path, TrialState.QUEUED, started_at=T0 - 20, stored=stored,
+        stored_lines=_lines({"acc": 0.2, "_t": T0}),
+        new_lines=_lines({"acc": 0.3, "_t": T0 + 500}, {"acc": 0.4, "_t": T0 + 530}))
+    assert [(r["training_iteration"], r["time_total_s"]) for r in reports[1:]] == [(2, 20),
+                                                                                   (3, 50)]
