@@ -47,6 +47,8 @@ class DaemonSettings:
     poll_interval_s: float = _setting(0.5, _check.positive)  # GPU readings, nothing releasing
     release_poll_s: float = _setting(0.05, _check.positive)  # ... while a device is releasing
     release_timeout_s: float = _setting(60.0, _check.positive)  # releasing longer: quarantined
+    # A device read (NVML) unanswered this long: every device quarantined until one answers.
+    device_read_timeout_s: float = _setting(20.0, _check.positive)
     # "back near idle": within this of the idle level
     release_threshold_mib: float = _setting(512.0, _check.non_negative)
     report_poll_s: float = _setting(0.1, _check.positive)  # reading running trials' reports

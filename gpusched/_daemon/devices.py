@@ -155,6 +155,14 @@ class DeviceTable:
 
     # -- readings -----------------------------------------------------------------------------
 
+    def unanswered(self, reason: str) -> None:
+        """The driver has not answered a read for too long (NVML can hang on a failing GPU):
+        no device is given out until a reading comes; the reason says why. A device's first
+        reading after that clears it, as it clears a release quarantine."""
+        for slot in self.slots.values():
+            if not slot.lost_reason:
+                slot.quarantine_reason = reason
+
     def update(
         self, readings: Sequence[DeviceReading], live_sessions: Mapping[int, Sequence[int]]
     ) -> bool:

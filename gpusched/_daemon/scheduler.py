@@ -47,6 +47,7 @@ __all__ = ["Scheduler"]
 
 log = get_logger("gpusched.scheduler")
 STORE_RETRY_S = 2.0  # placement waits this long after the trial log refused a write
+_Reading = tuple[Any, dict[int, list[int]]]  # the devices' readings; session -> live pids
 # A search whose last suggestion took longer than this is asked in a worker thread (see _ask).
 SUGGEST_INLINE_S = 0.01
 
@@ -76,6 +77,10 @@ class Scheduler:
         self._ended: dict[str, anyio.Event] = {}  # experiment id -> set when it ends
         self._closing = False
         self._resuming: set[str] = set()  # experiment ids a `resume` is restoring now
+        # The device read in the reader thread, and when it was asked (see
+        # _read_devices_in_thread); whether one has gone unanswered too long.
+        self._device_read: tuple[asyncio.Future[_Reading], float] | None = None
+        self._device_read_stalled = False
         self._tg: TaskGroup | None = None
         self._cpu_slots = os.cpu_count() or 1
         self._paused_until = 0.0  # monotonic: no placement before (the log refused a write)
@@ -164,7 +169,7 @@ class Scheduler:
 
     # -- GPUs ---------------------------------------------------------------------------------
 
-    def _read_devices(self) -> tuple[Any, dict[int, list[int]]]:
+    def _read_devices(self) -> _Reading:
         readings = self.backend.read()
         # Only the pids the driver lists need a session: one /proc/PID/stat read each, rather
         # than a scan of every process on the host at every poll.
@@ -179,12 +184,46 @@ class Scheduler:
         if not self.devices.slots:
             return
         if self.backend.reads_block:
-            readings, sessions = await self._reader.run(self._read_devices)
+            got = await self._read_devices_in_thread()
+            if got is None:
+                return
+            readings, sessions = got
         else:
             readings, sessions = self._read_devices()
         if self.devices.update(readings, sessions):
             self.kick()
         self._interrupt_trials_on_lost_gpus()
+
+    async def _read_devices_in_thread(self) -> _Reading | None:
+        """A reading from the reader thread; None while the driver has not answered within
+        ``device_read_timeout_s`` (then every device is quarantined, saying so).
+
+        A read that hangs (NVML on a failing GPU) is not asked again behind itself: later
+        polls wait on the same one, so that reads do not pile up in the thread.
+        """
+        if self._device_read is None:
+            self._device_read = (asyncio.ensure_future(self._reader.run(self._read_devices)),
+                                 time.monotonic())
+        read, started = self._device_read
+        try:
+            with anyio.move_on_after(self.settings.device_read_timeout_s):
+                got = await asyncio.shield(read)
+                if self._device_read_stalled:
+                    self._device_read_stalled = False
+                    log.warning("gpu_read_answered", after_s=round(time.monotonic() - started))
+                return got
+        finally:
+            if read.done():
+                self._device_read = None
+        waited = time.monotonic() - started
+        if not self._device_read_stalled:
+            self._device_read_stalled = True
+            log.error("gpu_read_unanswered", after_s=round(waited))
+        self.devices.unanswered(
+            f"the GPU driver has not answered a read for {waited:.0f}s (NVML can hang on a"
+            " failing GPU: see nvidia-smi and the kernel log); nothing new starts on a GPU"
+            " until it answers")
+        return None
 
     def _interrupt_trials_on_lost_gpus(self) -> None:
         """A trial on a GPU that the driver lost cannot go on there: interrupt it, to be

@@ -11,6 +11,7 @@ import anyio
 from structlog.testing import capture_logs
 
 from gpusched._daemon.fake_gpus import FakeBackend, FakeConfig, FakeDeviceSpec
+from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.gpu_backend import DeviceReading
 from gpusched._daemon.scheduler import Scheduler
 from gpusched._daemon.store import open_store
@@ -52,3 +53,53 @@ async def test_an_unexpected_backend_error_is_logged_and_polling_goes_on(
     assert len(failures) >= 3
     assert "the driver binding returned garbage" in failures[0]["error"]
     assert len(scheduler.devices.slots) == 2  # the devices it found are still there
+
+
+class HangingBackend(FakeBackend):
+    """Two fake GPUs whose reads block while ``hang`` is set, as NVML can on a failing GPU."""
+
+    reads_block = True
+
+    def __init__(self) -> None:
+        super().__init__(FakeConfig(devices=(FakeDeviceSpec(), FakeDeviceSpec())))
+        self.reads = 0
+        self.hang = threading.Event()
+        self.go_on = threading.Event()
+
+    def read(self) -> list[DeviceReading]:
+        self.reads += 1
+        if self.hang.is_set():
+            self.go_on.wait(30)
+        return super().read()
+
+
+async def test_a_read_the_driver_never_answers_quarantines_every_gpu_until_it_does(
+    tmp_path: Path,
+) -> None:
+    # A hung read once froze the release barrier of every GPU, silently: no reason shown,
+    # nothing logged, and each poll queued another read behind it.
+    backend = HangingBackend()
+    async with open_store(tmp_path / "log.db") as store:
+        scheduler = Scheduler(store=store, backend=backend,
+                              settings=DaemonSettings(device_read_timeout_s=0.2),
+                              state_dir=tmp_path / "state")
+        scheduler.devices = DeviceTable(backend.discover(), scheduler.settings)
+        await scheduler._poll_devices_once()
+        assert [s["state"] for s in scheduler.devices.snapshot()] == ["free", "free"]
+        backend.hang.set()
+        with capture_logs() as logs:
+            await scheduler._poll_devices_once()
+            await scheduler._poll_devices_once()  # waits on the same read: none piles up
+        assert backend.reads == 2
+        assert [e["event"] for e in logs] == ["gpu_read_unanswered"]
+        snapshot = scheduler.devices.snapshot()
+        assert [s["state"] for s in snapshot] == ["quarantined", "quarantined"]
+        assert "has not answered a read" in snapshot[0]["reason"]
+        assert scheduler.devices.pick(1, None) is None
+        backend.hang.clear()
+        backend.go_on.set()  # the driver answers at last
+        with capture_logs() as logs:
+            await scheduler._poll_devices_once()
+        assert [e["event"] for e in logs] == ["gpu_read_answered"]
+        assert [s["state"] for s in scheduler.devices.snapshot()] == ["free", "free"]
+        scheduler._reader.close()
