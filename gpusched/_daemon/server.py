@@ -119,13 +119,23 @@ def prepare_socket_path(path: Path) -> None:
                           " remove it yourself, or use another --socket") from None
 
 
+# struct ucred: pid_t pid (signed), uid_t uid and gid_t gid (unsigned: a uid of 2**31 or more,
+# as AD/winbind id maps give, read as signed would come out negative).
+_UCRED = struct.Struct("=iII")
+
+
 def _peer_uid(stream: SocketStream) -> int | None:
     try:
         raw = stream.extra(SocketAttribute.raw_socket)
-        creds = raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return int(struct.unpack("3i", creds)[1])
+        return uid_from_ucred(raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                             _UCRED.size))
     except (OSError, AttributeError, struct.error):
         return None
+
+
+def uid_from_ucred(creds: bytes) -> int:
+    """The uid in an ``SO_PEERCRED`` answer (``struct ucred``)."""
+    return int(_UCRED.unpack(creds)[1])
 
 
 class Server:

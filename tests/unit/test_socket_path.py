@@ -126,3 +126,18 @@ def test_a_state_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
         message = str(info.value)
         assert message.startswith(f"cannot create the state folder {state_dir}: {why}")
         assert "--state-dir" in message and "\n" not in message
+
+
+def test_the_peer_uid_is_read_unsigned() -> None:
+    # uid_t is unsigned: a uid of 2**31 or more (AD/winbind id maps) once came out negative,
+    # and its owner was refused as "not in the user database".
+    import struct
+
+    from gpusched._daemon.server import uid_from_ucred
+
+    assert uid_from_ucred(struct.pack("=iII", 1234, 3_000_000_000, 5)) == 3_000_000_000
+    assert uid_from_ucred(struct.pack("=iII", 1, 4_294_967_294, 5)) == 4_294_967_294
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with a, b:
+        creds = a.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("=iII"))
+        assert uid_from_ucred(creds) == os.geteuid()
