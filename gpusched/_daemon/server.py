@@ -124,6 +124,10 @@ def prepare_socket_path(path: Path) -> None:
 _UCRED = struct.Struct("=iII")
 
 
+# What another user sees of an experiment's env values in `show` (names are kept).
+HIDDEN_ENV_VALUE = "(hidden: only its owner, root and the admin group see env values)"
+
+
 def _peer_uid(stream: SocketStream) -> int | None:
     try:
         raw = stream.extra(SocketAttribute.raw_socket)
@@ -322,7 +326,7 @@ class Server:
         trials = await self.store.trials(row["id"])
         if number is None:
             view = views.experiment_view(row, trials, waiting=self.scheduler.waiting(row["id"]))
-            view["spec"] = row["spec"]
+            view["spec"] = self._spec_for(row, uid)
             view["events"] = await self.store.events(row["id"], last=50)
             return view
         trial = next((t for t in trials if t["number"] == number), None)
@@ -391,14 +395,29 @@ class Server:
         os.chown(path, 0, gid)
         os.chmod(path, 0o660)
 
-    def _authorize(self, row: dict[str, Any], uid: int | None, action: str) -> None:
-        """Only the owner, root, the daemon's own user and the admin group act on another's
-        experiment (the uid comes from SO_PEERCRED: the kernel's word, not the client's)."""
+    def _privileged(self, row: dict[str, Any], uid: int | None) -> bool:
+        """Whether ``uid`` may act on the experiment of ``row`` and see its secrets: its owner,
+        root, the daemon's own user and the admin group (the uid comes from SO_PEERCRED: the
+        kernel's word, not the client's)."""
         if uid is None or uid in (0, os.getuid(), row["owner_uid"]):
+            return True
+        group = self.scheduler.settings.admin_group
+        return bool(group) and access.in_group(uid, group)
+
+    def _spec_for(self, row: dict[str, Any], uid: int | None) -> dict[str, Any]:
+        """The experiment's spec as ``uid`` may see it: another user's ``env`` values (API
+        tokens, say) are hidden, its names kept."""
+        spec: dict[str, Any] = row["spec"]
+        if not spec.get("env") or self._privileged(row, uid):
+            return spec
+        return {**spec, "env": dict.fromkeys(spec["env"], HIDDEN_ENV_VALUE)}
+
+    def _authorize(self, row: dict[str, Any], uid: int | None, action: str) -> None:
+        """Refuse ``action`` on another's experiment unless ``uid`` is privileged (see
+        ``_privileged``)."""
+        if self._privileged(row, uid):
             return
         group = self.scheduler.settings.admin_group
-        if group and access.in_group(uid, group):
-            return
         admins = f", or a member of '{group}'" if group else ""
         raise RequestError("forbidden", f"{row['id']} belongs to"
                            f" {access.user_name(row['owner_uid'])}: only its owner, root{admins}"

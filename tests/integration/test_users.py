@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from gpusched._daemon.launcher import DEFAULT_PATH
+from gpusched._daemon.server import HIDDEN_ENV_VALUE
 from tests.integration.harness import TRIALS, Daemon, running_daemon, wait_for
 from tests.integration.test_gpus import probe_experiment, records
 
@@ -161,7 +162,7 @@ def test_owners_and_who_may_cancel(shared_tmp: Path, other_user: str) -> None:
         assert stat.S_IMODE(os.stat(d.socket).st_mode) == 0o660
         assert os.stat(d.socket).st_gid == grp.getgrnam(GROUP).gr_gid
         open_daemon_dir(d)
-        mine = d.submit(slow, name="roots")
+        mine = d.submit({**slow, "env": {"WANDB_API_KEY": "root-secret"}}, name="roots")
         theirs = submit_as(other_user, d, {**slow, "name": "theirs"})
         wait_for(lambda: d.client.show(theirs)["trials"]["running"], 20, "their trial to run")
         owners = {e["id"]: e["owner"] for e in d.client.experiments()}
@@ -172,6 +173,12 @@ def test_owners_and_who_may_cancel(shared_tmp: Path, other_user: str) -> None:
         assert f"{mine} belongs to root (uid 0): only its owner, root may cancel it" in \
             refused.stderr
         assert as_user(other_user, d, "cancel", theirs).returncode == 0  # their own
+        # Another user's env values (tokens) are not shown to them; the names are.
+        shown = as_user(other_user, d, "show", mine, "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert "root-secret" not in shown.stdout
+        assert json.loads(shown.stdout)["spec"]["env"] == {"WANDB_API_KEY": HIDDEN_ENV_VALUE}
+        assert d.client.show(mine)["spec"]["env"] == {"WANDB_API_KEY": "root-secret"}
         assert d.cli("cancel", mine).returncode == 0  # root may
     # An admin group's members may cancel anyone's.
     _run("usermod", "-aG", ADMINS, other_user)
