@@ -112,8 +112,12 @@ class DeviceTable:
         """
         slots = sorted(self.slots.values(), key=lambda s: (s.info.index, s.info.uuid))
         if gpus_per_trial >= 1:
-            free = [s for s in slots if not s.holders and self._usable(s, gpu_memory_mib)]
             need = round(gpus_per_trial)
+            if need > 1:
+                # CUDA shows a process one MIG device only, whatever CUDA_VISIBLE_DEVICES
+                # lists: a trial of several GPUs gets whole GPUs (the waiting reason says so).
+                slots = [s for s in slots if s.info.mig_parent_uuid is None]
+            free = [s for s in slots if not s.holders and self._usable(s, gpu_memory_mib)]
             return [s.info.uuid for s in free[:need]] if len(free) >= need else None
         fits = [
             s for s in slots

@@ -101,6 +101,11 @@ def _resource_blocked(exp: ExperimentRun, ctx: WaitContext) -> tuple[str, str] |
         have = "no GPU" if total == 0 else f"{total} GPU{'s' if total > 1 else ''}"
         return "no_gpus", (f"needs {need} GPU{'s' if need > 1 else ''} (gpus_per_trial:"
                            f" {share:g}); the host has {have}")
+    whole = sum(1 for s in devices.slots.values() if s.info.mig_parent_uuid is None)
+    if need > 1 and whole < need:
+        return "no_gpus", (f"needs {need} GPUs (gpus_per_trial: {share:g}), which must be whole"
+                           f" GPUs: CUDA shows a process only one MIG device; the host has"
+                           f" {whole} GPU{'s' if whole != 1 else ''} without MIG")
     memory = exp.spec.gpu_memory_mib
     if devices.pick(share, memory) is not None:
         return None

@@ -121,3 +121,29 @@ def test_fair_share_is_named_when_it_decides(tmp_path: Path) -> None:
 def test_every_code_is_documented() -> None:
     documented = (Path(__file__).parents[2] / "docs" / "json.md").read_text()
     assert all(f"`{code}`" in documented for code in WAIT_CODES)
+
+
+def test_a_trial_of_several_gpus_gets_whole_gpus_never_mig_devices(tmp_path: Path) -> None:
+    # CUDA shows a process only one MIG device: two MIG UUIDs in CUDA_VISIBLE_DEVICES once
+    # held both devices for a trial that could use one.
+    from gpusched._daemon.gpu_backend import DeviceInfo
+
+    parent = "GPU-00000000-0000-0000-0000-00000000000a"
+    migs = [DeviceInfo(uuid=f"MIG-0000000{i}-0000-0000-0000-000000000000", index=0,
+                       name="MIG 3g.40gb", memory_total_mib=40_000.0, mig_parent_uuid=parent)
+            for i in range(2)]
+    whole = DeviceInfo(uuid="GPU-00000000-0000-0000-0000-00000000000b", index=1,
+                       name="Test GPU", memory_total_mib=80_000.0)
+    only_mig = DeviceTable(migs, settings())
+    assert only_mig.pick(2, None) is None
+    assert only_mig.pick(1, None) == [migs[0].uuid]
+    e = exp(tmp_path, gpus_per_trial=2)
+    got = why_waiting(e, ctx(only_mig, [e]))
+    assert got is not None and got["code"] == "no_gpus"
+    assert "only one MIG device" in got["message"] and "0 GPUs without MIG" in got["message"]
+    mixed = DeviceTable([*migs, whole], settings())
+    assert mixed.pick(2, None) is None  # one whole GPU is not two
+    two_whole = DeviceTable([whole, DeviceInfo(uuid="GPU-00000000-0000-0000-0000-00000000000c",
+                                               index=2, name="Test GPU",
+                                               memory_total_mib=80_000.0), *migs], settings())
+    assert two_whole.pick(2, None) == [whole.uuid, "GPU-00000000-0000-0000-0000-00000000000c"]
