@@ -54,7 +54,9 @@ async def resolve_resume_from(store: Store, spec: ExperimentSpec) -> ExperimentS
 async def prior_trials(store: Store, spec: ExperimentSpec) -> list[TrialView]:
     """The finished trials of the experiment ``spec`` resumes from (none without one).
 
-    They are numbered -1, -2, ... so that they never collide with the new experiment's own.
+    They are numbered -N ... -1 in their own order (the last is -1), so that they never
+    collide with the new experiment's own and a plugin that weighs recent trials more (TPE)
+    sees the earlier experiment's last trials as its most recent ones.
     Their results are taken again by this experiment's ``metric``, ``objective`` and ``goal``
     (the earlier experiment may have optimised another metric, or the best instead of the last
     value): a trial that never reported this metric teaches nothing and is left out.
@@ -77,10 +79,10 @@ async def prior_trials(store: Store, spec: ExperimentSpec) -> list[TrialView]:
         objective = objective_of(values, spec.objective, spec.goal)
         if objective is not None:
             views.append(TrialView(
-                number=-1 - len(views), params=r["params"], state=state,
+                number=0, params=r["params"], state=state,
                 objective=objective, metric_values=tuple(values),
                 metric_steps=tuple(s for s, _ in pairs)))
-    return views
+    return [replace(v, number=i - len(views)) for i, v in enumerate(views)]
 
 
 def read_position(row: dict[str, Any]) -> ReadPosition | None:

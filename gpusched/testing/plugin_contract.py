@@ -197,13 +197,13 @@ def _cut_short(history: Sequence[TrialView], pending: int) -> list[TrialView]:
 
 
 def _earlier_experiment(answers: Sequence[Answer]) -> list[TrialView]:
-    """Finished trials of an experiment named in ``resume_from``, numbered -1, -2, ... (with
-    neither budget nor continues, as the daemon shows them)."""
+    """Finished trials of an experiment named in ``resume_from``, numbered -N ... -1 in their
+    order (with neither budget nor continues, as the daemon shows them)."""
     out = []
     given = [as_suggestion(a).params for a in answers if a is not None and not isinstance(a, Wait)]
     for i, params in enumerate(given):
         objective = ((i * 4241) % 11) / 11
-        out.append(TrialView(number=-1 - i, params=dict(params), state=TrialState.COMPLETED,
+        out.append(TrialView(number=i - len(given), params=dict(params), state=TrialState.COMPLETED,
                              objective=objective, metric_values=(objective,),
                              metric_steps=(1,)))
     return out
@@ -371,7 +371,7 @@ class SearchPluginContract:
         self, new_plugin: Callable[[], SearchPlugin], contract_space: SearchSpace
     ) -> None:
         # resume_from: the history starts with an earlier experiment's finished trials,
-        # numbered -1, -2, ... Suggestions stay inside the space and are the same for a fresh
+        # numbered -N ... -1 Suggestions stay inside the space and are the same for a fresh
         # instance (the daemon rebuilds the plugin after a restart, the prior trials too).
         earlier, _ = _run(new_plugin(), 5)
         prior = _earlier_experiment(earlier)

@@ -70,9 +70,11 @@ def test_the_new_search_sees_the_earlier_trials_even_across_a_restart(
     assert second_trials[0]["attempts"] == 2  # the kill interrupted it; it ran again
     # tpe proposed exactly what it proposes given the earlier trials as its history.
     space = SearchSpace((Param("x", ParamType.DOUBLE, low=0.0, high=1.0),))
-    history = [TrialView(number=-1 - i, params=t["params"], state=TrialState.COMPLETED,
-                         objective=t["objective"], metric_values=(t["objective"],),
-                         metric_steps=(1,)) for i, t in enumerate(first_trials)]
+    # The earlier trials are numbered -N ... -1 in their order: the last is the most recent.
+    history = [TrialView(number=i - len(first_trials), params=t["params"],
+                         state=TrialState.COMPLETED, objective=t["objective"],
+                         metric_values=(t["objective"],), metric_steps=(1,))
+               for i, t in enumerate(first_trials)]
     plugin = make_search_plugin("tpe", space, goal=Goal.MAXIMIZE, seed=7,
                                 options={"n_startup_trials": 2})
     warm_answer, cold_answer = plugin.suggest(0, history), plugin.suggest(0, [])

@@ -182,7 +182,7 @@ def test_brackets_split_the_trials_by_number() -> None:
     assert decide(plugin, [0.0], [flat(i, 0.9) for i in (1, 3, 5, 7)], number=99) is None
     assert "at rung 3 of bracket 1" in (
         decide(plugin, [0.0] * 3, even + odd, number=99) or "")
-    # Trials resumed from another experiment (numbers -1, -2, ...) have a bracket too.
+    # Trials resumed from another experiment (numbers -N ... -1) have a bracket too.
     assert plugin.bracket_of(curve(-1, [])) == 1
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import anyio
 from structlog.testing import capture_logs
 
-from gpusched._daemon.fake_gpus import FakeBackend, FakeConfig, FakeDeviceSpec
 from gpusched._daemon.devices import DeviceTable
+from gpusched._daemon.fake_gpus import FakeBackend, FakeConfig, FakeDeviceSpec
 from gpusched._daemon.gpu_backend import DeviceReading
 from gpusched._daemon.scheduler import Scheduler
 from gpusched._daemon.store import open_store

@@ -214,3 +214,20 @@ async def test_an_experiment_that_cannot_be_restored_fails_alone(
         row = await store.experiment("e1")
         assert row is not None and row["state"] == "failed"
         assert "OverflowError('a report no one expected')" in row["reason"]
+
+
+async def test_the_trials_resumed_from_keep_their_order_the_last_numbered_minus_one(
+    tmp_path: Path,
+) -> None:
+    # They were once numbered -1, -2, ... from the first: a plugin that weighs recent trials
+    # more (TPE, past 25 of them) took the earlier experiment's last trials for its oldest.
+    from gpusched._daemon.restore import prior_trials
+
+    async with scheduling(tmp_path) as (store, _, _exp):
+        for number, x in enumerate([1, 2, 1]):
+            await store.create_trial("e1", number, {"x": x}, str(tmp_path / str(number)))
+            await store.add_reports("e1", number, 0, [{"acc": number / 10}])
+            await store.update_trial("e1", number, state="completed")
+        later = _spec(tmp_path, resume_from="e1")
+        got = await prior_trials(store, later)
+    assert [(v.number, v.objective) for v in got] == [(-3, 0.0), (-2, 0.1), (-1, 0.2)]
