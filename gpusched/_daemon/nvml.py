@@ -3,6 +3,13 @@
 This is the only module of gpusched that imports ``pynvml``. Every ``NVMLError`` is translated
 here: ``discover`` answers an empty list when there is no usable driver, and ``read`` turns one
 device's failure into that device's ``DeviceReading.error``; neither lets an NVML error out.
+
+Under NVIDIA's Multi-Process Service (MPS), the CUDA context on the GPU is the MPS server's
+(``nvidia-cuda-mps-server``): the compute query lists the server, and the client processes (a
+trial's) are listed by the MPS query. A reading lists the clients, and leaves the server out:
+it is started by ``nvidia-cuda-mps-control`` on behalf of whichever client came first, outlives
+its clients, and is nobody's trial, so listing it would make the GPU ``foreign`` and hold every
+release barrier for as long as MPS runs. Its memory still counts in ``memory_used_mib``.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -35,6 +43,17 @@ _GRAPHICS_QUERIES = (
     "nvmlDeviceGetGraphicsRunningProcesses_v3",
     "nvmlDeviceGetGraphicsRunningProcesses_v2",
 )
+# The clients of an MPS server (each with its own memory since Volta); NotSupported or missing
+# where the driver or GPU has no MPS listing, which then means no clients listed.
+_MPS_QUERIES = (
+    "nvmlDeviceGetMPSComputeRunningProcesses",
+    "nvmlDeviceGetMPSComputeRunningProcesses_v3",
+    "nvmlDeviceGetMPSComputeRunningProcesses_v2",
+)
+# /proc/PID/comm of the MPS server: the kernel keeps 15 bytes of a process name (TASK_COMM_LEN),
+# so "nvidia-cuda-mps-server" reads back as this. nvidia-cuda-mps-control has the same comm
+# but holds no context on a GPU, so NVML never lists it.
+_MPS_SERVER_COMM = "nvidia-cuda-mps"
 
 
 class _NeverRaised(Exception):
@@ -65,8 +84,12 @@ class NvmlBackend(GpuBackend):
     kind = "nvml"
     reads_block = True  # a call into the driver can hang on a failing GPU
 
-    def __init__(self, nvml: ModuleType | None = None, logger: Any = None) -> None:
+    def __init__(
+        self, nvml: ModuleType | None = None, logger: Any = None, proc: Path = Path("/proc")
+    ) -> None:
         self._nvml = nvml
+        self._proc = proc  # where process names are read (tests give a folder of their own)
+        self._mps_servers: dict[str, set[int]] = {}  # device -> MPS servers left out last read
         # structlog's loggers are duck-typed; Any keeps the injected test logger simple.
         self._log: Any = logger if logger is not None else structlog.get_logger("gpusched.gpus")
         self._initialized = False
@@ -182,7 +205,7 @@ class NvmlBackend(GpuBackend):
             try:
                 with self._translated():
                     used = self._memory(device).used / _MIB
-                    processes = self._processes(device.handle)
+                    processes = self._processes(device)
             except GpuError as exc:
                 readings.append(DeviceReading(device.info.uuid, error=str(exc)))
                 continue
@@ -206,11 +229,21 @@ class NvmlBackend(GpuBackend):
                 device.memory_v1 = True
         return nvml.nvmlDeviceGetMemoryInfo(device.handle)
 
-    def _processes(self, handle: Any) -> tuple[GpuProcess, ...]:
-        """Compute then graphics processes, one entry per pid."""
+    def _processes(self, device: _Device) -> tuple[GpuProcess, ...]:
+        """Compute, MPS client, then graphics processes, one entry per pid; no MPS server."""
+        handle = device.handle
+        compute = self._query(handle, _COMPUTE_QUERIES)
+        clients = self._query(handle, _MPS_QUERIES)
+        client_pids = {int(info.pid) for info in clients}
+        server: dict[int, bool] = {}  # pid -> is an MPS server, asked once per pid
         by_pid: dict[int, GpuProcess] = {}
-        for info in self._query(handle, _COMPUTE_QUERIES) + self._query(handle, _GRAPHICS_QUERIES):
+        for info in compute + clients + self._query(handle, _GRAPHICS_QUERIES):
             pid = int(info.pid)
+            if pid not in client_pids:
+                if pid not in server:
+                    server[pid] = self._is_mps_server(pid)
+                if server[pid]:
+                    continue
             raw = info.usedGpuMemory
             used = None if raw is None or raw == _NOT_AVAILABLE else raw / _MIB
             known = by_pid.get(pid)
@@ -218,7 +251,29 @@ class NvmlBackend(GpuBackend):
             # its memory.
             if known is None or known.used_mib is None:
                 by_pid[pid] = GpuProcess(pid, used)
+        self._note_mps_servers(device.info.uuid, {pid for pid, yes in server.items() if yes})
         return tuple(by_pid.values())
+
+    def _note_mps_servers(self, uuid: str, servers: set[int]) -> None:
+        """Log an MPS server the first time a reading of ``uuid`` leaves it out."""
+        for pid in sorted(servers - self._mps_servers.get(uuid, set())):
+            self._log.info("mps_server_not_listed", gpu=uuid, pid=pid)
+        if servers:
+            self._mps_servers[uuid] = servers
+        else:
+            self._mps_servers.pop(uuid, None)
+
+    def _is_mps_server(self, pid: int) -> bool:
+        """Whether ``pid`` is an MPS server, by its process name.
+
+        A process whose name cannot be read (gone, or in another PID namespace than NVML's
+        pids) is not taken for one: it stays listed, and counts as any unknown process does.
+        """
+        try:
+            comm = (self._proc / str(pid) / "comm").read_text().rstrip("\n")
+        except (OSError, UnicodeDecodeError):
+            return False
+        return comm == _MPS_SERVER_COMM
 
     def _query(self, handle: Any, names: Sequence[str]) -> list[Any]:
         """The first of ``names`` that this driver has, called; [] when none is supported."""

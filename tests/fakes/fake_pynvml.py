@@ -1,11 +1,12 @@
 """A fake ``pynvml`` module that mimics nvidia-ml-py (13.x) closely enough to test NvmlBackend.
 
 Names, signatures, error classes and structures follow the real binding: the unversioned
-process queries delegate to ``_v3`` and turn its FunctionNotFound into
-``NVMLLibraryMismatchError`` (``throwOnVersionMismatch``), memory v1 ``used`` includes the
-driver's reserved memory while v2 reports it apart, strings come back as ``str`` (or ``bytes``,
-as in older bindings, with ``strings_as_bytes``), PCI ``busId`` is ``bytes`` (a ctypes
-``c_char`` array), and ``usedGpuMemory`` is None where the driver cannot say.
+process queries (compute, graphics, MPS compute) delegate to ``_v3`` and turn its
+FunctionNotFound into ``NVMLLibraryMismatchError`` (``throwOnVersionMismatch``), memory v1
+``used`` includes the driver's reserved memory while v2 reports it apart, strings come back as
+``str`` (or ``bytes``, as in older bindings, with ``strings_as_bytes``), PCI ``busId`` is
+``bytes`` (a ctypes ``c_char`` array), and ``usedGpuMemory`` is None where the driver cannot
+say. Under MPS, the compute query lists the MPS server and the MPS query its clients.
 
 A handle is the ``FakeGpu`` itself. Change a ``FakeGpu`` after discovery to change what the next
 ``read`` sees (``error=NVMLError_GpuIsLost`` loses the device).
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "FakeGpu",
@@ -186,6 +187,8 @@ class FakeGpu:
     reserved_bytes: int = 0
     compute: list[FakeProcess] = field(default_factory=list)
     graphics: list[FakeProcess] | None = field(default_factory=list)  # None: NotSupported
+    # MPS clients (the MPS server itself is in ``compute``); None: NotSupported
+    mps: list[FakeProcess] | None = field(default_factory=list)
     memory_v2: bool = True  # False: the v2 memory query answers NotSupported
     pci_bus_id: str = "00000000:01:00.0"
     mig_mode: int | None = None  # None: the GPU does not support MIG (NotSupported)
@@ -223,13 +226,17 @@ class FakePynvml(ModuleType):
         memory_version_kwarg: bool = True,
         strings_as_bytes: bool = False,
         shutdown_error: type[_Error] | None = None,
+        absent_functions: Sequence[str] = (),
     ) -> None:
         """``missing_functions``: C function names the "driver" lacks (FunctionNotFound), e.g.
         ``nvmlDeviceGetMemoryInfo_v2`` or ``nvmlDeviceGetComputeRunningProcesses_v3``.
         ``legacy_unversioned``: unversioned process queries raise FunctionNotFound themselves,
         as bindings before ``throwOnVersionMismatch`` did. ``memory_version_kwarg=False``: an old
         binding whose ``nvmlDeviceGetMemoryInfo`` takes no ``version`` (a TypeError).
+        ``absent_functions``: Python functions of the module that an older binding does not
+        define at all (an AttributeError), e.g. ``nvmlDeviceGetMPSComputeRunningProcesses``.
         """
+        self._absent = frozenset(absent_functions)
         super().__init__("pynvml")
         self.gpus = list(gpus)
         self.init_error = init_error
@@ -242,6 +249,11 @@ class FakePynvml(ModuleType):
         self.calls: list[str] = []  # C function names called, in order
 
     # --- plumbing --------------------------------------------------------------------------
+
+    def __getattribute__(self, name: str) -> Any:
+        if name != "_absent" and name in object.__getattribute__(self, "_absent"):
+            raise AttributeError(f"module 'pynvml' has no attribute '{name}'")
+        return super().__getattribute__(name)
 
     def _c(self, name: str, handle: FakeGpu | None = None) -> None:
         """Account a call of the C function ``name``, raising what the fake is set to."""
@@ -365,6 +377,19 @@ class FakePynvml(ModuleType):
         """``nvmlDeviceGetGraphicsRunningProcesses(handle)``: ``_v3`` behind a version check."""
         c_name = "nvmlDeviceGetGraphicsRunningProcesses_v3"
         return self._unversioned(c_name, handle, handle.graphics)
+
+    def nvmlDeviceGetMPSComputeRunningProcesses_v2(self, handle: FakeGpu) -> list[ProcessInfo]:
+        """``nvmlDeviceGetMPSComputeRunningProcesses_v2(handle)``."""
+        return self._processes("nvmlDeviceGetMPSComputeRunningProcesses_v2", handle, handle.mps)
+
+    def nvmlDeviceGetMPSComputeRunningProcesses_v3(self, handle: FakeGpu) -> list[ProcessInfo]:
+        """``nvmlDeviceGetMPSComputeRunningProcesses_v3(handle)``."""
+        return self._processes("nvmlDeviceGetMPSComputeRunningProcesses_v3", handle, handle.mps)
+
+    def nvmlDeviceGetMPSComputeRunningProcesses(self, handle: FakeGpu) -> list[ProcessInfo]:
+        """``nvmlDeviceGetMPSComputeRunningProcesses(handle)``: ``_v3`` behind a version check."""
+        c_name = "nvmlDeviceGetMPSComputeRunningProcesses_v3"
+        return self._unversioned(c_name, handle, handle.mps)
 
     # --- MIG -------------------------------------------------------------------------------
 

@@ -1,16 +1,21 @@
-"""NvmlBackend against a fake pynvml: discovery, fallbacks, MIG, and errors kept inside."""
+"""NvmlBackend against a fake pynvml: discovery, fallbacks, MIG, MPS, and errors kept inside."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+from gpusched._daemon import nvml as nvml_module
+from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.gpu_backend import DeviceInfo, GpuBackend, GpuProcess
 from gpusched._daemon.nvml import NvmlBackend
+from gpusched.config import DaemonSettings
+from gpusched.models import DeviceState
 from tests.fakes import fake_pynvml as fp
 from tests.fakes.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
 
@@ -202,6 +207,200 @@ def test_readings_follow_the_gpu_between_polls() -> None:
     reading = backend.read()[1]
     assert reading.processes == (GpuProcess(42, 2000),)
     assert reading.memory_used_mib == 2000
+
+
+# --- MPS ---------------------------------------------------------------------------------
+
+MPS_SERVER, CLIENT, OTHER_CLIENT = 500, 501, 502
+
+
+def proc_dir(tmp_path: Path, names: dict[int, str]) -> Path:
+    """A stand-in for /proc: ``PID/comm`` for each process, as the kernel writes it."""
+    for pid, name in names.items():
+        (tmp_path / str(pid)).mkdir()
+        # the kernel keeps 15 bytes of a name: nvidia-cuda-mps-server reads nvidia-cuda-mps
+        (tmp_path / str(pid) / "comm").write_text(name[:15] + "\n")
+    return tmp_path
+
+
+def mps_gpus() -> list[FakeGpu]:
+    """GPU0 under MPS: the server in the compute list, the clients in the MPS list."""
+    gpus = two_gpus()
+    gpus[0].compute = [FakeProcess(MPS_SERVER, 30 * MIB)]
+    gpus[0].mps = [FakeProcess(CLIENT, 2000 * MIB), FakeProcess(OTHER_CLIENT, None)]
+    return gpus
+
+
+@pytest.fixture
+def mps_proc(tmp_path: Path) -> Path:
+    return proc_dir(tmp_path, {MPS_SERVER: "nvidia-cuda-mps-server", CLIENT: "python",
+                               OTHER_CLIENT: "python3"})
+
+
+def test_mps_clients_are_listed_and_the_mps_server_is_not(mps_proc: Path) -> None:
+    gpus = mps_gpus()
+    gpus[0].compute.append(FakeProcess(CLIENT, None))  # a driver listing a client twice
+    nvml = FakePynvml(gpus)
+    backend = NvmlBackend(nvml, proc=mps_proc)
+    backend.discover()
+    with capture_logs() as logs:
+        first, second = backend.read()
+        backend.read()
+    assert first.error is None
+    # deduplicated by pid, the entry that knows the memory kept; the server left out
+    assert first.processes == (GpuProcess(CLIENT, 2000), GpuProcess(OTHER_CLIENT, None))
+    assert second.processes == ()
+    assert "nvmlDeviceGetMPSComputeRunningProcesses_v3" in nvml.calls
+    # said once, not at every poll
+    (event,) = events(logs, "mps_server_not_listed")
+    assert (event["gpu"], event["pid"], event["log_level"]) == (GPU0, MPS_SERVER, "info")
+
+
+def test_a_new_mps_server_is_said_again(mps_proc: Path) -> None:
+    gpus = mps_gpus()
+    backend = NvmlBackend(FakePynvml(gpus), proc=mps_proc)
+    backend.discover()
+    with capture_logs() as logs:
+        backend.read()
+        gpus[0].compute = []  # the server exits ...
+        backend.read()
+        gpus[0].compute = [FakeProcess(MPS_SERVER, 30 * MIB)]  # ... and starts again
+        backend.read()
+    assert len(events(logs, "mps_server_not_listed")) == 2
+
+
+def test_a_process_whose_name_cannot_be_read_stays_listed(tmp_path: Path) -> None:
+    # Gone between the query and the look, or in another PID namespace than NVML's pids: not
+    # taken for an MPS server, so it still counts against the GPU.
+    gpus = mps_gpus()
+    backend = NvmlBackend(FakePynvml(gpus), proc=proc_dir(tmp_path, {CLIENT: "python"}))
+    backend.discover()
+    assert [p.pid for p in backend.read()[0].processes] == [MPS_SERVER, CLIENT, OTHER_CLIENT]
+
+
+def test_an_mps_client_named_like_the_server_is_still_listed(tmp_path: Path) -> None:
+    # Only the compute list's server is left out: whatever the MPS query lists is a client.
+    gpus = mps_gpus()
+    names = {MPS_SERVER: "nvidia-cuda-mps-server", CLIENT: "nvidia-cuda-mps-server"}
+    backend = NvmlBackend(FakePynvml(gpus), proc=proc_dir(tmp_path, names))
+    backend.discover()
+    assert [p.pid for p in backend.read()[0].processes] == [CLIENT, OTHER_CLIENT]
+
+
+@pytest.mark.parametrize(
+    ("setup", "clients"),
+    [
+        pytest.param({"not_supported": True}, [], id="not-supported-on-this-gpu"),
+        pytest.param(
+            {"missing_functions": ["nvmlDeviceGetMPSComputeRunningProcesses_v3"]},
+            [CLIENT, OTHER_CLIENT],
+            id="driver-without-v3-falls-back-to-v2",
+        ),
+        pytest.param(
+            {
+                "missing_functions": ["nvmlDeviceGetMPSComputeRunningProcesses_v3"],
+                "legacy_unversioned": True,
+            },
+            [CLIENT, OTHER_CLIENT],
+            id="legacy-binding-without-v3-falls-back-to-v2",
+        ),
+        pytest.param(
+            {
+                "missing_functions": [
+                    "nvmlDeviceGetMPSComputeRunningProcesses_v3",
+                    "nvmlDeviceGetMPSComputeRunningProcesses_v2",
+                ]
+            },
+            [],
+            id="driver-without-any",
+        ),
+        pytest.param(
+            {
+                "absent_functions": [
+                    "nvmlDeviceGetMPSComputeRunningProcesses",
+                    "nvmlDeviceGetMPSComputeRunningProcesses_v3",
+                    "nvmlDeviceGetMPSComputeRunningProcesses_v2",
+                ]
+            },
+            [],
+            id="binding-older-than-the-query",
+        ),
+    ],
+)
+def test_the_mps_query_missing_or_unsupported_is_not_an_error(
+    mps_proc: Path, setup: dict[str, Any], clients: list[int]
+) -> None:
+    gpus = mps_gpus()
+    gpus[0].compute.append(FakeProcess(10, 100 * MIB))  # a process outside MPS
+    gpus[0].graphics = [FakeProcess(30, 5 * MIB)]
+    if setup.pop("not_supported", False):
+        gpus[0].mps = None
+    nvml = FakePynvml(gpus, **setup)
+    backend = NvmlBackend(nvml, proc=mps_proc)
+    backend.discover()
+    first, second = backend.read()
+    assert (first.error, second.error) == (None, None)
+    # the others are listed as before, and the server is left out all the same
+    assert [p.pid for p in first.processes] == [10, *clients, 30]
+    asked = nvml.calls.count("nvmlDeviceGetMPSComputeRunningProcesses_v3")
+    backend.read()
+    if "missing_functions" in setup:  # what the driver lacks is not asked again
+        assert nvml.calls.count("nvmlDeviceGetMPSComputeRunningProcesses_v3") == asked
+
+
+def test_mps_clients_on_a_mig_device_come_from_its_handle(mps_proc: Path) -> None:
+    parent = mig_gpu()
+    mig_a, _, mig_b, _ = parent.mig_slots
+    assert mig_a is not None and mig_b is not None
+    mig_a.compute = [FakeProcess(MPS_SERVER, 30 * MIB)]
+    mig_a.mps = [FakeProcess(CLIENT, 100 * MIB)]
+    mig_b.mps = None  # not supported there
+    backend = NvmlBackend(FakePynvml([parent]), proc=mps_proc)
+    backend.discover()
+    first, second = backend.read()
+    assert (first.uuid, first.processes) == (MIG_A, (GpuProcess(CLIENT, 100),))
+    assert (second.uuid, second.processes, second.error) == (MIG_B, (), None)
+
+
+def test_under_mps_a_gpu_is_free_with_the_server_and_released_when_the_clients_exit(
+    mps_proc: Path,
+) -> None:
+    """What the scheduler makes of these readings: the server alone is not foreign, the
+    release barrier waits for the trial's client, a stranger's client is foreign."""
+    gpus = mps_gpus()
+    gpus[0].mps = []
+    gpus[0].used_bytes = 30 * MIB  # the server's context
+    backend = NvmlBackend(FakePynvml(gpus), proc=mps_proc)
+    table = DeviceTable(backend.discover(), DaemonSettings(), clock=lambda: 1000.0)
+    table.update(backend.read(), {})
+    assert table.slots[GPU0].state is DeviceState.FREE
+    table.assign("e1/0", [GPU0], 1.0)
+    table.set_session("e1/0", [GPU0], CLIENT)
+    gpus[0].mps = [FakeProcess(CLIENT, 2000 * MIB)]
+    gpus[0].used_bytes = 2030 * MIB
+    table.update(backend.read(), {CLIENT: [CLIENT]})
+    assert table.slots[GPU0].state is DeviceState.BUSY
+    table.release("e1/0", [GPU0])
+    table.update(backend.read(), {})  # its client is still listed
+    assert table.slots[GPU0].state is DeviceState.RELEASING
+    gpus[0].mps = []  # the client exits; the server stays, as MPS servers do
+    gpus[0].used_bytes = 30 * MIB
+    table.update(backend.read(), {})
+    assert table.slots[GPU0].state is DeviceState.FREE
+    gpus[0].mps = [FakeProcess(OTHER_CLIENT, 500 * MIB)]  # someone else's MPS client
+    table.update(backend.read(), {})
+    assert table.slots[GPU0].state is DeviceState.FOREIGN
+    assert table.slots[GPU0].foreign_pids == [OTHER_CLIENT]
+
+
+def test_every_process_query_is_named_as_in_the_real_binding() -> None:
+    """The names asked for exist in the installed nvidia-ml-py, and the fake has each of them
+    (no driver needed: the binding defines its functions whatever the host has)."""
+    pynvml = pytest.importorskip("pynvml")
+    names = [*nvml_module._COMPUTE_QUERIES, *nvml_module._GRAPHICS_QUERIES,
+             *nvml_module._MPS_QUERIES]
+    assert [n for n in names if not callable(getattr(pynvml, n, None))] == []
+    assert [n for n in names if not callable(getattr(FakePynvml(), n, None))] == []
 
 
 # --- errors while reading -----------------------------------------------------------------
