@@ -56,12 +56,18 @@ class UserLimits:
     def blocked(self, exp: ExperimentRun, usage: Usage) -> str | None:
         """Why ``exp`` may not start another trial now under its owner's limits, or None."""
         gpus, trials = usage.get(exp.owner_uid, (0.0, 0))
-        who = login_name(exp.owner_uid) or "its owner"
         if self.max_trials and trials >= self.max_trials:
-            return (f"{PER_USER_LIMIT}: {who} runs {trials} trials"
+            return (f"{PER_USER_LIMIT}: {_who(exp)} runs {trials} trials"
                     f" (max_trials_per_user = {self.max_trials})")
         need = exp.spec.gpus_per_trial
         if self.max_gpus and need and gpus + need > self.max_gpus + 1e-9:
-            return (f"{PER_USER_LIMIT}: {who} holds {gpus:g} of {self.max_gpus:g} GPUs"
+            return (f"{PER_USER_LIMIT}: {_who(exp)} holds {gpus:g} of {self.max_gpus:g} GPUs"
                     f" (max_gpus_per_user), a trial needs {need:g}")
         return None
+
+
+def _who(exp: ExperimentRun) -> str:
+    """The owner's login name, for a message. Asked only once a limit is hit: placement calls
+    ``blocked`` for every experiment at every pass, on the event loop, and the user database
+    may be a slow directory (``access`` keeps its answers a while, too)."""
+    return login_name(exp.owner_uid) or "its owner"
