@@ -5,7 +5,9 @@ are too coarse to reach their top to the precision a smooth function is found at
 minimum to 1e-5 needs a point within ~1e-3 of it). So the best few distinct candidates go to a
 box-constrained L-BFGS on their *continuous* coordinates (ordinal and categorical ones stay as
 they are), with the gradient of the acquisition by forward differences, all ``1 + m`` points of
-one gradient scored in one batch. Each start is kept only where the polish improved it.
+one gradient scored in one batch. Each start is kept only where the polish improved it. The
+caller may restrict the starts (``gp`` passes the candidates whose point no trial used: a start
+a fraction of a step from a used integer would be polished, like that integer, in vain).
 """
 
 from __future__ import annotations
@@ -26,11 +28,15 @@ Minimiser = Callable[
 _STEP = 1e-7  # forward-difference step in unit coordinates
 
 
-def _distinct(points: FloatArray, scores: FloatArray, count: int) -> list[int]:
-    """Indices of the best-scoring points, at most ``count``, no two closer than 1e-3."""
+def _distinct(points: FloatArray, scores: FloatArray, count: int,
+              usable: Callable[[int], bool] | None = None) -> list[int]:
+    """Indices of the best-scoring points, at most ``count``, no two closer than 1e-3, each
+    ``usable`` (asked only of a point that is far enough from those chosen)."""
     chosen: list[int] = []
     for i in np.argsort(-scores, kind="stable"):
-        if all(float(np.max(np.abs(points[i] - points[j]))) > 1e-3 for j in chosen):
+        if all(float(np.max(np.abs(points[i] - points[j]))) > 1e-3 for j in chosen) and (
+            usable is None or usable(int(i))
+        ):
             chosen.append(int(i))
             if len(chosen) == count:
                 break
@@ -38,19 +44,21 @@ def _distinct(points: FloatArray, scores: FloatArray, count: int) -> list[int]:
 
 
 def polish(score: Callable[[FloatArray], FloatArray], points: FloatArray, scores: FloatArray,
-           continuous: npt.NDArray[np.bool_], minimise: Minimiser, *, starts: int
+           continuous: npt.NDArray[np.bool_], minimise: Minimiser, *, starts: int,
+           usable: Callable[[int], bool] | None = None
            ) -> tuple[FloatArray, FloatArray]:
     """Polished copies of the best ``starts`` distinct ``points`` and their scores.
 
     ``score`` maps codes (rows) to acquisition values, larger better; ``continuous`` marks the
-    columns that may move (within [0, 1]); ``minimise`` is the L-BFGS of the caller.
+    columns that may move (within [0, 1]); ``minimise`` is the L-BFGS of the caller;
+    ``usable``, when given, says which points (by index) may start a polish.
     """
     m = int(continuous.sum())
     if m == 0 or len(points) == 0:
         return points[:0], scores[:0]
     columns = np.flatnonzero(continuous)
     out_points, out_scores = [], []
-    for i in _distinct(points, scores, starts):
+    for i in _distinct(points, scores, starts, usable):
         base = points[i].copy()
 
         def negative(x: FloatArray, base: FloatArray = base) -> tuple[float, FloatArray]:

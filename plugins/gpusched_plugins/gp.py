@@ -67,9 +67,17 @@ Written with numpy alone (no scipy, scikit-learn or Optuna). For trial ``number`
    L-BFGS on their continuous coordinates (:mod:`gpusched_plugins._gp_polish`). In a space of
    integers and lists only, with at most 4,096 points, every unused point is scored instead.
 8. **No repeats.** The best-scoring point that no earlier trial used, whatever that trial's
-   state, is proposed. In a space of integers and lists only, once every point is used the search
-   is exhausted and the answer is ``None`` (KerasTuner's oracle likewise stops when it finds no
-   new values).
+   state, is proposed. A candidate counts as the point it decodes to: a wide integer or stepped
+   range is searched as a continuous coordinate, and a candidate a fraction of a step from a
+   used value is that value again. So a candidate's continuous coordinates are moved to the
+   codes of the values :meth:`Param.from_unit` makes of them (``to_unit(from_unit(u))``)
+   before it is compared with the used points (lazily, best score first), and the polish of 7
+   starts from unused points only. When every candidate is used (a space nearly used up), the
+   start-up draws of 2 are tried, and then, in a space of integers, stepped doubles and lists
+   whose axes hold at most a million values in all, its points are walked from a seeded start
+   until an unused one turns up. In a space of integers, stepped doubles and lists (of that
+   size), once every point is used the search is exhausted and the answer is ``None``
+   (KerasTuner's oracle likewise stops when it finds no new values).
 
 9. **Conditional parameters** (``when:``). A trial's inactive parameters are imputed with a
    fixed value: 0.5 in the unit cube for a numeric one, all one-hot columns at 0 for a
@@ -133,6 +141,8 @@ _PENDING = frozenset({TrialState.QUEUED, TrialState.RUNNING, TrialState.INTERRUP
 _MAX_DEFAULT_INITIAL = 10  # Optuna GPSampler's n_startup_trials: see default_initial_points
 _MAX_GRID = 2048  # integer/step params with more values are modelled as continuous
 _MAX_ENUMERATE = 4096  # finite spaces up to this size are scored exhaustively
+_SETTLE_BATCH = 32  # candidates settled at a time when their points are checked against used
+_MAX_SCAN = 1_000_000  # values in all, for the last resort's scan of a wide countable space
 _N_RANDOM = 2000
 _N_LOCAL_CENTRES, _N_LOCAL_EACH = 5, 100
 _N_STARTS, _N_OFFSPRING, _N_ROUNDS = 10, 32, 20
@@ -205,6 +215,7 @@ class _Encoder:
         self.numeric = np.array([d.kind != "cat" for d in self.dims], dtype=bool)
         self.activity = Activity(self.dims)  # conditional parameters: _gp_conditions.py
         self.continuous = np.array([d.kind == "cont" for d in self.dims], dtype=bool)
+        self._cont_dims = [j for j, d in enumerate(self.dims) if d.kind == "cont"]
         self.finite_size: int | None = None
         if self.dims and all(d.kind != "cont" for d in self.dims):
             self.finite_size = len(self._combinations())
@@ -266,6 +277,48 @@ class _Encoder:
             if dim.kind == "grid":
                 codes[:, j] = self._snap_dim(dim, codes[:, j])
         return self.activity.canonical(codes)
+
+    def settle(self, codes: FloatArray) -> FloatArray:
+        """The codes of the points ``codes`` decode to, in a new array: each continuous
+        coordinate moved to the code of the value it decodes to (:meth:`Param.from_unit` rounds
+        an integer or a step), then the inactive ones set to the filler. That is the code
+        :meth:`encode` gives the decoded point, how an earlier trial that ran it is remembered
+        as used; it relies only on ``from_unit`` and ``to_unit`` being each other's inverse on
+        values. Ordinal and categorical coordinates are already exact."""
+        out = codes.copy()
+        for j in self._cont_dims:
+            from_unit, to_unit = self.dims[j].param.from_unit, self.dims[j].param.to_unit
+            code_of: dict[ParamValue, float] = {}  # rows crowd onto few values near a used one
+            column: list[float] = []
+            for u in out[:, j].tolist():
+                value = from_unit(u)
+                code = code_of.get(value)
+                if code is None:
+                    code = code_of[value] = to_unit(value)
+                column.append(code)
+            out[:, j] = column
+        return self.activity.canonical(out)
+
+    def scan_axes(self) -> list[tuple[ParamValue, ...]] | None:
+        """Every value of every parameter, for a space of lists, integers and stepped doubles
+        whose axes hold at most ``_MAX_SCAN`` values in all (wide ranges included, unlike
+        :attr:`finite_size`); None for any other space."""
+        counts: list[int] = []
+        for dim in self.dims:
+            param = dim.param
+            if dim.kind != "cont":
+                counts.append(dim.size)
+            elif param.step is None and param.type is not ParamType.INTEGER:
+                return None  # a double without a step: not countable
+            else:
+                assert param.low is not None and param.high is not None
+                step = param.step if param.step is not None else 1.0
+                counts.append(math.floor((float(param.high) - float(param.low)) / step + 1e-9)
+                              + 1)
+        if sum(counts) > _MAX_SCAN:
+            return None
+        return [dim.values if dim.kind != "cont" else tuple(dict.fromkeys(dim.param.grid(2)))
+                for dim in self.dims]
 
     def random(self, rng: np.random.Generator, m: int) -> FloatArray:
         """``m`` codes drawn uniformly (each value of a list equally likely)."""
@@ -338,6 +391,45 @@ class _Encoder:
             else:
                 out[dim.param.name] = dim.param.from_unit(float(u))
         return out
+
+
+class _Unused:
+    """Which candidates decode to a point no earlier trial used (see :meth:`_Encoder.settle`),
+    asked by index.
+
+    Settling costs a Python call or two per continuous coordinate, and thousands of candidates
+    may crowd into the cell of a used value of a wide integer range, where the acquisition
+    peaks. So a row is settled only when asked about, together with the next few by score
+    (the final choice walks the rows best first), and the answers are kept: the polish's
+    choice of starts and the final choice share the work. Rows added by :meth:`extend` (a few
+    polished points) are settled at once."""
+
+    def __init__(self, enc: _Encoder, codes: FloatArray, scores: FloatArray,
+                 used: set[tuple[float, ...]]) -> None:
+        self._enc, self._used = enc, used
+        self._codes = codes
+        self._order = np.argsort(-scores, kind="stable")
+        self._rank = np.empty(len(codes), dtype=np.intp)
+        self._rank[self._order] = np.arange(len(codes))
+        self._known = np.zeros(len(codes), dtype=bool)
+        self._fresh = np.zeros(len(codes), dtype=bool)
+        self._extra: list[bool] = []
+
+    def extend(self, codes: FloatArray) -> None:
+        self._extra.extend(tuple(row) not in self._used
+                           for row in self._enc.settle(codes).tolist())
+
+    def __call__(self, i: int) -> bool:
+        if i >= len(self._codes):
+            return self._extra[i - len(self._codes)]
+        if not self._known[i]:
+            rank = int(self._rank[i])
+            rows = self._order[rank:rank + _SETTLE_BATCH]
+            rows = rows[~self._known[rows]]
+            settled = self._enc.settle(self._codes[rows]).tolist()
+            self._fresh[rows] = [tuple(row) not in self._used for row in settled]
+            self._known[rows] = True
+        return bool(self._fresh[i])
 
 
 # ----------------------------------------------------------------------------- the GP
@@ -697,10 +789,14 @@ class GpSearch(SearchPlugin):
             fresh = np.array([tuple(row) not in used for row in every.tolist()], dtype=bool)
             candidates = every[fresh]
             scores = score(candidates)
+            unused = _Unused(enc, candidates, scores, used)
         else:
-            candidates, scores = self._search(rng, score, x_obs, y)
+            candidates, scores, unused = self._search(rng, score, x_obs, y, used)
+        # The best candidate whose point, the values it decodes to, no trial used: a wide
+        # integer or stepped range is searched as continuous, and a candidate a fraction of a
+        # step from a used value is that value again.
         for i in np.argsort(-scores, kind="stable"):
-            if tuple(candidates[i].tolist()) not in used:
+            if unused(int(i)):
                 return enc.decode(candidates[i].tolist())
         # Every candidate repeats a trial (a nearly used-up space too large to enumerate).
         return self._startup(rng, used)
@@ -715,8 +811,10 @@ class GpSearch(SearchPlugin):
         return np.sort(np.concatenate([order[:_FIT_BEST], others]))
 
     def _search(self, rng: np.random.Generator, score: Callable[[FloatArray], FloatArray],
-                x_obs: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Random and local candidates, then an evolution strategy from the best few."""
+                x_obs: FloatArray, y: FloatArray, used: set[tuple[float, ...]]
+                ) -> tuple[FloatArray, FloatArray, _Unused]:
+        """Random and local candidates, then an evolution strategy from the best few, then a
+        polish of the best few whose points no trial used; with them, which are unused."""
         enc = self._enc
         centres = x_obs[np.argsort(y, kind="stable")[:_N_LOCAL_CENTRES]]
         local = np.repeat(centres, _N_LOCAL_EACH, axis=0)
@@ -743,15 +841,18 @@ class GpSearch(SearchPlugin):
             steps = np.clip(np.where(better, steps * 2.0, steps * 0.5), 1e-6, 0.3)
         seen.append(best)
         seen_scores.append(best_scores)
-        finals, final_scores = polish(score, np.vstack(seen), np.concatenate(seen_scores),
-                                      enc.continuous, _lbfgs, starts=_N_POLISH)
-        seen.append(finals)
-        seen_scores.append(final_scores)
-        return np.vstack(seen), np.concatenate(seen_scores)
+        points, points_scores = np.vstack(seen), np.concatenate(seen_scores)
+        unused = _Unused(enc, points, points_scores, used)
+        finals, final_scores = polish(score, points, points_scores, enc.continuous, _lbfgs,
+                                      starts=_N_POLISH, usable=unused)
+        unused.extend(finals)
+        return (np.vstack([points, finals]), np.concatenate([points_scores, final_scores]),
+                unused)
 
     def _startup(self, rng: np.random.Generator, used: set[tuple[float, ...]]
-                 ) -> Mapping[str, ParamValue]:
-        """The random search's point for this trial; redrawn if it repeats an earlier one."""
+                 ) -> Mapping[str, ParamValue] | None:
+        """The random search's point for this trial; redrawn if it repeats an earlier one. None
+        when a countable space turns out to be used up."""
         enc = self._enc
         point = self.space.from_unit(rng.random(len(self.space)).tolist())
         for _ in range(64):
@@ -763,4 +864,18 @@ class GpSearch(SearchPlugin):
             fresh = [row for row in every.tolist() if tuple(row) not in used]
             if fresh:
                 return enc.decode(fresh[int(rng.integers(len(fresh)))])
+            return None
+        axes = enc.scan_axes()
+        if axes is not None:
+            # A countable space too wide to enumerate, nearly used up: walk its points from a
+            # seeded start. Of any len(used) + 1 distinct points one is unused.
+            points = self.space.combinations(axes)
+            size = len(points)
+            first = int(rng.integers(size))
+            for i in range(min(size, len(used) + 1)):
+                candidate = points.point((first + i) % size)
+                if enc.encode(candidate) not in used:
+                    return candidate
+            if size <= len(used) + 1:
+                return None  # every point walked, and used
         return point

@@ -256,3 +256,55 @@ def test_gp_beats_random_search_on_branin() -> None:
     gp_median, rs_median = float(np.median(gp)), float(np.median(rs))
     assert gp_median < 0.05, gp
     assert gp_median < rs_median / 20, (gp, rs)
+
+
+# ----------------------------------------------------------------------------- wide ranges
+
+# An integer or stepped range of more than 2,048 values is searched as a continuous coordinate
+# and rounded by Param.from_unit: a candidate a fraction of a step away from a used value is
+# that value again, and must count as used.
+WIDE_RANGES = {
+    "integer": (Param("x", _I, low=1, high=5000), 1500, 1.0),
+    "stepped": (Param("x", _D, low=0.0, high=1.0, step=0.0001), 0.3, 0.0001),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WIDE_RANGES))
+def test_a_wide_integer_or_stepped_range_never_gets_a_used_value_again(kind: str) -> None:
+    param, target, step = WIDE_RANGES[kind]
+    history = optimise(make(SearchSpace((param,))), lambda p: (float(p["x"]) - target) ** 2, 25)
+    values = [t.params["x"] for t in history]
+    assert len(set(values)) == len(values), values  # the model converges on target, once
+    assert best(history) <= (3 * step) ** 2, values
+
+
+@pytest.mark.parametrize("name", ["mixed", "conditional", "wide"])
+def test_a_candidate_is_compared_as_the_point_it_decodes_to(name: str) -> None:
+    wide = SearchSpace((WIDE_RANGES["integer"][0], Param("y", _D, low=0.0, high=1.0, step=1e-4),
+                        Param("c", ParamType.CATEGORICAL, values=("a", "b"))))
+    space = wide if name == "wide" else CONTRACT_SPACES[name]
+    enc = make(space)._enc
+    rng = np.random.default_rng(0)
+    codes = enc.perturb(rng, enc.random(rng, 300), np.full(300, 0.01))
+    settled = [tuple(row) for row in enc.settle(codes).tolist()]
+    assert settled == [enc.encode(enc.decode(row)) for row in codes.tolist()]
+
+
+@pytest.mark.parametrize("completed", [0, 10])  # the start-up's draws, and the model's search
+def test_a_nearly_used_up_wide_range_gives_its_last_values_then_is_exhausted(
+    completed: int,
+) -> None:
+    space = SearchSpace((Param("x", _I, low=1, high=2100),))  # wide: searched as continuous
+    left = {1, 1050, 2099}
+    history = [
+        TrialView(n, {"x": x}, TrialState.COMPLETED, float(x)) if n < completed
+        else TrialView(n, {"x": x}, TrialState.FAILED)
+        for n, x in enumerate(x for x in range(2100, 0, -1) if x not in left)
+    ]
+    plugin = make(space)
+    for number in range(len(history), len(history) + len(left)):
+        params = plugin.suggest(number, tuple(history))
+        assert isinstance(params, Mapping) and params["x"] in left, params
+        left.remove(int(params["x"]))
+        history.append(TrialView(number, params, TrialState.FAILED))
+    assert plugin.suggest(len(history), tuple(history)) is None
