@@ -43,6 +43,7 @@ INT_MAX = 2**31 - 1  # counts and priorities travel through JSON and SQLite: kee
 _MAX_PROBLEMS = 200  # a generated file can be wrong everywhere; a reader stops long before this
 _MAX_NODES = 10_000  # plugin options are small; this bounds work on YAML alias bombs
 _MAX_DEPTH = 32  # and this catches self-referencing YAML anchors (`&a [*a]`)
+_MAX_CLOSE = 1_000  # names compared for a "did you mean" (~10 µs each); more: only by case
 
 
 class Problems:
@@ -60,6 +61,12 @@ class Problems:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @property
+    def full(self) -> bool:
+        """True once more problems are no longer listed: a check may skip the work of saying
+        what is wrong (the place and message would be dropped)."""
+        return len(self.items) > _MAX_PROBLEMS
 
 
 def at(place: str, key: object) -> str:
@@ -102,11 +109,13 @@ def unknown_key(key: object, known: Iterable[str]) -> str:
 
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:
-    """`` (did you mean 'max_trials'?)`` for the closest of ``known`` (by case first), or ``""``."""
+    """`` (did you mean 'max_trials'?)`` for the closest of ``known`` (by case first), or ``""``.
+    Past ``_MAX_CLOSE`` names (a generated list, not a typed one) only case is compared."""
     known = list(known)
     by_case = {k.lower(): k for k in known}
     close = [by_case[word.lower()]] if word.lower() in by_case else []
-    close = close or difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    if not close and len(known) <= _MAX_CLOSE:
+        close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -10,7 +10,11 @@ from typing import Any
 from gpusched._spec_check import Problems, as_text, at, describe, number, show_number
 from gpusched.plugin_api import Param, ParamType, ParamValue, SearchSpace
 
-__all__ = ["Condition", "allowed", "check_satisfiable"]
+__all__ = ["Condition", "allowed", "values_index", "check_satisfiable"]
+
+# Contradictions explained value by value: each explanation walks the parameter's ancestors,
+# and a generated file can hold thousands of contradictions over thousands of ancestors.
+_EXPLAINED = 10
 
 
 @dataclass(frozen=True)
@@ -26,8 +30,21 @@ class Condition:
     expect: ParamType | None = None
 
 
-def allowed(p: Problems, cond: Condition, parent: Param) -> tuple[ParamValue, ...] | None:
-    """The values ``cond`` lists (one, or a list meaning any of them), as the parent's values."""
+def values_index(parent: Param) -> Mapping[ParamValue, ParamValue]:
+    """A categorical or discrete parameter's values, found by what a condition writes for them:
+    a categorical's by their text, a discrete's by number (``2.0`` finds ``2``; the parser
+    keeps no two equal numbers). Built once per parent: one condition may list thousands of its
+    values, and thousands of conditions may name it."""
+    return {value: value for value in parent.values}
+
+
+def allowed(
+    p: Problems, cond: Condition, parent: Param,
+    index: Mapping[ParamValue, ParamValue] | None = None,
+) -> tuple[ParamValue, ...] | None:
+    """The values ``cond`` lists (one, or a list meaning any of them), as the parent's values;
+    ``index`` is the parent's :func:`values_index`, when the caller keeps one."""
+    index = values_index(parent) if index is None else index
     many = isinstance(cond.values, list | tuple)
     raw = list(cond.values) if many else [cond.values]
     if not raw:
@@ -37,7 +54,7 @@ def allowed(p: Problems, cond: Condition, parent: Param) -> tuple[ParamValue, ..
     first: dict[ParamValue, int] = {}
     for k, item in enumerate(raw):
         place = at(cond.place, k) if many else cond.place
-        value = _value(p, place, item, parent)
+        value = _value(p, place, item, parent, index)
         if value is None:
             continue
         if value in first:
@@ -49,17 +66,17 @@ def allowed(p: Problems, cond: Condition, parent: Param) -> tuple[ParamValue, ..
     return tuple(out) if len(out) == len(raw) else None
 
 
-def _value(p: Problems, place: str, item: Any, parent: Param) -> ParamValue | None:
+def _value(
+    p: Problems, place: str, item: Any, parent: Param, index: Mapping[ParamValue, ParamValue]
+) -> ParamValue | None:
     """``item`` as one of ``parent``'s possible values, or a problem saying which they are."""
     if parent.type is ParamType.CATEGORICAL:
         text = as_text(item)
-        if text is not None and text in parent.values:
+        if text is not None and text in index:
             return text
     elif parent.type is ParamType.DISCRETE:
-        if not isinstance(item, bool) and isinstance(item, int | float):
-            for value in parent.values:
-                if value == item:
-                    return value  # the parent's own spelling: 2 for 2.0
+        if not isinstance(item, bool) and isinstance(item, int | float) and item in index:
+            return index[item]  # the parent's own spelling: 2 for 2.0
     else:
         return _integer(p, place, item, parent)
     shown = ", ".join(describe(v) for v in parent.values[:12])
@@ -99,18 +116,123 @@ def check_satisfiable(p: Problems, where: Mapping[str, str], space: SearchSpace)
     the sets they ask of it overlap (:meth:`SearchSpace.requirements`). ``where`` gives each
     parameter's place for its conditions.
     """
-    needs = {param.name: space.requirements(param) for param in space}
-    for param in space:
-        empty = [name for name, values in needs[param.name].items() if not values]
+    params = space.params
+    place = {param.name: i for i, param in enumerate(params)}
+    never = _never(params, place)
+    explained = 0
+    for i in sorted(never):
+        param = params[i]
         # Report where the contradiction arises, not again at every descendant of it.
-        if not empty or any(not all(needs[q].values()) for q in param.when):
+        if any(place[q] in never for q in param.when):
             continue
-        name = empty[0]
+        if p.full:  # the message would not be listed: spare the walks that build it
+            return
+        if explained == _EXPLAINED:
+            p.add(where.get(param.name, ""), f"can never hold: it and its parents ask one "
+                                             f"parameter for values that have nothing in "
+                                             f"common (the first {_EXPLAINED} such problems "
+                                             f"say which)")
+            continue
+        explained += 1
+        need = space.requirements(param)
+        name = next(k for k, values in need.items() if not values)
+        asked = _asked(params[place[name] + 1:], name)
         asks = [f"{_shown(param.when[name])} here"] if name in param.when else []
-        asks += [f"{_shown(needs[q][name])} for {q!r} to be set"
-                 for q in param.when if name in needs[q]]
+        asks += [f"{_shown(asked[q])} for {q!r} to be set" for q in param.when if q in asked]
         p.add(where.get(param.name, ""), f"can never hold: {name!r} would have to be "
                                          f"{' and '.join(asks)}")
+
+
+def _never(params: Sequence[Param], place: Mapping[str, int]) -> set[int]:
+    """The places of the parameters that can never be set.
+
+    What a parameter needs of an ancestor ``a`` is what the children of ``a`` ask of it, all
+    of those that are the parameter or its ancestors; it can never be set when that is nothing
+    for some ``a``. Listing each parameter's requirements would take time and memory quadratic
+    in a long chain of conditions (each parameter's are as long as the chain: 10,000 of them
+    fit in an experiment file), so this goes parent by parent instead, with the parameters as
+    bitsets: only a parent whose children ask for sets of values with nothing in common can
+    leave a requirement empty, and the parameters it does that to lie below its children.
+    """
+    asks: dict[int, list[tuple[int, tuple[ParamValue, ...]]]] = {}
+    for i, param in enumerate(params):
+        for parent, values in param.when.items():
+            asks.setdefault(place[parent], []).append((i, values))
+    torn = [a for a in asks.values()
+            if len(a) > 1 and not set.intersection(*(set(values) for _, values in a))]
+    if not torn:  # the usual case: no two conditions on one parent exclude each other
+        return set()
+    below = [1 << i for i in range(len(params))]  # each parameter and its descendants
+    for i in reversed(range(len(params))):
+        for parent in params[i].when:
+            below[place[parent]] |= below[i]
+    never = 0
+    for a in torn:
+        never |= _emptied(a, below)
+    return {i for i, bit in enumerate(reversed(f"{never:b}")) if bit == "1"}
+
+
+def _emptied(asks: Sequence[tuple[int, tuple[ParamValue, ...]]], below: Sequence[int]) -> int:
+    """The parameters (a bitset) that need nothing of one parent can give: ``asks`` lists its
+    children with the values each asks of it, ``below`` what lies at or below each parameter.
+
+    A parameter at or below some of the children needs of the parent what all of those ask,
+    so it needs nothing when, for every value, one of them does not ask for it. Per value that
+    is the union of what lies below the children that do not ask for it: runs of children
+    between those that do, each run's union a few ORs of a segment tree. The work is about the
+    number of values asked (times a logarithm), not the number of children times the values.
+    """
+    k = len(asks)
+    # tree[k + j]: what lies below child j; tree[i] (0 < i < k): the union of tree[2i], tree[2i+1]
+    tree = [0] * k + [below[child] for child, _ in asks]
+    for i in reversed(range(1, k)):
+        tree[i] = tree[2 * i] | tree[2 * i + 1]
+
+    def union(lo: int, hi: int) -> int:
+        """What lies below children ``lo`` to ``hi - 1``."""
+        out = 0
+        lo, hi = lo + k, hi + k
+        while lo < hi:
+            if lo & 1:
+                out |= tree[lo]
+                lo += 1
+            if hi & 1:
+                hi -= 1
+                out |= tree[hi]
+            lo, hi = lo // 2, hi // 2
+        return out
+
+    askers: dict[ParamValue, list[int]] = {}  # value → the children that ask for it, in order
+    for j, (_, values) in enumerate(asks):
+        for value in values:
+            askers.setdefault(value, []).append(j)
+    empty = union(0, k)
+    for js in askers.values():
+        refused, lo = 0, 0
+        for j in js:
+            refused |= union(lo, j)
+            lo = j + 1
+        empty &= refused | union(lo, k)
+        if not empty:
+            break
+    return empty
+
+
+def _asked(params: Sequence[Param], name: str) -> dict[str, tuple[ParamValue, ...]]:
+    """``requirements(q)[name]`` for each ``q`` of ``params`` (those after ``name``) that has
+    ``name`` as an ancestor, in one pass: the values from the same walk, in the same order."""
+    asked: dict[str, tuple[ParamValue, ...]] = {}
+    for param in params:
+        need: tuple[ParamValue, ...] | None = None
+        for parent, values in param.when.items():
+            found = values if parent == name else asked.get(parent)
+            if found is not None:
+                # Parsed values are text or numbers, never booleans: `in` compares as
+                # SearchSpace.requirements does.
+                need = found if need is None else tuple(v for v in need if v in found)
+        if need is not None:
+            asked[param.name] = need
+    return asked
 
 
 def _shown(values: Sequence[ParamValue]) -> str:

@@ -33,7 +33,7 @@ from gpusched._spec_params import check_params
 from gpusched.models import Goal, ObjectiveRule
 from gpusched.units import parse_duration, parse_memory_mib
 
-__all__ = ["check", "RESERVED_ENV", "NAME"]
+__all__ = ["check", "RESERVED_ENV", "NAME", "AIP_METRIC"]
 
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 """An experiment's name: short, and safe in a path, a URL and a shell (never a leading ``-``)."""
@@ -44,6 +44,10 @@ RESERVED_ENV = frozenset({
 })  # fmt: skip
 """Variables gpusched sets for each trial (and every ``GPUSCHED_*`` one): an experiment's ``env``
 may not set them, or it could pin a trial to another trial's GPU."""
+
+AIP_METRIC = "training/hptuning/metric"
+"""The metric of a file in AI Platform's spelling without ``hyperparameterMetricTag``: AI
+Platform's default for it, and the tag ``cloudml-hypertune`` writes when given none."""
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLUGIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*")
@@ -83,11 +87,13 @@ class _Reader:
 
 def check(
     p: Problems, settings: Mapping[str, Entry], *, base_dir: str, default_name: str,
-    check_workdir: bool,
+    check_workdir: bool, aip: bool = False,
 ) -> dict[str, Any]:
-    """Every spec field from ``settings``, as keyword arguments of ``ExperimentSpec``."""
+    """Every spec field from ``settings``, as keyword arguments of ``ExperimentSpec``; ``aip``:
+    the file is an AI Platform config (see ``_identity``)."""
     r = _Reader(p, settings)
-    out = _identity(r, base_dir=base_dir, default_name=default_name, check_workdir=check_workdir)
+    out = _identity(r, base_dir=base_dir, default_name=default_name, check_workdir=check_workdir,
+                    aip=aip)
     out.update(_limits(r))
     out.update(_search(p, settings.get("search"), settings.get("algorithm")))
     out.update(_early_stopping(p, settings.get("early_stopping")))
@@ -99,9 +105,13 @@ def check(
     return out
 
 
-def _identity(r: _Reader, *, base_dir: str, default_name: str, check_workdir: bool
+def _identity(r: _Reader, *, base_dir: str, default_name: str, check_workdir: bool, aip: bool
               ) -> dict[str, Any]:
-    """What runs and what it is judged by: name, command, workdir, env, metric, goal..."""
+    """What runs and what it is judged by: name, command, workdir, env, metric, goal...
+
+    ``aip``: the file is an AI Platform config, where ``hyperparameterMetricTag`` is optional
+    and defaults to :data:`AIP_METRIC`; in ours, ``metric`` is required.
+    """
     p = r.p
     name_rule = "must be 1-64 letters, digits, _ . - (not starting with . or -)"
     out: dict[str, Any] = {
@@ -112,9 +122,9 @@ def _identity(r: _Reader, *, base_dir: str, default_name: str, check_workdir: bo
     }
     if check_workdir and out["workdir"] is not None and not os.path.isdir(out["workdir"]):
         p.add(r.place("workdir"), f"no such directory: {out['workdir']}")
-    if r.value("metric") is None:
+    if r.value("metric") is None and not aip:
         p.add(r.place("metric"), "required: the name of the reported metric to optimise")
-    out["metric"] = r.read("metric", None, text)
+    out["metric"] = r.read("metric", AIP_METRIC if aip else None, text)
     out["goal"] = r.read("goal", Goal.MAXIMIZE, _goal)
     out["objective"] = r.read("objective", ObjectiveRule.LAST,
                               partial(choice, table=_OBJECTIVES, names="last, best"))

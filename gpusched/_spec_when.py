@@ -20,12 +20,12 @@ must come first, are in docs/experiment-file.md.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gpusched._spec_check import Problems, at, describe, did_you_mean, key_text, unknown_key
-from gpusched._spec_conditions import Condition, allowed, check_satisfiable
+from gpusched._spec_conditions import Condition, allowed, check_satisfiable, values_index
 from gpusched.plugin_api import Param, ParamType, ParamValue, SearchSpace
 
 __all__ = ["Item", "expand", "attach", "CHILDREN", "PARENT_VALUES"]
@@ -42,6 +42,11 @@ PARENT_VALUES: Mapping[str, ParamType] = {
 
 _MAX_DEPTH = 32  # nesting of conditionalParameterSpecs; deeper is a YAML anchor loop
 _MAX_PARAMS = 10_000  # anchors can also make a nesting tree huge without any loop
+# Values listed over all parameters (theirs and their conditions'): more than a file of
+# MAX_FILE_BYTES can write out, so only YAML anchors that repeat a long list reach it, and
+# the checks below would take each parameter's copy value by value.
+_MAX_VALUES = 1_000_000
+_MAX_GUESSES = 20  # "did you mean" for unknown parents: each compares with every name
 _EXAMPLE = "e.g. {optimizer: sgd} or {optimizer: [sgd, rmsprop]}"
 
 
@@ -68,13 +73,19 @@ def expand(p: Problems, place: str, raw: Sequence[Any]) -> list[Item]:
     """The parameters of the list ``raw`` with their AI Platform children flattened in, each
     with the conditions it is written with (its own ``when`` and, for a child, its parent's)."""
     out: list[Item] = []
+    values = [0]  # listed so far, see _MAX_VALUES
 
     def visit(item_place: str, item: Any, inherited: tuple[Condition, ...], where: str,
               depth: int) -> None:
         if len(out) == _MAX_PARAMS:
             p.add(place, f"more than {_MAX_PARAMS:,} parameters (or a YAML anchor that "
                          f"refers to itself)")
-        if len(out) >= _MAX_PARAMS:
+        if len(out) >= _MAX_PARAMS or values[0] > _MAX_VALUES:
+            return
+        values[0] += _size(item) + sum(_size(cond.values) for cond in inherited)
+        if values[0] > _MAX_VALUES:
+            p.add(item_place, f"the parameters list more than {_MAX_VALUES:,} values (YAML "
+                              f"anchors that repeat a long list?)")
             return
         if depth > _MAX_DEPTH:
             p.add(item_place, "is nested too deeply (or refers to itself)")
@@ -100,6 +111,24 @@ def expand(p: Problems, place: str, raw: Sequence[Any]) -> list[Item]:
     for index, item in enumerate(raw):
         visit(at(place, index), item, (), "", 0)
     return out
+
+
+def _size(raw: Any) -> int:
+    """About how many values a parameter mapping (or a condition's values) holds: the items of
+    its lists and of its mappings' lists (its nested children are counted as they are met)."""
+    if isinstance(raw, list | tuple):
+        return len(raw)
+    if not isinstance(raw, Mapping):
+        return 1
+    size = 0
+    for key, value in raw.items():
+        if isinstance(value, Mapping) and key != CHILDREN:
+            size += sum(len(v) if isinstance(v, list | tuple) else 1 for v in value.values())
+        elif isinstance(value, list | tuple) and key != CHILDREN:
+            size += len(value)
+        else:
+            size += 1
+    return size
 
 
 def _when(p: Problems, place: str, item: Mapping[Any, Any]) -> tuple[Condition, ...]:
@@ -165,6 +194,17 @@ def attach(p: Problems, items: Sequence[Item], parsed: Sequence[Param | None]
     and set; a parameter with a bad condition is left out (its problem is listed)."""
     index_of = {param.name: i for i, param in enumerate(parsed) if param is not None}
     written = {name for item in items if (name := _name_of(item.raw)) is not None}
+    indexes: dict[str, Mapping[ParamValue, ParamValue]] = {}  # see values_index
+    guesses = [_MAX_GUESSES]
+
+    def hint(name: str) -> str:
+        """`` (did you mean ...?)`` for the first few unknown parents: each guess compares the
+        name with every parameter's, too slow for a generated file with thousands of each."""
+        if p.full or not guesses[0]:
+            return ""
+        guesses[0] -= 1
+        return did_you_mean(name, index_of)
+
     out: list[Param] = []
     for i, (item, param) in enumerate(zip(items, parsed, strict=True)):
         if param is None:
@@ -178,8 +218,10 @@ def attach(p: Problems, items: Sequence[Item], parsed: Sequence[Param | None]
                 fine = False
                 continue
             parent = _parent(p, cond, param, i=i, index_of=index_of, parsed=parsed,
-                             written=written)
-            values = None if parent is None else allowed(p, cond, parent)
+                             written=written, hint=hint)
+            if parent is not None and parent.name not in indexes:
+                indexes[parent.name] = values_index(parent)
+            values = None if parent is None else allowed(p, cond, parent, indexes[parent.name])
             if parent is None or values is None:
                 fine = False
                 continue
@@ -202,7 +244,7 @@ def attach(p: Problems, items: Sequence[Item], parsed: Sequence[Param | None]
 
 def _parent(
     p: Problems, cond: Condition, param: Param, *, i: int, index_of: Mapping[str, int],
-    parsed: Sequence[Param | None], written: set[str],
+    parsed: Sequence[Param | None], written: set[str], hint: Callable[[str], str],
 ) -> Param | None:
     """The parameter ``cond`` names, if it may be conditioned on (else a problem, or silence
     when the parent itself was refused with a problem of its own)."""
@@ -214,8 +256,7 @@ def _parent(
         return None
     if name not in index_of:
         if name not in written:
-            p.add(cond.place, f"no parameter named {name!r}"
-                              f"{did_you_mean(name, index_of)}")
+            p.add(cond.place, f"no parameter named {name!r}{hint(name)}")
         return None
     j = index_of[name]
     parent = parsed[j]

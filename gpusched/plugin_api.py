@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
@@ -288,29 +289,75 @@ class SearchSpace:
         """``params`` without the names that are inactive under it (or not in the space)."""
         return {p.name: params[p.name] for p in self.active(params) if p.name in params}
 
+    @cached_property
+    def _by_name(self) -> Mapping[str, Param]:
+        """The parameters by name (for a hand-built space that repeats one, the last)."""
+        return {p.name: p for p in self.params}
+
     def requirements(self, param: Param) -> dict[str, tuple[ParamValue, ...]]:
         """What ``param`` needs to be active, its parents' own needs included: each ancestor's
-        name mapped to the values it must take. An empty tuple means it can never be active."""
-        by_name = {p.name: p for p in self.params}
+        name mapped to the values it must take. An empty tuple means it can never be active.
+
+        Ancestors are listed in the order a walk up from ``param`` meets them: depth first,
+        each ``when`` in its order. The walk visits each ancestor once, so it is linear in the
+        size of the space (asking each parent for its own requirements, as this once did, walks
+        a shared ancestor again for every path to it: exponential in a chain of two-parent
+        conditions), and it keeps its own stack: a chain of conditions may be as long as the
+        space.
+        """
+        by_name = self._by_name
         need: dict[str, tuple[ParamValue, ...]] = {}
-        for parent, allowed in param.when.items():
-            for name, values in [(parent, allowed),
-                                 *self.requirements(by_name[parent]).items()]:
-                kept = values if name not in need else tuple(
-                    v for v in need[name] if _among(v, values))
-                need[name] = kept
+        walked: set[str] = set()
+        todo: list[Iterator[tuple[str, tuple[ParamValue, ...]]]] = [iter(param.when.items())]
+        while todo:
+            step = next(todo[-1], None)
+            if step is None:
+                todo.pop()
+                continue
+            name, allowed = step
+            need[name] = allowed if name not in need else tuple(
+                v for v in need[name] if _among(v, allowed))
+            if name not in walked:
+                # Met again, an ancestor adds nothing: its own conditions were all taken in
+                # when it was first met, and asking for the same values twice changes nothing.
+                walked.add(name)
+                todo.append(iter(by_name[name].when.items()))
         return need
 
     def groups(self) -> tuple[tuple[Param, ...], ...]:
         """The parameters split by when they are active: those with the same
         :meth:`requirements` (active together, always) form one group, in file order. Without
         conditions this is one group, the whole space. A group's parents lie in earlier groups."""
-        groups: dict[tuple[tuple[str, frozenset[ParamValue]], ...], list[Param]] = {}
-        for param in self.params:
-            need = self.requirements(param)
-            key = tuple(sorted((k, frozenset(v)) for k, v in need.items()))
-            groups.setdefault(key, []).append(param)
+        # Equal requirements name the same ancestors, and the same conditions make the same
+        # requirements: only parameters with the same ancestors but other conditions have
+        # their requirements listed and compared. A chain of thousands of conditions, where
+        # each parameter's requirements are as long as the chain, is split without listing any.
+        ancestors = self._ancestors()
+        conditions = [frozenset((k, frozenset(v)) for k, v in p.when.items())
+                      for p in self.params]
+        kinds: dict[int, set[frozenset[tuple[str, frozenset[ParamValue]]]]] = {}
+        for above, when in zip(ancestors, conditions, strict=True):
+            kinds.setdefault(above, set()).add(when)
+        groups: dict[tuple[int, object], list[Param]] = {}
+        for param, above, when in zip(self.params, ancestors, conditions, strict=True):
+            key: object = when
+            if len(kinds[above]) > 1:
+                key = tuple(sorted((k, frozenset(v)) for k, v in self.requirements(param).items()))
+            groups.setdefault((above, key), []).append(param)
         return tuple(tuple(g) for g in groups.values())
+
+    def _ancestors(self) -> list[int]:
+        """Each parameter's ancestors, as a bitset of their places in :attr:`params`."""
+        place: dict[str, int] = {}
+        out: list[int] = []
+        for i, param in enumerate(self.params):
+            above = 0
+            for parent in param.when:
+                j = place[parent]  # an earlier parameter, as __post_init__ checked
+                above |= out[j] | 1 << j
+            out.append(above)
+            place[param.name] = i
+        return out
 
     def combinations(self, axes: Sequence[Sequence[ParamValue]]) -> Combinations:
         """Every distinct assignment when each parameter takes the values of its axis (one per
@@ -426,7 +473,7 @@ class SearchPlugin(ABC):
 
         A :class:`Suggestion` adds a budget and the trial to continue from; :data:`WAIT` says
         that nothing can start until a running trial ends. ``history`` holds every earlier
-        trial of the experiment (and of the one it resumes, numbered -1, -2, ...), finished or
+        trial of the experiment (and of the one it resumes, numbered -N ... -1), finished or
         not. The answer must depend only on ``number``, ``history`` and the seed.
         """
 

@@ -236,6 +236,10 @@ def _parse(
     settings = gather(p, data)
     if not isinstance(data, Mapping):  # nothing else to say about a list or a number
         raise SpecError(p.items, source)
+    # An AI Platform config (`submit --aip`, or a file that writes any setting AI Platform's
+    # way) reads as AI Platform does where the two differ: a missing metric is its default.
+    # An override's spelling does not make one of a file in ours.
+    aip = command is not None or any(entry.aip for entry in settings.values())
     apply_overrides(p, settings, overrides, _load_value)
     if name is not None:
         settings["name"] = Entry("--name", name)
@@ -247,7 +251,8 @@ def _parse(
         else:
             p.add("command", "required: give the trainer's command after `--`")
     fields = _spec_fields.check(p, settings, base_dir=os.path.abspath(base_dir),
-                                default_name=_default_name(source), check_workdir=check_workdir)
+                                default_name=_default_name(source), check_workdir=check_workdir,
+                                aip=aip)
     if p.items:
         raise SpecError(p.items, source)
     return ExperimentSpec(**fields)

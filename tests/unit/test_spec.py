@@ -313,6 +313,45 @@ def test_aip_early_stopping_flag_and_failed_trials() -> None:
         "enableTrialEarlyStopping: must be true or false (got 'median')"]
 
 
+AIP_UNTAGGED = AIP_CONFIG.replace("    hyperparameterMetricTag: val_loss\n", "")
+"""An AI Platform config without hyperparameterMetricTag: optional in its HyperparameterSpec."""
+HYPERTUNE_TAG = "training/hptuning/metric"  # AI Platform's default, and cloudml-hypertune's
+
+
+def test_aip_metric_defaults_to_the_hypertune_tag(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert "hyperparameterMetricTag" not in AIP_UNTAGGED
+    spec = load_aip_file(write(tmp_path, AIP_UNTAGGED), ["python", "-m", "trainer.task"])
+    assert (spec.metric, spec.goal, spec.max_trials) == (HYPERTUNE_TAG, Goal.MINIMIZE, 40)
+    round_trip(spec)
+    # `--aip` with a file in our keys; and a file of ours that writes settings AI Platform's
+    # way: wrapped, under `hyperparameters:` or at the top.
+    ours = json.dumps({"params": minimal()["params"]})
+    assert load_aip_file(write(tmp_path, ours), ["t"]).metric == HYPERTUNE_TAG
+    wrapped = load_experiment_file(write(tmp_path, "command: t\n" + AIP_UNTAGGED))
+    assert wrapped.metric == HYPERTUNE_TAG
+    assert parse(minimal(metric=None, hyperparameters={"goal": "MAXIMIZE"})).metric == (
+        HYPERTUNE_TAG)
+    assert parse(minimal(metric=None, maxTrials=3)).metric == HYPERTUNE_TAG
+    # A tag, or our `metric`, still says which; `--set` can give it too.
+    assert parse(minimal(metric=None, maxTrials=3, hyperparameterMetricTag="a")).metric == "a"
+    assert parse(minimal(metric="b", maxTrials=3)).metric == "b"
+    aip = write(tmp_path, AIP_UNTAGGED)
+    assert load_aip_file(aip, ["t"], overrides=["metric=c"]).metric == "c"
+    with pytest.raises(SpecError, match="hyperparameterMetricTag: must not be empty"):
+        load_aip_file(aip, ["t"], overrides=["hyperparameterMetricTag=''"])
+
+
+def test_our_spelling_still_requires_the_metric(tmp_path: Path) -> None:
+    required = "metric: required: the name of the reported metric to optimise"
+    assert problems(minimal(metric=None)) == [required]
+    assert problems({"command": "t", "params": minimal()["params"]}) == [required]
+    # An override spelt AI Platform's way does not make a file of ours an AI Platform config.
+    path = write(tmp_path, json.dumps(minimal(metric=None)))
+    assert file_problems(path, overrides=["maxTrials=3"]) == [required]
+
+
 @pytest.mark.parametrize(
     ("ours", "theirs", "value"),
     [("metric", "hyperparameterMetricTag", "acc"), ("max_trials", "maxTrials", 3),
