@@ -16,6 +16,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import Enum, StrEnum
 from functools import cached_property
 from types import MappingProxyType
@@ -72,6 +73,12 @@ def _no_conditions() -> Mapping[str, tuple[ParamValue, ...]]:
     return MappingProxyType({})
 
 
+def _on_step(lo: float, step: float, k: int) -> float:
+    """``lo + k * step`` as written in decimal: 0.1 + 2 * 0.1 is 0.3, not 0.30000000000000004
+    (which a trainer would receive as its flag, and which lies above a ``max`` of 0.3)."""
+    return float(Decimal(repr(float(lo))) + k * Decimal(repr(float(step))))
+
+
 @dataclass(frozen=True)
 class Param:
     """One hyperparameter of the search space, already validated.
@@ -123,11 +130,28 @@ class Param:
         assert self.low is not None and self.high is not None, self.name
         return float(self.low), float(self.high)
 
-    def _edges(self) -> tuple[float, float]:
-        """The range the unit interval covers: an integer without a step is widened by half a
-        unit at each end, so that rounding gives every integer an equal share."""
+    def _top(self) -> float:
+        """The highest value on the grid of steps (``max`` itself when the steps reach it)."""
         lo, hi = self._bounds()
-        if self.type is ParamType.INTEGER and self.step is None:
+        if self.step is None:
+            return hi
+        return _on_step(lo, self.step, math.floor((hi - lo) / self.step + 1e-9))
+
+    def _edges(self) -> tuple[float, float]:
+        """The range the unit interval covers. On a linear scale an integer, and any range with
+        a step, is widened by half a cell at each end (the cell of the top step, when the
+        steps stop short of ``max``), so that rounding gives every value an equal share; as
+        Optuna widens a stepped range by half a step. (Rounding on ``[min, max]`` itself gave
+        the two ends half a share each.) On a log scale values are not meant to share equally,
+        and the range stays as it is."""
+        lo, hi = self._bounds()
+        if self.scale is not Scale.LINEAR:
+            if self.type is ParamType.INTEGER and self.step is None:
+                return lo - 0.5, hi + 0.5
+            return lo, hi
+        if self.step is not None:
+            return lo - self.step / 2, self._top() + self.step / 2
+        if self.type is ParamType.INTEGER:
             return lo - 0.5, hi + 0.5
         return lo, hi
 
@@ -164,8 +188,8 @@ class Param:
         a, b = self._warp(elo), self._warp(ehi)
         x = self._unwarp(a + u * (b - a))
         if self.step is not None:
-            top = lo + math.floor((hi - lo) / self.step + 1e-9) * self.step
-            x = min(max(lo + round((x - lo) / self.step) * self.step, lo), top)
+            top = self._top()
+            x = min(max(_on_step(lo, self.step, round((x - lo) / self.step)), lo), top)
         x = min(max(x, lo), hi)
         if self.type is ParamType.INTEGER:
             return min(max(round(x), math.ceil(lo)), math.floor(hi))
@@ -195,7 +219,7 @@ class Param:
         if self.step is not None or self.type is ParamType.INTEGER:
             step = self.step if self.step is not None else 1.0
             count = math.floor((hi - lo) / step + 1e-9) + 1
-            out = [lo + i * step for i in range(count)]
+            out = [min(_on_step(lo, step, i), hi) for i in range(count)]
             if self.type is ParamType.INTEGER:
                 return tuple(round(x) for x in out)
             return tuple(out)

@@ -60,6 +60,28 @@ def test_step_snaps_to_the_grid_of_steps() -> None:
     assert {r.from_unit(u) for u in GRID} == {0, 4, 8}
 
 
+@pytest.mark.parametrize("param", [
+    Param("n", ParamType.INTEGER, 1, 3, step=1),
+    Param("n", ParamType.INTEGER, 0, 10, step=4),  # the steps stop short of max
+    Param("x", ParamType.DOUBLE, 0.0, 1.0, step=0.5),
+    Param("x", ParamType.DOUBLE, 0.1, 0.7, step=0.2),
+])
+def test_a_stepped_range_gives_every_step_an_equal_share(param: Param) -> None:
+    # Rounding on [min, max] itself once gave the two ends half a share each (and the top
+    # step the overshoot): 1..3 step 1 drew {1: 25%, 2: 50%, 3: 25%}.
+    counts = Counter(param.from_unit(u) for u in GRID)
+    assert set(counts) == set(param.grid(99))
+    assert max(counts.values()) - min(counts.values()) <= 2
+
+
+def test_stepped_values_are_exact_decimals_within_the_range() -> None:
+    # 0.1 + 2 * 0.1 once reached trainers as 0.30000000000000004, above a max of 0.3.
+    assert Param("x", ParamType.DOUBLE, 0.1, 0.3, step=0.1).grid(5) == (0.1, 0.2, 0.3)
+    assert Param("x", ParamType.DOUBLE, 0.1, 0.7, step=0.2).grid(5) == (0.1, 0.3, 0.5, 0.7)
+    p = Param("x", ParamType.DOUBLE, 0.1, 0.7, step=0.2)
+    assert {p.from_unit(u) for u in GRID} == {0.1, 0.3, 0.5, 0.7}
+
+
 @pytest.mark.parametrize("kind", [ParamType.DISCRETE, ParamType.CATEGORICAL])
 def test_lists_are_chosen_evenly(kind: ParamType) -> None:
     values: tuple[int | str, ...] = (1, 2, 4) if kind is ParamType.DISCRETE else ("a", "b", "c")
