@@ -267,7 +267,11 @@ class Server:
         if "text" in args:
             spec = await _parse_text(args, base_dir=base_dir, source=source)
         else:
-            spec = parse_experiment(args.get("experiment"), base_dir=base_dir, source=source)
+            # A mapping (a Client.submit of a dict) may be as large as a request line: checked
+            # off the event loop, whatever its size (only the CLI's small files are inline).
+            spec = await anyio.to_thread.run_sync(
+                lambda: parse_experiment(args.get("experiment"), base_dir=base_dir,
+                                         source=source))
         exp_id = await self.scheduler.submit(spec, uid)
         return {"id": exp_id, "name": spec.name}
 

@@ -231,3 +231,27 @@ async def test_the_trials_resumed_from_keep_their_order_the_last_numbered_minus_
         later = _spec(tmp_path, resume_from="e1")
         got = await prior_trials(store, later)
     assert [(v.number, v.objective) for v in got] == [(-3, 0.0), (-2, 0.1), (-1, 0.2)]
+
+
+async def test_an_experiment_sent_as_a_mapping_is_checked_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A mapping may be as large as a request line (1 MiB): it was checked on the event loop,
+    # which then answered no one (nor reaped a trial) for as long.
+    import threading
+
+    from gpusched._daemon import server as server_module
+    from gpusched._daemon.server import Server
+
+    threads: list[int] = []
+
+    def parse_and_note(*args: Any, **kwargs: Any) -> ExperimentSpec:
+        threads.append(threading.get_ident())
+        return parse_experiment(*args, **kwargs)
+
+    monkeypatch.setattr(server_module, "parse_experiment", parse_and_note)
+    async with scheduling(tmp_path) as (_, scheduler, exp):
+        answer = await Server(scheduler)._submit(
+            {"base_dir": str(tmp_path), "experiment": exp.spec.to_dict()}, os.getuid())
+    assert answer == {"id": "e2", "name": "exp"}
+    assert threads and threads[0] != threading.get_ident()
