@@ -151,6 +151,12 @@ class Combinations:
     def __len__(self) -> int:
         return self._size
 
+    @property
+    def size(self) -> int:
+        """How many combinations there are: ``len()`` as a Python integer, which ``len()``
+        itself cannot return past 2**63 - 1 (OverflowError)."""
+        return self._size
+
     def point(self, index: int) -> dict[str, ParamValue]:
         """The assignment at ``index`` (0 <= index < len): active parameters only."""
         if not 0 <= index < self._size:

@@ -103,7 +103,7 @@ class GridSearch(SearchPlugin):
         self._axes = tuple(_Axis(param, points) for param in space)
         # The distinct points: with conditional parameters, fewer than the product of the axes.
         self._grid = space.combinations([axis.values for axis in self._axes])
-        self._size = len(self._grid)
+        self._size = self._grid.size  # len() raises past 2**63: refused below instead
         if self._size > MAX_GRID_POINTS:
             _refuse(space, lengths, self._size)
         self._order: np.ndarray[Any, np.dtype[np.int64]] | None = None

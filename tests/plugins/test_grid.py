@@ -137,3 +137,15 @@ def test_shuffle_visits_the_same_points_in_a_seeded_order() -> None:
 def test_bad_options_are_refused(options: dict[str, Any], match: str) -> None:
     with pytest.raises(PluginOptionsError, match=match):
         make(**options)
+
+
+def test_a_conditional_grid_past_two_to_the_63_points_is_refused_not_overflowed() -> None:
+    # 70 switches, each turning on a parameter of its own: 4**70 points. len() of that once
+    # raised OverflowError instead of the grid's refusal.
+    params: list[Param] = []
+    for i in range(70):
+        params.append(Param(f"s{i}", ParamType.CATEGORICAL, values=("on", "off")))
+        params.append(Param(f"c{i}", ParamType.DISCRETE, values=(1, 2, 3),
+                            when={f"s{i}": ("on",)}))
+    with pytest.raises(PluginOptionsError, match=r"the grid has [\d,]+ points"):
+        make(*params)
