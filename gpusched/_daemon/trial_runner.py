@@ -211,8 +211,8 @@ class TrialRunner:
         await self._store.record_trial(
             self.exp.id, trial.number,
             {"state": TrialState.RUNNING.value, "pid": proc.pid, "devices": self.uuids,
-             "attempts": trial.attempts, "started_at": time.time(), "exit_code": None,
-             "exit_signal": None, "reason": None},
+             "attempts": trial.attempts, "started_at": time.time(), "ended_at": None,
+             "exit_code": None, "exit_signal": None, "reason": None},
             "trial_started", pid=proc.pid, devices=self.uuids, attempt=trial.attempts,
         )
         log.info("trial_started", trial=self.key, pid=proc.pid, gpus=self.uuids,

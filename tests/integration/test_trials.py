@@ -314,6 +314,39 @@ def test_a_crashing_trial_is_retried_with_its_params_and_checkpoint_folder(
     assert said["state"] == "failed" and said["attempts"] == 1 and "bad x" in said["reason"]
 
 
+RETRIED_THEN_WAITS = """\
+import os, pathlib, sys, time
+crashed = pathlib.Path(os.environ["GPUSCHED_CHECKPOINT_DIR"]) / "crashed"
+if not crashed.exists():
+    crashed.write_text("once")
+    sys.exit(3)
+while not pathlib.Path(sys.argv[1]).exists():
+    time.sleep(0.02)
+with open(os.environ["GPUSCHED_REPORT_FILE"], "a") as fh:
+    fh.write('{"score": 1.0}\\n')
+"""
+
+
+def test_a_retried_trial_running_again_has_no_end_and_no_negative_duration(
+    tmp_path: Path,
+) -> None:
+    # The retry's start once kept the first attempt's ended_at: while it ran, `ls` showed a
+    # negative TIME and the views an end for a running trial.
+    script, go = tmp_path / "retried.py", tmp_path / "go"
+    script.write_text(RETRIED_THEN_WAITS)
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit({"command": [sys.executable, str(script), str(go)], "metric": "score",
+                        "max_trials": 1, "max_retries_per_trial": 1,
+                        "params": [{"name": "x", "type": "discrete", "values": [1.0]}]})
+        running = wait_for(lambda: (t := d.client.show(f"{exp}/0"))["state"] == "running"
+                           and t["attempts"] == 2 and t, 20, "the retry to run")
+        go.touch()
+        ended = d.wait_experiment(exp)
+    assert running["ended_at"] is None
+    assert running["duration_s"] is None or running["duration_s"] >= 0
+    assert ended["state"] == "completed"
+
+
 def test_time_budget_stops_running_trials_and_starts_no_more(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with running_daemon(tmp_path / "d") as d:
