@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from gpusched.client import Client
@@ -23,15 +24,26 @@ def split_list(value: str | None) -> list[str]:
 
 
 def select_rows(rows: list[dict[str, Any]], args: argparse.Namespace, what: str,
-                default_sort: str) -> list[dict[str, Any]]:
-    """``--filter``, then ``--sort``/``--desc``, then ``--limit``, as `tune ls` applies them."""
+                default_sort: str, *, index_of: Mapping[str, int] | None = None
+                ) -> list[dict[str, Any]]:
+    """``--filter``, then ``--sort``/``--desc``, then ``--limit``, as `tune ls` applies them.
+    ``index_of`` (UUID -> NVML index): ``gpus`` compares the indices the table shows."""
     if args.limit is not None and args.limit < 0:
         raise UsageError(f"--limit {args.limit}: give a whole number >= 0")
-    rows = query.apply_filters(rows, [query.parse_filter(f) for f in args.filter], what)
+    rows = query.apply_filters(rows, [query.parse_filter(f) for f in args.filter], what,
+                               index_of=index_of)
     keys = split_list(args.sort)
     if keys or args.desc:
-        rows = query.sort_rows(rows, keys or [default_sort], desc=args.desc, what=what)
+        rows = query.sort_rows(rows, keys or [default_sort], desc=args.desc, what=what,
+                               index_of=index_of)
     return rows if args.limit is None else rows[: args.limit]
+
+
+def _names_gpus(args: argparse.Namespace, columns: list[str]) -> bool:
+    """Whether the trials table or its filters and sort keys show or compare ``gpus``."""
+    keys = [k.lstrip("-") for k in split_list(args.sort)]
+    filters = [query.parse_filter(f).column for f in args.filter]
+    return "gpus" in keys + filters or (not args.json and (not columns or "gpus" in columns))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -53,14 +65,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
         print(tables.render_rows(rows, columns, trials=False))
         return 0
     exp = client.show(args.experiment)
+    index_of = device_indices(client.gpus()) if _names_gpus(args, columns) else {}
     rows = select_rows(client.trials(exp["id"], last_report=True), args, f"ls {exp['id']}",
-                       "number")
+                       "number", index_of=index_of)
     if args.json:
         print_json(rows)
         return 0
     query.check_columns(rows, columns, "ls --columns")
     columns = columns or tables.trial_columns(rows)
-    index_of = device_indices(client.gpus()) if "gpus" in columns else {}
     print(tables.render_rows(rows, columns, metric=exp["metric"], index_of=index_of))
     waiting = exp.get("waiting")
     if waiting:

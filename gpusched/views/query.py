@@ -3,8 +3,15 @@
 A row is a view from the daemon (a trial or an experiment, docs/json.md). A column is named
 by a key of the view (``state``, ``objective``), a dotted path into it (``params.lr``,
 ``last_report.val_loss``, ``trials.running``), an alias (``gpus``, ``iter``), or a bare
-hyperparameter or metric name (``lr``, ``val_loss``), looked up in that order. The same names
-work in ``--columns``, ``--sort`` and ``--filter``, and in exports.
+hyperparameter or metric name (``lr``, ``val_loss``), looked up in that order. Names may hold
+dots of their own (``model.lr``, Hydra's style): along a path the longest name a mapping holds
+is taken first, so ``params.model.lr`` is ``params["model.lr"]`` (and ``params["model"]["lr"]``
+only where there is no ``model.lr``). The same names work in ``--columns``, ``--sort`` and
+``--filter``, and in exports.
+
+``gpus`` is what the tables show: a trial's NVML indices when the caller knows them (a number
+for one GPU, text such as ``1,0`` for several, a shortened UUID for a device the daemon no longer
+lists), nothing for a CPU-only trial; ``devices`` holds the UUIDs.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Any
 from gpusched.errors import UsageError
 
 __all__ = ["lookup", "Filter", "parse_filter", "apply_filters", "sort_rows", "check_columns",
-           "ALIASES", "MISSING", "COMPUTED"]
+           "gpu_label", "gpus_value", "ALIASES", "MISSING", "COMPUTED"]
 
 
 class _Missing:
@@ -39,27 +46,55 @@ _BARE_IN = ("params", "last_report")  # where a bare name is looked for after th
 
 
 def _path(row: Any, parts: Sequence[str]) -> Any:
-    for part in parts:
-        if not isinstance(row, Mapping) or part not in row:
-            return MISSING
-        row = row[part]
-    return row
+    # The longest name first: a key may hold dots itself (a hyperparameter `model.lr`).
+    if not parts:
+        return row
+    if not isinstance(row, Mapping):
+        return MISSING
+    for end in range(len(parts), 0, -1):
+        key = ".".join(parts[:end])
+        if key in row:
+            value = _path(row[key], parts[end:])
+            if value is not MISSING:
+                return value
+    return MISSING
 
 
-def lookup(row: Mapping[str, Any], column: str) -> Any:
-    """The value of ``column`` in ``row``; :data:`MISSING` where it has none."""
+def gpu_label(uuid: str, index_of: Mapping[str, int]) -> str:
+    """A device as a person reads it: its NVML index, else a shortened UUID."""
+    if uuid in index_of:
+        return str(index_of[uuid])
+    head, _, rest = uuid.partition("-")
+    return f"{head}-{rest[:8]}" if rest else uuid
+
+
+def gpus_value(uuids: Sequence[str], index_of: Mapping[str, int]) -> Any:
+    """A trial's devices as its table shows them: one GPU's NVML index as a number, several
+    as text (``1,0``), shortened UUIDs where the index is not known; None for no GPU."""
+    if len(uuids) == 1 and uuids[0] in index_of:
+        return index_of[uuids[0]]
+    return ",".join(gpu_label(u, index_of) for u in uuids) or None
+
+
+def lookup(row: Mapping[str, Any], column: str, index_of: Mapping[str, int] | None = None) -> Any:
+    """The value of ``column`` in ``row``; :data:`MISSING` where it has none. ``index_of``
+    (UUID -> NVML index): ``gpus`` as the tables show it (:func:`gpus_value`); without it,
+    ``gpus`` is the list of UUIDs."""
     column = ALIASES.get(column, column)
     if column == "gpus":
-        return row.get("gpus", row.get("devices", MISSING))
+        value = row.get("gpus", row.get("devices", MISSING))
+        if index_of is not None and isinstance(value, list):
+            return gpus_value([str(u) for u in value], index_of)
+        return value
     if column in row:
         return row[column]
     value = _path(row, column.split("."))
-    if value is not MISSING or "." in column:
+    if value is not MISSING:
         return value
-    for where in _BARE_IN:
-        value = _path(row, [where, column])
-        if value is not MISSING:
-            return value
+    for where in _BARE_IN:  # a bare name, dots and all: `lr`, `model.lr`
+        inner = row.get(where)
+        if isinstance(inner, Mapping) and column in inner:
+            return inner[column]
     return MISSING
 
 
@@ -96,10 +131,11 @@ class Filter:
     value: Any
     text: str
 
-    def matches(self, row: Mapping[str, Any]) -> bool:
+    def matches(self, row: Mapping[str, Any], index_of: Mapping[str, int] | None = None) -> bool:
         """True when the row's value compares true. A missing or null value, or one of
-        another kind than ``value`` (a word against a number), never matches."""
-        have = lookup(row, self.column)
+        another kind than ``value`` (a word against a number), never matches. ``index_of``:
+        as in :func:`lookup`."""
+        have = lookup(row, self.column, index_of)
         if have is MISSING or have is None:
             return False
         want = self.value
@@ -138,32 +174,40 @@ def parse_filter(text: str) -> Filter:
     return Filter(match["col"], match["op"], value, text)
 
 
-def apply_filters(rows: Sequence[dict[str, Any]], filters: Sequence[Filter],
-                  what: str) -> list[dict[str, Any]]:
-    """The rows every filter matches (filters are ANDed, as repeated `tune ls --filter`)."""
+def apply_filters(rows: Sequence[dict[str, Any]], filters: Sequence[Filter], what: str, *,
+                  index_of: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+    """The rows every filter matches (filters are ANDed, as repeated `tune ls --filter`).
+    ``index_of``: as in :func:`lookup`."""
     check_columns(rows, [f.column for f in filters], f"{what} --filter")
-    return [r for r in rows if all(f.matches(r) for f in filters)]
+    return [r for r in rows if all(f.matches(r, index_of) for f in filters)]
+
+
+_NUMBER, _WORD, _NONE = 0, 1, 2  # the kinds of sort keys, in the order they are shown
 
 
 def _key(value: Any) -> tuple[int, Any]:
-    # Missing and null sort last; numbers before words, so a mixed column still sorts.
     if value is MISSING or value is None or (isinstance(value, float) and math.isnan(value)):
-        return (2, 0)
+        return (_NONE, 0)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return (0, value)
-    return (1, _as_text(value))
+        return (_NUMBER, value)
+    return (_WORD, _as_text(value))
 
 
 def sort_rows(rows: Sequence[dict[str, Any]], keys: Sequence[str], *, desc: bool = False,
-              what: str = "ls") -> list[dict[str, Any]]:
+              what: str = "ls", index_of: Mapping[str, int] | None = None
+              ) -> list[dict[str, Any]]:
     """Rows sorted by ``keys`` (each may start with ``-`` for descending; ``desc`` flips
-    all). Missing values go last either way."""
+    all). In a column that mixes them, numbers come before words, and missing (or null, or
+    NaN) values last, whichever the direction. ``index_of``: as in :func:`lookup`."""
     out = list(rows)
     check_columns(out, [k.lstrip("-") for k in keys], f"{what} --sort")
     for key in reversed(keys):  # stable sorts, last key first: the first key decides
         name, reverse = key.lstrip("-"), key.startswith("-") != desc
-        keyed = [(_key(lookup(r, name)), r) for r in out]
-        present = [(k, r) for k, r in keyed if k[0] < 2]
-        present.sort(key=operator.itemgetter(0), reverse=reverse)
-        out = [r for _, r in present] + [r for k, r in keyed if k[0] == 2]
+        by_kind: tuple[list[tuple[Any, dict[str, Any]]], ...] = ([], [], [])
+        for row in out:
+            kind, value = _key(lookup(row, name, index_of))
+            by_kind[kind].append((value, row))
+        for group in by_kind[:_NONE]:
+            group.sort(key=operator.itemgetter(0), reverse=reverse)  # stable either way
+        out = [r for group in by_kind for _, r in group]
     return out

@@ -1,8 +1,10 @@
 """The tables of `gpusched ls`: which columns by default, their headers and their cells.
 
 Any column :func:`gpusched.views.query.lookup` understands can be shown; a few have a header
-and a cell of their own (the objective under the metric's name, GPUs as NVML indices, times as
-ages and durations, the trial counts and best of an experiment in a few words).
+and a cell of their own (the objective under the metric's name, GPUs as NVML indices, the view's
+own times as ages and durations, the trial counts and best of an experiment in a few words).
+Hyperparameters and metrics are shown as they are, whatever their names (a ``warmup_s`` is a
+number, not a duration). Every cell is made printable (:func:`gpusched.render.printable`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gpusched.render import fmt_age, fmt_duration, fmt_value, table, union_keys
-from gpusched.views.query import ALIASES, MISSING, lookup
+from gpusched.render import finite_number, fmt_age, fmt_duration, fmt_value, table, union_keys
+from gpusched.views.query import ALIASES, MISSING, gpu_label, lookup
 
 __all__ = ["trial_columns", "experiment_columns", "render_rows", "gpu_label", "EXPERIMENT_DEFAULT",
            "why"]
@@ -24,6 +26,13 @@ _TRIAL_TAIL = ("iter", "attempts", "gpus", "duration_s", "why")
 _SEARCH_KEYS = ("budget", "continues")
 _HEADERS = {"id": "ID", "submitted_at": "SUBMITTED", "duration_s": "TIME", "attempts": "TRIES",
             "why": "WHY", "last_report.time_total_s": "TIME"}
+# The views' own times (docs/json.md), shown as ages and durations; a hyperparameter or metric
+# whose name ends in `_at` or `_s` is shown as the number it is.
+_VIEW_TIMES = {"created_at": fmt_age, "started_at": fmt_age, "ended_at": fmt_age,
+               "submitted_at": fmt_age, "duration_s": fmt_duration}
+# ... and the times the daemon adds to every report (Ray Tune's auto-filled fields).
+_REPORT_TIMES = {"time_total_s": fmt_duration, "time_this_iter_s": fmt_duration,
+                 "timestamp": fmt_age}
 
 
 # The keys of the trial and experiment views (docs/json.md): shown as upper-case headers.
@@ -58,14 +67,6 @@ def why(row: Mapping[str, Any]) -> str:
     return str(row.get("reason") or "")
 
 
-def gpu_label(uuid: str, index_of: Mapping[str, int]) -> str:
-    """A device as a person reads it: its NVML index, else a shortened UUID."""
-    if uuid in index_of:
-        return str(index_of[uuid])
-    head, _, rest = uuid.partition("-")
-    return f"{head}-{rest[:8]}" if rest else uuid
-
-
 def _header(column: str, metric: str, trials: bool) -> str:
     if column == "id":
         return "TRIAL" if trials else "ID"
@@ -75,8 +76,8 @@ def _header(column: str, metric: str, trials: bool) -> str:
         return _HEADERS[column]
     if column.startswith(("params.", "last_report.")):
         return column.split(".", 1)[1]  # hyperparameters and metrics keep their own names
-    if "." in column or column in _VIEW_KEYS or column in ALIASES:
-        return column.upper()
+    if column.split(".", 1)[0] in _VIEW_KEYS or column in ALIASES:
+        return column.upper()  # the view's own fields (`trials.running`) and the aliases
     return column  # a bare hyperparameter or metric name, as the user wrote it
 
 
@@ -96,21 +97,31 @@ def _experiment_cell(column: str, row: Mapping[str, Any]) -> Any:
     return MISSING
 
 
+def _time_format(column: str, row: Mapping[str, Any]) -> Callable[[float], str] | None:
+    """How ``column`` is shown when it is one of the view's own times; else None."""
+    name = ALIASES.get(column, column)
+    if name in row:
+        return _VIEW_TIMES.get(name)
+    where, dot, rest = name.partition(".")
+    if not dot:  # a bare name: a hyperparameter's if there is one (lookup's order)
+        if name in (row.get("params") or {}):
+            return None
+        where, rest = "last_report", name
+    return _REPORT_TIMES.get(rest) if where == "last_report" else None
+
+
 def _cell(column: str, row: Mapping[str, Any], index_of: Mapping[str, int],
           trials: bool) -> str:
     if column == "why":
         return why(row)
     if not trials and (special := _experiment_cell(column, row)) is not MISSING:
         return str(special)
-    value = lookup(row, column)
-    if column == "gpus" and isinstance(value, list):
-        return ",".join(gpu_label(u, index_of) for u in value) or "-"
+    value = lookup(row, column, index_of)
     if value is MISSING or value is None:
         return "-"
-    if column.endswith("_at") and isinstance(value, int | float):
-        return fmt_age(value)
-    if column.endswith("_s") and isinstance(value, int | float):
-        return fmt_duration(value)
+    if (number := finite_number(value)) is not None and (
+            shown := _time_format(column, row)) is not None:
+        return shown(number)
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
     return fmt_value(value)

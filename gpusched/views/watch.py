@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from gpusched.client import Client
 from gpusched.errors import UsageError
 from gpusched.models import TERMINAL_EXPERIMENT_STATES
-from gpusched.render import fmt_value
+from gpusched.render import cut_to_width, fmt_value, printable
 from gpusched.views import tables
 from gpusched.views.gpus import device_indices
 
@@ -53,7 +53,7 @@ def header_lines(exp: Mapping[str, Any]) -> list[str]:
                      f" ({best['trial']}) {params}")
     if waiting:
         lines.append(f"waiting: {waiting['message']}")
-    return lines
+    return [printable(line) for line in lines]  # names and reasons are anyone's text
 
 
 def _columns(trials: Sequence[Mapping[str, Any]], metric: str) -> list[str]:
@@ -113,7 +113,7 @@ def watch(client: Client, experiment: str | None, interval_s: float, *,
             text, ended = snapshot(client, exp_id, height=size.lines - 1 if tty else None,
                                    index_of=index_of)
             if tty:
-                body = "".join(line[: size.columns] + CLEAR_LINE + "\n"
+                body = "".join(cut_to_width(line, size.columns) + CLEAR_LINE + "\n"
                                for line in text.splitlines())
                 out.write(HOME + body + CLEAR_DOWN)
             elif text != previous:

@@ -10,11 +10,16 @@ import pytest
 
 from gpusched.render import (
     best_table,
+    cut_to_width,
+    events_lines,
+    finite_number,
     fmt_age,
     fmt_duration,
     fmt_value,
     key_values,
+    printable,
     table,
+    text_width,
 )
 
 
@@ -104,3 +109,54 @@ def test_best_table_ranks_from_one() -> None:
     assert lines[0].split() == ["RANK", "TRIAL", "ACC", "lr"]
     assert lines[1].split() == ["1", "e1/4", "0.9", "0.01"]
     assert lines[2].split() == ["2", "e1/2", "0.8", "0.01"]
+
+
+# --- what a trial wrote, made printable -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("plain text, 学习率", "plain text, 学习率"),
+    ("two\nlines", "two⏎lines"),
+    ("crlf\r\nend", "crlf⏎end"),
+    ("a\tb\rc", "a\\tb\\rc"),
+    ("\x1b[2J\x1b]0;title\x07", "\\x1b[2J\\x1b]0;title\\x07"),
+    ("nul\x00 del\x7f c1\x9b\x85", "nul\\x00 del\\x7f c1\\x9b\\x85"),
+    ("lone \ud800 surrogate", "lone \\ud800 surrogate"),
+])
+def test_printable(text: str, shown: str) -> None:
+    assert printable(text) == shown
+
+
+def test_no_control_character_reaches_the_terminal_from_any_table() -> None:
+    evil = "x\n\x1b[31mred\x9b2J\r"
+    outputs = [
+        table(["A", evil], [[evil, 1], ["ok", evil]]),
+        key_values([("reason", evil), (evil, 2)]),
+        events_lines([{"t": 0.0, "trial": 1, "experiment_id": "e1", "kind": "failed",
+                       "data": {"reason": evil}}]),
+        best_table([trial(0, params={"opt": evil})]),
+    ]
+    for text in outputs:
+        assert not [c for c in text if c != "\n" and (ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0)]
+    assert len(outputs[0].splitlines()) == 3 and len(outputs[1].splitlines()) == 2
+    assert len(outputs[2].splitlines()) == 2  # "events:" and the one event
+
+
+def test_text_width_counts_wide_characters_twice_and_combining_marks_not_at_all() -> None:
+    assert text_width("abc") == 3
+    assert text_width("学习率") == 6
+    assert text_width("e\u0301") == 1  # e + combining acute
+    assert cut_to_width("学习率abc", 5) == "学习"
+    assert cut_to_width("abcdef", 4) == "abcd"
+    assert cut_to_width("学习", 10) == "学习"
+
+
+def test_a_table_aligns_wide_characters_by_the_columns_they_take() -> None:
+    assert table(["NAME", "X"], [["学习率", 1], ["ab", 2]]).splitlines() == [
+        "NAME    X", "学习率  1", "ab      2"]
+
+
+def test_finite_number_takes_an_int_beyond_a_floats_range_as_none() -> None:
+    assert finite_number(10**400) is None and finite_number(-(10**400)) is None
+    assert finite_number(3) == 3.0 and finite_number(math.inf) is None
+    assert finite_number(True) is None

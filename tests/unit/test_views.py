@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from typing import Any
 
 import pytest
 
 from gpusched.errors import UsageError
-from gpusched.views import query, tables
+from gpusched.views import listing, query, tables
 from gpusched.views.gpus import gpus_table, memory_cell, short_uuids
 from gpusched.views.watch import header_lines, render_snapshot
 
@@ -282,3 +284,161 @@ def test_watch_picture_fits_a_small_terminal_keeping_the_newest_trials() -> None
     shown = [line.split()[0] for line in lines[4:-1]]
     assert shown[0] == "TRIAL" and shown[1:] == [f"e1/{n}" for n in range(24, 30)]
     assert lines[-1] == "(24 earlier trials not shown: gpusched ls e1)"
+
+
+# --- names with dots (Hydra's `model.lr`) ---------------------------------------------------
+
+
+def dotted(number: int, lr: float, **overrides: Any) -> dict[str, Any]:
+    return trial(number, params={"model.lr": lr, "model": {"depth": 3}},
+                 last_report={"training_iteration": 1, "eval.loss": lr * 10}, **overrides)
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("params.model.lr", 0.1), ("model.lr", 0.1), ("last_report.eval.loss", 1.0),
+    ("eval.loss", 1.0), ("params.model.depth", 3),  # a nested mapping still reads by path
+    ("params.model.nope", query.MISSING),
+])
+def test_a_name_with_dots_is_one_name(column: str, value: Any) -> None:
+    got = query.lookup(dotted(0, 0.1), column)
+    assert got is query.MISSING if value is query.MISSING else got == value
+
+
+def test_dotted_hyperparameters_show_sort_and_filter() -> None:
+    rows = [dotted(0, 0.1), dotted(1, 0.01), dotted(2, 0.5)]
+    text = tables.render_rows(rows, ["id", "params.model.lr", "model.lr", "eval.loss"],
+                              metric="acc")
+    assert text.splitlines()[0].split() == ["TRIAL", "model.lr", "model.lr", "eval.loss"]
+    assert [line.split()[1:] for line in text.splitlines()[1:]] == [
+        ["0.1", "0.1", "1"], ["0.01", "0.01", "0.1"], ["0.5", "0.5", "5"]]
+    flat = [trial(0, params={"model.lr": 0.1, "opt": "sgd"})]  # the default table
+    assert cells(tables.render_rows(flat, tables.trial_columns(flat), metric="acc"))[0] == {
+        "TRIAL": "e1/0", "STATE": "completed", "ACC": "0.5", "model.lr": "0.1", "opt": "sgd",
+        "ITER": "10", "TRIES": "1", "GPUS": "GPU-11111111", "TIME": "3m05s", "WHY": ""}
+    by_lr = query.sort_rows(rows, ["params.model.lr"])
+    assert [r["number"] for r in by_lr] == [1, 0, 2]
+    kept = query.apply_filters(rows, [query.parse_filter("params.model.lr > 0.05"),
+                                      query.parse_filter("eval.loss < 2")], "ls")
+    assert [r["number"] for r in kept] == [0]
+
+
+# --- times: the view's own, not a hyperparameter's or a metric's ----------------------------
+
+
+def test_only_the_views_own_times_are_shown_as_ages_and_durations() -> None:
+    now = time.time()
+    rows = [trial(0, params={"lr_drop_at": 30, "warmup_s": 5400, "time_total_s": 7},
+                  created_at=now - 65, duration_s=185.0,
+                  last_report={"tokens_per_s": 5230.5, "time_total_s": 65.0,
+                               "time_this_iter_s": 2.5, "timestamp": now - 3700})]
+    text = tables.render_rows(rows, ["lr_drop_at", "params.warmup_s", "tokens_per_s",
+                                     "last_report.tokens_per_s", "time_total_s",
+                                     "last_report.time_total_s", "time_this_iter_s",
+                                     "last_report.timestamp", "created_at", "duration_s",
+                                     "time"], metric="acc")
+    (row,) = [line.split("  ") for line in text.splitlines()[1:]]
+    got = [c.strip() for c in row if c.strip()]
+    assert got[:5] == ["30", "5400", "5230", "5230", "7"]  # a hyperparameter wins, as lookup
+    assert got[5:7] == ["1m05s", "2.5s"]
+    assert got[7].startswith("1h01m") and got[7].endswith("ago")
+    assert got[8].startswith("1m0") and got[8].endswith("ago")
+    assert got[9:] == ["3m05s", "3m05s"]
+
+
+# --- what a trial wrote, on someone's terminal ----------------------------------------------
+
+
+def test_control_characters_a_trial_wrote_never_reach_the_terminal() -> None:
+    rows = [trial(0, state="failed", params={"opt": "a\x1b]2;pwned\x07b"},
+                  reason="Traceback:\n  boom\r\x1b[2J\x9b31m"),
+            trial(1, last_report={"note": "tab\there", "val_loss": 0.5})]
+    text = tables.render_rows(rows, ["id", "opt", "note", "why"], metric="acc")
+    assert not any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 for c in text.replace("\n", ""))
+    lines = text.splitlines()
+    assert len(lines) == 3  # one line per row: the reason's line breaks are shown, not made
+    assert "a\\x1b]2;pwned\\x07b" in lines[1]
+    assert "Traceback:⏎  boom\\r\\x1b[2J\\x9b31m" in lines[1]
+    assert "tab\\there" in lines[2]
+    exp = experiment(name="x\x1b[31m", waiting={"code": "behind", "trials": 1,
+                                                  "message": "line\nbreak"})
+    header = header_lines(exp)
+    assert header[0].startswith("== e1 x\\x1b[31m (alice)") and header[-1] == "waiting: line⏎break"
+
+
+def test_wide_characters_keep_the_columns_aligned() -> None:
+    rows = [trial(0, params={"opt": "学习率"}), trial(1, params={"opt": "adam"})]
+    lines = tables.render_rows(rows, ["opt", "id"], metric="acc").splitlines()
+    assert lines[1] == "学习率  e1/0"  # six columns wide, then the separator
+    assert lines[2] == "adam    e1/1"
+    assert lines[0] == "opt     TRIAL"
+
+
+# --- gpus: what the table shows -------------------------------------------------------------
+
+
+def test_filter_and_sort_on_gpus_compare_the_indices_the_table_shows() -> None:
+    index_of = {UUID0: 0, UUID1: 1}
+    rows = [trial(0, devices=[UUID1]), trial(1, devices=[UUID0]), trial(2, devices=[]),
+            trial(3, devices=[UUID1, UUID0])]
+    on_0 = query.apply_filters(rows, [query.parse_filter("gpus == 0")], "ls", index_of=index_of)
+    assert [r["number"] for r in on_0] == [1]
+    on_both = query.apply_filters(rows, [query.parse_filter("gpus == 1,0")], "ls",
+                                  index_of=index_of)
+    assert [r["number"] for r in on_both] == [3]
+    by_uuid = query.apply_filters(rows, [query.parse_filter(f"devices == {UUID0}")], "ls",
+                                  index_of=index_of)
+    assert [r["number"] for r in by_uuid] == [1]
+    ordered = query.sort_rows(rows, ["gpus"], index_of=index_of)
+    assert [r["number"] for r in ordered] == [1, 0, 3, 2]  # 0, 1, then "1,0", CPU-only last
+    # UUID0 sorts before UUID1 as text, but GPU 1 holds UUID0 here: the indices decide.
+    swapped = {UUID0: 1, UUID1: 0}
+    assert [r["number"] for r in query.sort_rows(rows[:2], ["gpus"], index_of=swapped)] == [0, 1]
+    text = tables.render_rows(rows, ["id", "gpus"], index_of=index_of)
+    assert [r["GPUS"] for r in cells(text)] == ["1", "0", "-", "1,0"]
+
+
+# --- descending: numbers still before words -------------------------------------------------
+
+
+def test_a_descending_sort_keeps_numbers_before_words_and_missing_values_last() -> None:
+    rows = [trial(0, params={"x": "b"}), trial(1, params={"x": 2}), trial(2, params={"x": "a"}),
+            trial(3, params={"x": 7}), trial(4, params={})]
+    assert [r["number"] for r in query.sort_rows(rows, ["-x"])] == [3, 1, 0, 2, 4]
+    assert [r["number"] for r in query.sort_rows(rows, ["x"], desc=True)] == [3, 1, 0, 2, 4]
+    assert [r["number"] for r in query.sort_rows(rows, ["x"])] == [1, 3, 2, 0, 4]
+
+
+class FakeClient:
+    """What `ls EXP` asks the daemon: the experiment, its trials, the devices (GPU 0 holds
+    UUID1 here, so that sorting by UUID and by index differ)."""
+
+    def __init__(self, socket: Any) -> None:
+        pass
+
+    def show(self, target: str) -> dict[str, Any]:
+        return experiment()
+
+    def trials(self, exp: str, *, last_report: bool) -> list[dict[str, Any]]:
+        return [trial(0, devices=[UUID0]), trial(1, devices=[UUID1]), trial(2, devices=[])]
+
+    def gpus(self) -> dict[str, Any]:
+        return {"devices": [{"uuid": UUID0, "index": 1}, {"uuid": UUID1, "index": 0}]}
+
+
+def ls_args(*, json: bool = False, columns: str | None = None, sort: str | None = None,
+            filters: tuple[str, ...] = ()) -> argparse.Namespace:
+    return argparse.Namespace(socket=None, experiment="e1", all=False, json=json,
+                              columns=columns, sort=sort, desc=False, filter=list(filters),
+                              limit=None)
+
+
+def test_ls_filters_and_sorts_gpus_by_the_indices_it_shows(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(listing, "Client", FakeClient)
+    listing.cmd_ls(ls_args(columns="id,gpus", filters=("gpus == 0",)))
+    assert cells(capsys.readouterr().out) == [{"TRIAL": "e1/1", "GPUS": "0"}]
+    listing.cmd_ls(ls_args(columns="id,gpus", sort="gpus"))
+    assert [r["TRIAL"] for r in cells(capsys.readouterr().out)] == ["e1/1", "e1/0", "e1/2"]
+    listing.cmd_ls(ls_args(json=True, filters=("gpus == 1",)))
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["id"] == "e1/0" and row["devices"] == [UUID0]  # the JSON is the daemon's view
