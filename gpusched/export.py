@@ -2,8 +2,10 @@
 
 CSV has one row per trial (``--reports``: one per report), with the same column names as
 ``gpusched ls --columns``: ``number``, ``id``, ``state``, ``objective``, ``params.NAME``,
-``last_report.NAME``, the times, ``gpus`` (UUIDs, space-separated), ``attempts``. JSON is
-``{"experiment": <show view>, "trials": [<trial view + last_report (+ history)>]}``.
+``last_report.NAME``, the times, ``gpus`` (UUIDs, space-separated), ``attempts``. A text cell
+(or header) that a spreadsheet would run as a formula, one starting with ``=``, ``+``, ``-``,
+``@``, a tab or a carriage return and not a number, is written with a ``'`` before it. JSON is
+``{"experiment": <show view>, "trials": [<trial view + last_report (+ history)>]}``, exact.
 """
 
 from __future__ import annotations
@@ -63,14 +65,35 @@ def report_rows(trials: Sequence[Mapping[str, Any]],
 
 
 def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows as CSV text (a header line, then the rows; nothing is written as '')."""
+    """Rows as CSV text (a header line, then the rows; nothing is written as ''). Text that a
+    spreadsheet would take for a formula gets a ``'`` before it (:func:`_defused`)."""
     buf = io.StringIO()
     fields = list(rows[0]) if rows else list(_FIXED)
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
+    writer = csv.writer(buf, lineterminator="\n")
+    # Python 3.11's writer quotes a cell holding "\n" but not one holding a lone "\r", which
+    # readers take for a line break: a row with one is written with every cell quoted.
+    quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    for cells in [[_defused(f) for f in fields],
+                  *([_cell(row.get(f)) for f in fields] for row in rows)]:
+        has_cr = any(isinstance(c, str) and "\r" in c for c in cells)
+        (quoted if has_cr else writer).writerow(cells)
     return buf.getvalue()
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _defused(text: str) -> str:
+    # A trial's text (a reason, a reported string, a key) must not run in whoever opens the
+    # CSV (OWASP's CSV injection): a text cell starting like a formula is quoted with `'`.
+    # Numbers written as text (`-0.5`, `-inf`) are left as they are.
+    if not text.startswith(_FORMULA_START):
+        return text
+    try:
+        float(text)
+    except ValueError:
+        return "'" + text
+    return text
 
 
 def _cell(value: Any) -> Any:
@@ -78,6 +101,8 @@ def _cell(value: Any) -> Any:
         return ""
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, str):
+        return _defused(value)
     return value
 
 
@@ -93,11 +118,15 @@ def collect(client: Client, experiment: str, *, reports: bool) -> tuple[
 
 
 def _write(text: str, out: str | None) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate a trial reported: UTF-8 cannot hold it
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if out is None or out == "-":
         sys.stdout.write(text)
         return
     try:
-        Path(out).write_text(text)
+        Path(out).write_text(text, encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
     print(out, file=sys.stderr)
@@ -118,10 +147,13 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise UsageError(f"{folder} already holds a TensorBoard export: remove it or"
                              " choose another --out")
         exp, trials, by_number = collect(Client(args.socket), args.experiment, reports=True)
-        try:
+        try:  # all or nothing: a failure leaves the folder as it was, to try again
             paths = write_hparams(folder, exp, trials, by_number)
         except OSError as exc:
             raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+        except (ValueError, ArithmeticError) as exc:  # the encoder takes any number: a bug
+            raise UsageError(f"cannot export {exp['id']} as TensorBoard events ({exc});"
+                             f" nothing was written to {args.out}") from None
         print(f"{len(paths)} event files under {args.out}: tensorboard --logdir {args.out}")
         return 0
     exp, trials, by_number = collect(Client(args.socket), args.experiment, reports=args.reports)

@@ -6,10 +6,20 @@ run of its own (``trial-N/``) holding its session start (its hyperparameters), o
 reported number at its ``training_iteration``, its ``objective``, and its session end (success
 or failure). Message field numbers are those of the plugin's ``api.proto`` and
 ``plugin_data.proto``.
+
+Every reported number is written, NaN and infinities included (TensorBoard shows them); one
+beyond float32's range, which scalars are, is written as ±inf. The files are written into a
+hidden folder inside the target and moved into place at the end, so that a failure (a full
+disk) leaves nothing behind, and a retry finds the folder as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,13 +47,18 @@ def _is_number(value: Any) -> bool:
     return finite_number(value) is not None
 
 
+def _is_reported_number(value: Any) -> bool:
+    """An int or a float, finite or not (a diverging loss is worth seeing), not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def numeric_metrics(metric: str, reports: Mapping[int, Sequence[Mapping[str, Any]]]) -> list[str]:
     """The experiment's metric first, then every other number the trials reported."""
     names = [metric]
     for rows in reports.values():
         for row in rows:
             names += [k for k, v in row.items()
-                      if k not in names and k not in _NOT_METRICS and _is_number(v)]
+                      if k not in names and k not in _NOT_METRICS and _is_reported_number(v)]
     return names
 
 
@@ -59,7 +74,7 @@ def _proto_value(value: Any) -> Message:
     if isinstance(value, bool):
         return Message().varint(4, value)
     if isinstance(value, int | float):
-        return Message().double(2, float(value))
+        return Message().double(2, value)
     return Message().string(3, str(value))
 
 
@@ -106,7 +121,8 @@ def _write_trial(folder: Path, trial: Mapping[str, Any], rows: Sequence[Mapping[
         step = 0
         for i, row in enumerate(rows):
             step = int(row.get("training_iteration") or i + 1)
-            values = [scalar_value(m, float(row[m])) for m in metrics if _is_number(row.get(m))]
+            values = [scalar_value(m, row[m]) for m in metrics
+                      if _is_reported_number(row.get(m))]
             if values:
                 writer.write(summary_event(values, step=step,
                                            wall_time=float(row.get("timestamp") or start)))
@@ -124,12 +140,57 @@ def _write_trial(folder: Path, trial: Mapping[str, Any], rows: Sequence[Mapping[
 def write_hparams(folder: Path, exp: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],
                   reports: Mapping[int, Sequence[Mapping[str, Any]]]) -> list[Path]:
     """Write the experiment ``exp`` (a `show` view, with ``spec``) and its ``trials`` (with
-    their ``reports`` by number) under ``folder``; return the event files written."""
+    their ``reports`` by number) under ``folder``; return the event files written. All or
+    nothing: on any failure, what it wrote (and the folders it made) is removed again."""
     metrics = numeric_metrics(exp["metric"], reports)
-    with EventWriter(folder, wall_time=exp["submitted_at"]) as writer:
-        writer.write(summary_event([_plugin_value(EXPERIMENT_TAG, 2, _experiment(exp, metrics))],
-                                   step=0, wall_time=exp["submitted_at"]))
-    paths = [writer.path]
-    for trial in trials:
-        paths.append(_write_trial(folder, trial, reports.get(trial["number"], []), metrics))
+    made = [p for p in [folder, *folder.parents] if not p.exists()]  # innermost first
+    staging: Path | None = None
+    placed: list[Path] = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".gpusched-export-", dir=folder))
+        with EventWriter(staging, wall_time=exp["submitted_at"]) as writer:
+            writer.write(summary_event(
+                [_plugin_value(EXPERIMENT_TAG, 2, _experiment(exp, metrics))],
+                step=0, wall_time=exp["submitted_at"]))
+        runs = [_write_trial(staging, trial, reports.get(trial["number"], []), metrics)
+                for trial in trials]
+        paths = [_place(writer.path, folder, placed)]  # what TensorBoard reads, moved in
+        for run in runs:
+            paths.append(_place(run, folder / run.parent.name, placed))
+            if run.parent.exists():  # its file went into a run folder that was there
+                run.parent.rmdir()
+        staging.rmdir()
+    except BaseException:
+        for path in reversed(placed):
+            _remove(path)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        for path in made:  # now empty again
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
     return paths
+
+
+def _place(path: Path, folder: Path, placed: list[Path]) -> Path:
+    """Move the event file ``path`` into ``folder`` (made if missing); note what was made."""
+    if not folder.is_dir():
+        os.rename(path.parent, folder)  # a trial's run folder, whole
+        placed.append(folder)
+        return folder / path.name
+    target = folder / path.name
+    if target.exists() or target.is_symlink():
+        raise FileExistsError(errno.EEXIST, "already exists", str(target))
+    os.rename(path, target)
+    placed.append(target)
+    return target
+
+
+def _remove(path: Path) -> None:
+    # Best effort: the error that brought us here is the one to report.
+    with contextlib.suppress(OSError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()

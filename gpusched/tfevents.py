@@ -10,6 +10,7 @@ field numbers are those of TensorBoard's ``event.proto``/``summary.proto``.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import struct
@@ -70,6 +71,14 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
+def _as_float(value: float) -> float:
+    """``value`` as a float; an int beyond a double's range as ±inf."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 class Message:
     """A protobuf message being encoded: add fields in any order, then :meth:`encode`."""
 
@@ -86,15 +95,21 @@ class Message:
         return self
 
     def double(self, number: int, value: float) -> Message:
-        """A ``double`` field."""
+        """A ``double`` field (an int too large for a double as ±inf)."""
         self._key(number, 1)
-        self._parts.append(struct.pack("<d", value))
+        self._parts.append(struct.pack("<d", _as_float(value)))
         return self
 
     def single(self, number: int, value: float) -> Message:
-        """A ``float`` field."""
+        """A ``float`` field: a number beyond float32's range (a diverging loss, 4.1e39) as
+        ±inf, as TensorFlow's own cast does; NaN and infinities as they are."""
         self._key(number, 5)
-        self._parts.append(struct.pack("<f", value))
+        value = _as_float(value)
+        try:
+            packed = struct.pack("<f", value)
+        except OverflowError:  # finite, but past float32's largest (about 3.4e38)
+            packed = struct.pack("<f", math.copysign(math.inf, value))
+        self._parts.append(packed)
         return self
 
     def raw(self, number: int, value: bytes) -> Message:
@@ -104,8 +119,8 @@ class Message:
         return self
 
     def string(self, number: int, value: str) -> Message:
-        """A ``string`` field."""
-        return self.raw(number, value.encode("utf-8"))
+        """A ``string`` field (a lone surrogate, which UTF-8 cannot hold, as ``\\udxxx``)."""
+        return self.raw(number, value.encode("utf-8", "backslashreplace"))
 
     def message(self, number: int, value: Message) -> Message:
         """A nested message field."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from gpusched import tb_hparams
 from gpusched.tb_hparams import write_hparams
 from gpusched.tfevents import EventWriter, Message, crc32c, masked_crc32c, summary_event
 
@@ -128,3 +129,63 @@ def test_hparams_export_reads_back_as_tensorboard_sees_it(tmp_path: Path) -> Non
     failed = hp_metadata.parse_session_end_info_plugin_data(ended.metadata.plugin_data.content)
     assert failed.status == api_pb2.STATUS_FAILURE
     assert "objective" not in [v.tag for v in second]  # a failed trial has no result
+
+
+def _scalars(path: Path) -> list[tuple[int, str, float]]:
+    return [(e.step, v.tag, float(tensor_util.make_ndarray(v.tensor)))
+            for e in _events(path) for v in e.summary.value if not v.tag.startswith("_hparams_")]
+
+
+def test_numbers_beyond_float32_are_written_as_infinities_and_nan_as_nan(tmp_path: Path) -> None:
+    trials = [_trial(0, "failed", None), _trial(1, "completed", 5e38)]
+    trials[0]["params"]["lr"] = 10**400  # an int no double holds
+    reports = {0: [{"training_iteration": 1, "acc": 0.5, "loss": 4.1e39},
+                   {"training_iteration": 2, "acc": -4.1e39, "loss": float("nan")},
+                   {"training_iteration": 3, "acc": float("inf"), "loss": 10**400}]}
+    paths = write_hparams(tmp_path, EXPERIMENT, trials, reports)
+    got = _scalars(paths[1])
+    assert [(s, v) for s, t, v in got if t == "acc"] == [(1, 0.5), (2, float("-inf")),
+                                                         (3, float("inf"))]
+    loss = [(s, v) for s, t, v in got if t == "loss"]
+    assert loss[0] == (1, float("inf")) and loss[2] == (3, float("inf"))
+    assert loss[1][0] == 2 and loss[1][1] != loss[1][1]  # NaN
+    assert [(t, v) for _, t, v in _scalars(paths[2])] == [("objective", float("inf"))]
+    start = next(v for e in _events(paths[1]) for v in e.summary.value
+                 if v.tag == hp_metadata.SESSION_START_INFO_TAG)
+    info = hp_metadata.parse_session_start_info_plugin_data(start.metadata.plugin_data.content)
+    assert info.hparams["lr"].number_value == float("inf")
+
+
+def _failing_on_trial(number: int) -> Any:
+    real = tb_hparams._write_trial
+
+    def write(folder: Path, trial: Any, rows: Any, metrics: Any) -> Path:
+        if trial["number"] == number:
+            raise OSError(28, "No space left on device")
+        return real(folder, trial, rows, metrics)
+
+    return write
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_a_failed_export_leaves_nothing_behind_and_a_retry_works(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exists: bool) -> None:
+    out = tmp_path / "new" / "tb"
+    if exists:
+        out.mkdir(parents=True)
+        (out / "notes.txt").write_text("mine")
+        (out / "trial-1").mkdir()  # a run folder without events: kept, and used
+    trials = [_trial(0, "completed", 0.9), _trial(1, "completed", 0.8), _trial(2, "failed", None)]
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    monkeypatch.setattr(tb_hparams, "_write_trial", _failing_on_trial(2))
+    with pytest.raises(OSError, match="No space"):
+        write_hparams(out, EXPERIMENT, trials, {})
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    monkeypatch.undo()
+    paths = write_hparams(out, EXPERIMENT, trials, {})
+    assert [p.relative_to(out).parts[:-1] for p in paths] == [(), ("trial-0",), ("trial-1",),
+                                                             ("trial-2",)]
+    assert all(p.is_file() and len(_events(p)) >= 2 for p in paths)
+    assert not list(out.glob(".gpusched-export-*"))  # the staging folder is gone
+    if exists:
+        assert (out / "notes.txt").read_text() == "mine"
