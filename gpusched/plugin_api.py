@@ -121,6 +121,33 @@ class Param:
             for parent, allowed in self.when.items()
         )
 
+    def problem_with(self, value: object) -> str | None:
+        """What is wrong with ``value`` as this parameter's value in a suggestion, or None.
+
+        Values must be plain values, as a trial log stores them: an ``int`` (never a ``bool``)
+        for an integer, an ``int`` or ``float`` for a double, inside the range and on the step;
+        one of the listed values for a list. A numpy integer (not an ``int``) is refused: it
+        cannot be written to the log (return ``int(x)``).
+        """
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            return (f"{value!r} is a {type(value).__module__}.{type(value).__qualname__}, not a"
+                    " plain int, float or str (return int(x), float(x) or str(x))")
+        if not self.is_numeric_range:
+            listed = _among(value, self.values)
+            return None if listed else f"{value!r} is not one of {self.values!r}"
+        if isinstance(value, str):
+            return f"{value!r} is not a number"
+        if self.type is ParamType.INTEGER and not isinstance(value, int):
+            return f"{value!r} is not an int (an integer parameter)"
+        assert self.low is not None and self.high is not None
+        if not (math.isfinite(value) and self.low <= value <= self.high):
+            return f"{value!r} is outside [{self.low:g}, {self.high:g}]"
+        if self.step is not None:
+            k = (value - self.low) / self.step
+            if abs(k - round(k)) > 1e-6:
+                return f"{value!r} is not on the step {self.step:g} from {self.low:g}"
+        return None
+
     @property
     def is_numeric_range(self) -> bool:
         """True for ``double`` and ``integer``: a range rather than a list of values."""
@@ -312,6 +339,17 @@ class SearchSpace:
     def restrict(self, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
         """``params`` without the names that are inactive under it (or not in the space)."""
         return {p.name: params[p.name] for p in self.active(params) if p.name in params}
+
+    def problem_with(self, params: Mapping[str, object]) -> str | None:
+        """What is wrong with a suggestion's ``params`` (restricted to the active ones): an
+        active parameter without a value, or a value :meth:`Param.problem_with` refuses; None
+        when nothing is."""
+        for param in self.active(params):
+            if param.name not in params:
+                return f"no value for the active parameter '{param.name}'"
+            if (problem := param.problem_with(params[param.name])) is not None:
+                return f"'{param.name}': {problem}"
+        return None
 
     @cached_property
     def _by_name(self) -> Mapping[str, Param]:

@@ -417,6 +417,10 @@ class Scheduler:
         if answer is None or isinstance(answer, Wait):
             return None
         suggestion = as_suggestion(answer)
+        # Checked here, as the plugin's answer: a value the log cannot store (a numpy integer)
+        # or outside the space fails this experiment, not the daemon, nor reaches a trial.
+        if (problem := exp.spec.space().problem_with(suggestion.params)) is not None:
+            raise PluginError(problem)
         if suggestion.continues is not None:
             problem = exp.continues_problem(suggestion.continues)
             if problem is not None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import pytest
 
 from gpusched._daemon.budget import budget_argv, budget_environment, fmt_budget
@@ -227,3 +228,25 @@ async def test_a_slow_search_is_asked_off_the_event_loop(tmp_path: Path) -> None
             tg.start_soon(cancel_soon)
             assert await scheduler._next_trial(exp) is None
         assert [r["number"] for r in await store.trials(exp.id)] == [0, 1]
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    (np.int64(1), "'x': np.int64(1) is a numpy.int64, not a plain int, float or str"),
+    (True, "'x': True is a builtins.bool, not a plain int, float or str"),
+    (7, "'x': 7 is not one of (1, 2)"),
+])
+async def test_a_value_the_log_cannot_store_or_outside_the_space_fails_the_experiment(
+    tmp_path: Path, value: object, why: str,
+) -> None:
+    # A numpy integer once got past the scheduler and raised out of the log's write: the daemon
+    # exited, and restarted into the same answer.
+    exp, rows = await _ask(tmp_path, [cast(Answer, {"x": value})])
+    assert not rows
+    assert exp.failure is not None and exp.failure.startswith(
+        f"search plugin 'random' failed: {why}")
+
+
+async def test_an_active_parameter_without_a_value_fails_the_experiment(tmp_path: Path) -> None:
+    exp, rows = await _ask(tmp_path, [cast(Answer, {"y": 1})])
+    assert not rows
+    assert exp.failure == "search plugin 'random' failed: no value for the active parameter 'x'"
