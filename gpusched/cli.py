@@ -50,7 +50,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     try:
         anyio.run(lambda: run_daemon(
             socket_path=daemon_socket_path(args.socket),
-            state_dir=Path(state_dir) if state_dir else default_state_dir(),
+            # Absolute: trials get paths in it (GPUSCHED_REPORT_FILE, ...) and run elsewhere.
+            state_dir=Path(os.path.abspath(state_dir)) if state_dir else default_state_dir(),
             settings=settings, backend=backend,
         ), backend="asyncio")
     except BaseExceptionGroup as group:

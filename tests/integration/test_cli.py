@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gpusched.errors import RequestError
+from gpusched.client import Client
+from gpusched.errors import NoDaemonError, RequestError
 from tests.integration.harness import Daemon, running_daemon, stop_daemon, trial_script, wait_for
 from tests.integration.test_gpus import probe_experiment
 
@@ -362,3 +363,38 @@ def test_logs_of_an_unreadable_output_file_is_one_line(tmp_path: Path) -> None:
         out = d.cli("logs", f"{exp}/0")
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert out.stderr.startswith(f"gpusched: cannot read the stdout of {exp}/0 at {stdout}: ")
+
+
+def test_a_relative_state_dir_gives_trials_absolute_paths(tmp_path: Path) -> None:
+    # `gpusched daemon --state-dir state` once handed trials relative paths (their report
+    # file, checkpoint folder), which they opened from their own workdir: no report ever
+    # reached the daemon, and every trial failed.
+    sock = tmp_path / "gpusched.sock"
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "gpusched", "daemon", "--socket", str(sock),
+         "--state-dir", "state", "--fake-gpus", "1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = Client(sock)
+
+        def answers() -> bool:
+            try:
+                return bool(client.hello())
+            except NoDaemonError:
+                return False
+
+        wait_for(answers, 30, "the daemon")
+        workdir = tmp_path / "elsewhere"
+        workdir.mkdir()
+        exp = client.submit({"command": [sys.executable, "-c",
+                                         "from gpusched import trial; trial.report(score=1.0)"],
+                             "metric": "score", "max_trials": 1, "workdir": str(workdir),
+                             "params": [{"name": "x", "type": "discrete", "values": [1]}]},
+                            base_dir=str(tmp_path))
+        assert client.wait(exp, 60)["state"] == "completed"
+        (trial,) = client.trials(exp)
+        assert trial["state"] == "completed", trial
+        assert Path(client.trial_files(f"{exp}/0")["dir"]).is_absolute()
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
