@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO, cast
 
 import structlog
@@ -23,16 +24,17 @@ def configure_logging(*, level: str = "info", stream: TextIO | None = None,
 
     ``also_to``: a file that gets every line too (appended; the ``log_file`` setting).
     """
-    out = stream if stream is not None else sys.stdout
-    use_json = (not out.isatty()) if json is None else json
+    first = stream if stream is not None else sys.stdout  # None: started with stdout closed
+    use_json = not _is_terminal(first) if json is None else json
+    targets = [] if first is None else [first]
     if also_to is not None:
         try:
             # Line-buffered and open for the daemon's life: every event reaches the file at
             # once, and logrotate's copytruncate works with an O_APPEND file.
-            copy = open(also_to, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+            targets.append(open(also_to, "a", buffering=1, encoding="utf-8"))  # noqa: SIM115
         except OSError as exc:
             raise ConfigError(f"log_file {also_to}: cannot open it ({exc.strerror})") from None
-        out = cast(TextIO, _Tee(out, copy))  # print() needs only write() and flush()
+    out = cast(TextIO, _Tee(*targets))  # print() needs only write() and flush()
     renderer: Any = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
     )
@@ -53,20 +55,35 @@ def configure_logging(*, level: str = "info", stream: TextIO | None = None,
     )
 
 
-class _Tee:
-    """Writes to two streams (the daemon's stdout and its log file)."""
+def _is_terminal(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):  # closed, or a stream that cannot say
+        return False
 
-    def __init__(self, first: TextIO, second: TextIO) -> None:
-        self._streams = (first, second)
+
+class _Tee:
+    """Writes to the daemon's stdout and its log file, each on its own: a write that fails (a
+    pipe whose reader is gone, a terminal hung up, a full disk) is dropped and that stream
+    given up, never raised into the code that logged (the scheduler, often in its own error
+    handling: a log line must not take the daemon down), and the other stream goes on."""
+
+    def __init__(self, *streams: TextIO) -> None:
+        self._streams = list(streams)
 
     def write(self, text: str) -> int:
-        for stream in self._streams:
-            stream.write(text)
+        self._each(lambda stream: stream.write(text))
         return len(text)
 
     def flush(self) -> None:
-        for stream in self._streams:
-            stream.flush()
+        self._each(lambda stream: stream.flush())
+
+    def _each(self, do: Callable[[TextIO], object]) -> None:
+        for stream in list(self._streams):
+            try:
+                do(stream)
+            except (OSError, ValueError):  # ValueError: written after it was closed
+                self._streams.remove(stream)
 
 
 class _NamedPrintLogger(structlog.PrintLogger):
