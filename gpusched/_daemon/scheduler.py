@@ -321,6 +321,8 @@ class Scheduler:
             placed = False
             usage = self.limits.usage(self.runners.values()) if self.limits.enabled else None
             for exp in self._order():
+                if self._closing:
+                    return  # shutdown began during an await below: nothing more starts
                 if usage is not None and self.limits.blocked(exp, usage):
                     continue
                 uuids = self._pick(exp)
@@ -334,6 +336,9 @@ class Scheduler:
                 trial = await self._next_trial(exp)
                 if trial is None:
                     continue
+                if self._closing:
+                    exp.requeued.insert(0, trial.number)  # recorded, queued: the next start's
+                    return
                 # Asked in a thread, the search took a while: the GPUs may have changed.
                 uuids = self._pick(exp)
                 if uuids is None:

@@ -255,3 +255,33 @@ async def test_an_experiment_sent_as_a_mapping_is_checked_off_the_event_loop(
             {"base_dir": str(tmp_path), "experiment": exp.spec.to_dict()}, os.getuid())
     assert answer == {"id": "e2", "name": "exp"}
     assert threads and threads[0] != threading.get_ident()
+
+
+async def test_shutdown_during_one_experiments_write_starts_no_other_experiments_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first fix stopped only the experiment whose row was being written: placement went
+    # on to the next experiment and started its waiting retry, which shutdown never stopped.
+    launched: list[str] = []
+    async with scheduling(tmp_path, gpus_per_trial=0) as (store, scheduler, e1):
+        await store.create_experiment(name="two", spec=e1.spec.to_dict(), seed=0, priority=0,
+                                      owner_uid=os.getuid())
+        e2 = _run(e1.spec, "e2")
+        scheduler.active["e2"] = e2
+        retry = await _running_trial(scheduler, e2)  # e2/0, then requeued as a retry
+        e2.live.clear()
+        retry.state = TrialState.QUEUED
+        e2.requeued.append(retry.number)
+        write = store.create_trial
+
+        async def create_trial_then_sigterm(*args: Any, **kwargs: Any) -> None:
+            await write(*args, **kwargs)
+            await scheduler.shutdown()
+
+        monkeypatch.setattr(store, "create_trial", create_trial_then_sigterm)
+        monkeypatch.setattr(scheduler, "_launch",
+                            lambda exp, trial, uuids: launched.append(f"{exp.id}/{trial.number}"))
+        e2.seq = 2
+        await scheduler._place_what_fits()
+    assert launched == []
+    assert e2.requeued == [0] and e1.requeued == [0]
