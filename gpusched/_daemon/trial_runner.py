@@ -345,6 +345,11 @@ class TrialRunner:
                 reason = f"{said} ({describe_exit(code)})"
                 if kind == "fatal":
                     fatal = said
+            elif self._stop_request is not None:
+                # It crashed as a stop was asked for (a cancel in the moment its leftovers were
+                # being stopped): the stop wins over a retry, with what happened in its reason.
+                state, asked, _ = self._stop_request
+                reason = f"{asked} (it had {reason})"
             elif trial.failures < self.exp.spec.max_retries_per_trial:
                 # A crash is retried (same params, same checkpoint folder); a trial that said
                 # it failed (FailedTrialError, a status line) or was stopped by us is not.

@@ -189,14 +189,35 @@ def test_a_cancel_after_the_trial_exited_by_itself_keeps_its_outcome(tmp_path: P
                         "params": [{"name": "x", "type": "integer", "min": 1, "max": 3}]})
         wait_for(pids_file.exists, 20, "the trial's pids")
         pids = json.loads(pids_file.read_text())
-        wait_for(lambda: not alive(pids["leader"]), 20, "the leader to exit")
+        # Reaped by the daemon (gone from /proc, not merely a zombie): its exit is known there.
+        wait_for(lambda: not Path(f"/proc/{pids['leader']}").exists(), 20, "the leader's end")
         assert alive(pids["child"])
         assert d.cli("cancel", f"{exp}/0").returncode == 0
         view = d.wait_experiment(exp)
         (trial,) = d.client.trials(exp)
-    assert (trial["state"], trial["objective"]) == ("completed", 0.5), trial
+    assert (trial["state"], trial["objective"]) == ("completed", 0.5), trial["reason"]
     assert view["state"] == "completed"
     assert not alive(pids["child"])
+
+
+def test_a_cancel_as_the_trial_crashes_is_not_turned_into_a_retry(tmp_path: Path) -> None:
+    # The trial crashes with a retry left; its leftover child is being stopped when the
+    # cancel comes. The cancel was once dropped, and the trial ran again.
+    pids_file = tmp_path / "pids.json"
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit({"command": [sys.executable, trial_script("lingering.py"),
+                                    str(pids_file), "--exit-code=3"],
+                        "metric": "score", "max_trials": 1, "max_retries_per_trial": 2,
+                        "params": [{"name": "x", "type": "integer", "min": 1, "max": 3}]})
+        wait_for(pids_file.exists, 20, "the trial's pids")
+        pids = json.loads(pids_file.read_text())
+        # Reaped by the daemon (gone from /proc, not merely a zombie): its exit is known there.
+        wait_for(lambda: not Path(f"/proc/{pids['leader']}").exists(), 20, "the leader's end")
+        assert d.cli("cancel", f"{exp}/0").returncode == 0
+        d.wait_experiment(exp)
+        (trial,) = d.client.trials(exp)
+    assert (trial["state"], trial["attempts"]) == ("cancelled", 1), trial
+    assert trial["reason"] == "cancelled (it had exited with code 3)"
 
 
 def test_cancel_an_experiment_stops_all_its_trials(tmp_path: Path) -> None:
