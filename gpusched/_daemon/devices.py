@@ -47,6 +47,8 @@ class DeviceSlot:
     foreign_reason: str | None = None
     foreign_pids: list[int] = field(default_factory=list)  # listed pids that are not ours
     quarantine_reason: str | None = None
+    # The driver has not answered a read (shown as quarantined); cleared by any reading.
+    unanswered_reason: str | None = None
     lost_reason: str | None = None
 
     @property
@@ -54,7 +56,7 @@ class DeviceSlot:
         """The state `gpusched gpus` shows (the most serious condition wins)."""
         if self.lost_reason:
             return DeviceState.LOST
-        if self.quarantine_reason:
+        if self.quarantine_reason or self.unanswered_reason:
             return DeviceState.QUARANTINED
         if self.holders:
             return DeviceState.BUSY
@@ -98,7 +100,7 @@ class DeviceTable:
     # -- placement ----------------------------------------------------------------------------
 
     def _usable(self, slot: DeviceSlot, gpu_memory_mib: float | None) -> bool:
-        if slot.lost_reason or slot.quarantine_reason or slot.releasing:
+        if slot.lost_reason or slot.quarantine_reason or slot.unanswered_reason or slot.releasing:
             return False
         if slot.foreign_reason and not self._settings.allow_foreign_sharing:
             return False
@@ -162,10 +164,9 @@ class DeviceTable:
     def unanswered(self, reason: str) -> None:
         """The driver has not answered a read for too long (NVML can hang on a failing GPU):
         no device is given out until a reading comes; the reason says why. A device's first
-        reading after that clears it, as it clears a release quarantine."""
+        reading after that clears it (a release still in progress stays releasing)."""
         for slot in self.slots.values():
-            if not slot.lost_reason:
-                slot.quarantine_reason = reason
+            slot.unanswered_reason = reason
 
     def update(
         self, readings: Sequence[DeviceReading], live_sessions: Mapping[int, Sequence[int]]
@@ -195,6 +196,7 @@ class DeviceTable:
     def _apply(
         self, slot: DeviceSlot, reading: DeviceReading, pid_session: Mapping[int, int]
     ) -> None:
+        slot.unanswered_reason = None  # the driver answered
         if reading.error:
             slot.lost_reason = reading.error
             return
@@ -280,7 +282,8 @@ class DeviceTable:
                 "memory_total_mib": slot.info.memory_total_mib,
                 "memory_used_mib": reading.memory_used_mib if reading else None,
                 "state": slot.state.value,
-                "reason": slot.lost_reason or slot.quarantine_reason or slot.foreign_reason,
+                "reason": (slot.lost_reason or slot.unanswered_reason or slot.quarantine_reason
+                           or slot.foreign_reason),
                 "trials": sorted(slot.holders),
                 "releasing": sorted(slot.releasing),
                 "processes": [p.pid for p in reading.processes] if reading else [],

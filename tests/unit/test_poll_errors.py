@@ -103,3 +103,19 @@ async def test_a_read_the_driver_never_answers_quarantines_every_gpu_until_it_do
         assert [e["event"] for e in logs] == ["gpu_read_answered"]
         assert [s["state"] for s in scheduler.devices.snapshot()] == ["free", "free"]
         scheduler._reader.close()
+
+
+def test_a_device_still_releasing_when_the_driver_answers_again_is_releasing_not_quarantined(
+) -> None:
+    # The "has not answered" reason once outlived the answer on a GPU whose memory was still
+    # coming back: shown as quarantined, for the driver, up to release_timeout_s.
+    from tests.unit.test_devices import reading, run_trial_on, state, table
+
+    t = table(1)
+    run_trial_on(t, 0)
+    t.release("e1/0", [t.snapshot()[0]["uuid"]])
+    t.unanswered("the GPU driver has not answered a read for 20s")
+    assert t.snapshot()[0]["state"] == "quarantined"
+    t.update([reading(0, used=5000.0)], {})  # it answers: memory not back yet
+    assert state(t, 0).value == "releasing"
+    assert "has not answered" not in (t.snapshot()[0]["reason"] or "")
