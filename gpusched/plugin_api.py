@@ -157,6 +157,9 @@ class Param:
         assert self.low is not None and self.high is not None, self.name
         return float(self.low), float(self.high)
 
+    # Both cached: from_unit and to_unit ask for them at every call (TPE encodes the whole
+    # history at each suggestion), and the step's decimal arithmetic is not free.
+    @cached_property
     def _top(self) -> float:
         """The highest value on the grid of steps (``max`` itself when the steps reach it)."""
         lo, hi = self._bounds()
@@ -164,6 +167,7 @@ class Param:
             return hi
         return _on_step(lo, self.step, math.floor((hi - lo) / self.step + 1e-9))
 
+    @cached_property
     def _edges(self) -> tuple[float, float]:
         """The range the unit interval covers. On a linear scale an integer, and any range with
         a step, is widened by half a cell at each end (the cell of the top step, when the
@@ -177,7 +181,7 @@ class Param:
                 return lo - 0.5, hi + 0.5
             return lo, hi
         if self.step is not None:
-            return lo - self.step / 2, self._top() + self.step / 2
+            return lo - self.step / 2, self._top + self.step / 2
         if self.type is ParamType.INTEGER:
             return lo - 0.5, hi + 0.5
         return lo, hi
@@ -188,7 +192,7 @@ class Param:
         ``log`` and ``reverse_log`` need a positive range (validated by the spec: ``min > 0``,
         and ``min >= 1`` for integers).
         """
-        lo, hi = self._edges()
+        lo, hi = self._edges
         if self.scale is Scale.LOG:
             return math.log(x)
         if self.scale is Scale.REVERSE_LOG:
@@ -197,7 +201,7 @@ class Param:
         return x
 
     def _unwarp(self, y: float) -> float:
-        lo, hi = self._edges()
+        lo, hi = self._edges
         if self.scale is Scale.LOG:
             return math.exp(y)
         if self.scale is Scale.REVERSE_LOG:
@@ -211,11 +215,11 @@ class Param:
             index = min(int(u * len(self.values)), len(self.values) - 1)
             return self.values[index]
         lo, hi = self._bounds()
-        elo, ehi = self._edges()
+        elo, ehi = self._edges
         a, b = self._warp(elo), self._warp(ehi)
         x = self._unwarp(a + u * (b - a))
         if self.step is not None:
-            top = self._top()
+            top = self._top
             x = min(max(_on_step(lo, self.step, round((x - lo) / self.step)), lo), top)
         x = min(max(x, lo), hi)
         if self.type is ParamType.INTEGER:
@@ -226,7 +230,7 @@ class Param:
         """The inverse of :meth:`from_unit`: where ``value`` lies in [0, 1]."""
         if not self.is_numeric_range:
             return (self.values.index(value) + 0.5) / len(self.values)
-        elo, ehi = self._edges()
+        elo, ehi = self._edges
         a, b = self._warp(elo), self._warp(ehi)
         if b == a:
             return 0.5
