@@ -195,7 +195,9 @@ def cmd_wait(args: argparse.Namespace) -> int:
     if args.json:
         print_json(answer)
     elif answer["ended"]:
-        print(f"{answer['id']} {answer['state']}: {answer['reason'] or '-'}")
+        # The reason may be a trial's own words (a FatalError): no control character of it
+        # reaches the terminal.
+        print(render.printable(f"{answer['id']} {answer['state']}: {answer['reason'] or '-'}"))
     if not answer["ended"]:
         if not args.json:
             print(f"gpusched: {answer['id']} is still {answer['state']} after {args.timeout:g}s",

@@ -80,3 +80,21 @@ def test_wait_refuses_a_reconnect_that_is_not_a_duration(
 ) -> None:
     assert cli.main(["wait", "e1", "--reconnect", value]) == 1
     assert "--reconnect" in one_line(capsys)
+
+
+def test_wait_prints_a_trials_own_words_without_control_characters(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An experiment's reason may be a trial's FatalError text: its escape sequences once
+    # reached the terminal of whoever waited.
+    from gpusched.client import Client
+
+    def ended(self: Client, *args: object, **kwargs: object) -> dict[str, object]:
+        return {"id": "e1", "state": "failed", "ended": True,
+                "reason": "trial e1/0 raised a fatal error: \x1b[2Jgone\nfor good"}
+
+    monkeypatch.setattr(Client, "wait", ended)
+    assert cli.main(["wait", "e1"]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and out.count("\n") == 1
+    assert out == "e1 failed: trial e1/0 raised a fatal error: \\x1b[2Jgone⏎for good\n"
