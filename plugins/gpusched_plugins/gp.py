@@ -218,7 +218,7 @@ class _Encoder:
         self._cont_dims = [j for j, d in enumerate(self.dims) if d.kind == "cont"]
         self.finite_size: int | None = None
         if self.dims and all(d.kind != "cont" for d in self.dims):
-            self.finite_size = len(self._combinations())
+            self.finite_size = self._combinations().size  # len() overflows past 2**63
         # Feature columns: (dimension index, category index or -1).
         columns: list[tuple[int, int]] = []
         for j, dim in enumerate(self.dims):
@@ -870,8 +870,8 @@ class GpSearch(SearchPlugin):
             # A countable space too wide to enumerate, nearly used up: walk its points from a
             # seeded start. Of any len(used) + 1 distinct points one is unused.
             points = self.space.combinations(axes)
-            size = len(points)
-            first = int(rng.integers(size))
+            size = points.size  # len() overflows past 2**63
+            first = int(rng.integers(min(size, 2**63 - 1)))
             for i in range(min(size, len(used) + 1)):
                 candidate = points.point((first + i) % size)
                 if enc.encode(candidate) not in used:

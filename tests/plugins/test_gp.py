@@ -308,3 +308,13 @@ def test_a_nearly_used_up_wide_range_gives_its_last_values_then_is_exhausted(
         left.remove(int(params["x"]))
         history.append(TrialView(number, params, TrialState.FAILED))
     assert plugin.suggest(len(history), tuple(history)) is None
+
+
+def test_a_finite_space_past_two_to_the_63_points_is_searched_not_an_overflow() -> None:
+    # Six integers of 2,000 values each: 6.4e19 points, counted with len(), which raised
+    # OverflowError: the experiment was refused at submit.
+    space = SearchSpace(tuple(Param(f"n{i}", ParamType.INTEGER, low=1, high=2000)
+                              for i in range(6)))
+    gp = GpSearch(space, goal=Goal.MINIMIZE, seed=0, options={})
+    answer = gp.suggest(0, [])
+    assert isinstance(answer, Mapping) and set(answer) == {f"n{i}" for i in range(6)}
