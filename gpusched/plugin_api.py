@@ -140,7 +140,9 @@ class Param:
         if self.type is ParamType.INTEGER and not isinstance(value, int):
             return f"{value!r} is not an int (an integer parameter)"
         assert self.low is not None and self.high is not None
-        if not (math.isfinite(value) and self.low <= value <= self.high):
+        # An int is compared as it is: math.isfinite would overflow on one past a float's range.
+        if not ((isinstance(value, int) or math.isfinite(value))
+                and self.low <= value <= self.high):
             return f"{value!r} is outside [{self.low:g}, {self.high:g}]"
         if self.step is not None:
             k = (value - self.low) / self.step

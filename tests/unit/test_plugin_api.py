@@ -121,3 +121,10 @@ def test_search_space_maps_a_point_of_the_cube() -> None:
     assert space.from_unit([0.5, 0.9]) == {"x": 5.0, "o": "adam"}
     with pytest.raises(ValueError):
         space.from_unit([0.5])
+
+
+def test_a_suggested_value_past_a_floats_range_is_a_problem_not_an_overflow() -> None:
+    n = Param("n", ParamType.INTEGER, 1, 10)
+    problem = n.problem_with(10**400)
+    assert problem is not None and problem.endswith("is outside [1, 10]")
+    assert n.problem_with(10) is None
