@@ -4,7 +4,10 @@ Plugins are registered under the entry-point groups ``gpusched.search`` and ``gp
 (gpusched's own built-ins included, see docs/plugins.md). Finding and loading are separate steps:
 
 - :func:`find_plugins` reads installed metadata only and imports no plugin code, so listing the
-  names in an error message or at submit can never fail because one plugin is broken;
+  names in an error message or at submit can never fail because one plugin is broken; nor
+  because one installed distribution's metadata is: its entry points are read on their own, and
+  one that cannot be parsed (a malformed ``entry_points.txt``, plugin or not) is left out and
+  listed by :func:`unreadable_distributions` (and so by ``gpusched plugins``);
 - :func:`load_search_plugin` / :func:`load_stopping_plugin` import one plugin, turn any failure
   into a :class:`~gpusched.errors.PluginError` naming the entry point, and check its type;
 - :func:`make_search_plugin` / :func:`make_stopping_plugin` also construct it, so that bad
@@ -18,8 +21,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import re
 from collections.abc import Callable, Iterable, Mapping
-from importlib.metadata import EntryPoint
+from dataclasses import dataclass
+from importlib.metadata import Distribution, EntryPoint
 from typing import Any, Literal, TypeVar
 
 from gpusched.errors import PluginError
@@ -41,6 +46,8 @@ __all__ = [
     "make_search_plugin",
     "make_stopping_plugin",
     "describe_plugins",
+    "UnreadableDistribution",
+    "unreadable_distributions",
 ]
 
 PluginKind = Literal["search", "stopping"]
@@ -57,8 +64,107 @@ _BASES: Mapping[PluginKind, type[Any]] = {"search": SearchPlugin, "stopping": St
 _P = TypeVar("_P", SearchPlugin, StoppingPlugin)
 
 
+@dataclass(frozen=True)
+class UnreadableDistribution:
+    """An installed distribution whose entry points could not be read: left out of discovery."""
+
+    #: its name (from its metadata, else from its folder's), None when not even that is known
+    name: str | None
+    version: str | None
+    #: its metadata folder (``...dist-info``), None when not known
+    path: str | None
+    #: what went wrong, ``"TypeError: ..."``
+    error: str
+
+
+def _scan() -> tuple[dict[str, list[EntryPoint]], list[UnreadableDistribution]]:
+    """Every installed entry point of our groups (by group, in ``sys.path`` order) and the
+    distributions whose entry points could not be read.
+
+    ``importlib.metadata.entry_points()`` parses every distribution's ``entry_points.txt`` in one
+    go: a single malformed line anywhere (a ``[console_scripts]`` line without ``=``) raises a
+    TypeError out of it, and every lookup of every plugin fails. Read per distribution instead,
+    skipping one that cannot be read. As ``entry_points()`` does, only the first distribution of
+    each name on ``sys.path`` counts (the one Python imports): a shadowed copy adds nothing,
+    not even when the first cannot be read (its entry points could name another version's code).
+    """
+    found: dict[str, list[EntryPoint]] = {group: [] for group in GROUPS.values()}
+    unreadable: list[UnreadableDistribution] = []
+    seen: set[str] = set()
+    dists = iter(importlib.metadata.distributions())
+    while True:
+        try:
+            dist = next(dists)
+        except StopIteration:
+            break
+        except Exception as exc:  # a broken finder on sys.meta_path: nothing more to list
+            unreadable.append(UnreadableDistribution(
+                None, None, None, f"listing the installed distributions failed: {_said(exc)}"))
+            break
+        try:
+            key = _key(dist)
+            if key in seen:
+                continue
+            seen.add(key)
+            eps = dist.entry_points
+            mine = {group: list(eps.select(group=group)) for group in found}
+        except Exception as exc:  # foreign metadata: any failure to parse it is its failure
+            unreadable.append(_unreadable(dist, exc))
+            continue
+        for group, listed in mine.items():
+            found[group].extend(listed)
+    return found, unreadable
+
+
+def _key(dist: Distribution) -> str:
+    """What ``importlib.metadata`` tells distributions apart by: the normalised name (from the
+    folder's name where it can, without reading the metadata)."""
+    key = getattr(dist, "_normalized_name", None)
+    if isinstance(key, str) and key:
+        return key
+    name = dist.metadata["Name"]
+    if not isinstance(name, str) or not name:
+        raise ValueError("its metadata has no Name")
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _said(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _unreadable(dist: Distribution, exc: Exception) -> UnreadableDistribution:
+    path = getattr(dist, "_path", None)
+    name: str | None
+    version: str | None
+    try:
+        name, version = dist.metadata["Name"], dist.metadata["Version"]
+    except Exception:  # the metadata may be as broken as the entry points
+        name = version = None
+    if not isinstance(name, str) or not name:
+        name = _stem_name(path)
+    return UnreadableDistribution(
+        name=name,
+        version=version if isinstance(version, str) and version else None,
+        path=str(path) if path is not None else None,
+        error=_said(exc),
+    )
+
+
+def _stem_name(path: object) -> str | None:
+    """``foo`` for ``.../foo-1.0.dist-info``."""
+    stem = str(getattr(path, "stem", "")) if path is not None else ""
+    return stem.partition("-")[0] or None
+
+
 def _installed(group: str) -> Iterable[EntryPoint]:
-    return importlib.metadata.entry_points(group=group)
+    return _scan()[0][group]
+
+
+def unreadable_distributions() -> list[UnreadableDistribution]:
+    """The installed distributions whose entry points cannot be read (a malformed
+    ``entry_points.txt``), left out of :func:`find_plugins` and listed by
+    :func:`describe_plugins`; empty in a sound environment."""
+    return _scan()[1]
 
 
 def _all_by_name(kind: PluginKind, source: EntryPointSource | None) -> dict[str, list[EntryPoint]]:
@@ -181,7 +287,10 @@ def describe_plugins(
 
     Keys: ``kind``, ``name``, ``module`` (the entry point's value), ``distribution`` and
     ``version`` (None when unknown), ``summary`` and ``error``. Each plugin is loaded to read its
-    summary; one that fails to load is listed with ``error`` set instead of raising.
+    summary; one that fails to load is listed with ``error`` set instead of raising. A
+    distribution whose entry points cannot be read (:func:`unreadable_distributions`; only for
+    the installed entry points, not a given ``entry_points`` source) comes last, as a row of kind
+    and name ``?`` (whatever plugins it holds are unknown) with ``error`` set.
     """
     rows: list[dict[str, str | None]] = []
     for kind in GROUPS:
@@ -202,4 +311,17 @@ def describe_plugins(
             except PluginError as exc:
                 row["error"] = str(exc)
             rows.append(row)
+    if entry_points is None:
+        for bad in unreadable_distributions():
+            where = bad.path or bad.name or "an installed distribution"
+            rows.append({
+                "kind": "?",
+                "name": "?",
+                "module": None,
+                "distribution": bad.name,
+                "version": bad.version,
+                "summary": None,
+                "error": f"the entry points of {where} cannot be read ({bad.error}): its"
+                         " plugins, if it has any, are left out; fix or remove it",
+            })
     return rows

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from importlib.metadata import EntryPoint
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gpusched import cli
 from gpusched.errors import PluginError
 from gpusched.plugin_api import Goal, Param, ParamType, SearchPlugin, SearchSpace
 from gpusched.plugins import (
@@ -20,6 +24,7 @@ from gpusched.plugins import (
     load_stopping_plugin,
     make_search_plugin,
     make_stopping_plugin,
+    unreadable_distributions,
 )
 
 SPACE = SearchSpace((Param("x", ParamType.CATEGORICAL, values=("a", "b")),))
@@ -173,3 +178,113 @@ def test_describe_lists_a_broken_plugin_with_its_error() -> None:
     assert broken["module"] == "nonexistent_mod:X" and broken["distribution"] is None
     assert random["error"] is None and random["summary"]
     assert "not a subclass" in (odd["error"] or "")
+
+
+# -- installed metadata that cannot be parsed ------------------------------------------------
+
+GOOD_MODULE = '''
+from gpusched.plugin_api import SearchPlugin
+
+
+class GoodSearch(SearchPlugin):
+    summary = "a third-party search"
+
+    def suggest(self, number, history):
+        return None
+'''
+
+
+def dist_info(site: Path, name: str, version: str, entry_points: str) -> Path:
+    """A ``name-version.dist-info`` folder in ``site``, as pip installs one."""
+    folder = site / f"{name}-{version}.dist-info"
+    folder.mkdir(parents=True)
+    (folder / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8")
+    (folder / "entry_points.txt").write_text(entry_points, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def broken_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """On sys.path: a valid third-party plugin, and beside it a distribution whose
+    entry_points.txt has a malformed line (in another group: it breaks every group at once for
+    ``importlib.metadata.entry_points()``)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "contract_goodplugs.py").write_text(GOOD_MODULE, encoding="utf-8")
+    dist_info(site, "goodplugs", "1.0",
+              "[gpusched.search]\ngoodsearch = contract_goodplugs:GoodSearch\n")
+    dist_info(site, "brokenplug", "2.0",
+              "[console_scripts]\nnot a valid line\n\n"
+              "[gpusched.search]\nlost = brokenplug:Lost\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "contract_goodplugs", raising=False)
+    return site
+
+
+def test_one_malformed_distribution_breaks_nothing_else(broken_site: Path) -> None:
+    # What gpusched used to read its plugins through fails for every group (a TypeError on
+    # Python 3.11-3.13): every submit, restart and `gpusched plugins` failed with it.
+    with pytest.raises(Exception):  # noqa: B017
+        importlib.metadata.entry_points(group="gpusched.search")
+    found = find_plugins("search")
+    assert {"goodsearch", "random", "grid"} <= set(found) and "lost" not in found
+    assert found["goodsearch"].dist is not None and found["goodsearch"].dist.name == "goodplugs"
+    assert {"bounds"} <= set(find_plugins("stopping"))
+    assert load_search_plugin("goodsearch").summary == "a third-party search"
+    search = make_search_plugin("random", SPACE, goal=Goal.MAXIMIZE, seed=0, options={})
+    assert search.suggest(0, ()) in ({"x": "a"}, {"x": "b"})
+    assert make_stopping_plugin("bounds", metric="m", goal=Goal.MAXIMIZE, options={}).summary
+    with pytest.raises(PluginError, match=r"unknown search plugin 'lost' \(installed: .*goodsea"):
+        load_search_plugin("lost")
+
+
+def test_a_malformed_distribution_is_named_by_describe(broken_site: Path) -> None:
+    [unreadable] = unreadable_distributions()
+    assert unreadable.name == "brokenplug" and unreadable.version == "2.0"
+    assert unreadable.path == str(broken_site / "brokenplug-2.0.dist-info")
+    assert unreadable.error.startswith("TypeError: ")
+    rows = describe_plugins()
+    by_name = {(r["kind"], r["name"]): r for r in rows}
+    good = by_name[("search", "goodsearch")]
+    assert good["distribution"] == "goodplugs" and good["error"] is None
+    assert good["summary"] == "a third-party search"
+    assert by_name[("search", "random")]["error"] is None
+    broken = rows[-1]  # after the plugins
+    assert (broken["kind"], broken["name"], broken["distribution"]) == ("?", "?", "brokenplug")
+    assert broken["version"] == "2.0" and broken["summary"] is None
+    error = broken["error"] or ""
+    assert str(broken_site / "brokenplug-2.0.dist-info") in error and "TypeError" in error
+    # A given entry-point source is all there is: no rows from the environment.
+    assert all(r["kind"] != "?" for r in describe_plugins(entry_points=fake()))
+
+
+def test_gpusched_plugins_lists_the_malformed_distribution(
+    broken_site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["plugins"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "goodsearch" in out and "brokenplug" in out and "cannot be read" in out
+    assert cli.main(["plugins", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["distribution"] for r in rows if r["kind"] == "?"] == ["brokenplug"]
+
+
+def test_a_sound_environment_has_no_unreadable_distribution() -> None:
+    assert unreadable_distributions() == []
+    assert all(r["kind"] in ("search", "stopping") for r in describe_plugins())
+
+
+def test_only_the_first_copy_of_a_distribution_on_the_path_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As importlib.metadata.entry_points() had it: a shadowed copy of a package (a stale
+    # install further down sys.path) adds no second target for a name, so no conflict.
+    first, second = tmp_path / "first", tmp_path / "second"
+    dist_info(first, "twice", "2.0", f"[gpusched.search]\ntwice = {RANDOM}\n")
+    dist_info(second, "twice", "1.0", f"[gpusched.search]\ntwice = {GRID}\n")
+    monkeypatch.syspath_prepend(str(second))
+    monkeypatch.syspath_prepend(str(first))
+    assert find_plugins("search")["twice"].value == RANDOM
+    assert load_search_plugin("twice").__name__ == "RandomSearch"
