@@ -96,21 +96,68 @@ _STATES = (TrialState.COMPLETED, TrialState.FAILED, TrialState.STOPPED, TrialSta
 
 
 def check_value(param: Param, value: object) -> str | None:
-    """What is wrong with ``value`` for ``param`` (type, range, step, list), or None if nothing."""
+    """What is wrong with ``value`` as ``param``'s value in a suggestion (its type, range, step
+    or list), or None if nothing. The message names the parameter, the value and its type.
+
+    A value must be a plain Python value of the parameter's own type, as the trial log stores it
+    and the trial gets it as a flag: an ``int`` for an ``integer`` (not a ``bool``, not ``3.0``);
+    an ``int`` or ``float`` for a ``double``; for ``discrete`` and ``categorical``, one of the
+    listed values with its listed type (``3`` where ``3`` is listed, not ``3.0`` nor ``True``).
+    A numpy scalar (``np.int64(3)``, ``np.float64(0.5)``) is refused: the log cannot store it, so
+    return ``int(x)`` / ``float(x)`` / ``str(x)``.
+    """
+    said = f"{param.name}={value!r} ({_type_name(value)})"
+    kind = type(value)
+    if kind not in (int, float, str):  # bool, numpy scalars, None, ...: exact types only
+        return f"{said} is not a plain int, float or str: return {_fix(param, value)}"
     if not param.is_numeric_range:
-        return None if value in param.values else f"not one of {param.values!r}"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"{type(value).__name__} is not a plain int or float"
-    if param.type is ParamType.INTEGER and not isinstance(value, int):
-        return "an integer parameter needs an int"
-    assert param.low is not None and param.high is not None
-    if not (math.isfinite(value) and param.low <= value <= param.high):
-        return f"outside [{param.low}, {param.high}]"
+        if any(type(v) is kind and v == value for v in param.values):
+            return None
+        if any(_equal(v, value) for v in param.values):
+            return (f"{said} is not one of {param.values!r} with its listed type:"
+                    f" return {_fix(param, value)}")
+        return f"{said} is not one of {param.values!r}"
+    if param.type is ParamType.INTEGER and kind is not int:
+        return f"{said}: an integer parameter takes an int: return {_fix(param, value)}"
+    if kind is str:
+        return f"{said}: a double parameter takes a float (or an int): return float(x)"
+    assert isinstance(value, int | float) and param.low is not None and param.high is not None
+    if not ((kind is int or math.isfinite(value)) and param.low <= value <= param.high):
+        return f"{said} is outside [{param.low}, {param.high}]"
     if param.step is not None:
         k = (value - param.low) / param.step
         if abs(k - round(k)) > 1e-6:
-            return f"not on the step {param.step} from {param.low}"
+            return f"{said} is not on the step {param.step} from {param.low}"
     return None
+
+
+def _type_name(value: object) -> str:
+    kind = type(value)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _equal(listed: ParamValue, value: object) -> bool:
+    """``listed == value`` as numbers or strings, whatever ``value`` is (a numpy array's ``==``
+    answers an array; a bool is no number here)."""
+    if isinstance(value, bool):
+        return False
+    try:
+        return bool(listed == value)
+    except Exception:
+        return False
+
+
+def _fix(param: Param, value: object) -> str:
+    """What a plugin should return instead of ``value``: ``int(x)``, ``float(x)``, ``str(x)``."""
+    if param.type is ParamType.INTEGER:
+        return "int(x)"
+    if param.type is ParamType.DOUBLE:
+        return "float(x)"
+    same = [v for v in param.values if _equal(v, value)]
+    kinds = [type(v).__name__ for v in (same[:1] or param.values)]
+    return " or ".join(f"{k}(x)" for k in dict.fromkeys(kinds))
 
 
 Answer = Mapping[str, ParamValue] | Suggestion | Wait | None
@@ -142,15 +189,21 @@ def _trial(number: int, answer: Mapping[str, ParamValue] | Suggestion) -> TrialV
 
 
 def _run(
-    plugin: SearchPlugin, steps: int, history: Sequence[TrialView] = ()
+    plugin: SearchPlugin,
+    steps: int,
+    history: Sequence[TrialView] = (),
+    *,
+    prior: Sequence[TrialView] = (),
 ) -> tuple[list[Answer], list[TrialView]]:
     """Ask ``plugin`` for trials ``len(history)`` .. ``steps - 1`` one by one, as the daemon does;
     stop at the first None or WAIT (these trials never end, so the answer would not change).
-    Returns the answers and the grown history."""
+    ``prior``: trials of an earlier experiment (``resume_from``, numbered -N ... -1) that precede
+    the experiment's own in every history handed over. Returns the answers and the grown
+    history (without ``prior``)."""
     answers: list[Answer] = []
     trials = list(history)
     for number in range(len(trials), steps):
-        answer = plugin.suggest(number, tuple(trials))
+        answer = plugin.suggest(number, (*prior, *trials))
         answers.append(answer)
         if answer is None or isinstance(answer, Wait):
             break
@@ -187,13 +240,23 @@ def rebuilt(view: TrialView, **changes: Any) -> TrialView:
     return dataclasses.replace(view, **{**fresh, **changes})
 
 
-def _cut_short(history: Sequence[TrialView], pending: int) -> list[TrialView]:
-    """``history`` as a daemon restarted after a crash sees it: its last ``pending`` trials
-    were running, are now ``interrupted`` without a result, and wait to run again."""
-    head = [rebuilt(t) for t in history[: len(history) - pending]]
-    tail = [rebuilt(t, state=TrialState.INTERRUPTED, objective=None)
-            for t in history[len(history) - pending:]]
-    return head + tail
+def _still_running(history: Sequence[TrialView], pending: int) -> list[TrialView]:
+    """``history`` as the daemon that lives on shows it while its last ``pending`` trials run:
+    no objective yet, a first report in."""
+    cut = len(history) - pending
+    return [*history[:cut], *(
+        dataclasses.replace(t, state=TrialState.RUNNING, objective=None,
+                            metric_values=tuple(t.metric_values[:1]),
+                            metric_steps=tuple(t.metric_steps[:1]))
+        for t in history[cut:])]
+
+
+def _restored(history: Sequence[TrialView]) -> list[TrialView]:
+    """``history`` as a daemon restarted after a crash shows it (gpusched/_daemon/restore.py):
+    rebuilt from the log, every trial that was ``running`` now ``interrupted``, without an
+    objective but with what it reported, waiting to run again with its params."""
+    return [rebuilt(t, state=TrialState.INTERRUPTED, objective=None)
+            if t.state is TrialState.RUNNING else rebuilt(t) for t in history]
 
 
 def _earlier_experiment(answers: Sequence[Answer]) -> list[TrialView]:
@@ -206,6 +269,38 @@ def _earlier_experiment(answers: Sequence[Answer]) -> list[TrialView]:
         out.append(TrialView(number=i - len(given), params=dict(params), state=TrialState.COMPLETED,
                              objective=objective, metric_values=(objective,),
                              metric_steps=(1,)))
+    return out
+
+
+_UNKNOWN_PARAM = "__contract_unknown_param__"
+
+
+def _misfits(space: SearchSpace) -> list[tuple[str, dict[str, ParamValue]]]:
+    """Params that an earlier experiment with another space may have logged, each with what is
+    wrong with it: a point of ``space`` with one active parameter missing, of another type, out
+    of its range or not in its list, or with an unknown name added."""
+    base = space.from_unit([0.5] * len(space))
+    out: list[tuple[str, dict[str, ParamValue]]] = [
+        (f"an unknown parameter {_UNKNOWN_PARAM}", {**base, _UNKNOWN_PARAM: 0.5})]
+    for p in space.active(base):
+        wrong: list[tuple[str, ParamValue]] = []
+        if p.is_numeric_range:
+            assert p.low is not None and p.high is not None
+            span = (p.high - p.low) or 1.0
+            above, below = p.high + 10 * span, p.low - 10 * span
+            if p.type is ParamType.INTEGER:
+                wrong += [("above its range", int(above)), ("below its range", int(below)),
+                          ("a float", p.low + 0.5)]
+            else:
+                wrong += [("above its range", float(above)), ("below its range", float(below))]
+            wrong.append(("a string", "__contract_not_a_number__"))
+        else:
+            numbers = [v for v in p.values if isinstance(v, int | float)]
+            gone: ParamValue = max(numbers) + 1000 if numbers else "__contract_not_listed__"
+            other: ParamValue = 7 if all(isinstance(v, str) for v in p.values) else "7"
+            wrong += [("not in its list", gone), ("of another type", other)]
+        out.append((f"{p.name} missing", {k: v for k, v in base.items() if k != p.name}))
+        out += [(f"{p.name}={value!r}, {what}", {**base, p.name: value}) for what, value in wrong]
     return out
 
 
@@ -295,12 +390,13 @@ class SearchPluginContract:
     ) -> None:
         answers, _ = _run(new_plugin(), self.steps)
         problems = [
-            f"trial {number}: {param.name}={answer.get(param.name)!r}: {problem}"
+            f"trial {number}: {problem}"
             for number, answer in enumerate(_params(answers))
             for param in contract_space.active(answer)
-            if (problem := check_value(param, answer.get(param.name))) is not None
+            if param.name in answer
+            and (problem := check_value(param, answer[param.name])) is not None
         ]
-        assert not problems
+        assert not problems, "\n".join(problems)
 
     def test_conditional_parameters_are_set_exactly_when_active(
         self,
@@ -352,20 +448,29 @@ class SearchPluginContract:
     def test_a_daemon_restarted_mid_search_suggests_the_same(
         self, new_plugin: Callable[[], SearchPlugin]
     ) -> None:
-        # The daemon died with trials running: the restarted one rebuilds the plugin from
-        # scratch and hands it the log's views, the cut-short trials `interrupted`. It must
-        # answer what the plugin that lived on answers for that same history.
-        _, history = _run(new_plugin(), self.steps)
-        lived_on = new_plugin()
-        for pending in (1, 2):
-            for cut in sorted({pending, len(history) // 2, len(history)}):
-                if cut < pending:
-                    continue
-                seen = _cut_short(history[:cut], pending)
-                original = [rebuilt(t) for t in seen]
-                expected = _plain([lived_on.suggest(cut, tuple(original))])
-                assert _plain([new_plugin().suggest(cut, tuple(seen))]) == expected, (
-                    f"after {cut} trials, {pending} of them cut short")
+        # The daemon died with trials running. The plugin that lived on sees them `running`;
+        # the restarted daemon rebuilds the plugin from scratch and hands it the log's views,
+        # where every trial that was running is `interrupted` (restore.py), without a result,
+        # waiting to run again. Both must answer alike: a plugin that counts only running and
+        # queued trials as pending suggests differently after a crash. Checked on the search
+        # alone, and after an earlier experiment's finished trials (resume_from), which take a
+        # model-based plugin past its start-up, where pending trials start to count.
+        earlier, _ = _run(new_plugin(), 10)
+        for prior in ([], _earlier_experiment(earlier)):
+            _, history = _run(new_plugin(), self.steps, prior=prior)
+            lived_on = new_plugin()
+            for pending in (1, 2):
+                for cut in sorted({pending, len(history) // 2, len(history)}):
+                    if cut < pending:
+                        continue
+                    live = [*prior, *_still_running(history[:cut], pending)]
+                    expected = _plain([lived_on.suggest(cut, tuple(live))])
+                    restarted = _plain([new_plugin().suggest(cut, tuple(_restored(live)))])
+                    assert restarted == expected, (
+                        f"after {cut} trials ({len(prior)} of an earlier experiment before them)"
+                        f" with {pending} running: the plugin that lived on suggests"
+                        f" {expected}, one restarted (the running trials now `interrupted`)"
+                        f" {restarted}")
 
     def test_trials_of_an_earlier_experiment_are_taken_purely(
         self, new_plugin: Callable[[], SearchPlugin], contract_space: SearchSpace
@@ -389,13 +494,61 @@ class SearchPluginContract:
             return _plain(answers)
 
         answers = run_after(new_plugin(), prior)
-        for answer in answers:
-            if isinstance(answer, tuple):  # (params, budget, continues)
-                params = answer[0]
-                assert sorted(params) == sorted(p.name for p in contract_space.active(params))
-                assert not [p.name for p in contract_space.active(params)
-                            if check_value(p, params.get(p.name)) is not None], answer
+        _check_answers(contract_space, answers)
         assert run_after(new_plugin(), [rebuilt(t) for t in prior]) == answers
+
+    def test_trials_of_an_earlier_experiment_that_do_not_fit_the_space_are_ignored(
+        self, new_plugin: Callable[[], SearchPlugin], contract_space: SearchSpace
+    ) -> None:
+        # resume_from may name an experiment with another space: its trials may lack a
+        # parameter, add one, or hold a value of another type, out of range or not listed.
+        # The daemon hands them over as they are; a plugin must take them without raising
+        # (ignoring what does not fit) and still answer inside the space, alike when rebuilt.
+        earlier, _ = _run(new_plugin(), 10)
+        misfits = _misfits(contract_space)
+        fitting = [as_suggestion(a).params for a in earlier
+                   if a is not None and not isinstance(a, Wait)]
+        mixed: list[Mapping[str, ParamValue]] = []
+        for i in range(max(len(fitting), len(misfits))):  # the last, -1, a misfit too
+            mixed += [*fitting[i:i + 1], *(params for _, params in misfits[i:i + 1])]
+        prior = _earlier_experiment(mixed)
+        try:
+            answers, _ = _run(new_plugin(), self.steps // 2, prior=prior)
+        except Exception as exc:
+            culprits = [what for what, params in misfits
+                        if _raises(new_plugin(), _earlier_experiment([*fitting, params]))]
+            pytest.fail(
+                f"suggest raised {type(exc).__name__}: {exc} given trials of an earlier"
+                f" experiment (resume_from) that do not fit the space; it must ignore them"
+                f" (docs/writing-plugins.md, section 2). It raises for a trial with:"
+                f" {'; '.join(culprits) or 'none of them alone'}")
+        _check_answers(contract_space, _plain(answers))
+        again, _ = _run(new_plugin(), self.steps // 2, prior=[rebuilt(t) for t in prior])
+        assert _plain(again) == _plain(answers)
+
+
+def _raises(plugin: SearchPlugin, prior: Sequence[TrialView]) -> bool:
+    """Whether ``plugin`` raises when asked for trial 0 after ``prior``."""
+    try:
+        plugin.suggest(0, tuple(prior))
+    except Exception:
+        return True
+    return False
+
+
+def _check_answers(space: SearchSpace, answers: Sequence[Any]) -> None:
+    """Answers (as :func:`_plain` gives them) name the active parameters, each value inside."""
+    problems = []
+    for number, answer in enumerate(answers):
+        if not isinstance(answer, tuple):  # None or WAIT; trials are (params, budget, continues)
+            continue
+        params = answer[0]
+        names, wanted = sorted(params), sorted(p.name for p in space.active(params))
+        if names != wanted:
+            problems.append(f"trial {number}: {names} instead of {wanted}")
+        problems += [f"trial {number}: {problem}" for p in space.active(params)
+                     if p.name in params and (problem := check_value(p, params[p.name]))]
+    assert not problems, "\n".join(problems)
 
 
 def _stopping_calls(
