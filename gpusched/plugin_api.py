@@ -139,15 +139,21 @@ class Param:
             return f"{value!r} is not a number"
         if self.type is ParamType.INTEGER and not isinstance(value, int):
             return f"{value!r} is not an int (an integer parameter)"
+        problem = self.range_problem(value)
+        return None if problem is None else f"{value!r} {problem}"
+
+    def range_problem(self, value: int | float) -> str | None:
+        """For a number of a range parameter: ``"is outside [min, max]"`` or ``"is not on the
+        step ... from ..."``, or None when it is in the range and on its step."""
         assert self.low is not None and self.high is not None
         # An int is compared as it is: math.isfinite would overflow on one past a float's range.
         if not ((isinstance(value, int) or math.isfinite(value))
                 and self.low <= value <= self.high):
-            return f"{value!r} is outside [{self.low:g}, {self.high:g}]"
+            return f"is outside [{self.low}, {self.high}]"
         if self.step is not None:
             k = (value - self.low) / self.step
             if abs(k - round(k)) > 1e-6:
-                return f"{value!r} is not on the step {self.step:g} from {self.low:g}"
+                return f"is not on the step {self.step} from {self.low}"
         return None
 
     @property

@@ -17,7 +17,6 @@ without any. gpusched runs these classes over every installed plugin (tests/plug
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -121,14 +120,9 @@ def check_value(param: Param, value: object) -> str | None:
         return f"{said}: an integer parameter takes an int: return {_fix(param, value)}"
     if kind is str:
         return f"{said}: a double parameter takes a float (or an int): return float(x)"
-    assert isinstance(value, int | float) and param.low is not None and param.high is not None
-    if not ((kind is int or math.isfinite(value)) and param.low <= value <= param.high):
-        return f"{said} is outside [{param.low}, {param.high}]"
-    if param.step is not None:
-        k = (value - param.low) / param.step
-        if abs(k - round(k)) > 1e-6:
-            return f"{said} is not on the step {param.step} from {param.low}"
-    return None
+    assert isinstance(value, int | float)
+    problem = param.range_problem(value)
+    return None if problem is None else f"{said} {problem}"
 
 
 def _type_name(value: object) -> str:
