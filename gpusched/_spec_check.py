@@ -27,6 +27,7 @@ __all__ = [
     "number",
     "whole",
     "text",
+    "unusable_char",
     "boolean",
     "choice",
     "as_text",
@@ -154,16 +155,32 @@ def whole(
     return result
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unusable_char(value: str) -> str | None:
+    """Why ``value`` cannot reach a process (an argument, an environment variable), or None: a
+    NUL ends a C string; a lone surrogate (half of a JSON ``\\ud83d\\ude00`` escape) has no
+    UTF-8 encoding."""
+    if "\0" in value:
+        return "must not contain NUL characters"
+    if (found := _SURROGATE.search(value)) is not None:
+        return (f"contains a lone surrogate ({found.group()!a}): write the character itself,"
+                " or both halves of its \\u escape")
+    return None
+
+
 def text(
     p: Problems, place: str, value: Any, *, pattern: re.Pattern[str] | None = None, rule: str = ""
 ) -> str | None:
-    """Non-empty text without NUL characters, matching ``pattern`` in full when one is given."""
+    """Non-empty text a process can receive (see :func:`unusable_char`), matching ``pattern``
+    in full when one is given."""
     if not isinstance(value, str):
         p.add(place, f"must be text (got {describe(value)})")
     elif not value:
         p.add(place, "must not be empty")
-    elif "\0" in value:
-        p.add(place, "must not contain NUL characters")
+    elif (problem := unusable_char(value)) is not None:
+        p.add(place, problem)
     elif pattern is not None and not pattern.fullmatch(value):
         p.add(place, f"{rule} (got {describe(value)})")
     else:
@@ -217,8 +234,8 @@ def words(p: Problems, place: str, raw: Any, *, split: bool = False) -> tuple[st
         word = as_text(item)
         if word is None:
             p.add(at(place, index), f"must be text or a number (got {describe(item)})")
-        elif "\0" in word:
-            p.add(at(place, index), "must not contain NUL characters")
+        elif (problem := unusable_char(word)) is not None:
+            p.add(at(place, index), problem)
         else:
             out.append(word)
     return tuple(out) if len(out) == len(raw) else None

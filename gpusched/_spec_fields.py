@@ -26,6 +26,7 @@ from gpusched._spec_check import (
     key_text,
     number,
     text,
+    unusable_char,
     whole,
     words,
 )
@@ -199,8 +200,10 @@ def _env(p: Problems, place: str, raw: Any) -> Mapping[str, str] | None:
             p.add(at(place, key), "is set by gpusched for each trial and cannot be set here")
             continue
         value = as_text(item)
-        if value is None or "\0" in value:
+        if value is None:
             p.add(at(place, key), f"must be text or a number (got {describe(item)})")
+        elif (problem := unusable_char(value)) is not None:
+            p.add(at(place, key), problem)
         elif name is not None:
             env[name] = value
     return MappingProxyType(env)

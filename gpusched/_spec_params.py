@@ -22,6 +22,7 @@ from gpusched._spec_check import (
     show_number,
     text,
     unknown_key,
+    unusable_char,
     whole,
 )
 from gpusched._spec_when import CHILDREN, attach, expand
@@ -258,7 +259,7 @@ def _value(p: Problems, place: str, item: Any, kind: ParamType) -> ParamValue | 
     value = as_text(item)
     if value is None:
         p.add(place, f"must be text or a number (got {describe(item)})")
-    elif "\0" in value:
-        p.add(place, "must not contain NUL characters")
+    elif (problem := unusable_char(value)) is not None:
+        p.add(place, problem)
         return None
     return value

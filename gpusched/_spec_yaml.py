@@ -9,6 +9,8 @@ does), and refuses a key given twice.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import re
 from typing import Any
@@ -135,10 +137,64 @@ def parse_file_text(text: str, source: str) -> Any:
     try:
         data = yaml.load(text, Loader=Loader)  # Loader is a SafeLoader subclass
     except yaml.YAMLError as exc:
-        place, message = _where(exc)
-        raise fail(f"not valid YAML: {message}", place) from None
+        data = _json_or_none(text)
+        if data is None:
+            place, message = _where(exc)
+            raise fail(f"not valid YAML: {message}", place) from None
     except _PARSER_FAILURES as exc:
         raise fail(f"cannot be read as YAML ({type(exc).__name__}: {exc})"[:200]) from None
+    else:
+        # Nested as deep as the parser allows, the halves stay apart: refused below, by place.
+        with contextlib.suppress(RecursionError):
+            data = _join_surrogates(data)
     if data is None:
         raise fail("is empty: write the experiment's settings (see docs/experiment-file.md)")
     return data
+
+
+def _json_or_none(text: str) -> Any:
+    """``text`` as JSON when YAML refused it, else None. JSON is YAML, but for what YAML's
+    scanner refuses: tabs as indentation (``jq --tab``, Go's MarshalIndent with a tab)."""
+    if not text.lstrip().startswith(("{", "[")):
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _join_surrogates(data: Any, seen: dict[int, Any] | None = None) -> Any:
+    """``data`` with each string's UTF-16 surrogate pairs joined: YAML reads JSON's
+    ``"\\ud83d\\ude00"`` (Python's json.dump writes any character past U+FFFF so) as two lone
+    halves, which no process can receive; joined, it is the one character the file means. A
+    lone half stays, for the checks to refuse with its place.
+
+    Each container is walked once (``seen``), and kept as it is when nothing in it changes:
+    YAML aliases share one list many times over, which copies would multiply.
+    """
+    if isinstance(data, str):
+        if not _SURROGATE.search(data):
+            return data
+        return re.sub("[\ud800-\udbff][\udc00-\udfff]",
+                      lambda m: m.group().encode("utf-16", "surrogatepass").decode("utf-16"),
+                      data)
+    if not isinstance(data, list | dict):
+        return data
+    seen = {} if seen is None else seen
+    if id(data) in seen:
+        return seen[id(data)]
+    seen[id(data)] = data  # a container that holds itself stays as it is
+    if isinstance(data, list):
+        items = [_join_surrogates(item, seen) for item in data]
+        changed = any(a is not b for a, b in zip(items, data, strict=True))
+        result: Any = items if changed else data
+    else:
+        pairs = [(_join_surrogates(k, seen), _join_surrogates(v, seen)) for k, v in data.items()]
+        changed = any(k is not k0 or v is not v0
+                      for (k, v), (k0, v0) in zip(pairs, data.items(), strict=True))
+        result = dict(pairs) if changed else data
+    seen[id(data)] = result
+    return result
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")

@@ -834,3 +834,32 @@ def test_direct_construction_freezes_its_inputs() -> None:
     env["A"] = "2"
     assert spec.env == {"A": "1"}
     assert spec.command == ("t",) and isinstance(spec.params, tuple)
+
+
+def test_json_as_pythons_json_dump_and_jq_tab_write_it_is_read() -> None:
+    # json.dump writes a character past U+FFFF as a surrogate pair, which YAML once read as two
+    # lone halves (accepted, then every trial failed to start); a tab-indented JSON file was
+    # refused by YAML's scanner.
+    from gpusched.spec import parse_experiment_text
+
+    exp = {"command": ["python", "t.py"], "metric": "acc", "env": {"E": "😀"},
+           "params": [{"name": "x", "type": "categorical", "values": ["😀", "b"]}]}
+    for text in (json.dumps(exp), json.dumps(exp, indent="\t")):
+        spec = parse_experiment_text(text, source="e.json", base_dir="/tmp")
+        assert dict(spec.env) == {"E": "😀"} and spec.params[0].values == ("😀", "b")
+
+
+@pytest.mark.parametrize(("field", "place"), [
+    ('"command": ["t", "\\ud83d"]', "command[1]"),
+    ('"env": {"E": "\\ude00"}', "env.E"),
+])
+def test_a_lone_surrogate_is_refused_with_its_place(field: str, place: str) -> None:
+    from gpusched.spec import parse_experiment_text
+
+    command = "" if field.startswith('"command"') else '"command": "t", '
+    text = (f'{{{command}"metric": "acc", {field},'
+            ' "params": [{"name": "x", "type": "double", "min": 0, "max": 1}]}')
+    with pytest.raises(SpecError) as info:
+        parse_experiment_text(text, source="e.json", base_dir="/tmp")
+    (problem,) = info.value.problems
+    assert (problem.place, problem.message.split(" (")[0]) == (place, "contains a lone surrogate")
