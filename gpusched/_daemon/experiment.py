@@ -64,6 +64,19 @@ class TrialRun:
     _view: TrialView | None = field(default=None, init=False, repr=False, compare=False)
     _view_key: tuple[Any, ...] = field(default=(), init=False, repr=False, compare=False)
 
+    def reports_mark(self) -> tuple[Any, ...]:
+        """What :meth:`take_reports` (and a retry's count) change, to put back with
+        :meth:`back_to` when the log refused to store those reports."""
+        return (self.reports, len(self.metric_values), len(self.metric_steps),
+                dict(self.last_report), self.read_position, self.failures)
+
+    def back_to(self, mark: tuple[Any, ...]) -> None:
+        """Undo what was taken since :meth:`reports_mark`: the reports are read again."""
+        reports, values, steps, last, position, failures = mark
+        self.reports, self.last_report, self.read_position = reports, last, position
+        del self.metric_values[values:], self.metric_steps[steps:]
+        self.failures = failures
+
     def take_reports(self, new: list[dict[str, Any]], metric: str) -> None:
         """Account reports just stored: the count, the metric's series, the last report."""
         if not new:

@@ -33,6 +33,7 @@ from gpusched._daemon.recovery import leftover_processes, stop_leftovers
 from gpusched._daemon.report_collector import ReportCollector
 from gpusched._daemon.store import ReadPosition, ReportBatch, Store, encode_reports
 from gpusched.config import DaemonSettings
+from gpusched.errors import StoreError
 from gpusched.log import get_logger
 from gpusched.models import TrialState
 
@@ -132,7 +133,9 @@ class TrialRunner:
             # without looking for files (two failed stats per trial).
             resume_at = trial.read_position
             if resume_at is None and made:
-                resume_at = ReadPosition(0, None)
+                # Kept in the trial too: a rerun in this daemon (its end refused by the log)
+                # must read the files from their start again, not take them as stored.
+                resume_at = trial.read_position = ReadPosition(0, None)
             collector = ReportCollector(
                 self._files, metric_tag=spec.metric, first_iteration=trial.reports,
                 resume_at=resume_at, last_report=trial.last_report,
@@ -169,8 +172,15 @@ class TrialRunner:
                 # outcome is recorded: one without the refused reports would be wrong. The log
                 # still says running, so the trial runs again, reading on from what was stored.
                 if watched:
-                    # The last reports and the end: one commit (see _finish).
-                    await self._conclude(code, collector, await self._read_last(collector))
+                    # The last reports and the end: one commit (see _finish). Refused, the
+                    # trial runs again and must read those reports again: what they changed
+                    # in memory is undone.
+                    mark = self.trial.reports_mark()
+                    try:
+                        await self._conclude(code, collector, await self._read_last(collector))
+                    except StoreError:
+                        self.trial.back_to(mark)
+                        raise
 
     async def _stop_the_rest(self, proc: TrialProcess, *, cancelled: bool) -> None:
         """Stop what is left of the trial once its leader has exited (at once when the watch

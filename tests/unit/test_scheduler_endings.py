@@ -285,3 +285,50 @@ async def test_shutdown_during_one_experiments_write_starts_no_other_experiments
         await scheduler._place_what_fits()
     assert launched == []
     assert e2.requeued == [0] and e1.requeued == [0]
+
+
+async def test_reports_read_with_an_end_the_log_refused_are_read_again_by_the_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The last reports were taken into memory (count, position, series) before their commit:
+    # refused (the log locked, a full disk), the rerun read on past them and they were lost.
+    from gpusched._daemon.devices import DeviceTable
+    from gpusched._daemon.fake_gpus import FakeBackend, FakeConfig
+    from gpusched._daemon.trial_runner import TrialRunner
+    from gpusched.errors import StoreError
+
+    (tmp_path / "t.py").write_text(
+        "import os\n"
+        "with open(os.environ['GPUSCHED_REPORT_FILE'], 'a') as fh:\n"
+        "    fh.write('{\"acc\": 1}\\n{\"acc\": 2}\\n')\n")
+    async with scheduling(tmp_path) as (store, scheduler, exp):
+        trial = await _running_trial(scheduler, exp)
+        record = store.record_trial
+        calls: list[str] = []
+
+        async def refuse_once(*args: Any, **kwargs: Any) -> None:
+            calls.append(args[3])  # the event: trial_started, trial_ended
+            if calls == ["trial_started", "trial_ended"]:  # the first attempt's end
+                raise StoreError("database is locked")
+            await record(*args, **kwargs)
+
+        monkeypatch.setattr(store, "record_trial", refuse_once)
+
+        async def ended(*args: Any) -> None:
+            pass
+
+        def runner() -> TrialRunner:
+            return TrialRunner(
+                experiment=exp, trial=trial, uuids=[], store=store,
+                backend=FakeBackend(FakeConfig(devices=())),
+                devices=DeviceTable([], scheduler.settings),
+                settings=DaemonSettings(report_poll_s=60.0), trial_dir=tmp_path / "trial",
+                daemon_env=dict(os.environ), on_end=ended)
+
+        with pytest.raises(StoreError):
+            await runner().run()
+        assert (trial.reports, trial.metric_values) == (0, [])
+        await runner().run()  # the rerun
+        stored = [r["acc"] for r in await store.reports("e1", 0)]
+    assert stored == [1, 2, 1, 2]
+    assert (trial.state, trial.reports) == (TrialState.COMPLETED, 4)
