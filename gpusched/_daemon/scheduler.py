@@ -48,6 +48,10 @@ __all__ = ["Scheduler"]
 log = get_logger("gpusched.scheduler")
 STORE_RETRY_S = 2.0  # placement waits this long after the trial log refused a write
 _Reading = tuple[Any, dict[int, list[int]]]  # the devices' readings; session -> live pids
+# The events that decide, the newest of them, whether an experiment restored after a restart
+# is ending (see _restore_experiment).
+_DECISIONS = ("experiment_submitted", "experiment_resumed", "experiment_cancel_requested",
+              "experiment_failing")
 # A search whose last suggestion took longer than this is asked in a worker thread (see _ask).
 SUGGEST_INLINE_S = 0.01
 
@@ -362,6 +366,7 @@ class Scheduler:
         except Exception as exc:  # a plugin's bug ends its experiment, not the daemon
             detail = str(exc) if isinstance(exc, PluginError) else repr(exc)
             exp.failure = f"search plugin '{exp.spec.search_algorithm}' failed: {detail}"
+            await self._note_failing(exp)
             await self._maybe_finish(exp)
             return None
         if self._closing or self._ending(exp):
@@ -576,6 +581,7 @@ class Scheduler:
             reason = exp.failure_rule(trial, fatal)
             if reason is not None:
                 exp.failure = reason
+                await self._note_failing(exp)
                 for key, runner in list(self.runners.items()):
                     if key.startswith(f"{exp.id}/"):
                         runner.request_stop(TrialState.CANCELLED, f"experiment failed: {reason}")
@@ -588,6 +594,12 @@ class Scheduler:
             await self._drop_requeued(exp, self._ending_reason(exp))
         await self._maybe_finish(exp)
         self.kick()
+
+    async def _note_failing(self, exp: ExperimentRun) -> None:
+        """Put the decision that ``exp`` fails in the log at once: its end is written only
+        once its running trials have stopped, and a daemon killed meanwhile must not take the
+        experiment up again on restart (see ``_restore_experiment``)."""
+        await self.store.add_event("experiment_failing", exp.id, reason=exp.failure)
 
     def _ending_reason(self, exp: ExperimentRun) -> str:
         """Why ``exp`` is ending (see ``_ending``), as its cancelled trials say it."""
@@ -823,6 +835,15 @@ class Scheduler:
                             started_at=row["started_at"], owner_uid=row["owner_uid"],
                             run_as=run_as)
         await restore_trials(self.store, exp, stopped)
+        # A failure rule or a cancel decided before the daemon was killed (the experiment's end
+        # waits for its running trials to stop): still decided. A resume since undoes it.
+        decided = await self.store.last_event(exp.id, _DECISIONS)
+        if decided is not None and decided["kind"] == "experiment_cancel_requested":
+            exp.cancelling = True
+        elif decided is not None and decided["kind"] == "experiment_failing":
+            exp.failure = str(decided["data"].get("reason") or "a failure rule fired")
+        if exp.requeued and (exp.failure or exp.cancelling):
+            await self._drop_requeued(exp, self._ending_reason(exp))
         self.active[exp.id] = exp
         log.info("experiment_restored", experiment=exp.id, trials=len(exp.trials),
                  requeued=exp.requeued)

@@ -413,6 +413,14 @@ class Store:
         )
         return rows[::-1]
 
+    async def last_event(self, exp_id: str, kinds: Sequence[str]) -> dict[str, Any] | None:
+        """The newest event of the experiment itself (no trial's) of one of ``kinds``."""
+        marks = ", ".join("?" * len(kinds))
+        rows = await self._fetchall(
+            f"SELECT * FROM events WHERE experiment_id = ? AND trial IS NULL AND kind IN ({marks})"
+            " ORDER BY id DESC LIMIT 1", (exp_id, *kinds))
+        return rows[0] if rows else None
+
     async def event_counts(self, exp_id: str, kind: str) -> dict[int, int]:
         """Trial number -> how many events of ``kind`` the experiment's log has for it."""
         async with self._db.execute(

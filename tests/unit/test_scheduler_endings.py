@@ -332,3 +332,38 @@ async def test_reports_read_with_an_end_the_log_refused_are_read_again_by_the_re
         stored = [r["acc"] for r in await store.reports("e1", 0)]
     assert stored == [1, 2, 1, 2]
     assert (trial.state, trial.reports) == (TrialState.COMPLETED, 4)
+
+
+@pytest.mark.parametrize(("decision", "ended", "because"), [
+    ("experiment_failing", "failed", "experiment failed: the first trial failed"),
+    ("experiment_cancel_requested", "cancelled", "cancelled"),
+    ("experiment_resumed", "running", None),  # a resume after the decision undoes it
+])
+async def test_an_ending_decided_before_a_kill_is_still_decided_after_the_restart(
+    tmp_path: Path, decision: str, ended: str, because: str | None,
+) -> None:
+    # A failure rule fired (or a cancel came) and the other trials were being stopped when the
+    # daemon was killed: the restart took the experiment up again, ran the stopped trials
+    # again and went on searching.
+    async with scheduling(tmp_path) as (store, scheduler, exp):
+        for _ in range(2):
+            await _running_trial(scheduler, exp)
+        await store.update_trial("e1", 0, state="failed", reason="exited with code 1")
+        await store.update_trial("e1", 1, state="running", pid=2**22 + 7)  # no such process
+        if decision == "experiment_failing":
+            await store.add_event(decision, "e1", reason="the first trial failed")
+        elif decision == "experiment_resumed":
+            await store.add_event("experiment_cancel_requested", "e1")
+            await store.add_event(decision, "e1")
+        else:
+            await store.add_event(decision, "e1")
+        restarted = Scheduler(store=store, backend=cast(GpuBackend, None),
+                              settings=DaemonSettings(), state_dir=tmp_path / "state")
+        await restarted._restore()
+        state, trials = await _states(store)
+    assert state == ended
+    if because is not None:
+        assert "e1" not in restarted.active
+        assert trials[1] == ("cancelled", because)
+    else:
+        assert restarted.active["e1"].requeued == [1]
