@@ -722,6 +722,12 @@ class Scheduler:
             raise RequestError("bad_request", f"{exp_id} has {row['state']}: only a failed or"
                                " cancelled one can be resumed (to search further, submit a new"
                                f" experiment with resume_from: {exp_id})")
+        learning = sorted(e.id for e in self.active.values() if e.spec.resume_from == exp_id)
+        if learning:
+            # Its trials are their history (resume_from): it must not change under their search.
+            raise RequestError("bad_request", f"{exp_id} cannot be resumed while"
+                               f" {', '.join(learning)} (resume_from: {exp_id}) is in progress:"
+                               " wait for it to end, or cancel it first")
         spec = ExperimentSpec.from_dict(row["spec"])
         try:
             search, stoppers = self._plugins(spec, row["seed"])

@@ -367,3 +367,20 @@ async def test_an_ending_decided_before_a_kill_is_still_decided_after_the_restar
         assert trials[1] == ("cancelled", because)
     else:
         assert restarted.active["e1"].requeued == [1]
+
+
+async def test_an_experiment_cannot_be_resumed_while_one_that_resumes_from_it_runs(
+    tmp_path: Path,
+) -> None:
+    # Its trials are the other's history: resumed, it would change under that search (and a
+    # restart would show the search another history).
+    async with scheduling(tmp_path) as (store, scheduler, exp):
+        await store.update_experiment("e1", state="failed")
+        del scheduler.active["e1"]
+        await store.create_experiment(name="later", spec=exp.spec.to_dict(), seed=0,
+                                      priority=0, owner_uid=os.getuid())
+        scheduler.active["e2"] = _run(_spec(tmp_path, resume_from="e1"), "e2")
+        with pytest.raises(RequestError, match="e1 cannot be resumed while e2"):
+            await scheduler.resume("e1")
+        del scheduler.active["e2"]  # ended
+        assert (await scheduler.resume("e1")).startswith("resuming e1")
