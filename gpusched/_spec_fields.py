@@ -88,13 +88,14 @@ class _Reader:
 
 def check(
     p: Problems, settings: Mapping[str, Entry], *, base_dir: str, default_name: str,
-    check_workdir: bool, aip: bool = False,
+    check_workdir: bool, aip: bool = False, home: str | None = None,
 ) -> dict[str, Any]:
     """Every spec field from ``settings``, as keyword arguments of ``ExperimentSpec``; ``aip``:
-    the file is an AI Platform config (see ``_identity``)."""
+    the file is an AI Platform config (see ``_identity``); ``home``: the submitter's home, for
+    ``~`` in ``workdir`` (None: this process's)."""
     r = _Reader(p, settings)
     out = _identity(r, base_dir=base_dir, default_name=default_name, check_workdir=check_workdir,
-                    aip=aip)
+                    aip=aip, home=home)
     out.update(_limits(r))
     out.update(_search(p, settings.get("search"), settings.get("algorithm")))
     out.update(_early_stopping(p, settings.get("early_stopping")))
@@ -106,8 +107,8 @@ def check(
     return out
 
 
-def _identity(r: _Reader, *, base_dir: str, default_name: str, check_workdir: bool, aip: bool
-              ) -> dict[str, Any]:
+def _identity(r: _Reader, *, base_dir: str, default_name: str, check_workdir: bool, aip: bool,
+              home: str | None = None) -> dict[str, Any]:
     """What runs and what it is judged by: name, command, workdir, env, metric, goal...
 
     ``aip``: the file is an AI Platform config, where ``hyperparameterMetricTag`` is optional
@@ -118,7 +119,7 @@ def _identity(r: _Reader, *, base_dir: str, default_name: str, check_workdir: bo
     out: dict[str, Any] = {
         "name": r.read("name", default_name, partial(text, pattern=NAME, rule=name_rule)),
         "command": _command(p, r.settings),
-        "workdir": r.read("workdir", base_dir, partial(_workdir, base_dir=base_dir)),
+        "workdir": r.read("workdir", base_dir, partial(_workdir, base_dir=base_dir, home=home)),
         "env": r.read("env", MappingProxyType({}), _env),
     }
     if check_workdir and out["workdir"] is not None and not os.path.isdir(out["workdir"]):
@@ -181,10 +182,14 @@ def _command(p: Problems, settings: Mapping[str, Entry]) -> tuple[str, ...] | No
     return None
 
 
-def _workdir(p: Problems, place: str, raw: Any, *, base_dir: str) -> str | None:
+def _workdir(p: Problems, place: str, raw: Any, *, base_dir: str, home: str | None = None
+             ) -> str | None:
     folder = text(p, place, raw)
     if folder is None:
         return None
+    if home is not None and (folder == "~" or folder.startswith("~/")):
+        # The submitter's ~, not the daemon's (a root daemon parses every user's file).
+        folder = home + folder[1:]
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(folder)))
 
 

@@ -160,19 +160,20 @@ def _param_dict(param: Param) -> dict[str, Any]:
     return out
 
 
-def parse_experiment(data: Any, *, base_dir: str | Path, source: str = "") -> ExperimentSpec:
+def parse_experiment(data: Any, *, base_dir: str | Path, source: str = "",
+                     home: str | None = None) -> ExperimentSpec:
     """Validate already-loaded experiment ``data`` (a mapping, in either spelling).
 
     A relative ``workdir`` is taken from ``base_dir`` (the default workdir is ``base_dir``);
     ``name`` defaults to ``source``'s file stem (or ``experiment``). ``source`` names the file in
     the error. Raises :class:`SpecError` listing every problem, each with its place.
     """
-    return _parse(data, base_dir=Path(base_dir), source=source)
+    return _parse(data, base_dir=Path(base_dir), source=source, home=home)
 
 
 def parse_experiment_text(
     text: str, *, source: str, base_dir: str | Path, overrides: Sequence[str] = (),
-    name: str | None = None, command: Sequence[str] | None = None,
+    name: str | None = None, command: Sequence[str] | None = None, home: str | None = None,
 ) -> ExperimentSpec:
     """An experiment file's ``text``, as ``gpusched submit`` reads it and the daemon parses it:
     YAML (or JSON), then ``--set KEY=VALUE`` ``overrides`` in order, then ``name``.
@@ -180,12 +181,14 @@ def parse_experiment_text(
     ``source`` names the file in errors and gives the default name. A relative ``workdir`` is
     taken from ``base_dir`` (the file's folder; the default workdir); it must exist. With a
     ``command`` (``submit --aip FILE -- COMMAND``) the text is an AI Platform
-    ``hptuning_config.yaml`` run with that command. Raises :class:`SpecError` listing every
-    problem, each with its place.
+    ``hptuning_config.yaml`` run with that command. ``home``: the submitter's home folder, for
+    a ``~`` in ``workdir`` (None: this process's ``$HOME``). Raises :class:`SpecError` listing
+    every problem, each with its place.
     """
     data = parse_file_text(text, source)
     return _parse(data, base_dir=Path(base_dir), source=source, overrides=overrides, name=name,
-                  command=None if command is None else tuple(command), check_workdir=True)
+                  command=None if command is None else tuple(command), check_workdir=True,
+                  home=home)
 
 
 def load_experiment_file(
@@ -231,6 +234,7 @@ def _parse(
     name: str | None = None,
     command: tuple[str, ...] | None = None,
     check_workdir: bool = False,
+    home: str | None = None,
 ) -> ExperimentSpec:
     p = Problems()
     settings = gather(p, data)
@@ -252,7 +256,7 @@ def _parse(
             p.add("command", "required: give the trainer's command after `--`")
     fields = _spec_fields.check(p, settings, base_dir=os.path.abspath(base_dir),
                                 default_name=_default_name(source), check_workdir=check_workdir,
-                                aip=aip)
+                                aip=aip, home=home)
     if p.items:
         raise SpecError(p.items, source)
     return ExperimentSpec(**fields)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import pwd
 import socket
 import stat
 import struct
@@ -264,14 +265,18 @@ class Server:
         source = args.get("source", "")
         if not isinstance(source, str):
             raise RequestError("bad_request", "'source' must be a string (the file's name)")
+        # Another user's ~ (a root daemon's submitter) is theirs, not the daemon's: looked up
+        # in a worker thread (the user database may be LDAP, slow to answer).
+        home = None if uid is None or uid == os.getuid() else await anyio.to_thread.run_sync(
+            _home_of, uid)
         if "text" in args:
-            spec = await _parse_text(args, base_dir=base_dir, source=source)
+            spec = await _parse_text(args, base_dir=base_dir, source=source, home=home)
         else:
             # A mapping (a Client.submit of a dict) may be as large as a request line: checked
             # off the event loop, whatever its size (only the CLI's small files are inline).
             spec = await anyio.to_thread.run_sync(
                 lambda: parse_experiment(args.get("experiment"), base_dir=base_dir,
-                                         source=source))
+                                         source=source, home=home))
         exp_id = await self.scheduler.submit(spec, uid)
         return {"id": exp_id, "name": spec.name}
 
@@ -487,7 +492,16 @@ async def _send_quietly(stream: SocketStream, message: dict[str, Any]) -> None:
         await stream.send(encode(message))
 
 
-async def _parse_text(args: dict[str, Any], *, base_dir: str, source: str) -> ExperimentSpec:
+def _home_of(uid: int) -> str | None:
+    """``uid``'s home folder from the user database; None when it has no entry."""
+    try:
+        return pwd.getpwuid(uid).pw_dir or None
+    except KeyError:
+        return None
+
+
+async def _parse_text(args: dict[str, Any], *, base_dir: str, source: str,
+                      home: str | None = None) -> ExperimentSpec:
     """The spec in a submit's ``text`` (the experiment file as read by ``gpusched submit``),
     with its ``set`` overrides, ``name`` and, for ``--aip``, ``command``."""
     text, overrides, name, command = (args.get(k) for k in ("text", "set", "name", "command"))
@@ -508,7 +522,7 @@ async def _parse_text(args: dict[str, Any], *, base_dir: str, source: str) -> Ex
 
     def parse() -> ExperimentSpec:
         return parse_experiment_text(text, source=source, base_dir=base_dir,
-                                     overrides=overrides, name=name, command=command)
+                                     overrides=overrides, name=name, command=command, home=home)
 
     # A few KiB parse in a millisecond or two; a big file is parsed off the event loop.
     if len(text) <= INLINE_PARSE_CHARS:

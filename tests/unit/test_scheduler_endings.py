@@ -384,3 +384,28 @@ async def test_an_experiment_cannot_be_resumed_while_one_that_resumes_from_it_ru
             await scheduler.resume("e1")
         del scheduler.active["e2"]  # ended
         assert (await scheduler.resume("e1")).startswith("resuming e1")
+
+
+async def test_a_tilde_in_workdir_is_the_submitters_home_not_the_daemons(tmp_path: Path) -> None:
+    # The daemon parses every user's file: `workdir: ~/proj` once meant the daemon's home
+    # (root's, for the system daemon).
+    import pwd
+
+    from gpusched._daemon.server import Server
+    from gpusched.errors import SpecError
+    from gpusched.spec import parse_experiment_text
+
+    (tmp_path / "alice" / "proj").mkdir(parents=True)
+    text = ("command: python t.py\nmetric: acc\nworkdir: ~/proj\n"
+            "params: [{name: x, type: double, min: 0, max: 1}]\n")
+    spec = parse_experiment_text(text, source="e.yaml", base_dir="/",
+                                 home=str(tmp_path / "alice"))
+    assert spec.workdir == str(tmp_path / "alice" / "proj")
+    try:
+        other = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' on this host")
+    async with scheduling(tmp_path) as (_, scheduler, _exp):
+        with pytest.raises(SpecError, match=f"{other.pw_dir}/proj"):
+            await Server(scheduler)._submit(
+                {"base_dir": "/", "text": text, "source": "e.yaml"}, other.pw_uid)
