@@ -21,10 +21,14 @@ from collections.abc import Collection
 import anyio
 
 from gpusched._daemon import procfs
+from gpusched.log import get_logger
 
 __all__ = ["leftover_processes", "stop_leftovers"]
 
 _POLL_S = 0.05
+# How long SIGKILLed processes are waited for before they are taken for unkillable.
+UNKILLABLE_AFTER_S = 30.0
+log = get_logger("gpusched.recovery")
 
 
 def leftover_processes(
@@ -68,7 +72,16 @@ async def stop_leftovers(trial_dirs: Collection[str], grace_s: float) -> dict[st
         if not leftover_processes(found):
             return found
         await anyio.sleep(_POLL_S)
-    while left := leftover_processes(found):  # SIGKILL cannot be ignored: this ends
+    # SIGKILL cannot be ignored, but a process in uninterruptible sleep (one wedged in a driver
+    # after a GPU fault) takes it only when it wakes, if ever: waiting for it without a bound
+    # kept the restarted daemon from starting at all. Past the bound it is logged and left
+    # (NVML still lists it: its GPU stays out of use).
+    deadline = time.monotonic() + UNKILLABLE_AFTER_S
+    while left := leftover_processes(found):
+        if time.monotonic() >= deadline:
+            log.error("leftover_processes_unkillable", trials=left,
+                      after_s=UNKILLABLE_AFTER_S)
+            break
         _signal([p for pids in left.values() for p in pids], signal.SIGKILL)
         await anyio.sleep(_POLL_S)
     return found

@@ -409,3 +409,24 @@ async def test_a_tilde_in_workdir_is_the_submitters_home_not_the_daemons(tmp_pat
         with pytest.raises(SpecError, match=f"{other.pw_dir}/proj"):
             await Server(scheduler)._submit(
                 {"base_dir": "/", "text": text, "source": "e.yaml"}, other.pw_uid)
+
+
+async def test_a_leftover_that_survives_sigkill_is_logged_and_left_not_waited_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A process in uninterruptible sleep (wedged in a driver) takes SIGKILL only when it
+    # wakes: the restart once waited for it forever, and the daemon never started.
+    from structlog.testing import capture_logs
+
+    from gpusched._daemon import recovery
+
+    signals: list[int] = []
+    monkeypatch.setattr(recovery, "leftover_processes",
+                        lambda dirs, **kwargs: {"/state/trials/e1/0": [4321]})
+    monkeypatch.setattr(recovery, "_signal", lambda pids, sig: signals.append(sig))
+    monkeypatch.setattr(recovery, "UNKILLABLE_AFTER_S", 0.2)
+    with capture_logs() as logs, anyio.fail_after(10):
+        found = await recovery.stop_leftovers(["/state/trials/e1/0"], grace_s=0.1)
+    assert found == {"/state/trials/e1/0": [4321]}
+    assert signals[0] == 15 and signals[-1] == 9
+    assert [e["event"] for e in logs] == ["leftover_processes_unkillable"]
