@@ -187,6 +187,8 @@ def _override(p: Problems, settings: Settings, path: list[str], value: Any, plac
     if setting == "algorithm" and search is not None and isinstance(search.value, Mapping):
         kept = {k: v for k, v in search.value.items() if k != "algorithm"}
         settings["search"] = Entry(search.place, kept, search.aip)
+    elif setting == "algorithm" and search is not None and isinstance(search.value, str):
+        del settings["search"]  # `search: grid` is nothing but its algorithm
     if not rest:
         settings[setting] = Entry(head, value, aip=head != setting)
         return

@@ -863,3 +863,16 @@ def test_a_lone_surrogate_is_refused_with_its_place(field: str, place: str) -> N
         parse_experiment_text(text, source="e.json", base_dir="/tmp")
     (problem,) = info.value.problems
     assert (problem.place, problem.message.split(" (")[0]) == (place, "contains a lone surrogate")
+
+
+@pytest.mark.parametrize("search", ["grid", "{algorithm: grid}"])
+def test_an_algorithm_override_replaces_the_search_however_the_file_wrote_it(search: str) -> None:
+    # With `search: grid` (a bare name) the override once clashed: "the same setting as
+    # search: give it once".
+    from gpusched.spec import parse_experiment_text
+
+    text = (f"command: python t.py\nmetric: acc\nsearch: {search}\n"
+            "params: [{name: x, type: discrete, values: [1, 2]}]\n")
+    spec = parse_experiment_text(text, source="e.yaml", base_dir="/tmp",
+                                 overrides=["algorithm=RANDOM_SEARCH"])
+    assert spec.search_algorithm == "random"
