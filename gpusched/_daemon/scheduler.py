@@ -48,10 +48,9 @@ __all__ = ["Scheduler"]
 log = get_logger("gpusched.scheduler")
 STORE_RETRY_S = 2.0  # placement waits this long after the trial log refused a write
 _Reading = tuple[Any, dict[int, list[int]]]  # the devices' readings; session -> live pids
-# The events that decide, the newest of them, whether an experiment restored after a restart
-# is ending (see _restore_experiment).
-_DECISIONS = ("experiment_submitted", "experiment_resumed", "experiment_cancel_requested",
-              "experiment_failing")
+# The events after which an experiment restored after a restart runs again, whatever was
+# decided before them (see _restore_experiment).
+_STARTS = ("experiment_submitted", "experiment_resumed")
 # A search whose last suggestion took longer than this is asked in a worker thread (see _ask).
 SUGGEST_INLINE_S = 0.01
 
@@ -581,10 +580,10 @@ class Scheduler:
             reason = exp.failure_rule(trial, fatal)
             if reason is not None:
                 exp.failure = reason
-                await self._note_failing(exp)
                 for key, runner in list(self.runners.items()):
                     if key.startswith(f"{exp.id}/"):
                         runner.request_stop(TrialState.CANCELLED, f"experiment failed: {reason}")
+                await self._note_failing(exp)
                 # Else a retry waiting for a GPU would keep the experiment from ever ending.
                 await self._drop_requeued(exp, f"experiment failed: {reason}")
         if exp.requeued and self._ending(exp):
@@ -598,8 +597,12 @@ class Scheduler:
     async def _note_failing(self, exp: ExperimentRun) -> None:
         """Put the decision that ``exp`` fails in the log at once: its end is written only
         once its running trials have stopped, and a daemon killed meanwhile must not take the
-        experiment up again on restart (see ``_restore_experiment``)."""
-        await self.store.add_event("experiment_failing", exp.id, reason=exp.failure)
+        experiment up again on restart (see ``_restore_experiment``). A log that refuses it
+        changes nothing here: the decision stands in memory, and its end is written later."""
+        try:
+            await self.store.add_event("experiment_failing", exp.id, reason=exp.failure)
+        except StoreError as exc:
+            log.error("experiment_failing_not_recorded", experiment=exp.id, error=str(exc))
 
     def _ending_reason(self, exp: ExperimentRun) -> str:
         """Why ``exp`` is ending (see ``_ending``), as its cancelled trials say it."""
@@ -672,6 +675,9 @@ class Scheduler:
         run_as = await anyio.to_thread.run_sync(trial_identity, owner_uid) if (
             os.geteuid() == 0) else None
         spec = await resolve_resume_from(self.store, spec)
+        if spec.resume_from is not None and spec.resume_from in self._resuming:
+            raise RequestError("not_ended", f"{spec.resume_from} is being resumed: its trials"
+                               " would change under this search; submit once it has ended")
         prior = await prior_trials(self.store, spec)
         exp_id = await self.store.create_experiment(
             name=spec.name, spec=spec.to_dict(), seed=seed, priority=spec.priority,
@@ -842,12 +848,14 @@ class Scheduler:
                             run_as=run_as)
         await restore_trials(self.store, exp, stopped)
         # A failure rule or a cancel decided before the daemon was killed (the experiment's end
-        # waits for its running trials to stop): still decided. A resume since undoes it.
-        decided = await self.store.last_event(exp.id, _DECISIONS)
-        if decided is not None and decided["kind"] == "experiment_cancel_requested":
+        # waits for its running trials to stop): still decided, the failure first (as
+        # _maybe_finish puts it, even when a cancel came after). A resume since undoes both.
+        failing = await self.store.last_event(exp.id, (*_STARTS, "experiment_failing"))
+        cancel = await self.store.last_event(exp.id, (*_STARTS, "experiment_cancel_requested"))
+        if failing is not None and failing["kind"] == "experiment_failing":
+            exp.failure = str(failing["data"].get("reason") or "a failure rule fired")
+        if cancel is not None and cancel["kind"] == "experiment_cancel_requested":
             exp.cancelling = True
-        elif decided is not None and decided["kind"] == "experiment_failing":
-            exp.failure = str(decided["data"].get("reason") or "a failure rule fired")
         if exp.requeued and (exp.failure or exp.cancelling):
             await self._drop_requeued(exp, self._ending_reason(exp))
         self.active[exp.id] = exp

@@ -25,6 +25,7 @@ from gpusched._daemon.store import Store, open_store
 from gpusched.config import DaemonSettings
 from gpusched.errors import RequestError
 from gpusched.models import ExperimentState, TrialState
+from gpusched.plugin_api import SearchPlugin as SearchPluginBase
 from gpusched.plugins import make_search_plugin
 from gpusched.spec import ExperimentSpec, parse_experiment
 
@@ -338,6 +339,8 @@ async def test_reports_read_with_an_end_the_log_refused_are_read_again_by_the_re
     ("experiment_failing", "failed", "experiment failed: the first trial failed"),
     ("experiment_cancel_requested", "cancelled", "cancelled"),
     ("experiment_resumed", "running", None),  # a resume after the decision undoes it
+    # A cancel after a rule fired: failed, as a daemon that lived on ends it.
+    ("failing_then_cancel", "failed", "experiment failed: the first trial failed"),
 ])
 async def test_an_ending_decided_before_a_kill_is_still_decided_after_the_restart(
     tmp_path: Path, decision: str, ended: str, because: str | None,
@@ -352,6 +355,9 @@ async def test_an_ending_decided_before_a_kill_is_still_decided_after_the_restar
         await store.update_trial("e1", 1, state="running", pid=2**22 + 7)  # no such process
         if decision == "experiment_failing":
             await store.add_event(decision, "e1", reason="the first trial failed")
+        elif decision == "failing_then_cancel":
+            await store.add_event("experiment_failing", "e1", reason="the first trial failed")
+            await store.add_event("experiment_cancel_requested", "e1")
         elif decision == "experiment_resumed":
             await store.add_event("experiment_cancel_requested", "e1")
             await store.add_event(decision, "e1")
@@ -430,3 +436,62 @@ async def test_a_leftover_that_survives_sigkill_is_logged_and_left_not_waited_fo
     assert found == {"/state/trials/e1/0": [4321]}
     assert signals[0] == 15 and signals[-1] == 9
     assert [e["event"] for e in logs] == ["leftover_processes_unkillable"]
+
+
+
+class _Stoppable:
+    """A running trial's runner, as far as a failure rule sees it."""
+
+    def __init__(self) -> None:
+        self.stops: list[tuple[TrialState, str]] = []
+
+    def request_stop(self, state: TrialState, reason: str) -> bool:
+        self.stops.append((state, reason))
+        return True
+
+
+@pytest.mark.parametrize("log_refuses", [False, True])
+async def test_a_failure_rule_stops_the_running_trials_and_puts_its_decision_in_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_refuses: bool,
+) -> None:
+    # The decision is what a restart reads (experiment_failing). A log refusing it must not
+    # keep the running trials from being stopped.
+    from gpusched.errors import StoreError
+
+    async with scheduling(tmp_path) as (store, scheduler, exp):
+        first, second = await _running_trial(scheduler, exp), await _running_trial(scheduler, exp)
+        other = _Stoppable()
+        scheduler.runners["e1/1"] = cast(Any, other)
+        if log_refuses:
+            add = store.add_event
+
+            async def refuse_failing(kind: str, *args: Any, **kwargs: Any) -> None:
+                if kind == "experiment_failing":
+                    raise StoreError("database is locked")
+                await add(kind, *args, **kwargs)
+
+            monkeypatch.setattr(store, "add_event", refuse_failing)
+        first.state = TrialState.FAILED
+        await scheduler._trial_ended(exp, first, None)
+        event = await store.last_event("e1", ("experiment_failing",))
+    reason = "the first trial failed (set max_failed_trials to go on after failures, as AI" \
+             " Platform does)"
+    assert other.stops == [(TrialState.CANCELLED, f"experiment failed: {reason}")]
+    assert exp.failure == reason and second.number == 1
+    if log_refuses:
+        assert event is None
+    else:
+        assert event is not None and event["data"] == {"reason": reason}
+
+
+async def test_a_search_plugins_failure_puts_its_decision_in_the_log(tmp_path: Path) -> None:
+    class Broken(SearchPluginBase):
+        def suggest(self, number: int, history: Any) -> Any:
+            raise RuntimeError("boom")
+
+    async with scheduling(tmp_path) as (store, scheduler, exp):
+        exp.search = Broken(exp.spec.space(), goal=exp.spec.goal, seed=0, options={})
+        assert await scheduler._next_trial(exp) is None
+        event = await store.last_event("e1", ("experiment_failing",))
+    assert event is not None
+    assert event["data"]["reason"] == "search plugin 'random' failed: RuntimeError('boom')"
