@@ -172,15 +172,10 @@ class TrialRunner:
                 # outcome is recorded: one without the refused reports would be wrong. The log
                 # still says running, so the trial runs again, reading on from what was stored.
                 if watched:
-                    # The last reports and the end: one commit (see _finish). Refused, the
-                    # trial runs again and must read those reports again: what they changed
-                    # in memory is undone.
+                    # The last reports and the end: one commit (see _finish).
                     mark = self.trial.reports_mark()
-                    try:
-                        await self._conclude(code, collector, await self._read_last(collector))
-                    except StoreError:
-                        self.trial.back_to(mark)
-                        raise
+                    await self._conclude(code, collector, await self._read_last(collector),
+                                         mark)
 
     async def _stop_the_rest(self, proc: TrialProcess, *, cancelled: bool) -> None:
         """Stop what is left of the trial once its leader has exited (at once when the watch
@@ -335,7 +330,7 @@ class TrialRunner:
                 return
 
     async def _conclude(self, code: int, collector: ReportCollector,
-                        reports: ReportBatch | None) -> None:
+                        reports: ReportBatch | None, mark: tuple[Any, ...]) -> None:
         trial, metric = self.trial, self.exp.spec.metric
         objective = objective_of(trial.metric_values, self.exp.spec.objective, self.exp.spec.goal)
         fatal: str | None = None
@@ -367,12 +362,16 @@ class TrialRunner:
                 limit = self.exp.spec.max_retries_per_trial
                 state = TrialState.QUEUED
                 reason = f"{reason}; retry {trial.failures} of {limit}"
-        await self._finish(state, reason, code, objective, fatal, reports=reports)
+        await self._finish(state, reason, code, objective, fatal, reports=reports, mark=mark)
 
     async def _finish(
         self, state: TrialState, reason: str, code: int | None, objective: float | None,
         fatal: str | None = None, *, reports: ReportBatch | None = None,
+        mark: tuple[Any, ...] | None = None,
     ) -> None:
+        """Record the end (with ``reports``, the last ones) and hand the trial back. ``mark``:
+        the trial's report state before ``reports`` were taken in (``TrialRun.reports_mark``):
+        if the log refuses the end, the trial runs again and must read them again."""
         trial = self.trial
         trial.state, trial.objective = state, objective
         if state in (TrialState.COMPLETED, TrialState.STOPPED):
@@ -383,15 +382,20 @@ class TrialRunner:
         exit_code = code if code is not None and code >= 0 else None
         exit_signal = -code if code is not None and code < 0 else None
         retrying = state is TrialState.QUEUED
-        await self._store.record_trial(
-            self.exp.id, trial.number,
-            {"state": state.value, "reason": reason, "objective": objective,
-             "exit_code": exit_code, "exit_signal": exit_signal, "ended_at": time.time(),
-             "attempts": trial.attempts},
-            "trial_retrying" if retrying else "trial_ended", reports=reports,
-            state=state.value, reason=reason,
-            exit_code=exit_code, exit_signal=exit_signal, attempt=trial.attempts,
-        )
+        try:
+            await self._store.record_trial(
+                self.exp.id, trial.number,
+                {"state": state.value, "reason": reason, "objective": objective,
+                 "exit_code": exit_code, "exit_signal": exit_signal, "ended_at": time.time(),
+                 "attempts": trial.attempts},
+                "trial_retrying" if retrying else "trial_ended", reports=reports,
+                state=state.value, reason=reason,
+                exit_code=exit_code, exit_signal=exit_signal, attempt=trial.attempts,
+            )
+        except StoreError:
+            if mark is not None:
+                trial.back_to(mark)
+            raise
         log.info("trial_ended", trial=self.key, state=state.value, reason=reason,
                  objective=objective)
         self._release()
