@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 import yaml
+import yaml.scanner
 
 from gpusched.errors import Problem, SpecError
 
@@ -137,7 +138,8 @@ def parse_file_text(text: str, source: str) -> Any:
     try:
         data = yaml.load(text, Loader=Loader)  # Loader is a SafeLoader subclass
     except yaml.YAMLError as exc:
-        data = _json_or_none(text)
+        # Only where YAML's scanner balks (tabs): a duplicate key stays YAML's refusal.
+        data = _json_or_none(text) if isinstance(exc, yaml.scanner.ScannerError) else None
         if data is None:
             place, message = _where(exc)
             raise fail(f"not valid YAML: {message}", place) from None
@@ -158,9 +160,16 @@ def _json_or_none(text: str) -> Any:
     if not text.lstrip().startswith(("{", "[")):
         return None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError):
         return None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("a key given twice")  # refused as YAML refuses it
+    return out
 
 
 def _join_surrogates(data: Any, seen: dict[int, Any] | None = None) -> Any:

@@ -876,3 +876,13 @@ def test_an_algorithm_override_replaces_the_search_however_the_file_wrote_it(sea
     spec = parse_experiment_text(text, source="e.yaml", base_dir="/tmp",
                                  overrides=["algorithm=RANDOM_SEARCH"])
     assert spec.search_algorithm == "random"
+
+
+def test_a_json_file_with_a_key_given_twice_is_refused() -> None:
+    # The JSON reading (for tab-indented files) once took the last of two keys silently.
+    from gpusched._spec_yaml import parse_file_text
+
+    for text in ('{"name": "a", "max_trials": 5, "max_trials": 50}',
+                 '{\n\t"name": "a",\n\t"name": "b"\n}'):
+        with pytest.raises(SpecError):
+            parse_file_text(text, "e.json")
