@@ -152,7 +152,8 @@ class Param:
             return f"is outside [{self.low}, {self.high}]"
         if self.step is not None:
             k = (value - self.low) / self.step
-            if abs(k - round(k)) > 1e-6:
+            # Relative too: with ~1e10 steps in the range, k's own rounding passes 1e-6.
+            if abs(k - round(k)) > 1e-6 + abs(k) * 1e-12:
                 return f"is not on the step {self.step} from {self.low}"
         return None
 

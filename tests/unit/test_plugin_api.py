@@ -128,3 +128,14 @@ def test_a_suggested_value_past_a_floats_range_is_a_problem_not_an_overflow() ->
     problem = n.problem_with(10**400)
     assert problem is not None and problem.endswith("is outside [1, 10]")
     assert n.problem_with(10) is None
+
+
+def test_a_value_on_a_fine_step_of_a_wide_range_is_on_the_step() -> None:
+    # ~1e10 steps in the range: k's own rounding passed the absolute 1e-6, and values random
+    # proposed were refused as off the step, failing the experiment.
+    d = Param("d", ParamType.DOUBLE, 0.0, 1000.0, step=1e-7)
+    assert d.problem_with(893.1766892) is None
+    assert d.problem_with(893.17668925) is not None
+    wide = Param("w", ParamType.DOUBLE, 0.0, 1e7, step=1e-3)
+    grid = [i / 9973 for i in range(9973)]
+    assert [u for u in grid if wide.problem_with(wide.from_unit(u)) is not None] == []
