@@ -14,6 +14,7 @@ release barrier for as long as MPS runs. Its memory still counts in ``memory_use
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ _MPS_QUERIES = (
 # so "nvidia-cuda-mps-server" reads back as this. nvidia-cuda-mps-control has the same comm
 # but holds no context on a GPU, so NVML never lists it.
 _MPS_SERVER_COMM = "nvidia-cuda-mps"
+_MPS_SERVER_PROGRAM = "nvidia-cuda-mps-server"
 
 
 class _NeverRaised(Exception):
@@ -264,16 +266,24 @@ class NvmlBackend(GpuBackend):
             self._mps_servers.pop(uuid, None)
 
     def _is_mps_server(self, pid: int) -> bool:
-        """Whether ``pid`` is an MPS server, by its process name.
+        """Whether ``pid`` is an MPS server: named so, and running the program
+        ``nvidia-cuda-mps-server`` from a file root (or this daemon's own user) owns.
 
-        A process whose name cannot be read (gone, or in another PID namespace than NVML's
-        pids) is not taken for one: it stays listed, and counts as any unknown process does.
+        The name alone is anyone's to set (``/proc/self/comm``): a process of another user
+        would have hidden from the release barrier and the foreign check. Nor can a user make a
+        root-owned file of that name. A process whose name or program cannot be read (gone, in
+        another PID namespace than NVML's pids, another user's to a per-user daemon) is not
+        taken for one: it stays listed, and counts as any unknown process does.
         """
+        folder = self._proc / str(pid)
         try:
-            comm = (self._proc / str(pid) / "comm").read_text().rstrip("\n")
+            if (folder / "comm").read_text().rstrip("\n") != _MPS_SERVER_COMM:
+                return False
+            program = os.readlink(folder / "exe")
+            owner = os.stat(folder / "exe").st_uid  # the running file, even if replaced since
         except (OSError, UnicodeDecodeError):
             return False
-        return comm == _MPS_SERVER_COMM
+        return os.path.basename(program) == _MPS_SERVER_PROGRAM and owner in (0, os.geteuid())
 
     def _query(self, handle: Any, names: Sequence[str]) -> list[Any]:
         """The first of ``names`` that this driver has, called; [] when none is supported."""

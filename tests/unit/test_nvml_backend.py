@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, MutableMapping
 from pathlib import Path
@@ -215,11 +216,16 @@ MPS_SERVER, CLIENT, OTHER_CLIENT = 500, 501, 502
 
 
 def proc_dir(tmp_path: Path, names: dict[int, str]) -> Path:
-    """A stand-in for /proc: ``PID/comm`` for each process, as the kernel writes it."""
+    """A stand-in for /proc: ``PID/comm`` for each process, as the kernel writes it, and
+    ``PID/exe``, a link to a program file of that name (owned by whoever runs the tests)."""
+    programs = tmp_path / "bin"
+    programs.mkdir(exist_ok=True)
     for pid, name in names.items():
         (tmp_path / str(pid)).mkdir()
         # the kernel keeps 15 bytes of a name: nvidia-cuda-mps-server reads nvidia-cuda-mps
         (tmp_path / str(pid) / "comm").write_text(name[:15] + "\n")
+        (programs / name).touch()
+        (tmp_path / str(pid) / "exe").symlink_to(programs / name)
     return tmp_path
 
 
@@ -276,6 +282,25 @@ def test_a_process_whose_name_cannot_be_read_stays_listed(tmp_path: Path) -> Non
     backend = NvmlBackend(FakePynvml(gpus), proc=proc_dir(tmp_path, {CLIENT: "python"}))
     backend.discover()
     assert [p.pid for p in backend.read()[0].processes] == [MPS_SERVER, CLIENT, OTHER_CLIENT]
+
+
+def test_a_process_that_only_calls_itself_the_mps_server_stays_listed(tmp_path: Path) -> None:
+    # Its name is anyone's to set (/proc/self/comm): a process of another user named so once
+    # hid from the release barrier and the foreign check. The program it runs must be
+    # nvidia-cuda-mps-server, from a file root (or the daemon's own user) owns.
+    gpus = mps_gpus()
+    folder = proc_dir(tmp_path, {MPS_SERVER: "python3"})
+    (folder / str(MPS_SERVER) / "comm").write_text("nvidia-cuda-mps\n")  # renamed itself
+    backend = NvmlBackend(FakePynvml(gpus), proc=folder)
+    backend.discover()
+    assert MPS_SERVER in [p.pid for p in backend.read()[0].processes]
+    if os.geteuid() == 0:  # a file of that name, but another user's
+        (folder / str(MPS_SERVER) / "exe").unlink()
+        fake = folder / "bin" / "nvidia-cuda-mps-server"
+        fake.touch()
+        os.chown(fake, 4242, 4242)
+        (folder / str(MPS_SERVER) / "exe").symlink_to(fake)
+        assert MPS_SERVER in [p.pid for p in backend.read()[0].processes]
 
 
 def test_an_mps_client_named_like_the_server_is_still_listed(tmp_path: Path) -> None:
