@@ -93,8 +93,13 @@ class ExperimentSpec:
         object.__setattr__(self, "params", tuple(self.params))
 
     def space(self) -> SearchSpace:
-        """The search space: the parameters in the file's order."""
-        return SearchSpace(self.params)
+        """The search space: the parameters in the file's order (made once: the scheduler asks
+        for it at every suggestion, to check the answer and keep its active parameters)."""
+        made: SearchSpace | None = self.__dict__.get("_space")
+        if made is None:
+            made = SearchSpace(self.params)
+            object.__setattr__(self, "_space", made)  # a cache, not a field: frozen all the same
+        return made
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able experiment file in our spelling; :meth:`from_dict` reads it back equal.
