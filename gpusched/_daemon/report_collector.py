@@ -29,7 +29,7 @@ class ReportCollector:
     def __init__(
         self, files: TrialFiles, *, metric_tag: str, first_iteration: int = 0,
         resume_at: ReadPosition | None = None, last_report: Mapping[str, Any] | None = None,
-        started_at: float | Literal["now"] | None = "now",
+        started_at: float | Literal["now"] | None = "now", status_from: int = 0,
     ) -> None:
         """``resume_at``: where the trial log says reading stopped. Without it (a trial logged
         before positions were kept), whatever the files hold now counts as stored.
@@ -39,9 +39,12 @@ class ReportCollector:
         ``started_at``: when the attempt whose reports are read started: ``"now"`` for one
         that starts now; the start the log has for one read after a crash, None if it has
         none (then its first report stands for it).
+        ``status_from``: the report file's size when this attempt started; a status line
+        before it is an earlier attempt's, and does not say how this one ended.
         """
         if resume_at is not None:
-            self._reports = ReportFileReader(files.reports, offset=resume_at.report_offset)
+            self._reports = ReportFileReader(files.reports, offset=resume_at.report_offset,
+                                             status_from=status_from)
             self._hypertune = HypertuneFileReader(files.hypertune, metric_tag,
                                                   taken_through=resume_at.hypertune_ts)
         else:

@@ -203,11 +203,16 @@ def _object(line: str) -> dict[str, Any] | None:
 class ReportFileReader(_Problems):
     """Tails a JSON Lines report file; :meth:`poll` returns the reports that are new."""
 
-    def __init__(self, path: str | os.PathLike[str], offset: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike[str], offset: int = 0,
+                 *, status_from: int = 0) -> None:
+        """``status_from``: where this attempt's own lines begin. A status line before it was
+        an earlier attempt's (one interrupted before its lines were read): its reports count,
+        its status does not (it would decide how this attempt ended)."""
         super().__init__()
         self.path = Path(path)
         self.offset = offset  # bytes consumed, pending bytes included
         self.status: tuple[str, str] | None = None
+        self._status_from = status_from
         self._pending = b""
         self._line = 0
 
@@ -229,7 +234,7 @@ class ReportFileReader(_Problems):
         if final and self._pending:
             lines.append(self._pending.decode("utf-8", "replace"))
             self._pending = b""
-        return self._parse(lines)
+        return self._parse(lines, buf, self.offset - len(buf))
 
     @property
     def read_through(self) -> int:
@@ -273,7 +278,8 @@ class ReportFileReader(_Problems):
         finally:
             os.close(fd)
 
-    def _parse(self, lines: list[str]) -> list[Report]:
+    def _parse(self, lines: list[str], buf: bytes, buf_at: int) -> list[Report]:
+        """The reports of ``lines``, decoded from ``buf``, which starts at byte ``buf_at``."""
         reports: list[Report] = []
         for number, line in enumerate(lines, self._line + 1):
             raw = _object(line)
@@ -283,13 +289,26 @@ class ReportFileReader(_Problems):
             status = raw.get("status")
             # A list or an object is no status (nor a value: it is dropped below).
             if type(status) is str and status in _STATUSES:
-                self.status = (status, _text(raw.get("reason", "")))
+                start = buf_at
+                if start < self._status_from:  # rare: found where its line begins
+                    start += _line_start(buf, number - self._line - 1)
+                if start >= self._status_from:  # else an earlier attempt's: not this one's
+                    self.status = (status, _text(raw.get("reason", "")))
                 continue
             when = raw.pop("_t", None)
             values = raw if _storable(raw) else _clean(raw)
             reports.append(Report(values, _time(when)))
         self._line += len(lines)
         return reports
+
+
+def _line_start(buf: bytes, index: int) -> int:
+    """Where line ``index`` (from 0) of ``buf`` starts in it. Lines are split on b"\\n" as
+    their decoded text is on "\\n": a 0x0A byte is a newline in UTF-8 whatever surrounds it."""
+    at = 0
+    for _ in range(index):
+        at = buf.index(b"\n", at) + 1
+    return at
 
 
 def _number(text: str) -> Metric:

@@ -31,6 +31,7 @@ from gpusched._daemon.launcher import (
 )
 from gpusched._daemon.recovery import leftover_processes, stop_leftovers
 from gpusched._daemon.report_collector import ReportCollector
+from gpusched._daemon.reports import regular_file_size
 from gpusched._daemon.store import ReadPosition, ReportBatch, Store, encode_reports
 from gpusched.config import DaemonSettings
 from gpusched.errors import StoreError
@@ -139,6 +140,9 @@ class TrialRunner:
             collector = ReportCollector(
                 self._files, metric_tag=spec.metric, first_iteration=trial.reports,
                 resume_at=resume_at, last_report=trial.last_report,
+                # What an earlier attempt wrote (a retry, a run after an interruption) may
+                # hold its status line: not this attempt's.
+                status_from=0 if made else regular_file_size(self._files.reports),
             )
             proc = await spawn_trial(argv, env=env, cwd=Path(spec.workdir), files=self._files,
                                      run_as=run_as)

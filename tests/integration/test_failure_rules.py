@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.harness import Daemon, fake_config, running_daemon, trial_script
+from tests.integration.harness import (
+    Daemon,
+    fake_config,
+    running_daemon,
+    trial_script,
+    wait_for,
+)
 
 
 def outcome_experiment(outcomes: dict[int, str], **overrides: Any) -> dict[str, Any]:
@@ -147,3 +154,43 @@ def test_status_lines_from_a_bash_trial(tmp_path: Path) -> None:
     ]
     assert trial_shown["reason"] == "no data in shard 0 (exited with code 1)"
     assert trial_shown["attempts"] == "1"
+
+
+STATUS_THEN_CUT_SHORT = """\
+import os, sys, time
+checkpoints = os.environ["GPUSCHED_CHECKPOINT_DIR"]
+attempt = len(os.listdir(checkpoints))
+open(os.path.join(checkpoints, f"attempt-{attempt}"), "w").close()
+with open(os.environ["GPUSCHED_REPORT_FILE"], "a") as reports:
+    if attempt == 0:  # says it failed fatally, but is cancelled before it exits
+        reports.write('{"status": "fatal", "reason": "the first attempt gave up"}\\n')
+        reports.flush()
+        time.sleep(60)
+    elif attempt == 2:
+        reports.write('{"score": 1}\\n')
+sys.exit(3 if attempt == 1 else 0)  # the second attempt crashes, without a status line
+"""
+
+
+def test_a_cut_short_attempts_status_line_does_not_decide_the_next_attempt(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(STATUS_THEN_CUT_SHORT)
+    experiment = {"command": [sys.executable, str(script)], "metric": "score",
+                  "max_trials": 1, "max_retries_per_trial": 2,
+                  "params": [{"name": "x", "type": "double", "min": 0, "max": 1}]}
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit(experiment)
+        trial_dir = Path(d.client.trials(exp)[0]["dir"])
+        wait_for((trial_dir / "checkpoint" / "attempt-0").exists, 20,
+                 "the first attempt to start")
+        time.sleep(0.3)  # its status line is polled while it runs
+        d.client.cancel(exp)
+        assert d.wait_experiment(exp)["state"] == "cancelled"
+        d.client.resume(exp)  # the cancelled trial runs again
+        view = d.wait_experiment(exp)
+        trial = d.client.trials(exp)[0]
+    # The second attempt's crash is retried, not taken for the first attempt's fatal error.
+    assert view["state"] == "completed", view
+    assert (trial["state"], trial["attempts"], trial["objective"]) == ("completed", 3, 1)

@@ -137,6 +137,31 @@ def test_status_lines_are_not_reports_and_the_last_wins(tmp_path: Path) -> None:
     assert reader.status == ("fatal", "license expired")
 
 
+def test_an_earlier_attempts_status_line_is_not_this_attempts(tmp_path: Path) -> None:
+    # An attempt interrupted after writing a status line but before it was read: its reports
+    # still count, its status must not decide how the next attempt (reading on) ended.
+    path = tmp_path / "reports.jsonl"
+    old = '{"acc": 1}\n{"status": "fatal", "reason": "\u00e9arlier"}\n{"acc": 2}\n'
+    _append(path, old)
+    reader = ReportFileReader(path, offset=0, status_from=len(old.encode()))
+    _append(path, '{"acc": 3}\n')
+    assert [r.values["acc"] for r in reader.poll()] == [1, 2, 3]
+    assert reader.status is None
+    _append(path, '{"status": "failed", "reason": "mine"}\n')
+    assert reader.poll() == []
+    assert reader.status == ("failed", "mine")
+
+
+def test_a_status_line_of_this_attempt_counts_when_read_with_older_lines(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    old = '{"status": "failed", "reason": "old"}\n\xff\xfe\n'.encode("latin-1")
+    _append(path, old)
+    reader = ReportFileReader(path, status_from=len(old))
+    _append(path, '{"acc": 3}\n{"status": "failed", "reason": "new"}')
+    assert [r.values for r in reader.poll(final=True)] == [{"acc": 3}]
+    assert reader.status == ("failed", "new")
+
+
 def test_a_truncated_file_is_read_again_from_the_start(tmp_path: Path) -> None:
     path = tmp_path / "reports.jsonl"
     reader = ReportFileReader(path)
