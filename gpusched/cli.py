@@ -177,21 +177,30 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 WAIT_TIMED_OUT = 124  # as timeout(1) exits
 WAIT_NO_DAEMON = 69  # EX_UNAVAILABLE (sysexits.h): the outcome is unknown, not a failure
+# The wait itself was wrong (an unknown experiment, one the user may not see, a bad option):
+# 2, as for a usage error, so that a script never reads a typo as "the experiment failed".
+WAIT_ERROR = 2
 WAIT_RECONNECT_S = 60.0  # above a restart's time: systemd's RestartSec=2 plus the start-up
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
     """Block until an experiment ends; exit 0 if it completed, 1 if not, 124 on --timeout,
     69 when no daemon answers (none at the socket, or it went away and was not back within
-    --reconnect): a script must not read "the daemon restarted" as "the experiment failed"."""
-    if not args.reconnect >= 0:  # NaN too
-        raise UsageError(f"--reconnect {args.reconnect:g}: give a number of seconds >= 0")
+    --reconnect): a script must not read "the daemon restarted" as "the experiment failed";
+    2 when the wait itself is wrong (an unknown experiment, a bad option)."""
     try:
+        if not args.reconnect >= 0:  # NaN too
+            raise UsageError(f"--reconnect {args.reconnect:g}: give a number of seconds >= 0")
+        if args.timeout is not None and not args.timeout >= 0:
+            raise UsageError(f"--timeout {args.timeout:g}: give a number of seconds >= 0")
         answer = Client(args.socket).wait(args.experiment, args.timeout,
                                           reconnect_s=args.reconnect)
     except NoDaemonError as exc:
         print(f"gpusched: {exc}", file=sys.stderr)
         return WAIT_NO_DAEMON
+    except GpuschedError as exc:
+        print(f"gpusched: {exc}", file=sys.stderr)
+        return WAIT_ERROR
     if args.json:
         print_json(answer)
     elif answer["ended"]:

@@ -200,6 +200,9 @@ def test_wait_returns_when_the_experiment_ends_with_its_outcome_as_exit_code(
         assert again.returncode == 0 and again.stdout.startswith(f"{done} completed: 2 trials")
         with pytest.raises(RequestError, match="timeout_s must be a number of seconds"):
             d.client.request("wait", experiment=done, timeout_s=-1)
+        # A wait that cannot be (a typo) is 2, never 1: a script must not read it as a failure.
+        unknown = d.cli("wait", "e99")
+        assert unknown.returncode == 2 and "e99" in unknown.stderr, unknown
 
 
 def test_plugins_lists_the_builtins() -> None:

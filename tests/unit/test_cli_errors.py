@@ -78,8 +78,10 @@ def test_wait_with_no_daemon_exits_69_not_1(
 def test_wait_refuses_a_reconnect_that_is_not_a_duration(
     capsys: pytest.CaptureFixture[str], value: str
 ) -> None:
-    assert cli.main(["wait", "e1", "--reconnect", value]) == 1
+    assert cli.main(["wait", "e1", "--reconnect", value]) == cli.WAIT_ERROR  # not "it failed"
     assert "--reconnect" in one_line(capsys)
+    assert cli.main(["wait", "e1", "--timeout", value]) == cli.WAIT_ERROR
+    assert "--timeout" in one_line(capsys)
 
 
 def test_wait_prints_a_trials_own_words_without_control_characters(
