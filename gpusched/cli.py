@@ -327,7 +327,8 @@ def _add_logs(sub: Any) -> None:
 
 def _add_wait(sub: Any) -> None:
     p = _add(sub, "wait", cmd_wait, "wait until an experiment ends (exit 0 if it completed,"
-             " 1 if it failed or was cancelled, 124 on --timeout, 69 if no daemon answers)")
+             " 1 if it failed or was cancelled, 124 on --timeout, 69 if no daemon answers,"
+             " 2 for an unknown experiment or a bad option)")
     p.add_argument("experiment")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="give up after this long (default: wait as long as it takes)")
