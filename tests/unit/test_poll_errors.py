@@ -14,15 +14,24 @@ from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.fake_gpus import FakeBackend, FakeConfig, FakeDeviceSpec
 from gpusched._daemon.gpu_backend import DeviceReading
 from gpusched._daemon.scheduler import Scheduler
-from gpusched._daemon.store import open_store
+from gpusched._daemon.store import Store, open_store
 from gpusched.config import DaemonSettings
+
+TWO_GPUS = FakeConfig(devices=(FakeDeviceSpec(), FakeDeviceSpec()))
+
+
+def scheduler_over(store: Store, backend: FakeBackend, tmp_path: Path,
+                   settings: DaemonSettings) -> Scheduler:
+    """A scheduler of ``backend``'s GPUs."""
+    return Scheduler(store=store, backend=backend, settings=settings,
+                     state_dir=tmp_path / "state")
 
 
 class ExplodingBackend(FakeBackend):
     """Two fake GPUs whose readings work once (at start), then raise."""
 
     def __init__(self) -> None:
-        super().__init__(FakeConfig(devices=(FakeDeviceSpec(), FakeDeviceSpec())))
+        super().__init__(TWO_GPUS)
         self.reads = 0
         self.failed_often = threading.Event()  # read() runs in a worker thread
 
@@ -40,9 +49,8 @@ async def test_an_unexpected_backend_error_is_logged_and_polling_goes_on(
 ) -> None:
     backend = ExplodingBackend()
     async with open_store(tmp_path / "log.db") as store:
-        scheduler = Scheduler(store=store, backend=backend,
-                              settings=DaemonSettings(poll_interval_s=0.01),
-                              state_dir=tmp_path / "state")
+        scheduler = scheduler_over(store, backend, tmp_path,
+                                   DaemonSettings(poll_interval_s=0.01))
         with capture_logs() as logs:
             async with anyio.create_task_group() as tg:
                 await tg.start(scheduler.run)
@@ -61,7 +69,7 @@ class HangingBackend(FakeBackend):
     reads_block = True
 
     def __init__(self) -> None:
-        super().__init__(FakeConfig(devices=(FakeDeviceSpec(), FakeDeviceSpec())))
+        super().__init__(TWO_GPUS)
         self.reads = 0
         self.hang = threading.Event()
         self.go_on = threading.Event()
@@ -80,9 +88,8 @@ async def test_a_read_the_driver_never_answers_quarantines_every_gpu_until_it_do
     # nothing logged, and each poll queued another read behind it.
     backend = HangingBackend()
     async with open_store(tmp_path / "log.db") as store:
-        scheduler = Scheduler(store=store, backend=backend,
-                              settings=DaemonSettings(device_read_timeout_s=0.2),
-                              state_dir=tmp_path / "state")
+        scheduler = scheduler_over(store, backend, tmp_path,
+                                   DaemonSettings(device_read_timeout_s=0.2))
         scheduler.devices = DeviceTable(backend.discover(), scheduler.settings)
         await scheduler._poll_devices_once()
         assert [s["state"] for s in scheduler.devices.snapshot()] == ["free", "free"]
