@@ -15,6 +15,7 @@ from typing import Any
 
 from gpusched._spec_check import Problems, at, describe, unknown_key
 from gpusched._spec_params import PARAM_KEYS
+from gpusched._spec_when import CHILDREN
 
 __all__ = ["NATIVE_KEYS", "HP_KEYS", "IGNORED_TRAINING_INPUT", "Entry", "gather",
            "apply_overrides"]
@@ -196,12 +197,14 @@ def _override(p: Problems, settings: Settings, path: list[str], value: Any, plac
         p.add(place, f"{head} takes a single value: write --set {head}=VALUE")
         return
     old = settings.get(setting)
+    if value is None and old is None:  # removing from a setting that is not there: nothing to do
+        return
     container = _container(setting, old)
     if container is None:  # only a value that is there can be the wrong shape
         shown = describe(None if old is None else old.value)
         p.add(place, f"{head} is {shown}, not a mapping or list to set {'.'.join(rest)} in")
         return
-    if _set_in(p, place, container, rest, value, in_param=False):
+    if _set_in(p, place, container, rest, value, kind=_PARAMS if setting == "params" else None):
         if old is not None and isinstance(old.value, Mapping | list | tuple):
             settings[setting] = Entry(old.place, container, old.aip)  # places stay as written
         else:
@@ -226,47 +229,129 @@ def _container(setting: str, old: Entry | None) -> dict[Any, Any] | list[Any] | 
     return None
 
 
+# What a container on a --set path is, for naming list items and reading spelling aliases: the
+# `params` list, a parameter mapping, a `conditionalParameterSpecs` list, or one item of that
+# list (a mapping of `parameterSpec` and `parentXValues`, which is no parameter itself).
+_PARAMS, _PARAM, _CHILDREN, _CHILD = "params", "param", "children", "child"
+_SEARCH_DEPTH = 32  # as deep as _spec_when reads children: deeper is a YAML anchor loop
+_SEARCH_PARAMS = 10_000  # as many parameters as _spec_when reads: anchors can repeat a tree
+
+
+def _below(kind: str | None, slot: Any) -> str | None:
+    """The kind of the value at ``slot`` in a container of ``kind`` (None: nothing special)."""
+    if kind == _PARAMS:
+        return _PARAM
+    if kind == _PARAM and slot == CHILDREN:
+        return _CHILDREN
+    if kind == _CHILDREN:
+        return _CHILD
+    if kind == _CHILD and slot == "parameterSpec":
+        return _PARAM
+    return None
+
+
 def _set_in(
     p: Problems, place: str, container: dict[Any, Any] | list[Any], path: list[str], value: Any,
-    *, in_param: bool,
+    *, kind: str | None,
 ) -> bool:
-    """Set ``path`` in ``container`` (a private copy), copying what lies on the way."""
+    """Set ``path`` in ``container`` (a private copy), copying what lies on the way; ``kind``
+    says what the container is (see _below). A null ``value`` removes what ``path`` names: a
+    mapping's key, or a list's item, so ``--set env.FOO=`` drops FOO rather than making it null."""
     key = path[0]
+    remove = value is None and len(path) == 1
     if isinstance(container, list):
-        slot: Any = _find(container, key)
+        slot: Any = _find(container, key, kind)
+        if slot is None and kind == _PARAMS:  # `params[momentum]` for a nested AI Platform child
+            found = _nested(container, key)
+            if len(found) > 1:
+                shown = [_show(steps) for steps in found[:2]]
+                more = f" (and {len(found) - 2} more)" if len(found) > 2 else ""
+                p.add(place, f"{key!r} names more than one nested parameter: {shown[0]} and "
+                             f"{shown[1]}{more}; give the place of the one you mean")
+                return False
+            if found:  # removing it removes the whole child, not just its parameterSpec
+                steps = found[0][:-1] if remove else found[0]
+                return _set_in(p, place, container, [*steps, *path[1:]], value, kind=kind)
         if slot is None:
             p.add(place, f"no item {key!r} (give a parameter's name, or an index from 0 to "
                          f"{len(container)})")
+            return False
+        if slot == len(container) and remove:
+            p.add(place, f"nothing to remove: {key} is one past the end of the list")
             return False
         if slot == len(container):  # one past the end: --set params[4]={...} adds a parameter
             container.append(None)
     else:
         slot = key
-        spellings = [k for k in container if in_param and k in PARAM_KEYS
+        spellings = [k for k in container if kind == _PARAM and k in PARAM_KEYS
                      and PARAM_KEYS.get(k) == PARAM_KEYS.get(key)]
         if len(path) == 1:  # `max` replaces `maxValue` too
             for other in spellings:
                 del container[other]
         elif spellings:  # descend into `discreteValues` for `values[1]`
             slot = spellings[0]
+    if remove:
+        if isinstance(container, list):
+            del container[slot]
+        else:
+            container.pop(slot, None)
+        return True
     if len(path) == 1:
         container[slot] = value
         return True
     child = container[slot] if isinstance(container, list) else container.get(slot)
+    if child is None and value is None:  # nothing there to remove from
+        return True
     copy = _container("", None if child is None else Entry("", child))
     if copy is None:
         p.add(place, f"{key} is {describe(child)}, not a mapping or list")
         return False
-    if not _set_in(p, place, copy, path[1:], value, in_param=isinstance(container, list)):
+    if not _set_in(p, place, copy, path[1:], value, kind=_below(kind, slot)):
         return False
     container[slot] = copy
     return True
 
 
-def _find(params: list[Any], key: str) -> int | None:
+def _find(items: list[Any], key: str, kind: str | None) -> int | None:
+    """The index ``key`` names: a number up to one past the end, or the name of a parameter
+    (in a ``conditionalParameterSpecs`` list, the name in an item's ``parameterSpec``)."""
     if re.fullmatch(r"[0-9]{1,9}", key):
-        return int(key) if int(key) <= len(params) else None
-    for index, item in enumerate(params):
-        if isinstance(item, Mapping) and key in (item.get("name"), item.get("parameterName")):
+        return int(key) if int(key) <= len(items) else None
+    children = kind == _CHILDREN
+    for index, item in enumerate(items):
+        param = item.get("parameterSpec") if children and isinstance(item, Mapping) else item
+        if _named(param, key):
             return index
     return None
+
+
+def _named(param: Any, name: str) -> bool:
+    return isinstance(param, Mapping) and name in (param.get("name"), param.get("parameterName"))
+
+
+def _nested(params: list[Any], name: str) -> list[list[str]]:
+    """The path (from ``params``) to the ``parameterSpec`` of every AI Platform child named
+    ``name``, at any depth, shallowest first. Bounded like _spec_when, since a YAML anchor can
+    make the nesting loop or repeat."""
+    found: list[list[str]] = []
+    queue = [([str(index)], param) for index, param in enumerate(params)]
+    for steps, param in queue:  # grows as it goes: breadth first
+        children = param.get(CHILDREN) if isinstance(param, Mapping) else None
+        if not isinstance(children, list | tuple) or len(steps) > 3 * _SEARCH_DEPTH:
+            continue
+        for index, child in enumerate(children):
+            spec = child.get("parameterSpec") if isinstance(child, Mapping) else None
+            here = [*steps, CHILDREN, str(index), "parameterSpec"]
+            if _named(spec, name):
+                found.append(here)
+            if len(queue) < _SEARCH_PARAMS:
+                queue.append((here, spec))
+    return found
+
+
+def _show(steps: list[str]) -> str:
+    """``["0", "conditionalParameterSpecs", "1", "parameterSpec"]`` as a --set key."""
+    place = "params"
+    for step in steps:
+        place = at(place, int(step) if step.isdigit() else step)
+    return place

@@ -716,11 +716,27 @@ def test_override_adds_a_parameter(tmp_path: Path) -> None:
     assert spec.command == ("python3", "t.py")
 
 
+def test_an_empty_override_removes_a_key_or_an_item(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps(minimal(
+        env={"FOO": "1", "BAR": "2"}, search={"algorithm": "random", "seed": 3},
+        stop={"val_loss": 0.1, "training_iteration": 5},
+        params=[{"name": "lr", "type": "double", "min": 0.001, "max": 0.1},
+                {"name": "wd", "type": "double", "min": 0, "max": 0.1},
+                {"name": "n", "type": "discrete", "values": [1, 2, 3]}])))
+    spec = load_experiment_file(path, overrides=[
+        "env.FOO=", "env.NOPE=", "search.seed=", "stop.val_loss=", "params[wd]=",
+        "params[1].values[0]=", "params[lr].when.n=", "early_stopping.grace="])
+    assert (dict(spec.env), spec.search_seed, dict(spec.stop)) == ({"BAR": "2"}, None,
+                                                                   {"training_iteration": 5})
+    assert [(p.name, p.values) for p in spec.params] == [("lr", ()), ("n", (2, 3))]
+    assert (spec.params[0].when, spec.early_stopping_policy) == ({}, None)
+
+
 def test_override_problems(tmp_path: Path) -> None:
     path = write(tmp_path, json.dumps(minimal()))
     assert file_problems(path, overrides=[
         "max_trials", "=3", "a..b=1", "max_trial=4", "max_trials=[", "params[zz].max=1",
-        "name.x=1", "command[0]=x", "max_trials=0",
+        "name.x=1", "command[0]=x", "params[1]=", "max_trials=0",
     ], name="bad name") == [
         "--set max_trials: must be KEY=VALUE, e.g. max_trials=5, search.seed=3 or "
         "params[lr].max=0.1",
@@ -733,6 +749,7 @@ def test_override_problems(tmp_path: Path) -> None:
         "--set params[zz].max: no item 'zz' (give a parameter's name, or an index from 0 to 1)",
         "--set name.x: name takes a single value: write --set name=VALUE",
         "--set command[0]: command is 'python train.py', not a mapping or list to set 0 in",
+        "--set params[1]: nothing to remove: 1 is one past the end of the list",
         "--name: must be 1-64 letters, digits, _ . - (not starting with . or -) "
         "(got 'bad name')",
         "max_trials: must be at least 1 (got 0)",

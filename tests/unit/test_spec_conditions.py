@@ -142,6 +142,80 @@ def test_set_can_add_and_change_a_condition(tmp_path: Path) -> None:
     assert spec.params[1].when == {}
 
 
+NESTED = """\
+command: t
+metric: m
+params:
+  - parameterName: opt
+    type: CATEGORICAL
+    categoricalValues: [sgd, adam]
+    conditionalParameterSpecs:
+      - parameterSpec: {parameterName: mom, type: DOUBLE, minValue: 0.1, maxValue: 0.9}
+        parentCategoricalValues: {values: [sgd]}
+      - parameterSpec:
+          parameterName: sched
+          type: CATEGORICAL
+          categoricalValues: [cos, step]
+          conditionalParameterSpecs:
+            - parameterSpec: {parameterName: gamma, type: DOUBLE, minValue: 0.1, maxValue: 0.9}
+              parentCategoricalValues: {values: [step]}
+        parentCategoricalValues: {values: [adam]}
+"""
+
+
+def nested_set(tmp_path: Path, *overrides: str, text: str = NESTED) -> ExperimentSpec:
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return load_experiment_file(path, overrides=list(overrides))
+
+
+def nested_set_problems(tmp_path: Path, *overrides: str, text: str) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        nested_set(tmp_path, *overrides, text=text)
+    return [str(p) for p in info.value.problems]
+
+
+def test_set_reads_either_spelling_in_a_nested_child(tmp_path: Path) -> None:
+    spec = nested_set(tmp_path, "params[0].conditionalParameterSpecs[0].parameterSpec.max=0.5",
+                      "params[0].conditionalParameterSpecs[1].parameterSpec.values[0]=linear",
+                      "params[0].conditionalParameterSpecs[0].parentCategoricalValues.values=adam")
+    assert spec.params[1] == Param("mom", ParamType.DOUBLE, low=0.1, high=0.5,
+                                   when={"opt": ("adam",)})
+    assert spec.params[2].values == ("linear", "step")
+
+
+def test_set_names_a_nested_child_at_any_depth(tmp_path: Path) -> None:
+    spec = nested_set(tmp_path, "params[mom].max=0.5", "params.gamma.min=0.2",
+                      "params[opt].conditionalParameterSpecs[sched].parameterSpec"
+                      ".conditionalParameterSpecs[gamma].parameterSpec.max=0.3")
+    assert [(p.name, p.low, p.high) for p in spec.params] == [
+        ("opt", None, None), ("mom", 0.1, 0.5), ("sched", None, None), ("gamma", 0.2, 0.3)]
+
+
+def test_set_removes_a_nested_child_with_its_condition(tmp_path: Path) -> None:
+    spec = nested_set(tmp_path, "params[gamma]=", "params[opt].conditionalParameterSpecs[mom]=")
+    assert [p.name for p in spec.params] == ["opt", "sched"]
+    assert whens(spec) == {"sched": {"opt": ("adam",)}}
+
+
+def test_a_nested_name_given_twice_is_a_problem_and_a_top_level_name_comes_first(
+    tmp_path: Path,
+) -> None:
+    twice = NESTED.replace("parameterName: gamma", "parameterName: mom")
+    assert nested_set_problems(tmp_path, "params[mom].max=0.5", text=twice) == [
+        "--set params[mom].max: 'mom' names more than one nested parameter: "
+        "params[0].conditionalParameterSpecs[0].parameterSpec and params[0]"
+        ".conditionalParameterSpecs[1].parameterSpec.conditionalParameterSpecs[0].parameterSpec; "
+        "give the place of the one you mean",
+        "params[0].conditionalParameterSpecs[1].parameterSpec.conditionalParameterSpecs[0]"
+        ".parameterSpec: duplicate name 'mom' "
+        "(also params[0].conditionalParameterSpecs[0].parameterSpec)",
+    ]
+    top = NESTED + "  - {name: mom, type: double, min: 0, max: 1}\n"
+    assert nested_set_problems(tmp_path, "params[mom].max=x", text=top)[0] == (
+        "params[1].max: must be a number (got 'x')")
+
+
 def test_aip_file_with_conditions_through_load_aip_file(tmp_path: Path) -> None:
     config = tmp_path / "hptuning_config.yaml"
     config.write_text(
