@@ -130,6 +130,7 @@ def _hyperparameters(p: Problems, settings: Settings, place: str, value: Any) ->
 
 
 _FIRST = re.compile(r"[^.\[\]]+")
+_INDEX = re.compile(r"[0-9]{1,9}")  # a list index in a --set path
 _NEXT = re.compile(r"\.([^.\[\]]+)|\[([^\[\]]+)\]")
 
 
@@ -302,7 +303,10 @@ def _set_in(
     child = container[slot] if isinstance(container, list) else container.get(slot)
     if child is None and value is None:  # nothing there to remove from
         return True
-    copy = _container("", None if child is None else Entry("", child))
+    if child is None and _INDEX.fullmatch(path[1]):
+        copy: dict[Any, Any] | list[Any] | None = []  # `x[0]={...}` where no list is yet
+    else:
+        copy = _container("", None if child is None else Entry("", child))
     if copy is None:
         p.add(place, f"{key} is {describe(child)}, not a mapping or list")
         return False
@@ -315,7 +319,7 @@ def _set_in(
 def _find(items: list[Any], key: str, kind: str | None) -> int | None:
     """The index ``key`` names: a number up to one past the end, or the name of a parameter
     (in a ``conditionalParameterSpecs`` list, the name in an item's ``parameterSpec``)."""
-    if re.fullmatch(r"[0-9]{1,9}", key):
+    if _INDEX.fullmatch(key):
         return int(key) if int(key) <= len(items) else None
     children = kind == _CHILDREN
     for index, item in enumerate(items):

@@ -198,6 +198,16 @@ def test_set_removes_a_nested_child_with_its_condition(tmp_path: Path) -> None:
     assert whens(spec) == {"sched": {"opt": ("adam",)}}
 
 
+def test_set_adds_a_first_nested_child_to_a_parameter_without_any(tmp_path: Path) -> None:
+    text = ("command: t\nmetric: m\nparams:\n  - parameterName: opt\n    type: CATEGORICAL\n"
+            "    categoricalValues: [sgd, adam]\n")
+    child = ("{parameterSpec: {parameterName: mom, type: DOUBLE, minValue: 0, maxValue: 1},"
+             " parentCategoricalValues: {values: [sgd]}}")
+    spec = nested_set(tmp_path, f"params[opt].conditionalParameterSpecs[0]={child}", text=text)
+    assert [p.name for p in spec.params] == ["opt", "mom"]
+    assert whens(spec) == {"mom": {"opt": ("sgd",)}}
+
+
 def test_a_nested_name_given_twice_is_a_problem_and_a_top_level_name_comes_first(
     tmp_path: Path,
 ) -> None:
