@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -16,6 +17,8 @@ from gpusched._daemon.reports import (
 from gpusched._daemon.store import ReadPosition
 
 __all__ = ["ReportCollector"]
+
+_MAX_METRIC_PROBLEMS = 3  # of a trial's metric values that cannot be results, said at most
 
 
 class ReportCollector:
@@ -54,7 +57,9 @@ class ReportCollector:
                 self._hypertune.poll(final=True)  # earlier attempts' entries: already stored
         start = time.time() if started_at == "now" else started_at
         self._autofill = AutoFill.after(last_report or {}, start, iteration=first_iteration)
-        self._problems_seen = 0
+        self._metric = metric_tag
+        self._metric_problems: list[str] = []
+        self._problems_seen = [0, 0, 0]  # of the reports', hypertune's and the metric's
 
     @property
     def position(self) -> ReadPosition:
@@ -70,7 +75,23 @@ class ReportCollector:
         """New reports since the last poll, with Ray Tune's auto-filled fields."""
         now = time.time()
         new = self._reports.poll(final=final) + self._hypertune.poll(final=final)
+        metric = self._metric
+        for report in new:
+            value = report.values.get(metric)
+            if value is None:
+                continue
+            if isinstance(value, str) or not math.isfinite(value):
+                self._not_a_result(value)
         return [self._autofill.fill_report(r, now) for r in new]
+
+    def _not_a_result(self, value: str | float) -> None:
+        """Say (the first few times) that a report's metric cannot be a result: text that a
+        shell trainer quoted ("0.91"), NaN from a diverging run, an infinity."""
+        if len(self._metric_problems) < _MAX_METRIC_PROBLEMS:
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            what = "text" if type(value) is str else "not finite"
+            self._metric_problems.append(
+                f"{self._metric} = {shown}: {what}, not a number a result can be made of")
 
     def unread_bytes(self) -> int:
         """About how many bytes the next :meth:`poll` reads (two stats)."""
@@ -78,7 +99,10 @@ class ReportCollector:
 
     def take_problems(self) -> list[str]:
         """Descriptions of skipped lines not yet handed out (for the daemon's log)."""
-        problems = self._reports.problems + self._hypertune.problems
-        fresh = problems[self._problems_seen:]
-        self._problems_seen = len(problems)
+        # Counted per source: each list grows on its own.
+        fresh: list[str] = []
+        for index, problems in enumerate(
+                (self._reports.problems, self._hypertune.problems, self._metric_problems)):
+            fresh += problems[self._problems_seen[index]:]
+            self._problems_seen[index] = len(problems)
         return fresh

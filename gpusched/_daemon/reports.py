@@ -62,6 +62,7 @@ _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 _STATUSES = frozenset({"failed", "fatal"})
 _HYPERTUNE_DEFAULT_TAG = "training/hptuning/metric"
 _HYPERTUNE_KEEPS = 100  # entries that cloudml-hypertune keeps in its file
+_HYPERTUNE_REMEMBERS = 16 * _HYPERTUNE_KEEPS  # entries known as read: 16 writers' windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,16 +142,44 @@ def _integer(value: int) -> int | float | None:
     return float(value) if abs(value) < _FLOAT_RANGE else None
 
 
-def _clean(raw: dict[str, Any]) -> dict[str, Metric]:
-    """The values of ``raw`` that can be stored; the slow path, taken only when one cannot."""
+def _clean(raw: dict[str, Any]) -> tuple[dict[str, Metric], list[str]]:
+    """The values of ``raw`` that can be stored, and the names of those that cannot; the slow
+    path, taken only when one cannot."""
     out: dict[str, Metric] = {}
+    dropped: list[str] = []
     for key, value in raw.items():
         kind = type(value)
         if kind is float or kind is str:
             out[key] = value
         elif kind is int and (number := _integer(value)) is not None:
             out[key] = number
-    return out
+        else:
+            dropped.append(key)
+    return out, dropped
+
+
+def _encodable(text: str) -> str:
+    """``text`` as UTF-8 can hold it: a lone surrogate (JSON's ``"\\udcff"``, which Python
+    gives for undecodable bytes in a file name) becomes its escape, as text. SQLite refuses
+    it, and so would a terminal."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _without_surrogates(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with its keys and text values :func:`_encodable`; called only for a line that
+    escapes a surrogate (``\\ud800``-``\\udfff``), so the common line pays one search."""
+    return {_encodable(k): _encodable(v) if type(v) is str else v for k, v in raw.items()}
+
+
+def _escapes_surrogate(line: str | bytes) -> bool:
+    """Whether ``line`` (JSON text) may hold a surrogate escape (a pair too: then no harm)."""
+    if isinstance(line, bytes):
+        return b"\\ud" in line or b"\\uD" in line
+    return "\\ud" in line or "\\uD" in line
 
 
 def _time(value: Any) -> float | None:
@@ -286,6 +315,8 @@ class ReportFileReader(_Problems):
             if raw is None:
                 self._problem(f"line {number}: not a JSON object: {line[:80]!r}")
                 continue
+            if _escapes_surrogate(line):
+                raw = _without_surrogates(raw)
             status = raw.get("status")
             # A list or an object is no status (nor a value: it is dropped below).
             if type(status) is str and status in _STATUSES:
@@ -296,7 +327,15 @@ class ReportFileReader(_Problems):
                     self.status = (status, _text(raw.get("reason", "")))
                 continue
             when = raw.pop("_t", None)
-            values = raw if _storable(raw) else _clean(raw)
+            if _storable(raw):
+                values = raw
+            else:
+                values, dropped = _clean(raw)
+                if dropped:
+                    shown = ", ".join(repr(k[:40]) for k in dropped[:5])
+                    self._problem(f"line {number}: {shown}: not a number or text, dropped "
+                                  "(a bool, null, list, object, or an int too large)",
+                                  skip=False)
             reports.append(Report(values, _time(when)))
         self._line += len(lines)
         return reports
@@ -339,8 +378,7 @@ class HypertuneFileReader(_Problems):
         self.last_ts: float | None = taken_through  # the newest entry's time taken so far
         self._taken_through = taken_through
         self._stat: tuple[int, int] | None = None
-        # Identities of the entries seen, oldest first. The file keeps a sliding window, so
-        # entries older than its current first line never come back and are forgotten.
+        # Identities of the entries seen, oldest first, the last _HYPERTUNE_REMEMBERS of them.
         self._seen: dict[tuple[Any, ...], None] = {}
 
     def __repr__(self) -> str:
@@ -403,7 +441,7 @@ class HypertuneFileReader(_Problems):
             except (ValueError, RecursionError):
                 raw = None
             if type(raw) is dict:
-                entries.append(raw)
+                entries.append(_without_surrogates(raw) if _escapes_surrogate(line) else raw)
             elif final:
                 self._problem(f"not a hypertune entry: {line[:80]!r}")
             else:
@@ -414,20 +452,19 @@ class HypertuneFileReader(_Problems):
         # An entry's identity is all of it (timestamp, global_step, value, trial): two reports
         # never share their time.time(); text because values may be unhashable.
         keys = [tuple(sorted((k, _text(v)) for k, v in e.items())) for e in entries]
-        if keys and keys[0] in self._seen:
-            for old in list(self._seen):
-                if old == keys[0]:
-                    break
-                del self._seen[old]
-        elif keys:
-            # The window slid past all we saw (or a new writer started afresh): forget it all.
-            if self._seen and len(keys) >= _HYPERTUNE_KEEPS:
-                self._problem("entries were rewritten away before they were read", skip=False)
-            self._seen.clear()
+        if (keys and keys[0] not in self._seen and self._seen
+                and len(keys) >= _HYPERTUNE_KEEPS):
+            # A full window that begins past all we saw: it slid over entries never read.
+            self._problem("entries were rewritten away before they were read", skip=False)
         reports = []
         for key, entry in zip(keys, entries, strict=True):
             if key not in self._seen:
+                # Remembered well past one window: two HyperTune objects in one trainer (a
+                # callback and a helper, two ranks) each rewrite the file with their own last
+                # 100 entries, in turns; what one's rewrite drops, the other's brings back.
                 self._seen[key] = None
+                if len(self._seen) > _HYPERTUNE_REMEMBERS:
+                    del self._seen[next(iter(self._seen))]
                 ts = _time(entry.get("timestamp"))
                 if self._taken_through is not None and (ts is None or ts <= self._taken_through):
                     continue  # taken before a restart (or cannot tell: not taken twice)

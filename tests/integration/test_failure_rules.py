@@ -194,3 +194,20 @@ def test_a_cut_short_attempts_status_line_does_not_decide_the_next_attempt(
     # The second attempt's crash is retried, not taken for the first attempt's fatal error.
     assert view["state"] == "completed", view
     assert (trial["state"], trial["attempts"], trial["objective"]) == ("completed", 3, 1)
+
+
+def test_a_reason_with_undecodable_bytes_still_ends_the_experiment(tmp_path: Path) -> None:
+    # os.fsdecode of a non-UTF-8 file name holds a lone surrogate: the trial log could not
+    # store such a reason, the trial's end was lost and its FatalError ignored.
+    script = tmp_path / "train.py"
+    script.write_text("import os\nfrom gpusched import FatalError\n"
+                      "raise FatalError('cannot read ' + os.fsdecode(b'data-\\xff.csv'))\n")
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit({"command": [sys.executable, str(script)], "metric": "score",
+                        "max_trials": 3, "max_failed_trials": 10,
+                        "params": [{"name": "x", "type": "double", "min": 0, "max": 1}]})
+        view = d.wait_experiment(exp)
+        trials = d.client.trials(exp)
+    assert view["state"] == "failed", view
+    assert view["reason"] == f"trial {exp}/0 raised a fatal error: cannot read data-\\udcff.csv"
+    assert trials[0]["reason"] == "cannot read data-\\udcff.csv (exited with code 1)"

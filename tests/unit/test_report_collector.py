@@ -101,8 +101,30 @@ def test_the_collector_survives_whatever_the_trial_writes(tmp_path: Path) -> Non
         f'{{"acc": 2, "_t": {huge}}}\nnonsense\n{{"acc": 3}}\n')
     files.hypertune.write_text(f'{{"acc": "4", "timestamp": {huge}, "global_step": "1"}}\n')
     assert [r.get("acc") for r in collector.poll(final=True)] == [1, None, 2, 3, 4]
-    assert collector.take_problems() == ["line 4: not a JSON object: 'nonsense'"]
+    assert collector.take_problems() == [
+        "line 2: 'status': not a number or text, dropped (a bool, null, list, object, or an int"
+        " too large)", "line 4: not a JSON object: 'nonsense'"]
     assert collector.status is None
+
+
+def test_a_metric_value_that_cannot_be_a_result_is_said_so(tmp_path: Path) -> None:
+    # A shell trainer's `jq --arg` quotes the number: the trial then ends "without reporting
+    # 'acc'", and the log said nothing about why.
+    files = TrialFiles(tmp_path)
+    collector = ReportCollector(files, metric_tag="acc", resume_at=ReadPosition(0, None))
+    files.reports.write_text('{"acc": "0.91"}\n{"acc": NaN, "loss": "x"}\n{"acc": 1}\n')
+    assert collector.poll()[0]["acc"] == "0.91"  # kept, as text
+    assert collector.take_problems() == [
+        "acc = '0.91': text, not a number a result can be made of",
+        "acc = nan: not finite, not a number a result can be made of"]
+    with files.reports.open("a") as f:
+        f.write('{"acc": Infinity}\n' * 5 + "nonsense\n")
+    collector.poll()
+    # Each source's new problems, whichever grew: none is lost or said twice.
+    assert collector.take_problems() == [
+        "line 9: not a JSON object: 'nonsense'",
+        "acc = inf: not finite, not a number a result can be made of"]
+    assert collector.take_problems() == []
 
 
 def test_a_report_file_that_cannot_be_read_is_a_problem_not_an_error(tmp_path: Path) -> None:

@@ -162,6 +162,32 @@ def test_a_status_line_of_this_attempt_counts_when_read_with_older_lines(tmp_pat
     assert reader.status == ("failed", "new")
 
 
+def test_a_lone_surrogate_becomes_its_escape_as_text(tmp_path: Path) -> None:
+    # json.dumps writes os.fsdecode(b"data-\xff.csv") as "data-\udcff.csv"; read back, a lone
+    # surrogate crashed the trial log's write of the reason (SQLite cannot encode it).
+    path = tmp_path / "reports.jsonl"
+    reader = ReportFileReader(path)
+    name = os.fsdecode(b"data-\xff.csv")
+    _append(path, json.dumps({"file": name, "k\udc80": 1, "ok": "\ud83d\ude00"}) + "\n"
+            + json.dumps({"status": "failed", "reason": f"cannot read {name}"}) + "\n")
+    [report] = reader.poll()
+    assert report.values == {"file": "data-\\udcff.csv", "k\\udc80": 1, "ok": "\U0001f600"}
+    assert reader.status == ("failed", "cannot read data-\\udcff.csv")
+    for text in (*report.values, report.values["file"], reader.status[1]):
+        str(text).encode("utf-8")  # raises for a surrogate
+
+
+def test_values_that_cannot_be_stored_are_said_to_be_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    reader = ReportFileReader(path)
+    _append(path, f'{{"acc": 1, "done": true, "x": null, "big": {10**400}}}\n{{"acc": 2}}\n')
+    assert [r.values for r in reader.poll()] == [{"acc": 1}, {"acc": 2}]
+    assert reader.skipped == 0
+    assert reader.problems == [
+        "line 1: 'done', 'x', 'big': not a number or text, dropped (a bool, null, list, object,"
+        " or an int too large)"]
+
+
 def test_a_truncated_file_is_read_again_from_the_start(tmp_path: Path) -> None:
     path = tmp_path / "reports.jsonl"
     reader = ReportFileReader(path)
@@ -236,7 +262,43 @@ def test_hypertune_window_of_100_slides_without_repeats_or_losses(tmp_path: Path
     assert steps == list(range(250))
     assert len(path.read_text().splitlines()) == 100
     assert reader.problems == []
-    assert "seen=100>" in repr(reader)  # entries that left the file are forgotten
+    assert "seen=250>" in repr(reader)
+
+
+def test_hypertune_entries_are_remembered_within_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reports_module, "_HYPERTUNE_REMEMBERS", 150)
+    path = tmp_path / "hypertune.metrics"
+    writer, reader = _HypertuneWriter(path), HypertuneFileReader(path, "val_accuracy")
+    for step in range(400):
+        writer.report(step / 1000, step, 1000.0 + step)
+        assert [r.values["step"] for r in reader.poll()] == [step]
+    assert "seen=150>" in repr(reader)
+
+
+def test_a_hypertune_entry_with_a_lone_surrogate_is_read_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "hypertune.metrics"
+    path.write_text(json.dumps({"timestamp": 1000.0, "trial": "0", "val_accuracy": "0.5",
+                                "note": os.fsdecode(b"\xff")}) + "\n")
+    [report] = HypertuneFileReader(path, "val_accuracy").poll()
+    assert report.values == {"val_accuracy": 0.5, "note": "\\udcff"}
+
+
+def test_two_hypertune_writers_in_one_trainer_are_each_read_once(tmp_path: Path) -> None:
+    # Each HyperTune object keeps its own last 100 entries and rewrites the whole file with
+    # them: taking turns, each rewrite once brought back all of the other's as new reports.
+    path = tmp_path / "hypertune.metrics"
+    first, second = _HypertuneWriter(path), _HypertuneWriter(path, tag="val_loss")
+    reader = HypertuneFileReader(path, "val_accuracy")
+    taken: list[object] = []
+    for step in range(150):
+        first.report(step / 1000, step, 1000.0 + step)
+        taken += [r.values.get("val_accuracy") for r in reader.poll()]
+        second.report(step / 1000, step, 2000.0 + step)
+        taken += [r.values.get("val_loss") for r in reader.poll()]
+    assert len(taken) == 300 and taken == [step / 1000 for step in range(150) for _ in (1, 2)]
+    assert reader.problems == []
 
 
 def test_hypertune_reports_rewritten_away_unread_are_flagged(tmp_path: Path) -> None:
