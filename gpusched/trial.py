@@ -16,8 +16,9 @@ stderr instead, so the same trainer runs by hand unchanged.
 Failures (SPEC section 5): a trainer that raises :class:`gpusched.FailedTrialError` (fail this
 trial, no retry) or :class:`gpusched.FatalError` (stop the whole experiment) and does not catch
 it gets a last line ``{"status": "failed"|"fatal", "reason": ...}`` written for it: importing
-this module wraps ``sys.excepthook`` (the previous hook still runs). :func:`fail` and
-:func:`fatal` do the same without an exception.
+this module wraps ``sys.excepthook`` and ``threading.excepthook`` (the previous hooks still
+run), which also look inside exception groups. :func:`fail` and :func:`fatal` do the same
+without an exception.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ _fd: int | None = None
 # writing (a handler that interrupts a write cannot wait for itself).
 _APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 _params: dict[str, Any] | None = None
+# The trial log stores 64-bit ints; a larger int is kept as a float.
+_INT64 = 2**63
 
 
 def in_gpusched() -> bool:
@@ -124,17 +127,48 @@ def initial_budget() -> int | float:
     return 0 if value is None else value
 
 
-def _number(name: str, value: object) -> int | float:
-    """``value`` as a plain int or float; numpy and torch scalars are converted."""
-    if type(value) is float or type(value) is int:
+def _integer(name: str, value: int) -> int | float:
+    """``value`` as the trial log stores it: a 64-bit int as it is, a larger one as a float.
+    One too large even for a float would be dropped by the daemon without a word: refused."""
+    if -_INT64 <= value < _INT64:
         return value
+    try:
+        return float(value)
+    except OverflowError:
+        # Not {value!r}: hundreds of digits, and past 4300 repr() itself raises.
+        raise TypeError(
+            f"trial.report(): {name} is an int of {value.bit_length()} bits, too large to"
+            " store (the largest number the trial log holds is a float's, about 1.8e308)"
+        ) from None
+
+
+def _one_value(value: object) -> bool:
+    """Whether ``value`` (an array, a tensor) holds exactly one value: 0-d, or of a shape like
+    ``[1]`` (a metric after ``dist.all_reduce``). numpy says so with ``.size``; torch with
+    ``.numel()``, its ``.size`` being a method. torch is never imported here."""
+    if getattr(value, "ndim", None) == 0:
+        return True
+    size = getattr(value, "size", None)
+    if isinstance(size, int) and not isinstance(size, bool):
+        return size == 1
+    numel = getattr(value, "numel", None)
+    return callable(numel) and numel() == 1
+
+
+def _number(name: str, value: object) -> int | float:
+    """``value`` as a plain int or float; numpy and torch scalars, and arrays and tensors that
+    hold one value, are converted."""
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        return _integer(name, value)
     if not isinstance(value, bool) and isinstance(value, numbers.Integral):
-        return int(value)  # numpy integers register as Integral
+        return _integer(name, int(value))  # numpy integers register as Integral
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)  # numpy floats register as Real
     item = getattr(value, "item", None)
-    if callable(item) and getattr(value, "ndim", None) == 0:
-        return _number(name, item())  # a 0-d array or a one-value tensor
+    if callable(item) and _one_value(value):
+        return _number(name, item())
     raise TypeError(
         f"trial.report(): {name}={value!r} is a {type(value).__name__}, not a number;"
         " pass an int or a float (a bool as int(flag))"
@@ -165,14 +199,15 @@ def _write(line: dict[str, Any]) -> None:
 def report(step: int | None = None, **metrics: object) -> None:
     """Report this trial's metrics now, e.g. ``report(step=3, val_accuracy=0.91)``.
 
-    Values must be numbers (numpy and torch scalars are converted); anything else raises
-    ``TypeError``. ``step`` is stored as the metric ``step``.
+    Values must be numbers (numpy and torch scalars, and arrays and tensors of one value, are
+    converted); anything else raises ``TypeError``, as does an int too large for a float.
+    An int beyond 64 bits is stored as a float. ``step`` is stored as the metric ``step``.
     """
     line: dict[str, Any] = {}
     if step is not None:
         line["step"] = _number("step", step)
         if type(line["step"]) is not int:
-            raise TypeError(f"trial.report(): step={step!r} is not an integer")
+            raise TypeError(f"trial.report(): step={step!r} is not an integer (of 64 bits)")
     for name, value in metrics.items():
         line[name] = _number(name, value)
     if not in_gpusched():
@@ -192,34 +227,90 @@ def _write_status(status: str, reason: str) -> None:
         print(f"[gpusched] trial {status}: {reason}", file=sys.stderr, flush=True)
 
 
-def fail(reason: str) -> NoReturn:
-    """End this trial as failed, not to be retried (like raising ``FailedTrialError``)."""
-    _write_status("failed", reason)
+def _reason(reason: object) -> str:
+    """A status line's reason: a str as it is; anything else (often an exception, as in
+    ``except OSError as e: trial.fail(e)``) as str() gives it, or its type's name if empty."""
+    if isinstance(reason, str):
+        return reason
+    return str(reason) or type(reason).__name__
+
+
+def _end(status: str, reason: object) -> NoReturn:
+    _write_status(status, _reason(reason))
+    if threading.current_thread() is not threading.main_thread():
+        # sys.exit() would end only this thread: the trainer would go on, exit 0, and its
+        # status line would be ignored. So the process ends now, as the line says; what the
+        # trainer printed is flushed, but no finally block (this thread's or another's) and no
+        # atexit handler runs.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except (OSError, ValueError):  # a closed pipe or stream: nothing to keep
+                pass
+        os._exit(1)
     sys.exit(1)
 
 
-def fatal(reason: str) -> NoReturn:
-    """End this trial as failed and stop its whole experiment (like raising ``FatalError``)."""
-    _write_status("fatal", reason)
-    sys.exit(1)
+def fail(reason: object) -> NoReturn:
+    """End this trial as failed, not to be retried (like raising ``FailedTrialError``).
+
+    ``reason`` is any object, an exception say, taken as its str(). From a thread other than
+    the main one, the process ends at once (``os._exit(1)``)."""
+    _end("failed", reason)
 
 
-def _reason(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+def fatal(reason: object) -> NoReturn:
+    """End this trial as failed and stop its whole experiment (like raising ``FatalError``).
+
+    ``reason`` is any object, an exception say, taken as its str(). From a thread other than
+    the main one, the process ends at once (``os._exit(1)``)."""
+    _end("fatal", reason)
+
+
+def _status_of(exc: BaseException) -> tuple[str, str] | None:
+    """The status an uncaught ``exc`` says: ours, or one inside an exception group (asyncio's
+    TaskGroup, anyio and trio wrap their tasks' errors in one), at any depth. A FatalError
+    anywhere wins over a FailedTrialError: the experiment must stop either way."""
+    failed = None
+    todo = [exc]
+    while todo:  # not recursive: however deep the groups, the hook itself cannot fail
+        inner = todo.pop()
+        if isinstance(inner, FatalError):
+            return "fatal", _reason(inner)
+        if isinstance(inner, FailedTrialError):
+            failed = failed or ("failed", _reason(inner))
+        elif isinstance(inner, BaseExceptionGroup):
+            todo.extend(reversed(inner.exceptions))  # in order: the first failure's reason
+    return failed
+
+
+def _write_status_of(exc: BaseException | None) -> None:
+    status = None if exc is None else _status_of(exc)
+    if status is not None:
+        _write_status(*status)
 
 
 _previous_hook = sys.excepthook
+_previous_thread_hook = threading.excepthook
 
 
 def _excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
     """Write the status line for our two errors, then let the previous hook print as usual."""
     try:
-        if isinstance(exc, FatalError):
-            _write_status("fatal", _reason(exc))
-        elif isinstance(exc, FailedTrialError):
-            _write_status("failed", _reason(exc))
+        _write_status_of(exc)
     finally:
         _previous_hook(kind, exc, tb)
 
 
+def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    """The same for an error that ends another thread. Only that thread dies, as Python has
+    it: the line counts if the process then exits non-zero (and is ignored after exit 0)."""
+    try:
+        _write_status_of(args.exc_value)
+    finally:
+        _previous_thread_hook(args)
+
+
 sys.excepthook = _excepthook
+threading.excepthook = _thread_excepthook

@@ -204,7 +204,7 @@ def test_a_reason_with_undecodable_bytes_still_ends_the_experiment(tmp_path: Pat
                       "raise FatalError('cannot read ' + os.fsdecode(b'data-\\xff.csv'))\n")
     with running_daemon(tmp_path / "d") as d:
         exp = d.submit({"command": [sys.executable, str(script)], "metric": "score",
-                        "max_trials": 3, "max_failed_trials": 10,
+                        "max_trials": 3, "max_failed_trials": 10, "max_parallel_trials": 1,
                         "params": [{"name": "x", "type": "double", "min": 0, "max": 1}]})
         view = d.wait_experiment(exp)
         trials = d.client.trials(exp)

@@ -125,6 +125,156 @@ def test_failures_write_a_last_status_line_and_exit_non_zero(
         assert "Traceback" in result.stderr  # the previous excepthook still ran
 
 
+@pytest.mark.parametrize(("call", "status"), [("fail", "failed"), ("fatal", "fatal")])
+def test_fail_from_another_thread_ends_the_whole_process(
+    tmp_path: Path, call: str, status: str
+) -> None:
+    # sys.exit() there would end only the thread: the trainer went on and exited 0, and the
+    # daemon ignores a status line followed by exit 0.
+    result = _run(
+        f"""
+        import atexit, sys, threading
+        from gpusched import trial
+        atexit.register(print, "atexit ran")
+        print("printed before", end="")  # still in stdout's buffer (a pipe): flushed at the end
+
+        def load():
+            try:
+                trial.{call}("loader thread gave up")
+            finally:
+                print("finally ran")
+
+        worker = threading.Thread(target=load)
+        worker.start()
+        worker.join()
+        print("main thread went on")
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 1
+    assert result.stdout == "printed before"  # no finally, no atexit, no more of the main thread
+    assert _lines(tmp_path) == [{"status": status, "reason": "loader thread gave up"}]
+
+
+def test_fail_in_a_child_process_ends_that_process_only(tmp_path: Path) -> None:
+    # The line is written; the trial fails only if its main process then exits non-zero.
+    result = _run(
+        """
+        import multiprocessing
+        from gpusched import trial
+        if __name__ == "__main__":
+            fork = multiprocessing.get_context("fork")
+            child = fork.Process(target=trial.fail, args=("bad shard",))
+            child.start()
+            child.join()
+            print(child.exitcode)
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0 and result.stdout == "1\n", result.stderr
+    assert _lines(tmp_path) == [{"status": "failed", "reason": "bad shard"}]
+
+
+@pytest.mark.parametrize(
+    ("raise_", "status", "reason"),
+    [
+        ("raise ExceptionGroup('tasks', [ValueError('x'), gpusched.FailedTrialError('no data')])",
+         "failed", "no data"),
+        # A FatalError anywhere wins, however deep, even after a FailedTrialError.
+        ("raise BaseExceptionGroup('outer', ["
+         "ExceptionGroup('a', [gpusched.FailedTrialError('f')]), KeyboardInterrupt(),"
+         " ExceptionGroup('b', [ExceptionGroup('c', [gpusched.FatalError()])])])",
+         "fatal", "FatalError"),
+        ("raise ExceptionGroup('tasks', [ValueError('bug')])", None, None),
+        ("""
+        import asyncio
+
+        async def task(n):
+            if n == 1:
+                raise gpusched.FatalError('license expired')
+            await asyncio.sleep(10)
+
+        async def main():
+            async with asyncio.TaskGroup() as group:
+                for n in range(3):
+                    group.create_task(task(n))
+
+        asyncio.run(main())
+        """, "fatal", "license expired"),
+    ],
+    ids=["failed", "fatal-wins-at-any-depth", "none-of-ours", "asyncio-taskgroup"],
+)
+def test_an_uncaught_exception_group_is_looked_into(
+    tmp_path: Path, raise_: str, status: str | None, reason: str | None
+) -> None:
+    code = "import gpusched.errors as gpusched\nfrom gpusched import trial\ntrial.report(step=1)\n"
+    result = _run(code + textwrap.dedent(raise_), tmp_path)
+    assert result.returncode == 1 and "Traceback" in result.stderr
+    reader = ReportFileReader(tmp_path / "reports.jsonl")
+    assert [r.values for r in reader.poll(final=True)] == [{"step": 1}]
+    assert reader.status == (None if status is None else (status, reason))
+
+
+@pytest.mark.parametrize(
+    ("call", "status", "reason"),
+    [
+        ("trial.fail(e)", "failed", "[Errno 2] No such file or directory: 'no/such/shard'"),
+        ("trial.fatal(RuntimeError())", "fatal", "RuntimeError"),  # no text: its type
+        ("trial.fail(3)", "failed", "3"),
+    ],
+)
+def test_fail_and_fatal_take_an_exception_or_any_object(
+    tmp_path: Path, call: str, status: str, reason: str
+) -> None:
+    result = _run(
+        f"""
+        from gpusched import trial
+        try:
+            open("no/such/shard")
+        except OSError as e:
+            {call}
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 1, result.stderr
+    assert _lines(tmp_path) == [{"status": status, "reason": reason}]
+
+
+@pytest.mark.parametrize(
+    ("raise_", "status", "reason"),
+    [
+        ("raise gpusched.FailedTrialError('shard missing')", "failed", "shard missing"),
+        ("raise ExceptionGroup('g', [gpusched.FatalError('license expired')])",
+         "fatal", "license expired"),
+    ],
+)
+def test_an_error_that_ends_another_thread_writes_the_status_line(
+    tmp_path: Path, raise_: str, status: str, reason: str
+) -> None:
+    # Only that thread dies (Python's rule): the line counts if the process exits non-zero.
+    result = _run(
+        f"""
+        import sys, threading
+        import gpusched.errors as gpusched
+        from gpusched import trial
+
+        def load():
+            {raise_}
+
+        worker = threading.Thread(target=load)
+        worker.start()
+        worker.join()
+        print("main thread went on")
+        sys.exit(1)
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 1
+    assert result.stdout == "main thread went on\n"
+    assert "Traceback" in result.stderr  # the previous threading.excepthook still ran
+    assert _lines(tmp_path) == [{"status": status, "reason": reason}]
+
+
 @pytest.mark.parametrize(
     ("code", "status"),
     [("import gpusched\nraise gpusched.FatalError('license expired')", "fatal"),
@@ -242,6 +392,65 @@ def test_report_takes_numbers_only(
     with pytest.raises(TypeError, match=r"trial\.report\(\)") as info:
         trial.report(step=1, **metrics)
     assert message in str(info.value)
+
+
+def test_report_takes_arrays_and_tensors_that_hold_one_value(tmp_path: Path) -> None:
+    # A metric after dist.all_reduce is a tensor of shape [1]. torch is not needed: this class
+    # looks to report() as a tensor does (.size a method, .numel() the count, .item()).
+    result = _run(
+        """
+        import numpy as np
+        from gpusched import trial
+
+        class Tensor:
+            def __init__(self, *values, ndim=1):
+                self.values, self.ndim = values, ndim
+            def size(self):
+                return (len(self.values),)
+            def numel(self):
+                return len(self.values)
+            def item(self):
+                (value,) = self.values  # torch raises too for more than one value
+                return value
+
+        trial.report(step=np.array([2]), acc=np.array([1.5]), loss=np.array([[0.25]], np.float32),
+                     n=np.array([7], np.int64), t=Tensor(0.125), t0=Tensor(3, ndim=0))
+        for wrong in (Tensor(1.0, 2.0), Tensor(), np.zeros((1, 0)), np.array([1.0, 2.0])):
+            try:
+                trial.report(x=wrong)
+            except TypeError as e:
+                print(e)
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    [line] = _lines(tmp_path)
+    del line["_t"]
+    assert line == {"step": 2, "acc": 1.5, "loss": 0.25, "n": 7, "t": 0.125, "t0": 3}
+    assert all(type(line[k]) is int for k in ("step", "n", "t0"))
+    assert len(result.stdout.splitlines()) == 4 and "not a number" in result.stdout
+
+
+def test_report_refuses_an_int_too_large_for_a_float(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The daemon could only drop it, without a word to the trainer.
+    monkeypatch.delenv("GPUSCHED_REPORT_FILE", raising=False)
+    for value in (10**400, -(10**400), 10**5000, np.array([10**400], dtype=object)):
+        with pytest.raises(TypeError, match=r"trial\.report\(\): n is an int of \d+ bits, too"):
+            trial.report(n=value)
+
+
+def test_report_stores_an_int_beyond_64_bits_as_a_float(tmp_path: Path) -> None:
+    # 2**1023 is one the daemon would drop as an int (it may overflow): as a float it is kept.
+    result = _run(
+        "from gpusched import trial\n"
+        "trial.report(a=2**63 - 1, b=-(2**63), c=2**63, d=2**1023, e=-(2**1000))",
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    [report] = ReportFileReader(tmp_path / "reports.jsonl").poll(final=True)
+    assert report.values == {"a": 2**63 - 1, "b": -(2**63), "c": 2.0**63, "d": 2.0**1023,
+                             "e": -(2.0**1000)}
+    assert [type(v) for v in report.values.values()] == [int, int, float, float, float]
 
 
 def test_report_step_must_be_an_integer(monkeypatch: pytest.MonkeyPatch) -> None:
