@@ -15,7 +15,7 @@ from gpusched._daemon.experiment import ExperimentRun, TrialRun, objective_of
 from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.report_collector import ReportCollector
 from gpusched._daemon.store import ReadPosition, Store, encode_reports
-from gpusched.errors import RequestError
+from gpusched._spec_check import Problems
 from gpusched.log import get_logger
 from gpusched.models import ExperimentState, TrialState
 from gpusched.plugin_api import TrialView
@@ -29,25 +29,27 @@ INTERRUPTED_REASON = "the daemon went down while it ran"
 _MAY_HAVE_RUN = (TrialState.RUNNING, TrialState.QUEUED, TrialState.INTERRUPTED)
 
 
-async def resolve_resume_from(store: Store, spec: ExperimentSpec) -> ExperimentSpec:
+async def resolve_resume_from(store: Store, spec: ExperimentSpec,
+                              problems: Problems) -> ExperimentSpec:
     """``spec`` with ``resume_from`` pinned to the earlier experiment's id (checked at submit).
 
     A name means the newest experiment with that name *now*; stored as it was written, it could
     name another experiment after a restart (this one, if it has the same name), and the search
-    would see another history. The earlier experiment must have ended, so that what the search
-    learns from it cannot change under it while it runs.
+    would see another history. The earlier experiment must exist and have ended, so that what
+    the search learns from it cannot change under it while it runs: else that is a problem in
+    the file, added to ``problems`` (and ``spec`` comes back as it was).
     """
     if not spec.resume_from:
         return spec
     row = await store.experiment(spec.resume_from)
     if row is None:
-        raise RequestError("invalid_experiment",
-                           f"resume_from: no experiment '{spec.resume_from}'"
-                           " (`gpusched ls --all` lists them)")
+        problems.add("resume_from", f"no experiment '{spec.resume_from}'"
+                                    " (`gpusched ls --all` lists them)")
+        return spec
     if row["state"] in (ExperimentState.QUEUED.value, ExperimentState.RUNNING.value):
-        raise RequestError("invalid_experiment",
-                           f"resume_from: {row['id']} is still {row['state']}: wait until it"
-                           f" ends (`gpusched wait {row['id']}`), then submit this again")
+        problems.add("resume_from", f"{row['id']} is still {row['state']}: wait until it ends"
+                                    f" (`gpusched wait {row['id']}`), then submit this again")
+        return spec
     return replace(spec, resume_from=row["id"])
 
 

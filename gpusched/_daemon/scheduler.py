@@ -13,9 +13,9 @@ import asyncio
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -35,12 +35,25 @@ from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
 from gpusched._daemon.user_limits import UserLimits
 from gpusched._daemon.waiting import WaitContext, why_waiting
+from gpusched._spec_check import Problems, did_you_mean
 from gpusched.config import DaemonSettings
-from gpusched.errors import NotFoundError, PluginError, RequestError, StoreError
+from gpusched.errors import NotFoundError, PluginError, RequestError, SpecError, StoreError
 from gpusched.log import get_logger
 from gpusched.models import ExperimentState, Goal, TrialState
-from gpusched.plugin_api import StoppingPlugin, Suggestion, Wait, as_suggestion
-from gpusched.plugins import make_search_plugin, make_stopping_plugin
+from gpusched.plugin_api import (
+    PluginOptionsError,
+    SearchPlugin,
+    StoppingPlugin,
+    Suggestion,
+    Wait,
+    as_suggestion,
+)
+from gpusched.plugins import (
+    PluginKind,
+    find_plugins,
+    load_search_plugin,
+    load_stopping_plugin,
+)
 from gpusched.spec import ExperimentSpec
 
 __all__ = ["Scheduler"]
@@ -53,6 +66,7 @@ _Reading = tuple[Any, dict[int, list[int]]]  # the devices' readings; session ->
 _STARTS = ("experiment_submitted", "experiment_resumed")
 # A search whose last suggestion took longer than this is asked in a worker thread (see _ask).
 SUGGEST_INLINE_S = 0.01
+_P = TypeVar("_P", SearchPlugin, StoppingPlugin)
 
 
 class Scheduler:
@@ -647,34 +661,43 @@ class Scheduler:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def _plugins(self, spec: ExperimentSpec, seed: int) -> tuple[Any, list[StoppingPlugin]]:
-        search = make_search_plugin(spec.search_algorithm, spec.space(), goal=spec.goal,
-                                    seed=seed, options=spec.search_options)
-        stoppers = []
-        if spec.stop:
-            stoppers.append(make_stopping_plugin("bounds", metric=spec.metric, goal=spec.goal,
-                                                 options=spec.stop))
-        if spec.early_stopping_policy:
-            stoppers.append(make_stopping_plugin(
-                spec.early_stopping_policy, metric=spec.metric, goal=spec.goal,
-                options=spec.early_stopping_options))
+    def _plugins(self, spec: ExperimentSpec, seed: int
+                 ) -> tuple[SearchPlugin, list[StoppingPlugin]]:
+        """The plugins of a stored experiment (a resume, a restart); PluginError says every
+        problem with them on one line (a plugin uninstalled since the submit, say)."""
+        p = Problems()
+        search, stoppers = _make_plugins(p, spec, seed)
+        if p.items:
+            raise PluginError("; ".join(str(problem) for problem in p.items))
+        assert search is not None  # else a problem says why
         return search, stoppers
 
-    async def submit(self, spec: ExperimentSpec, owner_uid: int | None) -> str:
-        """Record and queue an experiment; return its id. Bad plugins -> RequestError."""
+    async def submit(self, spec: ExperimentSpec, owner_uid: int | None, *,
+                     source: str = "") -> str:
+        """Record and queue an experiment; return its id.
+
+        What the daemon alone can judge in the file (its plugins and their options, the
+        per-user GPU limit, ``resume_from``) is a :class:`SpecError` that lists every such
+        problem at its place, as the parser's are (``source``: the file's name, for the
+        message); other refusals are RequestErrors.
+        """
         if self._closing:
             raise RequestError("shutting_down", "the daemon is shutting down; submit again later")
         seed = spec.search_seed if spec.search_seed is not None else secrets.randbelow(2**31)
-        try:
-            search, stoppers = self._plugins(spec, seed)
-        except PluginError as exc:
-            raise RequestError("invalid_experiment", str(exc)) from None
-        self.limits.check_submit(spec.gpus_per_trial)
+        p = Problems()
+        # In the order of the file's settings (the daemon does not know the file's own order).
+        if (over := self.limits.submit_problem(spec.gpus_per_trial)) is not None:
+            p.add("gpus_per_trial", over)
+        # Made once, here: the experiment keeps these (a wrong one is a problem, not an error).
+        search, stoppers = _make_plugins(p, spec, seed)
+        spec = await resolve_resume_from(self.store, spec, p)
+        if p.items:
+            raise SpecError(p.items, source)
+        assert search is not None  # else a problem says why
         # Who its trials run as (a root daemon's): refuses nobody and uids without a passwd
         # entry. In a worker thread: the user database may be LDAP, slow to answer.
         run_as = await anyio.to_thread.run_sync(trial_identity, owner_uid) if (
             os.geteuid() == 0) else None
-        spec = await resolve_resume_from(self.store, spec)
         if spec.resume_from is not None and spec.resume_from in self._resuming:
             raise RequestError("not_ended", f"{spec.resume_from} is being resumed: its trials"
                                " would change under this search; submit once it has ended")
@@ -743,14 +766,24 @@ class Scheduler:
                             prior=await prior_trials(self.store, spec),
                             owner_uid=row["owner_uid"], run_as=trial_identity(row["owner_uid"]))
         await restore_trials(self.store, exp)
-        for trial in exp.trials.values():
-            if trial.state is TrialState.CANCELLED and trial.objective is None:
-                # Cut short by the cancel: it runs again. The log says so, so that a restart
-                # before it runs (or before its start is recorded) runs it again too.
-                trial.state = TrialState.QUEUED
-                await self.store.update_trial(exp.id, trial.number, state="queued",
-                                              reason="queued again by resume")
-                exp.requeued.append(trial.number)
+        cut_short = [t for t in exp.trials.values()
+                     if t.state is TrialState.CANCELLED and t.objective is None]
+        if not exp.requeued and not cut_short and len(exp.trials) >= exp.max_trials:
+            # Resumed, it would end at once, `completed` (a failed one too: a CI script would
+            # see success where its trials failed). It stays as it ended.
+            raise RequestError(
+                "bad_request", f"{exp.id} has nothing left to run: all of its max_trials"
+                f" ({exp.max_trials}) have run and none was cut short, so it stays"
+                f" {row['state']}. To search further, submit a new experiment (`gpusched"
+                f" submit FILE --set resume_from={exp.id}`: its search learns from these"
+                " trials' results)")
+        for trial in cut_short:
+            # Cut short by the cancel: it runs again. The log says so, so that a restart
+            # before it runs (or before its start is recorded) runs it again too.
+            trial.state = TrialState.QUEUED
+            await self.store.update_trial(exp.id, trial.number, state="queued",
+                                          reason="queued again by resume")
+            exp.requeued.append(trial.number)
         exp.requeued.sort()
         # Its start is its first trial's again: a restart before then must not count the
         # time_budget from the run that ended.
@@ -760,7 +793,7 @@ class Scheduler:
                                    was=row["state"])
         self.active[exp.id] = exp
         log.info("experiment_resumed", experiment=exp.id, requeued=exp.requeued)
-        await self._maybe_finish(exp)  # nothing left to run: it completes at once
+        await self._maybe_finish(exp)  # something is left to run (see above): ends nothing
         self.kick()
         return f"resuming {exp.id}: {len(exp.requeued)} trials to run again"
 
@@ -863,6 +896,70 @@ class Scheduler:
                  requeued=exp.requeued)
         # Its last trial may have ended just before the crash, its own end unrecorded.
         await self._maybe_finish(exp)
+
+
+def _make_plugins(p: Problems, spec: ExperimentSpec, seed: int
+                  ) -> tuple[SearchPlugin | None, list[StoppingPlugin]]:
+    """``spec``'s search plugin and stopping plugins, each made once; each one that cannot be
+    made is a problem in ``p`` (and None, or left out of the list), at the setting that names
+    it or holds its options.
+
+    The spec does not keep where the file wrote a setting: a plugin written with options
+    (``search: {algorithm: tpe, n_startup: 5}``) was a mapping, so its name's place is
+    ``search.algorithm``; without, the place is the setting (``search: tpe`` as well as
+    ``search: {algorithm: tpe}``).
+    """
+    named = bool(spec.search_options) or spec.search_seed is not None
+    search = _make_plugin(
+        p, "search", spec.search_algorithm, load_search_plugin,
+        lambda cls: cls(spec.space(), goal=spec.goal, seed=seed, options=spec.search_options),
+        name_at="search.algorithm" if named else "search", options_at="search")
+    stoppers: list[StoppingPlugin] = []
+    if spec.stop:
+        bounds = _make_plugin(
+            p, "stopping", "bounds", load_stopping_plugin,
+            lambda cls: cls(metric=spec.metric, goal=spec.goal, options=spec.stop),
+            name_at="stop", options_at="stop")
+        stoppers += [bounds] if bounds is not None else []
+    if spec.early_stopping_policy:
+        policy = _make_plugin(
+            p, "stopping", spec.early_stopping_policy, load_stopping_plugin,
+            lambda cls: cls(metric=spec.metric, goal=spec.goal,
+                            options=spec.early_stopping_options),
+            name_at="early_stopping.policy" if spec.early_stopping_options else "early_stopping",
+            options_at="early_stopping")
+        stoppers += [policy] if policy is not None else []
+    return search, stoppers
+
+
+def _make_plugin(
+    p: Problems, kind: PluginKind, name: str, load: Callable[[str], type[_P]],
+    build: Callable[[type[_P]], _P], *, name_at: str, options_at: str,
+) -> _P | None:
+    """Load the plugin ``name`` and build it; None, with the problem in ``p``, if either fails:
+    a name that is not installed at ``name_at`` (with the closest installed one), options the
+    plugin refuses (or any failure of its constructor, a bug that must not take the daemon
+    down) at ``options_at``."""
+    try:
+        cls = load(name)
+    except PluginError as exc:
+        # Read again on this refusal only (metadata, no plugin code): a submit that names an
+        # installed plugin reads the installed ones once, as it loads it.
+        installed = find_plugins(kind)
+        if name in installed:  # there, but it cannot be loaded (or is registered twice)
+            p.add(name_at, str(exc))
+        else:
+            listed = ", ".join(installed) or "none"
+            p.add(name_at, f"unknown {kind} plugin {name!r}{did_you_mean(name, installed)}"
+                           f" (installed: {listed})")
+        return None
+    try:
+        return build(cls)
+    except PluginOptionsError as exc:
+        p.add(options_at, f"{kind} plugin {name!r}: {exc}")
+    except Exception as exc:  # plugin code is foreign: a constructor's bug is its failure
+        p.add(options_at, f"{kind} plugin {name!r}: {type(exc).__name__}: {exc}")
+    return None
 
 
 def _store_error_in(exc: BaseException) -> StoreError | None:

@@ -15,7 +15,6 @@ from gpusched._daemon.access import login_name
 from gpusched._daemon.experiment import ExperimentRun
 from gpusched._daemon.trial_runner import TrialRunner
 from gpusched.config import DaemonSettings
-from gpusched.errors import RequestError
 
 __all__ = ["PER_USER_LIMIT", "Usage", "UserLimits"]
 
@@ -34,13 +33,13 @@ class UserLimits:
     def __repr__(self) -> str:
         return f"<UserLimits gpus={self.max_gpus:g} trials={self.max_trials}>"
 
-    def check_submit(self, gpus_per_trial: float) -> None:
-        """Refuse an experiment whose every trial would be over the GPU limit (it would wait
-        forever)."""
+    def submit_problem(self, gpus_per_trial: float) -> str | None:
+        """What is wrong with an experiment whose every trial would be over the GPU limit (it
+        would wait forever): the problem at its ``gpus_per_trial``; None when it fits."""
         if self.max_gpus and gpus_per_trial > self.max_gpus + 1e-9:
-            raise RequestError("invalid_experiment", f"gpus_per_trial {gpus_per_trial:g} is over"
-                               f" this daemon's per-user limit of {self.max_gpus:g} GPUs"
-                               " (max_gpus_per_user): ask for fewer")
+            return (f"{gpus_per_trial:g} is over this daemon's per-user limit of"
+                    f" {self.max_gpus:g} GPUs (max_gpus_per_user): ask for fewer")
+        return None
 
     @staticmethod
     def usage(runners: Iterable[TrialRunner]) -> Usage:

@@ -80,6 +80,31 @@ def test_the_daemon_refuses_a_bad_file_with_the_words_the_cli_uses_without_one(
         assert words in sent.stderr
 
 
+def test_what_only_the_daemon_can_judge_in_a_file_is_refused_as_a_bad_file(
+    tmp_path: Path
+) -> None:
+    # Its plugins, their options, resume_from and the per-user GPU limit: they were refused
+    # with the first problem alone, without a place, and exit 1 (a refused file exits 2).
+    example = REPO / "examples" / "digits" / "experiment.yaml"
+    with running_daemon(tmp_path / "d", settings={"max_gpus_per_user": 1}) as d:
+        out = d.cli("submit", str(example), "--set", "search=tpee", "--set",
+                    "early_stopping=medain", "--set", "resume_from=e99", "--set",
+                    "gpus_per_trial=2")
+        options = d.cli("submit", str(example), "--set", "search.bogus=1")
+        assert d.client.experiments() == []
+    assert out.returncode == 2, out
+    head, *lines = out.stderr.splitlines()
+    assert head == f"gpusched: {example}: 4 problems in the experiment"
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "gpus_per_trial", "search", "early_stopping", "resume_from"]
+    assert "per-user limit of 1 GPUs (max_gpus_per_user)" in lines[0]
+    assert "unknown search plugin 'tpee' (did you mean 'tpe'?)" in lines[1]
+    assert "unknown stopping plugin 'medain' (did you mean 'median'?)" in lines[2]
+    assert "no experiment 'e99'" in lines[3]
+    assert options.returncode == 2, options
+    assert "  search: search plugin 'random': " in options.stderr and "bogus" in options.stderr
+
+
 def test_submit_sends_the_file_without_importing_a_yaml_parser(tmp_path: Path) -> None:
     experiment = probe_experiment(tmp_path / "p", max_trials=1)
     file = tmp_path / "sub" / "exp.yaml"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gpusched.client import Client
-from gpusched.errors import NoDaemonError, RequestError
+from gpusched.errors import NoDaemonError, SpecError
 from tests.integration.harness import fake_config, running_daemon, stop_daemon, wait_for
 from tests.integration.test_gpus import overlaps, probe_experiment, records
 
@@ -100,9 +100,12 @@ def test_other_wait_reasons_and_a_trial_over_the_gpu_limit(tmp_path: Path) -> No
     slow = probe_experiment(out, max_trials=3, command=[*probe_experiment(out)["command"],
                                                         "--sleep", "30"])
     with running_daemon(tmp_path / "d", settings={"max_gpus_per_user": 1.5}) as d:
-        with pytest.raises(RequestError, match=r"gpus_per_trial 2 is over this daemon's per-user"
-                           r" limit of 1.5 GPUs \(max_gpus_per_user\): ask for fewer"):
+        # A problem of the file, at its place (the CLI exits 2 for it).
+        with pytest.raises(SpecError) as refused:
             d.client.submit({**slow, "gpus_per_trial": 2}, base_dir=str(tmp_path))
+        assert [str(p) for p in refused.value.problems] == [
+            "gpus_per_trial: 2 is over this daemon's per-user limit of 1.5 GPUs"
+            " (max_gpus_per_user): ask for fewer"]
         one = d.submit({**slow, "max_parallel_trials": 1}, name="one")
         wait_for(lambda: d.client.show(one)["trials"]["running"], 10, "its trial")
         assert d.client.show(one)["waiting"]["message"] == (

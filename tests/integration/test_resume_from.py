@@ -99,7 +99,9 @@ def test_resume_from_what_does_not_exist_or_has_not_ended_is_refused(tmp_path: P
             path.write_text(yaml.safe_dump({"name": "r", **probe_search(
                 out, {"algorithm": "random"}, resume_from=target)}))
             refused = d.cli("submit", str(path))
-            assert refused.returncode != 0 and said in refused.stderr, refused.stderr
-            assert refused.stderr.count("\n") == 1
+            # A refused file: exit 2, its problem at its place (docs/experiment-file.md).
+            assert refused.returncode == 2 and said in refused.stderr, refused.stderr
+            assert refused.stderr.startswith(f"gpusched: {path}: 1 problem in the experiment\n")
+            assert refused.stderr.count("\n") == 2
         assert [e["id"] for e in d.client.experiments()] == [running]
         d.cli("cancel", running)

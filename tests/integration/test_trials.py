@@ -432,6 +432,29 @@ def test_resume_goes_on_with_a_failed_or_cancelled_experiment(tmp_path: Path) ->
         assert "resume_from" in refused.stderr
 
 
+def test_a_failed_experiment_with_nothing_left_to_run_is_not_resumed_into_a_success(
+    tmp_path: Path,
+) -> None:
+    # Its one trial failed: `resume` once made it `completed` at once, and `gpusched wait`
+    # exited 0, a success to a CI script.
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit({"command": "false", "metric": "acc", "max_trials": 1,
+                        "gpus_per_trial": 0,
+                        "params": [{"name": "x", "type": "double", "min": 0, "max": 1}]})
+        first = d.cli("wait", exp)
+        refused = d.cli("resume", exp)
+        after = d.cli("wait", exp)
+        events = [e["kind"] for e in d.client.show(exp)["events"]]
+    assert first.returncode == 1 and "the first trial failed" in first.stdout, first
+    assert refused.returncode == 1, refused
+    assert refused.stderr.startswith(f"gpusched: {exp} has nothing left to run: all of its"
+                                     " max_trials (1) have run and none was cut short, so it"
+                                     " stays failed."), refused.stderr
+    assert f"--set resume_from={exp}" in refused.stderr
+    assert (after.returncode, after.stdout) == (1, first.stdout)  # as it was: failed
+    assert "experiment_resumed" not in events
+
+
 def test_a_daemonized_grandchild_does_not_outlive_its_trial(tmp_path: Path) -> None:
     pid_file = tmp_path / "escapee.pid"
     script = tmp_path / "train.py"

@@ -1,6 +1,8 @@
 """How the scheduler ends experiments when several endings meet: a retry requeued while its
 experiment fails or is cancelled, a time_budget timer of a run that was resumed since, two
-resumes at once, a trial whose row is written as shutdown begins, a runner that fails.
+resumes at once, a trial whose row is written as shutdown begins, a runner that fails; and
+what a submit or a resume refuses (the file's problems only the daemon can see, a resume with
+nothing left to run).
 
 Each of these once left an experiment `running` forever, ended the wrong run, ran a trial
 twice, or started a trial that shutdown would not stop. A real trial log (SQLite) and the
@@ -23,7 +25,7 @@ from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.scheduler import Scheduler
 from gpusched._daemon.store import Store, open_store
 from gpusched.config import DaemonSettings
-from gpusched.errors import RequestError
+from gpusched.errors import RequestError, SpecError
 from gpusched.models import ExperimentState, TrialState
 from gpusched.plugin_api import SearchPlugin as SearchPluginBase
 from gpusched.plugins import make_search_plugin
@@ -495,3 +497,131 @@ async def test_a_search_plugins_failure_puts_its_decision_in_the_log(tmp_path: P
         event = await store.last_event("e1", ("experiment_failing",))
     assert event is not None
     assert event["data"]["reason"] == "search plugin 'random' failed: RuntimeError('boom')"
+
+
+# -- what a submit or a resume refuses --------------------------------------------------------
+
+
+@asynccontextmanager
+async def idle_scheduler(tmp_path: Path, **settings: Any
+                         ) -> AsyncIterator[tuple[Store, Scheduler]]:
+    """A scheduler (no GPUs) over a real, empty log, with daemon ``settings``."""
+    async with open_store(tmp_path / "log.db") as store:
+        yield store, Scheduler(store=store, backend=cast(GpuBackend, None),
+                               settings=DaemonSettings().with_overrides(settings, "test"),
+                               state_dir=tmp_path / "state")
+
+
+async def test_a_submit_lists_every_problem_the_daemon_finds_each_at_its_place(
+    tmp_path: Path,
+) -> None:
+    # They were one RequestError, the first problem alone and no place: `gpusched submit`
+    # exited 1 where a refused file exits 2 and lists every problem.
+    async with idle_scheduler(tmp_path, max_gpus_per_user=1) as (store, scheduler):
+        spec = _spec(tmp_path, gpus_per_trial=2, search="tpee", early_stopping="medain",
+                     resume_from="e99")
+        with pytest.raises(SpecError) as refused:
+            await scheduler.submit(spec, os.getuid())
+        assert await store.experiments() == []
+    problems = refused.value.problems
+    assert [p.place for p in problems] == [
+        "gpus_per_trial", "search", "early_stopping", "resume_from"]
+    assert problems[0].message == ("2 is over this daemon's per-user limit of 1 GPUs"
+                                   " (max_gpus_per_user): ask for fewer")
+    assert problems[1].message.startswith(
+        "unknown search plugin 'tpee' (did you mean 'tpe'?) (installed: ")
+    assert "random" in problems[1].message
+    assert problems[2].message.startswith(
+        "unknown stopping plugin 'medain' (did you mean 'median'?) (installed: ")
+    assert problems[3].message == "no experiment 'e99' (`gpusched ls --all` lists them)"
+
+
+async def test_a_submits_plugin_problems_are_at_the_name_or_the_options_as_written(
+    tmp_path: Path,
+) -> None:
+    async with idle_scheduler(tmp_path) as (store, scheduler):
+        await store.create_experiment(name="first", spec=_spec(tmp_path).to_dict(), seed=0,
+                                      priority=0, owner_uid=os.getuid())
+        await store.update_experiment("e1", state="running")
+        options = _spec(tmp_path, search={"algorithm": "random", "bogus": 1},
+                        early_stopping={"policy": "median", "nope": 2}, resume_from="first")
+        names = _spec(tmp_path, search={"algorithm": "nosuch", "seed": 3},
+                      early_stopping={"policy": "nosuch", "min_trials": 2})
+        refusals = []
+        for spec in (options, names):
+            with pytest.raises(SpecError) as refused:
+                await scheduler.submit(spec, os.getuid())
+            refusals.append([(p.place, p.message) for p in refused.value.problems])
+        assert [e["id"] for e in await store.experiments()] == ["e1"]
+    (search, stopping, resume_from), (search_name, stopping_name) = refusals
+    assert search[0] == "search" and search[1].startswith("search plugin 'random': ")
+    assert "bogus" in search[1]
+    assert stopping[0] == "early_stopping" and stopping[1].startswith(
+        "stopping plugin 'median': ") and "nope" in stopping[1]
+    assert resume_from == ("resume_from", "e1 is still running: wait until it ends"
+                                          " (`gpusched wait e1`), then submit this again")
+    assert search_name[0] == "search.algorithm"
+    assert search_name[1].startswith("unknown search plugin 'nosuch' (installed: ")
+    assert stopping_name[0] == "early_stopping.policy"
+
+
+async def test_a_submit_makes_each_plugin_once_and_reads_no_plugin_list_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The checks are the plugins being made: the experiment runs the very ones checked.
+    from gpusched._daemon import scheduler as scheduler_module
+    from gpusched.plugins import load_search_plugin as load
+
+    made: list[Any] = []
+
+    def counting(name: str) -> Any:
+        class Counted(load(name)):  # type: ignore[misc]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                made.append(self)
+                super().__init__(*args, **kwargs)
+        return Counted
+
+    def no_scan(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the installed plugins were listed again for a sound submit")
+
+    monkeypatch.setattr(scheduler_module, "load_search_plugin", counting)
+    monkeypatch.setattr(scheduler_module, "find_plugins", no_scan)
+    async with idle_scheduler(tmp_path) as (_store, scheduler):
+        exp_id = await scheduler.submit(_spec(tmp_path, early_stopping="median"), os.getuid())
+        exp = scheduler.active[exp_id]
+    assert len(made) == 1 and exp.search is made[0]
+    assert [type(s).__name__ for s in exp.stoppers] == ["MedianStopping"]
+
+
+@pytest.mark.parametrize(("ended", "trial", "objective", "resumes"), [
+    ("failed", "failed", None, False),  # `command: false`: it once ended `completed`
+    ("cancelled", "completed", 0.5, False),  # cancelled as its last trial ended
+    ("cancelled", "cancelled", None, True),  # cut short by the cancel: it runs again
+    ("failed", "cancelled", None, True),  # a retry cancelled as a failure rule fired
+])
+async def test_resume_refuses_an_experiment_with_nothing_left_to_run(
+    tmp_path: Path, ended: str, trial: str, objective: float | None, resumes: bool,
+) -> None:
+    async with scheduling(tmp_path, max_trials=1) as (store, scheduler, _exp):
+        del scheduler.active["e1"]
+        await store.create_trial("e1", 0, {"x": 1}, str(tmp_path / "0"))
+        await store.update_trial("e1", 0, state=trial, objective=objective)
+        await store.update_experiment("e1", state=ended, reason="why it ended", ended_at=2.0)
+        if resumes:
+            assert await scheduler.resume("e1") == "resuming e1: 1 trials to run again"
+            assert scheduler.active["e1"].requeued == [0]
+            return
+        with pytest.raises(RequestError) as refused:
+            await scheduler.resume("e1")
+        row = await store.experiment("e1")
+        events = [e["kind"] for e in await store.events("e1")]
+        trials = await _states(store)
+    assert refused.value.code == "bad_request"
+    assert str(refused.value) == (
+        f"e1 has nothing left to run: all of its max_trials (1) have run and none was cut"
+        f" short, so it stays {ended}. To search further, submit a new experiment (`gpusched"
+        " submit FILE --set resume_from=e1`: its search learns from these trials' results)")
+    assert "e1" not in scheduler.active and "experiment_resumed" not in events
+    assert row is not None
+    assert (row["state"], row["reason"], row["ended_at"]) == (ended, "why it ended", 2.0)
+    assert trials == (ended, [(trial, None)])

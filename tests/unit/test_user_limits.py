@@ -20,7 +20,6 @@ from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
 from gpusched._daemon.user_limits import Usage, UserLimits
 from gpusched.config import DaemonSettings
-from gpusched.errors import RequestError
 from tests.unit.test_experiment import run
 
 ALICE, BOB, GONE = 1001, 1002, 4242
@@ -117,9 +116,11 @@ def test_a_cpu_only_trial_is_not_held_by_the_gpu_limit(tmp_path: Path, lookups: 
 
 
 def test_submit_refuses_a_trial_over_the_gpu_limit() -> None:
-    limits(max_gpus_per_user=2).check_submit(2)
-    with pytest.raises(RequestError, match="per-user limit of 2 GPUs"):
-        limits(max_gpus_per_user=2).check_submit(3)
+    # A problem at the file's gpus_per_trial, listed with the file's others (Scheduler.submit).
+    assert limits(max_gpus_per_user=2).submit_problem(2) is None
+    assert limits().submit_problem(64) is None  # no limit
+    assert limits(max_gpus_per_user=2).submit_problem(3) == (
+        "3 is over this daemon's per-user limit of 2 GPUs (max_gpus_per_user): ask for fewer")
     assert repr(limits(max_gpus_per_user=1.5, max_trials_per_user=4)) == (
         "<UserLimits gpus=1.5 trials=4>")
 
