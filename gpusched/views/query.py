@@ -101,13 +101,36 @@ def lookup(row: Mapping[str, Any], column: str, index_of: Mapping[str, int] | No
 #: Columns the tables compute rather than look up (see ``tables.py``).
 COMPUTED = frozenset({"why"})
 
+#: The fields of the views' nested objects (docs/json.md), and the fields the daemon adds to
+#: every report: a column into one of them (``waiting.code``, so the alias ``wait``;
+#: ``best.objective``; ``iter``) is known wherever the rows have the object's key, even when
+#: every row has it null (nothing waits, nothing has reported yet).
+_NESTED: Mapping[str, frozenset[str]] = {
+    "waiting": frozenset({"code", "message", "trials", "ahead"}),
+    "best": frozenset({"trial", "objective", "params"}),
+    "last_report": frozenset({"training_iteration", "time_total_s", "time_this_iter_s",
+                              "timestamp"}),
+}
+
+
+def _known(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
+    """Whether ``column`` names something the rows have, or may have (see ``_NESTED``)."""
+    if column in COMPUTED:
+        return True
+    head, dot, rest = ALIASES.get(column, column).partition(".")
+    if dot and rest in _NESTED.get(head, ()) and any(head in r for r in rows):
+        return True
+    return any(lookup(r, column) is not MISSING for r in rows)
+
 
 def check_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], what: str) -> None:
-    """Refuse a column that no row has (a typo), naming the ones there are."""
+    """Refuse a column that no row has (a typo), naming the ones there are. A column into
+    one of the views' own objects (``wait``) is known even where no row has a value: a row
+    without one sorts last and matches no filter."""
     if not rows:
         return
     for column in columns:
-        if column not in COMPUTED and all(lookup(r, column) is MISSING for r in rows):
+        if not _known(rows, column):
             known = sorted({k for r in rows for k in r if k not in _BARE_IN}
                            | {f"{w}.{k}" for r in rows for w in _BARE_IN
                               for k in (r.get(w) or {})})

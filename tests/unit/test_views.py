@@ -74,6 +74,30 @@ def test_wait_and_waiting_name_the_code_and_the_message() -> None:
     assert [r["number"] for r in kept] == [0]
 
 
+@pytest.mark.parametrize("rows", [
+    [trial(0), trial(1)],  # trials: nothing waits, no trial has reported
+    [experiment(), experiment(id="e2", best=None)],  # experiments: nothing waits
+])
+def test_wait_is_a_column_even_when_no_row_waits(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        row["last_report"] = None
+    for text in ("wait == no_free_gpu", "wait != no_free_gpu", "waiting == x"):
+        assert query.apply_filters(rows, [query.parse_filter(text)], "ls") == []
+    assert query.sort_rows(rows, ["-wait", "waiting"]) == rows  # all missing: order kept
+    query.check_columns(rows, ["wait", "waiting", "waiting.code", "iter"], "ls --columns")
+    with pytest.raises(UsageError, match=r"no column 'waiting\.cod'"):
+        query.check_columns(rows, ["waiting.cod"], "ls --columns")
+
+
+def test_best_objective_is_a_column_before_any_experiment_has_a_result() -> None:
+    rows = [experiment(best=None), experiment(id="e2", best=None)]
+    assert query.sort_rows(rows, ["best.objective"]) == rows
+    with pytest.raises(UsageError, match=r"no column 'best\.objectiv'"):
+        query.check_columns(rows, ["best.objectiv"], "ls --sort")
+    with pytest.raises(UsageError, match=r"no column 'best\.objective'"):  # trials have no best
+        query.check_columns([trial(0)], ["best.objective"], "ls e1 --sort")
+
+
 def test_a_view_key_wins_over_a_parameter_of_the_same_name() -> None:
     row = trial(0, params={"state": "x"})
     assert query.lookup(row, "state") == "completed"
