@@ -1,8 +1,9 @@
 """The `gpusched` command (SPEC section 2).
 
 Every failure prints one line on stderr saying what went wrong and what to do, and exits
-non-zero; no traceback reaches the user. The daemon is imported only by `gpusched daemon`, so
-the client commands start fast.
+non-zero; no traceback reaches the user. A command line the parser refuses (an unknown option,
+a bad value) is argparse's: a usage line, an error line, exit 2 (README). The daemon is
+imported only by `gpusched daemon`, so the client commands start fast.
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         pairs += [("params", data["params"]), ("last_report", data["last_report"])]
     print(render.key_values(pairs))
+    if data.get("spec"):  # an experiment's settings (another user's env values hidden)
+        print(render.spec_lines(data["spec"]))
     print(render.events_lines(data.get("events") or []))  # retries, interruptions, the end
     return 0
 

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["table", "fmt_value", "fmt_duration", "fmt_age", "best_table", "key_values",
-           "fmt_time", "union_keys", "finite_number", "print_json", "events_lines", "printable",
+           "fmt_time", "union_keys", "finite_number", "print_json", "events_lines", "spec_lines",
+           "printable",
            "text_width", "cut_to_width"]
 
 # What a trial writes (a failure reason, a reported string, a parameter's value) reaches other
@@ -173,3 +174,39 @@ def events_lines(events: Sequence[dict[str, Any]]) -> str:
         said = data.get("reason") or data.get("state") or ""
         lines.append(printable(f"  {fmt_time(e['t'])}  {who:<8} {e['kind']}  {said}".rstrip()))
     return "\n".join(["events:", *lines]) if lines else "events: -"
+
+
+def spec_lines(spec: Mapping[str, Any]) -> str:
+    """`gpusched show EXP`'s spec: the settings as the daemon holds them (docs/json.md: canonical
+    spelling, durations in seconds, memory in MiB), one ``key  value`` line each, unset ones
+    (``null``) left out: the command as a shell would read it, lists and mappings inline
+    (JSON-like, strings quoted), one line per parameter. Control characters are shown as
+    everywhere else (:func:`printable`)."""
+    pairs = [(k, v) for k, v in spec.items() if v is not None and k != "params"]
+    keys = [printable(k) for k, _ in pairs]
+    width = max((text_width(k) for k in keys), default=0)
+    lines = ["spec:", *(f"  {_pad(k, width)}  {_setting(key, v)}"
+                        for k, (key, v) in zip(keys, pairs, strict=True))]
+    if spec.get("params"):
+        lines += ["  params:", *(f"    - {_inline(p)}" for p in spec["params"])]
+    return "\n".join(lines)
+
+
+def _setting(key: str, value: Any) -> str:
+    if key == "command" and isinstance(value, list):
+        import shlex  # only `gpusched show EXP` pays for it
+
+        return printable(shlex.join(str(v) for v in value))
+    return printable(value) if isinstance(value, str) else _inline(value)
+
+
+def _inline(value: Any) -> str:
+    """``value`` on one line, as JSON writes it but with strings made :func:`printable` (a
+    backslash or quote of their own escaped) rather than JSON-escaped."""
+    if isinstance(value, str):
+        return '"' + printable(value.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_inline(str(k))}: {_inline(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_inline(v) for v in value) + "]"
+    return json.dumps(value)  # a number, true, false, null

@@ -69,7 +69,8 @@ def _add_export(sub: Any, add: AddCommand) -> None:
     p.add_argument("-o", "--out", metavar="FILE|DIR",
                    help="where to write (default: stdout; a folder for tensorboard)")
     p.add_argument("--reports", action="store_true",
-                   help="every report: one CSV row per report, or `reports` per trial in JSON")
+                   help="every report: one CSV row per report, or each trial's reports in order"
+                        " as its `history` in JSON (`reports` stays their count)")
 
 
 def _add_plot(sub: Any, add: AddCommand) -> None:

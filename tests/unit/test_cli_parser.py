@@ -81,3 +81,11 @@ def test_building_the_parser_does_not_import_shutil() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+def test_export_help_names_the_json_field_reports_go_in() -> None:
+    # docs/json.md: with --reports each trial of the JSON has `history`; `reports` is a count.
+    parser = _subparser(cli.build_parser("export"), "export")
+    (action,) = [a for a in parser._actions if "--reports" in a.option_strings]
+    assert action.help is not None
+    assert "`history`" in action.help and "`reports` per trial" not in action.help

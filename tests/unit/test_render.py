@@ -18,6 +18,7 @@ from gpusched.render import (
     fmt_value,
     key_values,
     printable,
+    spec_lines,
     table,
     text_width,
 )
@@ -135,11 +136,14 @@ def test_no_control_character_reaches_the_terminal_from_any_table() -> None:
         events_lines([{"t": 0.0, "trial": 1, "experiment_id": "e1", "kind": "failed",
                        "data": {"reason": evil}}]),
         best_table([trial(0, params={"opt": evil})]),
+        spec_lines({"name": evil, "command": ["python", evil], "env": {evil: evil},
+                    "params": [{"name": evil, "type": "categorical", "values": [evil]}]}),
     ]
     for text in outputs:
         assert not [c for c in text if c != "\n" and (ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0)]
     assert len(outputs[0].splitlines()) == 3 and len(outputs[1].splitlines()) == 2
     assert len(outputs[2].splitlines()) == 2  # "events:" and the one event
+    assert len(outputs[4].splitlines()) == 6  # spec, name, command, env, params, one param
 
 
 def test_text_width_counts_wide_characters_twice_and_combining_marks_not_at_all() -> None:
@@ -160,3 +164,56 @@ def test_finite_number_takes_an_int_beyond_a_floats_range_as_none() -> None:
     assert finite_number(10**400) is None and finite_number(-(10**400)) is None
     assert finite_number(3) == 3.0 and finite_number(math.inf) is None
     assert finite_number(True) is None
+
+
+# --- `gpusched show EXP`: the spec ----------------------------------------------------------
+
+
+SPEC: dict[str, Any] = {
+    "name": "digits", "command": ["python", "train.py", "--note", "two words"],
+    "workdir": "/home/alice/digits", "env": {"TOKEN": "s3cr\x1bt", "Q": 'say "hi"\\'},
+    "metric": "acc", "goal": "maximize", "max_trials": 20, "max_parallel_trials": None,
+    "fail_fast": False, "search": {"algorithm": "random", "seed": 0}, "resume_from": "e3",
+    "params": [{"name": "lr", "type": "double", "min": 0.001, "max": 0.1, "scale": "log"},
+               {"name": "opt", "type": "categorical", "values": ["sgd", "adam"]}],
+}
+
+
+def test_spec_lines_show_every_setting_set_one_line_each() -> None:
+    assert spec_lines(SPEC).splitlines() == [
+        "spec:",
+        "  name         digits",
+        "  command      python train.py --note 'two words'",
+        "  workdir      /home/alice/digits",
+        '  env          {"TOKEN": "s3cr\\x1bt", "Q": "say \\"hi\\"\\\\"}',
+        "  metric       acc",
+        "  goal         maximize",
+        "  max_trials   20",
+        "  fail_fast    false",
+        '  search       {"algorithm": "random", "seed": 0}',
+        "  resume_from  e3",  # unset settings (null) are left out
+        "  params:",
+        '    - {"name": "lr", "type": "double", "min": 0.001, "max": 0.1, "scale": "log"}',
+        '    - {"name": "opt", "type": "categorical", "values": ["sgd", "adam"]}',
+    ]
+
+
+def test_show_of_an_experiment_prints_its_spec(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gpusched import cli
+    from gpusched.client import Client
+
+    view: dict[str, Any] = {
+        "id": "e1", "name": "digits", "state": "running", "reason": None,
+        "trials": {"total": 1, "running": 1}, "best": None,
+        "spec": {**SPEC, "env": {"TOKEN": "(hidden: only its owner ...)"}}, "events": []}
+    monkeypatch.setattr(Client, "show", lambda self, target: view)
+    assert cli.main(["show", "e1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    spec = lines.index("spec:")
+    assert lines[:spec][-1].split() == ["best", "-"]  # after the experiment's own fields
+    assert lines[spec:spec + 3] == ["spec:", "  name         digits",
+                                    "  command      python train.py --note 'two words'"]
+    assert '  env          {"TOKEN": "(hidden: only its owner ...)"}' in lines  # as --json
+    assert lines[-1] == "events: -"
