@@ -27,6 +27,9 @@ __all__ = [
     "OPS",
     "encode",
     "decode_request",
+    "load_request",
+    "request_id",
+    "check_request",
     "decode_response",
     "ok_response",
     "error_response",
@@ -70,6 +73,15 @@ def _short_repr(value: Any) -> str:
 
 
 def _load_object(line: bytes) -> dict[str, Any]:
+    """The line's JSON object, its version checked."""
+    obj = load_request(line)
+    _check_version(obj)
+    return obj
+
+
+def load_request(line: bytes) -> dict[str, Any]:
+    """The line as a JSON object, nothing else checked yet; ProtocolError when it is not one
+    (not UTF-8, not JSON, not an object): for a request, a refusal with no id to echo."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -84,20 +96,24 @@ def _load_object(line: bytes) -> dict[str, Any]:
         raise ProtocolError(f"not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("a message must be a JSON object")
+    return obj
+
+
+def _check_version(obj: dict[str, Any]) -> None:
     version = obj.get("v")
     if type(version) is not int or version != VERSION:  # not true, nor 1.0
         raise ProtocolError(
             f"unsupported protocol version {_short_repr(version)} (this daemon speaks {VERSION})"
         )
-    return obj
 
 
-def _check_values(obj: dict[str, Any]) -> None:
-    """Refuse nesting deeper than MAX_DEPTH and strings that are not valid Unicode.
+def _check_values(value: Any, depth: int = 1) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and strings that are not valid Unicode; ``value``
+    is at level ``depth`` of the request (the request object is level 1).
 
     Iterative, so that checking a hostile request cannot itself exhaust the stack.
     """
-    stack: list[tuple[Any, int]] = [(obj, 1)]
+    stack: list[tuple[Any, int]] = [(value, depth)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, str):
@@ -116,17 +132,39 @@ def _check_values(obj: dict[str, Any]) -> None:
             stack.extend((item, depth + 1) for item in items)
 
 
-def decode_request(line: bytes) -> tuple[Any, str, dict[str, Any]]:
-    """Parse a request line into ``(id, op, args)``; raise ProtocolError saying what is wrong."""
-    obj = _load_object(line)
-    _check_values(obj)
-    op = obj.get("op")
+def request_id(request: dict[str, Any]) -> Any:
+    """The id to echo in the response to ``request`` (from :func:`load_request`), whatever
+    else is wrong with it: its ``id`` when that is a value the protocol allows (nested within
+    MAX_DEPTH, valid Unicode), else None."""
+    value = request.get("id")
+    try:
+        _check_values(value, depth=2)
+    except ProtocolError:
+        return None
+    return value
+
+
+def check_request(request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(op, args)`` of a request from :func:`load_request`; ProtocolError saying what is
+    wrong (its version, its values, an unknown op, args that are not an object)."""
+    _check_version(request)
+    _check_values(request)
+    op = request.get("op")
     if not isinstance(op, str) or op not in OPS:
         raise ProtocolError(f"unknown op {_short_repr(op)} (known: {', '.join(sorted(OPS))})")
-    args = obj.get("args", {})
+    args = request.get("args", {})
     if not isinstance(args, dict):
         raise ProtocolError("'args' must be a JSON object")
-    return obj.get("id"), op, args
+    return op, args
+
+
+def decode_request(line: bytes) -> tuple[Any, str, dict[str, Any]]:
+    """Parse a request line into ``(id, op, args)``; raise ProtocolError saying what is wrong
+    (the daemon uses the three steps, :func:`load_request`, :func:`request_id` and
+    :func:`check_request`, to echo the id of a request it refuses)."""
+    request = load_request(line)
+    op, args = check_request(request)
+    return request.get("id"), op, args
 
 
 def decode_response(line: bytes) -> dict[str, Any]:

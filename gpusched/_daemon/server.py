@@ -35,10 +35,12 @@ from gpusched.paths import check_private_folder, private_socket_folders, socket_
 from gpusched.protocol import (
     MAX_LINE_BYTES,
     VERSION,
-    decode_request,
+    check_request,
     encode,
     error_response,
+    load_request,
     ok_response,
+    request_id,
 )
 from gpusched.spec import ExperimentSpec, parse_experiment, parse_experiment_text
 
@@ -237,20 +239,22 @@ class Server:
             self.connections -= 1
 
     async def _respond(self, line: bytes, uid: int | None) -> dict[str, Any]:
-        request_id: Any = None
+        echo: Any = None  # the request's id, echoed as soon as the line is a JSON object
         try:
-            request_id, op, args = decode_request(line)
-            return ok_response(request_id, await self._handlers[op](args, uid))
+            request = load_request(line)
+            echo = request_id(request)  # refused or not: a wrong version, an unknown op
+            op, args = check_request(request)
+            return ok_response(echo, await self._handlers[op](args, uid))
         except SpecError as exc:
-            return error_response(request_id, "invalid_experiment", str(exc),
+            return error_response(echo, "invalid_experiment", str(exc),
                                   [str(p) for p in exc.problems])
         except RequestError as exc:
-            return error_response(request_id, exc.code, str(exc))
+            return error_response(echo, exc.code, str(exc))
         except GpuschedError as exc:
-            return error_response(request_id, type(exc).__name__, str(exc))
+            return error_response(echo, type(exc).__name__, str(exc))
         except Exception as exc:  # a bug answers this request with an error, and only it
             log.exception("request_failed", error=repr(exc))
-            return error_response(request_id, "internal", f"internal error: {exc!r}")
+            return error_response(echo, "internal", f"internal error: {exc!r}")
 
     # -- handlers -----------------------------------------------------------------------------
 

@@ -259,6 +259,42 @@ def test_any_arguments_to_any_op_get_a_proper_answer(
     assert isinstance(error["message"], str) and error["message"]
 
 
+@pytest.mark.parametrize("request_id", [7, "a", None, 1.5, True, [1, {"x": "y"}], {"n": 1}])
+@pytest.mark.parametrize(("message", "words"), [
+    ({"v": 1, "op": "launch"}, "unknown op 'launch'"),
+    ({"v": 1}, "unknown op None"),
+    ({"v": 2, "op": "hello"}, "unsupported protocol version 2"),
+    ({"op": "hello"}, "unsupported protocol version None"),
+    ({"v": 1, "op": "show", "args": ["e1"]}, "'args' must be a JSON object"),
+    ({"v": 1, "op": "show", "args": {"target": "e1\ud800"}}, "not valid Unicode"),
+    ({"v": 1, "op": "show", "args": {"x": json.loads("[" * MAX_DEPTH + "]" * MAX_DEPTH)}},
+     "nested more than"),
+])
+def test_a_refused_request_echoes_its_id(
+    message: dict[str, Any], words: str, request_id: Any
+) -> None:
+    # docs/protocol.md: the id is echoed in the response, a refusal's too.
+    server = Server(cast(Scheduler, StubScheduler()))
+    answer = respond(server, json.dumps({**message, "id": request_id}).encode())
+    assert answer["ok"] is False and answer["error"]["code"] == "ProtocolError", answer
+    assert words in answer["error"]["message"]
+    assert answer["id"] == request_id
+
+
+@pytest.mark.parametrize("line", [
+    b"garbage", b"[1, 2]", b'"hello"', b"\xff{}",  # not a JSON object: no id to echo
+    b'{"v": 1, "op": "launch"}',  # no id
+    b'{"v": 1, "op": "hello", "id": "\\ud800"}',  # an id the protocol refuses
+    b'{"v": 1, "op": "hello", "id": ' + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"}",
+])
+def test_a_refused_request_without_an_id_to_echo_gets_a_null_one(line: bytes) -> None:
+    server = Server(cast(Scheduler, StubScheduler()))
+    answer = respond(server, line)
+    assert answer["ok"] is False and answer["error"]["code"] == "ProtocolError", answer
+    assert answer["id"] is None
+    encode(answer)  # and the answer can be sent
+
+
 def test_the_stub_server_answers_a_good_submit_and_refuses_bad_arguments() -> None:
     """The fuzz above can fail: its server really checks (and really takes a good request)."""
     scheduler = StubScheduler()
