@@ -207,17 +207,18 @@ def attach(p: Problems, items: Sequence[Item], parsed: Sequence[Param | None]
 
     out: list[Param] = []
     for i, (item, param) in enumerate(zip(items, parsed, strict=True)):
-        if param is None:
-            continue
+        # A refused parameter's conditions are checked all the same: every problem is listed,
+        # a wrong parent*Values beside a bad minValue too.
+        name = _name_of(item.raw) if param is None else param.name
         when: dict[str, tuple[ParamValue, ...]] = {}
-        fine = True
+        fine = param is not None
         for cond in item.conditions:
             if cond.parent in when:
                 p.add(cond.place, f"a second condition on {cond.parent!r}: give it once (a "
                                   f"list of values means any of them)")
                 fine = False
                 continue
-            parent = _parent(p, cond, param, i=i, index_of=index_of, parsed=parsed,
+            parent = _parent(p, cond, name, i=i, index_of=index_of, parsed=parsed,
                              written=written, hint=hint)
             if parent is not None and parent.name not in indexes:
                 indexes[parent.name] = values_index(parent)
@@ -226,7 +227,7 @@ def attach(p: Problems, items: Sequence[Item], parsed: Sequence[Param | None]
                 fine = False
                 continue
             when[parent.name] = values
-        if fine:
+        if fine and param is not None:
             out.append(dataclasses.replace(param, when=when) if when else param)
     kept = {param.name for param in out}
     # A child of a parameter left out is left out too: the file is refused anyway, and the
@@ -243,15 +244,16 @@ def attach(p: Problems, items: Sequence[Item], parsed: Sequence[Param | None]
 
 
 def _parent(
-    p: Problems, cond: Condition, param: Param, *, i: int, index_of: Mapping[str, int],
+    p: Problems, cond: Condition, child: str | None, *, i: int, index_of: Mapping[str, int],
     parsed: Sequence[Param | None], written: set[str], hint: Callable[[str], str],
 ) -> Param | None:
-    """The parameter ``cond`` names, if it may be conditioned on (else a problem, or silence
-    when the parent itself was refused with a problem of its own)."""
+    """The parameter ``cond`` names, if the parameter named ``child`` (None: it has no valid
+    name) may be conditioned on it (else a problem, or silence when the parent itself was
+    refused with a problem of its own)."""
     name = cond.parent
     if name is None:  # an AI Platform parent without a valid name: said at the parent
         return None
-    if name == param.name:
+    if name == child:
         p.add(cond.place, "a parameter cannot depend on itself")
         return None
     if name not in index_of:

@@ -27,6 +27,8 @@ _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _MERGE = "tag:yaml.org,2002:merge"
+_NULL = "tag:yaml.org,2002:null"
+_STR = "tag:yaml.org,2002:str"
 
 
 class Loader(yaml.SafeLoader):
@@ -47,6 +49,23 @@ class Loader(yaml.SafeLoader):
                 )  # fmt: skip
             first[key] = key_node.start_mark
         return super().construct_mapping(node, deep)
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        """The file's data, with a bare ``workdir: ~`` read as the text ``~`` (the submitter's
+        home, as a shell reads it) rather than YAML's null (which would mean the default, the
+        file's folder)."""
+        if isinstance(node, yaml.MappingNode):
+            node.value = [(key, _home_for_workdir(key, value)) for key, value in node.value]
+        return super().construct_document(node)
+
+
+def _home_for_workdir(key: yaml.Node, value: yaml.Node) -> yaml.Node:
+    """``value``, or a text ``~`` when it is the plain ``~`` of the top level's ``workdir``."""
+    if (isinstance(key, yaml.ScalarNode) and key.tag == _STR and key.value == "workdir"
+            and isinstance(value, yaml.ScalarNode) and value.tag == _NULL
+            and value.value == "~" and value.style is None):
+        return yaml.ScalarNode(_STR, "~", value.start_mark, value.end_mark)
+    return value
 
 
 Loader.yaml_implicit_resolvers = {

@@ -188,6 +188,29 @@ def test_workdir_expands_home(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse(minimal(workdir="~/runs")).workdir == "/home/someone/runs"
 
 
+@pytest.mark.parametrize(("line", "workdir"), [
+    ("workdir: ~", "home"),  # YAML's null elsewhere: here, the submitter's home folder
+    ("workdir: '~'", "home"),
+    ("workdir: ~/runs", "home/runs"),
+    ("workdir: ~  # home", "home"),
+    ("workdir:", "files"),  # empty: the default, the file's folder
+    ("workdir: null", "files"),
+])
+def test_a_bare_tilde_workdir_in_a_file_is_the_home_folder(
+    tmp_path: Path, line: str, workdir: str
+) -> None:
+    from gpusched.spec import parse_experiment_text
+
+    (tmp_path / "home" / "runs").mkdir(parents=True)
+    (tmp_path / "files").mkdir()
+    text = (f"{line}\ncommand: train\nmetric: m\ngpu_memory: ~\n"
+            "params: [{name: x, type: discrete, values: [1]}]\n")
+    spec = parse_experiment_text(text, source="e.yaml", base_dir=tmp_path / "files",
+                                 home=str(tmp_path / "home"))
+    assert spec.workdir == str(tmp_path / workdir)
+    assert spec.gpu_memory_mib is None  # elsewhere a bare `~` is YAML's null still
+
+
 def test_command_forms() -> None:
     assert parse(minimal(command="python 'my script.py' --x=1")).command == (
         "python", "my script.py", "--x=1")

@@ -353,6 +353,30 @@ def test_ai_platform_child_problem(child: Any, expected: list[str]) -> None:
     assert problems([OPT | {"conditionalParameterSpecs": [child]}]) == expected
 
 
+@pytest.mark.parametrize(("when", "expected"), [
+    ({"parentIntValues": {"values": [1]}},
+     "params[0].conditionalParameterSpecs[0].parentIntValues.values: parentIntValues is for an "
+     "integer parent, and 'optimizer' is categorical: write parentCategoricalValues"),
+    ({"parentCategoricalValues": {"values": ["sgd", "nag"]}},
+     "params[0].conditionalParameterSpecs[0].parentCategoricalValues.values[1]: 'nag' is not a "
+     "value of 'optimizer' ('sgd', 'adam', 'rmsprop')"),
+])
+def test_a_child_with_a_problem_of_its_own_still_has_its_condition_checked(
+    when: dict[str, Any], expected: str
+) -> None:
+    # "Every problem": a bad maxValue does not hide a wrong parent*Values.
+    child = {"parameterName": "momentum", "type": "DOUBLE", "minValue": 0, "maxValue": -0.99}
+    children = [{"parameterSpec": child, **when}]
+    assert problems([OPT | {"conditionalParameterSpecs": children}]) == [
+        "params[0].conditionalParameterSpecs[0].parameterSpec.maxValue: must be greater than "
+        "minValue (got -0.99 <= 0)",
+        expected]
+    # ... and so does ours: a refused parameter's `when` names a parameter that is not there.
+    assert problems([OPT, double("x", min=2, when={"optimiser": "sgd"})]) == [
+        "params[1].max: must be greater than min (got 1.0 <= 2)",
+        "params[1].when.optimiser: no parameter named 'optimiser' (did you mean 'optimizer'?)"]
+
+
 def test_children_must_be_a_list_and_anchors_cannot_loop() -> None:
     assert problems([OPT | {"conditionalParameterSpecs": "momentum"}]) == [
         "params[0].conditionalParameterSpecs: must be a list of {parameterSpec: ..., "
