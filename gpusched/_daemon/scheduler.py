@@ -34,7 +34,7 @@ from gpusched._daemon.restore import prior_trials, resolve_resume_from, restore_
 from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
 from gpusched._daemon.user_limits import UserLimits
-from gpusched._daemon.waiting import WaitContext, why_waiting
+from gpusched._daemon.waiting import WaitContext, cpu_slots_for, why_waiting
 from gpusched._spec_check import Problems, did_you_mean
 from gpusched.config import DaemonSettings
 from gpusched.errors import NotFoundError, PluginError, RequestError, SpecError, StoreError
@@ -280,8 +280,7 @@ class Scheduler:
     def _pick(self, exp: ExperimentRun) -> list[str] | None:
         share = exp.spec.gpus_per_trial
         if share == 0:
-            limit = exp.spec.max_parallel_trials or self._cpu_slots
-            return [] if self._cpu_running() < max(limit, 1) else None
+            return [] if self._cpu_running() < cpu_slots_for(exp, self._cpu_slots) else None
         return self.devices.pick(share, exp.spec.gpu_memory_mib)
 
     def _cpu_running(self) -> int:
@@ -650,9 +649,13 @@ class Scheduler:
 
     def _summary(self, exp: ExperimentRun) -> str:
         done = [t for t in exp.trials.values() if t.objective is not None]
-        why = "search space exhausted" if exp.exhausted else f"{len(exp.trials)} trials run"
+        count = len(exp.trials)
+        why = ("search space exhausted" if exp.exhausted
+               else f"{count} trial{'' if count == 1 else 's'} run")
         if exp.budget_spent:
             why = f"time_budget of {exp.spec.time_budget_s:g}s used up; {why}"
+        if not done and any(t.metric_values for t in exp.trials.values()):
+            return f"{why}; no trial has a result: those that reported '{exp.spec.metric}' failed"
         if not done:
             return f"{why}; no trial reported '{exp.spec.metric}'"
         sign = -1.0 if exp.spec.goal is Goal.MAXIMIZE else 1.0

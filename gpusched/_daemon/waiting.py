@@ -89,11 +89,7 @@ def _reason(exp: ExperimentRun, ctx: WaitContext,
 def _resource_blocked(exp: ExperimentRun, ctx: WaitContext) -> tuple[str, str] | None:
     share = exp.spec.gpus_per_trial
     if share == 0:
-        slots = max(exp.spec.max_parallel_trials or ctx.cpu_slots, 1)
-        if ctx.cpu_running >= slots:
-            return "cpu_slots", (f"all {slots} CPU slots are in use ({ctx.cpu_running}"
-                                 " CPU-only trials running)")
-        return None
+        return _cpu_blocked(exp, ctx)
     devices = ctx.devices
     need = round(share) if share >= 1 else 1
     total = len(devices.slots)
@@ -117,6 +113,23 @@ def _resource_blocked(exp: ExperimentRun, ctx: WaitContext) -> tuple[str, str] |
         return "no_free_gpu", f"needs {need} free GPUs: {_device_summary(devices)}"
     what = "free GPU" if share >= 1 else f"GPU with {share:g} of it free"
     return "no_free_gpu", f"no {what}: {_device_summary(devices)}"
+
+
+def cpu_slots_for(exp: ExperimentRun, host_slots: int) -> int:
+    """How many CPU-only trials, every experiment's counted, may run while ``exp`` starts one:
+    the host's slots (its cores), or more when its ``max_parallel_trials`` asks for more (an
+    oversubscription the user chose). Its own trials are held to max_parallel_trials apart."""
+    return max(host_slots, exp.spec.max_parallel_trials or 0, 1)
+
+
+def _cpu_blocked(exp: ExperimentRun, ctx: WaitContext) -> tuple[str, str] | None:
+    """Why a CPU-only trial does not start, as placement decides it (:func:`cpu_slots_for`)."""
+    slots = cpu_slots_for(exp, ctx.cpu_slots)
+    running = ctx.cpu_running
+    if running < slots:
+        return None
+    trials = f"{running} CPU-only trial{'s' if running != 1 else ''} running"
+    return "cpu_slots", f"all {slots} CPU slots are in use ({trials}, every experiment's)"
 
 
 def _device_summary(devices: DeviceTable) -> str:

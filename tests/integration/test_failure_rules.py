@@ -211,3 +211,19 @@ def test_a_reason_with_undecodable_bytes_still_ends_the_experiment(tmp_path: Pat
     assert view["state"] == "failed", view
     assert view["reason"] == f"trial {exp}/0 raised a fatal error: cannot read data-\\udcff.csv"
     assert trials[0]["reason"] == "cannot read data-\\udcff.csv (exited with code 1)"
+
+
+def test_an_experiment_whose_reporting_trials_all_failed_says_so(tmp_path: Path) -> None:
+    # It read "1 trials run; no trial reported 'score'", though the trial had reported it.
+    script = tmp_path / "train.py"
+    script.write_text("import json, os, sys\n"
+                      "with open(os.environ['GPUSCHED_REPORT_FILE'], 'a') as f:\n"
+                      "    f.write(json.dumps({'score': 0.5}) + '\\n')\n"
+                      "sys.exit(3)\n")
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit({"command": [sys.executable, str(script)], "metric": "score",
+                        "max_trials": 1, "max_failed_trials": 5, "max_retries_per_trial": 0,
+                        "params": [{"name": "x", "type": "double", "min": 0, "max": 1}]})
+        view = d.wait_experiment(exp)
+    assert view["reason"] == "1 trial run; no trial has a result: those that reported 'score'" \
+                             " failed"

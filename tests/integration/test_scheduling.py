@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.integration.harness import fake_config, running_daemon, trial_script, wait_for
 from tests.integration.test_gpus import probe_experiment
@@ -57,3 +60,23 @@ def test_equal_priorities_share_fairly_then_first_come(tmp_path: Path) -> None:
     # to `second` (fewer GPUs in use), not to `first`'s fourth trial. (Which of the two
     # starts a fraction of a millisecond earlier depends on which end is seen first.)
     assert b[0] < a[3]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores: 2 CPU slots")
+def test_a_cpu_only_experiments_own_limit_does_not_hold_it_behind_another(
+    tmp_path: Path,
+) -> None:
+    # With max_parallel_trials 1, a CPU-only experiment waited for every other experiment's
+    # CPU-only trial to end, though the host had a free core for it.
+    gate = tmp_path / "go"
+    with running_daemon(tmp_path / "d", fake=fake_config(0)) as d:
+        first = d.submit({**gated(tmp_path / "a", gate, 1), "gpus_per_trial": 0,
+                          "max_parallel_trials": 1}, name="first")
+        wait_for(lambda: d.client.show(first)["trials"]["running"] == 1, 20, "first's trial")
+        second = d.submit({**sleepy(tmp_path / "b", 1), "gpus_per_trial": 0,
+                           "max_parallel_trials": 1}, name="second")
+        # It runs while first's trial still holds the other core.
+        assert d.wait_experiment(second, timeout=20)["state"] == "completed"
+        assert d.client.show(first)["trials"]["running"] == 1
+        gate.touch()
+        assert d.wait_experiment(first)["state"] == "completed"

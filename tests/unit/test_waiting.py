@@ -11,7 +11,13 @@ from typing import Any
 
 from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.experiment import ExperimentRun
-from gpusched._daemon.waiting import WAIT_CODES, WaitContext, pending_trials, why_waiting
+from gpusched._daemon.waiting import (
+    WAIT_CODES,
+    WaitContext,
+    cpu_slots_for,
+    pending_trials,
+    why_waiting,
+)
 from gpusched.models import TrialState
 from tests.unit.test_devices import quiet, run_trial_on, settings
 from tests.unit.test_devices import table as device_table
@@ -82,7 +88,27 @@ def test_cpu_only_trials_wait_for_a_cpu_slot(tmp_path: Path) -> None:
     e = exp(tmp_path, gpus_per_trial=0)
     got = why_waiting(e, ctx(DeviceTable([], settings()), [e], cpu_running=2))
     assert got is not None and got["code"] == "cpu_slots"
-    assert got["message"] == "all 2 CPU slots are in use (2 CPU-only trials running)"
+    assert got["message"] == "all 2 CPU slots are in use (2 CPU-only trials running, every" \
+                             " experiment's)"
+    one = why_waiting(e, ctx(DeviceTable([], settings()), [e], cpu_running=1, cpu_slots=1))
+    assert one is not None and "(1 CPU-only trial running," in one["message"]
+
+
+def test_a_cpu_only_experiments_max_parallel_trials_limits_it_not_the_others(
+    tmp_path: Path
+) -> None:
+    # With max_parallel_trials 1, an experiment waited while any other experiment's CPU-only
+    # trial ran, whatever the host's cores: "all 1 CPU slots are in use (1 CPU-only trials
+    # running)" on a 2-core host. Its own limit holds its own trials; the host's, everyone's.
+    e = exp(tmp_path, gpus_per_trial=0, max_parallel_trials=1)
+    started = why_waiting(e, ctx(DeviceTable([], settings()), [e], cpu_running=1, cpu_slots=2))
+    assert started is not None and started["code"] == "starting"
+    full = why_waiting(e, ctx(DeviceTable([], settings()), [e], cpu_running=2, cpu_slots=2))
+    assert full is not None and full["code"] == "cpu_slots"
+    wide = exp(tmp_path, gpus_per_trial=0, max_parallel_trials=4)  # above the 2 cores: asked
+    started = why_waiting(wide, ctx(DeviceTable([], settings()), [wide], cpu_running=3))
+    assert started is not None and started["code"] == "starting"
+    assert cpu_slots_for(e, 2) == 2 and cpu_slots_for(wide, 2) == 4
 
 
 def test_free_room_taken_by_the_one_ahead_or_about_to_start(tmp_path: Path) -> None:
