@@ -183,13 +183,18 @@ class Store:
                 f"BEGIN; {MIGRATIONS[target]}; PRAGMA user_version = {target + 1}; COMMIT;"
             )
 
+    # A read is one trip to SQLite's thread, its statement done before the trip ends. Made in
+    # several (aiosqlite's execute, then fetch, then close), it kept its statement, and with
+    # it a snapshot of the log, open between them: a write in the thread meanwhile, after one
+    # on the event loop, met that stale snapshot and failed at once ("database is locked",
+    # which no busy_timeout waits out).
+
     async def _fetchone(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        async with self._db.execute(sql, args) as cur:
-            return await cur.fetchone()
+        return await self._in_db_thread(lambda conn: _fetch_one(conn, sql, args))
 
     async def _fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        async with self._db.execute(sql, args) as cur:
-            return [_decode_row(r) for r in await cur.fetchall()]
+        return await self._in_db_thread(
+            lambda conn: [_decode_row(r) for r in conn.execute(sql, args).fetchall()])
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -423,11 +428,10 @@ class Store:
 
     async def event_counts(self, exp_id: str, kind: str) -> dict[int, int]:
         """Trial number -> how many events of ``kind`` the experiment's log has for it."""
-        async with self._db.execute(
+        rows = await self._in_db_thread(lambda conn: conn.execute(
             "SELECT trial, COUNT(*) FROM events WHERE experiment_id = ? AND kind = ?"
-            " AND trial IS NOT NULL GROUP BY trial", (exp_id, kind),
-        ) as cur:
-            return {int(t): int(n) for t, n in await cur.fetchall()}
+            " AND trial IS NOT NULL GROUP BY trial", (exp_id, kind)).fetchall())
+        return {int(t): int(n) for t, n in rows}
 
     async def metric_series(
         self, exp_id: str, numbers: Iterable[int], metric: str
@@ -483,6 +487,15 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
     finally:
         store._loop_writer.close()
         await db.close()
+
+
+def _fetch_one(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> Any:
+    """The first row of ``sql``, its statement closed (see Store._fetchone)."""
+    cursor = conn.execute(sql, args)
+    try:
+        return cursor.fetchone()
+    finally:
+        cursor.close()
 
 
 def _checkpoint(conn: sqlite3.Connection) -> None:

@@ -621,3 +621,37 @@ async def test_with_keep_checkpointing_no_write_waits_for_a_checkpoint(
             release.set()
             tg.cancel_scope.cancel()
         assert len(await store.events(exp)) == 7
+
+
+async def test_reads_beside_writes_in_both_places_never_find_the_log_locked(
+    tmp_path: Path,
+) -> None:
+    # A read made in several trips to SQLite's thread (execute, fetch, close) left its
+    # statement, and with it an old snapshot, open between them. A big write in that thread
+    # after a small write on the event loop then failed at once, "database is locked" (WAL's
+    # stale snapshot, which no busy_timeout waits out): a trial's end with its reports lost.
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await new_experiment(store)
+        for n in range(3):
+            await store.create_trial(exp, n, {}, f"/t/{n}")
+
+        async def reader() -> None:
+            for _ in range(150):
+                await store.trials(exp)
+                await store.trial(exp, 0)
+
+        async def small_writer() -> None:  # on the event loop (the loop writer)
+            for i in range(150):
+                await store.update_trial(exp, 1, reason=f"r{i}")
+                await anyio.lowlevel.checkpoint()
+
+        async def big_writer() -> None:  # too many rows for the loop: in the thread
+            for b in range(30):
+                rows = [{"i": b * 100 + j} for j in range(100)]
+                await store.add_reports(exp, 2, b * 100, rows)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            tg.start_soon(small_writer)
+            tg.start_soon(big_writer)
+        assert len(await store.reports(exp, 2)) == 3000
