@@ -10,7 +10,8 @@ its first report at or past the rung. With ``n`` values at the rung, this trial'
 trial continues when it is among the best ``n // reduction_factor`` (ties continue); with fewer
 than ``reduction_factor`` values it continues: nothing waits for a rung to fill, so GPUs never
 idle. A report that passes several rungs at once is ranked at the highest of them only (as Ray
-Tune does). A trial stops once a report reaches ``max_t``.
+Tune does). A trial stops once a report reaches ``max_t``: its ``training_iteration``, whatever
+its metric (as in Ray Tune: a trial whose reports lack the metric, or hold NaN, stops there too).
 
 Options (all optional):
 - ``grace_period`` (default 1): the first rung (Ray Tune's ``grace_period``, Optuna's
@@ -22,8 +23,16 @@ Options (all optional):
   rungs at ``grace_period * reduction_factor**(k + s)`` and its trials compete only with each
   other (Ray Tune's ``brackets``, assigned by number rather than at random).
 
-Reports without the metric, and non-finite values, are ignored. The decision is a function of the
-trial views and the batch only, so a restarted daemon decides the same.
+Reports without the metric, and non-finite values, are ignored: a NaN at a rung does not rank a
+trial that has finite values, and its next finite value is the one ranked there. A trial that
+has reported the metric but *no finite value at all* (it diverged: only NaN or infinities) is
+ranked as the worst value there is, at each such report, at the highest rung it has reached:
+it stops once that rung holds ``reduction_factor`` values with its own, and goes on while it
+holds fewer. (In Ray Tune's ASHA a NaN is never below the cutoff, so such a trial passes every
+rung; Optuna's pruners prune it at once.)
+
+The decision is a function of the trial views and the batch only, so a restarted daemon decides
+the same.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from gpusched.plugin_api import Goal, PluginOptionsError, StoppingPlugin, TrialView
+from gpusched_plugins._diverged import diverged_steps, report_step
 from gpusched_plugins._options import number, refuse_unknown
 
 __all__ = ["AshaStopping"]
@@ -105,8 +115,21 @@ class AshaStopping(StoppingPlugin):
     ) -> str | None:
         """A reason when one of the batch's reports reaches ``max_t`` or loses at a rung."""
         points = _points(trial)
-        if not points:
-            return None
+        reason = (self._judge(trial, points, new_reports, others) if points
+                  else self._judge_diverged(trial, new_reports, others))
+        if reason is not None:
+            return reason
+        # max_t whatever the metric: a trial whose reports lack it, or hold NaN, stops too.
+        steps = [step for step, _ in points]
+        steps += [s for r in (*new_reports, trial.last_report) if (s := report_step(r)) is not None]
+        if steps and max(steps) >= self.max_t:
+            return f"asha: reached max_t {self.max_t}"
+        return None
+
+    def _judge(self, trial: TrialView, points: Sequence[tuple[int, float]],
+               new_reports: Sequence[Mapping[str, Any]], others: Sequence[TrialView]
+               ) -> str | None:
+        """The batch's values, each ranked at the rungs it passes (or stopped at max_t)."""
         # The batch's reports that carry the metric are the last ones of the trial's series.
         fresh = sum(1 for report in new_reports if _is_value(report.get(self.metric)))
         start = len(points) - min(fresh, len(points))
@@ -122,13 +145,31 @@ class AshaStopping(StoppingPlugin):
                                     step=step, value=value)
                 if reason is not None:
                     return reason
-        if max(step for step, _ in points) >= self.max_t:
-            return f"asha: reached max_t {self.max_t}"
+        return None
+
+    def _judge_diverged(self, trial: TrialView, new_reports: Sequence[Mapping[str, Any]],
+                        others: Sequence[TrialView]) -> str | None:
+        """A trial without a finite value so far: each report of the batch with a NaN or
+        infinite value is ranked, as the worst value there is, at the highest rung it has
+        reached (the reports before the batch are not in the view, so not only at the first
+        report past a rung: a rung that had too few values then may have enough now)."""
+        bracket = self.bracket_of(trial)
+        worst = -math.inf if self.goal is Goal.MAXIMIZE else math.inf
+        for step in diverged_steps(trial, new_reports, self.metric):
+            if step >= self.max_t:
+                return f"asha: reached max_t {self.max_t}"
+            reached = [rung for rung in self.rungs[bracket] if rung <= step]
+            if reached:
+                reason = self._rank(trial, others, bracket=bracket, rung=reached[-1],
+                                    step=step, value=worst)
+                if reason is not None:
+                    return reason
         return None
 
     def _rank(self, trial: TrialView, others: Sequence[TrialView], *, bracket: int, rung: int,
               step: int, value: float) -> str | None:
-        """A reason when ``value`` is not in the top 1/eta of the values at ``rung``."""
+        """A reason when ``value`` is not in the top 1/eta of the values at ``rung`` (an infinite
+        ``value``: the trial has reported only NaN or infinite ones, and ranks last)."""
         values = [value]
         for other in others:
             if other.number == trial.number or self.bracket_of(other) != bracket:
@@ -146,5 +187,9 @@ class AshaStopping(StoppingPlugin):
         where = f"rung {rung}" if step == rung else f"step {step} (rung {rung})"
         if self.brackets > 1:
             where += f" of bracket {bracket}"
+        if math.isinf(value):
+            return (f"asha: no finite {self.metric} by {where}, only NaN or infinite values: "
+                    f"ranked last of the {count} trials there, where the top 1/{eta} go on "
+                    f"(cutoff {cutoff:g})")
         return (f"asha: {self.metric} {value:g} at {where} is not in the top 1/{eta} of "
                 f"{count} trials there (cutoff {cutoff:g})")

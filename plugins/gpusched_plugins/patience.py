@@ -14,8 +14,13 @@ Options (all optional):
 - ``grace_period`` (default 0): no stop while the latest ``training_iteration`` is below this
   (Keras's ``start_from_epoch``, roughly: the reports before it still count).
 
-Non-finite values are ignored. The decision is a function of the trial's view only, so a
-restarted daemon decides the same.
+Non-finite values are ignored. A trial that has reported the metric but *no finite value at all*
+(it diverged: only NaN or infinities) has no best to improve on: it stops once a report of the
+batch with such a value is at ``training_iteration`` ``patience + 1`` or later (the reports a
+flat curve gets before it stops; ``training_iteration`` counts every report), and not below
+``grace_period``. Keras's EarlyStopping likewise stops a NaN run after ``patience`` epochs. The
+decision is a function of the trial's view and the batch only, so a restarted daemon decides
+the same.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from gpusched.plugin_api import Goal, StoppingPlugin, TrialView
+from gpusched_plugins._diverged import diverged_steps
 from gpusched_plugins._options import number, refuse_unknown
 
 __all__ = ["PatienceStopping"]
@@ -55,7 +61,9 @@ class PatienceStopping(StoppingPlugin):
         points = [(int(step), float(value))
                   for step, value in zip(trial.metric_steps, trial.metric_values, strict=False)
                   if math.isfinite(value)]
-        if not points or points[-1][0] < self.grace_period:
+        if not points:
+            return self._diverged(trial, new_reports)
+        if points[-1][0] < self.grace_period:
             return None
         sign = 1.0 if self.goal is Goal.MAXIMIZE else -1.0
         best = 0
@@ -68,3 +76,13 @@ class PatienceStopping(StoppingPlugin):
         step, value = points[best]
         return (f"patience: best {self.metric} {value:g} at step {step}, no improvement > "
                 f"{self.min_delta:g} in the {since} reports since")
+
+    def _diverged(self, trial: TrialView, new_reports: Sequence[Mapping[str, Any]]) -> str | None:
+        """A trial with only NaN or infinite values so far has no best to improve on: it stops
+        once a report of the batch with such a value is at ``training_iteration`` ``patience +
+        1`` or later (and past ``grace_period``), the reports a flat curve gets."""
+        steps = diverged_steps(trial, new_reports, self.metric)
+        if not steps or steps[-1] < max(self.patience + 1, self.grace_period):
+            return None
+        return (f"patience: no finite {self.metric} by step {steps[-1]}, only NaN or infinite"
+                f" values")

@@ -8,6 +8,13 @@ value at its last such step; the trial stops when its best value so far is worse
 ``percentile`` threshold of those values (for ``maximize``, below the ``100 - percentile``-th
 percentile: ``percentile: 25`` keeps the top 25%; ``median`` is ``percentile: 50``).
 
+A trial that has reported the metric but *no finite value at all* (it diverged: only NaN or
+infinities, which the views leave out) is judged the same way, as the worst value there is, at
+the latest ``training_iteration`` of the batch whose value is NaN or infinite: it stops there
+once ``grace_period`` and ``min_trials`` allow a decision (Optuna's PercentilePruner prunes a
+trial whose best value is NaN as soon as its warm-up and start-up allow). One that never
+reported the metric is left alone.
+
 Options (all optional):
 - ``percentile`` (``percentile`` only; default 25): in (0, 100).
 - ``grace_period`` (default 0): no stop while ``s`` is below this (Optuna's ``n_warmup_steps``,
@@ -28,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from gpusched.plugin_api import Goal, PluginOptionsError, StoppingPlugin, TrialState, TrialView
+from gpusched_plugins._diverged import diverged_steps
 from gpusched_plugins._options import number, refuse_unknown
 
 __all__ = ["PercentileStopping", "MedianStopping"]
@@ -69,9 +77,15 @@ class PercentileStopping(StoppingPlugin):
         others: Sequence[TrialView],
     ) -> str | None:
         """A reason when the trial's best so far is below the threshold at its latest step."""
-        if not trial.metric_values:
+        diverged = diverged_steps(trial, new_reports, self.metric)
+        if diverged:
+            # Only NaN or infinite values so far: judged at its latest such step, as the worst
+            # value there is (see the module docstring).
+            step = diverged[-1]
+        elif trial.metric_values:
+            step = int(trial.metric_steps[-1])
+        else:
             return None
-        step = int(trial.metric_steps[-1])
         if step < self.grace_period:
             return None
         values = [v for t in others if t.state is TrialState.COMPLETED
@@ -79,11 +93,15 @@ class PercentileStopping(StoppingPlugin):
         if len(values) < self.min_trials:
             return None
         maximize = self.goal is Goal.MAXIMIZE
-        best = max(trial.metric_values) if maximize else min(trial.metric_values)
         q = 100.0 - self.percentile if maximize else self.percentile
         threshold = float(np.percentile(values, q))
+        what = "median" if self.percentile == 50.0 else f"{q:g}th percentile"
+        if diverged:
+            return (f"{self.name} stopping: no finite {self.metric} by step {step} (only NaN or"
+                    f" infinite values), worse than any: the {what} is {threshold:g} of"
+                    f" {len(values)} completed trials")
+        best = max(trial.metric_values) if maximize else min(trial.metric_values)
         if (best < threshold) if maximize else (best > threshold):
-            what = "median" if self.percentile == 50.0 else f"{q:g}th percentile"
             side = "below" if maximize else "above"
             return (f"{self.name} stopping: best {self.metric} {best:g} by step {step} is {side}"
                     f" the {what} {threshold:g} of {len(values)} completed trials")

@@ -170,6 +170,64 @@ def test_trials_stop_at_max_t() -> None:
         curve(1, [0.5] * 100), [{"score": 0.5}], []) == "asha: reached max_t 100"
 
 
+def test_a_trial_stops_at_max_t_whatever_its_metric() -> None:
+    # "Every trial stops once it reports training_iteration >= max_t", as in Ray Tune: also
+    # one whose reports lack the metric, or carry only NaN (which the view leaves out).
+    plugin = asha(max_t=10)
+    silent = TrialView(7, {}, TrialState.RUNNING, last_report={"training_iteration": 12})
+    assert plugin.should_stop(silent, [{"training_iteration": 12, "loss": 1.0}], []) == (
+        "asha: reached max_t 10")
+    nan = TrialView(7, {}, TrialState.RUNNING, last_report={"training_iteration": 10,
+                                                            "score": NAN})
+    assert plugin.should_stop(nan, [{"training_iteration": 10, "score": NAN}], []) == (
+        "asha: reached max_t 10")
+    # Restored from the log (NaN stored as null), asked about a batch without the metric.
+    restored = TrialView(7, {}, TrialState.RUNNING, last_report={"training_iteration": 11,
+                                                                 "score": None})
+    assert plugin.should_stop(restored, [], []) == "asha: reached max_t 10"
+    early = TrialView(7, {}, TrialState.RUNNING, last_report={"training_iteration": 9})
+    assert plugin.should_stop(early, [{"training_iteration": 9}], []) is None  # not yet
+
+
+def _diverged(plugin: AshaStopping, step: int, others: Sequence[TrialView],
+              value: Any = NAN, number: int = 99) -> str | None:
+    """Ask about a trial that has reported only ``value`` (NaN, an infinity) up to ``step``."""
+    report = {"training_iteration": step, "score": value}
+    trial = TrialView(number, {}, TrialState.RUNNING, last_report=report)
+    return plugin.should_stop(trial, [report], others)
+
+
+def test_a_diverged_trial_ranks_last_where_a_value_would_be_ranked() -> None:
+    plugin = asha()
+    # Only NaN so far: at rung 9, against six trials there, it is the worst of seven.
+    assert _diverged(plugin, 9, AT_NINE) == (
+        "asha: no finite score by rung 9, only NaN or infinite values: ranked last of the 7"
+        " trials there, where the top 1/3 go on (cutoff 0.55)")
+    # Between rungs it is judged at the highest rung it reached; infinities alike.
+    assert "by step 10 (rung 9)" in (_diverged(plugin, 10, AT_NINE, float("inf")) or "")
+    assert "ranked last of the 7" in (_diverged(plugin, 9, AT_NINE, float("-inf")) or "")
+    # Too few values at its rung to rank it: it goes on, as a finite value would.
+    assert _diverged(plugin, 9, AT_NINE[:1]) is None
+    assert "ranked last of the 3" in (_diverged(plugin, 9, AT_NINE[:2]) or "")
+    # Before its first rung nothing is decided (grace period).
+    assert _diverged(asha(grace_period=3), 2, AT_NINE) is None
+    # Minimize: the worst is +inf.
+    assert "ranked last of the 7" in (_diverged(asha(Goal.MINIMIZE), 9, AT_NINE) or "")
+
+
+def test_only_a_trial_without_any_finite_value_is_ranked_as_diverged() -> None:
+    plugin = asha()
+    # One finite value: NaN reports are ignored, as before (its value at the rung counts).
+    trial = curve(99, [0.9], steps=[1])
+    assert plugin.should_stop(trial, [{"training_iteration": 9, "score": NAN}], AT_NINE) is None
+    # Never reported the metric, or only as text: left alone until max_t.
+    assert _diverged(plugin, 9, AT_NINE, value="0.5") is None
+    silent = TrialView(99, {}, TrialState.RUNNING, last_report={"training_iteration": 9})
+    assert plugin.should_stop(silent, [{"training_iteration": 9, "loss": 1.0}], AT_NINE) is None
+    # The log's null for a NaN is taken as one.
+    assert "ranked last" in (_diverged(plugin, 9, AT_NINE, value=None) or "")
+
+
 def test_brackets_split_the_trials_by_number() -> None:
     plugin = asha(brackets=2)
     even = [flat(i, 0.9, until=3) for i in (0, 2, 4, 6)]

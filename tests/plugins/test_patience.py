@@ -108,6 +108,26 @@ def test_nan_is_not_a_report() -> None:
     assert decide(plugin, []) is None
 
 
+def test_a_trial_with_only_nan_stops_after_patience_reports() -> None:
+    # The view keeps no value of it (the daemon drops NaN): only the batch shows them.
+    plugin = patience(patience=3)
+
+    def ask(step: int, value: Any = NAN, **options: Any) -> str | None:
+        report = {"training_iteration": step, "score": value}
+        trial = TrialView(7, {}, TrialState.RUNNING, last_report=report)
+        return (patience(**options) if options else plugin).should_stop(trial, [report], [])
+
+    assert ask(3) is None
+    assert ask(4) == "patience: no finite score by step 4, only NaN or infinite values"
+    assert ask(4, float("inf")) is not None and ask(4, None) is not None
+    assert ask(4, patience=3, grace_period=6) is None
+    assert ask(6, patience=3, grace_period=6) is not None
+    # Never reported the metric, or as text: nothing to judge.
+    assert ask(9, "0.5") is None
+    silent = TrialView(7, {}, TrialState.RUNNING, last_report={"training_iteration": 9})
+    assert plugin.should_stop(silent, [{"training_iteration": 9, "loss": 1.0}], []) is None
+
+
 def test_other_trials_do_not_matter() -> None:
     trial = TrialView(7, {}, TrialState.RUNNING, metric_values=(0.5,) * 6,
                       metric_steps=tuple(range(1, 7)))

@@ -83,3 +83,45 @@ def test_bad_options_are_refused_with_what_to_write(options: dict[str, Any], mes
 def test_median_takes_no_percentile() -> None:
     with pytest.raises(PluginOptionsError, match="unknown option"):
         MedianStopping(metric="score", goal=Goal.MAXIMIZE, options={"percentile": 50})
+
+
+def _diverged(plugin: Any, step: int, value: Any = float("nan"),
+              others: Sequence[TrialView] = DONE) -> str | None:
+    """Ask about a trial that has reported only ``value`` (NaN, an infinity) up to ``step``:
+    the daemon's view keeps no value of it, the batch does."""
+    report = {"training_iteration": step, "score": value}
+    trial = TrialView(99, {}, TrialState.RUNNING, last_report=report)
+    answer: str | None = plugin.should_stop(trial, [report], others)
+    return answer
+
+
+def test_a_diverged_trial_is_judged_as_the_worst_value() -> None:
+    median = MedianStopping(metric="score", goal=Goal.MAXIMIZE, options={})
+    assert _diverged(median, 3) == (
+        "median stopping: no finite score by step 3 (only NaN or infinite values), worse than"
+        " any: the median is 0.5 of 5 completed trials")
+    assert _diverged(median, 3, float("inf")) is not None  # an infinity is no result either
+    assert _diverged(median, 3, None) is not None  # as the log stores NaN
+    low = PercentileStopping(metric="score", goal=Goal.MINIMIZE, options={"percentile": 75})
+    assert "the 75th percentile" in (_diverged(low, 3, float("-inf")) or "")
+
+
+def test_a_diverged_trial_waits_for_grace_period_and_min_trials() -> None:
+    waits = MedianStopping(metric="score", goal=Goal.MAXIMIZE, options={"grace_period": 4})
+    assert _diverged(waits, 3) is None
+    assert _diverged(waits, 4) is not None
+    median = MedianStopping(metric="score", goal=Goal.MAXIMIZE, options={})
+    assert _diverged(median, 3, others=DONE[:4]) is None  # 4 completed trials < min_trials
+    assert _diverged(median, 3, others=[curve(i, [0.5], steps=[5]) for i in range(5)]) is None
+
+
+def test_only_a_trial_without_any_finite_value_is_judged_as_diverged() -> None:
+    median = MedianStopping(metric="score", goal=Goal.MAXIMIZE, options={})
+    # A finite best so far (above the median): a NaN report changes nothing.
+    good = curve(99, [0.6], TrialState.RUNNING, steps=[1])
+    assert median.should_stop(good, [{"training_iteration": 3, "score": float("nan")}],
+                              DONE) is None
+    # The metric never reported, or only as text: left alone.
+    assert _diverged(median, 3, "0.9") is None
+    silent = TrialView(99, {}, TrialState.RUNNING, last_report={"training_iteration": 3})
+    assert median.should_stop(silent, [{"training_iteration": 3, "loss": 1.0}], DONE) is None
