@@ -190,7 +190,9 @@ class Param:
                 return lo - 0.5, hi + 0.5
             return lo, hi
         if self.step is not None:
-            return lo - self.step / 2, self._top + self.step / 2
+            # Within a float's range: half a step past a max near the largest float is inf.
+            return (max(lo - self.step / 2, -_FLOAT_MAX),
+                    min(self._top + self.step / 2, _FLOAT_MAX))
         if self.type is ParamType.INTEGER:
             return lo - 0.5, hi + 0.5
         return lo, hi
@@ -206,7 +208,11 @@ class Param:
             return math.log(x)
         if self.scale is Scale.REVERSE_LOG:
             # Mirror of log: values crowd towards the top of the range (e.g. momentum near 1).
-            return -math.log(lo + hi - x)
+            # The mirror image of x is lo + hi - x, summed as (hi - x) + lo: the sum first
+            # overflows for a range near a float's largest (1e308 .. 1.7e308 gave NaN), and
+            # loses lo below hi's last digit (1e-20 .. 1 gave log(0) at the top: a ValueError).
+            # x lies in [lo, hi], so this lies in [lo, hi] too: positive, as the spec makes lo.
+            return -math.log((hi - x) + lo)
         return x
 
     def _unwarp(self, y: float) -> float:
@@ -214,7 +220,10 @@ class Param:
         if self.scale is Scale.LOG:
             return math.exp(y)
         if self.scale is Scale.REVERSE_LOG:
-            return lo + hi - math.exp(-y)
+            # lo + hi - m for the mirror image m = exp(-y), as hi - (m - lo) for the same
+            # reasons as in _warp; m kept in [lo, hi], where exp(log(lo)) may fall just short
+            # of lo (and hi + that shortfall overflow, for a range near a float's largest).
+            return hi - (min(max(math.exp(-y), lo), hi) - lo)
         return y
 
     def from_unit(self, u: float) -> ParamValue:
@@ -226,10 +235,12 @@ class Param:
         lo, hi = self._bounds()
         elo, ehi = self._edges
         a, b = self._warp(elo), self._warp(ehi)
-        x = self._unwarp(a + u * (b - a))
+        # Kept within [a, b]: a + 1.0 * (b - a) may round past b, and exp() of a log just past
+        # that of a float's largest overflows (a log range up to 1.7976931348623157e308).
+        x = self._unwarp(min(_between(a, b, u), b))
         if self.step is not None:
             top = self._top
-            x = min(max(_on_step(lo, self.step, round((x - lo) / self.step)), lo), top)
+            x = min(max(_on_step(lo, self.step, round(_steps(x, lo, self.step))), lo), top)
         x = min(max(x, lo), hi)
         if self.type is ParamType.INTEGER:
             return min(max(round(x), math.ceil(lo)), math.floor(hi))
@@ -244,7 +255,7 @@ class Param:
         if b == a:
             return 0.5
         x = min(max(float(value), elo), ehi)
-        return min(max((self._warp(x) - a) / (b - a), 0.0), 1.0)
+        return min(max(_share(self._warp(x), a, b), 0.0), 1.0)
 
     def grid(self, points: int) -> tuple[ParamValue, ...]:
         """The values a grid search visits.
@@ -269,6 +280,32 @@ class Param:
         inner = [min(max(self._unwarp(a + (b - a) * i / (points - 1)), lo), hi)
                  for i in range(1, points - 1)]
         return (lo, *inner, hi)  # the ends exactly as written, not exp(log(x)) of them
+
+
+_FLOAT_MAX: Final = 1.7976931348623157e308  # sys.float_info.max
+
+
+def _between(a: float, b: float, u: float) -> float:
+    """``a + u * (b - a)``; where ``b - a`` overflows (a linear range wider than half the
+    largest float, widened by half a step), the same point as ``a * (1 - u) + b * u``."""
+    span = b - a
+    return a + u * span if math.isfinite(span) else a * (1.0 - u) + b * u
+
+
+def _share(x: float, a: float, b: float) -> float:
+    """``(x - a) / (b - a)``; where ``b - a`` overflows, the same taken in halves."""
+    span = b - a
+    if math.isfinite(span):
+        return (x - a) / span
+    return (x / 2 - a / 2) / (b / 2 - a / 2)
+
+
+def _steps(x: float, lo: float, step: float) -> float:
+    """``(x - lo) / step``; where ``x - lo`` overflows, the same taken in halves."""
+    diff = x - lo
+    if math.isfinite(diff):
+        return diff / step
+    return (x / 2 - lo / 2) / (step / 2)
 
 
 def _among(value: object, allowed: tuple[ParamValue, ...]) -> bool:

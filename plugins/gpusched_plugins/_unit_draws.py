@@ -1,7 +1,8 @@
 """``numpy.random.default_rng(entropy).random(k)``, computed without numpy.
 
 The random search's point for trial ``number`` is, by contract, the first ``k`` doubles of
-``numpy.random.default_rng([seed, number])`` (and TPE's and GP's start-up points are the
+``numpy.random.default_rng([seed, number])`` (``[seed, number, N, digest]`` after
+``resume_from``: ``random_search.draw_entropy``; TPE's and GP's start-up points are the
 same). Building that generator takes numpy's ``SeedSequence``, a ``PCG64`` and a ``Generator``
 for one or two numbers: 10-20 us alone, but ~0.14 ms of the daemon's event loop per trial in
 place (the dispatch benchmark, bench/dispatch.py), where that code is never in the caches. The

@@ -6,14 +6,19 @@ Written with numpy alone (no scipy, scikit-learn or Optuna). For trial ``number`
    stopped with an objective) and whose parameters all fit the space is an observation, those of
    a resumed experiment included. A NaN objective is ignored; ``+inf``/``-inf`` are clipped to
    the worst/best finite objective. Failed and cancelled trials teach the model nothing, but
-   their points still count as *used* (see 8). A trial whose parameters do not fit the space (a
-   name missing, a value not listed, not a number) is ignored altogether.
+   their points still count as *used* (see 8). A trial whose active parameters do not fit the
+   space (a name missing, a value not listed, not a number, outside ``[min, max]`` or off the
+   step, as a resumed experiment's wider space may have them) is ignored altogether: neither
+   an observation nor a used point (its value is not moved to the range's edge).
 2. **Start-up.** While there are fewer than ``num_initial_points`` observations (default three
    per parameter, as KerasTuner, but at most ten, Optuna's GPSampler's start-up: see
    :func:`default_initial_points`), the point is the one :mod:`random
    <gpusched_plugins.random_search>` search would give trial ``number``,
-   ``space.from_unit(default_rng([seed, number]).random(k))``, redrawn from the same generator
+   ``space.from_unit(default_rng(entropy).random(k))``, redrawn from the same generator
    only when it repeats an earlier trial's point (possible in a space of integers and lists).
+   ``entropy`` is ``(seed, number)``, with more in it when the history starts with an earlier
+   experiment's trials (``resume_from``: see
+   :func:`~gpusched_plugins.random_search.draw_entropy`).
 3. **Encoding.** The model lives in the unit cube of :meth:`Param.to_unit`, so ``log``,
    ``reverse_log``, ``step`` and integers are the :class:`Param` mapping's business. Integers and
    stepped doubles (up to 2,048 values; wider ones are modelled as continuous and rounded by
@@ -93,9 +98,9 @@ best mean: ``ucb`` with KerasTuner's ``beta = 2.6`` has a comparable median but 
 stays stuck near a point it believes optimal, and is weaker on the mixed space. ``ei`` ranks
 like ``logei`` and is kept for comparison.
 
-Everything random comes from ``numpy.random.default_rng([seed, number])``, and nothing is kept
-between calls: the answer is a function of ``(seed, number, history)`` only, so a restarted
-daemon, or a fresh instance handed the same history, proposes the same point.
+Everything random comes from ``numpy.random.default_rng(entropy)`` (``entropy`` as in 2), and
+nothing is kept between calls: the answer is a function of ``(seed, number, history)`` only, so
+a restarted daemon, or a fresh instance handed the same history, proposes the same point.
 
 A suggestion costs about 0.1 s with 100 observations in 10 dimensions, and grows with the cube
 of the number of observations.
@@ -124,8 +129,10 @@ from gpusched.plugin_api import (
     TrialState,
     TrialView,
 )
+from gpusched_plugins._fits import fits_range
 from gpusched_plugins._gp_conditions import Activity
 from gpusched_plugins._gp_polish import polish
+from gpusched_plugins.random_search import draw_entropy
 
 __all__ = ["GpSearch", "ACQUISITIONS", "default_initial_points"]
 
@@ -251,9 +258,11 @@ class _Encoder:
                     return None
                 continue
             if dim.param.type is ParamType.DISCRETE:
-                if value not in dim.values:
+                if dim.param.problem_with(value) is not None:  # not listed (True is not 1)
                     return None
-            elif not _is_number(value) or not math.isfinite(float(value)):
+            elif not fits_range(dim.param, value):
+                # Out of the range or off the step (a resumed experiment's wider space): not a
+                # point of this space, neither observed nor used (see _fits.py).
                 return None
             u = dim.param.to_unit(value)
             if dim.kind == "grid":
@@ -752,7 +761,7 @@ class GpSearch(SearchPlugin):
         enc = self._enc
         if enc.k == 0:
             return {}
-        rng = np.random.default_rng([self.seed, number])
+        rng = np.random.default_rng(draw_entropy(self.seed, number, history))
         used, x_obs, y_obs, x_pend = self._read(history)
         if enc.finite_size is not None and len(used) >= enc.finite_size:
             return None

@@ -1,9 +1,12 @@
 """``grid``: every combination of each parameter's grid values, in the experiment file's order.
 
-Each parameter contributes the values of :meth:`Param.grid`: ``discrete`` and ``categorical``
-values as listed; integers every ``step`` (default 1); a ``double`` with a ``step`` every step, and
-one without a step at ``points_per_double`` values spread evenly on its scale (``linear``, ``log``
-or ``reverse_log``), both ends included. The grid is their cartesian product with the first
+Each parameter contributes the values of :meth:`Param.grid`: ``discrete`` values in ascending
+order (the spec sorts them) and ``categorical`` ones as listed; integers every ``step`` (default
+1); a ``double`` with a ``step`` every step, and one without a step at ``points_per_double``
+values spread evenly on its scale (``linear``, ``log`` or ``reverse_log``), both ends included
+as written and the inner points at the decimals they stand for when they are within float
+error of one (``1e-3, 1e-2, 1e-1, 1`` rather than ``0.009999999999999995``: see
+:func:`_round_inner`). The grid is their cartesian product with the first
 parameter varying slowest (like nested loops written in file order), optionally shuffled by a
 seeded permutation.
 
@@ -21,6 +24,7 @@ an experiment resumed with ``resume_from`` that used another search) are ignored
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NoReturn
@@ -50,9 +54,12 @@ class _Axis:
     """One parameter's grid values, and the reverse lookup value -> index."""
 
     def __init__(self, param: Param, points: int) -> None:
+        values = param.grid(points)
+        if param.type is ParamType.DOUBLE and param.step is None:
+            values = _round_inner(values)
         # Duplicate values would make a point that history can never mark as used (the lookup
         # finds the first copy), so the grid would propose it forever: keep the first of each.
-        self.values: tuple[ParamValue, ...] = tuple(dict.fromkeys(param.grid(points)))
+        self.values: tuple[ParamValue, ...] = tuple(dict.fromkeys(values))
         self._index = {value: i for i, value in enumerate(self.values)}
         # Numeric grids are ascending, which lets lookup bisect for a near miss.
         self._numbers: list[float] | None = None
@@ -152,6 +159,34 @@ def _refuse(space: SearchSpace, lengths: Sequence[int], size: int) -> NoReturn:
         f"{MAX_GRID_POINTS:,}: give doubles a step, lower points_per_double, "
         f"or use random search"
     )
+
+
+def _round_inner(values: Sequence[ParamValue]) -> tuple[ParamValue, ...]:
+    """A double's grid with its inner points at the decimals they stand for.
+
+    :meth:`Param.grid` spaces the points on the scale through ``exp``/``log``, so a log grid
+    from 1e-3 to 1 comes out as 0.001, 0.009999999999999995, 0.09999999999999998, 1.0: the ends
+    are the written ones, the inner points a few units in the last place off ``0.01`` and
+    ``0.1``, which the trial would get as its flag (and a linear one from 0.1 to 0.7 has
+    0.5499999999999999). An inner point becomes the decimal it stands for when that decimal
+    is short, at most 12 significant digits, and 15 significant digits of the point give it
+    and lie within 4 units in the last place of the point: rounding noise, far below any
+    difference a search means. Other points (``sqrt(1e-5)``, a third) stay as they are. The
+    ends stay, and the whole grid stays as it was if the points would not stay strictly
+    increasing (a range a few units in the last place wide).
+    """
+    if len(values) < 3:
+        return tuple(values)
+    numbers = [float(v) for v in values]
+    out = [numbers[0]]
+    for x in numbers[1:-1]:
+        nice = float(f"{x:.15g}")
+        short = float(f"{nice:.12g}") == nice  # at most 12 significant digits
+        out.append(nice if short and abs(nice - x) <= 4 * math.ulp(x) else x)
+    out.append(numbers[-1])
+    if all(a < b for a, b in itertools.pairwise(out)):
+        return tuple(out)
+    return tuple(values)
 
 
 def _axis_length(param: Param, points: int) -> int:

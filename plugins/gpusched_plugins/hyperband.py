@@ -14,7 +14,9 @@ opened. Only when the last bracket is open and its rungs wait for running trials
 :data:`~gpusched.plugin_api.WAIT`, and ``None`` once every bracket is done.
 
 Pure over the log: fresh configurations are drawn as ``random`` draws them (seeded by the seed
-and the trial number); which bracket and rung each trial is in follows from the history.
+and the trial number, and after ``resume_from`` by the earlier experiment's trials too:
+:func:`~gpusched_plugins.random_search.draw_entropy`); which bracket and rung each trial is in
+follows from the history.
 """
 
 from __future__ import annotations
@@ -99,8 +101,10 @@ class Hyperband(SearchPlugin):
         """Every trial of every bracket: the experiment's ``max_trials`` when the file has none."""
         return self.schedule.trials()
 
-    def _new(self, number: int, bracket_s: int) -> Suggestion:
-        params = self._fresh.suggest(number, ())
+    def _new(self, number: int, bracket_s: int, history: Sequence[TrialView]) -> Suggestion:
+        # random's draw for this trial, with the history: after resume_from it draws others
+        # than the earlier experiment did (see random_search.draw_entropy).
+        params = self._fresh.suggest(number, history)
         return Suggestion(params=params, budget=self.schedule.epochs(bracket_s, 0))
 
     def _promote(self, bracket: Bracket) -> Suggestion | None:
@@ -121,12 +125,12 @@ class Hyperband(SearchPlugin):
             if bracket.done():
                 continue
             if not bracket.first_rung_full():
-                return self._new(number, bracket.s)
+                return self._new(number, bracket.s, history)
             promoted = self._promote(bracket)
             if promoted is not None:
                 return promoted
         if len(brackets) < self.schedule.total_brackets:
-            return self._new(number, self.schedule.bracket_s(len(brackets)))
+            return self._new(number, self.schedule.bracket_s(len(brackets)), history)
         # An open bracket with nothing to start waits for its running trials; with none
         # running there is always something to start, so this WAIT cannot last.
         waiting = any(not b.done() for b in brackets)

@@ -7,11 +7,16 @@ The algorithm, for trial ``number``:
    stopped with an objective) and whose parameters all fit the space is an observation, those of
    a resumed experiment (negative numbers) included. Failed and cancelled trials, trials without
    an objective and trials with a NaN objective are *ignored* (as Optuna ignores failed trials),
-   and so is a trial whose parameters do not fit the space (a name missing, a value not listed).
+   and so is a trial whose parameters do not fit the space (a name missing, a value not listed,
+   not a number, outside ``[min, max]`` or off the step, as a resumed experiment's wider space
+   may have them: such a value is not modelled at the range's edge).
 2. **Start-up.** While there are fewer than ``n_startup_trials`` observations (finished trials,
    not trial numbers: as in Optuna, parallel workers keep drawing at random until that many
    results are in), the point is the one :mod:`random <gpusched_plugins.random_search>` search
-   would give trial ``number``: ``space.from_unit(default_rng([seed, number]).random(k))``.
+   would give trial ``number``: ``space.from_unit(default_rng(entropy).random(k))``, where
+   ``entropy`` is ``(seed, number)``, with more in it when the history starts with an earlier
+   experiment's trials (``resume_from``; :func:`~gpusched_plugins.random_search.draw_entropy`:
+   else a resumed experiment with the same seed drew the earlier one's start-up points again).
 3. **Split.** Observations are sorted from best to worst (``goal`` says which way; ties go to the
    lower trial number); the best ``n_below`` form the "good" group, the others the "bad" group.
    ``n_below = min(ceil(0.1 n), 25)`` for ``n`` observations (Optuna's default gamma), or
@@ -76,8 +81,9 @@ The algorithm, for trial ``number``:
    the groups it activates (the tree-structured density of Bergstra et al. is the product of
    its groups' densities). The answer holds the active parameters only.
 
-Everything random comes from ``numpy.random.default_rng([seed, number])``, and nothing is kept
-between calls: the answer is a function of ``(seed, number, history)`` only, so a restarted
+Everything random comes from ``numpy.random.default_rng(entropy)`` (``entropy`` as in step 2),
+and nothing is kept between calls: the answer is a function of ``(seed, number, history)`` only,
+so a restarted
 daemon, or a fresh instance handed the same history, proposes the same point.
 
 Differences from Optuna's sampler: the magic clip's floor shrinks with the trials of both
@@ -112,6 +118,8 @@ from gpusched.plugin_api import (
     TrialState,
     TrialView,
 )
+from gpusched_plugins._fits import fits_range
+from gpusched_plugins.random_search import draw_entropy
 
 __all__ = ["TpeSearch", "default_gamma", "default_weights"]
 
@@ -331,7 +339,7 @@ class TpeSearch(SearchPlugin):
     def suggest(self, number: int, history: Sequence[TrialView]) -> Mapping[str, ParamValue]:
         """Trial ``number``'s point: random during start-up, then the best of the candidates
         drawn from the good group's estimator by ``l(x) / g(x)``."""
-        rng = np.random.default_rng([self.seed, number])
+        rng = np.random.default_rng(draw_entropy(self.seed, number, history))
         observed: list[tuple[float, _Trial]] = []
         pending: list[_Trial] = []
         pending_params: list[Mapping[str, ParamValue]] = []
@@ -465,10 +473,11 @@ class _Group:
         numeric: list[float] = []
         for param in self.numeric:
             value = params.get(param.name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            # Out of the range or off the step (a resumed experiment's wider space) is no
+            # point of this space: to_unit would clamp it to the edge (see _fits.py).
+            if not fits_range(param, value):
                 return None
-            if not math.isfinite(value):
-                return None
+            assert isinstance(value, int | float)
             numeric.append(param.to_unit(value))
         choices: list[int] = []
         for param in self.categorical:

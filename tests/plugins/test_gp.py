@@ -138,6 +138,15 @@ def test_start_up_points_are_the_random_searchs() -> None:
     assert all(gp.suggest(n, ()) == random.suggest(n, ()) for n in range(10))
 
 
+def test_a_resumed_experiment_does_not_repeat_the_earlier_ones_start_up_points() -> None:
+    earlier = optimise(make(seed=7), branin, 4)  # all start-up: 4 of 6 initial points
+    prior = [dataclasses.replace(t, number=t.number - 4) for t in earlier]
+    resumed = [make(seed=7).suggest(n, prior) for n in range(2)]
+    assert all(p not in [t.params for t in earlier] for p in resumed)
+    random = RandomSearch(BRANIN_SPACE, goal=Goal.MINIMIZE, seed=7, options={})
+    assert resumed == [random.suggest(n, prior) for n in range(2)]
+
+
 def test_modelled_suggestions_depend_only_on_seed_number_and_history() -> None:
     history = optimise(make(seed=3), branin, 12)
     first, second = make(seed=3), make(seed=3)
@@ -228,6 +237,35 @@ def test_history_it_cannot_use_is_ignored() -> None:
     params = make(space, num_initial_points=3).suggest(15, tuple(history))
     assert params is not None
     assert all(check_value(p, params[p.name]) is None for p in space)
+
+
+def test_an_earlier_trial_outside_the_range_or_off_the_step_is_no_point_of_the_space() -> None:
+    # resume_from: the earlier experiment searched x in [0, 100]; its best trial had x = 50.
+    # Clamped to x = 3 it counted as used, and the space was declared exhausted a point early.
+    space = SearchSpace((Param("x", _I, low=0, high=3),))
+    prior = [TrialView(-1, {"x": 50}, TrialState.COMPLETED, 0.01)]
+    own = [TrialView(i, {"x": i}, TrialState.COMPLETED, 1.0 + i) for i in range(3)]
+    assert make(space, num_initial_points=1).suggest(3, [*prior, *own]) == {"x": 3}
+    # Off the step, a whole number for an integer too: ignored, not snapped onto a value.
+    stepped = SearchSpace((Param("x", _D, low=0.0, high=1.0, step=0.5),))
+    prior = [TrialView(-2, {"x": 0.75}, TrialState.COMPLETED, 0.0),
+             TrialView(-1, {"x": 2.5}, TrialState.COMPLETED, 0.0)]
+    own = [TrialView(0, {"x": 0.0}, TrialState.COMPLETED, 1.0),
+           TrialView(1, {"x": 0.5}, TrialState.COMPLETED, 2.0)]
+    assert make(stepped, num_initial_points=1).suggest(2, [*prior, *own]) == {"x": 1.0}
+    half = [TrialView(-1, {"x": 2.5}, TrialState.COMPLETED, 0.0)]  # a double's value
+    own = [TrialView(i, {"x": i}, TrialState.COMPLETED, 1.0 + i) for i in range(3)]
+    assert make(space, num_initial_points=1).suggest(3, [*half, *own]) == {"x": 3}
+
+
+def test_an_observation_outside_the_range_is_not_modelled_at_its_edge() -> None:
+    space = SearchSpace((Param("lr", _D, low=1e-4, high=1e-2, scale=Scale.LOG),))
+    own = [TrialView(i, space.from_unit([u]), TrialState.COMPLETED, (u - 0.4) ** 2)
+           for i, u in enumerate([0.1, 0.3, 0.5, 0.7, 0.9])]
+    # Great results far above the range, once taken as measured at lr = 1e-2.
+    outside = [TrialView(5 + k, {"lr": 0.5}, TrialState.COMPLETED, -1.0) for k in range(3)]
+    plugin = make(space, num_initial_points=3)
+    assert plugin.suggest(10, [*own, *outside]) == plugin.suggest(10, own)
 
 
 def test_many_observations_stay_quick_and_deterministic() -> None:

@@ -149,3 +149,19 @@ def test_a_conditional_grid_past_two_to_the_63_points_is_refused_not_overflowed(
                             when={f"s{i}": ("on",)}))
     with pytest.raises(PluginOptionsError, match=r"the grid has [\d,]+ points"):
         make(*params)
+
+
+def test_inner_points_of_a_double_are_the_decimals_they_stand_for() -> None:
+    # exp(log(...)) left them a few units in the last place off: 0.009999999999999995, which
+    # the trial got as its flag.
+    lr = Param("lr", ParamType.DOUBLE, low=1e-3, high=1.0, scale=Scale.LOG)
+    assert axis(lr, points_per_double=4) == [0.001, 0.01, 0.1, 1.0]
+    assert axis(lr, points_per_double=7)[2::2] == [0.01, 0.1, 1.0]
+    x = Param("x", ParamType.DOUBLE, low=0.1, high=0.7)
+    assert axis(x) == [0.1, 0.25, 0.4, 0.55, 0.7]  # not 0.5499999999999999
+    # Points no decimal of 15 digits tells apart stay as they were, all of them.
+    narrow = Param("n", ParamType.DOUBLE, low=1.0, high=1.0 + 1e-15)
+    assert axis(narrow, points_per_double=4) == list(narrow.grid(4))
+    # A trial logged with the old value used the point.
+    old = trial(0, lr=0.009999999999999995)
+    assert [p["lr"] for p in run(make(lr, points_per_double=4), [old])] == [0.001, 0.1, 1.0]

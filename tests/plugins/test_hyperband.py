@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -47,17 +47,19 @@ def simulate(
     plugin: Hyperband, *, workers: int = 1, seed: int = 0,
     fails: Callable[[int], bool] = lambda n: False, max_trials: int = 10_000,
     asked: list[tuple[tuple[TrialView, ...], object]] | None = None,
+    prior: Sequence[TrialView] = (),
 ) -> list[TrialView]:
     """Drive ``plugin`` as the daemon does: ask whenever a worker is free, end a running trial
     (a random one, seeded) when none is or the plugin waits, until it says None. ``asked``
-    collects each question (the history as it stood) and its answer."""
+    collects each question (the history as it stood) and its answer. ``prior``: an earlier
+    experiment's trials (``resume_from``), put before the history in each question."""
     rng = random.Random(seed)
     history: list[TrialView] = []
     running: list[int] = []
     while len(history) < max_trials:
         answer = None
         if len(running) < workers:
-            answer = plugin.suggest(len(history), tuple(history))
+            answer = plugin.suggest(len(history), (*prior, *history))
             if asked is not None:
                 asked.append((tuple(history), answer))
             if answer is None and not running:
@@ -248,7 +250,20 @@ def test_same_seed_same_search_other_seed_other_configurations() -> None:
 
 def test_resumed_trials_are_in_no_bracket() -> None:
     prior = (TrialView(-1, {"x": 0.9, "opt": "sgd"}, TrialState.COMPLETED, objective=5.0),)
-    assert _plugin(max_epochs=9).suggest(0, prior) == _plugin(max_epochs=9).suggest(0, ())
+    resumed, fresh = (_plugin(max_epochs=9).suggest(0, h) for h in (prior, ()))
+    assert isinstance(resumed, Suggestion) and isinstance(fresh, Suggestion)
+    assert (resumed.budget, resumed.continues) == (fresh.budget, fresh.continues) == (1, None)
+
+
+def test_a_resumed_experiment_draws_other_fresh_configurations() -> None:
+    # resume_from with the same seed: the fresh configurations were the earlier run's again.
+    earlier = simulate(_plugin(max_epochs=9, seed=1), workers=2)
+    prior = [TrialView(i - len(earlier), t.params, TrialState.COMPLETED, objective=1.0)
+             for i, t in enumerate(earlier)]
+    again = simulate(_plugin(max_epochs=9, seed=1), workers=2, prior=prior)
+    fresh = [t.params for t in earlier if t.continues is None]
+    assert not {tuple(sorted(p.items())) for p in fresh} & {
+        tuple(sorted(t.params.items())) for t in again if t.continues is None}
 
 
 # -- options ----------------------------------------------------------------------------------

@@ -136,6 +136,17 @@ def test_start_up_trials_are_random_search_draws() -> None:
     assert make(BRANIN, seed=3).suggest(10, history) != random.suggest(10, ())
 
 
+def test_a_resumed_experiment_does_not_repeat_the_earlier_ones_start_up_points() -> None:
+    # The same file plus resume_from (so the same seed), five earlier results: still the
+    # start-up, whose draws were the earlier experiment's, trial for trial.
+    earlier = optimize(make(BRANIN, seed=4), branin, 5)
+    prior = [TrialView(t.number - 5, t.params, t.state, t.objective) for t in earlier]
+    resumed = [make(BRANIN, seed=4).suggest(n, prior) for n in range(5)]
+    assert all(p not in [t.params for t in earlier] for p in resumed)
+    random = RandomSearch(BRANIN, goal=Goal.MINIMIZE, seed=4, options={})
+    assert resumed == [random.suggest(n, prior) for n in range(5)]  # still random's draws
+
+
 def test_maximizing_minus_f_is_minimizing_f() -> None:
     history = optimize(make(BRANIN, seed=2), branin, 20)
     flipped = [TrialView(t.number, t.params, t.state, -objective_of(t)) for t in history]
@@ -156,13 +167,35 @@ def test_failed_nan_and_foreign_trials_are_ignored() -> None:
     assert make(BRANIN).suggest(20, [*history, *noise]) == make(BRANIN).suggest(20, history)
 
 
+def test_values_outside_the_range_or_off_the_step_are_not_modelled_at_the_edge() -> None:
+    # An earlier experiment (resume_from) searched a wider range: its best trials, at lr = 0.5,
+    # were taken as observations at lr = 1e-2, and every suggestion went to the top edge.
+    space = SearchSpace((Param("lr", _D, low=1e-4, high=1e-2, scale=Scale.LOG),
+                         Param("n", _I, low=1, high=8, step=1)))
+    own = [TrialView(i, space.from_unit([u, u]), TrialState.COMPLETED, 1.0)
+           for i, u in enumerate([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.05])]
+    foreign = [
+        *(TrialView(10 + k, {"lr": 0.5, "n": 4}, TrialState.COMPLETED, 0.0) for k in range(4)),
+        TrialView(14, {"lr": 1e-3, "n": 12}, TrialState.COMPLETED, 0.0),  # n above its max
+        TrialView(15, {"lr": 1e-3, "n": 2.5}, TrialState.COMPLETED, 0.0),  # n not whole
+        TrialView(16, {"lr": float("inf"), "n": 2}, TrialState.COMPLETED, 0.0),
+    ]
+    plugin = make(space)
+    assert ([plugin.suggest(n, [*own, *foreign]) for n in range(20, 25)]
+            == [plugin.suggest(n, own) for n in range(20, 25)])
+    # A whole float for an integer (as a log's JSON may give it) fits, and is modelled.
+    whole = [TrialView(10, {"lr": 1e-3, "n": 2.0}, TrialState.COMPLETED, 0.0)]
+    assert ([plugin.suggest(n, [*own, *whole]) for n in range(20, 25)]
+            != [plugin.suggest(n, own) for n in range(20, 25)])
+
+
 def test_resumed_trials_count_as_observations() -> None:
     earlier = random_history(BRANIN, branin, 12, seed=9, first=-12)
-    answer = make(BRANIN).suggest(0, earlier)
-    assert answer != RandomSearch(BRANIN, goal=Goal.MINIMIZE, seed=0, options={}).suggest(0, ())
-    # Renumbering them as this experiment's own changes nothing but the recency order's labels.
-    own = [TrialView(t.number + 12, t.params, t.state, t.objective) for t in earlier]
-    assert make(BRANIN).suggest(0, own) == answer
+    random = RandomSearch(BRANIN, goal=Goal.MINIMIZE, seed=0, options={})
+    # Twelve results: past the start-up, so not random's draw for this trial and history.
+    assert make(BRANIN).suggest(0, earlier) != random.suggest(0, earlier)
+    # Fewer than n_startup_trials (10) of them: still the start-up, random's draw.
+    assert make(BRANIN).suggest(0, earlier[-9:]) == random.suggest(0, earlier[-9:])
 
 
 # --- the constant liar -------------------------------------------------------------------------
