@@ -42,7 +42,12 @@ __all__ = [
     "PluginOptionsError",
     "Goal",
     "TrialState",
+    "BOUND_STOP_REASON",
 ]
+
+BOUND_STOP_REASON = "stop bound reached: "
+"""How the reason of a trial stopped by the experiment's ``stop:`` bounds begins (the built-in
+``bounds`` plugin's): such a trial ran the course its user set (:attr:`TrialView.at_bound`)."""
 
 ParamValue = float | int | str
 """A hyperparameter's value as a trial receives it."""
@@ -497,6 +502,16 @@ class TrialView:
     budget: int | float | None = None
     #: the number of the trial it went on from (a :class:`Suggestion`'s ``continues``)
     continues: int | None = None
+    #: stopped by the experiment's ``stop:`` bound (``training_iteration: 20``, say): it ran the
+    #: course its user set, as Ray Tune's trials that meet ``stop`` do, not stopped early
+    at_bound: bool = False
+
+    @property
+    def ran_its_course(self) -> bool:
+        """True once it completed, or was stopped at the experiment's ``stop:`` bound: a full
+        curve that early stopping compares with (a trial stopped early is not one)."""
+        return self.state is TrialState.COMPLETED or (
+            self.state is TrialState.STOPPED and self.at_bound)
 
     @property
     def finished(self) -> bool:

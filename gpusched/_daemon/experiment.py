@@ -48,6 +48,7 @@ class TrialRun:
     budget: int | float | None = None  # a Suggestion's budget (GPUSCHED_BUDGET)
     continues: int | None = None  # the trial whose checkpoint folder this one goes on from
     objective: float | None = None
+    at_bound: bool = False  # stopped by the stop: bound (TrialView.at_bound)
     devices: list[str] = field(default_factory=list)
     attempts: int = 0
     failures: int = 0  # failed attempts that were retried (max_retries_per_trial)
@@ -99,7 +100,7 @@ class TrialRun:
         again only when something it shows has changed; everything it shows changes only
         together with the state, the objective or the report count.
         """
-        key = (self.state, self.objective, self.reports, len(self.metric_values))
+        key = (self.state, self.objective, self.at_bound, self.reports, len(self.metric_values))
         if self._view is None or key != self._view_key:
             # Read-only mappings: a plugin that wrote into a shared snapshot would change
             # what every later call sees.
@@ -108,7 +109,7 @@ class TrialRun:
                 state=self.state, objective=self.objective,
                 metric_values=tuple(self.metric_values), metric_steps=tuple(self.metric_steps),
                 last_report=MappingProxyType(dict(self.last_report)),
-                budget=self.budget, continues=self.continues,
+                budget=self.budget, continues=self.continues, at_bound=self.at_bound,
             )
             self._view_key = key
         return self._view

@@ -18,7 +18,7 @@ from gpusched._daemon.store import ReadPosition, Store, encode_reports
 from gpusched._spec_check import Problems
 from gpusched.log import get_logger
 from gpusched.models import ExperimentState, TrialState
-from gpusched.plugin_api import TrialView
+from gpusched.plugin_api import BOUND_STOP_REASON, TrialView
 from gpusched.spec import ExperimentSpec
 
 __all__ = ["resolve_resume_from", "prior_trials", "restore_trials"]
@@ -83,8 +83,15 @@ async def prior_trials(store: Store, spec: ExperimentSpec) -> list[TrialView]:
             views.append(TrialView(
                 number=0, params=r["params"], state=state,
                 objective=objective, metric_values=tuple(values),
-                metric_steps=tuple(s for s, _ in pairs)))
+                metric_steps=tuple(s for s, _ in pairs), at_bound=_at_bound(r)))
     return [replace(v, number=i - len(views)) for i, v in enumerate(views)]
+
+
+def _at_bound(row: dict[str, Any]) -> bool:
+    """Whether the logged trial was stopped by its experiment's ``stop:`` bound (its reason
+    says so: the log keeps no other trace of which stopper stopped it)."""
+    return row["state"] == TrialState.STOPPED.value and str(row["reason"] or "").startswith(
+        BOUND_STOP_REASON)
 
 
 def read_position(row: dict[str, Any]) -> ReadPosition | None:
@@ -115,7 +122,7 @@ async def restore_trials(
         pairs = series.get(r["number"], [])
         trial = TrialRun(number=r["number"], params=r["params"], state=state,
                          budget=r["budget"], continues=r["continues"],
-                         objective=r["objective"], attempts=r["attempts"],
+                         objective=r["objective"], at_bound=_at_bound(r), attempts=r["attempts"],
                          failures=retried.get(r["number"], 0),
                          reports=r["reports"], metric_values=[v for _, v in pairs],
                          metric_steps=[s for s, _ in pairs], read_position=read_position(r))

@@ -37,6 +37,7 @@ from gpusched.config import DaemonSettings
 from gpusched.errors import StoreError
 from gpusched.log import get_logger
 from gpusched.models import TrialState
+from gpusched.plugin_api import BOUND_STOP_REASON
 
 __all__ = ["TrialRunner", "describe_exit"]
 
@@ -378,6 +379,7 @@ class TrialRunner:
         if the log refuses the end, the trial runs again and must read them again."""
         trial = self.trial
         trial.state, trial.objective = state, objective
+        trial.at_bound = state is TrialState.STOPPED and reason.startswith(BOUND_STOP_REASON)
         if state in (TrialState.COMPLETED, TrialState.STOPPED):
             # A result, and no failure rule to judge: the experiment's next trial may be asked
             # for now, seeing this one's outcome, while it is written. The log's one writer

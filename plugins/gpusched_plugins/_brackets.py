@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gpusched.plugin_api import TrialState, TrialView
+from gpusched.plugin_api import TrialView
 
 __all__ = ["Schedule", "Bracket", "rebuild"]
 
@@ -78,7 +78,7 @@ class Schedule:
 
 
 def _completed(t: TrialView) -> bool:
-    return t.state is TrialState.COMPLETED and t.objective is not None
+    return t.ran_its_course and t.objective is not None
 
 
 @dataclass

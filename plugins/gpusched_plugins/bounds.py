@@ -13,7 +13,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from gpusched.plugin_api import Goal, PluginOptionsError, StoppingPlugin, TrialView
+from gpusched.plugin_api import (
+    BOUND_STOP_REASON,
+    Goal,
+    PluginOptionsError,
+    StoppingPlugin,
+    TrialView,
+)
 
 __all__ = ["BoundsStopping"]
 
@@ -59,5 +65,5 @@ class BoundsStopping(StoppingPlugin):
                 at_most = key == self.metric and self.goal == Goal.MINIMIZE
                 if value <= bound if at_most else value >= bound:
                     op = "<=" if at_most else ">="
-                    return f"stop bound reached: {key}={_show(value)} {op} {_show(bound)}"
+                    return f"{BOUND_STOP_REASON}{key}={_show(value)} {op} {_show(bound)}"
         return None

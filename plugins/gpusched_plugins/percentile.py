@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from gpusched.plugin_api import Goal, PluginOptionsError, StoppingPlugin, TrialState, TrialView
+from gpusched.plugin_api import Goal, PluginOptionsError, StoppingPlugin, TrialView
 from gpusched_plugins._diverged import diverged_steps
 from gpusched_plugins._options import number, refuse_unknown
 
@@ -88,7 +88,7 @@ class PercentileStopping(StoppingPlugin):
             return None
         if step < self.grace_period:
             return None
-        values = [v for t in others if t.state is TrialState.COMPLETED
+        values = [v for t in others if t.ran_its_course
                   and (v := _value_at(t, step)) is not None and math.isfinite(v)]
         if len(values) < self.min_trials:
             return None

@@ -503,3 +503,45 @@ def test_ai_platform_early_stopping_is_the_median_rule(tmp_path: Path) -> None:
         assert t["reason"].startswith("median stopping: best score")
         assert t["reports"] < 10  # stopped before its curve ended
         assert t["number"] >= 5  # min_trials: 5 completed trials first
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_trials_stopped_at_the_stop_bound_are_what_median_stopping_compares_with(
+    tmp_path: Path, restart: bool,
+) -> None:
+    # With Ray Tune's usual `stop: {training_iteration: N}`, every trial ends `stopped` by the
+    # bound, and median stopping, which compared with completed trials only, never acted.
+    gate = tmp_path / "go"
+    script = tmp_path / "curve.py"
+    script.write_text(  # loss is x at every step; x = 0.9, the poor trial, waits for the gate
+        "import os, sys, time\nfrom gpusched import trial\n"
+        "x = float(next(a for a in sys.argv if a.startswith('--x=')).split('=')[1])\n"
+        f"while x > 0.5 and not os.path.exists({str(gate)!r}):\n"
+        "    time.sleep(0.02)\n"
+        "for step in range(1, 41):\n"
+        "    trial.report(loss=x)\n"
+        "    time.sleep(0.02)\n")
+    state = tmp_path / "state"
+    with running_daemon(tmp_path / "d", state_dir=state) as d:
+        exp = d.submit({
+            "command": [sys.executable, str(script)], "metric": "loss", "goal": "minimize",
+            "max_trials": 3, "max_parallel_trials": 1, "search": "grid",
+            "stop": {"training_iteration": 5},
+            "early_stopping": {"policy": "median", "min_trials": 2, "grace_period": 1},
+            "params": [{"name": "x", "type": "discrete", "values": [0.1, 0.2, 0.9]}]})
+        wait_for(lambda: d.client.show(exp)["trials"]["running"] == 1
+                 and len(d.client.trials(exp)) == 3, 30, "the poor trial to start")
+        if restart:  # the first two are read back from the log (the bound is in the reason)
+            d.proc.kill()
+            d.proc.wait()
+        else:
+            gate.touch()
+            assert d.wait_experiment(exp)["state"] == "completed"
+            trials = d.client.trials(exp)
+    if restart:
+        with running_daemon(tmp_path / "d", state_dir=state) as d:
+            gate.touch()
+            assert d.wait_experiment(exp)["state"] == "completed"
+            trials = d.client.trials(exp)
+    assert [t["reason"].split(":")[0] for t in trials[:2]] == ["stop bound reached"] * 2
+    assert trials[2]["reason"].startswith("median stopping: best loss 0.9 by step 1"), trials[2]

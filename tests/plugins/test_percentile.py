@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -125,3 +126,15 @@ def test_only_a_trial_without_any_finite_value_is_judged_as_diverged() -> None:
     assert _diverged(median, 3, "0.9") is None
     silent = TrialView(99, {}, TrialState.RUNNING, last_report={"training_iteration": 3})
     assert median.should_stop(silent, [{"training_iteration": 3, "loss": 1.0}], DONE) is None
+
+
+def test_trials_stopped_at_the_experiments_bound_count_as_full_curves() -> None:
+    # With Ray Tune's usual `stop: {training_iteration: N}`, every trial ends `stopped` by the
+    # bound: median stopping then never had a completed trial to compare with.
+    at_bound = [replace(t, state=TrialState.STOPPED, at_bound=True) for t in DONE]
+    early = [replace(t, state=TrialState.STOPPED) for t in DONE]
+    median = MedianStopping(metric="score", goal=Goal.MAXIMIZE, options={})
+    assert decide(median, [0.2, 0.3, 0.45], at_bound) == (
+        "median stopping: best score 0.45 by step 3 is below the median 0.5 of 5 completed trials")
+    assert decide(median, [0.2, 0.3, 0.45], early) is None  # stopped early: cut-short curves
+    assert at_bound[0].ran_its_course and not early[0].ran_its_course
