@@ -196,18 +196,25 @@ def test_a_cut_short_attempts_status_line_does_not_decide_the_next_attempt(
     assert (trial["state"], trial["attempts"], trial["objective"]) == ("completed", 3, 1)
 
 
+def run_script(tmp_path: Path, source: str, **settings: Any
+               ) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """Run an experiment of the trial script ``source`` to its end: its id, view and trials."""
+    script = tmp_path / "train.py"
+    script.write_text(source)
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit({"command": [sys.executable, str(script)], "metric": "score",
+                        "params": [{"name": "x", "type": "double", "min": 0, "max": 1}],
+                        **settings})
+        return exp, d.wait_experiment(exp), d.client.trials(exp)
+
+
 def test_a_reason_with_undecodable_bytes_still_ends_the_experiment(tmp_path: Path) -> None:
     # os.fsdecode of a non-UTF-8 file name holds a lone surrogate: the trial log could not
     # store such a reason, the trial's end was lost and its FatalError ignored.
-    script = tmp_path / "train.py"
-    script.write_text("import os\nfrom gpusched import FatalError\n"
-                      "raise FatalError('cannot read ' + os.fsdecode(b'data-\\xff.csv'))\n")
-    with running_daemon(tmp_path / "d") as d:
-        exp = d.submit({"command": [sys.executable, str(script)], "metric": "score",
-                        "max_trials": 3, "max_failed_trials": 10, "max_parallel_trials": 1,
-                        "params": [{"name": "x", "type": "double", "min": 0, "max": 1}]})
-        view = d.wait_experiment(exp)
-        trials = d.client.trials(exp)
+    exp, view, trials = run_script(
+        tmp_path, "import os\nfrom gpusched import FatalError\n"
+                  "raise FatalError('cannot read ' + os.fsdecode(b'data-\\xff.csv'))\n",
+        max_trials=3, max_failed_trials=10, max_parallel_trials=1)
     assert view["state"] == "failed", view
     assert view["reason"] == f"trial {exp}/0 raised a fatal error: cannot read data-\\udcff.csv"
     assert trials[0]["reason"] == "cannot read data-\\udcff.csv (exited with code 1)"
@@ -215,15 +222,11 @@ def test_a_reason_with_undecodable_bytes_still_ends_the_experiment(tmp_path: Pat
 
 def test_an_experiment_whose_reporting_trials_all_failed_says_so(tmp_path: Path) -> None:
     # It read "1 trials run; no trial reported 'score'", though the trial had reported it.
-    script = tmp_path / "train.py"
-    script.write_text("import json, os, sys\n"
-                      "with open(os.environ['GPUSCHED_REPORT_FILE'], 'a') as f:\n"
-                      "    f.write(json.dumps({'score': 0.5}) + '\\n')\n"
-                      "sys.exit(3)\n")
-    with running_daemon(tmp_path / "d") as d:
-        exp = d.submit({"command": [sys.executable, str(script)], "metric": "score",
-                        "max_trials": 1, "max_failed_trials": 5, "max_retries_per_trial": 0,
-                        "params": [{"name": "x", "type": "double", "min": 0, "max": 1}]})
-        view = d.wait_experiment(exp)
+    _, view, _ = run_script(
+        tmp_path, "import json, os, sys\n"
+                  "with open(os.environ['GPUSCHED_REPORT_FILE'], 'a') as f:\n"
+                  "    f.write(json.dumps({'score': 0.5}) + '\\n')\n"
+                  "sys.exit(3)\n",
+        max_trials=1, max_failed_trials=5, max_retries_per_trial=0)
     assert view["reason"] == "1 trial run; no trial has a result: those that reported 'score'" \
                              " failed"
