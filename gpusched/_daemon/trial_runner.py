@@ -97,6 +97,7 @@ class TrialRunner:
         # When the stop's SIGTERM went out (anyio's clock): a stop is the trial's outcome only
         # if it was sent; a request that came after the trial ended by itself is not.
         self._terminated_at: float | None = None
+        self._stopped_by_plugin = False  # the stop came from a stopping plugin (or stop:)
         self._wait_scope: anyio.CancelScope | None = None  # the watch's wait, while it waits
         self.pid: int | None = None
 
@@ -330,8 +331,8 @@ class TrialRunner:
                 log.error("stopping_plugin_failed", trial=self.key,
                           plugin=type(stopper).__name__, error=repr(exc))
                 continue
-            if reason:
-                self.request_stop(TrialState.STOPPED, reason)
+            if reason and self.request_stop(TrialState.STOPPED, reason):
+                self._stopped_by_plugin = True
                 return
 
     async def _conclude(self, code: int, collector: ReportCollector,
@@ -343,6 +344,14 @@ class TrialRunner:
             state, reason, _ = self._stop_request
             if state is not TrialState.STOPPED:
                 objective = None
+            elif objective is None and self._stopped_by_plugin:
+                # Stopped by a stopping plugin or the stop: bound before it had a result (a
+                # misspelled metric reaching asha's max_t, NaN at every report): it failed, as
+                # it would have run to its end without one, and the failure rules see it (a
+                # first trial's failure still ends the experiment). A time_budget's stop is not
+                # the trial's doing: it stays stopped.
+                state = TrialState.FAILED
+                reason = f"{reason}; it reported no finite '{metric}', so it has no result"
         elif code == 0 and objective is not None:
             state, reason = TrialState.COMPLETED, f"exited 0; {metric} = {objective:g}"
         elif code == 0:

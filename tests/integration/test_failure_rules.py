@@ -230,3 +230,20 @@ def test_an_experiment_whose_reporting_trials_all_failed_says_so(tmp_path: Path)
         max_trials=1, max_failed_trials=5, max_retries_per_trial=0)
     assert view["reason"] == "1 trial run; no trial has a result: those that reported 'score'" \
                              " failed"
+
+
+def test_a_trial_stopped_early_without_a_result_failed(tmp_path: Path) -> None:
+    # A misspelled metric: asha stops every trial at max_t. They ended `stopped` without a
+    # result, no failure rule saw them, and the experiment ended `completed`.
+    _, view, trials = run_script(
+        tmp_path, "import json, os, time\n"
+                  "with open(os.environ['GPUSCHED_REPORT_FILE'], 'a') as f:\n"
+                  "    for step in range(50):\n"
+                  "        f.write(json.dumps({'accuracy': 0.5}) + '\\n'); f.flush()\n"
+                  "        time.sleep(0.02)\n",
+        max_trials=3, max_parallel_trials=1, early_stopping={"policy": "asha", "max_t": 3})
+    assert view["state"] == "failed", view
+    assert view["reason"].startswith("the first trial failed"), view
+    assert trials[0]["state"] == "failed"
+    assert trials[0]["reason"] == ("asha: reached max_t 3; it reported no finite 'score', so it"
+                                   " has no result")
