@@ -746,6 +746,19 @@ class Scheduler:
         finally:
             self._resuming.discard(exp_id)
 
+    async def _nothing_left(self, exp: ExperimentRun) -> str | None:
+        """Why a resumed ``exp`` would run no new trial (its max_trials all run, or its search
+        has nothing more to suggest), or None when it would. The search is asked as placement
+        would ask it (a pure function of the log), in a worker thread: gp may think a while."""
+        if len(exp.trials) >= exp.max_trials:
+            return f"all of its max_trials ({exp.max_trials}) have run"
+        try:
+            answer = await anyio.to_thread.run_sync(
+                exp.search.suggest, len(exp.trials), list(exp.history()))
+        except Exception:  # the run will fail on it, and say so
+            return None
+        return "its search has nothing more to suggest" if answer is None else None
+
     async def _resume(self, exp_id: str) -> str:
         row = await self.store.experiment(exp_id)
         if row is None:
@@ -771,15 +784,14 @@ class Scheduler:
         await restore_trials(self.store, exp)
         cut_short = [t for t in exp.trials.values()
                      if t.state is TrialState.CANCELLED and t.objective is None]
-        if not exp.requeued and not cut_short and len(exp.trials) >= exp.max_trials:
+        if not exp.requeued and not cut_short and (why := await self._nothing_left(exp)):
             # Resumed, it would end at once, `completed` (a failed one too: a CI script would
             # see success where its trials failed). It stays as it ended.
             raise RequestError(
-                "bad_request", f"{exp.id} has nothing left to run: all of its max_trials"
-                f" ({exp.max_trials}) have run and none was cut short, so it stays"
-                f" {row['state']}. To search further, submit a new experiment (`gpusched"
-                f" submit FILE --set resume_from={exp.id}`: its search learns from these"
-                " trials' results)")
+                "bad_request", f"{exp.id} has nothing left to run: {why} and no trial was cut"
+                f" short, so it stays {row['state']}. To search further, submit a new"
+                f" experiment (`gpusched submit FILE --set resume_from={exp.id}`: its search"
+                " learns from these trials' results)")
         for trial in cut_short:
             # Cut short by the cancel: it runs again. The log says so, so that a restart
             # before it runs (or before its start is recorded) runs it again too.

@@ -618,10 +618,29 @@ async def test_resume_refuses_an_experiment_with_nothing_left_to_run(
         trials = await _states(store)
     assert refused.value.code == "bad_request"
     assert str(refused.value) == (
-        f"e1 has nothing left to run: all of its max_trials (1) have run and none was cut"
+        f"e1 has nothing left to run: all of its max_trials (1) have run and no trial was cut"
         f" short, so it stays {ended}. To search further, submit a new experiment (`gpusched"
         " submit FILE --set resume_from=e1`: its search learns from these trials' results)")
     assert "e1" not in scheduler.active and "experiment_resumed" not in events
     assert row is not None
     assert (row["state"], row["reason"], row["ended_at"]) == (ended, "why it ended", 2.0)
     assert trials == (ended, [(trial, None)])
+
+
+async def test_resume_refuses_an_experiment_whose_search_has_nothing_more(
+    tmp_path: Path,
+) -> None:
+    # A grid of 2 points under max_trials 10, both failed: resumed, the grid had nothing more
+    # and the experiment ended `completed` (`wait` exited 0), as with max_trials all run.
+    async with scheduling(tmp_path, search="grid") as (store, scheduler, _exp):
+        del scheduler.active["e1"]
+        for number, x in enumerate([1, 2]):
+            await store.create_trial("e1", number, {"x": x}, str(tmp_path / str(number)))
+            await store.update_trial("e1", number, state="failed")
+        await store.update_experiment("e1", state="failed", reason="2 trials failed")
+        with pytest.raises(RequestError) as refused:
+            await scheduler.resume("e1")
+        row = await store.experiment("e1")
+    assert "its search has nothing more to suggest and no trial was cut short" in str(
+        refused.value)
+    assert row is not None and row["state"] == "failed" and "e1" not in scheduler.active
