@@ -169,7 +169,9 @@ def apply_overrides(
                                    "params[lr].max=0.1")
             continue
         try:
-            value = load(raw)
+            # `--set workdir=~` (zsh and quotes leave the ~ to us) is the home folder, as a
+            # bare `workdir: ~` in a file is; YAML would read it as null: the default.
+            value = "~" if path == ["workdir"] and raw.strip() == "~" else load(raw)
         except ValueError as exc:
             p.add(place, f"the value is not valid YAML: {exc}")
             continue
@@ -265,10 +267,9 @@ def _set_in(
         if slot is None and kind == _PARAMS:  # `params[momentum]` for a nested AI Platform child
             found = _nested(container, key)
             if len(found) > 1:
-                shown = [_show(steps) for steps in found[:2]]
-                more = f" (and {len(found) - 2} more)" if len(found) > 2 else ""
-                p.add(place, f"{key!r} names more than one nested parameter: {shown[0]} and "
-                             f"{shown[1]}{more}; give the place of the one you mean")
+                first, second = (_show(steps) for steps in found)
+                p.add(place, f"{key!r} names more than one nested parameter: {first} and "
+                             f"{second}; give the place of the one you mean")
                 return False
             if found:  # removing it removes the whole child, not just its parameterSpec
                 steps = found[0][:-1] if remove else found[0]
@@ -339,17 +340,24 @@ def _nested(params: list[Any], name: str) -> list[list[str]]:
     make the nesting loop or repeat."""
     found: list[list[str]] = []
     queue = [([str(index)], param) for index, param in enumerate(params)]
+    visited = 0
     for steps, param in queue:  # grows as it goes: breadth first
         children = param.get(CHILDREN) if isinstance(param, Mapping) else None
         if not isinstance(children, list | tuple) or len(steps) > 3 * _SEARCH_DEPTH:
             continue
         for index, child in enumerate(children):
+            # Every child looked at counts, not only those queued: a few aliases of a list
+            # that holds itself make millions of them (seconds and gigabytes, once).
+            visited += 1
+            if visited > _SEARCH_PARAMS:
+                return found
             spec = child.get("parameterSpec") if isinstance(child, Mapping) else None
             here = [*steps, CHILDREN, str(index), "parameterSpec"]
             if _named(spec, name):
                 found.append(here)
-            if len(queue) < _SEARCH_PARAMS:
-                queue.append((here, spec))
+                if len(found) == 2:  # two are enough to say the name is ambiguous
+                    return found
+            queue.append((here, spec))
     return found
 
 

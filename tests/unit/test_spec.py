@@ -211,6 +211,24 @@ def test_a_bare_tilde_workdir_in_a_file_is_the_home_folder(
     assert spec.gpu_memory_mib is None  # elsewhere a bare `~` is YAML's null still
 
 
+@pytest.mark.parametrize(("override", "workdir"), [
+    ("workdir=~", "home"), ("workdir= ~ ", "home"), ("workdir=~/runs", "home/runs"),
+    ("workdir=", "files"),
+])
+def test_a_tilde_workdir_given_with_set_is_the_home_folder(
+    tmp_path: Path, override: str, workdir: str
+) -> None:
+    # zsh (and quotes) leave `--set workdir=~` to us: it was YAML's null, the file's folder.
+    from gpusched.spec import parse_experiment_text
+
+    (tmp_path / "home" / "runs").mkdir(parents=True)
+    (tmp_path / "files").mkdir()
+    text = "command: train\nmetric: m\nparams: [{name: x, type: discrete, values: [1]}]\n"
+    spec = parse_experiment_text(text, source="e.yaml", base_dir=tmp_path / "files",
+                                 home=str(tmp_path / "home"), overrides=[override])
+    assert spec.workdir == str(tmp_path / workdir)
+
+
 def test_command_forms() -> None:
     assert parse(minimal(command="python 'my script.py' --x=1")).command == (
         "python", "my script.py", "--x=1")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gpusched import _spec_aip
 from gpusched.errors import SpecError
 from gpusched.plugin_api import Param, ParamType
 from gpusched.spec import ExperimentSpec, load_aip_file, load_experiment_file, parse_experiment
@@ -393,3 +394,26 @@ def test_a_parameter_without_conditions_stays_as_it_was() -> None:
     assert spec.params == (Param("optimizer", ParamType.CATEGORICAL,
                                  values=("sgd", "adam", "rmsprop")), spec.params[1])
     assert not spec.space().conditional
+
+
+def test_a_nested_name_in_a_file_whose_children_hold_themselves_is_found_quickly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 300 aliases of a child whose list holds itself: looking for a name walked millions of
+    # children (21 s and 700 MB on the daemon's event loop) before it was bounded.
+    kids = ", ".join(["*k"] * 300)
+    text = ("command: t\nmetric: m\nparams:\n  - parameterName: a\n    type: CATEGORICAL\n"
+            "    categoricalValues: [x]\n    conditionalParameterSpecs: &c [ &k {"
+            "parentCategoricalValues: [x], parameterSpec: {parameterName: foo, type: CATEGORICAL,"
+            f" categoricalValues: [x], conditionalParameterSpecs: *c}}}}, {kids} ]\n")
+    looked_at: list[object] = []
+    named = _spec_aip._named
+
+    def counting(param: object, name: str) -> bool:
+        looked_at.append(param)
+        return named(param, name)
+
+    monkeypatch.setattr(_spec_aip, "_named", counting)
+    problems = nested_set_problems(tmp_path, "params[foo].categoricalValues=[y]", text=text)
+    assert any("'foo' names more than one nested parameter" in p for p in problems)
+    assert len(looked_at) < 1000  # the second match ends the search (it was millions)
