@@ -242,6 +242,7 @@ class ReportFileReader(_Problems):
         self.offset = offset  # bytes consumed, pending bytes included
         self.status: tuple[str, str] | None = None
         self._status_from = status_from
+        self._dropped: set[str] = set()  # names whose values were dropped, said once each
         self._pending = b""
         self._line = 0
 
@@ -293,6 +294,7 @@ class ReportFileReader(_Problems):
             if size < self.offset:
                 self._problem(f"file shrank to {size} bytes; read again from its start", skip=False)
                 self.offset, self._pending, self._line = 0, b"", 0
+                self._status_from = 0  # rewritten since: all of it is this attempt's
             end = size if limit is None else min(size, self.offset + limit)
             # Consumed only once all is read: after a failed read (EIO) it is read again.
             at, chunks = self.offset, []
@@ -331,6 +333,10 @@ class ReportFileReader(_Problems):
                 values = raw
             else:
                 values, dropped = _clean(raw)
+                # Said once per name: a flag reported at every step (`"is_best": true`) must
+                # not fill the few problems kept, hiding the lines that were skipped.
+                dropped = [k for k in dropped if k not in self._dropped]
+                self._dropped.update(dropped)
                 if dropped:
                     shown = ", ".join(repr(k[:40]) for k in dropped[:5])
                     self._problem(f"line {number}: {shown}: not a number or text, dropped "

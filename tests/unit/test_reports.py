@@ -188,6 +188,26 @@ def test_values_that_cannot_be_stored_are_said_to_be_dropped(tmp_path: Path) -> 
         " or an int too large)"]
 
 
+def test_a_value_dropped_at_every_line_is_said_once_and_hides_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    reader = ReportFileReader(path)
+    _append(path, '{"acc": 0.5, "is_best": true}\n' * 10 + '{"acc": \n')
+    assert len(reader.poll(final=True)) == 10
+    assert len(reader.problems) == 2 and "'is_best'" in reader.problems[0]
+    assert reader.problems[1].startswith("line 11: not a JSON object")
+
+
+def test_a_status_line_after_the_file_was_rewritten_is_this_attempts(tmp_path: Path) -> None:
+    # A retry that truncates the file (open(..., "w")) writes all of it: its status counts.
+    path = tmp_path / "reports.jsonl"
+    _append(path, '{"loss": 1}\n' * 20)
+    size = path.stat().st_size  # all read and stored before this attempt
+    reader = ReportFileReader(path, offset=size, status_from=size)
+    path.write_text('{"loss": 0.4}\n{"status": "failed", "reason": "mine"}\n')
+    assert [r.values for r in reader.poll()] == [{"loss": 0.4}]
+    assert reader.status == ("failed", "mine")
+
+
 def test_a_truncated_file_is_read_again_from_the_start(tmp_path: Path) -> None:
     path = tmp_path / "reports.jsonl"
     reader = ReportFileReader(path)
