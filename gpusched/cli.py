@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gpusched import __version__, render
 from gpusched.client import Client
-from gpusched.errors import GpuschedError, NoDaemonError, SpecError, UsageError
+from gpusched.errors import GpuschedError, NoDaemonError, RequestError, SpecError, UsageError
 from gpusched.render import print_json
 from gpusched.views.commands import VIEW_COMMANDS
 
@@ -183,6 +183,7 @@ WAIT_NO_DAEMON = 69  # EX_UNAVAILABLE (sysexits.h): the outcome is unknown, not 
 # The wait itself was wrong (an unknown experiment, one the user may not see, a bad option):
 # 2, as for a usage error, so that a script never reads a typo as "the experiment failed".
 WAIT_ERROR = 2
+WAIT_REFUSALS = frozenset({"not_found", "bad_request", "forbidden"})  # what makes a wait wrong
 WAIT_RECONNECT_S = 60.0  # above a restart's time: systemd's RestartSec=2 plus the start-up
 
 
@@ -201,7 +202,9 @@ def cmd_wait(args: argparse.Namespace) -> int:
     except NoDaemonError as exc:
         print(f"gpusched: {exc}", file=sys.stderr)
         return WAIT_NO_DAEMON
-    except GpuschedError as exc:
+    except (UsageError, RequestError) as exc:
+        if isinstance(exc, RequestError) and exc.code not in WAIT_REFUSALS:
+            raise  # the daemon failed (an internal error, a shutdown): 1, as any failure
         print(f"gpusched: {exc}", file=sys.stderr)
         return WAIT_ERROR
     if args.json:

@@ -281,7 +281,7 @@ class Server:
             spec = await anyio.to_thread.run_sync(
                 lambda: parse_experiment(args.get("experiment"), base_dir=base_dir,
                                          source=source, home=home))
-        exp_id = await self.scheduler.submit(spec, uid)
+        exp_id = await self.scheduler.submit(spec, uid, source=source)
         return {"id": exp_id, "name": spec.name}
 
     async def _experiment_row(self, name: Any) -> dict[str, Any]:

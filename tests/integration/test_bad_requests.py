@@ -347,6 +347,11 @@ def test_every_kind_of_bad_request_gets_a_clear_error(tmp_path: Path) -> None:
              "invalid_experiment", ("x.yaml", "not valid YAML", "line ")),
             (request("submit", {"text": "", "base_dir": "/"}), "invalid_experiment",
              ("is empty",)),
+            # What only the daemon judges (here: a search plugin) names the file too.
+            (request("submit", {"experiment": {**probe_experiment(tmp_path / "x"),
+                                               "search": "tpee"},
+                                "base_dir": str(tmp_path), "source": "x.yaml"}),
+             "invalid_experiment", ("x.yaml: 1 problem", "unknown search plugin 'tpee'")),
             (request("submit", {"text": "metric: a\n", "base_dir": "/", "set": ["nokey"]}),
              "invalid_experiment", ("--set",)),
             # Well-formed requests for what does not exist.

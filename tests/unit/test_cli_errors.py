@@ -8,7 +8,7 @@ import pytest
 
 import gpusched.plugins
 from gpusched import cli
-from gpusched.errors import UsageError
+from gpusched.errors import NotFoundError, RequestError, UsageError
 
 
 def one_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -100,3 +100,23 @@ def test_wait_prints_a_trials_own_words_without_control_characters(
     out = capsys.readouterr().out
     assert "\x1b" not in out and out.count("\n") == 1
     assert out == "e1 failed: trial e1/0 raised a fatal error: \\x1b[2Jgone⏎for good\n"
+
+
+@pytest.mark.parametrize(("error", "code"), [
+    (NotFoundError("no experiment 'e9'"), 2),  # the wait is wrong
+    (RequestError("forbidden", "not yours"), 2),
+    (RequestError("internal", "internal error: KeyError()"), 1),  # the daemon failed
+    (RequestError("shutting_down", "the daemon is shutting down"), 1),
+])
+def test_wait_exits_2_only_when_the_wait_itself_is_wrong(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    error: Exception, code: int,
+) -> None:
+    from gpusched.client import Client
+
+    def refused(self: Client, *args: object, **kwargs: object) -> dict[str, object]:
+        raise error
+
+    monkeypatch.setattr(Client, "wait", refused)
+    assert cli.main(["wait", "e1"]) == code
+    assert str(error) in one_line(capsys)
