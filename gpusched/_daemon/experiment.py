@@ -119,8 +119,9 @@ class History(Sequence[TrialView]):
     """The search history a plugin receives: earlier experiments' views, then our trials'.
 
     Lazy: a trial's view is built (or taken from its cache) only when the plugin reads it.
-    Random search never reads the history, and building every view before each suggestion
-    cost a growing share of the daemon's time per trial in long experiments.
+    Random search reads at most two views (its first, and the last earlier experiment's one),
+    and building every view before each suggestion cost a growing share of the daemon's time
+    per trial in long experiments.
     """
 
     def __init__(self, prior: Sequence[TrialView], trials: dict[int, TrialRun]) -> None:

@@ -655,7 +655,8 @@ class Scheduler:
         if exp.budget_spent:
             why = f"time_budget of {exp.spec.time_budget_s:g}s used up; {why}"
         if not done and any(t.metric_values for t in exp.trials.values()):
-            return f"{why}; no trial has a result: those that reported '{exp.spec.metric}' failed"
+            return (f"{why}; no trial has a result: those that reported '{exp.spec.metric}'"
+                    " ended without one")
         if not done:
             return f"{why}; no trial reported '{exp.spec.metric}'"
         sign = -1.0 if exp.spec.goal is Goal.MAXIMIZE else 1.0

@@ -229,7 +229,7 @@ def test_an_experiment_whose_reporting_trials_all_failed_says_so(tmp_path: Path)
                   "sys.exit(3)\n",
         max_trials=1, max_failed_trials=5, max_retries_per_trial=0)
     assert view["reason"] == "1 trial run; no trial has a result: those that reported 'score'" \
-                             " failed"
+                             " ended without one"
 
 
 def test_a_trial_stopped_early_without_a_result_failed(tmp_path: Path) -> None:
