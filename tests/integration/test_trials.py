@@ -448,7 +448,7 @@ def test_a_failed_experiment_with_nothing_left_to_run_is_not_resumed_into_a_succ
     assert first.returncode == 1 and "the first trial failed" in first.stdout, first
     assert refused.returncode == 1, refused
     assert refused.stderr.startswith(f"gpusched: {exp} has nothing left to run: all of its"
-                                     " max_trials (1) have run and none was cut short, so it"
+                                     " max_trials (1) have run and no trial was cut short, so it"
                                      " stays failed."), refused.stderr
     assert f"--set resume_from={exp}" in refused.stderr
     assert (after.returncode, after.stdout) == (1, first.stdout)  # as it was: failed

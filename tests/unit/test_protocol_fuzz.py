@@ -222,7 +222,7 @@ class StubScheduler:
         self.devices = StubDevices()
         self.submitted: list[Any] = []
 
-    async def submit(self, spec: Any, uid: int | None) -> str:
+    async def submit(self, spec: Any, uid: int | None, *, source: str = "") -> str:
         self.submitted.append(spec)
         return "e1"
 
