@@ -17,7 +17,14 @@ from pathlib import Path
 
 from gpusched import __version__, render
 from gpusched.client import Client
-from gpusched.errors import GpuschedError, NoDaemonError, RequestError, SpecError, UsageError
+from gpusched.errors import (
+    GpuschedError,
+    NoDaemonError,
+    ProtocolError,
+    RequestError,
+    SpecError,
+    UsageError,
+)
 from gpusched.render import print_json
 from gpusched.views.commands import VIEW_COMMANDS
 
@@ -190,8 +197,9 @@ WAIT_RECONNECT_S = 60.0  # above a restart's time: systemd's RestartSec=2 plus t
 def cmd_wait(args: argparse.Namespace) -> int:
     """Block until an experiment ends; exit 0 if it completed, 1 if not, 124 on --timeout,
     69 when no daemon answers (none at the socket, or it went away and was not back within
-    --reconnect): a script must not read "the daemon restarted" as "the experiment failed";
-    2 when the wait itself is wrong (an unknown experiment, a bad option)."""
+    --reconnect, or it could not answer): a script must not read "the daemon restarted" as
+    "the experiment failed"; 2 when the wait itself is wrong (an unknown experiment, a bad
+    option)."""
     try:
         if not args.reconnect >= 0:  # NaN too
             raise UsageError(f"--reconnect {args.reconnect:g}: give a number of seconds >= 0")
@@ -202,11 +210,14 @@ def cmd_wait(args: argparse.Namespace) -> int:
     except NoDaemonError as exc:
         print(f"gpusched: {exc}", file=sys.stderr)
         return WAIT_NO_DAEMON
-    except (UsageError, RequestError) as exc:
-        if isinstance(exc, RequestError) and exc.code not in WAIT_REFUSALS:
-            raise  # the daemon failed (an internal error, a shutdown): 1, as any failure
+    except (UsageError, RequestError, ProtocolError) as exc:
         print(f"gpusched: {exc}", file=sys.stderr)
-        return WAIT_ERROR
+        if isinstance(exc, UsageError) or (
+                isinstance(exc, RequestError) and exc.code in WAIT_REFUSALS):
+            return WAIT_ERROR
+        # The daemon could not answer (an internal error, its log, a shutdown, a garbled
+        # answer): the outcome is unknown, as with no daemon, and no failure of the experiment.
+        return WAIT_NO_DAEMON
     if args.json:
         print_json(answer)
     elif answer["ended"]:
@@ -333,7 +344,8 @@ def _add_logs(sub: Any) -> None:
 
 def _add_wait(sub: Any) -> None:
     p = _add(sub, "wait", cmd_wait, "wait until an experiment ends (exit 0 if it completed,"
-             " 1 if it failed or was cancelled, 124 on --timeout, 69 if no daemon answers,"
+             " 1 if it failed or was cancelled, 124 on --timeout, 69 if no daemon answers (or it"
+             " could not say),"
              " 2 for an unknown experiment or a bad option)")
     p.add_argument("experiment")
     p.add_argument("--timeout", type=float, metavar="SECONDS",

@@ -589,7 +589,9 @@ class Scheduler:
         exp.live.pop(trial.number, None)
         if trial.state in (TrialState.INTERRUPTED, TrialState.QUEUED) and not self._closing:
             exp.requeued.append(trial.number)  # interrupted, or failed with retries left
-        if trial.state is TrialState.FAILED and exp.failure is None:
+        # A cancelled experiment ends `cancelled`, whatever its trials did as they stopped (a
+        # stopping plugin's stop, already under way when the cancel came, may end one failed).
+        if trial.state is TrialState.FAILED and exp.failure is None and not exp.cancelling:
             reason = exp.failure_rule(trial, fatal)
             if reason is not None:
                 exp.failure = reason
@@ -753,12 +755,19 @@ class Scheduler:
         would ask it (a pure function of the log), in a worker thread: gp may think a while."""
         if len(exp.trials) >= exp.max_trials:
             return f"all of its max_trials ({exp.max_trials}) have run"
+        started = time.perf_counter()
         try:
             answer = await anyio.to_thread.run_sync(
                 exp.search.suggest, len(exp.trials), list(exp.history()))
         except Exception:  # the run will fail on it, and say so
             return None
-        return "its search has nothing more to suggest" if answer is None else None
+        # As _ask keeps it: a slow search (gp) is asked in a thread at placement too.
+        exp.suggest_s = time.perf_counter() - started
+        if answer is None:
+            return "its search has nothing more to suggest"
+        if isinstance(answer, Wait):  # with nothing running, placement ends it as exhausted
+            return "its search waits, with none of its trials running"
+        return None
 
     async def _resume(self, exp_id: str) -> str:
         row = await self.store.experiment(exp_id)

@@ -351,7 +351,8 @@ class TrialRunner:
                 # first trial's failure still ends the experiment). A time_budget's stop is not
                 # the trial's doing: it stays stopped.
                 state = TrialState.FAILED
-                reason = f"{reason}; it reported no finite '{metric}', so it has no result"
+                if "no finite" not in reason:  # a diverged trial's stop says so already
+                    reason = f"{reason}; it reported no finite '{metric}', so it has no result"
         elif code == 0 and objective is not None:
             state, reason = TrialState.COMPLETED, f"exited 0; {metric} = {objective:g}"
         elif code == 0:

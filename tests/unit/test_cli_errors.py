@@ -8,7 +8,7 @@ import pytest
 
 import gpusched.plugins
 from gpusched import cli
-from gpusched.errors import NotFoundError, RequestError, UsageError
+from gpusched.errors import NotFoundError, ProtocolError, RequestError, UsageError
 
 
 def one_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -105,8 +105,10 @@ def test_wait_prints_a_trials_own_words_without_control_characters(
 @pytest.mark.parametrize(("error", "code"), [
     (NotFoundError("no experiment 'e9'"), 2),  # the wait is wrong
     (RequestError("forbidden", "not yours"), 2),
-    (RequestError("internal", "internal error: KeyError()"), 1),  # the daemon failed
-    (RequestError("shutting_down", "the daemon is shutting down"), 1),
+    (RequestError("internal", "internal error: KeyError()"), 69),  # the outcome is unknown
+    (RequestError("shutting_down", "the daemon is shutting down"), 69),
+    (RequestError("StoreError", "cannot read the trial log"), 69),
+    (ProtocolError("answer too large"), 69),
 ])
 def test_wait_exits_2_only_when_the_wait_itself_is_wrong(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

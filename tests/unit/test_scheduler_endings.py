@@ -644,3 +644,34 @@ async def test_resume_refuses_an_experiment_whose_search_has_nothing_more(
     assert "its search has nothing more to suggest and no trial was cut short" in str(
         refused.value)
     assert row is not None and row["state"] == "failed" and "e1" not in scheduler.active
+
+
+async def test_a_cancelled_experiment_ends_cancelled_whatever_a_stopping_trial_did(
+    tmp_path: Path,
+) -> None:
+    # A stopping plugin's stop under way as the cancel came ended the trial `failed` (no
+    # result): the first-trial rule then ended the experiment `failed`, not `cancelled`.
+    async with scheduling(tmp_path) as (store, scheduler, exp):
+        trial = await _running_trial(scheduler, exp)
+        exp.cancelling = True
+        trial.state = TrialState.FAILED
+        await scheduler._trial_ended(exp, trial, None)
+        assert exp.failure is None
+        assert (await _states(store))[0] == "cancelled"
+
+
+async def test_resume_refuses_an_experiment_whose_search_waits_with_nothing_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gpusched_plugins.random_search import RandomSearch
+
+    from gpusched.plugin_api import WAIT
+
+    monkeypatch.setattr(RandomSearch, "suggest", lambda self, number, history: WAIT)
+    async with scheduling(tmp_path) as (store, scheduler, _exp):
+        del scheduler.active["e1"]
+        await store.create_trial("e1", 0, {"x": 1}, str(tmp_path / "0"))
+        await store.update_trial("e1", 0, state="failed")
+        await store.update_experiment("e1", state="failed", reason="the first trial failed")
+        with pytest.raises(RequestError, match="its search waits, with none of its trials"):
+            await scheduler.resume("e1")
