@@ -584,23 +584,28 @@ class Scheduler:
         exp.live.pop(trial.number, None)
         self.kick()
 
-    async def _trial_ended(self, exp: ExperimentRun, trial: TrialRun, fatal: str | None) -> None:
+    async def _trial_ended(self, exp: ExperimentRun, trial: TrialRun, fatal: str | None,
+                           failing: str | None = None) -> None:
+        """A trial's end is recorded; ``failing``: the failure rule's decision, recorded with it
+        (the runner decides it: see TrialRunner._finish)."""
         self.runners.pop(f"{exp.id}/{trial.number}", None)
         exp.live.pop(trial.number, None)
         if trial.state in (TrialState.INTERRUPTED, TrialState.QUEUED) and not self._closing:
             exp.requeued.append(trial.number)  # interrupted, or failed with retries left
+        reason = failing
         # A cancelled experiment ends `cancelled`, whatever its trials did as they stopped (a
         # stopping plugin's stop, already under way when the cancel came, may end one failed).
-        if trial.state is TrialState.FAILED and exp.failure is None and not exp.cancelling:
-            reason = exp.failure_rule(trial, fatal)
+        if (reason is None and trial.state is TrialState.FAILED and exp.failure is None
+                and not exp.cancelling):
+            reason = exp.failure = exp.failure_rule(trial, fatal)
             if reason is not None:
-                exp.failure = reason
-                for key, runner in list(self.runners.items()):
-                    if key.startswith(f"{exp.id}/"):
-                        runner.request_stop(TrialState.CANCELLED, f"experiment failed: {reason}")
                 await self._note_failing(exp)
-                # Else a retry waiting for a GPU would keep the experiment from ever ending.
-                await self._drop_requeued(exp, f"experiment failed: {reason}")
+        if reason is not None:
+            for key, runner in list(self.runners.items()):
+                if key.startswith(f"{exp.id}/"):
+                    runner.request_stop(TrialState.CANCELLED, f"experiment failed: {reason}")
+            # Else a retry waiting for a GPU would keep the experiment from ever ending.
+            await self._drop_requeued(exp, f"experiment failed: {reason}")
         if exp.requeued and self._ending(exp):
             # Requeued as its experiment ends for another reason (a search plugin's failure,
             # a cancel or time_budget that came while it was being stopped for something

@@ -241,15 +241,21 @@ class Store:
         await self._write(*_trial_update(exp_id, number, fields))
 
     async def record_trial(
-        self, exp_id: str, number: int, fields: dict[str, Any], event: str,
-        reports: ReportBatch | None = None, **data: Any
+        self, exp_id: str, number: int, fields: dict[str, Any], event: str, *,
+        reports: ReportBatch | None = None,
+        experiment_event: tuple[str, dict[str, Any]] | None = None, **data: Any
     ) -> None:
         """:meth:`update_trial` and :meth:`add_event` in one transaction (one trip to SQLite's
         thread, and never one without the other); with ``reports``, that batch too (a
-        trial's last reports and its end: one commit, and never the end without them)."""
+        trial's last reports and its end: one commit, and never the end without them); with
+        ``experiment_event`` (kind, data), that event of the experiment too (the decision its
+        end made: ``experiment_failing``)."""
         statements = [] if reports is None else _report_statements(exp_id, number, reports)
         statements += [_trial_update(exp_id, number, fields),
                        _event_insert(event, exp_id, number, data)]
+        if experiment_event is not None:
+            statements.append(_event_insert(experiment_event[0], exp_id, None,
+                                            experiment_event[1]))
         await self._transaction(statements, what="the trial log")
 
     async def add_reports(

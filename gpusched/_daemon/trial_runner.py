@@ -72,7 +72,7 @@ class TrialRunner:
         settings: DaemonSettings,
         trial_dir: Path,
         daemon_env: Mapping[str, str],
-        on_end: Callable[[ExperimentRun, TrialRun, str | None], Awaitable[None]],
+        on_end: Callable[[ExperimentRun, TrialRun, str | None, str | None], Awaitable[None]],
         on_release: Callable[[], None] = lambda: None,
         on_result: Callable[[ExperimentRun, TrialRun], None] = lambda exp, trial: None,
         checkpoint_dir: Path | None = None,
@@ -398,24 +398,36 @@ class TrialRunner:
         exit_code = code if code is not None and code >= 0 else None
         exit_signal = -code if code is not None and code < 0 else None
         retrying = state is TrialState.QUEUED
+        # A failure rule's decision is made now and written with the end, in one commit: a
+        # daemon killed between two commits restarted with the failed trial and no decision,
+        # and went on (a restart does not judge the rules again). Set before the write, so
+        # that a trial ending meanwhile does not decide it a second time.
+        exp = self.exp
+        failing = None
+        if state is TrialState.FAILED and exp.failure is None and not exp.cancelling:
+            failing = exp.failure = exp.failure_rule(trial, fatal)
         try:
             await self._store.record_trial(
-                self.exp.id, trial.number,
+                exp.id, trial.number,
                 {"state": state.value, "reason": reason, "objective": objective,
                  "exit_code": exit_code, "exit_signal": exit_signal, "ended_at": time.time(),
                  "attempts": trial.attempts},
                 "trial_retrying" if retrying else "trial_ended", reports=reports,
+                experiment_event=None if failing is None else (
+                    "experiment_failing", {"reason": failing}),
                 state=state.value, reason=reason,
                 exit_code=exit_code, exit_signal=exit_signal, attempt=trial.attempts,
             )
         except StoreError:
             if mark is not None:
                 trial.back_to(mark)
+            if failing is not None and exp.failure == failing:
+                exp.failure = None  # not recorded: the trial runs again, and decides again
             raise
         log.info("trial_ended", trial=self.key, state=state.value, reason=reason,
                  objective=objective)
         self._release()
-        await self._on_end(self.exp, trial, fatal)
+        await self._on_end(exp, trial, fatal, failing)
 
     def _release(self) -> None:
         if not self._released:

@@ -12,6 +12,7 @@ real scheduler; no daemon process, no trial process.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -675,3 +676,40 @@ async def test_resume_refuses_an_experiment_whose_search_waits_with_nothing_runn
         await store.update_experiment("e1", state="failed", reason="the first trial failed")
         with pytest.raises(RequestError, match="its search waits, with none of its trials"):
             await scheduler.resume("e1")
+
+
+async def test_a_failure_rules_decision_is_written_with_the_trials_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It was a commit of its own after the end's: a daemon killed between the two restarted
+    # with the failed trial and no decision, and went on to end the experiment `completed`.
+    from gpusched._daemon.devices import DeviceTable
+    from gpusched._daemon.fake_gpus import FakeBackend, FakeConfig
+    from gpusched._daemon.trial_runner import TrialRunner
+
+    (tmp_path / "t.py").write_text("raise SystemExit(3)\n")
+    async with scheduling(tmp_path, command=f"{sys.executable} t.py",
+                          max_retries_per_trial=0) as (store, scheduler, exp):
+        trial = await _running_trial(scheduler, exp)
+
+        async def killed_before_any_other_write(*args: Any, **kwargs: Any) -> None:
+            raise AssertionError("no write may follow the end's in this test")
+
+        monkeypatch.setattr(store, "add_event", killed_before_any_other_write)
+        decided: list[str | None] = []
+
+        async def ended(exp: ExperimentRun, trial: TrialRun, fatal: str | None,
+                        failing: str | None) -> None:
+            decided.append(failing)
+
+        await TrialRunner(
+            experiment=exp, trial=trial, uuids=[], store=store,
+            backend=FakeBackend(FakeConfig(devices=())),
+            devices=DeviceTable([], scheduler.settings),
+            settings=DaemonSettings(), trial_dir=tmp_path / "trial",
+            daemon_env=dict(os.environ), on_end=ended).run()
+        events = [(e["kind"], e["trial"]) for e in await store.events("e1")]
+    assert trial.state is TrialState.FAILED
+    assert decided == [exp.failure] and exp.failure is not None
+    assert exp.failure.startswith("the first trial failed")
+    assert events[-2:] == [("trial_ended", 0), ("experiment_failing", None)]
