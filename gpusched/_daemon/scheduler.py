@@ -13,6 +13,7 @@ import asyncio
 import os
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -94,6 +95,9 @@ class Scheduler:
         self._ended: dict[str, anyio.Event] = {}  # experiment id -> set when it ends
         self._closing = False
         self._resuming: set[str] = set()  # experiment ids a `resume` is restoring now
+        # The resume_from of submits under way (not yet in `active`): a resume of one now
+        # would change the history their search was given.
+        self._learning_from: Counter[str] = Counter()
         # The device read in the reader thread, and when it was asked (see
         # _read_devices_in_thread); whether one has gone unanswered too long.
         self._device_read: tuple[asyncio.Future[_Reading], float] | None = None
@@ -712,14 +716,21 @@ class Scheduler:
         if spec.resume_from is not None and spec.resume_from in self._resuming:
             raise RequestError("not_ended", f"{spec.resume_from} is being resumed: its trials"
                                " would change under this search; submit once it has ended")
-        prior = await prior_trials(self.store, spec)
-        exp_id = await self.store.create_experiment(
-            name=spec.name, spec=spec.to_dict(), seed=seed, priority=spec.priority,
-            owner_uid=owner_uid,
-        )
-        seq = int(exp_id[1:])
-        self.active[exp_id] = ExperimentRun(exp_id, seq, spec, seed, search, stoppers,
-                                            prior=prior, owner_uid=owner_uid, run_as=run_as)
+        learns = spec.resume_from or ""
+        self._learning_from[learns] += 1  # until it is in `active` (see _resume)
+        try:
+            prior = await prior_trials(self.store, spec)
+            exp_id = await self.store.create_experiment(
+                name=spec.name, spec=spec.to_dict(), seed=seed, priority=spec.priority,
+                owner_uid=owner_uid,
+            )
+            seq = int(exp_id[1:])
+            self.active[exp_id] = ExperimentRun(exp_id, seq, spec, seed, search, stoppers,
+                                                prior=prior, owner_uid=owner_uid, run_as=run_as)
+        finally:
+            self._learning_from[learns] -= 1
+            if not self._learning_from[learns]:
+                del self._learning_from[learns]
         await self.store.add_event("experiment_submitted", exp_id, owner_uid=owner_uid)
         log.info("experiment_submitted", experiment=exp_id, name=spec.name)
         self.kick()
@@ -783,6 +794,8 @@ class Scheduler:
                                " cancelled one can be resumed (to search further, submit a new"
                                f" experiment with resume_from: {exp_id})")
         learning = sorted(e.id for e in self.active.values() if e.spec.resume_from == exp_id)
+        if exp_id in self._learning_from:
+            learning.append("an experiment being submitted")
         if learning:
             # Its trials are their history (resume_from): it must not change under their search.
             raise RequestError("bad_request", f"{exp_id} cannot be resumed while"

@@ -713,3 +713,42 @@ async def test_a_failure_rules_decision_is_written_with_the_trials_end(
     assert decided == [exp.failure] and exp.failure is not None
     assert exp.failure.startswith("the first trial failed")
     assert events[-2:] == [("trial_ended", 0), ("experiment_failing", None)]
+
+
+async def test_a_resume_while_a_submit_learning_from_it_is_under_way_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The submit read the earlier experiment's trials, then the resume changed them: the
+    # live search and a restarted one (reading them again) saw different histories.
+    from gpusched._daemon import scheduler as scheduler_module
+
+    reading, go_on = anyio.Event(), anyio.Event()
+    real = scheduler_module.prior_trials
+
+    async def slow_prior_trials(*args: Any) -> Any:
+        reading.set()
+        await go_on.wait()
+        return await real(*args)
+
+    monkeypatch.setattr(scheduler_module, "prior_trials", slow_prior_trials)
+    async with scheduling(tmp_path) as (store, scheduler, _exp):
+        del scheduler.active["e1"]
+        await store.create_trial("e1", 0, {"x": 1}, str(tmp_path / "0"))
+        await store.update_trial("e1", 0, state="cancelled")
+        await store.update_experiment("e1", state="cancelled", reason="cancelled")
+        submitted: list[str] = []
+
+        async def submit() -> None:
+            spec = _spec(tmp_path, resume_from="e1")
+            submitted.append(await scheduler.submit(spec, os.getuid()))
+
+        with anyio.fail_after(30):  # a regression fails, rather than hangs
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(submit)
+                await reading.wait()
+                try:
+                    with pytest.raises(RequestError, match="an experiment being submitted"):
+                        await scheduler.resume("e1")
+                finally:
+                    go_on.set()  # a failed check must not leave the submit waiting
+        assert submitted == ["e2"] and scheduler._learning_from == {}
