@@ -721,9 +721,9 @@ async def test_a_resume_while_a_submit_learning_from_it_is_under_way_is_refused(
     # The submit read the earlier experiment's trials, then the resume changed them: the
     # live search and a restarted one (reading them again) saw different histories.
     from gpusched._daemon import scheduler as scheduler_module
+    from gpusched._daemon.restore import prior_trials as real
 
     reading, go_on = anyio.Event(), anyio.Event()
-    real = scheduler_module.prior_trials
 
     async def slow_prior_trials(*args: Any) -> Any:
         reading.set()
