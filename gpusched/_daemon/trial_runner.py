@@ -33,6 +33,7 @@ from gpusched._daemon.recovery import leftover_processes, stop_leftovers
 from gpusched._daemon.report_collector import ReportCollector
 from gpusched._daemon.reports import regular_file_size
 from gpusched._daemon.store import ReadPosition, ReportBatch, Store, encode_reports
+from gpusched._spec_check import did_you_mean
 from gpusched.config import DaemonSettings
 from gpusched.errors import StoreError
 from gpusched.log import get_logger
@@ -55,6 +56,23 @@ def describe_exit(code: int) -> str:
             name = str(-code)
         return f"killed by signal {name}"
     return f"exited with code {code}"
+
+
+# Ray Tune's fields, which the daemon adds to every report: not what a trainer reported.
+_AUTO_FILLED = frozenset({"training_iteration", "time_total_s", "time_this_iter_s", "timestamp"})
+
+
+def _without_the_metric(metric: str, last_report: Mapping[str, Any]) -> str:
+    """Why a trial that exited 0 has no result, with what it did report: a misspelled metric
+    (``val-loss`` for ``val_loss``) is then plain to see."""
+    if metric in last_report:  # reported, but never as a finite number
+        return f"exited 0 without a finite '{metric}' (only NaN, infinite or text values)"
+    reported = sorted(k for k in last_report if k not in _AUTO_FILLED)
+    if not reported:
+        return f"exited 0 without reporting '{metric}'"
+    shown = ", ".join(reported[:8]) + (", ..." if len(reported) > 8 else "")
+    return (f"exited 0 without reporting '{metric}' (it reported {shown})"
+            f"{did_you_mean(metric, reported)}")
 
 
 class TrialRunner:
@@ -356,7 +374,7 @@ class TrialRunner:
         elif code == 0 and objective is not None:
             state, reason = TrialState.COMPLETED, f"exited 0; {metric} = {objective:g}"
         elif code == 0:
-            state, reason = TrialState.FAILED, f"exited 0 without reporting '{metric}'"
+            state, reason = TrialState.FAILED, _without_the_metric(metric, trial.last_report)
         else:
             state, reason = TrialState.FAILED, describe_exit(code)
             objective = None

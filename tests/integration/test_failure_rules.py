@@ -247,3 +247,13 @@ def test_a_trial_stopped_early_without_a_result_failed(tmp_path: Path) -> None:
     assert trials[0]["state"] == "failed"
     assert trials[0]["reason"] == ("asha: reached max_t 3; it reported no finite 'score', so it"
                                    " has no result")
+
+
+def test_a_misspelled_metric_is_plain_in_the_trials_reason(tmp_path: Path) -> None:
+    _, _, trials = run_script(
+        tmp_path, "import json, os\n"
+                  "with open(os.environ['GPUSCHED_REPORT_FILE'], 'a') as f:\n"
+                  "    f.write(json.dumps({'scor': 0.5, 'step': 1}) + '\\n')\n",
+        max_trials=1)
+    assert trials[0]["reason"] == ("exited 0 without reporting 'score' (it reported scor, step)"
+                                   " (did you mean 'scor'?)")
