@@ -118,7 +118,7 @@ def _identity(r: _Reader, *, base_dir: str, default_name: str, check_workdir: bo
     name_rule = "must be 1-64 letters, digits, _ . - (not starting with . or -)"
     out: dict[str, Any] = {
         "name": r.read("name", default_name, partial(text, pattern=NAME, rule=name_rule)),
-        "command": _command(p, r.settings),
+        "command": _command(p, r.settings, aip=aip),
         "workdir": r.read("workdir", base_dir, partial(_workdir, base_dir=base_dir, home=home)),
         "env": r.read("env", MappingProxyType({}), _env),
     }
@@ -165,10 +165,14 @@ def _goal(p: Problems, place: str, raw: Any) -> Goal | None:
     return choice(p, place, raw, _GOALS, "maximize, minimize")
 
 
-def _command(p: Problems, settings: Mapping[str, Entry]) -> tuple[str, ...] | None:
+def _command(p: Problems, settings: Mapping[str, Entry], *, aip: bool = False
+             ) -> tuple[str, ...] | None:
     entry = settings.get("command")
     if entry is None or entry.value is None:
-        p.add("command", "required: the trainer's command, a string or a list")
+        # An AI Platform config has no command: it is given on the command line.
+        hint = (" (an AI Platform config? `gpusched submit --aip FILE -- python -m trainer.task`"
+                " runs it with that command)") if aip else ""
+        p.add("command", f"required: the trainer's command, a string or a list{hint}")
         return None
     parts = words(p, entry.place, entry.value, split=True)
     args = settings.get("args")

@@ -714,6 +714,17 @@ def test_aip_command_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     ]
 
 
+def test_an_aip_config_submitted_without_aip_is_told_how(tmp_path: Path) -> None:
+    # It said only "command: required", though the file is plainly an AI Platform config.
+    path = write(tmp_path, "trainingInput:\n  hyperparameters:\n    goal: MAXIMIZE\n    params:"
+                           " [{parameterName: b, type: DISCRETE, discreteValues: [1]}]\n")
+    with pytest.raises(SpecError) as info:
+        load_experiment_file(path)
+    assert [str(p) for p in info.value.problems] == [
+        "command: required: the trainer's command, a string or a list (an AI Platform config?"
+        " `gpusched submit --aip FILE -- python -m trainer.task` runs it with that command)"]
+
+
 # --- --set and --name --------------------------------------------------------------------------
 
 
