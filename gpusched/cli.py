@@ -105,6 +105,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         parse_experiment_text(text, source=str(args.file), base_dir=base_dir,
                               overrides=args.set, name=args.name, command=command)
         raise
+    for warning in answer.get("warnings") or ():  # an older daemon sends none
+        print(f"gpusched: warning: {render.printable(str(warning))}", file=sys.stderr)
     if args.json:
         print_json({"id": answer["id"], "name": answer["name"]})
     else:

@@ -101,6 +101,13 @@ class ExperimentSpec:
             object.__setattr__(self, "_space", made)  # a cache, not a field: frozen all the same
         return made
 
+    def warnings(self) -> tuple[str, ...]:
+        """What looks wrong in the file as it was read, though it is valid (a loss maximized
+        by default): ``gpusched submit`` prints them. Not part of the spec: none after
+        :meth:`from_dict`."""
+        found: tuple[str, ...] = self.__dict__.get("_warnings", ())
+        return found
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able experiment file in our spelling; :meth:`from_dict` reads it back equal.
 
@@ -264,7 +271,20 @@ def _parse(
                                 aip=aip, home=home)
     if p.items:
         raise SpecError(p.items, source)
-    return ExperimentSpec(**fields)
+    spec = ExperimentSpec(**fields)
+    if "goal" not in settings and _LOSS_LIKE.search(spec.metric):
+        # Optuna minimizes by default and KerasTuner reads a loss from its name: a search that
+        # maximizes a loss runs every trial the wrong way, and nothing fails to say so.
+        object.__setattr__(spec, "_warnings", (
+            f"metric '{spec.metric}' looks like something to minimize, but goal is maximize"
+            " (the default when none is given): add `goal: minimize` if lower is better, or"
+            " `goal: maximize` to say so",))
+    return spec
+
+
+# A metric named like these is lower-is-better (KerasTuner's rule reads "loss" alone).
+_LOSS_LIKE = re.compile(r"(?i)loss|error|(?<![a-z])(err|mse|mae|rmse|mape|nll|ppl|perplexity"
+                        r"|wer|cer|regret)(?![a-z])")
 
 
 def _default_name(source: str) -> str:

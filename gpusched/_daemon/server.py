@@ -282,7 +282,7 @@ class Server:
                 lambda: parse_experiment(args.get("experiment"), base_dir=base_dir,
                                          source=source, home=home))
         exp_id = await self.scheduler.submit(spec, uid, source=source)
-        return {"id": exp_id, "name": spec.name}
+        return {"id": exp_id, "name": spec.name, "warnings": list(spec.warnings())}
 
     async def _experiment_row(self, name: Any) -> dict[str, Any]:
         if not isinstance(name, str):

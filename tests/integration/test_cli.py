@@ -127,6 +127,20 @@ def test_submit_sends_the_file_without_importing_a_yaml_parser(tmp_path: Path) -
     assert spec["workdir"] == str(tmp_path)  # relative to the file's folder, as before
 
 
+def test_submit_warns_of_a_loss_maximized_by_default(tmp_path: Path) -> None:
+    experiment = probe_experiment(tmp_path / "p", max_trials=1, metric="val_loss")
+    del experiment["goal"]
+    file = tmp_path / "exp.yaml"
+    file.write_text(yaml.safe_dump(experiment))
+    with running_daemon(tmp_path / "d") as d:
+        out = d.cli("submit", str(file))
+        quiet = d.cli("submit", str(file), "--set", "goal=minimize")
+    assert out.returncode == 0 and out.stdout.strip() == "e1", out
+    assert out.stderr.startswith("gpusched: warning: metric 'val_loss' looks like something to"
+                                 " minimize, but goal is maximize"), out.stderr
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet
+
+
 def test_read_commands_json_shapes_and_tables(tmp_path: Path) -> None:
     with running_daemon(tmp_path / "d") as d:
         exp = d.submit(probe_experiment(tmp_path / "out", max_trials=3), name="shapes")

@@ -955,3 +955,23 @@ def test_a_json_file_with_a_key_given_twice_is_refused() -> None:
                  '{\n\t"name": "a",\n\t"name": "b"\n}'):
         with pytest.raises(SpecError):
             parse_file_text(text, "e.json")
+
+
+@pytest.mark.parametrize(("metric", "goal", "warned"), [
+    ("val_loss", None, True), ("mse", None, True), ("top1_error", None, True),
+    ("val_loss", "maximize", False), ("val_loss", "minimize", False),
+    ("accuracy", None, False), ("mAP", None, False), ("cross_entropy_loss", None, True),
+])
+def test_a_loss_maximized_by_default_is_warned_of(
+    tmp_path: Path, metric: str, goal: str | None, warned: bool
+) -> None:
+    # A missing goal silently maximized a loss: a whole search the wrong way, nothing failing.
+    from gpusched.spec import parse_experiment_text
+
+    text = (f"command: t\nmetric: {metric}\n" + (f"goal: {goal}\n" if goal else "")
+            + "params: [{name: x, type: discrete, values: [1]}]\n")
+    spec = parse_experiment_text(text, source="e.yaml", base_dir=tmp_path)
+    assert bool(spec.warnings()) is warned
+    if warned:
+        assert spec.warnings()[0].startswith(f"metric '{metric}' looks like something to")
+    assert not ExperimentSpec.from_dict(spec.to_dict()).warnings()  # not part of the spec
