@@ -257,7 +257,7 @@ async def test_an_experiment_sent_as_a_mapping_is_checked_off_the_event_loop(
     async with scheduling(tmp_path) as (_, scheduler, exp):
         answer = await Server(scheduler)._submit(
             {"base_dir": str(tmp_path), "experiment": exp.spec.to_dict()}, os.getuid())
-    assert answer == {"id": "e2", "name": "exp"}
+    assert answer == {"id": "e2", "name": "exp", "warnings": []}
     assert threads and threads[0] != threading.get_ident()
 
 
