@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,17 @@ def test_workdir_expands_home(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse(minimal(workdir="~/runs")).workdir == "/home/someone/runs"
 
 
+def parsed_in_home(tmp_path: Path, text: str, overrides: Sequence[str] = ()) -> ExperimentSpec:
+    """``text`` parsed as a file in ``tmp_path/files`` by a submitter whose home is
+    ``tmp_path/home`` (which holds ``runs``)."""
+    from gpusched.spec import parse_experiment_text
+
+    (tmp_path / "home" / "runs").mkdir(parents=True)
+    (tmp_path / "files").mkdir()
+    return parse_experiment_text(text, source="e.yaml", base_dir=tmp_path / "files",
+                                 home=str(tmp_path / "home"), overrides=overrides)
+
+
 @pytest.mark.parametrize(("line", "workdir"), [
     ("workdir: ~", "home"),  # YAML's null elsewhere: here, the submitter's home folder
     ("workdir: '~'", "home"),
@@ -199,14 +211,8 @@ def test_workdir_expands_home(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_bare_tilde_workdir_in_a_file_is_the_home_folder(
     tmp_path: Path, line: str, workdir: str
 ) -> None:
-    from gpusched.spec import parse_experiment_text
-
-    (tmp_path / "home" / "runs").mkdir(parents=True)
-    (tmp_path / "files").mkdir()
-    text = (f"{line}\ncommand: train\nmetric: m\ngpu_memory: ~\n"
-            "params: [{name: x, type: discrete, values: [1]}]\n")
-    spec = parse_experiment_text(text, source="e.yaml", base_dir=tmp_path / "files",
-                                 home=str(tmp_path / "home"))
+    spec = parsed_in_home(tmp_path, f"{line}\ncommand: train\nmetric: m\ngpu_memory: ~\n"
+                                    "params: [{name: x, type: discrete, values: [1]}]\n")
     assert spec.workdir == str(tmp_path / workdir)
     assert spec.gpu_memory_mib is None  # elsewhere a bare `~` is YAML's null still
 
@@ -219,14 +225,8 @@ def test_a_tilde_workdir_given_with_set_is_the_home_folder(
     tmp_path: Path, override: str, workdir: str
 ) -> None:
     # zsh (and quotes) leave `--set workdir=~` to us: it was YAML's null, the file's folder.
-    from gpusched.spec import parse_experiment_text
-
-    (tmp_path / "home" / "runs").mkdir(parents=True)
-    (tmp_path / "files").mkdir()
     text = "command: train\nmetric: m\nparams: [{name: x, type: discrete, values: [1]}]\n"
-    spec = parse_experiment_text(text, source="e.yaml", base_dir=tmp_path / "files",
-                                 home=str(tmp_path / "home"), overrides=[override])
-    assert spec.workdir == str(tmp_path / workdir)
+    assert parsed_in_home(tmp_path, text, [override]).workdir == str(tmp_path / workdir)
 
 
 def test_command_forms() -> None:
