@@ -202,7 +202,24 @@ def apply_filters(rows: Sequence[dict[str, Any]], filters: Sequence[Filter], wha
     """The rows every filter matches (filters are ANDed, as repeated `tune ls --filter`).
     ``index_of``: as in :func:`lookup`."""
     check_columns(rows, [f.column for f in filters], f"{what} --filter")
+    for f in filters:
+        if f.op in _ORDERS and isinstance(f.value, str) and _holds_numbers(rows, f.column):
+            # `lr > abc` once gave an empty table and exit 0: every number "is" below a word.
+            raise UsageError(f"{what} --filter {f.text!r}: {f.column} holds numbers, and"
+                             f" {f.value!r} is not one: compare it with a number")
     return [r for r in rows if all(f.matches(r, index_of) for f in filters)]
+
+
+_ORDERS = frozenset({"<", "<=", ">", ">="})
+
+
+def _holds_numbers(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
+    """Whether some row's ``column`` is a number (not a bool)."""
+    for row in rows:
+        value = lookup(row, column)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return True
+    return False
 
 
 _NUMBER, _WORD, _NONE = 0, 1, 2  # the kinds of sort keys, in the order they are shown

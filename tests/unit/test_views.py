@@ -137,6 +137,16 @@ def test_a_filter_on_a_column_no_row_has_names_the_columns() -> None:
         query.apply_filters([trial(0)], [query.parse_filter("val_acc > 1")], "ls e1")
 
 
+@pytest.mark.parametrize("text", ["lr > abc", "lr <= 'abc'", "val_loss >= x1"])
+def test_ordering_numbers_against_a_word_is_refused_not_an_empty_table(text: str) -> None:
+    # `lr > abc` gave an empty table and exit 0: a typo read as "nothing matches".
+    rows = [trial(0, params={"lr": 0.1}), trial(1, params={"lr": 0.2})]
+    with pytest.raises(UsageError, match=r"holds numbers, and .* is not one"):
+        query.apply_filters(rows, [query.parse_filter(text)], "ls e1")
+    words = [trial(0, params={"opt": "adam"}), trial(1, params={"opt": "sgd"})]
+    assert len(query.apply_filters(words, [query.parse_filter("opt > b")], "ls e1")) == 1
+
+
 # --- sorting --------------------------------------------------------------------------------
 
 
