@@ -43,6 +43,7 @@ __all__ = [
     "initial_budget",
     "trial_id",
     "experiment_id",
+    "attempt",
     "in_gpusched",
     "fail",
     "fatal",
@@ -85,6 +86,14 @@ def trial_id() -> str | None:
     """This trial's name, ``EXP/N`` as ``gpusched show`` takes it; None outside gpusched."""
     experiment, number = os.environ.get("GPUSCHED_EXPERIMENT"), os.environ.get("GPUSCHED_TRIAL")
     return f"{experiment}/{number}" if experiment and number else None
+
+
+def attempt() -> int:
+    """Which run of this trial this is (``GPUSCHED_ATTEMPT``): 1, then 2 and on when it runs
+    again (a retry after a crash, ``gpusched resume``, a restart of the daemon); 1 outside
+    gpusched. The reports of every attempt are one curve: ``training_iteration`` goes on."""
+    raw = os.environ.get("GPUSCHED_ATTEMPT")
+    return int(raw) if raw and raw.isdigit() else 1
 
 
 def experiment_id() -> str | None:

@@ -120,6 +120,7 @@ def trial_environment(
     uuids: Sequence[str],
     metric: str,
     run_as: RunAs | None = None,
+    attempt: int = 1,
 ) -> dict[str, str]:
     """The whole environment of a trial (SPEC section 4); ``run_as``: the other user it runs as
     (its login variables then come from the user database, not from the daemon)."""
@@ -136,6 +137,9 @@ def trial_environment(
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
         "GPUSCHED_EXPERIMENT": experiment_id,
         "GPUSCHED_TRIAL": str(number),
+        # 1, then 2... when it runs again (a retry, a resume, after a restart): a trainer
+        # without a checkpoint knows it starts over while training_iteration goes on.
+        "GPUSCHED_ATTEMPT": str(attempt),
         "GPUSCHED_TRIAL_DIR": str(files.dir),
         "GPUSCHED_PARAMS": json.dumps(dict(params)),
         "GPUSCHED_REPORT_FILE": str(files.reports),

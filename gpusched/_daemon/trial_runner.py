@@ -141,7 +141,7 @@ class TrialRunner:
         env = trial_environment(
             daemon_env=self._daemon_env, experiment_env=spec.env, experiment_id=self.exp.id,
             number=trial.number, params=trial.params, files=self._files, uuids=self.uuids,
-            metric=spec.metric, run_as=run_as,
+            metric=spec.metric, run_as=run_as, attempt=trial.attempts,
         )
         parent = self.exp.trials.get(trial.continues) if trial.continues is not None else None
         env.update(budget_environment(trial.budget, continues=trial.continues,

@@ -257,3 +257,19 @@ def test_a_misspelled_metric_is_plain_in_the_trials_reason(tmp_path: Path) -> No
         max_trials=1)
     assert trials[0]["reason"] == ("exited 0 without reporting 'score' (it reported scor, step)"
                                    " (did you mean 'scor'?)")
+
+
+def test_a_trial_knows_which_attempt_it_is(tmp_path: Path) -> None:
+    # A retry's training_iteration goes on from the earlier attempt's: a trainer without a
+    # checkpoint could not tell it starts over.
+    _, view, trials = run_script(
+        tmp_path, "import json, os, sys\nfrom gpusched import trial\n"
+                  "seen = os.path.join(trial.checkpoint_dir(), 'attempts')\n"
+                  "with open(seen, 'a') as f:\n"
+                  "    f.write(os.environ['GPUSCHED_ATTEMPT'] + str(trial.attempt()) + '\\n')\n"
+                  "if trial.attempt() == 1:\n    sys.exit(3)\n"
+                  "trial.report(score=1.0)\n",
+        max_trials=1, max_retries_per_trial=1)
+    assert view["state"] == "completed" and trials[0]["attempts"] == 2
+    seen = Path(trials[0]["dir"]) / "checkpoint" / "attempts"
+    assert seen.read_text() == "11\n22\n"

@@ -96,6 +96,7 @@ def test_every_trial_variable_of_the_spec(tmp_path: Path) -> None:
     trial_dir = tmp_path / "e3" / "7"
     assert env["GPUSCHED_EXPERIMENT"] == "e3"
     assert env["GPUSCHED_TRIAL"] == "7"
+    assert env["GPUSCHED_ATTEMPT"] == "1"
     assert env["GPUSCHED_TRIAL_DIR"] == str(trial_dir)
     assert json.loads(env["GPUSCHED_PARAMS"]) == {"lr": 0.01, "opt": "adam"}
     assert Path(env["GPUSCHED_REPORT_FILE"]).parent == trial_dir
