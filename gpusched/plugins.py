@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from importlib.metadata import Distribution, EntryPoint
 from typing import Any, Literal, TypeVar
 
+from gpusched._spec_check import did_you_mean
 from gpusched.errors import PluginError
 from gpusched.plugin_api import (
     Goal,
@@ -44,6 +45,7 @@ __all__ = [
     "load_search_plugin",
     "load_stopping_plugin",
     "make_search_plugin",
+    "construct_plugin",
     "make_stopping_plugin",
     "describe_plugins",
     "UnreadableDistribution",
@@ -196,7 +198,8 @@ def _load(kind: PluginKind, name: str, source: EntryPointSource | None) -> type[
     found = _all_by_name(kind, source)
     if name not in found:
         installed = ", ".join(sorted(found)) or "none"
-        raise PluginError(f"unknown {kind} plugin {name!r} (installed: {installed})")
+        raise PluginError(f"unknown {kind} plugin {name!r}{did_you_mean(name, sorted(found))}"
+                          f" (installed: {installed})")
     if len(found[name]) > 1:
         # Picking one silently would make the experiment depend on sys.path order.
         targets = ", ".join(_origin(ep) for ep in found[name])
@@ -238,7 +241,9 @@ def load_stopping_plugin(
     return _load("stopping", name, entry_points)
 
 
-def _construct(kind: PluginKind, name: str, build: Callable[[], _P]) -> _P:
+def construct_plugin(kind: PluginKind, name: str, build: Callable[[], _P]) -> _P:
+    """``build()``, a loaded plugin's construction; any failure (options it refuses, a bug in
+    its constructor, which must not take the daemon down) is a :class:`PluginError`."""
     try:
         return build()
     except PluginOptionsError as exc:
@@ -258,7 +263,8 @@ def make_search_plugin(
 ) -> SearchPlugin:
     """Load the search plugin ``name`` and construct it; every failure is a :class:`PluginError`."""
     cls = load_search_plugin(name, entry_points=entry_points)
-    return _construct("search", name, lambda: cls(space, goal=goal, seed=seed, options=options))
+    return construct_plugin("search", name,
+                            lambda: cls(space, goal=goal, seed=seed, options=options))
 
 
 def make_stopping_plugin(
@@ -271,7 +277,8 @@ def make_stopping_plugin(
 ) -> StoppingPlugin:
     """Load the stopping plugin ``name`` and construct it; every failure is a PluginError."""
     cls = load_stopping_plugin(name, entry_points=entry_points)
-    return _construct("stopping", name, lambda: cls(metric=metric, goal=goal, options=options))
+    return construct_plugin("stopping", name,
+                            lambda: cls(metric=metric, goal=goal, options=options))
 
 
 def _origin(ep: EntryPoint) -> str:

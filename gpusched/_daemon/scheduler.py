@@ -36,13 +36,12 @@ from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
 from gpusched._daemon.user_limits import UserLimits
 from gpusched._daemon.waiting import WaitContext, cpu_slots_for, why_waiting
-from gpusched._spec_check import Problems, did_you_mean
+from gpusched._spec_check import Problems
 from gpusched.config import DaemonSettings
 from gpusched.errors import NotFoundError, PluginError, RequestError, SpecError, StoreError
 from gpusched.log import get_logger
 from gpusched.models import ExperimentState, Goal, TrialState
 from gpusched.plugin_api import (
-    PluginOptionsError,
     SearchPlugin,
     StoppingPlugin,
     Suggestion,
@@ -51,7 +50,7 @@ from gpusched.plugin_api import (
 )
 from gpusched.plugins import (
     PluginKind,
-    find_plugins,
+    construct_plugin,
     load_search_plugin,
     load_stopping_plugin,
 )
@@ -980,29 +979,19 @@ def _make_plugin(
     build: Callable[[type[_P]], _P], *, name_at: str, options_at: str,
 ) -> _P | None:
     """Load the plugin ``name`` and build it; None, with the problem in ``p``, if either fails:
-    a name that is not installed at ``name_at`` (with the closest installed one), options the
-    plugin refuses (or any failure of its constructor, a bug that must not take the daemon
-    down) at ``options_at``."""
+    one that cannot be loaded (not installed: with the closest installed name) at ``name_at``,
+    one that cannot be built (options it refuses, a bug in its constructor) at
+    ``options_at``."""
     try:
         cls = load(name)
     except PluginError as exc:
-        # Read again on this refusal only (metadata, no plugin code): a submit that names an
-        # installed plugin reads the installed ones once, as it loads it.
-        installed = find_plugins(kind)
-        if name in installed:  # there, but it cannot be loaded (or is registered twice)
-            p.add(name_at, str(exc))
-        else:
-            listed = ", ".join(installed) or "none"
-            p.add(name_at, f"unknown {kind} plugin {name!r}{did_you_mean(name, installed)}"
-                           f" (installed: {listed})")
+        p.add(name_at, str(exc))
         return None
     try:
-        return build(cls)
-    except PluginOptionsError as exc:
-        p.add(options_at, f"{kind} plugin {name!r}: {exc}")
-    except Exception as exc:  # plugin code is foreign: a constructor's bug is its failure
-        p.add(options_at, f"{kind} plugin {name!r}: {type(exc).__name__}: {exc}")
-    return None
+        return construct_plugin(kind, name, lambda: build(cls))
+    except PluginError as exc:
+        p.add(options_at, str(exc))
+        return None
 
 
 def _store_error_in(exc: BaseException) -> StoreError | None:

@@ -570,6 +570,7 @@ async def test_a_submit_makes_each_plugin_once_and_reads_no_plugin_list_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The checks are the plugins being made: the experiment runs the very ones checked.
+    from gpusched import plugins as plugins_module
     from gpusched._daemon import scheduler as scheduler_module
     from gpusched.plugins import load_search_plugin as load
 
@@ -586,7 +587,7 @@ async def test_a_submit_makes_each_plugin_once_and_reads_no_plugin_list_again(
         raise AssertionError("the installed plugins were listed again for a sound submit")
 
     monkeypatch.setattr(scheduler_module, "load_search_plugin", counting)
-    monkeypatch.setattr(scheduler_module, "find_plugins", no_scan)
+    monkeypatch.setattr(plugins_module, "find_plugins", no_scan)
     async with idle_scheduler(tmp_path) as (_store, scheduler):
         exp_id = await scheduler.submit(_spec(tmp_path, early_stopping="median"), os.getuid())
         exp = scheduler.active[exp_id]
