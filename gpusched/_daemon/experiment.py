@@ -271,6 +271,14 @@ class ExperimentRun:
             t.state in TERMINAL_TRIAL_STATES for t in reversed(self.trials.values())
         )
 
+    def failing_after(self, trial: TrialRun, fatal: str | None) -> str | None:
+        """The reason the experiment now fails, once ``trial`` has ended: the failure rule's,
+        for a failed trial of an experiment neither failing already nor being cancelled (a
+        cancelled one ends `cancelled`, whatever its trials did as they stopped)."""
+        if trial.state is not TrialState.FAILED or self.failure is not None or self.cancelling:
+            return None
+        return self.failure_rule(trial, fatal)
+
     def failure_rule(self, trial: TrialRun, fatal: str | None) -> str | None:
         """The reason the experiment fails after ``trial`` failed, or None (SPEC section 5)."""
         spec = self.spec

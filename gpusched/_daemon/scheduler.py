@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -588,21 +588,18 @@ class Scheduler:
         self.kick()
 
     async def _trial_ended(self, exp: ExperimentRun, trial: TrialRun, fatal: str | None,
-                           failing: str | None = None) -> None:
-        """A trial's end is recorded; ``failing``: the failure rule's decision, recorded with it
-        (the runner decides it: see TrialRunner._finish)."""
+                           failing: str | Literal[False] | None = False) -> None:
+        """A trial's end is recorded. ``failing``: the failure rule's decision, which its runner
+        made and recorded with the end (see TrialRunner._finish); False: not made yet (a
+        direct call), so it is made and recorded here."""
         self.runners.pop(f"{exp.id}/{trial.number}", None)
         exp.live.pop(trial.number, None)
         if trial.state in (TrialState.INTERRUPTED, TrialState.QUEUED) and not self._closing:
             exp.requeued.append(trial.number)  # interrupted, or failed with retries left
-        reason = failing
-        # A cancelled experiment ends `cancelled`, whatever its trials did as they stopped (a
-        # stopping plugin's stop, already under way when the cancel came, may end one failed).
-        if (reason is None and trial.state is TrialState.FAILED and exp.failure is None
-                and not exp.cancelling):
-            reason = exp.failure = exp.failure_rule(trial, fatal)
-            if reason is not None:
-                await self._note_failing(exp)
+        reason = exp.failing_after(trial, fatal) if failing is False else failing
+        if failing is False and reason is not None:
+            exp.failure = reason
+            await self._note_failing(exp)
         if reason is not None:
             for key, runner in list(self.runners.items()):
                 if key.startswith(f"{exp.id}/"):

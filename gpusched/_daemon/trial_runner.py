@@ -421,9 +421,9 @@ class TrialRunner:
         # and went on (a restart does not judge the rules again). Set before the write, so
         # that a trial ending meanwhile does not decide it a second time.
         exp = self.exp
-        failing = None
-        if state is TrialState.FAILED and exp.failure is None and not exp.cancelling:
-            failing = exp.failure = exp.failure_rule(trial, fatal)
+        failing = exp.failing_after(trial, fatal)
+        if failing is not None:
+            exp.failure = failing
         try:
             await self._store.record_trial(
                 exp.id, trial.number,
