@@ -22,10 +22,17 @@ from gpusched.models import (
     ObjectiveRule,
     TrialState,
 )
-from gpusched.plugin_api import SearchPlugin, StoppingPlugin, TrialView
+from gpusched.plugin_api import BOUND_STOP_REASON, SearchPlugin, StoppingPlugin, TrialView
 from gpusched.spec import DEFAULT_MAX_TRIALS, ExperimentSpec
 
-__all__ = ["TrialRun", "ExperimentRun", "History", "objective_of"]
+__all__ = ["TrialRun", "ExperimentRun", "History", "objective_of", "stopped_at_bound"]
+
+
+def stopped_at_bound(state: TrialState, reason: str | None) -> bool:
+    """Whether a trial that ended in ``state`` with ``reason`` was stopped by its experiment's
+    ``stop:`` bound (:attr:`TrialView.at_bound`): the bound's reason says so, live and in the
+    log alike (the log keeps no other trace of which stopper stopped it)."""
+    return state is TrialState.STOPPED and (reason or "").startswith(BOUND_STOP_REASON)
 
 
 def objective_of(values: list[float], rule: ObjectiveRule, goal: Goal) -> float | None:

@@ -11,14 +11,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gpusched._daemon.experiment import ExperimentRun, TrialRun, objective_of
+from gpusched._daemon.experiment import ExperimentRun, TrialRun, objective_of, stopped_at_bound
 from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.report_collector import ReportCollector
 from gpusched._daemon.store import ReadPosition, Store, encode_reports
 from gpusched._spec_check import Problems
 from gpusched.log import get_logger
 from gpusched.models import ExperimentState, TrialState
-from gpusched.plugin_api import BOUND_STOP_REASON, TrialView
+from gpusched.plugin_api import TrialView
 from gpusched.spec import ExperimentSpec
 
 __all__ = ["resolve_resume_from", "prior_trials", "restore_trials"]
@@ -90,8 +90,7 @@ async def prior_trials(store: Store, spec: ExperimentSpec) -> list[TrialView]:
 def _at_bound(row: dict[str, Any]) -> bool:
     """Whether the logged trial was stopped by its experiment's ``stop:`` bound (its reason
     says so: the log keeps no other trace of which stopper stopped it)."""
-    return row["state"] == TrialState.STOPPED.value and str(row["reason"] or "").startswith(
-        BOUND_STOP_REASON)
+    return stopped_at_bound(TrialState(row["state"]), row["reason"])
 
 
 def read_position(row: dict[str, Any]) -> ReadPosition | None:

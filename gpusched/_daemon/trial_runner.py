@@ -20,7 +20,7 @@ import anyio
 
 from gpusched._daemon.budget import budget_argv, budget_environment
 from gpusched._daemon.devices import DeviceTable
-from gpusched._daemon.experiment import ExperimentRun, TrialRun, objective_of
+from gpusched._daemon.experiment import ExperimentRun, TrialRun, objective_of, stopped_at_bound
 from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.launcher import (
     TrialFiles,
@@ -38,7 +38,6 @@ from gpusched.config import DaemonSettings
 from gpusched.errors import StoreError
 from gpusched.log import get_logger
 from gpusched.models import TrialState
-from gpusched.plugin_api import BOUND_STOP_REASON
 
 __all__ = ["TrialRunner", "describe_exit"]
 
@@ -407,7 +406,7 @@ class TrialRunner:
         if the log refuses the end, the trial runs again and must read them again."""
         trial = self.trial
         trial.state, trial.objective = state, objective
-        trial.at_bound = state is TrialState.STOPPED and reason.startswith(BOUND_STOP_REASON)
+        trial.at_bound = stopped_at_bound(state, reason)
         if state in (TrialState.COMPLETED, TrialState.STOPPED):
             # A result, and no failure rule to judge: the experiment's next trial may be asked
             # for now, seeing this one's outcome, while it is written. The log's one writer
