@@ -312,12 +312,14 @@ class ReportFileReader(_Problems):
     def _parse(self, lines: list[str], buf: bytes, buf_at: int) -> list[Report]:
         """The reports of ``lines``, decoded from ``buf``, which starts at byte ``buf_at``."""
         reports: list[Report] = []
+        # One search of the whole read; only when it finds an escape is each line searched.
+        surrogates = _escapes_surrogate(buf)
         for number, line in enumerate(lines, self._line + 1):
             raw = _object(line)
             if raw is None:
                 self._problem(f"line {number}: not a JSON object: {line[:80]!r}")
                 continue
-            if _escapes_surrogate(line):
+            if surrogates and _escapes_surrogate(line):
                 raw = _without_surrogates(raw)
             status = raw.get("status")
             # A list or an object is no status (nor a value: it is dropped below).
@@ -441,13 +443,16 @@ class HypertuneFileReader(_Problems):
         if complete or not final:
             lines.pop()
         entries = []
+        surrogates = _escapes_surrogate(data)  # see ReportFileReader._parse
         for line in lines:
             try:
                 raw = json.loads(line)
             except (ValueError, RecursionError):
                 raw = None
             if type(raw) is dict:
-                entries.append(_without_surrogates(raw) if _escapes_surrogate(line) else raw)
+                if surrogates and _escapes_surrogate(line):
+                    raw = _without_surrogates(raw)
+                entries.append(raw)
             elif final:
                 self._problem(f"not a hypertune entry: {line[:80]!r}")
             else:
