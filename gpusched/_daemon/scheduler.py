@@ -427,14 +427,7 @@ class Scheduler:
         so that the daemon goes on watching trials and answering meanwhile. Only the
         placement loop asks, one question at a time, so the plugin never runs twice at once.
         """
-        started = time.perf_counter()
-        if exp.suggest_s > SUGGEST_INLINE_S:
-            # A copy: the loop goes on changing the trials the lazy history reads.
-            history = list(exp.history())
-            answer = await anyio.to_thread.run_sync(exp.search.suggest, number, history)
-        else:
-            answer = exp.search.suggest(number, exp.history())
-        exp.suggest_s = time.perf_counter() - started
+        answer = await _suggest(exp, number, in_thread=exp.suggest_s > SUGGEST_INLINE_S)
         exp.waiting = isinstance(answer, Wait)
         if exp.waiting and not exp.live:
             # Nothing runs, so the history, and with it the answer, cannot change.
@@ -767,14 +760,10 @@ class Scheduler:
         would ask it (a pure function of the log), in a worker thread: gp may think a while."""
         if len(exp.trials) >= exp.max_trials:
             return f"all of its max_trials ({exp.max_trials}) have run"
-        started = time.perf_counter()
         try:
-            answer = await anyio.to_thread.run_sync(
-                exp.search.suggest, len(exp.trials), list(exp.history()))
+            answer = await _suggest(exp, len(exp.trials), in_thread=True)
         except Exception:  # the run will fail on it, and say so
             return None
-        # As _ask keeps it: a slow search (gp) is asked in a thread at placement too.
-        exp.suggest_s = time.perf_counter() - started
         if answer is None:
             return "its search has nothing more to suggest"
         if isinstance(answer, Wait):  # with nothing running, placement ends it as exhausted
@@ -935,6 +924,20 @@ class Scheduler:
                  requeued=exp.requeued)
         # Its last trial may have ended just before the crash, its own end unrecorded.
         await self._maybe_finish(exp)
+
+
+async def _suggest(exp: ExperimentRun, number: int, *, in_thread: bool) -> Any:
+    """``exp``'s search plugin's answer for trial ``number``, timed into ``exp.suggest_s`` (a
+    search that took long is asked in a worker thread the next time: see Scheduler._ask)."""
+    started = time.perf_counter()
+    if in_thread:
+        # A copy: the loop goes on changing the trials the lazy history reads.
+        history = list(exp.history())
+        answer = await anyio.to_thread.run_sync(exp.search.suggest, number, history)
+    else:
+        answer = exp.search.suggest(number, exp.history())
+    exp.suggest_s = time.perf_counter() - started
+    return answer
 
 
 def _make_plugins(p: Problems, spec: ExperimentSpec, seed: int
