@@ -32,6 +32,7 @@ from gpusched._daemon.launcher import (
 from gpusched._daemon.recovery import leftover_processes, stop_leftovers
 from gpusched._daemon.report_collector import ReportCollector
 from gpusched._daemon.reports import regular_file_size
+from gpusched._daemon.stderr_tail import last_stderr_line
 from gpusched._daemon.store import ReadPosition, ReportBatch, Store, encode_reports
 from gpusched._spec_check import did_you_mean
 from gpusched.config import DaemonSettings
@@ -46,15 +47,18 @@ log = get_logger("gpusched.trial")
 INLINE_READ_BYTES = 16 * 1024
 
 
-def describe_exit(code: int) -> str:
-    """``exited with code 3`` or ``killed by signal SIGKILL``."""
+def describe_exit(code: int, last_line: str | None = None) -> str:
+    """``exited with code 3`` or ``killed by signal SIGKILL``, then ``: LAST_LINE`` when given
+    (the last line of the trial's stderr: ``exited with code 1: RuntimeError: boom``)."""
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = str(-code)
-        return f"killed by signal {name}"
-    return f"exited with code {code}"
+        said = f"killed by signal {name}"
+    else:
+        said = f"exited with code {code}"
+    return f"{said}: {last_line}" if last_line else said
 
 
 # Ray Tune's fields, which the daemon adds to every report: not what a trainer reported.
@@ -116,6 +120,7 @@ class TrialRunner:
         self._terminated_at: float | None = None
         self._stopped_by_plugin = False  # the stop came from a stopping plugin (or stop:)
         self._wait_scope: anyio.CancelScope | None = None  # the watch's wait, while it waits
+        self._stderr_from = 0  # where this attempt's stderr begins in stderr.log
         self.pid: int | None = None
 
     def __repr__(self) -> str:
@@ -163,6 +168,8 @@ class TrialRunner:
                 # hold its status line: not this attempt's.
                 status_from=0 if made else regular_file_size(self._files.reports),
             )
+            if not made:  # the same for a crash's last stderr line: this attempt's own
+                self._stderr_from = regular_file_size(self._files.stderr)
             proc = await spawn_trial(argv, env=env, cwd=Path(spec.workdir), files=self._files,
                                      run_as=run_as)
         except OSError as exc:
@@ -374,15 +381,17 @@ class TrialRunner:
             state, reason = TrialState.COMPLETED, f"exited 0; {metric} = {objective:g}"
         elif code == 0:
             state, reason = TrialState.FAILED, _without_the_metric(metric, trial.last_report)
+        elif collector.status is not None:
+            # It said why (a status line): that is its reason, its stderr is not needed.
+            kind, said = collector.status
+            state, reason, objective = TrialState.FAILED, f"{said} ({describe_exit(code)})", None
+            if kind == "fatal":
+                fatal = said
         else:
-            state, reason = TrialState.FAILED, describe_exit(code)
+            # A crash: read only now, on the failure path, its stderr's last line says why.
+            state, reason = TrialState.FAILED, describe_exit(code, self._last_stderr_line())
             objective = None
-            if collector.status is not None:
-                kind, said = collector.status
-                reason = f"{said} ({describe_exit(code)})"
-                if kind == "fatal":
-                    fatal = said
-            elif self._stop_request is not None:
+            if self._stop_request is not None:
                 # It crashed as a stop was asked for (a cancel in the moment its leftovers were
                 # being stopped): the stop wins over a retry, with what happened in its reason.
                 state, asked, _ = self._stop_request
@@ -395,6 +404,13 @@ class TrialRunner:
                 state = TrialState.QUEUED
                 reason = f"{reason}; retry {trial.failures} of {limit}"
         await self._finish(state, reason, code, objective, fatal, reports=reports, mark=mark)
+
+    def _last_stderr_line(self) -> str | None:
+        """The last meaningful line this attempt wrote to its stderr, if any (read on the event
+        loop: a few KiB of a local file, once per crash, cost less than a thread hop)."""
+        run_as = self.exp.run_as
+        return last_stderr_line(self._files.stderr, start=self._stderr_from,
+                                owner=None if run_as is None else run_as.uid)
 
     async def _finish(
         self, state: TrialState, reason: str, code: int | None, objective: float | None,

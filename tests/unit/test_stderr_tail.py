@@ -1,0 +1,202 @@
+"""The last stderr line in a crashed trial's reason: which line, how it is cleaned, and what
+is never read (links, FIFOs, another user's files, an earlier attempt's output)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from gpusched._daemon.stderr_tail import (
+    MAX_SHOWN,
+    TAIL_BYTES,
+    last_meaningful_line,
+    last_stderr_line,
+    read_tail,
+)
+from gpusched._daemon.trial_runner import describe_exit
+
+TRACEBACK = b"""\
+epoch 1: loss 0.93
+Traceback (most recent call last):
+  File "/work/train.py", line 12, in <module>
+    model.fit(x)
+    ^^^^^^^^^^^^
+RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB
+
+"""
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+# --- the reason ----------------------------------------------------------------------------
+
+
+def test_the_reason_adds_the_line_to_the_exit_and_is_unchanged_without_one() -> None:
+    assert describe_exit(1, "RuntimeError: boom") == "exited with code 1: RuntimeError: boom"
+    assert describe_exit(-9, "loading shard 7") == "killed by signal SIGKILL: loading shard 7"
+    assert describe_exit(3) == describe_exit(3, None) == "exited with code 3"
+    assert describe_exit(-15) == "killed by signal SIGTERM"
+
+
+# --- which line ----------------------------------------------------------------------------
+
+
+def test_a_traceback_gives_its_exception_line() -> None:
+    assert last_meaningful_line(TRACEBACK) == (
+        "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_empty_whitespace_and_punctuation_only_output_gives_no_line() -> None:
+    assert last_meaningful_line(b"") is None
+    assert last_meaningful_line(b"\n \n\t\r\n") is None
+    assert last_meaningful_line(b"----\n  ^^^^\n+---+\n") is None
+
+
+def test_lines_without_a_letter_or_digit_are_skipped() -> None:
+    assert last_meaningful_line(b"ValueError: bad\n    ^^^^\n\n   \n") == "ValueError: bad"
+
+
+def test_an_exception_group_gives_its_last_error_without_the_margin() -> None:
+    group = (b"  + Exception Group Traceback (most recent call last):\n"
+             b"  | ExceptionGroup: eg (2 sub-exceptions)\n"
+             b"  +-+---------------- 1 ----------------\n"
+             b"    | ValueError: a\n"
+             b"    +---------------- 2 ----------------\n"
+             b"    | TypeError: b\n"
+             b"    +------------------------------------\n")
+    assert last_meaningful_line(group) == "TypeError: b"
+
+
+def test_a_progress_bar_redrawn_with_carriage_returns_gives_its_last_state() -> None:
+    bar = b"train:  10%|#         | 1/10\rtrain:  20%|##        | 2/10\r"
+    assert last_meaningful_line(bar) == "train: 20%|## | 2/10"
+
+
+# --- how it is cleaned ---------------------------------------------------------------------
+
+
+def test_terminal_escapes_and_control_characters_are_removed() -> None:
+    coloured = (b"\x1b]0;title\x07\x1b[1;31mRuntimeError\x1b[0m: \x1b(Bboom\x07\x08"
+                b"\x00\x7f\x1b\n")
+    assert last_meaningful_line(coloured) == "RuntimeError: boom"
+
+
+def test_bidi_overrides_and_zero_width_characters_are_removed() -> None:
+    spoof = "Error: \u202egnp.exe\u202c done\u200b\ufeff\n".encode()
+    assert last_meaningful_line(spoof) == "Error: gnp.exe done"
+
+
+def test_tabs_and_whitespace_runs_are_one_space() -> None:
+    assert last_meaningful_line(b"\tKeyError:\t\t'lr'   here  \n") == "KeyError: 'lr' here"
+
+
+def test_undecodable_bytes_are_replaced_and_no_surrogate_is_left() -> None:
+    # Latin-1 text, a cut UTF-8 sequence and an encoded surrogate (which UTF-8 forbids).
+    line = last_meaningful_line(b"OSError: caf\xe9 \xe2\x82 \xed\xa0\x80 done\n")
+    assert line is not None and line.startswith("OSError: caf\ufffd") and line.endswith("done")
+    assert not any(0xD800 <= ord(ch) <= 0xDFFF for ch in line)
+    line.encode("utf-8")  # what the store does with it: no lone surrogate to refuse
+
+
+def test_a_long_line_is_capped_with_an_ellipsis() -> None:
+    line = last_meaningful_line(b"RuntimeError: " + b"x" * 1000 + b"\n")
+    assert line is not None and len(line) == MAX_SHOWN
+    assert line.startswith("RuntimeError: xxx") and line.endswith("x...")
+    exact = "E: " + "y" * (MAX_SHOWN - 3)
+    assert last_meaningful_line(exact.encode()) == exact  # at the cap: whole
+
+
+# --- what is read --------------------------------------------------------------------------
+
+
+def test_the_file_gives_its_last_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "stderr.log", TRACEBACK)
+    assert last_stderr_line(path) == "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
+
+
+def test_no_file_an_empty_one_or_a_folder_gives_no_line(tmp_path: Path) -> None:
+    assert last_stderr_line(tmp_path / "missing.log") is None
+    assert last_stderr_line(write(tmp_path / "empty.log", b"")) is None
+    (tmp_path / "folder").mkdir()
+    assert last_stderr_line(tmp_path / "folder") is None
+
+
+def test_only_the_last_few_kib_are_read(tmp_path: Path) -> None:
+    early = b"EarlyError: far from the end\n" + b"\n" * (TAIL_BYTES * 4)
+    path = write(tmp_path / "stderr.log", early + b"LateError: at the end\n")
+    data, cut = read_tail(path) or (b"", True)
+    assert len(data) == TAIL_BYTES and data.endswith(b"LateError: at the end\n")
+    assert not cut  # it begins after a newline
+    # The early line is beyond the tail: only blank lines are read, so no line.
+    assert last_stderr_line(write(tmp_path / "blank-tail.log", early)) is None
+
+
+def test_a_line_longer_than_the_tail_is_shown_cut_in_front(tmp_path: Path) -> None:
+    path = write(tmp_path / "stderr.log", b"Error: " + "\u00e9".encode() * TAIL_BYTES + b"\n")
+    data, cut = read_tail(path) or (b"", False)
+    assert cut and len(data) == TAIL_BYTES
+    line = last_stderr_line(path)
+    assert line is not None and line.startswith("...\u00e9\u00e9") and line.endswith("...")
+    assert "\ufffd" not in line  # the character cut in two at the start is dropped
+
+
+def test_an_earlier_attempts_output_is_not_read(tmp_path: Path) -> None:
+    first = b"RuntimeError: the first attempt\n"
+    path = write(tmp_path / "stderr.log", first)
+    assert last_stderr_line(path, start=len(first)) is None  # this attempt wrote nothing
+    with path.open("ab") as fh:
+        fh.write(b"KeyError: the second\n")
+    assert last_stderr_line(path, start=len(first)) == "KeyError: the second"
+    # Shorter than where the attempt began: truncated or replaced since, all of it is new.
+    write(path, b"OSError: rewritten\n")
+    assert last_stderr_line(path, start=len(first)) == "OSError: rewritten"
+
+
+def test_a_symbolic_link_is_not_followed(tmp_path: Path) -> None:
+    secret = write(tmp_path / "secret", b"root:SECRET-HASH:19000:0:99999:7:::\n")
+    link = tmp_path / "stderr.log"
+    link.symlink_to(secret)
+    assert last_stderr_line(link) is None
+    assert last_stderr_line(link, owner=os.geteuid()) is None
+
+
+def test_a_fifo_is_not_read_and_does_not_block(tmp_path: Path) -> None:
+    fifo = tmp_path / "stderr.log"
+    os.mkfifo(fifo)
+    found: list[str | None] = []
+    reader = threading.Thread(target=lambda: found.append(last_stderr_line(fifo)), daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # blocked in open(): a writer lets it go, and the test fails
+        os.close(os.open(fifo, os.O_RDWR | os.O_NONBLOCK))
+        reader.join(10)
+        pytest.fail("opening a FIFO blocked")
+    assert found == [None]
+
+
+def test_another_users_trial_reads_only_a_file_with_one_link(tmp_path: Path) -> None:
+    path = write(tmp_path / "stderr.log", b"RuntimeError: boom\n")
+    mine = os.stat(path).st_uid
+    assert last_stderr_line(path, owner=mine) == "RuntimeError: boom"
+    os.link(path, tmp_path / "elsewhere")  # a second name: it could be any file of the owner
+    assert last_stderr_line(path, owner=mine) is None
+    assert last_stderr_line(path, owner=mine, daemon_uid=mine) is None
+    # The daemon's own user: a hard link is nothing to protect from.
+    assert last_stderr_line(path) == "RuntimeError: boom"
+
+
+def test_another_users_trial_reads_only_its_own_or_the_daemons_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "stderr.log", b"RuntimeError: boom\n")
+    uid = os.stat(path).st_uid
+    other, third = uid + 1000, uid + 2000
+    # The trial's user's file, the daemon's (the daemon created it): read.
+    assert last_stderr_line(path, owner=uid, daemon_uid=other) == "RuntimeError: boom"
+    assert last_stderr_line(path, owner=other, daemon_uid=uid) == "RuntimeError: boom"
+    # Neither's: not read.
+    assert last_stderr_line(path, owner=other, daemon_uid=third) is None
