@@ -318,7 +318,9 @@ class Server:
             raise RequestError("bad_request", "'last_report' must be true or false")
         row = await self._experiment_row(args.get("experiment"))
         waits = self.scheduler.trial_waits(row["id"])
-        out = [views.trial_view(t, exp_id=row["id"], waiting=waits.get(t["number"]))
+        so_far = views.objectives_so_far(self.scheduler.active.get(row["id"]))
+        out = [views.trial_view(t, exp_id=row["id"], waiting=waits.get(t["number"]),
+                                so_far=so_far.get(t["number"]))
                for t in await self.store.trials(row["id"])]
         if with_last:
             last = await self.store.last_reports(row["id"])
@@ -345,8 +347,10 @@ class Server:
         trial = next((t for t in trials if t["number"] == number), None)
         if trial is None:
             raise NotFoundError(f"no trial {row['id']}/{number}")
+        so_far = views.objectives_so_far(self.scheduler.active.get(row["id"]))
         view = views.trial_view(trial, exp_id=row["id"],
-                                waiting=self.scheduler.trial_waits(row["id"]).get(number))
+                                waiting=self.scheduler.trial_waits(row["id"]).get(number),
+                                so_far=so_far.get(number))
         view["last_report"] = await self.store.last_report(row["id"], number)
         view["events"] = await self.store.events(row["id"], number)
         return view

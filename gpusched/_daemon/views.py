@@ -7,9 +7,10 @@ from collections import Counter
 from typing import Any
 
 from gpusched._daemon.access import login_name
-from gpusched.models import Goal, TrialState
+from gpusched._daemon.experiment import ExperimentRun, objective_of
+from gpusched.models import TERMINAL_TRIAL_STATES, Goal, TrialState
 
-__all__ = ["trial_view", "experiment_view", "best_trials", "parse_target"]
+__all__ = ["trial_view", "experiment_view", "best_trials", "parse_target", "objectives_so_far"]
 
 _TRIAL_STATES = [s.value for s in TrialState]
 
@@ -26,10 +27,32 @@ def parse_target(target: str) -> tuple[str, int | None]:
     return exp, int(num)
 
 
-def trial_view(row: dict[str, Any], *, exp_id: str,
-               waiting: dict[str, Any] | None = None) -> dict[str, Any]:
+def objectives_so_far(exp: ExperimentRun | None) -> dict[int, float]:
+    """Trial number -> its objective so far: the experiment's ``objective`` rule (last or
+    best) over the values of its metric reported so far, for each trial that has not ended
+    (running, or waiting to run again) and has reported a finite one. ``exp``: the experiment
+    as the scheduler holds it; None (not in progress: none of its trials is left) gives {}.
+
+    From the scheduler's memory, by the rule that will decide the trial's result: no report
+    is read, so `ls` stays cheap however many reports the trials have stored."""
+    if exp is None:
+        return {}
+    rule, goal = exp.spec.objective, exp.spec.goal
+    out: dict[int, float] = {}
+    for number, trial in exp.trials.items():
+        if trial.state in TERMINAL_TRIAL_STATES or not trial.metric_values:
+            continue
+        value = objective_of(trial.metric_values, rule, goal)
+        if value is not None:
+            out[number] = value
+    return out
+
+
+def trial_view(row: dict[str, Any], *, exp_id: str, waiting: dict[str, Any] | None = None,
+               so_far: float | None = None) -> dict[str, Any]:
     """One trial as `gpusched ls EXP --json` and `show EXP/N --json` give it; ``waiting``:
-    why it has not started again, for a trial waiting to run again (docs/json.md)."""
+    why it has not started again, for a trial waiting to run again; ``so_far``: its objective
+    so far, for a trial that has not ended (:func:`objectives_so_far`; docs/json.md)."""
     started, ended = row.get("started_at"), row.get("ended_at")
     duration = (ended - started) if started and ended else None
     return {
@@ -41,6 +64,7 @@ def trial_view(row: dict[str, Any], *, exp_id: str,
         "budget": row["budget"],
         "continues": None if row["continues"] is None else f"{exp_id}/{row['continues']}",
         "objective": row["objective"],
+        "objective_so_far": so_far,
         "reason": row["reason"],
         "devices": row["devices"],
         "pid": row["pid"],

@@ -74,6 +74,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     query.check_columns(rows, columns, "ls --columns")
     columns = columns or tables.trial_columns(rows)
     print(tables.render_rows(rows, columns, metric=exp["metric"], index_of=index_of))
+    note = tables.so_far_note(rows, columns, exp)
+    if note:
+        print(f"\n{note}")
     waiting = exp.get("waiting")
     if waiting:
         print(f"\n{waiting['trials']} trial(s) of {exp['id']} waiting: {waiting['message']}")

@@ -124,17 +124,27 @@ def _known(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
 
 
 def check_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], what: str) -> None:
-    """Refuse a column that no row has (a typo), naming the ones there are. A column into
-    one of the views' own objects (``wait``) is known even where no row has a value: a row
-    without one sorts last and matches no filter."""
+    """Refuse a column that no row has (a typo), suggesting the closest name and naming the
+    ones there are. A column into one of the views' own objects (``wait``) is known even where
+    no row has a value: a row without one sorts last and matches no filter."""
     if not rows:
         return
     for column in columns:
         if not _known(rows, column):
-            known = sorted({k for r in rows for k in r if k not in _BARE_IN}
-                           | {f"{w}.{k}" for r in rows for w in _BARE_IN
-                              for k in (r.get(w) or {})})
-            raise UsageError(f"{what}: no column '{column}'; there are: {', '.join(known)}")
+            raise UsageError(_unknown_column(rows, column, what))
+
+
+def _unknown_column(rows: Sequence[Mapping[str, Any]], column: str, what: str) -> str:
+    """The message for ``column``, which no row has: the closest name any row answers to
+    (a key, a path, a bare name or an alias), then the columns there are."""
+    from gpusched._spec_check import did_you_mean  # paid only when a name is wrong
+
+    known = sorted({k for r in rows for k in r if k not in _BARE_IN}
+                   | {f"{w}.{k}" for r in rows for w in _BARE_IN for k in (r.get(w) or {})})
+    bare = {k for r in rows for w in _BARE_IN for k in (r.get(w) or {})}
+    names = [*known, *sorted(bare - set(known)), *ALIASES, *COMPUTED, "gpus"]
+    return (f"{what}: no column '{column}'{did_you_mean(column, dict.fromkeys(names))};"
+            f" there are: {', '.join(known)}")
 
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {

@@ -1,8 +1,9 @@
 """The tables of `gpusched ls`: which columns by default, their headers and their cells.
 
 Any column :func:`gpusched.views.query.lookup` understands can be shown; a few have a header
-and a cell of their own (the objective under the metric's name, GPUs as NVML indices, the view's
-own times as ages and durations, the trial counts and best of an experiment in a few words).
+and a cell of their own (the objective under the metric's name, a trial's objective so far
+marked ``*`` until it ends, GPUs as NVML indices, the view's own times as ages and durations,
+the trial counts and best of an experiment in a few words).
 Hyperparameters and metrics are shown as they are, whatever their names (a ``warmup_s`` is a
 number, not a duration). Every cell is made printable (:func:`gpusched.render.printable`).
 """
@@ -13,11 +14,19 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gpusched.render import finite_number, fmt_age, fmt_duration, fmt_value, table, union_keys
+from gpusched.render import (
+    finite_number,
+    fmt_age,
+    fmt_duration,
+    fmt_value,
+    printable,
+    table,
+    union_keys,
+)
 from gpusched.views.query import ALIASES, MISSING, gpu_label, lookup
 
 __all__ = ["trial_columns", "experiment_columns", "render_rows", "gpu_label", "EXPERIMENT_DEFAULT",
-           "why"]
+           "why", "SO_FAR_MARK", "so_far_note"]
 
 EXPERIMENT_DEFAULT = ("id", "name", "owner", "state", "trials", "metric", "best", "submitted_at",
                       "why")
@@ -26,6 +35,9 @@ _TRIAL_TAIL = ("iter", "attempts", "gpus", "duration_s", "why")
 _SEARCH_KEYS = ("budget", "continues")
 _HEADERS = {"id": "ID", "submitted_at": "SUBMITTED", "duration_s": "TIME", "attempts": "TRIES",
             "why": "WHY", "last_report.time_total_s": "TIME"}
+#: What follows a trial's objective so far (``objective_so_far``) in the objective column: it
+#: is not its result yet (see :func:`so_far_note`).
+SO_FAR_MARK = "*"
 # The views' own times (docs/json.md), shown as ages and durations; a hyperparameter or metric
 # whose name ends in `_at` or `_s` is shown as the number it is.
 _VIEW_TIMES = {"created_at": fmt_age, "started_at": fmt_age, "ended_at": fmt_age,
@@ -37,11 +49,11 @@ _REPORT_TIMES = {"time_total_s": fmt_duration, "time_this_iter_s": fmt_duration,
 
 # The keys of the trial and experiment views (docs/json.md): shown as upper-case headers.
 _VIEW_KEYS = frozenset({
-    "id", "experiment", "number", "state", "params", "objective", "reason", "devices", "pid",
-    "attempts", "exit_code", "exit_signal", "reports", "created_at", "started_at", "ended_at",
-    "duration_s", "dir", "waiting", "last_report", "name", "metric", "goal", "priority",
-    "owner_uid", "owner", "seed", "max_trials", "trials", "best", "submitted_at", "gpus", "why",
-    "budget", "continues",
+    "id", "experiment", "number", "state", "params", "objective", "objective_so_far", "reason",
+    "devices", "pid", "attempts", "exit_code", "exit_signal", "reports", "created_at",
+    "started_at", "ended_at", "duration_s", "dir", "waiting", "last_report", "name", "metric",
+    "goal", "priority", "owner_uid", "owner", "seed", "max_trials", "trials", "best",
+    "submitted_at", "gpus", "why", "budget", "continues",
 })
 
 
@@ -81,20 +93,54 @@ def _header(column: str, metric: str, trials: bool) -> str:
     return column  # a bare hyperparameter or metric name, as the user wrote it
 
 
+def _trials_cell(row: Mapping[str, Any]) -> str:
+    """An experiment's trials in a few words: ``2 running, 1 queued, 4 done, 1 failed / 30``;
+    without ``/ N`` when its file sets no ``max_trials``: the search's default decides how
+    many run, a number the view does not hold."""
+    t = row["trials"]
+    done = t["completed"] + t["stopped"]
+    waiting = (row.get("waiting") or {}).get("trials", 0)
+    queued = f", {waiting} queued" if waiting else ""
+    cap = row.get("max_trials")
+    of = f" / {cap}" if cap is not None else ""
+    return f"{t['running']} running{queued}, {done} done, {t['failed']} failed{of}"
+
+
 def _experiment_cell(column: str, row: Mapping[str, Any]) -> Any:
     if column == "trials" and isinstance(row.get("trials"), Mapping):
-        t = row["trials"]
-        done = t["completed"] + t["stopped"]
-        waiting = (row.get("waiting") or {}).get("trials", 0)
-        queued = f", {waiting} queued" if waiting else ""
-        return (f"{t['running']} running{queued}, {done} done, {t['failed']} failed"
-                f" / {row.get('max_trials') or '?'}")
+        return _trials_cell(row)
     if column == "metric" and "goal" in row:
         return f"{row['metric']} {'max' if row['goal'] == 'maximize' else 'min'}"
     if column == "best" and "best" in row:
         best = row["best"]
         return "-" if best is None else f"{fmt_value(best['objective'])} ({best['trial']})"
     return MISSING
+
+
+def _so_far(row: Mapping[str, Any]) -> float | None:
+    """A trial's objective so far, where it has no result yet but has one so far."""
+    if row.get("objective") is not None:
+        return None
+    return finite_number(row.get("objective_so_far"))
+
+
+def so_far_note(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
+                exp: Mapping[str, Any]) -> str | None:
+    """The footnote of a trials table whose objective column marks a value so far
+    (:data:`SO_FAR_MARK`), saying what that value is; None when no cell is marked. ``exp``:
+    the experiment (its ``metric``, ``goal`` and, in a `show` view, ``spec.objective``)."""
+    if "objective" not in columns or all(_so_far(r) is None for r in rows):
+        return None
+    metric, rule = exp.get("metric", "objective"), (exp.get("spec") or {}).get("objective")
+    if rule == "best":
+        highest = "highest" if exp.get("goal") == "maximize" else "lowest"
+        which = f"{highest} {metric} so far (objective: best)"
+    elif rule == "last":
+        which = f"latest {metric} so far (objective: last)"
+    else:  # a view without its spec
+        which = f"{metric} so far"
+    # The metric's name is anyone's text: made printable, as every cell is.
+    return printable(f"{SO_FAR_MARK} not final: the trial's {which}; its result when it ends")
 
 
 def _time_format(column: str, row: Mapping[str, Any]) -> Callable[[float], str] | None:
@@ -116,6 +162,8 @@ def _cell(column: str, row: Mapping[str, Any], index_of: Mapping[str, int],
         return why(row)
     if not trials and (special := _experiment_cell(column, row)) is not MISSING:
         return str(special)
+    if trials and column == "objective" and (so_far := _so_far(row)) is not None:
+        return fmt_value(so_far) + SO_FAR_MARK
     value = lookup(row, column, index_of)
     if value is MISSING or value is None:
         return "-"

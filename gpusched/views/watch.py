@@ -1,11 +1,12 @@
 """`gpusched watch`: a live table of one experiment, like Ray Tune's progress reporter.
 
 A header (the experiment, its state, its trials counted by state, the best so far and what it
-waits for), then its trials with their hyperparameters and last reported metric. On a
-terminal the picture is redrawn in place (ANSI: cursor home, clear to end of line and of
-screen) and cut to the terminal's size; otherwise each changed picture is appended, so a log
-file reads as a history. Between pictures it waits on the daemon's ``wait``, so the last
-picture comes the moment the experiment ends, and then it exits.
+waits for), then its trials with their hyperparameters, last reported metric and objective
+(so far, marked ``*``, for a trial that has not ended). On a terminal the picture is redrawn in
+place (ANSI: cursor home, clear to end of line and of screen) and cut to the terminal's size;
+otherwise each changed picture is appended, so a log file reads as a history. Between pictures
+it waits on the daemon's ``wait``, so the last picture comes the moment the experiment ends,
+and then it exits.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def header_lines(exp: Mapping[str, Any]) -> list[str]:
     by_state = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "total" and n)
     waiting = exp.get("waiting")
     pending = f", {waiting['trials']} to start" if waiting else ""
-    lines.append(f"trials: {counts['total']} of {exp.get('max_trials') or '?'}"
-                 f" ({by_state or 'none yet'}{pending})")
+    cap = exp.get("max_trials")  # unset: the search's default decides, not shown as a number
+    of = f" of {cap}" if cap is not None else ""
+    lines.append(f"trials: {counts['total']}{of} ({by_state or 'none yet'}{pending})")
     best = exp.get("best")
     goal = "max" if exp["goal"] == "maximize" else "min"
     if best is None:
@@ -69,14 +71,20 @@ def render_snapshot(exp: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],
     lines = header_lines(exp)
     hidden = 0
     if height is not None:
-        room = max(height - len(lines) - 3, _MIN_ROWS)
+        # Below the header: a blank line, the table's header, and the notes under it.
+        notes = 1 + (tables.so_far_note(trials, ["objective"], exp) is not None)
+        room = max(height - len(lines) - 2 - notes, _MIN_ROWS)
         hidden = max(len(trials) - room, 0)
         trials = trials[hidden:]
     lines.append("")
-    lines += tables.render_rows(trials, _columns(trials, exp["metric"]), metric="objective",
+    columns = _columns(trials, exp["metric"])
+    lines += tables.render_rows(trials, columns, metric="objective",
                                 index_of=index_of).splitlines()
     if hidden:
         lines.append(f"({hidden} earlier trials not shown: gpusched ls {exp['id']})")
+    note = tables.so_far_note(trials, columns, exp)
+    if note:
+        lines.append(note)
     return "\n".join(lines)
 
 
