@@ -25,7 +25,7 @@ NATIVE_KEYS = (
     "max_parallel_trials", "gpus_per_trial", "gpu_memory", "trial_timeout", "time_budget",
     "max_failed_trials",
     "max_retries_per_trial", "max_consecutive_failed_trials", "fail_fast", "search",
-    "early_stopping", "stop", "resume_from", "priority", "params",
+    "early_stopping", "stop", "resume_from", "priority", "params", "points_to_evaluate",
 )  # fmt: skip
 """The top-level keys of an experiment file in our spelling (SPEC section 3)."""
 
@@ -52,7 +52,9 @@ IGNORED_TRAINING_INPUT = frozenset({
 """TrainingInput fields about Google's machines, not the search: read and ignored, so that an
 existing config file runs unchanged (``args`` is the exception: it is appended to the command)."""
 
-_NESTED = frozenset({"command", "env", "search", "early_stopping", "stop", "params"})
+_NESTED = frozenset({"command", "env", "search", "early_stopping", "stop", "params",
+                     "points_to_evaluate"})
+_LISTS = frozenset({"params", "points_to_evaluate"})  # a --set into one that is not there: []
 _JOB_KEYS = frozenset({"jobId", "labels"})  # next to `trainingInput` in a Job resource: ignored
 _WRAPPERS = ("trainingInput", "hyperparameters")
 
@@ -222,7 +224,7 @@ def _container(setting: str, old: Entry | None) -> dict[Any, Any] | list[Any] | 
     if isinstance(value, list | tuple):
         return list(value)
     if value is None:
-        return [] if setting == "params" else {}
+        return [] if setting in _LISTS else {}
     if setting == "search" and isinstance(value, str):
         return {"algorithm": value}
     if setting == "early_stopping" and isinstance(value, str):

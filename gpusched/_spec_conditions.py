@@ -10,7 +10,7 @@ from typing import Any
 from gpusched._spec_check import Problems, as_text, at, describe, number, show_number
 from gpusched.plugin_api import Param, ParamType, ParamValue, SearchSpace
 
-__all__ = ["Condition", "allowed", "values_index", "check_satisfiable"]
+__all__ = ["Condition", "allowed", "value_of", "values_index", "check_satisfiable"]
 
 # Contradictions explained value by value: each explanation walks the parameter's ancestors,
 # and a generated file can hold thousands of contradictions over thousands of ancestors.
@@ -54,7 +54,7 @@ def allowed(
     first: dict[ParamValue, int] = {}
     for k, item in enumerate(raw):
         place = at(cond.place, k) if many else cond.place
-        value = _value(p, place, item, parent, index)
+        value = value_of(p, place, item, parent, index)
         if value is None:
             continue
         if value in first:
@@ -66,10 +66,13 @@ def allowed(
     return tuple(out) if len(out) == len(raw) else None
 
 
-def _value(
+def value_of(
     p: Problems, place: str, item: Any, parent: Param, index: Mapping[ParamValue, ParamValue]
 ) -> ParamValue | None:
-    """``item`` as one of ``parent``'s possible values, or a problem saying which they are."""
+    """``item`` as one of the values of ``parent`` (a categorical, discrete or integer
+    parameter), in the parent's own spelling, or a problem saying which they are; ``index``
+    is the parent's :func:`values_index`. Conditions and ``points_to_evaluate`` read values
+    with it."""
     if parent.type is ParamType.CATEGORICAL:
         text = as_text(item)
         if text is not None and text in index:

@@ -31,7 +31,9 @@ from gpusched._spec_check import (
     words,
 )
 from gpusched._spec_params import check_params
+from gpusched._spec_points import check_points
 from gpusched.models import Goal, ObjectiveRule
+from gpusched.plugin_api import SearchSpace
 from gpusched.units import parse_duration, parse_memory_mib
 
 __all__ = ["check", "RESERVED_ENV", "NAME", "AIP_METRIC"]
@@ -100,10 +102,17 @@ def check(
     out.update(_search(p, settings.get("search"), settings.get("algorithm")))
     out.update(_early_stopping(p, settings.get("early_stopping")))
     out["stop"] = r.read("stop", MappingProxyType({}), _stop)
+    before = len(p)
     if r.value("params") is None:
         p.add(r.place("params"), "required: the hyperparameters to search")
     else:
         out["params"] = check_params(p, r.place("params"), r.value("params"))
+    # Points are judged against the parameters only when all of these are valid: against
+    # some of them, a point's problems would be guesses.
+    space = SearchSpace(out["params"]) if "params" in out and len(p) == before else None
+    out["points_to_evaluate"] = r.read(
+        "points_to_evaluate", (),
+        partial(check_points, space=space, max_trials=out["max_trials"]))
     return out
 
 

@@ -22,7 +22,7 @@ from gpusched._spec_read import read_text
 from gpusched._spec_yaml import load_text, parse_file_text
 from gpusched.errors import SpecError
 from gpusched.models import Goal, ObjectiveRule
-from gpusched.plugin_api import Param, ParamType, Scale, SearchSpace
+from gpusched.plugin_api import Param, ParamType, ParamValue, Scale, SearchSpace
 from gpusched.units import parse_duration, parse_memory_mib
 
 __all__ = [
@@ -52,7 +52,8 @@ class ExperimentSpec:
     the constructor itself checks nothing. Mappings are read-only and lists are tuples (plugin
     options included), so a spec can be shared freely. ``None`` means "the default" where the
     default depends on the daemon: ``max_trials`` (the grid's size for a grid search, else
-    :data:`DEFAULT_MAX_TRIALS`), ``max_parallel_trials`` (as many as the GPUs allow),
+    :data:`DEFAULT_MAX_TRIALS`, either way raised to make room for ``points_to_evaluate``:
+    see ``ExperimentRun.max_trials``), ``max_parallel_trials`` (as many as the GPUs allow),
     ``max_failed_trials`` (unlimited, but the experiment fails if its first trial does).
     """
 
@@ -82,6 +83,9 @@ class ExperimentSpec:
     resume_from: str | None = None
     priority: int = 0
     params: tuple[Param, ...]
+    # The first trials' params, before the search's own (docs/experiment-file.md): each holds
+    # a value for exactly the parameters active under it.
+    points_to_evaluate: tuple[Mapping[str, ParamValue], ...] = field(default=(), hash=False)
 
     def __post_init__(self) -> None:
         # Direct construction may pass dicts and lists: store read-only copies all the same.
@@ -91,6 +95,9 @@ class ExperimentSpec:
                 object.__setattr__(self, name, MappingProxyType(dict(value)))
         object.__setattr__(self, "command", tuple(self.command))
         object.__setattr__(self, "params", tuple(self.params))
+        object.__setattr__(self, "points_to_evaluate", tuple(
+            point if isinstance(point, MappingProxyType) else MappingProxyType(dict(point))
+            for point in self.points_to_evaluate))
 
     def space(self) -> SearchSpace:
         """The search space: the parameters in the file's order (made once: the scheduler asks
@@ -145,6 +152,7 @@ class ExperimentSpec:
             "resume_from": self.resume_from,
             "priority": self.priority,
             "params": [_param_dict(p) for p in self.params],
+            "points_to_evaluate": [dict(point) for point in self.points_to_evaluate] or None,
         }
 
     @classmethod

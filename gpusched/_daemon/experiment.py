@@ -8,7 +8,7 @@ search (plugins are pure functions of the views built here).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, overload
@@ -22,10 +22,19 @@ from gpusched.models import (
     ObjectiveRule,
     TrialState,
 )
-from gpusched.plugin_api import BOUND_STOP_REASON, SearchPlugin, StoppingPlugin, TrialView
+from gpusched.plugin_api import (
+    BOUND_STOP_REASON,
+    ParamType,
+    ParamValue,
+    SearchPlugin,
+    SearchSpace,
+    StoppingPlugin,
+    TrialView,
+)
 from gpusched.spec import DEFAULT_MAX_TRIALS, ExperimentSpec
 
-__all__ = ["TrialRun", "ExperimentRun", "History", "objective_of", "stopped_at_bound"]
+__all__ = ["TrialRun", "ExperimentRun", "History", "objective_of", "stopped_at_bound",
+           "resume_from_warning"]
 
 
 def stopped_at_bound(state: TrialState, reason: str | None) -> bool:
@@ -33,6 +42,41 @@ def stopped_at_bound(state: TrialState, reason: str | None) -> bool:
     ``stop:`` bound (:attr:`TrialView.at_bound`): the bound's reason says so, live and in the
     log alike (the log keeps no other trace of which stopper stopped it)."""
     return state is TrialState.STOPPED and (reason or "").startswith(BOUND_STOP_REASON)
+
+
+def resume_from_warning(spec: ExperimentSpec, prior: Sequence[TrialView]) -> str | None:
+    """What the submit answer warns when the search of ``spec`` can learn nothing from its
+    ``resume_from`` (``prior``: that experiment's finished trials with a result for this
+    experiment's metric), or None when one of them can teach it: a trial whose params are a
+    point of this search space (the built-in searches ignore the others)."""
+    if spec.resume_from is None:
+        return None
+    space = spec.space()
+    first = None
+    for trial in prior:
+        problem = space.problem_with(_as_integers(space, trial.params))
+        if problem is None:
+            return None
+        first = first or problem
+    if first is None:
+        why = (f"{spec.resume_from} has no finished trial (completed, or stopped) that"
+               f" reported '{spec.metric}'")
+    else:
+        why = (f"none of the {len(prior)} finished trials of {spec.resume_from} has params"
+               f" that fit this experiment's (the first: {first})")
+    return (f"resume_from: {why}, so the search has nothing to learn from it and starts"
+            " from scratch, as without resume_from")
+
+
+def _as_integers(space: SearchSpace, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``params`` with a whole float (``3.0``, as an earlier experiment's double may have
+    logged it) made an int where this space has an integer: the searches take it as one."""
+    fixed = dict(params)
+    for param in space:
+        value = fixed.get(param.name)
+        if param.type is ParamType.INTEGER and isinstance(value, float) and value.is_integer():
+            fixed[param.name] = int(value)
+    return fixed
 
 
 def objective_of(values: list[float], rule: ObjectiveRule, goal: Goal) -> float | None:
@@ -194,12 +238,36 @@ class ExperimentRun:
 
     @property
     def max_trials(self) -> int:
-        """The number of trials to run: the file's, else the grid's size, else the default."""
+        """The number of trials to run: the file's; else the search's size (a grid's, or
+        hyperband's brackets') plus one per point of ``points_to_evaluate`` (a point that is
+        not the search's own adds a trial; one that is, the search skips, and it runs out one
+        trial sooner); else the default, or the number of points if that is more."""
         if self.spec.max_trials is not None:
             return self.spec.max_trials
+        points = len(self.spec.points_to_evaluate)
         size = getattr(self.search, "size", None)
         grid = size() if callable(size) else None
-        return int(grid) if grid is not None else DEFAULT_MAX_TRIALS
+        return int(grid) + points if grid is not None else max(DEFAULT_MAX_TRIALS, points)
+
+    def next_point(self) -> Mapping[str, ParamValue] | None:
+        """The point of ``points_to_evaluate`` that the next new configuration takes, or None
+        once every point has been taken (or there are none).
+
+        The ``i``-th trial that continues no earlier one takes point ``i``: without promotions
+        (all but hyperband-like searches) trials 0 .. k-1. Counted over the trials, which come
+        back from the log after a restart, so a point is never taken twice. The count stops
+        at the number of points: only a few of a long experiment's trials are looked at.
+        """
+        points = self.spec.points_to_evaluate
+        if not points:
+            return None
+        taken = 0
+        for trial in self.trials.values():
+            if trial.continues is None:
+                taken += 1
+                if taken == len(points):
+                    return None
+        return points[taken]
 
     def running_count(self) -> int:
         """Trials started whose processes are not all gone yet."""

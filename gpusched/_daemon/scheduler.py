@@ -25,7 +25,7 @@ from gpusched._daemon import procfs
 from gpusched._daemon.child import EXIT_WAITERS
 from gpusched._daemon.device_choice import choose_devices
 from gpusched._daemon.devices import DeviceTable
-from gpusched._daemon.experiment import ExperimentRun, TrialRun
+from gpusched._daemon.experiment import ExperimentRun, TrialRun, resume_from_warning
 from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.identity import trial_identity
 from gpusched._daemon.launcher import TrialFiles
@@ -420,7 +420,9 @@ class Scheduler:
     async def _ask(self, exp: ExperimentRun, number: int) -> Suggestion | None:
         """The search plugin's answer for trial ``number``: None when it has none now
         (``exp.waiting`` says whether it may have one later). A suggestion that would share a
-        checkpoint folder wrongly is the plugin's error: PluginError.
+        checkpoint folder wrongly is the plugin's error: PluginError. While points of
+        ``points_to_evaluate`` are left, the next one takes the place of a new configuration
+        (:meth:`ExperimentRun.next_point`).
 
         A search that took longer than SUGGEST_INLINE_S last time (``gp`` with hundreds of
         results: up to a second) is asked in a worker thread, with the history as it is now,
@@ -432,8 +434,13 @@ class Scheduler:
         if exp.waiting and not exp.live:
             # Nothing runs, so the history, and with it the answer, cannot change.
             log.warning("search_waits_with_nothing_running", experiment=exp.id)
-        if answer is None or isinstance(answer, Wait):
+        if isinstance(answer, Wait):
             return None
+        point = exp.next_point()
+        if answer is None:
+            # A search that has run out (a grid whose every point was given) still leaves
+            # the points not taken yet: they run as they are.
+            return None if point is None else Suggestion(params=point)
         suggestion = as_suggestion(answer)
         # Checked here, as the plugin's answer: a value the log cannot store (a numpy integer)
         # or outside the space fails this experiment, not the daemon, nor reaches a trial.
@@ -443,6 +450,11 @@ class Scheduler:
             problem = exp.continues_problem(suggestion.continues)
             if problem is not None:
                 raise PluginError(problem)
+        elif point is not None:
+            # A new configuration: the next of points_to_evaluate takes its place, with the
+            # budget the search gave it (hyperband's first rung). The search was asked all
+            # the same, for that budget and for a promotion that may come first.
+            suggestion = Suggestion(params=point, budget=suggestion.budget)
         return suggestion
 
     def _trial_dir(self, exp: ExperimentRun, number: int) -> Path:
@@ -677,13 +689,15 @@ class Scheduler:
         return search, stoppers
 
     async def submit(self, spec: ExperimentSpec, owner_uid: int | None, *,
-                     source: str = "") -> str:
+                     source: str = "", warnings: list[str] | None = None) -> str:
         """Record and queue an experiment; return its id.
 
         What the daemon alone can judge in the file (its plugins and their options, the
         per-user GPU limit, ``resume_from``) is a :class:`SpecError` that lists every such
         problem at its place, as the parser's are (``source``: the file's name, for the
-        message); other refusals are RequestErrors.
+        message); other refusals are RequestErrors. What looks wrong but is accepted (a
+        ``resume_from`` with nothing to learn from) is added to ``warnings``, the submit
+        answer's.
         """
         if self._closing:
             raise RequestError("shutting_down", "the daemon is shutting down; submit again later")
@@ -709,6 +723,8 @@ class Scheduler:
         self._learning_from[learns] += 1  # until it is in `active` (see _resume)
         try:
             prior = await prior_trials(self.store, spec)
+            if warnings is not None and (warning := resume_from_warning(spec, prior)):
+                warnings.append(warning)
             exp_id = await self.store.create_experiment(
                 name=spec.name, spec=spec.to_dict(), seed=seed, priority=spec.priority,
                 owner_uid=owner_uid,
@@ -760,6 +776,8 @@ class Scheduler:
         would ask it (a pure function of the log), in a worker thread: gp may think a while."""
         if len(exp.trials) >= exp.max_trials:
             return f"all of its max_trials ({exp.max_trials}) have run"
+        if exp.next_point() is not None:
+            return None  # a point of points_to_evaluate runs, whatever the search says
         try:
             answer = await _suggest(exp, len(exp.trials), in_thread=True)
         except Exception:  # the run will fail on it, and say so

@@ -281,8 +281,9 @@ class Server:
             spec = await anyio.to_thread.run_sync(
                 lambda: parse_experiment(args.get("experiment"), base_dir=base_dir,
                                          source=source, home=home))
-        exp_id = await self.scheduler.submit(spec, uid, source=source)
-        return {"id": exp_id, "name": spec.name, "warnings": list(spec.warnings())}
+        warnings = list(spec.warnings())  # the file's; the scheduler adds the daemon's
+        exp_id = await self.scheduler.submit(spec, uid, source=source, warnings=warnings)
+        return {"id": exp_id, "name": spec.name, "warnings": warnings}
 
     async def _experiment_row(self, name: Any) -> dict[str, Any]:
         if not isinstance(name, str):

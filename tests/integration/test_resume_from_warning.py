@@ -1,0 +1,58 @@
+"""``gpusched submit`` warns when ``resume_from`` names an experiment that its search cannot
+learn from: no finished trial reported the metric, or none has params in the new space. The
+search then starts from scratch; the submit goes through all the same."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.integration.harness import running_daemon, trial_script
+
+WARNING = "gpusched: warning: resume_from: "
+SCRATCH = ", so the search has nothing to learn from it and starts from scratch, as without" \
+          " resume_from\n"
+
+
+def probe(out: Path, **overrides: Any) -> dict[str, Any]:
+    """One probe.py trial (score = x) over x in [0, 1]."""
+    out.mkdir(exist_ok=True)
+    return {"command": [sys.executable, trial_script("probe.py"), "--out", str(out)],
+            "metric": "score", "goal": "maximize", "max_trials": 1,
+            "search": {"algorithm": "grid"},
+            "params": [{"name": "x", "type": "double", "min": 0.0, "max": 1.0}], **overrides}
+
+
+def test_submit_warns_when_the_earlier_experiment_has_nothing_to_teach(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    files = {
+        # It reported `score`, never `loss`.
+        "other-metric": probe(out, metric="loss", goal="minimize"),
+        # Its trial ran at x = 0, outside this space.
+        "other-space": probe(out, params=[{"name": "x", "type": "double", "min": 2.0,
+                                           "max": 3.0}]),
+        "usable": probe(out),
+    }
+    with running_daemon(tmp_path / "d") as d:
+        first = d.submit(probe(out), name="first")
+        assert d.wait_experiment(first)["state"] == "completed"
+        answers = {}
+        for name, experiment in files.items():
+            path = tmp_path / f"{name}.yaml"
+            path.write_text(yaml.safe_dump({"name": name, **experiment,
+                                            "resume_from": "first"}))
+            answers[name] = d.cli("submit", str(path))
+        ids = {e["name"]: e["id"] for e in d.client.experiments()}
+    assert all(a.returncode == 0 for a in answers.values()), answers
+    assert answers["other-metric"].stderr == (
+        f"{WARNING}{first} has no finished trial (completed, or stopped) that reported 'loss'"
+        f"{SCRATCH}")
+    assert answers["other-space"].stderr == (
+        f"{WARNING}none of the 1 finished trials of {first} has params that fit this"
+        f" experiment's (the first: 'x': 0.0 is outside [2.0, 3.0]){SCRATCH}")
+    assert answers["usable"].stderr == ""
+    # Warned, not refused: each was submitted.
+    assert set(ids) == {"first", *files}
