@@ -3,7 +3,9 @@
 A daemon killed with SIGKILL leaves its trials running, in sessions of their own, parented to
 init. The restarted daemon cannot wait for them (they are not its children) and so cannot learn
 their exit status; it stops them (SIGTERM, the grace period, SIGKILL) before it places any
-trial, so that no trial ever runs twice at once, and requeues them (see ``restore.py``).
+trial, so that no trial ever runs twice at once, and requeues them (see ``restore.py``: one
+whose leader had exited, its report file ending with its status line, is recorded as that line
+says; the pids found here tell whether it had exited).
 
 They are found by ``GPUSCHED_TRIAL_DIR`` in their environment, which every process of a trial
 inherits and which names one trial of one state folder, and then by session: a process that

@@ -44,14 +44,22 @@ class ReportCollector:
         none (then its first report stands for it).
         ``status_from``: the report file's size when this attempt started; a status line
         before it is an earlier attempt's, and does not say how this one ended.
+
+        An attempt that starts now may rewrite the report file (a retry that opens it with
+        ``"w"``) rather than append to it: the earlier attempt's last bytes are kept now, and
+        if they change the file is read from its start (see :class:`ReportFileReader`). A
+        trial folder made just now has none, and costs no syscall. hypertune's file needs no
+        such care: its entries are taken by their timestamps, whatever rewrote it.
         """
+        now = started_at == "now"
         if resume_at is not None:
             self._reports = ReportFileReader(files.reports, offset=resume_at.report_offset,
-                                             status_from=status_from)
+                                             status_from=status_from, watch_rewrite=now)
             self._hypertune = HypertuneFileReader(files.hypertune, metric_tag,
                                                   taken_through=resume_at.hypertune_ts)
         else:
-            self._reports = ReportFileReader(files.reports, offset=regular_file_size(files.reports))
+            self._reports = ReportFileReader(files.reports, offset=regular_file_size(files.reports),
+                                             watch_rewrite=now)
             self._hypertune = HypertuneFileReader(files.hypertune, metric_tag)
             if regular_file_size(files.hypertune):
                 self._hypertune.poll(final=True)  # earlier attempts' entries: already stored

@@ -6,7 +6,9 @@ it exits:
 - :class:`ReportFileReader` tails ``GPUSCHED_REPORT_FILE``: JSON Lines that the trial appends.
   Only new bytes are read, in big chunks; a trailing line without ``"\\n"`` is half-written and
   waits for the next poll, except at the final poll, where a complete JSON object is accepted.
-  A ``{"status": "failed"|"fatal", "reason": ...}`` line is not a report: it sets ``status``.
+  A ``{"status": "failed"|"fatal", "reason": ...}`` line is not a report: it sets ``status``
+  (:func:`status_at_end` finds the one a file ends with, for a restarted daemon). A file that
+  shrank, or that a retry rewrote (``watch_rewrite``), is read again from its start.
 - :class:`HypertuneFileReader` reads ``CLOUD_ML_HP_METRIC_FILE``, which Google's
   ``cloudml-hypertune`` rewrites whole at every report, keeping its last 100 entries, each like
   ``{"global_step": "3", "<tag>": "0.91", "timestamp": 1525851440.12, "trial": "0"}``.
@@ -36,11 +38,11 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "Metric", "Report", "ReportFileReader", "HypertuneFileReader", "AutoFill",
-    "regular_file_size",
+    "regular_file_size", "StatusLine", "status_at_end",
 ]
 
 Metric = float | int | str
@@ -53,6 +55,10 @@ _CHUNK = 8 << 20  # bytes per read: large, so 100k small lines cost a handful of
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _MAX_POLL = 64 << 20  # bytes per poll while the trial runs: a backlog is read in slices
 _MAX_PENDING = 16 << 20  # a "line" this long without a newline is garbage, not a slow writer
+# Of an earlier attempt's bytes, the last this many are kept to see a retry's rewrite: two or
+# three lines (gpusched.trial.report's hold their "_t" times, which no rewrite repeats).
+_WATCHED = 256
+_STATUS_TAIL = 64 << 10  # bytes read from a report file's end to find its status line
 # hypertune's file holds 100 short entries: one this big is not its, and is not read (whole,
 # at every change, it would take the daemon's memory).
 _MAX_HYPERTUNE_FILE = 64 << 20
@@ -233,10 +239,19 @@ class ReportFileReader(_Problems):
     """Tails a JSON Lines report file; :meth:`poll` returns the reports that are new."""
 
     def __init__(self, path: str | os.PathLike[str], offset: int = 0,
-                 *, status_from: int = 0) -> None:
+                 *, status_from: int = 0, watch_rewrite: bool = False) -> None:
         """``status_from``: where this attempt's own lines begin. A status line before it was
         an earlier attempt's (one interrupted before its lines were read): its reports count,
-        its status does not (it would decide how this attempt ended)."""
+        its status does not (it would decide how this attempt ended).
+
+        ``watch_rewrite``: the ``offset`` bytes before were an earlier attempt's, and the
+        attempt about to start may rewrite the file rather than append to it (a trainer that
+        opens it with ``"w"``). What they are now is kept: if they change, the file is read
+        again from its start, all of it this attempt's. Without this, only a file that
+        shrank below ``offset`` was seen to be rewritten, and a retry that wrote more than
+        ``offset`` bytes before the first poll lost its first reports. Bytes rewritten the
+        same as before cannot be told from bytes kept: they are taken as the stored reports.
+        """
         super().__init__()
         self.path = Path(path)
         self.offset = offset  # bytes consumed, pending bytes included
@@ -245,6 +260,19 @@ class ReportFileReader(_Problems):
         self._dropped: set[str] = set()  # names whose values were dropped, said once each
         self._pending = b""
         self._line = 0
+        # While watched: the earlier attempt's last bytes, as they were (None: there were none
+        # to read). Watched until this attempt is seen appending after them.
+        self._earlier: bytes | None = None
+        self._watching = watch_rewrite and offset > 0  # a new folder's reader: no syscall
+        if self._watching:
+            try:
+                self._earlier = _bytes_before(self.path, offset)
+            except FileNotFoundError:
+                pass  # gone: whatever is there later is this attempt's
+            except _NotAReportFile:
+                pass  # a link, a FIFO...: not read; a file there later is this attempt's
+            except OSError:
+                self._watching = False  # not read now (EIO, EACCES): nothing to compare with
 
     def __repr__(self) -> str:
         return f"<ReportFileReader {self.path} offset={self.offset} skipped={self.skipped}>"
@@ -292,22 +320,36 @@ class ReportFileReader(_Problems):
         fd, size = _open_report_file(self.path)
         try:
             if size < self.offset:
-                self._problem(f"file shrank to {size} bytes; read again from its start", skip=False)
-                self.offset, self._pending, self._line = 0, b"", 0
-                self._status_from = 0  # rewritten since: all of it is this attempt's
-            end = size if limit is None else min(size, self.offset + limit)
+                self._start_over(f"file shrank to {size} bytes")
+            data = _read_range(fd, self.offset, _end(self.offset, size, limit))
+            if self._watching:
+                data = self._unless_rewritten(fd, data, limit)
             # Consumed only once all is read: after a failed read (EIO) it is read again.
-            at, chunks = self.offset, []
-            while at < end:
-                chunk = os.pread(fd, min(_CHUNK, end - at), at)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                at += len(chunk)
-            self.offset = at
-            return b"".join(chunks)
+            self.offset += len(data)
+            return data
         finally:
             os.close(fd)
+
+    def _unless_rewritten(self, fd: int, data: bytes, limit: int | None) -> bytes:
+        """``data``, read on after the earlier attempt's bytes; or, if this attempt rewrote
+        those, the file from its start. Looked at after ``data`` was read, so that a rewrite
+        racing that read is seen too."""
+        at = self.offset  # where the earlier attempt's bytes end: nothing is consumed yet
+        if _bytes_at(fd, at) == self._earlier:
+            if data:
+                self._watching = False  # this attempt appends: the earlier bytes stay
+            return data
+        self._start_over(f"file rewritten: its first {at} bytes, an earlier attempt's, changed"
+                         " since this attempt started")
+        return _read_range(fd, 0, _end(0, os.fstat(fd).st_size, limit))
+
+    def _start_over(self, why: str) -> None:
+        """The file is not what was read: read it again from its start, all of it this
+        attempt's (a status line in it too)."""
+        self._problem(f"{why}; read again from its start", skip=False)
+        self.offset, self._pending, self._line = 0, b"", 0
+        self._status_from = 0
+        self._watching = False
 
     def _parse(self, lines: list[str], buf: bytes, buf_at: int) -> list[Report]:
         """The reports of ``lines``, decoded from ``buf``, which starts at byte ``buf_at``."""
@@ -349,6 +391,38 @@ class ReportFileReader(_Problems):
         return reports
 
 
+def _end(start: int, size: int, limit: int | None) -> int:
+    """Where a read from ``start`` of a file of ``size`` bytes stops: at most ``limit`` on."""
+    return size if limit is None else min(size, start + limit)
+
+
+def _read_range(fd: int, start: int, end: int) -> bytes:
+    """The bytes of ``fd`` from ``start`` to ``end`` (fewer if the file is shorter now)."""
+    at, chunks = start, []
+    while at < end:
+        chunk = os.pread(fd, min(_CHUNK, end - at), at)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        at += len(chunk)
+    return b"".join(chunks)
+
+
+def _bytes_at(fd: int, end: int) -> bytes:
+    """The last :data:`_WATCHED` bytes before ``end`` (fewer in a shorter file)."""
+    start = max(0, end - _WATCHED)
+    return os.pread(fd, end - start, start)
+
+
+def _bytes_before(path: Path, end: int) -> bytes:
+    """:func:`_bytes_at` of the report file at ``path``; its errors as for a read of it."""
+    fd, _ = _open_report_file(path)
+    try:
+        return _bytes_at(fd, end)
+    finally:
+        os.close(fd)
+
+
 def _line_start(buf: bytes, index: int) -> int:
     """Where line ``index`` (from 0) of ``buf`` starts in it. Lines are split on b"\\n" as
     their decoded text is on "\\n": a 0x0A byte is a newline in UTF-8 whatever surrounds it."""
@@ -356,6 +430,47 @@ def _line_start(buf: bytes, index: int) -> int:
     for _ in range(index):
         at = buf.index(b"\n", at) + 1
     return at
+
+
+class StatusLine(NamedTuple):
+    """The ``{"status": ...}`` line a report file ends with, and when the file was last
+    written (its mtime: when that line was written)."""
+
+    status: str  # "failed" or "fatal"
+    reason: str
+    written_at: float
+
+
+def status_at_end(path: str | os.PathLike[str]) -> StatusLine | None:
+    """The status line that the report file at ``path`` ends with (its last line that is not
+    blank), or None: for a file that ends with anything else, or that is not there or not
+    read (see :func:`_open_report_file`). For a restarted daemon, which did not see the
+    attempt end: nothing after that line, the attempt stopped once it had written it."""
+    try:
+        fd, size = _open_report_file(Path(path))
+    except OSError:
+        return None
+    try:
+        written_at = os.fstat(fd).st_mtime
+        start = max(0, size - _STATUS_TAIL)
+        tail = _read_range(fd, start, size).rstrip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    cut = tail.rfind(b"\n")
+    if cut < 0 and start > 0:
+        return None  # a last line longer than a status line is
+    line = tail[cut + 1:].decode("utf-8", "replace")
+    raw = _object(line)
+    if raw is None:
+        return None
+    status = raw.get("status")
+    if type(status) is not str or status not in _STATUSES:
+        return None
+    if _escapes_surrogate(line):
+        raw = _without_surrogates(raw)
+    return StatusLine(status, _text(raw.get("reason", "")), written_at)
 
 
 def _number(text: str) -> Metric:

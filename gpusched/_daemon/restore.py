@@ -7,13 +7,14 @@ so the search plugins (pure functions of these views) continue the same search.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from gpusched._daemon.experiment import ExperimentRun, TrialRun, objective_of, stopped_at_bound
 from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.report_collector import ReportCollector
+from gpusched._daemon.reports import StatusLine, status_at_end
 from gpusched._daemon.store import ReadPosition, Store, encode_reports
 from gpusched._spec_check import Problems
 from gpusched.log import get_logger
@@ -25,6 +26,11 @@ __all__ = ["resolve_resume_from", "prior_trials", "restore_trials"]
 
 log = get_logger("gpusched.restore")
 INTERRUPTED_REASON = "the daemon went down while it ran"
+# In the reason of a trial that ended, as its status line said, while no daemon watched it.
+UNKNOWN_EXIT = "exit code not known: it ended while the daemon was down"
+# The scheduler's: the events that begin a run of an experiment, and those that decide its end.
+_STARTS = ("experiment_submitted", "experiment_resumed")
+_END_DECIDED = ("experiment_failing", "experiment_cancel_requested")
 # States in which a killed daemon may have left an attempt of the trial running.
 _MAY_HAVE_RUN = (TrialState.RUNNING, TrialState.QUEUED, TrialState.INTERRUPTED)
 
@@ -111,11 +117,15 @@ async def restore_trials(
     and stored; it is recorded ``interrupted`` and, like one interrupted by a graceful stop or
     never started, queued to run again with its params and checkpoint folder. ``stopped``:
     trial folder -> the pids of its leftover processes that were stopped (see recovery.py).
+
+    But an attempt that ended on its own saying how (its report file ends with its status
+    line) is recorded as it said: ``failed``, not run again (see :func:`_said_at_its_end`).
     """
     stopped = stopped or {}
     rows = await store.trials(exp.id)
     series = await store.metric_series(exp.id, [r["number"] for r in rows], exp.spec.metric)
     retried = await store.event_counts(exp.id, "trial_retrying")
+    endings: list[_SaidEnding] = []
     for r in rows:
         state = TrialState(r["state"])
         pairs = series.get(r["number"], [])
@@ -131,26 +141,9 @@ async def restore_trials(
         exp.trials[trial.number] = trial
         pids = stopped.get(r["dir"], [])
         if state in _MAY_HAVE_RUN:
-            # A queued or interrupted trial may have been started again by a daemon killed
-            # before it could record that: its files are read as well.
-            # The attempt that was running started when the log says; one that the log never
-            # recorded, at a time it does not know.
-            started_at = r["started_at"] if state is TrialState.RUNNING else None
-            recovered = await _read_what_is_left(store, exp, trial, TrialFiles(Path(r["dir"])),
-                                                 started_at)
-            if state is not TrialState.RUNNING and (pids or recovered):
-                # An attempt ran that the log never recorded (its reports past the stored
-                # position can be no one else's: a recorded end reads them all): it counts.
-                trial.attempts += 1
-            if state is TrialState.RUNNING or pids or recovered:
-                trial.state = TrialState.INTERRUPTED
-                await store.record_trial(
-                    exp.id, trial.number, {"state": "interrupted", "reason": INTERRUPTED_REASON,
-                                           "attempts": trial.attempts},
-                    "trial_interrupted", reason=INTERRUPTED_REASON, stopped_pids=pids,
-                    reports_recovered=recovered)
-                log.info("trial_interrupted", trial=f"{exp.id}/{trial.number}",
-                         stopped_pids=pids, reports_recovered=recovered)
+            ending = await _cut_off(store, exp, trial, r, pids)
+            if ending is not None:
+                endings.append(ending)
         elif pids:
             # Its outcome is recorded; what was stopped were stragglers of it.
             log.warning("finished_trial_processes_stopped", trial=f"{exp.id}/{trial.number}",
@@ -158,6 +151,113 @@ async def restore_trials(
         if trial.state in (TrialState.INTERRUPTED, TrialState.QUEUED):
             trial.objective = None  # it runs again: its result comes from that run
             exp.requeued.append(trial.number)
+    if endings:
+        await _record_said_endings(store, exp, endings)
+
+
+@dataclass(frozen=True)
+class _SaidEnding:
+    """A cut-off attempt that ended on its own, as its status line said: to be recorded."""
+
+    trial: TrialRun
+    said: StatusLine
+    stopped_pids: list[int]
+    recovered: int
+
+
+async def _cut_off(store: Store, exp: ExperimentRun, trial: TrialRun, row: dict[str, Any],
+                   pids: list[int]) -> _SaidEnding | None:
+    """Conclude an attempt of ``trial`` that may have been cut off by a crash: read what it
+    reported; record it ``interrupted`` (it runs again), or, when it ended saying how, make it
+    ``failed`` and hand that back (the failure rules judge it once all trials are read)."""
+    state = TrialState(row["state"])
+    files = TrialFiles(Path(row["dir"]))
+    # A queued or interrupted trial may have been started again by a daemon killed before
+    # it could record that: its files are read as well.
+    # The attempt that was running started when the log says; one that the log never
+    # recorded, at a time it does not know.
+    started_at = row["started_at"] if state is TrialState.RUNNING else None
+    recovered = await _read_what_is_left(store, exp, trial, files, started_at)
+    said = _said_at_its_end(files, row, pids)
+    if state is not TrialState.RUNNING and (pids or recovered or said):
+        # An attempt ran that the log never recorded (its reports past the stored
+        # position can be no one else's: a recorded end reads them all; nor can a status
+        # line written since its row's last time): it counts.
+        trial.attempts += 1
+    if said is not None:
+        trial.state, trial.objective, trial.at_bound = TrialState.FAILED, None, False
+        return _SaidEnding(trial, said, pids, recovered)
+    if state is TrialState.RUNNING or pids or recovered:
+        trial.state = TrialState.INTERRUPTED
+        await store.record_trial(
+            exp.id, trial.number, {"state": "interrupted", "reason": INTERRUPTED_REASON,
+                                   "attempts": trial.attempts},
+            "trial_interrupted", reason=INTERRUPTED_REASON, stopped_pids=pids,
+            reports_recovered=recovered)
+        log.info("trial_interrupted", trial=f"{exp.id}/{trial.number}",
+                 stopped_pids=pids, reports_recovered=recovered)
+    return None
+
+
+def _said_at_its_end(files: TrialFiles, row: dict[str, Any], pids: list[int]
+                     ) -> StatusLine | None:
+    """How the cut-off attempt said it ended, when it ended on its own: None unless its report
+    file ends with a status line (``failed`` or ``fatal``) that it wrote, and it exited.
+
+    - It exited: its leader (the pid the log has) is not among the processes stopped now.
+      One stopped now ended by this daemon's hand, whatever it said, and runs again. The
+      leader of an attempt the log never recorded is not known: none of its may be left.
+    - It wrote that line: the file was last written after the last time the log has for the
+      trial (the attempt's start; an earlier attempt's end). No two attempts run at once, so
+      an earlier attempt's line was written before then.
+    Its exit code is not known (it was not this daemon's child), nor so whether it exited
+    non-zero, as a status line asks; a line with nothing after it is taken to say it did.
+    """
+    leader = row["pid"] if TrialState(row["state"]) is TrialState.RUNNING else None
+    if (leader in pids) if leader is not None else bool(pids):
+        return None
+    said = status_at_end(files.reports)
+    if said is None:
+        return None
+    since = max((t for t in (row["started_at"], row["ended_at"]) if t is not None),
+                default=None)
+    return said if since is None or said.written_at >= since else None
+
+
+async def _record_said_endings(store: Store, exp: ExperimentRun,
+                               endings: list[_SaidEnding]) -> None:
+    """Record each ending ``failed`` with its status line's reason, and the failure rules'
+    decision with it (an ``experiment_failing`` event), as the daemon that saw it end would
+    have (see TrialRunner._finish): a fatal error fails the experiment. Judged once all trials
+    are read, as the rules look at the others. A decision made before the crash (a rule
+    fired, a cancel) stands, and only the first is made: no trial's end decides again."""
+    decided = await _end_decided(store, exp.id)
+    for ending in endings:
+        trial, said = ending.trial, ending.said
+        reason = f"{said.reason} ({UNKNOWN_EXIT})"
+        fatal = said.reason if said.status == "fatal" else None
+        failing = None if decided else exp.failing_after(trial, fatal)
+        # The scheduler takes the decision up from its event, as one made before the crash.
+        decided = decided or failing is not None
+        await store.record_trial(
+            exp.id, trial.number,
+            {"state": TrialState.FAILED.value, "reason": reason, "objective": None,
+             "exit_code": None, "exit_signal": None, "ended_at": said.written_at,
+             "attempts": trial.attempts},
+            "trial_ended", experiment_event=None if failing is None else (
+                "experiment_failing", {"reason": failing}),
+            state=TrialState.FAILED.value, reason=reason, exit_code=None, exit_signal=None,
+            attempt=trial.attempts, stopped_pids=ending.stopped_pids,
+            reports_recovered=ending.recovered)
+        log.info("trial_ended", trial=f"{exp.id}/{trial.number}", state="failed",
+                 reason=reason, reports_recovered=ending.recovered)
+
+
+async def _end_decided(store: Store, exp_id: str) -> bool:
+    """Whether a failure rule fired, or a cancel was asked, since the experiment's last
+    submit or resume (as the scheduler reads them back at a restart)."""
+    last = await store.last_event(exp_id, (*_STARTS, *_END_DECIDED))
+    return last is not None and last["kind"] in _END_DECIDED
 
 
 async def _read_what_is_left(

@@ -208,3 +208,139 @@ async def test_reports_of_an_attempt_the_log_never_recorded_count_on_monotonical
         new_lines=_lines({"acc": 0.3, "_t": T0 + 500}, {"acc": 0.4, "_t": T0 + 530}))
     assert [(r["training_iteration"], r["time_total_s"]) for r in reports[1:]] == [(2, 20),
                                                                                    (3, 50)]
+
+
+# -- an attempt that ended, saying how, while the daemon was down (restore) ---------------------
+
+STATUS = '{"status": "failed", "reason": "out of data"}\n'
+FATAL = '{"status": "fatal", "reason": "license expired"}\n'
+
+
+async def _restored_with(
+    tmp_path: Path, *, state: TrialState = TrialState.RUNNING, ending: str = STATUS,
+    started_at: float = T0, ended_at: float | None = None, written_at: float = T0 + 60,
+    stopped_pids: tuple[int, ...] = (), events: tuple[str, ...] = ("experiment_submitted",),
+    number: int = 1, max_failed_trials: int | None = 10,
+) -> tuple[ExperimentRun, dict[str, Any], list[dict[str, Any]]]:
+    """A log whose trial ``number`` (pid 4242) is in ``state``, one report stored, and a
+    report file that goes on with a report and ``ending``, last written at ``written_at``;
+    ``stopped_pids``: its processes that the restart stopped. Restored: the experiment, the
+    trial's row and its events."""
+    limits = {} if max_failed_trials is None else {"max_failed_trials": max_failed_trials}
+    spec = parse_experiment({"name": "exp", "command": "python t.py", "metric": "acc", **limits,
+                             "params": [{"name": "x", "type": "discrete", "values": [1, 2]}]},
+                            base_dir=tmp_path)
+    files = TrialFiles(tmp_path / "t")
+    files.dir.mkdir()
+    stored_lines = _lines({"acc": 0.1, "_t": T0 + 10})
+    files.reports.write_text(stored_lines + _lines({"acc": 0.2, "_t": T0 + 50}) + ending)
+    os.utime(files.reports, (written_at, written_at))
+    async with open_store(tmp_path / "log.db") as store:
+        exp_id = await store.create_experiment(name="exp", spec=spec.to_dict(), seed=0,
+                                               priority=0, owner_uid=os.getuid())
+        for kind in events:
+            await store.add_event(kind, exp_id)
+        for n in range(number):  # the trials before it completed
+            await store.create_trial(exp_id, n, {"x": 1}, str(tmp_path / f"t{n}"))
+            await store.update_trial(exp_id, n, state="completed", objective=0.5)
+        await store.create_trial(exp_id, number, {"x": 1}, str(files.dir))
+        await store.update_trial(exp_id, number, state=state.value, started_at=started_at,
+                                 ended_at=ended_at, attempts=1, pid=4242)
+        await store.add_encoded_reports(
+            exp_id, number, 0, [json.dumps({"acc": 0.1, "training_iteration": 1})],
+            read_to=ReadPosition(len(stored_lines), None))
+        search = make_search_plugin("random", spec.space(), goal=spec.goal, seed=0, options={})
+        exp = ExperimentRun(exp_id, int(exp_id[1:]), spec, 0, search, [])
+        await restore_trials(store, exp, {str(files.dir): list(stopped_pids)})
+        row = await store.trial(exp_id, number)
+        assert row is not None
+        return exp, row, await store.events(exp_id)
+
+
+async def test_an_attempt_that_ended_with_its_status_line_while_the_daemon_was_down_failed(
+    tmp_path: Path,
+) -> None:
+    exp, row, events = await _restored_with(tmp_path)
+    reason = "out of data (exit code not known: it ended while the daemon was down)"
+    assert (row["state"], row["reason"], row["attempts"]) == ("failed", reason, 1)
+    assert (row["exit_code"], row["ended_at"], row["reports"]) == (None, T0 + 60, 2)
+    assert exp.trials[1].state is TrialState.FAILED and exp.requeued == []
+    [ended] = [e for e in events if e["kind"] == "trial_ended"]
+    assert ended["data"]["reason"] == reason and ended["data"]["reports_recovered"] == 1
+    assert not any(e["kind"] in ("trial_interrupted", "experiment_failing") for e in events)
+
+
+async def test_stragglers_stopped_at_the_restart_do_not_undo_what_the_leader_said(
+    tmp_path: Path,
+) -> None:
+    # The leader (4242) had exited; a data loader worker it left behind was stopped now.
+    _, row, _ = await _restored_with(tmp_path, stopped_pids=(4300,))
+    assert row["state"] == "failed"
+
+
+async def test_an_attempt_whose_leader_was_stopped_at_the_restart_runs_again(
+    tmp_path: Path,
+) -> None:
+    # It was still there (in its teardown, say): this daemon ended it, and it runs again.
+    exp, row, _ = await _restored_with(tmp_path, stopped_pids=(4242, 4300))
+    assert (row["state"], row["reason"]) == ("interrupted", "the daemon went down while it ran")
+    assert exp.requeued == [1]
+
+
+async def test_an_earlier_attempts_status_line_does_not_end_the_cut_off_one(
+    tmp_path: Path,
+) -> None:
+    # Written before this attempt started (by one cancelled, then resumed): not its word.
+    exp, row, _ = await _restored_with(tmp_path, written_at=T0 - 5)
+    assert row["state"] == "interrupted" and exp.requeued == [1]
+
+
+async def test_a_report_after_the_status_line_leaves_the_attempt_to_run_again(
+    tmp_path: Path,
+) -> None:
+    _, row, _ = await _restored_with(tmp_path, ending=STATUS + _lines({"acc": 0.3}))
+    assert row["state"] == "interrupted"
+
+
+async def test_a_fatal_status_line_fails_the_experiment_at_the_restart(tmp_path: Path) -> None:
+    exp, row, events = await _restored_with(tmp_path, ending=FATAL)
+    assert row["state"] == "failed"
+    assert row["reason"].startswith("license expired (exit code not known")
+    [failing] = [e for e in events if e["kind"] == "experiment_failing"]
+    assert failing["data"]["reason"] == f"trial {exp.id}/1 raised a fatal error: license expired"
+
+
+async def test_the_first_trials_failure_at_the_restart_is_judged_by_the_rules(
+    tmp_path: Path,
+) -> None:
+    # As the live daemon: without max_failed_trials, the first trial's failure ends it.
+    exp, _, events = await _restored_with(tmp_path, number=0, max_failed_trials=None)
+    assert exp.trials[0].state is TrialState.FAILED
+    [failing] = [e for e in events if e["kind"] == "experiment_failing"]
+    assert failing["data"]["reason"].startswith("the first trial failed")
+
+
+async def test_a_decision_made_before_the_crash_is_not_made_again(tmp_path: Path) -> None:
+    # A cancel was asked before the crash: the experiment ends cancelled, not failed.
+    _, row, events = await _restored_with(
+        tmp_path, ending=FATAL, events=("experiment_submitted", "experiment_cancel_requested"))
+    assert row["state"] == "failed"
+    assert not any(e["kind"] == "experiment_failing" for e in events)
+
+
+async def test_an_attempt_the_log_never_recorded_that_said_it_failed_counts(
+    tmp_path: Path,
+) -> None:
+    # Queued for a retry at T0 + 20; a daemon started it again and was killed before it
+    # recorded that. The status line written since is that attempt's.
+    exp, row, _ = await _restored_with(tmp_path, state=TrialState.QUEUED, started_at=T0,
+                                       ended_at=T0 + 20)
+    assert (row["state"], row["attempts"]) == ("failed", 2)
+    assert exp.requeued == []
+
+
+async def test_a_queued_trials_older_status_line_is_not_a_new_attempts(tmp_path: Path) -> None:
+    # Interrupted at T0 + 80 (graceful stop), after it wrote the line: nothing ran since.
+    exp, row, _ = await _restored_with(tmp_path, state=TrialState.INTERRUPTED, started_at=T0,
+                                       ended_at=T0 + 80, ending=FATAL)
+    assert row["state"] == "interrupted" and exp.requeued == [1]

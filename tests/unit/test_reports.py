@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 
 from gpusched._daemon import reports as reports_module
-from gpusched._daemon.reports import AutoFill, HypertuneFileReader, Report, ReportFileReader
+from gpusched._daemon.reports import (
+    AutoFill,
+    HypertuneFileReader,
+    Report,
+    ReportFileReader,
+    StatusLine,
+    status_at_end,
+)
 
 
 def _append(path: Path, data: str | bytes) -> None:
@@ -234,6 +241,55 @@ def test_many_reports_in_one_poll(tmp_path: Path) -> None:
     reports = ReportFileReader(path).poll()
     assert len(reports) == 50_000
     assert reports[-1].values == {"step": 49_999, "acc": 4999.9}
+
+
+# -- status_at_end: how an attempt a restarted daemon did not watch said it ended -------------
+
+
+def test_the_status_line_a_report_file_ends_with_is_found(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    _append(path, '{"acc": 1}\n{"status": "failed", "reason": "early"}\n{"acc": 2}\n'
+                  '{"status": "fatal", "reason": "license expired"}\n\n')
+    said = status_at_end(path)
+    assert said == StatusLine("fatal", "license expired", path.stat().st_mtime)
+
+
+@pytest.mark.parametrize("ending", [
+    '{"status": "failed", "reason": "x"}\n{"acc": 2}\n',  # reported after it
+    '{"status": "ok", "reason": "x"}\n',  # no status: a metric
+    '{"status": ["failed"], "reason": "x"}\n',
+    '{"status": "failed", "reas',  # cut off as it was written
+    "",
+])
+def test_a_report_file_that_ends_otherwise_says_nothing(tmp_path: Path, ending: str) -> None:
+    path = tmp_path / "reports.jsonl"
+    _append(path, '{"acc": 1}\n' + ending)
+    assert status_at_end(path) is None
+
+
+def test_a_status_line_without_its_newline_counts(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    _append(path, '{"status": "failed", "reason": "no data in shard 0"}')
+    assert status_at_end(path) == ("failed", "no data in shard 0", path.stat().st_mtime)
+
+
+def test_the_status_line_of_a_long_report_file_is_read_from_its_end(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    _append(path, '{"acc": 1}\n' * 100_000 + '{"status": "failed", "reason": "\\udcff"}\n')
+    said = status_at_end(path)
+    assert said is not None and (said.status, said.reason) == ("failed", "\\udcff")
+    _append(path, '{"status": "failed", "reason": "' + "x" * (1 << 17) + '"}\n')
+    assert status_at_end(path) is None  # a last line longer than any status line is
+
+
+def test_no_report_file_or_one_not_read_says_nothing(tmp_path: Path) -> None:
+    assert status_at_end(tmp_path / "none.jsonl") is None
+    (tmp_path / "folder").mkdir()
+    assert status_at_end(tmp_path / "folder") is None
+    target = tmp_path / "target.jsonl"
+    target.write_text('{"status": "fatal", "reason": "planted"}\n')
+    (tmp_path / "link.jsonl").symlink_to(target)
+    assert status_at_end(tmp_path / "link.jsonl") is None
 
 
 # -- HypertuneFileReader ------------------------------------------------------------------------
