@@ -34,7 +34,18 @@ from gpusched.plugin_api import (
 from gpusched.spec import DEFAULT_MAX_TRIALS, ExperimentSpec
 
 __all__ = ["TrialRun", "ExperimentRun", "History", "objective_of", "stopped_at_bound",
-           "resume_from_warning"]
+           "resume_from_warning", "AUTO_FILLED_KEYS", "STOP_KEY_EVENT", "stop_keys_to_watch",
+           "see_stop_keys"]
+
+# Ray Tune's fields, which the daemon adds to every report: not what a trainer reported.
+AUTO_FILLED_KEYS = frozenset({"training_iteration", "time_total_s", "time_this_iter_s",
+                              "timestamp"})
+# The experiment's event that warns of a stop: key its trials never report.
+STOP_KEY_EVENT = "stop_key_never_reported"
+# The ends after which a trial's reports are judged complete: it ran its course. A trial
+# stopped early or failed may have ended before a key reported late (validation every 10
+# epochs) came: judging it would warn of a key that comes.
+_JUDGED_ENDS = frozenset({TrialState.COMPLETED})
 
 
 def stopped_at_bound(state: TrialState, reason: str | None) -> bool:
@@ -77,6 +88,25 @@ def _as_integers(space: SearchSpace, params: Mapping[str, Any]) -> Mapping[str, 
         if param.type is ParamType.INTEGER and isinstance(value, float) and value.is_integer():
             fixed[param.name] = int(value)
     return fixed
+
+
+def stop_keys_to_watch(spec: ExperimentSpec) -> set[str]:
+    """The keys of ``spec``'s ``stop:`` that a trainer must report itself for their bound to
+    stop anything: not the auto-filled ones (every report has them), nor the metric (a trial
+    that ends without it fails, saying so already)."""
+    return {key for key in spec.stop if key not in AUTO_FILLED_KEYS and key != spec.metric}
+
+
+def see_stop_keys(unseen: set[str], reports: Sequence[Mapping[str, Any]]) -> None:
+    """Take out of ``unseen`` each key that one of ``reports`` gives a value its bound can
+    compare: a number, not ``true``/``false``, not NaN (what the ``bounds`` plugin reads)."""
+    for key in [k for k in unseen if any(_comparable(r.get(k)) for r in reports)]:
+        unseen.discard(key)
+
+
+def _comparable(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and not math.isnan(value))
 
 
 def objective_of(values: list[float], rule: ObjectiveRule, goal: Goal) -> float | None:
@@ -231,6 +261,13 @@ class ExperimentRun:
     budget_spent: bool = False  # its time_budget is used up: no trial starts any more
     owner_uid: int | None = None  # who submitted it (SO_PEERCRED)
     run_as: RunAs | None = None  # the other user its trials run as (a root daemon's)
+    # The stop: keys no trial has reported yet (see unreported_stop_keys). Empty from the
+    # start without stop: keys, and once each key was seen or warned about: the report path
+    # then pays one test of an empty set.
+    unseen_stop_keys: set[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.unseen_stop_keys = stop_keys_to_watch(self.spec)
 
     def __repr__(self) -> str:
         return (f"<ExperimentRun {self.id} {self.state.value} trials={len(self.trials)}"
@@ -268,6 +305,29 @@ class ExperimentRun:
                 if taken == len(points):
                     return None
         return points[taken]
+
+    def unreported_stop_keys(self, trial: TrialRun) -> list[str]:
+        """The ``stop:`` keys to warn about as ``trial`` ends, in the file's order: those no
+        trial has reported yet (``unseen_stop_keys``), when it ran its course (completed)
+        having reported something; ``[]`` otherwise (a key may come only late in
+        training: a trial's end is the first time its reports say it never comes).
+
+        The keys are taken out of ``unseen_stop_keys``: each is warned about once, by the first
+        trial that ends without it. Call it where the trial's end is decided, before any
+        await, so that two trials ending at once do not both warn.
+
+        After a restart (or ``gpusched resume``) the set starts full again. A trial of the log
+        that had ended with reports means that every key was seen or warned about then (each
+        judged end takes every key still unseen): nothing is left to warn about.
+        """
+        if not self.unseen_stop_keys or trial.state not in _JUDGED_ENDS or not trial.reports:
+            return []
+        keys = [key for key in self.spec.stop if key in self.unseen_stop_keys]
+        self.unseen_stop_keys.clear()
+        if any(t is not trial and t.state in _JUDGED_ENDS and t.reports
+               for t in self.trials.values()):
+            return []  # judged before the daemon (re)started this experiment
+        return keys
 
     def running_count(self) -> int:
         """Trials started whose processes are not all gone yet."""

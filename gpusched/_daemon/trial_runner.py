@@ -20,7 +20,15 @@ import anyio
 
 from gpusched._daemon.budget import budget_argv, budget_environment
 from gpusched._daemon.devices import DeviceTable
-from gpusched._daemon.experiment import ExperimentRun, TrialRun, objective_of, stopped_at_bound
+from gpusched._daemon.experiment import (
+    AUTO_FILLED_KEYS,
+    STOP_KEY_EVENT,
+    ExperimentRun,
+    TrialRun,
+    objective_of,
+    see_stop_keys,
+    stopped_at_bound,
+)
 from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.launcher import (
     TrialFiles,
@@ -40,7 +48,7 @@ from gpusched.errors import StoreError
 from gpusched.log import get_logger
 from gpusched.models import TrialState
 
-__all__ = ["TrialRunner", "describe_exit"]
+__all__ = ["TrialRunner", "describe_exit", "unreported_stop_key_warning"]
 
 log = get_logger("gpusched.trial")
 # Up to this many unread report bytes (~100 typical lines) are read on the event loop.
@@ -61,21 +69,40 @@ def describe_exit(code: int, last_line: str | None = None) -> str:
     return f"{said}: {last_line}" if last_line else said
 
 
-# Ray Tune's fields, which the daemon adds to every report: not what a trainer reported.
-_AUTO_FILLED = frozenset({"training_iteration", "time_total_s", "time_this_iter_s", "timestamp"})
-
-
 def _without_the_metric(metric: str, last_report: Mapping[str, Any]) -> str:
     """Why a trial that exited 0 has no result, with what it did report: a misspelled metric
     (``val-loss`` for ``val_loss``) is then plain to see."""
     if metric in last_report:  # reported, but never as a finite number
         return f"exited 0 without a finite '{metric}' (only NaN, infinite or text values)"
-    reported = sorted(k for k in last_report if k not in _AUTO_FILLED)
-    if not reported:
+    if not (said := _what_it_reported(metric, last_report)):
         return f"exited 0 without reporting '{metric}'"
+    return f"exited 0 without reporting '{metric}'{said}"
+
+
+def unreported_stop_key_warning(key: str, trial: str, last_report: Mapping[str, Any]) -> str:
+    """The warning that ``trial`` (``e3/0``) ended without ever reporting the ``stop:`` key
+    ``key`` as a number, with what it reported last: a misspelled key (``val_acc`` for
+    ``val_accuracy``) is then plain to see."""
+    if key in last_report:  # reported, but not as a number the bound can compare
+        last = repr(last_report[key])
+        last = last if len(last) <= 40 else f"{last[:37]}..."
+        never = f"was never reported as a number by trial {trial} (its last value: {last})"
+        fix = "report it as a number"
+    else:
+        never = f"was never reported by trial {trial}{_what_it_reported(key, last_report)}"
+        fix = "name a key the trainer reports"
+    return f"stop: '{key}' {never}: that bound cannot stop a trial; {fix}"
+
+
+def _what_it_reported(wanted: str, last_report: Mapping[str, Any]) -> str:
+    """`` (it reported loss, val_accuracy) (did you mean 'val_accuracy'?)``: the keys of a
+    trial's last report that the trainer wrote itself, and the closest to ``wanted``; ``""``
+    when it wrote none."""
+    reported = sorted(k for k in last_report if k not in AUTO_FILLED_KEYS)
+    if not reported:
+        return ""
     shown = ", ".join(reported[:8]) + (", ..." if len(reported) > 8 else "")
-    return (f"exited 0 without reporting '{metric}' (it reported {shown})"
-            f"{did_you_mean(metric, reported)}")
+    return f" (it reported {shown}){did_you_mean(wanted, reported)}"
 
 
 class TrialRunner:
@@ -327,6 +354,8 @@ class TrialRunner:
                                               read_to=position)
         trial.read_position = position
         trial.take_reports(new, self.exp.spec.metric)
+        if self.exp.unseen_stop_keys:  # only until each stop: key is seen (or warned about)
+            see_stop_keys(self.exp.unseen_stop_keys, new)
         if self._stop_request is None:
             self._consult_stoppers(new)
 
@@ -341,6 +370,8 @@ class TrialRunner:
         batch = ReportBatch(trial.reports, encoded, collector.position)
         trial.read_position = collector.position
         trial.take_reports(new, self.exp.spec.metric)
+        if self.exp.unseen_stop_keys:
+            see_stop_keys(self.exp.unseen_stop_keys, new)
         return batch
 
     def _consult_stoppers(self, new: list[dict[str, Any]]) -> None:
@@ -420,9 +451,12 @@ class TrialRunner:
         """Record the end (with ``reports``, the last ones) and hand the trial back. ``mark``:
         the trial's report state before ``reports`` were taken in (``TrialRun.reports_mark``):
         if the log refuses the end, the trial runs again and must read them again."""
-        trial = self.trial
+        trial, exp = self.trial, self.exp
         trial.state, trial.objective = state, objective
         trial.at_bound = stopped_at_bound(state, reason)
+        # Decided here, with the state and before any await: a trial ending meanwhile does not
+        # warn about the same keys. Without stop: keys (or once each was seen), one test.
+        unreported = exp.unreported_stop_keys(trial) if exp.unseen_stop_keys else []
         if state in (TrialState.COMPLETED, TrialState.STOPPED):
             # A result, and no failure rule to judge: the experiment's next trial may be asked
             # for now, seeing this one's outcome, while it is written. The log's one writer
@@ -435,7 +469,6 @@ class TrialRunner:
         # daemon killed between two commits restarted with the failed trial and no decision,
         # and went on (a restart does not judge the rules again). Set before the write, so
         # that a trial ending meanwhile does not decide it a second time.
-        exp = self.exp
         failing = exp.failing_after(trial, fatal)
         if failing is not None:
             exp.failure = failing
@@ -456,11 +489,31 @@ class TrialRunner:
                 trial.back_to(mark)
             if failing is not None and exp.failure == failing:
                 exp.failure = None  # not recorded: the trial runs again, and decides again
+            exp.unseen_stop_keys.update(unreported)  # likewise: judged again at its end
             raise
         log.info("trial_ended", trial=self.key, state=state.value, reason=reason,
                  objective=objective)
+        if unreported:
+            await self._warn_unreported(unreported)
         self._release()
         await self._on_end(exp, trial, fatal, failing)
+
+    async def _warn_unreported(self, keys: Sequence[str]) -> None:
+        """Warn, once per key, that this trial ended without ever reporting these ``stop:``
+        keys (nor did any trial before it): in the daemon's log, and as an event of the
+        experiment, which ``gpusched show EXP`` prints. The trial's outcome stands: a bound is
+        optional, and one that cannot be reached only stops nothing."""
+        for key in keys:
+            warning = unreported_stop_key_warning(key, self.key, self.trial.last_report)
+            log.warning(STOP_KEY_EVENT, trial=self.key, key=key, warning=warning)
+            try:
+                await self._store.add_event(STOP_KEY_EVENT, self.exp.id, key=key,
+                                            reason=warning)
+            except StoreError as exc:
+                # A warning the log cannot take is no reason to undo the trial's recorded
+                # end; the daemon's log above has it.
+                log.error("stop_key_warning_not_recorded", trial=self.key, key=key,
+                          error=str(exc))
 
     def _release(self) -> None:
         if not self._released:

@@ -5,6 +5,10 @@ A trial stops as soon as one of its new reports has a value that reached its bou
 experiment's metric "reached" follows the goal (``maximize``: value >= bound, ``minimize``:
 value <= bound); every other key means value >= bound, as with ``training_iteration``. Reports
 without a key, or with a value that is not a number (or is NaN), are ignored for that key.
+
+A key that trials never report in such a value can stop nothing: the daemon warns about it
+once per experiment (the ``stop_key_never_reported`` event, see docs/experiment-file.md), and
+reads "reported" as this plugin does.
 """
 
 from __future__ import annotations

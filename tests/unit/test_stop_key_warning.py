@@ -1,0 +1,162 @@
+"""A ``stop:`` key that the trials never report is warned about once per experiment, at the
+first judged end of a trial without it (docs/experiment-file.md, ``stop``)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpusched._daemon.experiment import (
+    ExperimentRun,
+    TrialRun,
+    see_stop_keys,
+    stop_keys_to_watch,
+)
+from gpusched._daemon.trial_runner import _without_the_metric, unreported_stop_key_warning
+from gpusched.models import ExperimentState, TrialState
+from gpusched.plugins import make_search_plugin
+from gpusched.spec import parse_experiment
+
+PARAMS: list[dict[str, Any]] = [{"name": "x", "type": "double", "min": 0.0, "max": 1.0}]
+
+
+def run(tmp_path: Path, **settings: Any) -> ExperimentRun:
+    data = {"name": "exp", "command": "python train.py", "metric": "val_accuracy",
+            "params": PARAMS, **settings}
+    spec = parse_experiment(data, base_dir=tmp_path)
+    search = make_search_plugin(spec.search_algorithm, spec.space(), goal=spec.goal, seed=0,
+                                options=spec.search_options)
+    return ExperimentRun("e3", 3, spec, 0, search, [], state=ExperimentState.RUNNING)
+
+
+def ended(exp: ExperimentRun, state: TrialState, reports: int = 1) -> TrialRun:
+    """A trial of ``exp`` that ended in ``state`` with ``reports`` reports."""
+    trial = TrialRun(number=len(exp.trials), params={"x": 0.5}, state=state, reports=reports)
+    exp.trials[trial.number] = trial
+    return trial
+
+
+# --- which keys are watched -----------------------------------------------------------------
+
+
+def test_auto_filled_keys_and_the_metric_are_not_watched(tmp_path: Path) -> None:
+    exp = run(tmp_path, stop={"training_iteration": 50, "time_total_s": 60, "timestamp": 1,
+                              "time_this_iter_s": 9, "val_accuracy": 0.99, "val_acc": 0.95,
+                              "epoch": 10})
+    assert stop_keys_to_watch(exp.spec) == {"val_acc", "epoch"}
+    assert exp.unseen_stop_keys == {"val_acc", "epoch"}
+
+
+def test_without_stop_keys_nothing_is_watched(tmp_path: Path) -> None:
+    # The dispatch benchmark's case: the runner's one test finds an empty set.
+    exp = run(tmp_path)
+    assert exp.unseen_stop_keys == set()
+    assert exp.unreported_stop_keys(ended(exp, TrialState.COMPLETED)) == []
+
+
+# --- what counts as reported ----------------------------------------------------------------
+
+
+def test_a_number_is_seen_and_what_the_bound_cannot_compare_is_not() -> None:
+    unseen = {"a", "b", "c", "d", "e", "f"}
+    see_stop_keys(unseen, [{"a": 1, "b": True, "c": math.nan, "d": "0.9"},
+                           {"e": math.inf, "f": None, "x": 2.0}])
+    assert unseen == {"b", "c", "d", "f"}
+    see_stop_keys(unseen, [{"b": 0.5}])
+    assert unseen == {"c", "d", "f"}
+
+
+# --- when and how often it warns ------------------------------------------------------------
+
+
+def test_the_first_judged_end_warns_about_each_unseen_key_once(tmp_path: Path) -> None:
+    exp = run(tmp_path, stop={"val_acc": 0.95, "training_iteration": 50, "epoch": 10})
+    # In the file's order, whatever the set's.
+    assert exp.unreported_stop_keys(ended(exp, TrialState.COMPLETED)) == ["val_acc", "epoch"]
+    assert exp.unseen_stop_keys == set()
+    for state in (TrialState.COMPLETED, TrialState.STOPPED, TrialState.FAILED):
+        assert exp.unreported_stop_keys(ended(exp, state)) == []
+
+
+def test_a_completed_trial_is_judged(tmp_path: Path) -> None:
+    exp = run(tmp_path, stop={"val_acc": 0.95})
+    assert exp.unreported_stop_keys(ended(exp, TrialState.COMPLETED)) == ["val_acc"]
+
+
+@pytest.mark.parametrize(("state", "reports"), [
+    (TrialState.QUEUED, 3),  # a crash to be retried: its next attempt may report it
+    (TrialState.CANCELLED, 3),
+    (TrialState.INTERRUPTED, 3),
+    (TrialState.COMPLETED, 0),  # nothing reported: its reports say nothing about the keys
+    (TrialState.FAILED, 0),
+    # Stopped early or failed: it may have ended before a key reported late came.
+    (TrialState.STOPPED, 3),
+    (TrialState.FAILED, 3),
+])
+def test_other_ends_are_not_judged(tmp_path: Path, state: TrialState, reports: int) -> None:
+    exp = run(tmp_path, stop={"val_acc": 0.95})
+    assert exp.unreported_stop_keys(ended(exp, state, reports)) == []
+    assert exp.unseen_stop_keys == {"val_acc"}  # still watched: the next end judges it
+
+
+def test_a_key_any_trial_reported_is_not_warned_about(tmp_path: Path) -> None:
+    exp = run(tmp_path, stop={"val_acc": 0.95, "epoch": 10})
+    see_stop_keys(exp.unseen_stop_keys, [{"epoch": 3}])  # another trial, still running
+    assert exp.unreported_stop_keys(ended(exp, TrialState.COMPLETED)) == ["val_acc"]
+
+
+def test_no_repeat_after_a_restart(tmp_path: Path) -> None:
+    # Read back from the log: trial 0 had ended with reports, so each key was reported or
+    # warned about then. Trial 1, run again after the restart, warns about nothing.
+    exp = run(tmp_path, stop={"val_acc": 0.95})
+    ended(exp, TrialState.COMPLETED)
+    assert exp.unreported_stop_keys(ended(exp, TrialState.COMPLETED)) == []
+    assert exp.unseen_stop_keys == set()  # nothing is checked any more
+
+
+def test_after_a_restart_unjudged_trials_of_the_log_do_not_count(tmp_path: Path) -> None:
+    exp = run(tmp_path, stop={"val_acc": 0.95})
+    ended(exp, TrialState.CANCELLED)
+    ended(exp, TrialState.FAILED, reports=0)
+    ended(exp, TrialState.QUEUED)
+    ended(exp, TrialState.STOPPED)
+    assert exp.unreported_stop_keys(ended(exp, TrialState.COMPLETED)) == ["val_acc"]
+
+
+# --- the warning's text ---------------------------------------------------------------------
+
+
+def test_the_warning_names_what_was_reported_and_the_closest_key() -> None:
+    last = {"val_accuracy": 0.9, "loss": 0.1, "training_iteration": 3, "time_total_s": 1.0,
+            "time_this_iter_s": 0.3, "timestamp": 1}
+    assert unreported_stop_key_warning("val_acc", "e3/0", last) == (
+        "stop: 'val_acc' was never reported by trial e3/0 (it reported loss, val_accuracy)"
+        " (did you mean 'val_accuracy'?): that bound cannot stop a trial; name a key the"
+        " trainer reports")
+
+
+def test_the_warning_without_a_close_key_or_any_key_of_the_trainer() -> None:
+    assert unreported_stop_key_warning("epoch", "e3/1", {"loss": 0.1}) == (
+        "stop: 'epoch' was never reported by trial e3/1 (it reported loss): that bound"
+        " cannot stop a trial; name a key the trainer reports")
+    assert unreported_stop_key_warning("epoch", "e3/1", {"training_iteration": 1}) == (
+        "stop: 'epoch' was never reported by trial e3/1: that bound cannot stop a trial;"
+        " name a key the trainer reports")
+
+
+def test_the_warning_for_a_key_reported_but_never_as_a_number() -> None:
+    assert unreported_stop_key_warning("phase", "e3/0", {"phase": "warmup"}) == (
+        "stop: 'phase' was never reported as a number by trial e3/0 (its last value:"
+        " 'warmup'): that bound cannot stop a trial; report it as a number")
+    long = unreported_stop_key_warning("phase", "e3/0", {"phase": "w" * 100})
+    assert f"(its last value: '{'w' * 36}...)" in long
+
+
+def test_the_metrics_message_is_unchanged() -> None:
+    assert _without_the_metric("score", {"scor": 1.0, "step": 0, "training_iteration": 1}) == (
+        "exited 0 without reporting 'score' (it reported scor, step) (did you mean 'scor'?)")
+    assert _without_the_metric("score", {"timestamp": 1}) == (
+        "exited 0 without reporting 'score'")
