@@ -222,7 +222,8 @@ class StubScheduler:
         self.devices = StubDevices()
         self.submitted: list[Any] = []
 
-    async def submit(self, spec: Any, uid: int | None, *, source: str = "") -> str:
+    async def submit(self, spec: Any, uid: int | None, *, source: str = "",
+                     warnings: list[str] | None = None) -> str:
         self.submitted.append(spec)
         return "e1"
 
