@@ -33,6 +33,7 @@ class ReportCollector:
         self, files: TrialFiles, *, metric_tag: str, first_iteration: int = 0,
         resume_at: ReadPosition | None = None, last_report: Mapping[str, Any] | None = None,
         started_at: float | Literal["now"] | None = "now", status_from: int = 0,
+        owner: int | None = None,
     ) -> None:
         """``resume_at``: where the trial log says reading stopped. Without it (a trial logged
         before positions were kept), whatever the files hold now counts as stored.
@@ -44,6 +45,9 @@ class ReportCollector:
         none (then its first report stands for it).
         ``status_from``: the report file's size when this attempt started; a status line
         before it is an earlier attempt's, and does not say how this one ended.
+        ``owner``: the uid of the other user the trial runs as (a root daemon's trial), None
+        for the daemon's own: a file of its folder is read only if it may be
+        (:func:`~gpusched._daemon.reports.why_not_read`).
 
         An attempt that starts now may rewrite the report file (a retry that opens it with
         ``"w"``) rather than append to it: the earlier attempt's last bytes are kept now, and
@@ -54,13 +58,15 @@ class ReportCollector:
         now = started_at == "now"
         if resume_at is not None:
             self._reports = ReportFileReader(files.reports, offset=resume_at.report_offset,
-                                             status_from=status_from, watch_rewrite=now)
+                                             status_from=status_from, watch_rewrite=now,
+                                             owner=owner)
             self._hypertune = HypertuneFileReader(files.hypertune, metric_tag,
-                                                  taken_through=resume_at.hypertune_ts)
+                                                  taken_through=resume_at.hypertune_ts,
+                                                  owner=owner)
         else:
             self._reports = ReportFileReader(files.reports, offset=regular_file_size(files.reports),
-                                             watch_rewrite=now)
-            self._hypertune = HypertuneFileReader(files.hypertune, metric_tag)
+                                             watch_rewrite=now, owner=owner)
+            self._hypertune = HypertuneFileReader(files.hypertune, metric_tag, owner=owner)
             if regular_file_size(files.hypertune):
                 self._hypertune.poll(final=True)  # earlier attempts' entries: already stored
         start = time.time() if started_at == "now" else started_at

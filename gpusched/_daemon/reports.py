@@ -18,8 +18,9 @@ Values kept: ``int``, ``float`` (NaN and infinities included: the scheduler trea
 metric as missing) and ``str``; anything else (``bool``, ``null``, lists, objects) is dropped.
 
 Nothing a trial writes makes a poll raise: a line that cannot be taken is skipped, and a file
-that cannot be read (a link, a FIFO, a folder, one the daemon may not open) is as if absent;
-either is described in ``problems``, for the daemon's log.
+that cannot be read (a link, a FIFO, a folder, one the daemon may not open; for another user's
+trial, a hard link or a file of a third user: see :func:`why_not_read`) is as if absent; either
+is described in ``problems``, for the daemon's log.
 
 :class:`AutoFill` adds Ray Tune's fields to each report: ``training_iteration`` (1, 2, 3, ...
 per trial), ``time_total_s``, ``time_this_iter_s`` and ``timestamp`` (int unix seconds). As in
@@ -42,7 +43,7 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "Metric", "Report", "ReportFileReader", "HypertuneFileReader", "AutoFill",
-    "regular_file_size", "StatusLine", "status_at_end",
+    "regular_file_size", "StatusLine", "status_at_end", "why_not_read",
 ]
 
 Metric = float | int | str
@@ -51,7 +52,8 @@ _MAX_PROBLEMS = 5
 _CHUNK = 8 << 20  # bytes per read: large, so 100k small lines cost a handful of syscalls
 # A trial's folder belongs to its user, and a root daemon reads what is in it: a link there
 # must not make it read a file the user may not (O_NOFOLLOW), nor a FIFO block its event loop
-# (O_NONBLOCK, then only regular files). Either is not read, and said once.
+# (O_NONBLOCK, then only regular files); nor a hard link (see why_not_read). None is read, and
+# each is said once.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _MAX_POLL = 64 << 20  # bytes per poll while the trial runs: a backlog is read in slices
 _MAX_PENDING = 16 << 20  # a "line" this long without a newline is garbage, not a slow writer
@@ -108,9 +110,33 @@ class _NotAReportFile(OSError):
     """Something is at a report file's path, but not a file the daemon reads."""
 
 
-def _open_report_file(path: Path) -> tuple[int, int]:
+def why_not_read(st: os.stat_result, owner: int | None,
+                 daemon_uid: int | None = None) -> str | None:
+    """Why the daemon does not read a file of a trial's folder (``st``: its ``fstat``, made
+    through a descriptor opened with ``O_NOFOLLOW``), or None when it may.
+
+    Only a regular file. ``owner``: the uid of the other user the trial runs as (a root
+    daemon's trial), None for the daemon's own. Such a user may plant a hard link to a file it
+    may not read (where ``fs.protected_hardlinks`` is off), whose text would reach what that
+    user sees: its file is read only if it belongs to that user or to the daemon
+    (``daemon_uid``, this process's effective uid by default) and has no other name.
+    """
+    if not stat.S_ISREG(st.st_mode):
+        return f"not a regular file ({stat.filemode(st.st_mode)})"  # "d...": a folder
+    if owner is None:  # the daemon's own user: nothing more to look at, no syscall
+        return None
+    if st.st_nlink != 1:
+        return (f"it has {st.st_nlink} names (a hard link), and the trial runs as another"
+                " user")
+    if st.st_uid != owner and st.st_uid != (os.geteuid() if daemon_uid is None else daemon_uid):
+        return f"owned by uid {st.st_uid}, neither the trial's user (uid {owner}) nor the daemon"
+    return None
+
+
+def _open_report_file(path: Path, owner: int | None = None) -> tuple[int, int]:
     """A read-only fd of the regular file ``path`` and its size; FileNotFoundError when there
-    is nothing there, another OSError when what is there is not read."""
+    is nothing there, another OSError when what is there is not read (``owner``: see
+    :func:`why_not_read`)."""
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
@@ -121,9 +147,8 @@ def _open_report_file(path: Path) -> tuple[int, int]:
         raise  # FileNotFoundError; PermissionError, EIO... (the caller says so)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = stat.filemode(st.st_mode)  # "d...": a folder, "p...": a FIFO, ...
-            raise _NotAReportFile(errno.EINVAL, f"not a regular file ({kind})")
+        if (why := why_not_read(st, owner)) is not None:
+            raise _NotAReportFile(errno.EACCES, why)
     except OSError:
         os.close(fd)
         raise
@@ -239,8 +264,12 @@ class ReportFileReader(_Problems):
     """Tails a JSON Lines report file; :meth:`poll` returns the reports that are new."""
 
     def __init__(self, path: str | os.PathLike[str], offset: int = 0,
-                 *, status_from: int = 0, watch_rewrite: bool = False) -> None:
-        """``status_from``: where this attempt's own lines begin. A status line before it was
+                 *, status_from: int = 0, watch_rewrite: bool = False,
+                 owner: int | None = None) -> None:
+        """``owner``: the uid of the other user the trial runs as, None for the daemon's own
+        (see :func:`why_not_read`).
+
+        ``status_from``: where this attempt's own lines begin. A status line before it was
         an earlier attempt's (one interrupted before its lines were read): its reports count,
         its status does not (it would decide how this attempt ended).
 
@@ -254,6 +283,7 @@ class ReportFileReader(_Problems):
         """
         super().__init__()
         self.path = Path(path)
+        self.owner = owner
         self.offset = offset  # bytes consumed, pending bytes included
         self.status: tuple[str, str] | None = None
         self._status_from = status_from
@@ -266,7 +296,7 @@ class ReportFileReader(_Problems):
         self._watching = watch_rewrite and offset > 0  # a new folder's reader: no syscall
         if self._watching:
             try:
-                self._earlier = _bytes_before(self.path, offset)
+                self._earlier = _bytes_before(self.path, offset, owner)
             except FileNotFoundError:
                 pass  # gone: whatever is there later is this attempt's
             except _NotAReportFile:
@@ -317,7 +347,7 @@ class ReportFileReader(_Problems):
         return data
 
     def _read_file(self, limit: int | None) -> bytes:
-        fd, size = _open_report_file(self.path)
+        fd, size = _open_report_file(self.path, self.owner)
         try:
             if size < self.offset:
                 self._start_over(f"file shrank to {size} bytes")
@@ -414,9 +444,9 @@ def _bytes_at(fd: int, end: int) -> bytes:
     return os.pread(fd, end - start, start)
 
 
-def _bytes_before(path: Path, end: int) -> bytes:
+def _bytes_before(path: Path, end: int, owner: int | None) -> bytes:
     """:func:`_bytes_at` of the report file at ``path``; its errors as for a read of it."""
-    fd, _ = _open_report_file(path)
+    fd, _ = _open_report_file(path, owner)
     try:
         return _bytes_at(fd, end)
     finally:
@@ -441,13 +471,14 @@ class StatusLine(NamedTuple):
     written_at: float
 
 
-def status_at_end(path: str | os.PathLike[str]) -> StatusLine | None:
+def status_at_end(path: str | os.PathLike[str], owner: int | None = None) -> StatusLine | None:
     """The status line that the report file at ``path`` ends with (its last line that is not
     blank), or None: for a file that ends with anything else, or that is not there or not
-    read (see :func:`_open_report_file`). For a restarted daemon, which did not see the
-    attempt end: nothing after that line, the attempt stopped once it had written it."""
+    read (see :func:`_open_report_file`; ``owner``: :func:`why_not_read`'s). For a restarted
+    daemon, which did not see the attempt end: nothing after that line, the attempt stopped
+    once it had written it."""
     try:
-        fd, size = _open_report_file(Path(path))
+        fd, size = _open_report_file(Path(path), owner)
     except OSError:
         return None
     try:
@@ -491,12 +522,14 @@ class HypertuneFileReader(_Problems):
 
     def __init__(
         self, path: str | os.PathLike[str], metric_tag: str = "",
-        *, taken_through: float | None = None,
+        *, taken_through: float | None = None, owner: int | None = None,
     ) -> None:
         """``taken_through``: entries stamped at or before this time were taken already (by a
-        daemon that stopped); they are skipped."""
+        daemon that stopped); they are skipped. ``owner``: the uid of the other user the trial
+        runs as, None for the daemon's own (see :func:`why_not_read`)."""
         super().__init__()
         self.path = Path(path)
+        self.owner = owner
         self.metric_tag = metric_tag
         self.last_ts: float | None = taken_through  # the newest entry's time taken so far
         self._taken_through = taken_through
@@ -529,7 +562,7 @@ class HypertuneFileReader(_Problems):
         return self._new(entries)
 
     def _read(self) -> bytes:
-        fd, size = _open_report_file(self.path)
+        fd, size = _open_report_file(self.path, self.owner)
         try:
             if size > _MAX_HYPERTUNE_FILE:
                 raise _NotAReportFile(errno.EFBIG, f"{size} bytes, too large for hypertune's")

@@ -99,6 +99,13 @@ def _at_bound(row: dict[str, Any]) -> bool:
     return stopped_at_bound(TrialState(row["state"]), row["reason"])
 
 
+def _trial_owner(exp: ExperimentRun) -> int | None:
+    """The uid of the other user the trials of ``exp`` run as (a root daemon's), None for the
+    daemon's own: the files of their folders are read only as
+    :func:`~gpusched._daemon.reports.why_not_read` allows."""
+    return None if exp.run_as is None else exp.run_as.uid
+
+
 def read_position(row: dict[str, Any]) -> ReadPosition | None:
     """Where the log says reading of a trial's report files stopped (None: not known, for a
     trial logged by a gpusched that did not keep positions and that had reports)."""
@@ -178,7 +185,7 @@ async def _cut_off(store: Store, exp: ExperimentRun, trial: TrialRun, row: dict[
     # recorded, at a time it does not know.
     started_at = row["started_at"] if state is TrialState.RUNNING else None
     recovered = await _read_what_is_left(store, exp, trial, files, started_at)
-    said = _said_at_its_end(files, row, pids)
+    said = _said_at_its_end(files, row, pids, _trial_owner(exp))
     if state is not TrialState.RUNNING and (pids or recovered or said):
         # An attempt ran that the log never recorded (its reports past the stored
         # position can be no one else's: a recorded end reads them all; nor can a status
@@ -199,8 +206,8 @@ async def _cut_off(store: Store, exp: ExperimentRun, trial: TrialRun, row: dict[
     return None
 
 
-def _said_at_its_end(files: TrialFiles, row: dict[str, Any], pids: list[int]
-                     ) -> StatusLine | None:
+def _said_at_its_end(files: TrialFiles, row: dict[str, Any], pids: list[int],
+                     owner: int | None) -> StatusLine | None:
     """How the cut-off attempt said it ended, when it ended on its own: None unless its report
     file ends with a status line (``failed`` or ``fatal``) that it wrote, and it exited.
 
@@ -216,7 +223,7 @@ def _said_at_its_end(files: TrialFiles, row: dict[str, Any], pids: list[int]
     leader = row["pid"] if TrialState(row["state"]) is TrialState.RUNNING else None
     if (leader in pids) if leader is not None else bool(pids):
         return None
-    said = status_at_end(files.reports)
+    said = status_at_end(files.reports, owner)
     if said is None:
         return None
     since = max((t for t in (row["started_at"], row["ended_at"]) if t is not None),
@@ -244,8 +251,8 @@ async def _record_said_endings(store: Store, exp: ExperimentRun,
             {"state": TrialState.FAILED.value, "reason": reason, "objective": None,
              "exit_code": None, "exit_signal": None, "ended_at": said.written_at,
              "attempts": trial.attempts},
-            "trial_ended", experiment_event=None if failing is None else (
-                "experiment_failing", {"reason": failing}),
+            "trial_ended", experiment_events=() if failing is None else (
+                ("experiment_failing", {"reason": failing}),),
             state=TrialState.FAILED.value, reason=reason, exit_code=None, exit_signal=None,
             attempt=trial.attempts, stopped_pids=ending.stopped_pids,
             reports_recovered=ending.recovered)
@@ -272,7 +279,8 @@ async def _read_what_is_left(
     # time of this restart.
     collector = ReportCollector(files, metric_tag=exp.spec.metric,
                                 first_iteration=trial.reports, resume_at=trial.read_position,
-                                last_report=trial.last_report, started_at=started_at)
+                                last_report=trial.last_report, started_at=started_at,
+                                owner=_trial_owner(exp))
     new = collector.poll(final=True)
     position = collector.position
     await store.add_encoded_reports(exp.id, trial.number, trial.reports, encode_reports(new),

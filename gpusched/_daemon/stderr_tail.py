@@ -9,17 +9,19 @@ something else there: a symbolic link or a hard link to a file that user may not
 (``/etc/shadow``), whose last line the daemon would then copy into a reason the user can read;
 or a FIFO, which would block the daemon's event loop. So the file is opened without following
 links and without blocking, and read only if it is a regular file; for a trial of another user,
-only if it has one link and belongs to that user or to the daemon. Whatever is not read leaves
-the reason as it was.
+only if it has one link and belongs to that user or to the daemon (the rule of the report
+files: :func:`~gpusched._daemon.reports.why_not_read`). Whatever is not read leaves the reason
+as it was.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import stat
 import unicodedata
 from pathlib import Path
+
+from gpusched._daemon.reports import why_not_read
 
 __all__ = ["TAIL_BYTES", "MAX_SHOWN", "last_stderr_line", "read_tail", "last_meaningful_line"]
 
@@ -70,7 +72,7 @@ def read_tail(path: Path, *, start: int = 0, owner: int | None = None,
         return None
     try:
         st = os.fstat(fd)
-        if not _may_read(st, owner, os.geteuid() if daemon_uid is None else daemon_uid):
+        if why_not_read(st, owner, daemon_uid) is not None:
             return None
         start = start if st.st_size >= start else 0
         offset = max(start, st.st_size - TAIL_BYTES)
@@ -83,17 +85,6 @@ def read_tail(path: Path, *, start: int = 0, owner: int | None = None,
     finally:
         os.close(fd)
     return data[1:], data[:1] != b"\n"
-
-
-def _may_read(st: os.stat_result, owner: int | None, daemon_uid: int) -> bool:
-    """Only a regular file; for another user's trial, only one of its own or the daemon's,
-    with no other name (a hard link to a file elsewhere has two; owned by root, it could be
-    any of root's files)."""
-    if not stat.S_ISREG(st.st_mode):
-        return False
-    if owner is None:
-        return True
-    return st.st_uid in (owner, daemon_uid) and st.st_nlink == 1
 
 
 def last_meaningful_line(data: bytes, *, cut: bool = False) -> str | None:

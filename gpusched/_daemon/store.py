@@ -243,19 +243,18 @@ class Store:
     async def record_trial(
         self, exp_id: str, number: int, fields: dict[str, Any], event: str, *,
         reports: ReportBatch | None = None,
-        experiment_event: tuple[str, dict[str, Any]] | None = None, **data: Any
+        experiment_events: Sequence[tuple[str, dict[str, Any]]] = (), **data: Any
     ) -> None:
         """:meth:`update_trial` and :meth:`add_event` in one transaction (one trip to SQLite's
         thread, and never one without the other); with ``reports``, that batch too (a
         trial's last reports and its end: one commit, and never the end without them); with
-        ``experiment_event`` (kind, data), that event of the experiment too (the decision its
-        end made: ``experiment_failing``)."""
+        ``experiment_events`` (kind, data), those events of the experiment too, in order (what
+        its end decided or found: ``experiment_failing``, ``stop_key_never_reported``)."""
         statements = [] if reports is None else _report_statements(exp_id, number, reports)
         statements += [_trial_update(exp_id, number, fields),
                        _event_insert(event, exp_id, number, data)]
-        if experiment_event is not None:
-            statements.append(_event_insert(experiment_event[0], exp_id, None,
-                                            experiment_event[1]))
+        for kind, event_data in experiment_events:
+            statements.append(_event_insert(kind, exp_id, None, event_data))
         await self._transaction(statements, what="the trial log")
 
     async def add_reports(

@@ -194,6 +194,7 @@ class TrialRunner:
                 # What an earlier attempt wrote (a retry, a run after an interruption) may
                 # hold its status line: not this attempt's.
                 status_from=0 if made else regular_file_size(self._files.reports),
+                owner=None if run_as is None else run_as.uid,
             )
             if not made:  # the same for a crash's last stderr line: this attempt's own
                 self._stderr_from = regular_file_size(self._files.stderr)
@@ -472,6 +473,12 @@ class TrialRunner:
         failing = exp.failing_after(trial, fatal)
         if failing is not None:
             exp.failure = failing
+        # The warnings of stop: keys never reported go in that commit too: a restart takes a
+        # judged end in the log for its warnings' having been given, so a daemon killed
+        # between the end and a later write of them never gave them.
+        warnings = self._stop_key_warnings(unreported) if unreported else ()
+        events = warnings if failing is None else (
+            ("experiment_failing", {"reason": failing}), *warnings)
         try:
             await self._store.record_trial(
                 exp.id, trial.number,
@@ -479,9 +486,7 @@ class TrialRunner:
                  "exit_code": exit_code, "exit_signal": exit_signal, "ended_at": time.time(),
                  "attempts": trial.attempts},
                 "trial_retrying" if retrying else "trial_ended", reports=reports,
-                experiment_event=None if failing is None else (
-                    "experiment_failing", {"reason": failing}),
-                state=state.value, reason=reason,
+                experiment_events=events, state=state.value, reason=reason,
                 exit_code=exit_code, exit_signal=exit_signal, attempt=trial.attempts,
             )
         except StoreError:
@@ -493,27 +498,20 @@ class TrialRunner:
             raise
         log.info("trial_ended", trial=self.key, state=state.value, reason=reason,
                  objective=objective)
-        if unreported:
-            await self._warn_unreported(unreported)
+        for _, warned in warnings:  # recorded: now in the daemon's log too
+            log.warning(STOP_KEY_EVENT, trial=self.key, key=warned["key"],
+                        warning=warned["reason"])
         self._release()
         await self._on_end(exp, trial, fatal, failing)
 
-    async def _warn_unreported(self, keys: Sequence[str]) -> None:
-        """Warn, once per key, that this trial ended without ever reporting these ``stop:``
-        keys (nor did any trial before it): in the daemon's log, and as an event of the
-        experiment, which ``gpusched show EXP`` prints. The trial's outcome stands: a bound is
-        optional, and one that cannot be reached only stops nothing."""
-        for key in keys:
-            warning = unreported_stop_key_warning(key, self.key, self.trial.last_report)
-            log.warning(STOP_KEY_EVENT, trial=self.key, key=key, warning=warning)
-            try:
-                await self._store.add_event(STOP_KEY_EVENT, self.exp.id, key=key,
-                                            reason=warning)
-            except StoreError as exc:
-                # A warning the log cannot take is no reason to undo the trial's recorded
-                # end; the daemon's log above has it.
-                log.error("stop_key_warning_not_recorded", trial=self.key, key=key,
-                          error=str(exc))
+    def _stop_key_warnings(self, keys: Sequence[str]) -> tuple[tuple[str, dict[str, Any]], ...]:
+        """The experiment's events that warn, once per key, that this trial ended without ever
+        reporting these ``stop:`` keys (nor did any trial before it); ``gpusched show EXP``
+        prints them. The trial's outcome stands: a bound is optional, and one that cannot be
+        reached only stops nothing."""
+        last = self.trial.last_report
+        return tuple((STOP_KEY_EVENT, {"key": key, "reason": unreported_stop_key_warning(
+            key, self.key, last)}) for key in keys)
 
     def _release(self) -> None:
         if not self._released:

@@ -4,18 +4,32 @@ first judged end of a trial without it (docs/experiment-file.md, ``stop``)."""
 from __future__ import annotations
 
 import math
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.experiment import (
+    STOP_KEY_EVENT,
     ExperimentRun,
     TrialRun,
     see_stop_keys,
     stop_keys_to_watch,
 )
-from gpusched._daemon.trial_runner import _without_the_metric, unreported_stop_key_warning
+from gpusched._daemon.fake_gpus import FakeBackend, FakeConfig
+from gpusched._daemon.store import Store, open_store
+from gpusched._daemon.trial_runner import (
+    TrialRunner,
+    _without_the_metric,
+    unreported_stop_key_warning,
+)
+from gpusched.config import DaemonSettings
+from gpusched.errors import StoreError
 from gpusched.models import ExperimentState, TrialState
 from gpusched.plugins import make_search_plugin
 from gpusched.spec import parse_experiment
@@ -160,3 +174,58 @@ def test_the_metrics_message_is_unchanged() -> None:
         "exited 0 without reporting 'score' (it reported scor, step) (did you mean 'scor'?)")
     assert _without_the_metric("score", {"timestamp": 1}) == (
         "exited 0 without reporting 'score'")
+
+
+# --- recorded with the trial's end ----------------------------------------------------------
+
+
+@asynccontextmanager
+async def ending_trial(tmp_path: Path) -> AsyncIterator[tuple[Store, TrialRunner]]:
+    """A runner whose trial e1/0 (stop: val_acc, never reported) is about to complete, over a
+    real trial log; no trial process."""
+    async with open_store(tmp_path / "log.db") as store:
+        exp = run(tmp_path, stop={"val_acc": 0.95})
+        exp.id = await store.create_experiment(name="exp", spec=exp.spec.to_dict(), seed=0,
+                                               priority=0, owner_uid=os.getuid())
+        await store.create_trial(exp.id, 0, {"x": 0.5}, str(tmp_path / "0"))
+        trial = TrialRun(number=0, params={"x": 0.5}, state=TrialState.RUNNING, reports=1,
+                         last_report={"val_accuracy": 0.9})
+        exp.trials[0] = trial
+
+        async def ended(*args: Any) -> None:
+            pass
+
+        settings = DaemonSettings()
+        yield store, TrialRunner(
+            experiment=exp, trial=trial, uuids=[], store=store,
+            backend=FakeBackend(FakeConfig(devices=())), devices=DeviceTable([], settings),
+            settings=settings, trial_dir=tmp_path / "0", daemon_env={}, on_end=ended)
+
+
+async def test_the_warning_is_recorded_with_the_trials_end(tmp_path: Path) -> None:
+    async with ending_trial(tmp_path) as (store, runner):
+        await runner._finish(TrialState.COMPLETED, "exited 0; val_accuracy = 0.9", 0, 0.9)
+        events = await store.events("e1")
+    assert [(e["kind"], e["trial"]) for e in events] == [("trial_ended", 0),
+                                                          (STOP_KEY_EVENT, None)]
+    assert events[1]["data"] == {"key": "val_acc", "reason": unreported_stop_key_warning(
+        "val_acc", "e1/0", {"val_accuracy": 0.9})}
+
+
+async def test_a_warning_the_log_refuses_leaves_the_end_unrecorded_and_judged_again(
+    tmp_path: Path,
+) -> None:
+    # One commit: a daemon killed after the end alone never gave the warning (its restart
+    # takes the judged end for the warning's having been given). Refused, neither is there,
+    # and the trial, which runs again, judges the key again at its end.
+    async with ending_trial(tmp_path) as (store, runner):
+        with sqlite3.connect(store.path) as db:
+            db.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.kind ="
+                       f" '{STOP_KEY_EVENT}' BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        with pytest.raises(StoreError, match="disk full"):
+            await runner._finish(TrialState.COMPLETED, "exited 0; val_accuracy = 0.9", 0, 0.9)
+        row = await store.trial("e1", 0)
+        events = await store.events("e1")
+    assert row is not None and row["state"] == "queued"  # its end is not recorded
+    assert events == []
+    assert runner.exp.unseen_stop_keys == {"val_acc"}

@@ -348,6 +348,49 @@ async def test_record_trial_stores_a_last_report_batch_with_the_end(tmp_path: Pa
         assert event["data"] == {"state": "completed"}  # the batch is not the event's data
 
 
+def refuse_events(path: Path, kind: str) -> None:
+    """Make the log at ``path`` refuse every event of ``kind`` (as a full disk would refuse
+    the commit that holds it)."""
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.kind = '{kind}'"
+                   " BEGIN SELECT RAISE(ABORT, 'refused'); END")
+
+
+async def test_record_trial_writes_the_experiments_events_with_the_end(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "log.db") as store:
+        exp = await new_experiment(store)
+        await store.create_trial(exp, 0, {}, "/t/0")
+        await store.record_trial(
+            exp, 0, {"state": "completed"}, "trial_ended", state="completed",
+            experiment_events=[("stop_key_never_reported", {"key": "a"}),
+                               ("stop_key_never_reported", {"key": "b"})])
+        events = await store.events(exp)
+    assert [(e["kind"], e["trial"], e["data"]) for e in events] == [
+        ("trial_ended", 0, {"state": "completed"}),
+        ("stop_key_never_reported", None, {"key": "a"}),  # the experiment's, in order
+        ("stop_key_never_reported", None, {"key": "b"}),
+    ]
+
+
+async def test_an_experiment_event_the_log_refuses_leaves_the_end_unrecorded(
+    tmp_path: Path,
+) -> None:
+    # One commit: the end is never recorded without the events its end decided or found.
+    path = tmp_path / "log.db"
+    async with open_store(path) as store:
+        exp = await new_experiment(store)
+        await store.create_trial(exp, 0, {}, "/t/0")
+        refuse_events(path, "stop_key_never_reported")
+        with pytest.raises(StoreError, match="refused"):
+            await store.record_trial(
+                exp, 0, {"state": "completed"}, "trial_ended",
+                experiment_events=[("experiment_failing", {"reason": "x"}),
+                                   ("stop_key_never_reported", {"key": "a"})])
+        trial = await store.trial(exp, 0)
+        assert trial is not None and trial["state"] == "queued"
+        assert await store.events(exp) == []
+
+
 async def test_a_failing_statement_rolls_back_the_whole_transaction(tmp_path: Path) -> None:
     async with open_store(tmp_path / "log.db") as store:
         exp = await new_experiment(store)
