@@ -121,9 +121,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         print_json(data)
         return 0
     skip = {"spec", "events", "params", "last_report", "trials", "best"}
-    # A trial's objective so far is shown only while it has one (it runs): null says nothing.
-    pairs = [(k, v) for k, v in data.items()
-             if k not in skip and not (k == "objective_so_far" and v is None)]
+    # A trial's objective so far is shown only while it has one (it runs), and the point of
+    # points_to_evaluate it took only if it took one: null says nothing.
+    only_set = {"objective_so_far", "point"}
+    pairs = [(k, f"points_to_evaluate[{v}]" if k == "point" else v) for k, v in data.items()
+             if k not in skip and not (k in only_set and v is None)]
     if "trials" in data:
         t = data["trials"]
         pairs.append(("trials", ", ".join(f"{k} {v}" for k, v in t.items() if v)))

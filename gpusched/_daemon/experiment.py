@@ -8,7 +8,7 @@ search (plugins are pure functions of the views built here).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, overload
@@ -35,7 +35,7 @@ from gpusched.spec import DEFAULT_MAX_TRIALS, ExperimentSpec
 
 __all__ = ["TrialRun", "ExperimentRun", "History", "objective_of", "stopped_at_bound",
            "resume_from_warning", "AUTO_FILLED_KEYS", "STOP_KEY_EVENT", "stop_keys_to_watch",
-           "see_stop_keys"]
+           "see_stop_keys", "points_taken"]
 
 # Ray Tune's fields, which the daemon adds to every report: not what a trainer reported.
 AUTO_FILLED_KEYS = frozenset({"training_iteration", "time_total_s", "time_this_iter_s",
@@ -107,6 +107,23 @@ def see_stop_keys(unseen: set[str], reports: Sequence[Mapping[str, Any]]) -> Non
 def _comparable(value: Any) -> bool:
     return (isinstance(value, int | float) and not isinstance(value, bool)
             and not math.isnan(value))
+
+
+def points_taken(trials: Iterable[tuple[int, int | None]], points: int) -> dict[int, int]:
+    """Trial number -> the index of the point of ``points_to_evaluate`` that the trial took,
+    for an experiment with ``points`` points whose trials are ``trials``: ``(number,
+    continues)``, by number. The ``i``-th trial that continues no earlier one took point
+    ``i`` (a new configuration takes the next point; a promotion takes none). Stops once
+    every point is taken: only a few of a long experiment's trials are looked at."""
+    taken: dict[int, int] = {}
+    if not points:
+        return taken
+    for number, continues in trials:
+        if continues is None:
+            taken[number] = len(taken)
+            if len(taken) == points:
+                break
+    return taken
 
 
 def objective_of(values: list[float], rule: ObjectiveRule, goal: Goal) -> float | None:
@@ -290,21 +307,17 @@ class ExperimentRun:
         """The point of ``points_to_evaluate`` that the next new configuration takes, or None
         once every point has been taken (or there are none).
 
-        The ``i``-th trial that continues no earlier one takes point ``i``: without promotions
-        (all but hyperband-like searches) trials 0 .. k-1. Counted over the trials, which come
-        back from the log after a restart, so a point is never taken twice. The count stops
-        at the number of points: only a few of a long experiment's trials are looked at.
+        The ``i``-th trial that continues no earlier one takes point ``i`` (see
+        :func:`points_taken`, which ``gpusched show`` reads too): without promotions (all but
+        hyperband-like searches) trials 0 .. k-1. Counted over the trials, which come back
+        from the log after a restart, so a point is never taken twice.
         """
         points = self.spec.points_to_evaluate
         if not points:
             return None
-        taken = 0
-        for trial in self.trials.values():
-            if trial.continues is None:
-                taken += 1
-                if taken == len(points):
-                    return None
-        return points[taken]
+        taken = len(points_taken(((t.number, t.continues) for t in self.trials.values()),
+                                 len(points)))
+        return points[taken] if taken < len(points) else None
 
     def unreported_stop_keys(self, trial: TrialRun) -> list[str]:
         """The ``stop:`` keys to warn about as ``trial`` ends, in the file's order: those no

@@ -320,9 +320,11 @@ class Server:
         row = await self._experiment_row(args.get("experiment"))
         waits = self.scheduler.trial_waits(row["id"])
         so_far = views.objectives_so_far(self.scheduler.active.get(row["id"]))
+        trials = await self.store.trials(row["id"])
+        points = views.points_of(row, trials)
         out = [views.trial_view(t, exp_id=row["id"], waiting=waits.get(t["number"]),
-                                so_far=so_far.get(t["number"]))
-               for t in await self.store.trials(row["id"])]
+                                so_far=so_far.get(t["number"]), point=points.get(t["number"]))
+               for t in trials]
         if with_last:
             last = await self.store.last_reports(row["id"])
             for view in out:
@@ -351,7 +353,8 @@ class Server:
         so_far = views.objectives_so_far(self.scheduler.active.get(row["id"]))
         view = views.trial_view(trial, exp_id=row["id"],
                                 waiting=self.scheduler.trial_waits(row["id"]).get(number),
-                                so_far=so_far.get(number))
+                                so_far=so_far.get(number),
+                                point=views.points_of(row, trials).get(number))
         view["last_report"] = await self.store.last_report(row["id"], number)
         view["events"] = await self.store.events(row["id"], number)
         return view
@@ -378,7 +381,9 @@ class Server:
         goal = Goal(row["spec"]["goal"])
         trials = await self.store.trials(row["id"])
         waits = self.scheduler.trial_waits(row["id"])
-        return [views.trial_view(t, exp_id=row["id"], waiting=waits.get(t["number"]))
+        points = views.points_of(row, trials)
+        return [views.trial_view(t, exp_id=row["id"], waiting=waits.get(t["number"]),
+                                 point=points.get(t["number"]))
                 for t in views.best_trials(trials, goal, n)]
 
     async def _reports(self, args: dict[str, Any], uid: int | None) -> Any:

@@ -7,10 +7,11 @@ from collections import Counter
 from typing import Any
 
 from gpusched._daemon.access import login_name
-from gpusched._daemon.experiment import ExperimentRun, objective_of
+from gpusched._daemon.experiment import ExperimentRun, objective_of, points_taken
 from gpusched.models import TERMINAL_TRIAL_STATES, Goal, TrialState
 
-__all__ = ["trial_view", "experiment_view", "best_trials", "parse_target", "objectives_so_far"]
+__all__ = ["trial_view", "experiment_view", "best_trials", "parse_target", "objectives_so_far",
+           "points_of"]
 
 _TRIAL_STATES = [s.value for s in TrialState]
 
@@ -48,11 +49,20 @@ def objectives_so_far(exp: ExperimentRun | None) -> dict[int, float]:
     return out
 
 
+def points_of(experiment: dict[str, Any], trials: list[dict[str, Any]]) -> dict[int, int]:
+    """Trial number -> the index of the point of ``points_to_evaluate`` whose params it took,
+    from the experiment's row and its trials' rows (by number), by the rule the scheduler
+    hands the points out by (:func:`~gpusched._daemon.experiment.points_taken`)."""
+    points = experiment["spec"].get("points_to_evaluate") or ()
+    return points_taken(((t["number"], t["continues"]) for t in trials), len(points))
+
+
 def trial_view(row: dict[str, Any], *, exp_id: str, waiting: dict[str, Any] | None = None,
-               so_far: float | None = None) -> dict[str, Any]:
+               so_far: float | None = None, point: int | None = None) -> dict[str, Any]:
     """One trial as `gpusched ls EXP --json` and `show EXP/N --json` give it; ``waiting``:
     why it has not started again, for a trial waiting to run again; ``so_far``: its objective
-    so far, for a trial that has not ended (:func:`objectives_so_far`; docs/json.md)."""
+    so far, for a trial that has not ended (:func:`objectives_so_far`); ``point``: the point
+    of ``points_to_evaluate`` it took (:func:`points_of`; docs/json.md)."""
     started, ended = row.get("started_at"), row.get("ended_at")
     duration = (ended - started) if started and ended else None
     return {
@@ -63,6 +73,7 @@ def trial_view(row: dict[str, Any], *, exp_id: str, waiting: dict[str, Any] | No
         "params": row["params"],
         "budget": row["budget"],
         "continues": None if row["continues"] is None else f"{exp_id}/{row['continues']}",
+        "point": point,
         "objective": row["objective"],
         "objective_so_far": so_far,
         "reason": row["reason"],

@@ -53,7 +53,7 @@ _VIEW_KEYS = frozenset({
     "devices", "pid", "attempts", "exit_code", "exit_signal", "reports", "created_at",
     "started_at", "ended_at", "duration_s", "dir", "waiting", "last_report", "name", "metric",
     "goal", "priority", "owner_uid", "owner", "seed", "max_trials", "trials", "best",
-    "submitted_at", "gpus", "why", "budget", "continues",
+    "submitted_at", "gpus", "why", "budget", "continues", "point",
 })
 
 

@@ -26,7 +26,7 @@ EXPERIMENT_KEYS = {"id", "name", "state", "reason", "metric", "goal", "priority"
 TRIAL_KEYS = {"id", "experiment", "number", "state", "params", "objective", "reason", "devices",
               "pid", "attempts", "exit_code", "exit_signal", "reports", "created_at",
               "started_at", "ended_at", "duration_s", "dir", "budget", "continues",
-              "waiting", "objective_so_far"}
+              "waiting", "objective_so_far", "point"}
 DEVICE_KEYS = {"uuid", "index", "name", "fake", "mig_parent_uuid", "memory_total_mib",
                "memory_used_mib", "state", "reason", "trials", "releasing", "processes",
                "foreign_processes"}

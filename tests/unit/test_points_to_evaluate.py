@@ -13,6 +13,7 @@ from typing import Any, ClassVar, cast
 
 import pytest
 
+from gpusched._daemon import views
 from gpusched._daemon.experiment import ExperimentRun, TrialRun, resume_from_warning
 from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.restore import restore_trials
@@ -293,6 +294,36 @@ async def test_a_point_takes_the_place_of_a_new_configuration_keeping_its_budget
         (third, None, None),  # the search had run out: the last point runs as it is
     ]
     assert exp.exhausted
+
+
+async def test_the_views_say_which_point_each_trial_took_as_the_scheduler_handed_them_out(
+    tmp_path: Path,
+) -> None:
+    # `point` in `gpusched show EXP/N` and `ls --json`: from the log's rows and the spec, by
+    # the rule the scheduler hands the points out by; a promotion took none.
+    s = _spec_in(tmp_path, [SGD, ADAM], max_trials=10)
+    search = _Rungs(s.space(), goal=s.goal, seed=0, options={})
+    async with scheduling(tmp_path, s, search) as (store, scheduler, exp):
+        for _ in range(4):
+            trial = await _next(scheduler, exp)
+            trial.state = TrialState.COMPLETED
+        row = await store.experiment(exp.id)
+        rows = await store.trials(exp.id)
+    assert row is not None
+    taken = views.points_of(row, rows)
+    # Trial 1 is a promotion of trial 0; trial 3 the search's own, once the points are taken.
+    assert taken == {0: 0, 2: 1}
+    assert rows[3]["params"] == dict(ADAM, lr=0.05)
+    assert all(rows[n]["params"] == s.points_to_evaluate[i] for n, i in taken.items())
+    assert views.trial_view(rows[2], exp_id="e1", point=taken.get(2))["point"] == 1
+    assert views.trial_view(rows[1], exp_id="e1", point=taken.get(1))["point"] is None
+
+
+def test_without_points_no_trial_took_one() -> None:
+    rows = [{"number": 0, "continues": None}, {"number": 1, "continues": None}]
+    assert views.points_of({"spec": {"points_to_evaluate": None}}, rows) == {}
+    assert views.points_of({"spec": {}}, rows) == {}  # a log from before points_to_evaluate
+    assert views.points_of({"spec": {"points_to_evaluate": [ADAM]}}, rows) == {0: 0}
 
 
 def _grid_spec(tmp_path: Path, points: Any, values: list[Any] | None = None) -> ExperimentSpec:
