@@ -209,7 +209,7 @@ def _override(p: Problems, settings: Settings, path: list[str], value: Any, plac
         shown = describe(None if old is None else old.value)
         p.add(place, f"{head} is {shown}, not a mapping or list to set {'.'.join(rest)} in")
         return
-    if _set_in(p, place, container, rest, value, kind=_PARAMS if setting == "params" else None):
+    if _set_in(p, place, container, rest, value, kind=_KIND_OF.get(setting)):
         if old is not None and isinstance(old.value, Mapping | list | tuple):
             settings[setting] = Entry(old.place, container, old.aip)  # places stay as written
         else:
@@ -236,8 +236,12 @@ def _container(setting: str, old: Entry | None) -> dict[Any, Any] | list[Any] | 
 
 # What a container on a --set path is, for naming list items and reading spelling aliases: the
 # `params` list, a parameter mapping, a `conditionalParameterSpecs` list, or one item of that
-# list (a mapping of `parameterSpec` and `parentXValues`, which is no parameter itself).
+# list (a mapping of `parameterSpec` and `parentXValues`, which is no parameter itself); or the
+# `points_to_evaluate` list, whose items are named by index alone.
 _PARAMS, _PARAM, _CHILDREN, _CHILD = "params", "param", "children", "child"
+_POINTS = "points"
+_KIND_OF = {"params": _PARAMS, "points_to_evaluate": _POINTS}  # settings that are such lists
+_NAMED = frozenset({_PARAMS, _CHILDREN})  # lists whose items a parameter's name names
 _SEARCH_DEPTH = 32  # as deep as _spec_when reads children: deeper is a YAML anchor loop
 _SEARCH_PARAMS = 10_000  # as many parameters as _spec_when reads: anchors can repeat a tree
 
@@ -277,8 +281,7 @@ def _set_in(
                 steps = found[0][:-1] if remove else found[0]
                 return _set_in(p, place, container, [*steps, *path[1:]], value, kind=kind)
         if slot is None:
-            p.add(place, f"no item {key!r} (give a parameter's name, or an index from 0 to "
-                         f"{len(container)})")
+            p.add(place, _no_item(key, len(container), kind))
             return False
         if slot == len(container) and remove:
             p.add(place, f"nothing to remove: {key} is one past the end of the list")
@@ -319,11 +322,27 @@ def _set_in(
     return True
 
 
+def _no_item(key: str, size: int, kind: str | None) -> str:
+    """Why ``key`` names no item of a list of ``size`` items of ``kind``, and what does."""
+    if kind in _NAMED:
+        return f"no item {key!r} (give a parameter's name, or an index from 0 to {size})"
+    if kind != _POINTS:
+        return f"no item {key!r} (give an index from 0 to {size})"
+    listed = ("no point yet" if size == 0 else "1 point, [0]" if size == 1
+              else f"{size} points, [0] to [{size - 1}]")
+    return (f"no point {key!r}: points_to_evaluate lists {listed}; [{size}]={{...}} adds one,"
+            " a mapping of parameter names to values such as"
+            f" --set 'points_to_evaluate[{size}]={{lr: 0.01, optimizer: adam}}'")
+
+
 def _find(items: list[Any], key: str, kind: str | None) -> int | None:
-    """The index ``key`` names: a number up to one past the end, or the name of a parameter
-    (in a ``conditionalParameterSpecs`` list, the name in an item's ``parameterSpec``)."""
+    """The index ``key`` names: a number up to one past the end, or, in a list of parameters,
+    the name of one (in a ``conditionalParameterSpecs`` list, the name in an item's
+    ``parameterSpec``)."""
     if _INDEX.fullmatch(key):
         return int(key) if int(key) <= len(items) else None
+    if kind not in _NAMED:  # a point or a value has no name: `[lr]` is no index either
+        return None
     children = kind == _CHILDREN
     for index, item in enumerate(items):
         param = item.get("parameterSpec") if children and isinstance(item, Mapping) else item

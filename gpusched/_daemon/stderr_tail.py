@@ -16,6 +16,7 @@ as it was.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import unicodedata
@@ -42,6 +43,7 @@ _ESCAPES = re.compile(
 # otherwise in a terminal, zero-width ones) and surrogates (SQLite's UTF-8 refuses a lone one).
 _DROPPED = frozenset({"Cc", "Cf", "Cs"})
 _UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
+_UTF16 = ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 
 
 def last_stderr_line(path: Path, *, start: int = 0, owner: int | None = None,
@@ -89,21 +91,35 @@ def read_tail(path: Path, *, start: int = 0, owner: int | None = None,
 
 def last_meaningful_line(data: bytes, *, cut: bool = False) -> str | None:
     """The last line of ``data`` with a letter or a digit in it, cleaned for a reason: decoded
-    as UTF-8 (undecodable bytes as U+FFFD), without terminal escapes or control characters,
-    whitespace runs as one space, an exception group's ``|`` margin removed, and at most
-    ``MAX_SHOWN`` characters (cut with an ellipsis). A line of ``-``, ``^`` or ``+`` (a
-    traceback's frame or marker) is skipped; a carriage return (a progress bar's redraw) ends
-    a line. ``cut``: ``data`` begins inside a line, shown with an ellipsis in front if it is
-    the one. None when no line has a letter or a digit.
+    as UTF-8, or as UTF-16 after its byte-order mark (undecodable bytes as U+FFFD), without
+    terminal escapes or control characters, whitespace runs as one space, an exception
+    group's ``|`` margin removed, and at most ``MAX_SHOWN`` characters (cut with an ellipsis).
+    A line of ``-``, ``^`` or ``+`` (a traceback's frame or marker) is skipped; a carriage
+    return (a progress bar's redraw) ends a line. ``cut``: ``data`` begins inside a line,
+    shown with an ellipsis in front if it is the one. None when no line has a letter or a
+    digit.
     """
-    if cut:  # a character cut in two at the start is not shown as U+FFFD
-        data = data.lstrip(_UTF8_CONTINUATION)
-    lines = _ESCAPES.sub("", data.decode("utf-8", errors="replace")).splitlines()
+    lines = _ESCAPES.sub("", _decoded(data, cut=cut)).splitlines()
     for index in range(len(lines) - 1, -1, -1):
         line = _clean(lines[index])
         if any(ch.isalnum() for ch in line):
             return _capped(_ELLIPSIS + line if cut and index == 0 else line)
     return None
+
+
+def _decoded(data: bytes, *, cut: bool) -> str:
+    """``data`` as text: UTF-16 when it begins with that encoding's byte-order mark (the
+    output's start, written by a tool that logs in UTF-16; the bytes 0xFF 0xFE and 0xFE 0xFF
+    begin no UTF-8 text), else UTF-8. A UTF-8 byte-order mark decodes to U+FEFF, a format
+    character that :func:`_clean` drops."""
+    if cut:  # a character cut in two at the start is not shown as U+FFFD
+        return data.lstrip(_UTF8_CONTINUATION).decode("utf-8", errors="replace")
+    for bom, codec in _UTF16:
+        if data.startswith(bom):
+            text = data[len(bom):]
+            # A last unit cut in two (a trial killed mid-write) is left out, not shown as U+FFFD.
+            return text[:len(text) - len(text) % 2].decode(codec, errors="replace")
+    return data.decode("utf-8", errors="replace")
 
 
 def _clean(line: str) -> str:

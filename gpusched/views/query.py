@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -124,9 +125,10 @@ def _known(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
 
 
 def check_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], what: str) -> None:
-    """Refuse a column that no row has (a typo), suggesting the closest name and naming the
-    ones there are. A column into one of the views' own objects (``wait``) is known even where
-    no row has a value: a row without one sorts last and matches no filter."""
+    """Refuse a column that no row has (a typo, or a column of the other view of `ls`), saying
+    where it is or suggesting the closest name, and naming the ones there are. A column into
+    one of the views' own objects (``wait``) is known even where no row has a value: a row
+    without one sorts last and matches no filter."""
     if not rows:
         return
     for column in columns:
@@ -134,17 +136,67 @@ def check_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], wha
             raise UsageError(_unknown_column(rows, column, what))
 
 
-def _unknown_column(rows: Sequence[Mapping[str, Any]], column: str, what: str) -> str:
-    """The message for ``column``, which no row has: the closest name any row answers to
-    (a key, a path, a bare name or an alias), then the columns there are."""
-    from gpusched._spec_check import did_you_mean  # paid only when a name is wrong
+#: The keys of the two views `ls` lists (docs/json.md): a column of the other view is named as
+#: such rather than guessed at (`tries` asked of the experiments list).
+_TRIAL_KEYS = frozenset({
+    "id", "experiment", "number", "state", "params", "budget", "continues", "point",
+    "objective", "objective_so_far", "reason", "devices", "pid", "attempts", "exit_code",
+    "exit_signal", "reports", "created_at", "started_at", "ended_at", "duration_s", "dir",
+    "waiting", "last_report",
+})
+_EXPERIMENT_KEYS = frozenset({
+    "id", "name", "state", "reason", "metric", "goal", "priority", "owner_uid", "owner", "seed",
+    "max_trials", "trials", "best", "submitted_at", "started_at", "ended_at", "waiting",
+})
+#: Names :func:`lookup` reads before a row's own keys: a row's key so named is not itself a
+#: column (a hyperparameter ``iter`` is shadowed by the alias).
+_SHADOWED = frozenset({*ALIASES, *COMPUTED, "gpus"})
 
+
+def _unknown_column(rows: Sequence[Mapping[str, Any]], column: str, what: str) -> str:
+    """The message for ``column``, which no row has: where it is when it is a column of the
+    other view, else the closest name the rows answer to; then the columns there are."""
     known = sorted({k for r in rows for k in r if k not in _BARE_IN}
                    | {f"{w}.{k}" for r in rows for w in _BARE_IN for k in (r.get(w) or {})})
-    bare = {k for r in rows for w in _BARE_IN for k in (r.get(w) or {})}
-    names = [*known, *sorted(bare - set(known)), *ALIASES, *COMPUTED, "gpus"]
-    return (f"{what}: no column '{column}'{did_you_mean(column, dict.fromkeys(names))};"
-            f" there are: {', '.join(known)}")
+    said = _other_view(rows, column, what)
+    if said is None:
+        from gpusched._spec_check import did_you_mean  # paid only when a name is wrong
+
+        said = did_you_mean(column, _columns(rows, known, column))
+    return f"{what}: no column '{column}'{said}; there are: {', '.join(known)}"
+
+
+def _columns(rows: Sequence[Mapping[str, Any]], known: Sequence[str], column: str) -> list[str]:
+    """The names the rows answer to, ``column`` (refused) aside: ``known`` (their keys and
+    paths), the bare names in them, and the aliases and computed columns this view has."""
+    bare = sorted({k for r in rows for w in _BARE_IN for k in (r.get(w) or {})} - set(known))
+    own = [n for n in (*known, *bare) if n not in _SHADOWED]
+    # Aliases resolve into one view or the other (`tries` is a trial's): only this view's.
+    extra = [n for n in (*ALIASES, *sorted(COMPUTED), "gpus") if _known(rows, n)]
+    return [n for n in dict.fromkeys([*own, *extra]) if n != column]
+
+
+def _other_view(rows: Sequence[Mapping[str, Any]], column: str, what: str) -> str | None:
+    """`` in the experiments list: it is a column of one experiment's trials (gpusched ls EXP
+    --columns tries)`` when ``column`` is a column of the other view of `ls` only (the
+    experiments list and one experiment's trials); else None. ``what`` ends with the option
+    that named it (``ls --sort``), which the command shown uses too."""
+    trials = "number" in rows[0]  # only a trial view has a number
+    name = ALIASES.get(column, column)
+    head = "devices" if name == "gpus" else name.partition(".")[0]
+    here, there = (_TRIAL_KEYS, _EXPERIMENT_KEYS) if trials else (_EXPERIMENT_KEYS, _TRIAL_KEYS)
+    if head in here or head not in there:
+        return None
+    option = what.rsplit(" ", 1)[-1]
+    if option == "--filter":
+        named = f"--filter {shlex.quote(f'{column} OP VALUE')}"
+    else:
+        named = f"{option if option.startswith('--') else '--columns'} {shlex.quote(column)}"
+    if trials:
+        return (" in one experiment's trials: it is a column of the experiments list"
+                f" (gpusched ls {named})")
+    return (" in the experiments list: it is a column of one experiment's trials"
+            f" (gpusched ls EXP {named})")
 
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {

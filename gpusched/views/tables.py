@@ -135,8 +135,8 @@ def so_far_note(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
     if rule == "best":
         highest = "highest" if exp.get("goal") == "maximize" else "lowest"
         which = f"{highest} {metric} so far (objective: best)"
-    elif rule == "last":
-        which = f"latest {metric} so far (objective: last)"
+    elif rule == "last":  # a NaN (or a report without the metric) does not count
+        which = f"last finite {metric} so far (objective: last)"
     else:  # a view without its spec
         which = f"{metric} so far"
     # The metric's name is anyone's text: made printable, as every cell is.

@@ -440,3 +440,13 @@ def test_a_relative_state_dir_gives_trials_absolute_paths(tmp_path: Path) -> Non
     finally:
         daemon.terminate()
         daemon.wait(30)
+
+
+def test_ls_knows_the_keys_of_both_views() -> None:
+    """`ls` names a column of the other view as such from its own copy of both views' keys
+    (gpusched.views.query): it must be the keys the daemon gives, which the test above checks
+    against a real daemon's answers."""
+    from gpusched.views import query
+
+    assert TRIAL_KEYS | {"last_report"} == query._TRIAL_KEYS
+    assert EXPERIMENT_KEYS == query._EXPERIMENT_KEYS

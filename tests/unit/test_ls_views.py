@@ -82,7 +82,7 @@ def test_a_running_trials_objective_so_far_is_shown_marked() -> None:
     (experiment(goal="minimize", spec={"objective": "best"}),
      "the trial's lowest val_accuracy so far (objective: best)"),
     (experiment(spec={"objective": "last"}),
-     "the trial's latest val_accuracy so far (objective: last)"),
+     "the trial's last finite val_accuracy so far (objective: last)"),
     (experiment(), "the trial's val_accuracy so far"),  # a view without its spec
 ])
 def test_the_footnote_says_what_the_marked_value_is(exp: dict[str, Any], says: str) -> None:
@@ -156,3 +156,66 @@ def test_sort_and_filter_suggest_too_and_nothing_far_is_suggested() -> None:
     with pytest.raises(UsageError) as caught:
         query.check_columns([trial(0)], ["zzzzqqq"], "ls --columns")
     assert "did you mean" not in str(caught.value)
+
+
+def _suggested(rows: list[dict[str, Any]], column: str, what: str = "ls --columns") -> str:
+    """The message refusing ``column``."""
+    with pytest.raises(UsageError) as caught:
+        query.check_columns(rows, [column], what)
+    return str(caught.value)
+
+
+def _no_last_report(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "last_report"}
+
+
+@pytest.mark.parametrize(("rows", "typo"), [
+    ([experiment()], "trys"), ([experiment()], "Tries"), ([experiment()], "itr"),
+    ([experiment()], "tim"), ([experiment()], "gpu"), ([experiment()], "wai"),
+    # A hyperparameter named as an alias is read as the alias, which these rows refuse.
+    ([_no_last_report(trial(0, params={"iter": 3}))], "itr"),
+    ([trial(0)], "trys"), ([trial(0)], "Tries"), ([trial(0)], "whyy"),
+])
+def test_a_suggestion_is_a_column_the_view_accepts(rows: list[dict[str, Any]],
+                                                   typo: str) -> None:
+    said = _suggested(rows, typo)
+    guess = said.partition("(did you mean '")[2].partition("'?)")[0]
+    if guess:  # (or none at all)
+        assert guess != typo
+        query.check_columns(rows, [guess], "ls --columns")  # not refused in turn
+
+
+def test_a_refused_alias_is_never_suggested_as_itself() -> None:
+    for alias in ("tries", "iter", "time"):
+        assert f"did you mean '{alias}'" not in _suggested([experiment()], alias)
+
+
+@pytest.mark.parametrize(("column", "what", "command"), [
+    ("tries", "ls --columns", "gpusched ls EXP --columns tries"),
+    ("iter", "ls --columns", "gpusched ls EXP --columns iter"),
+    ("objective", "ls --sort", "gpusched ls EXP --sort objective"),
+    ("params.lr", "ls --filter", "gpusched ls EXP --filter 'params.lr OP VALUE'"),
+    ("gpus", "ls --columns", "gpusched ls EXP --columns gpus"),
+])
+def test_a_trial_column_asked_of_the_experiments_list_says_where_it_is(
+        column: str, what: str, command: str) -> None:
+    assert _suggested([experiment()], column, what).startswith(
+        f"{what}: no column '{column}' in the experiments list: it is a column of one"
+        f" experiment's trials ({command}); there are: ")
+
+
+@pytest.mark.parametrize(("column", "what", "command"), [
+    ("owner", "ls e1 --columns", "gpusched ls --columns owner"),
+    ("max_trials", "ls e1 --sort", "gpusched ls --sort max_trials"),
+    ("trials.running", "ls e1 --columns", "gpusched ls --columns trials.running"),
+])
+def test_an_experiment_column_asked_of_the_trials_says_where_it_is(
+        column: str, what: str, command: str) -> None:
+    assert _suggested([trial(0), trial(1)], column, what).startswith(
+        f"{what}: no column '{column}' in one experiment's trials: it is a column of the"
+        f" experiments list ({command}); there are: ")
+
+
+def test_a_column_of_neither_view_is_still_guessed_at() -> None:
+    said = _suggested([experiment()], "stat")
+    assert "(did you mean 'state'?)" in said and "trials (" not in said

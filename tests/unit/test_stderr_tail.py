@@ -3,6 +3,7 @@ is never read (links, FIFOs, another user's files, an earlier attempt's output).
 
 from __future__ import annotations
 
+import codecs
 import os
 import threading
 from pathlib import Path
@@ -110,6 +111,25 @@ def test_a_long_line_is_capped_with_an_ellipsis() -> None:
     assert line.startswith("RuntimeError: xxx") and line.endswith("x...")
     exact = "E: " + "y" * (MAX_SHOWN - 3)
     assert last_meaningful_line(exact.encode()) == exact  # at the cap: whole
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_output_after_its_byte_order_mark_is_read_as_utf16(codec: str) -> None:
+    bom = codecs.BOM_UTF16_LE if codec == "utf-16-le" else codecs.BOM_UTF16_BE
+    text = "OSError: caf\u00e9 \u2014 disk full\r\n"
+    assert last_meaningful_line(bom + text.encode(codec)) == "OSError: caf\u00e9 \u2014 disk full"
+    # A trial killed mid-write leaves half a unit at the end: left out, not shown as U+FFFD.
+    assert last_meaningful_line(bom + "KeyError: lr".encode(codec) + b"\x00") == "KeyError: lr"
+
+
+def test_a_utf8_byte_order_mark_is_not_shown() -> None:
+    assert last_meaningful_line(codecs.BOM_UTF8 + b"KeyError: 'lr'\n") == "KeyError: 'lr'"
+
+
+def test_an_attempts_utf16_output_is_read_from_its_own_start(tmp_path: Path) -> None:
+    first = b"RuntimeError: the first attempt\n"
+    path = write(tmp_path / "stderr.log", first + "ValueError: \u00fcber\n".encode("utf-16"))
+    assert last_stderr_line(path, start=len(first)) == "ValueError: \u00fcber"
 
 
 # --- what is read --------------------------------------------------------------------------
