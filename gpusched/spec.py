@@ -51,9 +51,9 @@ class ExperimentSpec:
     Build one with :func:`load_experiment_file`, :func:`parse_experiment` or :meth:`from_dict`;
     the constructor itself checks nothing. Mappings are read-only and lists are tuples (plugin
     options included), so a spec can be shared freely. ``None`` means "the default" where the
-    default depends on the daemon: ``max_trials`` (the grid's size for a grid search, else
-    :data:`DEFAULT_MAX_TRIALS`, either way raised to make room for ``points_to_evaluate``:
-    see ``ExperimentRun.max_trials``), ``max_parallel_trials`` (as many as the GPUs allow),
+    default depends on the daemon: ``max_trials`` (the search's size, else
+    :data:`DEFAULT_MAX_TRIALS`, with ``points_to_evaluate`` counted as
+    ``ExperimentRun.max_trials`` says), ``max_parallel_trials`` (as many as the GPUs allow),
     ``max_failed_trials`` (unlimited, but the experiment fails if its first trial does).
     """
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 from gpusched._daemon.identity import RunAs
 from gpusched._daemon.store import ReadPosition
@@ -30,13 +30,19 @@ from gpusched.plugin_api import (
     SearchSpace,
     StoppingPlugin,
     TrialView,
+    Wait,
+    as_suggestion,
 )
 from gpusched.spec import DEFAULT_MAX_TRIALS, ExperimentSpec
 
 __all__ = ["TrialRun", "ExperimentRun", "History", "objective_of", "stopped_at_bound",
            "resume_from_warning", "AUTO_FILLED_KEYS", "STOP_KEY_EVENT", "stop_keys_to_watch",
-           "see_stop_keys", "points_taken"]
+           "see_stop_keys", "points_taken", "judged_end", "PointsPlan", "plan_points",
+           "points_problem", "PLAN_STEPS"]
 
+# The most trials a dry run of a search with points_to_evaluate asks for (plan_points): the
+# built-in searches answer in time that grows with the history, so this is ~0.7 s for a grid.
+PLAN_STEPS = 1000
 # Ray Tune's fields, which the daemon adds to every report: not what a trainer reported.
 AUTO_FILLED_KEYS = frozenset({"training_iteration", "time_total_s", "time_this_iter_s",
                               "timestamp"})
@@ -69,14 +75,20 @@ def resume_from_warning(spec: ExperimentSpec, prior: Sequence[TrialView]) -> str
         if problem is None:
             return None
         first = first or problem
+    earlier = spec.resume_from
     if first is None:
-        why = (f"{spec.resume_from} has no finished trial (completed, or stopped) that"
-               f" reported '{spec.metric}'")
+        why = (f"{earlier} has no finished trial (completed, or stopped) that reported"
+               f" '{spec.metric}'")
+        fix = (f"if its trials reported the metric under another name (`gpusched show"
+               f" {earlier}/0` shows a trial's last report), set metric to that name")
     else:
-        why = (f"none of the {len(prior)} finished trials of {spec.resume_from} has params"
-               f" that fit this experiment's (the first: {first})")
+        why = (f"none of the {len(prior)} finished trials of {earlier} has params that fit"
+               f" this experiment's (the first: {first})")
+        fix = ("make this experiment's params (their names, ranges and values) take in the"
+               " values its trials ran with")
     return (f"resume_from: {why}, so the search has nothing to learn from it and starts"
-            " from scratch, as without resume_from")
+            f" from scratch, as without resume_from. To learn from it, {fix}; else drop"
+            " resume_from")
 
 
 def _as_integers(space: SearchSpace, params: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -88,6 +100,13 @@ def _as_integers(space: SearchSpace, params: Mapping[str, Any]) -> Mapping[str, 
         if param.type is ParamType.INTEGER and isinstance(value, float) and value.is_integer():
             fixed[param.name] = int(value)
     return fixed
+
+
+def judged_end(trial: TrialRun) -> bool:
+    """Whether ``trial`` ended so that its reports are judged complete: it ran its course
+    (completed), having reported something. The first such end of an experiment warns of its
+    ``stop:`` keys that no trial has reported (:meth:`ExperimentRun.unreported_stop_keys`)."""
+    return trial.state in _JUDGED_ENDS and trial.reports > 0
 
 
 def stop_keys_to_watch(spec: ExperimentSpec) -> set[str]:
@@ -124,6 +143,84 @@ def points_taken(trials: Iterable[tuple[int, int | None]], points: int) -> dict[
             if len(taken) == points:
                 break
     return taken
+
+
+class PointsPlan(NamedTuple):
+    """What a dry run of an experiment's search with its ``points_to_evaluate`` found
+    (:func:`plan_points`), every trial taken to complete."""
+
+    trials: int  # how many trials the experiment runs (its max_trials when the file has none)
+    new: int  # how many of them the search made as new configurations (continuing none)
+    # Points that took no new configuration's place: they run once the search has run out,
+    # or never, when max_trials is reached first.
+    unplaced: int
+    budgets: bool  # whether the search gives its trials budgets (hyperband's epochs)
+
+
+def plan_points(search: SearchPlugin, space: SearchSpace,
+                points: Sequence[Mapping[str, ParamValue]], prior: Sequence[TrialView],
+                max_trials: int | None) -> PointsPlan | None:
+    """Ask ``search`` for trial after trial as the scheduler does (``Scheduler._ask``: each new
+    configuration's place taken by the next point), each trial completing at once, until it
+    runs out or ``max_trials`` have run; None when that cannot be worked out: more than
+    :data:`PLAN_STEPS` trials, a search that waits with nothing running, or one that fails
+    (the run will say so).
+
+    Exact for a search that is a pure function of its history, whatever it does: a grid
+    skips a point that a trial took (a point on the grid adds no trial), hyperband's brackets
+    make as many trials whatever their params (a point replaces one of its own). The run
+    differs only where a trial fails or is stopped (a hyperband rung then comes up short,
+    and fewer trials run: the search ends the run sooner). For a search of known size
+    (``size()``), which ends; a worker thread's work: it is asked up to PLAN_STEPS times.
+    """
+    history = list(prior)
+    placed = new = run = 0
+    budgets = False
+    while max_trials is None or run < max_trials:
+        if run >= PLAN_STEPS:
+            return None
+        try:
+            answer = search.suggest(run, history)
+            if isinstance(answer, Wait):
+                return None
+            suggestion = None if answer is None else as_suggestion(answer)
+        except Exception:
+            return None
+        if suggestion is None:  # run out: the points left run after it (Scheduler._ask)
+            left = len(points) - placed
+            ends = run + left if max_trials is None else min(run + left, max_trials)
+            return PointsPlan(ends, new, left, budgets)
+        budgets = budgets or suggestion.budget is not None
+        params = suggestion.params
+        if suggestion.continues is None:
+            new += 1
+            if placed < len(points):
+                params, placed = points[placed], placed + 1
+        history.append(TrialView(number=run, params=space.restrict(dict(params)),
+                                 state=TrialState.COMPLETED, objective=0.0,
+                                 budget=suggestion.budget, continues=suggestion.continues))
+        run += 1
+    return PointsPlan(run, new, len(points) - placed, budgets)
+
+
+def points_problem(spec: ExperimentSpec, plan: PointsPlan | None) -> str | None:
+    """Why the points of ``spec``'s ``points_to_evaluate`` cannot all run, as its search runs
+    them (``plan``), or None (a problem at ``points_to_evaluate``, refused at submit).
+
+    With a search that gives budgets, a point takes the place of a new configuration, with
+    that configuration's budget, and never adds a trial: a point left once the search has run
+    out would have no budget to run with (no ``GPUSCHED_BUDGET``, no ``--epochs``, and a
+    trainer that needs it fails), and one left when max_trials is reached never runs.
+    """
+    if plan is None or not plan.budgets or not plan.unplaced:
+        return None
+    within = "" if spec.max_trials is None else (
+        f" in its first {spec.max_trials} trials (max_trials)")
+    return (f"lists {len(spec.points_to_evaluate)} points, but search"
+            f" '{spec.search_algorithm}' makes only {plan.new} new configurations{within}:"
+            " each point takes the place of one, with the budget the search gives it (its"
+            " other trials continue one, and no point takes their place); list at most"
+            f" {plan.new} points, or change the search's options so that it makes more")
 
 
 def objective_of(values: list[float], rule: ObjectiveRule, goal: Goal) -> float | None:
@@ -278,6 +375,9 @@ class ExperimentRun:
     budget_spent: bool = False  # its time_budget is used up: no trial starts any more
     owner_uid: int | None = None  # who submitted it (SO_PEERCRED)
     run_as: RunAs | None = None  # the other user its trials run as (a root daemon's)
+    # What its search makes with its points_to_evaluate (see max_trials); None: no points, a
+    # search of unknown size, or not worked out.
+    plan: PointsPlan | None = None
     # The stop: keys no trial has reported yet (see unreported_stop_keys). Empty from the
     # start without stop: keys, and once each key was seen or warned about: the report path
     # then pays one test of an empty set.
@@ -292,16 +392,26 @@ class ExperimentRun:
 
     @property
     def max_trials(self) -> int:
-        """The number of trials to run: the file's; else the search's size (a grid's, or
-        hyperband's brackets') plus one per point of ``points_to_evaluate`` (a point that is
-        not the search's own adds a trial; one that is, the search skips, and it runs out one
-        trial sooner); else the default, or the number of points if that is more."""
+        """The number of trials to run: the file's; else, for a search of known size (a
+        grid, hyperband's brackets), as many as it makes with the points of
+        ``points_to_evaluate`` (``plan``, worked out by the scheduler: a point on the grid, or
+        one that takes a hyperband configuration's place, adds none), or its size plus one per
+        point where that was not worked out (too long: see :func:`plan_points`); else the
+        default, or the number of points if that is more."""
         if self.spec.max_trials is not None:
             return self.spec.max_trials
         points = len(self.spec.points_to_evaluate)
         size = getattr(self.search, "size", None)
-        grid = size() if callable(size) else None
-        return int(grid) + points if grid is not None else max(DEFAULT_MAX_TRIALS, points)
+        if not callable(size):
+            return max(DEFAULT_MAX_TRIALS, points)
+        return self.plan.trials if self.plan is not None else int(size()) + points
+
+    def top_budget(self) -> int | float | None:
+        """The largest budget its search gave a trial (hyperband's top rung's), None if it
+        gave none: what a point left once the search has run out runs with, where the
+        scheduler could not refuse it at submit (see :func:`points_problem`)."""
+        return max((t.budget for t in self.trials.values() if t.budget is not None),
+                   default=None)
 
     def next_point(self) -> Mapping[str, ParamValue] | None:
         """The point of ``points_to_evaluate`` that the next new configuration takes, or None
@@ -321,25 +431,22 @@ class ExperimentRun:
 
     def unreported_stop_keys(self, trial: TrialRun) -> list[str]:
         """The ``stop:`` keys to warn about as ``trial`` ends, in the file's order: those no
-        trial has reported yet (``unseen_stop_keys``), when it ran its course (completed)
-        having reported something; ``[]`` otherwise (a key may come only late in
-        training: a trial's end is the first time its reports say it never comes).
+        trial has reported yet (``unseen_stop_keys``), when its end is judged
+        (:func:`judged_end`); ``[]`` otherwise (a key may come only late in training: a
+        trial's end is the first time its reports say it never comes).
 
         The keys are taken out of ``unseen_stop_keys``: each is warned about once, by the first
         trial that ends without it. Call it where the trial's end is decided, before any
         await, so that two trials ending at once do not both warn.
 
-        After a restart (or ``gpusched resume``) the set starts full again. A trial of the log
-        that had ended with reports means that every key was seen or warned about then (each
-        judged end takes every key still unseen): nothing is left to warn about.
+        After a restart (or ``gpusched resume``) the set holds only what the log leaves
+        unsettled (see ``restore.restore_trials``): no key the log says was reported or
+        warned about.
         """
-        if not self.unseen_stop_keys or trial.state not in _JUDGED_ENDS or not trial.reports:
+        if not self.unseen_stop_keys or not judged_end(trial):
             return []
         keys = [key for key in self.spec.stop if key in self.unseen_stop_keys]
         self.unseen_stop_keys.clear()
-        if any(t is not trial and t.state in _JUDGED_ENDS and t.reports
-               for t in self.trials.values()):
-            return []  # judged before the daemon (re)started this experiment
         return keys
 
     def running_count(self) -> int:

@@ -279,7 +279,9 @@ class ReportFileReader(_Problems):
         again from its start, all of it this attempt's. Without this, only a file that
         shrank below ``offset`` was seen to be rewritten, and a retry that wrote more than
         ``offset`` bytes before the first poll lost its first reports. Bytes rewritten the
-        same as before cannot be told from bytes kept: they are taken as the stored reports.
+        same as before cannot be told from bytes kept: a poll that finds the file past
+        ``offset`` takes them for the stored reports, one that finds it shorter reads it all
+        again (which of the two depends on when the poll comes: docs/failures.md says so).
         """
         super().__init__()
         self.path = Path(path)
@@ -330,8 +332,15 @@ class ReportFileReader(_Problems):
         return self.offset - len(self._pending)
 
     def unread_bytes(self) -> int:
-        """How much the next poll would read (a stat; 0 when there is no file to read)."""
-        return max(regular_file_size(self.path) - self.offset, 0)
+        """How much the next poll may read (a stat; 0 when there is no file to read): what is
+        past ``offset``; the whole file when that poll may read it again from its start (it
+        is shorter than ``offset``, or a retry may have rewritten it: see ``watch_rewrite``).
+        The runner reads a big poll in a worker thread: a rewritten file of 64 MiB must not be
+        taken for a few new bytes."""
+        size = regular_file_size(self.path)
+        if self._watching or size < self.offset:
+            return size
+        return size - self.offset
 
     def _read_new(self, limit: int | None) -> bytes:
         """The bytes past ``offset`` (at most ``limit``); none while the file is not there or

@@ -6,12 +6,19 @@ so the search plugins (pure functions of these views) continue the same search.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from gpusched._daemon.experiment import ExperimentRun, TrialRun, objective_of, stopped_at_bound
+from gpusched._daemon.experiment import (
+    ExperimentRun,
+    TrialRun,
+    judged_end,
+    objective_of,
+    stopped_at_bound,
+)
 from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.report_collector import ReportCollector
 from gpusched._daemon.reports import StatusLine, status_at_end
@@ -127,6 +134,7 @@ async def restore_trials(
 
     But an attempt that ended on its own saying how (its report file ends with its status
     line) is recorded as it said: ``failed``, not run again (see :func:`_said_at_its_end`).
+    Last, the ``stop:`` keys the log settled are no longer watched (:func:`_settle_stop_keys`).
     """
     stopped = stopped or {}
     rows = await store.trials(exp.id)
@@ -160,6 +168,22 @@ async def restore_trials(
             exp.requeued.append(trial.number)
     if endings:
         await _record_said_endings(store, exp, endings)
+    await _settle_stop_keys(store, exp)
+
+
+async def _settle_stop_keys(store: Store, exp: ExperimentRun) -> None:
+    """Take out of ``exp.unseen_stop_keys`` (full, as the experiment was just made) what the
+    log settled before: every key once a trial of the log had a judged end (each key was
+    reported or warned about then: a warning commits with that end), else each key that a
+    stored report (of any trial, any attempt, any end) gives a number. A key the log holds is
+    then never warned about as never reported."""
+    unseen = exp.unseen_stop_keys
+    if not unseen:
+        return
+    if any(judged_end(t) for t in exp.trials.values()):
+        unseen.clear()
+        return
+    unseen.difference_update(await store.keys_reported(exp.id, unseen))
 
 
 @dataclass(frozen=True)
@@ -196,9 +220,12 @@ async def _cut_off(store: Store, exp: ExperimentRun, trial: TrialRun, row: dict[
         return _SaidEnding(trial, said, pids, recovered)
     if state is TrialState.RUNNING or pids or recovered:
         trial.state = TrialState.INTERRUPTED
+        # Its end, as a graceful stop records one: a status line that the attempt wrote
+        # before it was stopped here is then older than the row's last time, and a later
+        # restart (before the trial ran again) does not take it for how it ended.
         await store.record_trial(
             exp.id, trial.number, {"state": "interrupted", "reason": INTERRUPTED_REASON,
-                                   "attempts": trial.attempts},
+                                   "attempts": trial.attempts, "ended_at": time.time()},
             "trial_interrupted", reason=INTERRUPTED_REASON, stopped_pids=pids,
             reports_recovered=recovered)
         log.info("trial_interrupted", trial=f"{exp.id}/{trial.number}",
@@ -215,8 +242,11 @@ def _said_at_its_end(files: TrialFiles, row: dict[str, Any], pids: list[int],
       One stopped now ended by this daemon's hand, whatever it said, and runs again. The
       leader of an attempt the log never recorded is not known: none of its may be left.
     - It wrote that line: the file was last written after the last time the log has for the
-      trial (the attempt's start; an earlier attempt's end). No two attempts run at once, so
-      an earlier attempt's line was written before then.
+      trial (the attempt's start; an earlier attempt's end, or the end an earlier restart
+      recorded for an attempt it stopped). No two attempts run at once, so an earlier
+      attempt's line was written before then. The file's time is the kernel's coarse clock
+      (a few ms): a line written within the same tick as the spawn may seem older than the
+      start, and is not taken (the trial runs again: the safe side).
     Its exit code is not known (it was not this daemon's child), nor so whether it exited
     non-zero, as a status line asks; a line with nothing after it is taken to say it did.
     """

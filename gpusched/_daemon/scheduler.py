@@ -14,7 +14,7 @@ import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -25,7 +25,14 @@ from gpusched._daemon import procfs
 from gpusched._daemon.child import EXIT_WAITERS
 from gpusched._daemon.device_choice import choose_devices
 from gpusched._daemon.devices import DeviceTable
-from gpusched._daemon.experiment import ExperimentRun, TrialRun, resume_from_warning
+from gpusched._daemon.experiment import (
+    ExperimentRun,
+    PointsPlan,
+    TrialRun,
+    plan_points,
+    points_problem,
+    resume_from_warning,
+)
 from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.identity import trial_identity
 from gpusched._daemon.launcher import TrialFiles
@@ -38,13 +45,21 @@ from gpusched._daemon.user_limits import UserLimits
 from gpusched._daemon.waiting import WaitContext, cpu_slots_for, why_waiting
 from gpusched._spec_check import Problems
 from gpusched.config import DaemonSettings
-from gpusched.errors import NotFoundError, PluginError, RequestError, SpecError, StoreError
+from gpusched.errors import (
+    NotFoundError,
+    PluginError,
+    Problem,
+    RequestError,
+    SpecError,
+    StoreError,
+)
 from gpusched.log import get_logger
 from gpusched.models import ExperimentState, Goal, TrialState
 from gpusched.plugin_api import (
     SearchPlugin,
     StoppingPlugin,
     Suggestion,
+    TrialView,
     Wait,
     as_suggestion,
 )
@@ -439,8 +454,11 @@ class Scheduler:
         point = exp.next_point()
         if answer is None:
             # A search that has run out (a grid whose every point was given) still leaves
-            # the points not taken yet: they run as they are.
-            return None if point is None else Suggestion(params=point)
+            # the points not taken yet: they run as they are; with the top budget the search
+            # gave, if it gave budgets (refused at submit where that could be worked out:
+            # see points_problem), so that a trainer that needs one gets one.
+            return None if point is None else Suggestion(params=point,
+                                                         budget=exp.top_budget())
         suggestion = as_suggestion(answer)
         # Checked here, as the plugin's answer: a value the log cannot store (a numpy integer)
         # or outside the space fails this experiment, not the daemon, nor reaches a trial.
@@ -693,11 +711,12 @@ class Scheduler:
         """Record and queue an experiment; return its id.
 
         What the daemon alone can judge in the file (its plugins and their options, the
-        per-user GPU limit, ``resume_from``) is a :class:`SpecError` that lists every such
-        problem at its place, as the parser's are (``source``: the file's name, for the
-        message); other refusals are RequestErrors. What looks wrong but is accepted (a
-        ``resume_from`` with nothing to learn from) is added to ``warnings``, the submit
-        answer's.
+        per-user GPU limit, ``resume_from``; once those are right, whether its search can take
+        all of its ``points_to_evaluate``: :func:`points_problem`) is a :class:`SpecError`
+        that lists every such problem at its place, as the parser's are (``source``: the
+        file's name, for the message); other refusals are RequestErrors. What looks wrong but
+        is accepted (a ``resume_from`` with nothing to learn from) is added to ``warnings``,
+        the submit answer's.
         """
         if self._closing:
             raise RequestError("shutting_down", "the daemon is shutting down; submit again later")
@@ -723,6 +742,9 @@ class Scheduler:
         self._learning_from[learns] += 1  # until it is in `active` (see _resume)
         try:
             prior = await prior_trials(self.store, spec)
+            plan = await _plan(spec, search, prior)
+            if (problem := points_problem(spec, plan)) is not None:
+                raise SpecError([Problem("points_to_evaluate", problem)], source)
             if warnings is not None and (warning := resume_from_warning(spec, prior)):
                 warnings.append(warning)
             exp_id = await self.store.create_experiment(
@@ -731,7 +753,8 @@ class Scheduler:
             )
             seq = int(exp_id[1:])
             self.active[exp_id] = ExperimentRun(exp_id, seq, spec, seed, search, stoppers,
-                                                prior=prior, owner_uid=owner_uid, run_as=run_as)
+                                                prior=prior, owner_uid=owner_uid, run_as=run_as,
+                                                plan=plan)
         finally:
             self._learning_from[learns] -= 1
             if not self._learning_from[learns]:
@@ -809,9 +832,11 @@ class Scheduler:
             search, stoppers = self._plugins(spec, row["seed"])
         except PluginError as exc:
             raise RequestError("invalid_experiment", str(exc)) from None
+        prior = await prior_trials(self.store, spec)
         exp = ExperimentRun(row["id"], row["seq"], spec, row["seed"], search, stoppers,
-                            prior=await prior_trials(self.store, spec),
-                            owner_uid=row["owner_uid"], run_as=trial_identity(row["owner_uid"]))
+                            prior=prior, owner_uid=row["owner_uid"],
+                            run_as=trial_identity(row["owner_uid"]),
+                            plan=await _plan_for_max_trials(spec, search, prior))
         await restore_trials(self.store, exp)
         cut_short = [t for t in exp.trials.values()
                      if t.state is TrialState.CANCELLED and t.objective is None]
@@ -920,11 +945,11 @@ class Scheduler:
             await self.store.update_experiment(row["id"], state="failed", reason=str(exc),
                                                ended_at=_now())
             return
+        prior = await prior_trials(self.store, spec)
         exp = ExperimentRun(row["id"], row["seq"], spec, row["seed"], search, stoppers,
-                            state=ExperimentState(row["state"]),
-                            prior=await prior_trials(self.store, spec),
+                            state=ExperimentState(row["state"]), prior=prior,
                             started_at=row["started_at"], owner_uid=row["owner_uid"],
-                            run_as=run_as)
+                            run_as=run_as, plan=await _plan_for_max_trials(spec, search, prior))
         await restore_trials(self.store, exp, stopped)
         # A failure rule or a cancel decided before the daemon was killed (the experiment's end
         # waits for its running trials to stop): still decided, the failure first (as
@@ -956,6 +981,24 @@ async def _suggest(exp: ExperimentRun, number: int, *, in_thread: bool) -> Any:
         answer = exp.search.suggest(number, exp.history())
     exp.suggest_s = time.perf_counter() - started
     return answer
+
+
+async def _plan(spec: ExperimentSpec, search: SearchPlugin,
+                prior: Sequence[TrialView]) -> PointsPlan | None:
+    """What ``search`` makes with ``spec``'s points_to_evaluate (:func:`plan_points`, in a
+    worker thread: up to PLAN_STEPS questions to the search); None without points or for a
+    search of unknown size (one with no ``size()`` may never run out)."""
+    if not spec.points_to_evaluate or not callable(getattr(search, "size", None)):
+        return None
+    return await anyio.to_thread.run_sync(
+        plan_points, search, spec.space(), spec.points_to_evaluate, prior, spec.max_trials)
+
+
+async def _plan_for_max_trials(spec: ExperimentSpec, search: SearchPlugin,
+                               prior: Sequence[TrialView]) -> PointsPlan | None:
+    """:func:`_plan` of an experiment taken up again (a restart, a resume): needed only for
+    the max_trials it makes, when the file sets none (the points were judged at submit)."""
+    return None if spec.max_trials is not None else await _plan(spec, search, prior)
 
 
 def _make_plugins(p: Problems, spec: ExperimentSpec, seed: int

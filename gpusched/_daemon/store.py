@@ -438,6 +438,19 @@ class Store:
             " AND trial IS NOT NULL GROUP BY trial", (exp_id, kind)).fetchall())
         return {int(t): int(n) for t, n in rows}
 
+    async def keys_reported(self, exp_id: str, keys: Iterable[str]) -> set[str]:
+        """Those of ``keys`` that a stored report of the experiment gives a number (not
+        ``true``/``false``, not NaN: the log stores NaN and the infinities as null). One query,
+        for a restart: each key's search stops at the first report that has it."""
+        wanted = json.dumps(sorted(keys))
+        # json_each walks a report's top level and names each key as it is, whatever its
+        # characters (a JSON path could not quote them all: see metric_series).
+        rows = await self._in_db_thread(lambda conn: conn.execute(
+            "SELECT k.value FROM json_each(?) AS k WHERE EXISTS (SELECT 1 FROM reports AS r,"
+            " json_each(r.data) AS j WHERE r.experiment_id = ? AND j.key = k.value"
+            " AND j.type IN ('integer', 'real'))", (wanted, exp_id)).fetchall())
+        return {str(key) for (key,) in rows}
+
     async def metric_series(
         self, exp_id: str, numbers: Iterable[int], metric: str
     ) -> dict[int, list[tuple[int, float]]]:

@@ -14,7 +14,8 @@ from tests.integration.harness import running_daemon, trial_script
 
 WARNING = "gpusched: warning: resume_from: "
 SCRATCH = ", so the search has nothing to learn from it and starts from scratch, as without" \
-          " resume_from\n"
+          " resume_from. To learn from it, "
+DROP = "; else drop resume_from\n"
 
 
 def probe(out: Path, **overrides: Any) -> dict[str, Any]:
@@ -49,10 +50,13 @@ def test_submit_warns_when_the_earlier_experiment_has_nothing_to_teach(tmp_path:
     assert all(a.returncode == 0 for a in answers.values()), answers
     assert answers["other-metric"].stderr == (
         f"{WARNING}{first} has no finished trial (completed, or stopped) that reported 'loss'"
-        f"{SCRATCH}")
+        f"{SCRATCH}if its trials reported the metric under another name (`gpusched show"
+        f" {first}/0` shows a trial's last report), set metric to that name{DROP}")
     assert answers["other-space"].stderr == (
         f"{WARNING}none of the 1 finished trials of {first} has params that fit this"
-        f" experiment's (the first: 'x': 0.0 is outside [2.0, 3.0]){SCRATCH}")
+        f" experiment's (the first: 'x': 0.0 is outside [2.0, 3.0]){SCRATCH}make this"
+        f" experiment's params (their names, ranges and values) take in the values its trials"
+        f" ran with{DROP}")
     assert answers["usable"].stderr == ""
     # Warned, not refused: each was submitted.
     assert set(ids) == {"first", *files}

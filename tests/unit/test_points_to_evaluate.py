@@ -206,7 +206,8 @@ def test_an_unset_max_trials_makes_room_for_the_points() -> None:
                 params=[{"name": "optimizer", "type": "categorical", "values": ["sgd", "adam"]},
                         {"name": "lr", "type": "discrete", "values": [0.01, 0.5]},
                         {"name": "layers", "type": "integer", "min": 1, "max": 2}])
-    assert run(grid).max_trials == 8 + 2  # the grid, then the points: the grid ends itself
+    # Not worked out (see test_points_plan.py for when it is): the grid plus every point.
+    assert run(grid).max_trials == 8 + 2
     assert run(spec([ADAM], max_trials=3)).max_trials == 3
 
 
@@ -291,7 +292,9 @@ async def test_a_point_takes_the_place_of_a_new_configuration_keeping_its_budget
         (SGD, 9, 0),  # the promotion is the search's own
         (ADAM, 3, None),
         (third, 3, None),
-        (third, None, None),  # the search had run out: the last point runs as it is
+        # The search had run out (a stand-in of unknown size: nothing refused it at submit):
+        # the last point runs with the top budget the search gave, not with none.
+        (third, 9, None),
     ]
     assert exp.exhausted
 
@@ -371,15 +374,20 @@ def _view(number: int, params: Mapping[str, ParamValue]) -> TrialView:
 
 def test_resume_from_warns_when_no_earlier_trial_can_teach_the_search() -> None:
     s = spec(resume_from="e1")
+    # Each says what to do: the metric's name or the params to check, or drop resume_from.
     assert resume_from_warning(s, []) == (
         "resume_from: e1 has no finished trial (completed, or stopped) that reported 'acc', so"
         " the search has nothing to learn from it and starts from scratch, as without"
-        " resume_from")
+        " resume_from. To learn from it, if its trials reported the metric under another name"
+        " (`gpusched show e1/0` shows a trial's last report), set metric to that name; else"
+        " drop resume_from")
     wide = [_view(-2, {**ADAM, "lr": 0.5}), _view(-1, {"x": 1})]
     assert resume_from_warning(s, wide) == (
         "resume_from: none of the 2 finished trials of e1 has params that fit this experiment's"
         " (the first: 'lr': 0.5 is outside [0.0001, 0.1]), so the search has nothing to learn"
-        " from it and starts from scratch, as without resume_from")
+        " from it and starts from scratch, as without resume_from. To learn from it, make this"
+        " experiment's params (their names, ranges and values) take in the values its trials"
+        " ran with; else drop resume_from")
     # One that fits is enough (a whole float for an integer fits, as the searches take it).
     assert resume_from_warning(s, [*wide, _view(-3, {**ADAM, "layers": 1.0})]) is None
     assert resume_from_warning(spec(), []) is None  # no resume_from: nothing to say

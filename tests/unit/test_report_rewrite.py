@@ -176,7 +176,44 @@ def test_a_reader_not_told_to_watch_reads_on_from_its_offset(tmp_path: Path) -> 
     assert [r.values["step"] for r in reader.poll()] == [4]
 
 
+def test_a_poll_that_may_read_the_file_again_is_said_to_read_all_of_it(tmp_path: Path) -> None:
+    # The runner reads a big poll in a worker thread, by this estimate: a rewrite read again
+    # from its start (up to 64 MiB) was taken for the few bytes past the old position, and
+    # read and parsed on the event loop.
+    path = tmp_path / "reports.jsonl"
+    size = _earlier_attempt(path)
+    reader = _watching(path, size)
+    assert reader.unread_bytes() == size  # nothing new yet, but the next poll may read it all
+    path.write_text(_steps(1, 5, attempt=2))  # rewritten, longer than what was read
+    assert reader.unread_bytes() == path.stat().st_size
+    assert [r.values["step"] for r in reader.poll()] == [1, 2, 3, 4, 5]
+    assert reader.unread_bytes() == 0  # read again; no longer watched
+    with path.open("a") as f:
+        f.write(_steps(6, 6, attempt=2))
+    assert reader.unread_bytes() == len(_steps(6, 6, attempt=2))  # the normal path
+    path.write_text(_steps(1, 1, attempt=3))  # shorter than what was read: read from 0
+    assert reader.unread_bytes() == path.stat().st_size
+
+
+def test_a_reader_not_watching_says_what_is_past_its_offset(tmp_path: Path) -> None:
+    path = tmp_path / "reports.jsonl"
+    size = _earlier_attempt(path)
+    reader = ReportFileReader(path, offset=size)
+    with path.open("a") as f:
+        f.write(_steps(4, 4, attempt=1))
+    assert reader.unread_bytes() == path.stat().st_size - size
+
+
 # -- ReportCollector ---------------------------------------------------------------------------
+
+
+def test_a_retried_attempts_collector_counts_a_rewrite_whole(tmp_path: Path) -> None:
+    files = TrialFiles(tmp_path)
+    size = _earlier_attempt(files.reports)
+    collector = ReportCollector(files, metric_tag="step", first_iteration=3,
+                                resume_at=ReadPosition(size, None), status_from=size)
+    files.reports.write_text(_steps(1, 5, attempt=2))
+    assert collector.unread_bytes() == files.reports.stat().st_size
 
 
 def test_a_retried_attempts_collector_reads_a_rewritten_file_whole(tmp_path: Path) -> None:

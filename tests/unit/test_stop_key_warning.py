@@ -22,6 +22,7 @@ from gpusched._daemon.experiment import (
     stop_keys_to_watch,
 )
 from gpusched._daemon.fake_gpus import FakeBackend, FakeConfig
+from gpusched._daemon.restore import restore_trials
 from gpusched._daemon.store import Store, open_store
 from gpusched._daemon.trial_runner import (
     TrialRunner,
@@ -122,21 +123,72 @@ def test_a_key_any_trial_reported_is_not_warned_about(tmp_path: Path) -> None:
     assert exp.unreported_stop_keys(ended(exp, TrialState.COMPLETED)) == ["val_acc"]
 
 
-def test_no_repeat_after_a_restart(tmp_path: Path) -> None:
-    # Read back from the log: trial 0 had ended with reports, so each key was reported or
-    # warned about then. Trial 1, run again after the restart, warns about nothing.
-    exp = run(tmp_path, stop={"val_acc": 0.95})
-    ended(exp, TrialState.COMPLETED)
-    assert exp.unreported_stop_keys(ended(exp, TrialState.COMPLETED)) == []
+# --- after a restart or a resume: what the log settled --------------------------------------
+
+
+async def restored(tmp_path: Path, trials: list[tuple[str, list[dict[str, Any]]]],
+                   **settings: Any) -> ExperimentRun:
+    """The experiment as a restarted daemon reads it back from a log whose trials had these
+    states and stored reports."""
+    async with open_store(tmp_path / "log.db") as store:
+        exp = run(tmp_path, **settings)
+        exp.id = await store.create_experiment(name="exp", spec=exp.spec.to_dict(), seed=0,
+                                               priority=0, owner_uid=os.getuid())
+        for number, (state, reports) in enumerate(trials):
+            await store.create_trial(exp.id, number, {"x": 0.5}, str(tmp_path / str(number)))
+            await store.add_reports(exp.id, number, 0, reports)
+            await store.update_trial(exp.id, number, state=state)
+        await restore_trials(store, exp)
+    return exp
+
+
+async def test_a_key_an_earlier_attempt_of_the_trial_reported_is_not_warned_about(
+    tmp_path: Path,
+) -> None:
+    # Its first attempt reported val_acc (validation at epoch 10) and was cut off by a crash;
+    # the attempt after the restart goes on from the checkpoint and completes before the next
+    # validation. The key is in the log: no warning that it was never reported.
+    exp = await restored(tmp_path, [("running", [{"val_accuracy": 0.5, "val_acc": 0.8}])],
+                         stop={"val_acc": 0.99, "epoch": 10})
+    assert exp.unseen_stop_keys == {"epoch"}
+    trial = exp.trials[0]
+    trial.state, trial.reports = TrialState.COMPLETED, 2
+    assert exp.unreported_stop_keys(trial) == ["epoch"]
+
+
+async def test_keys_of_trials_that_ended_unjudged_count_after_a_restart(tmp_path: Path) -> None:
+    # A trial stopped early or failed reported them: reported is reported, whatever its end.
+    exp = await restored(tmp_path, [("stopped", [{"val_acc": 0.8}]),
+                                    ("failed", [{"epoch": 3}]),
+                                    ("cancelled", [{"lr": 0.1}]),
+                                    ("queued", [])],
+                         stop={"val_acc": 0.99, "epoch": 10, "lr": 1.0, "step": 5})
+    assert exp.unseen_stop_keys == {"step"}
+
+
+async def test_only_numbers_count_and_any_key_can_be_looked_for(tmp_path: Path) -> None:
+    # As live (see_stop_keys): true/false and NaN (stored as null) are not numbers. A key's
+    # characters are its own: a dot or a quote is not a JSON path.
+    exp = await restored(tmp_path, [("failed", [{"flag": True, "gone": math.nan,
+                                                 "text": "0.9", 'a.b "c"': 1, "i": 2**40}])],
+                         stop={"flag": 1, "gone": 1, "text": 1, 'a.b "c"': 1, "i": 1})
+    assert exp.unseen_stop_keys == {"flag", "gone", "text"}
+
+
+async def test_no_repeat_after_a_restart(tmp_path: Path) -> None:
+    # Trial 0 had a judged end: each key was reported or warned about then (the warning
+    # commits with that end). Trial 1, run again after the restart, warns about nothing.
+    exp = await restored(tmp_path, [("completed", [{"val_accuracy": 0.9}]), ("running", [])],
+                         stop={"val_acc": 0.95})
     assert exp.unseen_stop_keys == set()  # nothing is checked any more
+    assert exp.unreported_stop_keys(ended(exp, TrialState.COMPLETED)) == []
 
 
-def test_after_a_restart_unjudged_trials_of_the_log_do_not_count(tmp_path: Path) -> None:
-    exp = run(tmp_path, stop={"val_acc": 0.95})
-    ended(exp, TrialState.CANCELLED)
-    ended(exp, TrialState.FAILED, reports=0)
-    ended(exp, TrialState.QUEUED)
-    ended(exp, TrialState.STOPPED)
+async def test_after_a_restart_unjudged_trials_of_the_log_do_not_count(tmp_path: Path) -> None:
+    exp = await restored(tmp_path, [("cancelled", [{"val_accuracy": 0.9}]), ("failed", []),
+                                    ("queued", []), ("stopped", [{"val_accuracy": 0.9}]),
+                                    ("completed", [])],
+                         stop={"val_acc": 0.95})
     assert exp.unreported_stop_keys(ended(exp, TrialState.COMPLETED)) == ["val_acc"]
 
 
