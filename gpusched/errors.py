@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+TYPE_CHECKING = False  # typing is imported for the type checker only: the CLI starts faster
+if TYPE_CHECKING:
+    from gpusched._spec_partial import PartialRead
+
 __all__ = [
     "GpuschedError",
     "SpecError",
@@ -66,11 +70,17 @@ class Problem:
 
 
 class SpecError(GpuschedError):
-    """An experiment file was refused; ``problems`` lists every problem, each with its place."""
+    """An experiment file was refused; ``problems`` lists every problem, each with its place.
 
-    def __init__(self, problems: Sequence[Problem], source: str = "") -> None:
+    ``read``: when the parser refused a file whose settings it could read, what of them
+    parsed that only the daemon can judge (see ``gpusched._spec_partial``); else None.
+    """
+
+    def __init__(self, problems: Sequence[Problem], source: str = "", *,
+                 read: PartialRead | None = None) -> None:
         self.problems = tuple(problems)
         self.source = source
+        self.read = read
         head = f"{source}: " if source else ""
         count = len(self.problems)
         lines = "\n".join(f"  {p}" for p in self.problems)

@@ -2,7 +2,9 @@
 
 An experiment file is YAML (or JSON) in our spelling, in AI Platform's HyperparameterSpec
 spelling, or a mix; docs/experiment-file.md is the user's reference. A bad file is refused with
-one :class:`~gpusched.errors.SpecError` that lists every problem, each with its place in the file.
+one :class:`~gpusched.errors.SpecError` that lists every problem, each with its place in the file;
+when the file's settings could be read, it carries (``read``) those that only the daemon can
+judge, as far as they parsed, so that one submit reports the daemon's problems too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from gpusched import _spec_fields
 from gpusched._spec_aip import Entry, apply_overrides, gather
 from gpusched._spec_check import Problems, thaw
+from gpusched._spec_partial import partial_read
 from gpusched._spec_read import read_text
 from gpusched._spec_yaml import load_text, parse_file_text
 from gpusched.errors import SpecError
@@ -278,7 +281,8 @@ def _parse(
                                 default_name=_default_name(source), check_workdir=check_workdir,
                                 aip=aip, home=home)
     if p.items:
-        raise SpecError(p.items, source)
+        # With what of the file parsed, so that the daemon can add its own problems now.
+        raise SpecError(p.items, source, read=partial_read(settings, fields, p.items))
     spec = ExperimentSpec(**fields)
     if "goal" not in settings and _LOSS_LIKE.search(spec.metric):
         # Optuna minimizes by default and KerasTuner reads a loss from its name: a search that

@@ -15,6 +15,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -38,12 +39,13 @@ from gpusched._daemon.identity import trial_identity
 from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.reader_thread import ReaderThread
 from gpusched._daemon.recovery import stop_leftovers
-from gpusched._daemon.restore import prior_trials, resolve_resume_from, restore_trials
+from gpusched._daemon.restore import prior_trials, restore_trials
 from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
 from gpusched._daemon.user_limits import UserLimits
 from gpusched._daemon.waiting import WaitContext, cpu_slots_for, why_waiting
 from gpusched._spec_check import Problems
+from gpusched._spec_partial import PartialRead, PluginRead
 from gpusched.config import DaemonSettings
 from gpusched.errors import (
     NotFoundError,
@@ -716,7 +718,8 @@ class Scheduler:
         that lists every such problem at its place, as the parser's are (``source``: the
         file's name, for the message); other refusals are RequestErrors. What looks wrong but
         is accepted (a ``resume_from`` with nothing to learn from) is added to ``warnings``,
-        the submit answer's.
+        the submit answer's. In a file that the parser refuses, :meth:`judge_refused` judges
+        what of these it can.
         """
         if self._closing:
             raise RequestError("shutting_down", "the daemon is shutting down; submit again later")
@@ -727,7 +730,10 @@ class Scheduler:
             p.add("gpus_per_trial", over)
         # Made once, here: the experiment keeps these (a wrong one is a problem, not an error).
         search, stoppers = _make_plugins(p, spec, seed)
-        spec = await resolve_resume_from(self.store, spec, p)
+        if spec.resume_from:
+            # Pinned to the id: a name means the newest experiment with that name *now*.
+            pinned = await _ended_experiment(self.store, spec.resume_from, "resume_from", p)
+            spec = spec if pinned is None else replace(spec, resume_from=pinned)
         if p.items:
             raise SpecError(p.items, source)
         assert search is not None  # else a problem says why
@@ -763,6 +769,26 @@ class Scheduler:
         log.info("experiment_submitted", experiment=exp_id, name=spec.name)
         self.kick()
         return exp_id
+
+    async def judge_refused(self, read: PartialRead) -> list[Problem]:
+        """What :meth:`submit` would refuse in a file that the parser refused already, as far
+        as ``read`` (what of the file parsed) allows: the per-user GPU limit, whether the
+        plugins it names are installed (and, for a stopping plugin whose options, metric and
+        goal parsed, whether it takes its options) and ``resume_from``. So that one submit
+        lists every problem that can be known; the rest needs a file that parses: a search
+        plugin's options (its constructor takes the search space) and ``points_to_evaluate``.
+        """
+        p = Problems()
+        if read.gpus_per_trial is not None and (
+                over := self.limits.submit_problem(read.gpus_per_trial)) is not None:
+            p.add(read.place("gpus_per_trial"), over)
+        if read.search is not None:
+            _load_plugin(p, read.search.name, load_search_plugin, name_at=read.search.name_at)
+        for plugin in read.stopping:
+            _judge_stopping(p, plugin, read.metric, read.goal)
+        if read.resume_from:
+            await _ended_experiment(self.store, read.resume_from, read.place("resume_from"), p)
+        return p.items
 
     async def wait_ended(self, exp_id: str, timeout_s: float) -> None:
         """Return when experiment ``exp_id`` has ended (at once if it is not in progress), or
@@ -1043,16 +1069,60 @@ def _make_plugin(
     one that cannot be loaded (not installed: with the closest installed name) at ``name_at``,
     one that cannot be built (options it refuses, a bug in its constructor) at
     ``options_at``."""
+    cls = _load_plugin(p, name, load, name_at=name_at)
+    return None if cls is None else _build_plugin(p, kind, name, lambda: build(cls),
+                                                  options_at=options_at)
+
+
+def _load_plugin(p: Problems, name: str, load: Callable[[str], type[_P]], *, name_at: str
+                 ) -> type[_P] | None:
+    """The plugin class ``name``; None, with the problem at ``name_at`` in ``p``, when it
+    cannot be loaded (not installed: with the closest installed name)."""
     try:
-        cls = load(name)
+        return load(name)
     except PluginError as exc:
         p.add(name_at, str(exc))
         return None
+
+
+def _build_plugin(p: Problems, kind: PluginKind, name: str, build: Callable[[], _P], *,
+                  options_at: str) -> _P | None:
+    """``build()``, the plugin ``name`` made; None, with the problem at ``options_at`` in
+    ``p``, when it cannot be (options it refuses, a bug in its constructor)."""
     try:
-        return construct_plugin(kind, name, lambda: build(cls))
+        return construct_plugin(kind, name, build)
     except PluginError as exc:
         p.add(options_at, str(exc))
         return None
+
+
+def _judge_stopping(p: Problems, plugin: PluginRead, metric: str | None, goal: Goal | None
+                    ) -> None:
+    """The problems with a stopping plugin of a refused file: whether it is installed, and
+    whether it takes its options when they, the metric and the goal parsed (all that its
+    constructor takes: what it says of them, it will say of the file that parses)."""
+    cls = _load_plugin(p, plugin.name, load_stopping_plugin, name_at=plugin.name_at)
+    options = plugin.options
+    if cls is None or options is None or metric is None or goal is None:
+        return
+    _build_plugin(p, "stopping", plugin.name,
+                  lambda: cls(metric=metric, goal=goal, options=options),
+                  options_at=plugin.options_at)
+
+
+async def _ended_experiment(store: Store, name: str, place: str, p: Problems) -> str | None:
+    """The id of the experiment that ``resume_from: name`` names (the newest with that name),
+    or None, with the problem at ``place`` in ``p``, when it names none or one that has not
+    ended: what the search learns from must not change under it while it runs."""
+    row = await store.experiment(name)
+    if row is None:
+        p.add(place, f"no experiment '{name}' (`gpusched ls --all` lists them)")
+        return None
+    if row["state"] in (ExperimentState.QUEUED.value, ExperimentState.RUNNING.value):
+        p.add(place, f"{row['id']} is still {row['state']}: wait until it ends"
+                     f" (`gpusched wait {row['id']}`), then submit this again")
+        return None
+    return str(row["id"])
 
 
 def _store_error_in(exc: BaseException) -> StoreError | None:

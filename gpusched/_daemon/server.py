@@ -273,17 +273,33 @@ class Server:
         # in a worker thread (the user database may be LDAP, slow to answer).
         home = None if uid is None or uid == os.getuid() else await anyio.to_thread.run_sync(
             _home_of, uid)
-        if "text" in args:
-            spec = await _parse_text(args, base_dir=base_dir, source=source, home=home)
-        else:
-            # A mapping (a Client.submit of a dict) may be as large as a request line: checked
-            # off the event loop, whatever its size (only the CLI's small files are inline).
-            spec = await anyio.to_thread.run_sync(
-                lambda: parse_experiment(args.get("experiment"), base_dir=base_dir,
-                                         source=source, home=home))
+        try:
+            if "text" in args:
+                spec = await _parse_text(args, base_dir=base_dir, source=source, home=home)
+            else:
+                # A mapping (a Client.submit of a dict) may be as large as a request line:
+                # checked off the event loop, whatever its size (only the CLI's small files
+                # are inline).
+                spec = await anyio.to_thread.run_sync(
+                    lambda: parse_experiment(args.get("experiment"), base_dir=base_dir,
+                                             source=source, home=home))
+        except SpecError as exc:
+            raise await self._with_daemon_problems(exc) from None
         warnings = list(spec.warnings())  # the file's; the scheduler adds the daemon's
         exp_id = await self.scheduler.submit(spec, uid, source=source, warnings=warnings)
         return {"id": exp_id, "name": spec.name, "warnings": warnings}
+
+    async def _with_daemon_problems(self, refused: SpecError) -> SpecError:
+        """The parser's ``refused`` with the problems that the scheduler finds in what of the
+        file parsed, listed among the parser's: one answer, rather than the daemon's problems
+        only once the parser has none left to say."""
+        if refused.read is None:  # not even YAML, or no mapping: nothing to judge
+            return refused
+        judged = await self.scheduler.judge_refused(refused.read)
+        if not judged:
+            return refused
+        return SpecError(refused.read.merge(refused.problems, judged), refused.source,
+                         read=refused.read)
 
     async def _experiment_row(self, name: Any) -> dict[str, Any]:
         if not isinstance(name, str):

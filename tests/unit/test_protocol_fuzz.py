@@ -227,6 +227,9 @@ class StubScheduler:
         self.submitted.append(spec)
         return "e1"
 
+    async def judge_refused(self, read: Any) -> list[Any]:
+        return []
+
 
 def respond(server: Server, line: bytes) -> dict[str, Any]:
     async def run() -> dict[str, Any]:
