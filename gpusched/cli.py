@@ -148,11 +148,21 @@ def cmd_best(args: argparse.Namespace) -> int:
     if args.json:
         print_json(trials)
         return 0
+    exp = client.show(args.experiment)
     if not trials:
-        print(f"no trial of {args.experiment} has a result yet")
+        print(_no_result(args.experiment, exp))
         return 0
-    print(render.best_table(trials, client.show(args.experiment)["metric"]))
+    print(render.best_table(trials, exp["metric"]))
     return 0
+
+
+def _no_result(name: str, exp: dict[str, Any]) -> str:
+    """What `best` says when no trial of ``exp`` (its `show` view) has a result: "yet" while
+    it is in progress; once it has ended, how and why."""
+    if exp["state"] not in TERMINAL:
+        return f"no trial of {name} has a result yet"
+    why = f" ({exp['reason']})" if exp.get("reason") else ""
+    return render.printable(f"no trial of {name} has a result: it ended {exp['state']}{why}")
 
 
 def _copy_new(path: Path, offset: int, what: str) -> int:

@@ -1,8 +1,9 @@
 """`gpusched export`: an experiment's trials as CSV or JSON, or as TensorBoard HParams runs.
 
 CSV has one row per trial (``--reports``: one per report), with the same column names as
-``gpusched ls --columns``: ``number``, ``id``, ``state``, ``objective``, ``params.NAME``,
-``last_report.NAME``, the times, ``gpus`` (UUIDs, space-separated), ``attempts``. A text cell
+``gpusched ls --columns``: ``number``, ``id``, ``state``, ``objective``, ``params.NAME``, the
+search's ``budget``, ``continues`` and ``point``, ``last_report.NAME``, the times, ``gpus``
+(UUIDs, space-separated), ``attempts``. A text cell
 (or header) that a spreadsheet would run as a formula, one starting with ``=``, ``+``, ``-``,
 ``@``, a tab or a carriage return and not a number, is written with a ``'`` before it. JSON is
 ``{"experiment": <show view>, "trials": [<trial view + last_report (+ history)>]}``, exact.
@@ -26,6 +27,7 @@ from gpusched.render import union_keys
 __all__ = ["cmd_export", "trial_rows", "report_rows", "to_csv", "collect"]
 
 _FIXED = ("number", "id", "state", "objective")
+_SEARCH = ("budget", "continues", "point")  # where the trial's params came from (docs/json.md)
 _TIMES = ("created_at", "started_at", "ended_at", "duration_s")
 _TAIL = ("gpus", "attempts", "reports", "exit_code", "exit_signal", "reason")
 
@@ -37,6 +39,7 @@ def trial_rows(trials: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for t in trials:
         row: dict[str, Any] = {k: t.get(k) for k in _FIXED}
         row.update({f"params.{p}": t["params"].get(p) for p in params})
+        row.update({k: t.get(k) for k in _SEARCH})
         report = t.get("last_report") or {}
         row.update({f"last_report.{m}": report.get(m) for m in last})
         row.update({k: t.get(k) for k in _TIMES})

@@ -13,7 +13,7 @@ from gpusched.render import print_json
 from gpusched.views import query, tables
 from gpusched.views.gpus import device_indices, gpus_table
 
-__all__ = ["cmd_ls", "cmd_gpus", "cmd_plot", "split_list", "select_rows"]
+__all__ = ["cmd_ls", "cmd_gpus", "cmd_plot", "split_list", "check_names", "select_rows"]
 
 RECENT_S = 24 * 3600  # `ls` without --all: experiments in progress or ended this recently
 
@@ -23,19 +23,35 @@ def split_list(value: str | None) -> list[str]:
     return [p.strip() for p in (value or "").split(",") if p.strip()]
 
 
+def check_names(rows: list[dict[str, Any]], args: argparse.Namespace, what: str, *,
+                trials: bool, experiment: Mapping[str, Any] | None = None) -> None:
+    """Refuse a column that ``--filter``, ``--sort`` or (for a table) ``--columns`` names and
+    the view does not have, checked once against ``rows``, all of them before any filter or
+    limit, and the view's own fields (:func:`gpusched.views.query.check_columns`): the same
+    command is refused or not whatever a filter leaves. ``experiment``: for one experiment's
+    trials, its `show` view (its metric and hyperparameters are columns before any trial)."""
+    named = [("--filter", [query.parse_filter(f).column for f in args.filter]),
+             ("--sort", [k.lstrip("-") for k in split_list(args.sort)]),
+             ("--columns", [] if args.json else split_list(args.columns))]
+    for option, columns in named:
+        where = "ls" if option == "--columns" else what  # `ls --columns`, `ls e3 --sort`
+        query.check_columns(rows, columns, f"{where} {option}", trials=trials,
+                            experiment=experiment)
+
+
 def select_rows(rows: list[dict[str, Any]], args: argparse.Namespace, what: str,
                 default_sort: str, *, index_of: Mapping[str, int] | None = None
                 ) -> list[dict[str, Any]]:
-    """``--filter``, then ``--sort``/``--desc``, then ``--limit``, as `tune ls` applies them.
-    ``index_of`` (UUID -> NVML index): ``gpus`` compares the indices the table shows."""
+    """``--filter``, then ``--sort``/``--desc``, then ``--limit``, as `tune ls` applies them,
+    to rows whose column names :func:`check_names` has checked. ``index_of`` (UUID -> NVML
+    index): ``gpus`` compares the indices the table shows."""
     if args.limit is not None and args.limit < 0:
         raise UsageError(f"--limit {args.limit}: give a whole number >= 0")
     rows = query.apply_filters(rows, [query.parse_filter(f) for f in args.filter], what,
                                index_of=index_of)
     keys = split_list(args.sort)
     if keys or args.desc:
-        rows = query.sort_rows(rows, keys or [default_sort], desc=args.desc, what=what,
-                               index_of=index_of)
+        rows = query.sort_rows(rows, keys or [default_sort], desc=args.desc, index_of=index_of)
     return rows if args.limit is None else rows[: args.limit]
 
 
@@ -52,6 +68,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     columns = split_list(args.columns)
     if args.experiment is None:
         rows = client.experiments(include_finished=True)
+        check_names(rows, args, "ls", trials=False)  # every experiment, even those not shown
         if not args.all:
             recent = time.time() - RECENT_S
             rows = [e for e in rows if e["state"] in ("queued", "running")
@@ -60,18 +77,17 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if args.json:
             print_json(rows)
             return 0
-        query.check_columns(rows, columns, "ls --columns")
         columns = columns or tables.experiment_columns()
         print(tables.render_rows(rows, columns, trials=False))
         return 0
     exp = client.show(args.experiment)
     index_of = device_indices(client.gpus()) if _names_gpus(args, columns) else {}
-    rows = select_rows(client.trials(exp["id"], last_report=True), args, f"ls {exp['id']}",
-                       "number", index_of=index_of)
+    rows = client.trials(exp["id"], last_report=True)
+    check_names(rows, args, f"ls {exp['id']}", trials=True, experiment=exp)
+    rows = select_rows(rows, args, f"ls {exp['id']}", "number", index_of=index_of)
     if args.json:
         print_json(rows)
         return 0
-    query.check_columns(rows, columns, "ls --columns")
     columns = columns or tables.trial_columns(rows)
     print(tables.render_rows(rows, columns, metric=exp["metric"], index_of=index_of))
     note = tables.so_far_note(rows, columns, exp)

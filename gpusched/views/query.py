@@ -11,7 +11,13 @@ only where there is no ``model.lr``). The same names work in ``--columns``, ``--
 
 ``gpus`` is what the tables show: a trial's NVML indices when the caller knows them (a number
 for one GPU, text such as ``1,0`` for several, a shortened UUID for a device the daemon no longer
-lists), nothing for a CPU-only trial; ``devices`` holds the UUIDs.
+lists), nothing for a CPU-only trial; ``devices`` holds the UUIDs. ``time`` is a trial's time as
+the tables show it (:func:`trial_time`).
+
+A name is checked (:func:`check_columns`) once, against every row of the view before any filter
+or limit and against the fields the view always has (docs/json.md), with an experiment's
+declared hyperparameters and metric: the same command is accepted or refused whatever the rows
+hold at the moment.
 """
 
 from __future__ import annotations
@@ -20,14 +26,14 @@ import math
 import operator
 import re
 import shlex
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gpusched.errors import UsageError
 
 __all__ = ["lookup", "Filter", "parse_filter", "apply_filters", "sort_rows", "check_columns",
-           "gpu_label", "gpus_value", "ALIASES", "MISSING", "COMPUTED"]
+           "gpu_label", "gpus_value", "trial_time", "ALIASES", "MISSING", "COMPUTED", "DERIVED"]
 
 
 class _Missing:
@@ -41,8 +47,11 @@ MISSING: Any = _Missing()
 #: Short names for common columns.
 ALIASES: Mapping[str, str] = {
     "trial": "id", "iter": "last_report.training_iteration", "tries": "attempts",
-    "time": "duration_s", "waiting": "waiting.message", "wait": "waiting.code",
+    "waiting": "waiting.message", "wait": "waiting.code",
 }
+#: Columns :func:`lookup` derives from a row's fields: ``gpus`` (from ``devices``) and ``time``
+#: (:func:`trial_time`).
+DERIVED = ("gpus", "time")
 _BARE_IN = ("params", "last_report")  # where a bare name is looked for after the view's keys
 
 
@@ -77,11 +86,28 @@ def gpus_value(uuids: Sequence[str], index_of: Mapping[str, int]) -> Any:
     return ",".join(gpu_label(u, index_of) for u in uuids) or None
 
 
+def trial_time(row: Mapping[str, Any]) -> Any:
+    """A trial's time, as ``ls EXP`` and ``watch`` show it (TIME, the column ``time``): its
+    ``duration_s`` once it has ended; until then the time it had run at its last report (the
+    ``time_total_s`` the daemon adds to each report, every attempt counted); None before its
+    first report. Not the time since it started: ``watch`` appends a picture to its log each
+    time one changes, and a clock would change every one. :data:`MISSING` for a row that is
+    not a trial."""
+    if "duration_s" not in row:
+        return MISSING
+    if row["duration_s"] is not None:
+        return row["duration_s"]
+    report = row.get("last_report")
+    return report.get("time_total_s") if isinstance(report, Mapping) else None
+
+
 def lookup(row: Mapping[str, Any], column: str, index_of: Mapping[str, int] | None = None) -> Any:
     """The value of ``column`` in ``row``; :data:`MISSING` where it has none. ``index_of``
     (UUID -> NVML index): ``gpus`` as the tables show it (:func:`gpus_value`); without it,
     ``gpus`` is the list of UUIDs."""
     column = ALIASES.get(column, column)
+    if column == "time":
+        return trial_time(row)
     if column == "gpus":
         value = row.get("gpus", row.get("devices", MISSING))
         if index_of is not None and isinstance(value, list):
@@ -102,42 +128,8 @@ def lookup(row: Mapping[str, Any], column: str, index_of: Mapping[str, int] | No
 #: Columns the tables compute rather than look up (see ``tables.py``).
 COMPUTED = frozenset({"why"})
 
-#: The fields of the views' nested objects (docs/json.md), and the fields the daemon adds to
-#: every report: a column into one of them (``waiting.code``, so the alias ``wait``;
-#: ``best.objective``; ``iter``) is known wherever the rows have the object's key, even when
-#: every row has it null (nothing waits, nothing has reported yet).
-_NESTED: Mapping[str, frozenset[str]] = {
-    "waiting": frozenset({"code", "message", "trials", "ahead"}),
-    "best": frozenset({"trial", "objective", "params"}),
-    "last_report": frozenset({"training_iteration", "time_total_s", "time_this_iter_s",
-                              "timestamp"}),
-}
-
-
-def _known(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
-    """Whether ``column`` names something the rows have, or may have (see ``_NESTED``)."""
-    if column in COMPUTED:
-        return True
-    head, dot, rest = ALIASES.get(column, column).partition(".")
-    if dot and rest in _NESTED.get(head, ()) and any(head in r for r in rows):
-        return True
-    return any(lookup(r, column) is not MISSING for r in rows)
-
-
-def check_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], what: str) -> None:
-    """Refuse a column that no row has (a typo, or a column of the other view of `ls`), saying
-    where it is or suggesting the closest name, and naming the ones there are. A column into
-    one of the views' own objects (``wait``) is known even where no row has a value: a row
-    without one sorts last and matches no filter."""
-    if not rows:
-        return
-    for column in columns:
-        if not _known(rows, column):
-            raise UsageError(_unknown_column(rows, column, what))
-
-
-#: The keys of the two views `ls` lists (docs/json.md): a column of the other view is named as
-#: such rather than guessed at (`tries` asked of the experiments list).
+#: The keys of the two views `ls` lists (docs/json.md; tests/integration/test_cli.py holds them
+#: to a real daemon's answers).
 _TRIAL_KEYS = frozenset({
     "id", "experiment", "number", "state", "params", "budget", "continues", "point",
     "objective", "objective_so_far", "reason", "devices", "pid", "attempts", "exit_code",
@@ -148,55 +140,150 @@ _EXPERIMENT_KEYS = frozenset({
     "id", "name", "state", "reason", "metric", "goal", "priority", "owner_uid", "owner", "seed",
     "max_trials", "trials", "best", "submitted_at", "started_at", "ended_at", "waiting",
 })
+#: The fields of the views' objects whose shape is fixed (docs/json.md), and the fields the
+#: daemon adds to every report: a column into one of them (``waiting.code``, so the alias
+#: ``wait``; ``best.objective``; ``trials.running``; ``iter``) is known even when every row
+#: has the object null (nothing waits, nothing has reported yet). A view's other objects
+#: (``params``, a report's metrics, ``best.params``) hold what each experiment names.
+_NESTED: Mapping[str, tuple[str, ...]] = {
+    "waiting": ("code", "message", "trials", "ahead"),
+    "trials": ("total", "queued", "running", "completed", "stopped", "failed", "cancelled",
+               "interrupted"),
+    "best": ("trial", "objective", "params"),
+    "last_report": ("training_iteration", "time_total_s", "time_this_iter_s", "timestamp"),
+}
 #: Names :func:`lookup` reads before a row's own keys: a row's key so named is not itself a
 #: column (a hyperparameter ``iter`` is shadowed by the alias).
-_SHADOWED = frozenset({*ALIASES, *COMPUTED, "gpus"})
+_SHADOWED = frozenset({*ALIASES, *COMPUTED, *DERIVED})
+#: Where each view is, as a message names it (by whether it is one experiment's trials).
+_VIEW_NAME = {True: "one experiment's trials", False: "the experiments list"}
 
 
-def _unknown_column(rows: Sequence[Mapping[str, Any]], column: str, what: str) -> str:
-    """The message for ``column``, which no row has: where it is when it is a column of the
-    other view, else the closest name the rows answer to; then the columns there are."""
-    known = sorted({k for r in rows for k in r if k not in _BARE_IN}
-                   | {f"{w}.{k}" for r in rows for w in _BARE_IN for k in (r.get(w) or {})})
-    said = _other_view(rows, column, what)
+def _fields(trials: bool, experiment: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A row with every field of a view, each null (the objects of ``_NESTED`` with their
+    fields): what the view has whatever its rows hold now. For one experiment's trials,
+    ``experiment`` (its `show` view) adds its metric to ``last_report`` and the
+    hyperparameters its file declares (``spec.params``, conditional ones too) to ``params``."""
+    keys = _TRIAL_KEYS if trials else _EXPERIMENT_KEYS
+    row: dict[str, Any] = {k: dict.fromkeys(_NESTED[k]) if k in _NESTED else None
+                           for k in sorted(keys)}
+    if trials and experiment is not None:
+        declared = (experiment.get("spec") or {}).get("params") or ()
+        row["params"] = {p["name"]: None for p in declared if isinstance(p, Mapping)}
+        metric = experiment.get("metric")
+        if isinstance(metric, str):
+            row["last_report"][metric] = None
+    return row
+
+
+def _known(view: Sequence[Mapping[str, Any]], column: str) -> bool:
+    """Whether ``column`` names something a row of ``view`` has (its first row: the view's
+    fields, :func:`_fields`)."""
+    return column in COMPUTED or any(lookup(r, column) is not MISSING for r in view)
+
+
+def check_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], what: str, *,
+                  trials: bool, experiment: Mapping[str, Any] | None = None) -> None:
+    """Refuse a column the view does not have (a typo, or a column of the other view of `ls`),
+    saying where it is or suggesting the closest name, and naming the ones there are.
+
+    ``rows``: every row of the view, before any filter or limit, so that whether a name is
+    refused does not hang on what a filter left; ``trials``: whether they are one experiment's
+    trials (else experiments); ``experiment``: that experiment (its `show` view), whose metric
+    and declared hyperparameters are columns before any trial has them. The view's own fields
+    (docs/json.md) are known even with no row, or where no row has a value (nothing waits,
+    nothing has reported): a row without one sorts last and matches no filter."""
+    view = [_fields(trials, experiment), *rows]
+    for column in columns:
+        if not _known(view, column):
+            raise UsageError(_unknown_column(view, column, what, trials))
+
+
+def _paths(value: Any, prefix: str = "") -> Iterator[str]:
+    """The dotted paths into ``value``: each key of a mapping, then the paths under it."""
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            yield f"{prefix}{key}"
+            yield from _paths(inner, f"{prefix}{key}.")
+
+
+def _names(view: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str], list[str]]:
+    """The columns ``view`` answers to, as a refusal lists them and suggests from them: the
+    paths into its rows (``params`` and ``last_report`` through their keys alone), the short
+    names it takes (aliases, derived and computed columns), and the bare hyperparameter and
+    metric names that neither shadows."""
+    paths = sorted({p for row in view for p in _paths(row)} - set(_BARE_IN) - _SHADOWED)
+    short = sorted(n for n in _SHADOWED if _known(view, n))
+    inner = {k for row in view for w in _BARE_IN if isinstance(row.get(w), Mapping)
+             for k in row[w]}
+    bare = sorted(inner - set(paths) - _SHADOWED)
+    return paths, short, bare
+
+
+def _unknown_column(view: Sequence[Mapping[str, Any]], column: str, what: str,
+                    trials: bool) -> str:
+    """The message for ``column``, which ``view`` does not have: where it is when it is a
+    column of the other view, else the closest name there is, here or there; then the
+    columns there are."""
+    paths, short, bare = _names(view)
+    said = _other_view(column, what, trials)
     if said is None:
-        from gpusched._spec_check import did_you_mean  # paid only when a name is wrong
-
-        said = did_you_mean(column, _columns(rows, known, column))
-    return f"{what}: no column '{column}'{said}; there are: {', '.join(known)}"
-
-
-def _columns(rows: Sequence[Mapping[str, Any]], known: Sequence[str], column: str) -> list[str]:
-    """The names the rows answer to, ``column`` (refused) aside: ``known`` (their keys and
-    paths), the bare names in them, and the aliases and computed columns this view has."""
-    bare = sorted({k for r in rows for w in _BARE_IN for k in (r.get(w) or {})} - set(known))
-    own = [n for n in (*known, *bare) if n not in _SHADOWED]
-    # Aliases resolve into one view or the other (`tries` is a trial's): only this view's.
-    extra = [n for n in (*ALIASES, *sorted(COMPUTED), "gpus") if _known(rows, n)]
-    return [n for n in dict.fromkeys([*own, *extra]) if n != column]
+        guess = _closest(column, [n for n in (*paths, *short, *bare) if n != column])
+        said = f" (did you mean {guess!r}?)" if guess else _elsewhere(column, what, trials)
+    there = f"there are: {', '.join(paths)}; the short names {', '.join(short)}"
+    if bare:
+        there += f"; the bare hyperparameter and metric names {', '.join(bare)}"
+    return f"{what}: no column '{column}'{said}; {there}"
 
 
-def _other_view(rows: Sequence[Mapping[str, Any]], column: str, what: str) -> str | None:
-    """`` in the experiments list: it is a column of one experiment's trials (gpusched ls EXP
-    --columns tries)`` when ``column`` is a column of the other view of `ls` only (the
-    experiments list and one experiment's trials); else None. ``what`` ends with the option
-    that named it (``ls --sort``), which the command shown uses too."""
-    trials = "number" in rows[0]  # only a trial view has a number
-    name = ALIASES.get(column, column)
-    head = "devices" if name == "gpus" else name.partition(".")[0]
-    here, there = (_TRIAL_KEYS, _EXPERIMENT_KEYS) if trials else (_EXPERIMENT_KEYS, _TRIAL_KEYS)
-    if head in here or head not in there:
-        return None
+def _closest(word: str, names: Sequence[str]) -> str | None:
+    """The name of ``names`` closest to ``word``: the same but for case, else difflib's
+    (as :func:`gpusched._spec_check.did_you_mean`); None when none is close."""
+    import difflib  # paid only when a name is wrong
+
+    by_case = {n.lower(): n for n in names}
+    if word.lower() in by_case:
+        return by_case[word.lower()]
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _command(column: str, what: str, trials: bool) -> str:
+    """The `ls` command of the other view that names ``column`` with the option that ``what``
+    ends with (``ls --sort``)."""
     option = what.rsplit(" ", 1)[-1]
     if option == "--filter":
         named = f"--filter {shlex.quote(f'{column} OP VALUE')}"
     else:
         named = f"{option if option.startswith('--') else '--columns'} {shlex.quote(column)}"
-    if trials:
-        return (" in one experiment's trials: it is a column of the experiments list"
-                f" (gpusched ls {named})")
-    return (" in the experiments list: it is a column of one experiment's trials"
-            f" (gpusched ls EXP {named})")
+    return f"gpusched ls {named}" if trials else f"gpusched ls EXP {named}"
+
+
+def _other_view(column: str, what: str, trials: bool) -> str | None:
+    """`` in the experiments list: it is a column of one experiment's trials (gpusched ls EXP
+    --columns tries)`` when ``column`` is a field of the other view of `ls` (the experiments
+    list or one experiment's trials); else None. Only the fields every row of that view has
+    count: which hyperparameters and metrics an experiment has is not known here, so
+    ``params.lrr`` is not sent to a command that would refuse it too."""
+    if not _known([_fields(not trials)], column):
+        return None
+    return (f" in {_VIEW_NAME[trials]}: it is a column of {_VIEW_NAME[not trials]}"
+            f" ({_command(column, what, trials)})")
+
+
+def _elsewhere(column: str, what: str, trials: bool) -> str:
+    """For a hyperparameter or metric asked of the experiments list: where those are (which
+    ones an experiment has is not known here); for a name close to a field of the other view:
+    that field and where it is; else ``""``."""
+    if not trials and column.partition(".")[0] in _BARE_IN:
+        return (" in the experiments list: hyperparameters (params.NAME) and metrics"
+                " (last_report.NAME) are columns of one experiment's trials (gpusched ls EXP)")
+    paths, short, _ = _names([_fields(not trials)])
+    guess = _closest(column, [*paths, *short])
+    if guess is None:
+        return ""
+    return (f" in {_VIEW_NAME[trials]} (did you mean {guess!r}, a column of"
+            f" {_VIEW_NAME[not trials]}? {_command(guess, what, trials)})")
 
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -262,8 +349,8 @@ def parse_filter(text: str) -> Filter:
 def apply_filters(rows: Sequence[dict[str, Any]], filters: Sequence[Filter], what: str, *,
                   index_of: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
     """The rows every filter matches (filters are ANDed, as repeated `tune ls --filter`).
-    ``index_of``: as in :func:`lookup`."""
-    check_columns(rows, [f.column for f in filters], f"{what} --filter")
+    Their columns are not checked here: :func:`check_columns` checks them first, against
+    every row. ``index_of``: as in :func:`lookup`."""
     for f in filters:
         if f.op in _ORDERS and isinstance(f.value, str) and _holds_numbers(rows, f.column):
             # `lr > abc` once gave an empty table and exit 0: every number "is" below a word.
@@ -296,13 +383,12 @@ def _key(value: Any) -> tuple[int, Any]:
 
 
 def sort_rows(rows: Sequence[dict[str, Any]], keys: Sequence[str], *, desc: bool = False,
-              what: str = "ls", index_of: Mapping[str, int] | None = None
-              ) -> list[dict[str, Any]]:
+              index_of: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
     """Rows sorted by ``keys`` (each may start with ``-`` for descending; ``desc`` flips
     all). In a column that mixes them, numbers come before words, and missing (or null, or
-    NaN) values last, whichever the direction. ``index_of``: as in :func:`lookup`."""
+    NaN) values last, whichever the direction. The keys are not checked here
+    (:func:`check_columns`). ``index_of``: as in :func:`lookup`."""
     out = list(rows)
-    check_columns(out, [k.lstrip("-") for k in keys], f"{what} --sort")
     for key in reversed(keys):  # stable sorts, last key first: the first key decides
         name, reverse = key.lstrip("-"), key.startswith("-") != desc
         by_kind: tuple[list[tuple[Any, dict[str, Any]]], ...] = ([], [], [])

@@ -31,10 +31,10 @@ __all__ = ["trial_columns", "experiment_columns", "render_rows", "gpu_label", "E
 EXPERIMENT_DEFAULT = ("id", "name", "owner", "state", "trials", "metric", "best", "submitted_at",
                       "why")
 _TRIAL_HEAD = ("id", "state", "objective")
-_TRIAL_TAIL = ("iter", "attempts", "gpus", "duration_s", "why")
+_TRIAL_TAIL = ("iter", "attempts", "gpus", "time", "why")
 _SEARCH_KEYS = ("budget", "continues")
 _HEADERS = {"id": "ID", "submitted_at": "SUBMITTED", "duration_s": "TIME", "attempts": "TRIES",
-            "why": "WHY", "last_report.time_total_s": "TIME"}
+            "why": "WHY", "last_report.time_total_s": "TIME", "time": "TIME"}
 #: What follows a trial's objective so far (``objective_so_far``) in the objective column: it
 #: is not its result yet (see :func:`so_far_note`).
 SO_FAR_MARK = "*"
@@ -60,7 +60,8 @@ _VIEW_KEYS = frozenset({
 def trial_columns(trials: Sequence[Mapping[str, Any]], *, head: Sequence[str] = _TRIAL_HEAD,
                   tail: Sequence[str] = _TRIAL_TAIL) -> list[str]:
     """The columns of a trials table: one per hyperparameter between ``head`` and ``tail``
-    (by default: id, state and objective; then iter, tries, GPUs, time and why), and the
+    (by default: id, state and objective; then iter, tries, GPUs, time and why: the time as
+    :func:`~gpusched.views.query.trial_time` has it, so a running trial's too), and the
     search's ``budget`` and ``continues`` where some trial has one (hyperband)."""
     extra = [k for k in _SEARCH_KEYS if any(t.get(k) is not None for t in trials)]
     return [*head, *(f"params.{n}" for n in union_keys(trials, "params")), *extra, *tail]
@@ -145,6 +146,8 @@ def so_far_note(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
 
 def _time_format(column: str, row: Mapping[str, Any]) -> Callable[[float], str] | None:
     """How ``column`` is shown when it is one of the view's own times; else None."""
+    if column == "time":  # a trial's time (lookup reads it before any hyperparameter `time`)
+        return fmt_duration
     name = ALIASES.get(column, column)
     if name in row:
         return _VIEW_TIMES.get(name)

@@ -60,7 +60,7 @@ def header_lines(exp: Mapping[str, Any]) -> list[str]:
 
 def _columns(trials: Sequence[Mapping[str, Any]], metric: str) -> list[str]:
     return tables.trial_columns(trials, head=("id", "state"), tail=(
-        f"last_report.{metric}", "objective", "iter", "gpus", "last_report.time_total_s", "why"))
+        f"last_report.{metric}", "objective", "iter", "gpus", "time", "why"))
 
 
 def render_snapshot(exp: Mapping[str, Any], trials: Sequence[Mapping[str, Any]], *,

@@ -1,5 +1,6 @@
 """The views through a real daemon: `ls` columns, filters and wait reasons, `gpus`, `watch`
-(appended snapshots off a terminal, redrawn in place on a pty), `export` and `plot`."""
+(appended snapshots off a terminal, redrawn in place on a pty), `export`, `best` without a
+result, and `plot`."""
 
 from __future__ import annotations
 
@@ -271,14 +272,19 @@ def test_watch_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
 
 def test_export_csv_json_and_every_report(tmp_path: Path) -> None:
     with running_daemon(tmp_path / "d") as d:
-        exp = d.submit(probe(tmp_path / "out", steps=4, max_trials=3), name="exp")
+        exp = d.submit(probe(tmp_path / "out", steps=4, max_trials=3,
+                             points_to_evaluate=[{"x": 0.5, "opt": "adam"}]), name="exp")
         d.wait_experiment(exp)
         views = d.client.trials(exp, last_report=True)
         out = d.cli("export", exp)
         assert out.returncode == 0, out.stderr
         rows = list(csv.DictReader(io.StringIO(out.stdout)))
-        assert list(rows[0])[:6] == ["number", "id", "state", "objective", "params.x",
-                                     "params.opt"]
+        assert list(rows[0])[:9] == ["number", "id", "state", "objective", "params.x",
+                                     "params.opt", "budget", "continues", "point"]
+        # As `ls --json` has them: the first trial took the file's point 0; no budget here.
+        assert [(r["budget"], r["continues"], r["point"]) for r in rows] == [
+            ("", "", "0"), ("", "", ""), ("", "", "")]
+        assert [t["point"] for t in views] == [0, None, None]
         for row, t in zip(rows, views, strict=True):
             assert row["number"] == str(t["number"]) and row["id"] == t["id"]
             assert row["state"] == "completed" and float(row["objective"]) == t["objective"]
@@ -307,6 +313,20 @@ def test_export_csv_json_and_every_report(tmp_path: Path) -> None:
         assert again.returncode == 1 and "already holds a TensorBoard export" in again.stderr
         no_dir = d.cli("export", exp, "--format", "tensorboard")
         assert no_dir.returncode == 1 and "--out DIR" in no_dir.stderr
+
+
+def test_best_says_how_an_experiment_without_a_result_ended(tmp_path: Path) -> None:
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit(probe(tmp_path / "out", max_trials=1, command=[
+            sys.executable, trial_script("probe.py"), "--no-metric", "--exit", "3"]),
+            name="crash")
+        view = d.wait_experiment(exp)
+        assert view["state"] == "failed" and view["reason"]
+        out = d.cli("best", exp)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == (f"no trial of {exp} has a result: it ended failed"
+                              f" ({view['reason']})\n")
+        assert d.cli_json("best", exp) == []
 
 
 def test_plot_draws_two_pngs(tmp_path: Path) -> None:

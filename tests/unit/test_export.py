@@ -1,5 +1,6 @@
-"""`gpusched export` without a daemon: CSV cells that a spreadsheet would run as formulas, and a
-TensorBoard export that fails leaving nothing behind (so that trying again works)."""
+"""`gpusched export` without a daemon: CSV cells that a spreadsheet would run as formulas, the
+search's columns (budget, continues, point), and a TensorBoard export that fails leaving
+nothing behind (so that trying again works)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,16 @@ def test_csv_defuses_headers_and_report_fields_too() -> None:
     header, line = text.splitlines()
     assert header == "number,id,state,params.lr,training_iteration,'=cmd(),loss"
     assert line == "0,e1/0,completed,0.01,1,'-x,-1.5"
+
+
+def test_csv_says_where_each_trials_params_came_from() -> None:
+    rows = export.trial_rows([trial(0, budget=3, continues=None, point=0),
+                              trial(1, budget=9.5, continues="e1/0", point=None)])
+    text = export.to_csv(rows)
+    assert text.splitlines()[0].startswith(
+        "number,id,state,objective,params.lr,budget,continues,point,last_report.")
+    got = [(r["budget"], r["continues"], r["point"]) for r in read(text)]
+    assert got == [("3", "", "0"), ("9.5", "e1/0", "")]
 
 
 @pytest.mark.parametrize("reason", ["a\nb", "a\rb", "a\r\nb"])

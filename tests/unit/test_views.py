@@ -84,18 +84,20 @@ def test_wait_is_a_column_even_when_no_row_waits(rows: list[dict[str, Any]]) -> 
     for text in ("wait == no_free_gpu", "wait != no_free_gpu", "waiting == x"):
         assert query.apply_filters(rows, [query.parse_filter(text)], "ls") == []
     assert query.sort_rows(rows, ["-wait", "waiting"]) == rows  # all missing: order kept
-    query.check_columns(rows, ["wait", "waiting", "waiting.code", "iter"], "ls --columns")
+    trials = "number" in rows[0]
+    query.check_columns(rows, ["wait", "waiting", "waiting.code"], "ls --columns", trials=trials)
     with pytest.raises(UsageError, match=r"no column 'waiting\.cod'"):
-        query.check_columns(rows, ["waiting.cod"], "ls --columns")
+        query.check_columns(rows, ["waiting.cod"], "ls --columns", trials=trials)
 
 
 def test_best_objective_is_a_column_before_any_experiment_has_a_result() -> None:
     rows = [experiment(best=None), experiment(id="e2", best=None)]
     assert query.sort_rows(rows, ["best.objective"]) == rows
+    query.check_columns(rows, ["best.objective"], "ls --sort", trials=False)
     with pytest.raises(UsageError, match=r"no column 'best\.objectiv'"):
-        query.check_columns(rows, ["best.objectiv"], "ls --sort")
+        query.check_columns(rows, ["best.objectiv"], "ls --sort", trials=False)
     with pytest.raises(UsageError, match=r"no column 'best\.objective'"):  # trials have no best
-        query.check_columns([trial(0)], ["best.objective"], "ls e1 --sort")
+        query.check_columns([trial(0)], ["best.objective"], "ls e1 --sort", trials=True)
 
 
 def test_a_view_key_wins_over_a_parameter_of_the_same_name() -> None:
@@ -132,9 +134,9 @@ def test_a_malformed_filter_says_how_to_write_one(text: str) -> None:
         query.parse_filter(text)
 
 
-def test_a_filter_on_a_column_no_row_has_names_the_columns() -> None:
+def test_a_column_no_row_has_names_the_columns() -> None:
     with pytest.raises(UsageError, match=r"no column 'val_acc'.*last_report\.val_loss"):
-        query.apply_filters([trial(0)], [query.parse_filter("val_acc > 1")], "ls e1")
+        query.check_columns([trial(0)], ["val_acc"], "ls e1 --filter", trials=True)
 
 
 @pytest.mark.parametrize("text", ["lr > abc", "lr <= 'abc'", "val_loss >= x1"])
@@ -299,16 +301,18 @@ def test_watch_header_says_state_counts_best_and_why_it_waits() -> None:
 def test_watch_picture_lists_trials_with_params_last_metric_and_gpus() -> None:
     rows = [trial(0, last_report={"training_iteration": 7, "val_accuracy": 0.8,
                                   "time_total_s": 65.0}),
-            trial(1, state="running", objective=None, devices=[UUID1],
-                  last_report={"training_iteration": 2, "val_accuracy": 0.4})]
+            trial(1, state="running", objective=None, devices=[UUID1], duration_s=None,
+                  last_report={"training_iteration": 2, "val_accuracy": 0.4,
+                               "time_total_s": 12.0})]
     text = render_snapshot(experiment(), rows, index_of={UUID0: 0, UUID1: 1})
     lines = text.splitlines()
     assert lines[3] == ""
+    # TIME: an ended trial's duration; a running one's time at its last report (as `ls`).
     assert cells("\n".join(lines[4:])) == [
         {"TRIAL": "e1/0", "STATE": "completed", "lr": "0.01", "val_accuracy": "0.8",
-         "OBJECTIVE": "0.5", "ITER": "7", "GPUS": "0", "TIME": "1m05s", "WHY": ""},
+         "OBJECTIVE": "0.5", "ITER": "7", "GPUS": "0", "TIME": "3m05s", "WHY": ""},
         {"TRIAL": "e1/1", "STATE": "running", "lr": "0.01", "val_accuracy": "0.4",
-         "OBJECTIVE": "-", "ITER": "2", "GPUS": "1", "TIME": "-", "WHY": ""}]
+         "OBJECTIVE": "-", "ITER": "2", "GPUS": "1", "TIME": "12s", "WHY": ""}]
 
 
 def test_watch_picture_fits_a_small_terminal_keeping_the_newest_trials() -> None:
@@ -476,3 +480,39 @@ def test_ls_filters_and_sorts_gpus_by_the_indices_it_shows(
     listing.cmd_ls(ls_args(json=True, filters=("gpus == 1",)))
     (row,) = json.loads(capsys.readouterr().out)
     assert row["id"] == "e1/0" and row["devices"] == [UUID0]  # the JSON is the daemon's view
+
+
+# --- best without a result ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("view", "says"), [
+    (experiment(state="running"), "no trial of crash has a result yet"),
+    (experiment(state="queued", started_at=None), "no trial of crash has a result yet"),
+    (experiment(state="failed", reason="none of its 9 trials has a result"),
+     "no trial of crash has a result: it ended failed (none of its 9 trials has a result)"),
+    (experiment(state="cancelled", reason="cancelled"),
+     "no trial of crash has a result: it ended cancelled (cancelled)"),
+    (experiment(state="completed", reason=None), "no trial of crash has a result: it ended"
+                                                 " completed"),
+    (experiment(state="failed", reason="a\x1b[2Jb"),  # anyone's text: shown printably
+     "no trial of crash has a result: it ended failed (a\\x1b[2Jb)"),
+])
+def test_best_without_a_result_says_yet_only_while_it_goes_on(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        view: dict[str, Any], says: str) -> None:
+    from gpusched import cli
+
+    class BestClient:
+        def __init__(self, socket: Any) -> None:
+            pass
+
+        def best(self, experiment: str, n: int) -> list[dict[str, Any]]:
+            return []
+
+        def show(self, target: str) -> dict[str, Any]:
+            return view
+
+    monkeypatch.setattr(cli, "Client", BestClient)
+    args = argparse.Namespace(socket=None, experiment="crash", n=5, json=False)
+    assert cli.cmd_best(args) == 0
+    assert capsys.readouterr().out == says + "\n"
