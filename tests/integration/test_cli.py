@@ -148,9 +148,15 @@ def test_read_commands_json_shapes_and_tables(tmp_path: Path) -> None:
         (listed,) = d.cli_json("ls")
         assert set(listed) == EXPERIMENT_KEYS and listed["id"] == exp
         assert listed["trials"]["total"] == 3 and listed["trials"]["completed"] == 3
+        # ls knows these objects' fields before any row has them (gpusched.views.query).
+        from gpusched.views import query
+
+        assert set(listed["trials"]) == set(query._NESTED["trials"])
+        assert set(listed["best"]) == set(query._NESTED["best"])
         trials = d.cli_json("ls", exp, "--sort=-objective", "--limit", "2")
         assert len(trials) == 2 and all(set(t) == TRIAL_KEYS | {"last_report"} for t in trials)
         assert trials[0]["objective"] >= trials[1]["objective"]
+        assert set(query._NESTED["last_report"]) <= set(trials[0]["last_report"])
         shown = d.cli_json("show", "shapes")  # by name, too
         assert set(shown) == EXPERIMENT_KEYS | {"spec", "events"}
         assert shown["spec"]["metric"] == "score"
