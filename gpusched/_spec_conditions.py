@@ -72,13 +72,20 @@ def value_of(
     """``item`` as one of the values of ``parent`` (a categorical, discrete or integer
     parameter), in the parent's own spelling, or a problem saying which they are; ``index``
     is the parent's :func:`values_index`. Conditions and ``points_to_evaluate`` read values
-    with it."""
+    with it.
+
+    A discrete parameter's values are numbers: text (``"1"``, quoted in YAML), a list or null
+    is "must be a number", as for an integer or a double, not "'1' is not a value of 'd' (1,
+    2.5, 4)", which lists the very value it refuses."""
     if parent.type is ParamType.CATEGORICAL:
         text = as_text(item)
         if text is not None and text in index:
             return text
     elif parent.type is ParamType.DISCRETE:
-        if not isinstance(item, bool) and isinstance(item, int | float) and item in index:
+        if not isinstance(item, int | float):  # true/false are ints: "not a value", below
+            number(p, place, item)
+            return None
+        if not isinstance(item, bool) and item in index:
             return index[item]  # the parent's own spelling: 2 for 2.0
     else:
         return _integer(p, place, item, parent)

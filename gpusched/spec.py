@@ -22,6 +22,7 @@ from gpusched._spec_aip import Entry, apply_overrides, gather
 from gpusched._spec_check import Problems, thaw
 from gpusched._spec_partial import partial_read
 from gpusched._spec_read import read_text
+from gpusched._spec_stop_keys import stop_key_near_misses
 from gpusched._spec_yaml import load_text, parse_file_text
 from gpusched.errors import SpecError
 from gpusched.models import Goal, ObjectiveRule
@@ -284,13 +285,18 @@ def _parse(
         # With what of the file parsed, so that the daemon can add its own problems now.
         raise SpecError(p.items, source, read=partial_read(settings, fields, p.items))
     spec = ExperimentSpec(**fields)
+    warned: list[str] = []
     if "goal" not in settings and _LOSS_LIKE.search(spec.metric):
         # Optuna minimizes by default and KerasTuner reads a loss from its name: a search that
         # maximizes a loss runs every trial the wrong way, and nothing fails to say so.
-        object.__setattr__(spec, "_warnings", (
+        warned.append(
             f"metric '{spec.metric}' looks like something to minimize, but goal is maximize"
             " (the default when none is given): add `goal: minimize` if lower is better, or"
-            " `goal: maximize` to say so",))
+            " `goal: maximize` to say so")
+    # `stop: {training_iteraton: 50}` would stop nothing, and only a trial's end could say so.
+    warned.extend(stop_key_near_misses(spec.stop, spec.metric))
+    if warned:
+        object.__setattr__(spec, "_warnings", tuple(warned))
     return spec
 
 

@@ -8,13 +8,16 @@ search (plugins are pure functions of the views built here).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple, overload
 
 from gpusched._daemon.identity import RunAs
 from gpusched._daemon.store import ReadPosition
+from gpusched._spec_check import did_you_mean
+from gpusched._spec_stop_keys import AUTO_FILLED_KEYS
 from gpusched.models import (
     TERMINAL_TRIAL_STATES,
     ExperimentState,
@@ -36,22 +39,17 @@ from gpusched.plugin_api import (
 from gpusched.spec import DEFAULT_MAX_TRIALS, ExperimentSpec
 
 __all__ = ["TrialRun", "ExperimentRun", "History", "objective_of", "stopped_at_bound",
-           "resume_from_warning", "AUTO_FILLED_KEYS", "STOP_KEY_EVENT", "stop_keys_to_watch",
-           "see_stop_keys", "points_taken", "judged_end", "PointsPlan", "plan_points",
-           "points_problem", "PLAN_STEPS"]
+           "resume_from_warning", "PriorTrials", "AUTO_FILLED_KEYS", "STOP_KEY_EVENT",
+           "stop_keys_to_watch", "see_stop_keys", "points_taken", "judged_end", "PointsPlan",
+           "plan_points", "points_problem", "PLAN_STEPS", "keys_shown"]
 
 # The most trials a dry run of a search with points_to_evaluate asks for (plan_points): the
 # built-in searches answer in time that grows with the history, so this is ~0.7 s for a grid.
 PLAN_STEPS = 1000
-# Ray Tune's fields, which the daemon adds to every report: not what a trainer reported.
-AUTO_FILLED_KEYS = frozenset({"training_iteration", "time_total_s", "time_this_iter_s",
-                              "timestamp"})
-# The experiment's event that warns of a stop: key its trials never report.
+# The experiment's event that warns of a stop: key its trials never report (one of the
+# store's WARNING_EVENTS, which `gpusched show EXP` lists however old they are).
 STOP_KEY_EVENT = "stop_key_never_reported"
-# The ends after which a trial's reports are judged complete: it ran its course. A trial
-# stopped early or failed may have ended before a key reported late (validation every 10
-# epochs) came: judging it would warn of a key that comes.
-_JUDGED_ENDS = frozenset({TrialState.COMPLETED})
+_SHOWN_KEYS = 8  # the keys a message lists of a report (then "...")
 
 
 def stopped_at_bound(state: TrialState, reason: str | None) -> bool:
@@ -61,7 +59,28 @@ def stopped_at_bound(state: TrialState, reason: str | None) -> bool:
     return state is TrialState.STOPPED and (reason or "").startswith(BOUND_STOP_REASON)
 
 
-def resume_from_warning(spec: ExperimentSpec, prior: Sequence[TrialView]) -> str | None:
+class PriorTrials(list[TrialView]):
+    """The finished trials of the experiment that an experiment resumes from, with a result
+    for its metric: what its search learns from (``restore.prior_trials`` reads them). When
+    there is none, also what the earlier experiment's trials were instead, for
+    :func:`resume_from_warning` to say why.
+
+    A list, as the search's history takes it; what it adds is read by the warning alone.
+    """
+
+    def __init__(self, views: Iterable[TrialView] = (), *,
+                 ended: Mapping[str, int] | None = None, reported: Collection[str] = (),
+                 metric_reported: bool = False) -> None:
+        super().__init__(views)
+        #: state -> how many of the earlier experiment's trials ended in it (all of them)
+        self.ended: Mapping[str, int] = Counter(ended or {})
+        #: the keys their last reports gave, the auto-filled ones left out
+        self.reported: tuple[str, ...] = tuple(sorted(reported))
+        #: whether any of their reports gave the metric a number (a failed trial's, too)
+        self.metric_reported = metric_reported
+
+
+def resume_from_warning(spec: ExperimentSpec, prior: PriorTrials) -> str | None:
     """What the submit answer warns when the search of ``spec`` can learn nothing from its
     ``resume_from`` (``prior``: that experiment's finished trials with a result for this
     experiment's metric), or None when one of them can teach it: a trial whose params are a
@@ -75,20 +94,70 @@ def resume_from_warning(spec: ExperimentSpec, prior: Sequence[TrialView]) -> str
         if problem is None:
             return None
         first = first or problem
-    earlier = spec.resume_from
+    scratch = ("so the search has nothing to learn from it and starts from scratch, as without"
+               " resume_from")
     if first is None:
-        why = (f"{earlier} has no finished trial (completed, or stopped) that reported"
-               f" '{spec.metric}'")
-        fix = (f"if its trials reported the metric under another name (`gpusched show"
-               f" {earlier}/0` shows a trial's last report), set metric to that name")
-    else:
-        why = (f"none of the {len(prior)} finished trials of {earlier} has params that fit"
-               f" this experiment's (the first: {first})")
-        fix = ("make this experiment's params (their names, ranges and values) take in the"
-               " values its trials ran with")
-    return (f"resume_from: {why}, so the search has nothing to learn from it and starts"
-            f" from scratch, as without resume_from. To learn from it, {fix}; else drop"
-            " resume_from")
+        return _nothing_finished(spec, prior, scratch)
+    return (f"resume_from: none of the {len(prior)} finished trials of {spec.resume_from} has"
+            f" params that fit this experiment's (the first: {first}), {scratch}. To learn"
+            " from it, make this experiment's params (their names, ranges and values) take in"
+            " the values its trials ran with; else drop resume_from")
+
+
+def _nothing_finished(spec: ExperimentSpec, prior: PriorTrials, scratch: str) -> str:
+    """The warning for a ``resume_from`` with no finished trial that has a result for this
+    metric: it ran none; none finished (they failed, or were cancelled); or those that
+    finished never reported the metric (named otherwise: the closest name they reported)."""
+    earlier, metric = spec.resume_from, spec.metric
+    # Reported, but never as a finite number (text, NaN): said so, not "did you mean" itself.
+    named = f"a finite '{metric}'" if metric in prior.reported else f"'{metric}'"
+    total = sum(prior.ended.values())
+    finished = prior.ended.get(TrialState.COMPLETED.value, 0) + prior.ended.get(
+        TrialState.STOPPED.value, 0)
+    if not total:
+        return (f"resume_from: {earlier} ran no trial, {scratch}. Resume from an experiment"
+                " whose trials have results, or drop resume_from")
+    if not finished:  # how they ended is why, not their metric's name
+        unnamed = "" if prior.metric_reported else (
+            f"; nor did any report {named}{keys_shown(metric, prior.reported, who='they')}")
+        return (f"resume_from: {_how_they_ended(earlier, prior.ended)}{unnamed}, {scratch}."
+                f" Resume from an experiment whose trials have results (`gpusched ls"
+                f" {earlier}` says why these ended), or drop resume_from")
+    return (f"resume_from: {earlier} has no finished trial (completed, or stopped) that"
+            f" reported {named}{keys_shown(metric, prior.reported, who='its trials')},"
+            f" {scratch}. To learn from it, if its trials reported the metric under another"
+            f" name (`gpusched show {earlier}/0` shows a trial's last report), set metric to"
+            " that name; else drop resume_from")
+
+
+def _how_they_ended(earlier: str | None, ended: Mapping[str, int]) -> str:
+    """``the 9 trials of e1 all failed: none has a result``, or with each state's count when
+    they ended in several (``7 failed, 2 cancelled``)."""
+    total = sum(ended.values())
+    if len(ended) == 1:
+        state = next(iter(ended))
+        if total == 1:
+            return f"the one trial of {earlier} {_ended_as(state)}: it has no result"
+        return f"the {total} trials of {earlier} all {_ended_as(state)}: none has a result"
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(ended.items(), key=lambda i: -i[1]))
+    return f"none of the {total} trials of {earlier} has a result ({counts})"
+
+
+def _ended_as(state: str) -> str:
+    """How trials in ``state`` ended, as a verb: ``failed``, ``cancelled``, ``interrupted``;
+    a state that is no verb's past tense reads ``ended queued``."""
+    return state if state in ("failed", "cancelled", "interrupted") else f"ended {state}"
+
+
+def keys_shown(wanted: str, keys: Sequence[str], *, who: str = "it") -> str:
+    """`` (it reported loss, val_accuracy) (did you mean 'val_accuracy'?)``: ``keys`` (sorted,
+    what a trainer reported itself), the first few of them, and the closest to ``wanted``
+    (unless it is among them); ``""`` when there are none."""
+    if not keys:
+        return ""
+    shown = ", ".join(keys[:_SHOWN_KEYS]) + (", ..." if len(keys) > _SHOWN_KEYS else "")
+    guess = "" if wanted in keys else did_you_mean(wanted, keys)
+    return f" ({who} reported {shown}){guess}"
 
 
 def _as_integers(space: SearchSpace, params: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -104,9 +173,19 @@ def _as_integers(space: SearchSpace, params: Mapping[str, Any]) -> Mapping[str, 
 
 def judged_end(trial: TrialRun) -> bool:
     """Whether ``trial`` ended so that its reports are judged complete: it ran its course
-    (completed), having reported something. The first such end of an experiment warns of its
-    ``stop:`` keys that no trial has reported (:meth:`ExperimentRun.unreported_stop_keys`)."""
-    return trial.state in _JUDGED_ENDS and trial.reports > 0
+    (completed, or stopped by the ``stop:`` bound: as far as its user asked), having reported
+    something. The first such end of an experiment warns of its ``stop:`` keys that no trial
+    has reported (:meth:`ExperimentRun.unreported_stop_keys`).
+
+    A trial stopped early (a stopping plugin) or failed is not judged: it may have ended before
+    a key reported late (validation every 10 epochs) came, and would warn of a key that comes.
+    One stopped at the bound is: with ``stop: {val_acc: 0.95, training_iteration: 3}`` every
+    trial ends at iteration 3, and not judging those would never warn of ``val_acc``.
+    """
+    if trial.reports <= 0:
+        return False
+    return trial.state is TrialState.COMPLETED or (
+        trial.state is TrialState.STOPPED and trial.at_bound)
 
 
 def stop_keys_to_watch(spec: ExperimentSpec) -> set[str]:
@@ -432,8 +511,8 @@ class ExperimentRun:
     def unreported_stop_keys(self, trial: TrialRun) -> list[str]:
         """The ``stop:`` keys to warn about as ``trial`` ends, in the file's order: those no
         trial has reported yet (``unseen_stop_keys``), when its end is judged
-        (:func:`judged_end`); ``[]`` otherwise (a key may come only late in training: a
-        trial's end is the first time its reports say it never comes).
+        (:func:`judged_end`: set its ``at_bound`` first); ``[]`` otherwise (a key may come only
+        late in training: a trial's end is the first time its reports say it never comes).
 
         The keys are taken out of ``unseen_stop_keys``: each is warned about once, by the first
         trial that ends without it. Call it where the trial's end is decided, before any

@@ -7,13 +7,16 @@ so the search plugins (pure functions of these views) continue the same search.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from gpusched._daemon.experiment import (
+    AUTO_FILLED_KEYS,
     ExperimentRun,
+    PriorTrials,
     TrialRun,
     judged_end,
     objective_of,
@@ -29,7 +32,7 @@ from gpusched.models import ExperimentState, TrialState
 from gpusched.plugin_api import TrialView
 from gpusched.spec import ExperimentSpec
 
-__all__ = ["resolve_resume_from", "prior_trials", "restore_trials"]
+__all__ = ["ended_experiment", "prior_trials", "restore_trials"]
 
 log = get_logger("gpusched.restore")
 INTERRUPTED_REASON = "the daemon went down while it ran"
@@ -42,31 +45,26 @@ _END_DECIDED = ("experiment_failing", "experiment_cancel_requested")
 _MAY_HAVE_RUN = (TrialState.RUNNING, TrialState.QUEUED, TrialState.INTERRUPTED)
 
 
-async def resolve_resume_from(store: Store, spec: ExperimentSpec,
-                              problems: Problems) -> ExperimentSpec:
-    """``spec`` with ``resume_from`` pinned to the earlier experiment's id (checked at submit).
+async def ended_experiment(store: Store, name: str, place: str, p: Problems) -> str | None:
+    """The id of the experiment that ``resume_from: name`` names (the newest with that name),
+    or None, with the problem at ``place`` in ``p``, when it names none or one that has not
+    ended: what the search learns from must not change under it while it runs.
 
-    A name means the newest experiment with that name *now*; stored as it was written, it could
-    name another experiment after a restart (this one, if it has the same name), and the search
-    would see another history. The earlier experiment must exist and have ended, so that what
-    the search learns from it cannot change under it while it runs: else that is a problem in
-    the file, added to ``problems`` (and ``spec`` comes back as it was).
-    """
-    if not spec.resume_from:
-        return spec
-    row = await store.experiment(spec.resume_from)
+    The id, not the name, is what the new experiment stores: a name means the newest
+    experiment with that name *now*, and after a restart it could name another (the new one
+    itself, if it has the same name), whose history the search would then see."""
+    row = await store.experiment(name)
     if row is None:
-        problems.add("resume_from", f"no experiment '{spec.resume_from}'"
-                                    " (`gpusched ls --all` lists them)")
-        return spec
+        p.add(place, f"no experiment '{name}' (`gpusched ls --all` lists them)")
+        return None
     if row["state"] in (ExperimentState.QUEUED.value, ExperimentState.RUNNING.value):
-        problems.add("resume_from", f"{row['id']} is still {row['state']}: wait until it ends"
-                                    f" (`gpusched wait {row['id']}`), then submit this again")
-        return spec
-    return replace(spec, resume_from=row["id"])
+        p.add(place, f"{row['id']} is still {row['state']}: wait until it ends"
+                     f" (`gpusched wait {row['id']}`), then submit this again")
+        return None
+    return str(row["id"])
 
 
-async def prior_trials(store: Store, spec: ExperimentSpec) -> list[TrialView]:
+async def prior_trials(store: Store, spec: ExperimentSpec) -> PriorTrials:
     """The finished trials of the experiment ``spec`` resumes from (none without one).
 
     They are numbered -N ... -1 in their own order (the last is -1), so that they never
@@ -75,13 +73,16 @@ async def prior_trials(store: Store, spec: ExperimentSpec) -> list[TrialView]:
     Their results are taken again by this experiment's ``metric``, ``objective`` and ``goal``
     (the earlier experiment may have optimised another metric, or the best instead of the last
     value): a trial that never reported this metric teaches nothing and is left out.
+    When none is left, what its trials were comes along, for the submit's warning
+    (:func:`~gpusched._daemon.experiment.resume_from_warning`): how they ended, and what they
+    reported.
     """
     if not spec.resume_from:
-        return []
+        return PriorTrials()
     row = await store.experiment(spec.resume_from)
     if row is None:
         log.warning("resume_from_missing", resume_from=spec.resume_from)
-        return []  # deleted from the log since the submit: nothing to learn from
+        return PriorTrials()  # deleted from the log since the submit: nothing to learn from
     rows = await store.trials(row["id"])
     series = await store.metric_series(row["id"], [r["number"] for r in rows], spec.metric)
     views: list[TrialView] = []
@@ -97,7 +98,14 @@ async def prior_trials(store: Store, spec: ExperimentSpec) -> list[TrialView]:
                 number=0, params=r["params"], state=state,
                 objective=objective, metric_values=tuple(values),
                 metric_steps=tuple(s for s, _ in pairs), at_bound=_at_bound(r)))
-    return [replace(v, number=i - len(views)) for i, v in enumerate(views)]
+    if views:
+        return PriorTrials(replace(v, number=i - len(views)) for i, v in enumerate(views))
+    # Nothing to learn from: what the warning needs to say why (one more query, only then).
+    last = await store.last_reports(row["id"])
+    return PriorTrials(ended=Counter(r["state"] for r in rows),
+                       reported={k for report in last.values() for k in report
+                                 if k not in AUTO_FILLED_KEYS},
+                       metric_reported=any(series.values()))
 
 
 def _at_bound(row: dict[str, Any]) -> bool:

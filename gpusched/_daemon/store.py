@@ -31,10 +31,16 @@ from gpusched.log import get_logger
 from gpusched.protocol import jsonable
 
 __all__ = ["Store", "ReadPosition", "ReportBatch", "open_store", "encode_reports", "SCHEMA_VERSION",
-           "TRIAL_COLUMNS"]
+           "TRIAL_COLUMNS", "WARNING_EVENTS"]
 
 T = TypeVar("T")
 log = get_logger("gpusched.store")
+
+# The kinds of event that warn of something the user should fix (a stop: key no trial reports:
+# experiment.STOP_KEY_EVENT). ``events(last=N)`` returns them whatever their age: `gpusched
+# show EXP` shows the last 50 events, and an experiment of more than ~20 trials pushes a
+# warning given at its first trial's end out of those.
+WARNING_EVENTS: tuple[str, ...] = ("stop_key_never_reported",)
 
 
 @dataclass(frozen=True)
@@ -412,16 +418,24 @@ class Store:
         self, exp_id: str, trial: int | None = None, *, last: int = -1
     ) -> list[dict[str, Any]]:
         """The event log of an experiment (or of one trial), oldest first; ``last``: only the
-        newest that many."""
+        newest that many, and the older ones of :data:`WARNING_EVENTS`' kinds besides (at
+        most ``last`` of those too: a warning is given once per key, so that many do not
+        happen, but a log is not trusted to be small)."""
         where = "experiment_id = ?"
         args: list[Any] = [exp_id]
         if trial is not None:
             where += " AND trial = ?"
             args.append(trial)
-        rows = await self._fetchall(
-            f"SELECT * FROM events WHERE {where} ORDER BY id DESC LIMIT ?", (*args, last)
-        )
-        return rows[::-1]
+        newest = f"SELECT * FROM events WHERE {where} ORDER BY id DESC LIMIT ?"
+        if last < 0:  # every event: the warnings are among them
+            rows = await self._fetchall(newest, (*args, last))
+            return rows[::-1]
+        kinds = ", ".join("?" * len(WARNING_EVENTS))
+        # UNION drops a warning that is also among the newest (rows are equal to the id).
+        return await self._fetchall(
+            f"SELECT * FROM ({newest}) UNION SELECT * FROM (SELECT * FROM events WHERE {where}"
+            f" AND kind IN ({kinds}) ORDER BY id LIMIT ?) ORDER BY id",
+            (*args, last, *args, *WARNING_EVENTS, last))
 
     async def last_event(self, exp_id: str, kinds: Sequence[str]) -> dict[str, Any] | None:
         """The newest event of the experiment itself (no trial's) of one of ``kinds``."""

@@ -25,6 +25,7 @@ from gpusched._daemon.experiment import (
     STOP_KEY_EVENT,
     ExperimentRun,
     TrialRun,
+    keys_shown,
     objective_of,
     see_stop_keys,
     stopped_at_bound,
@@ -43,6 +44,7 @@ from gpusched._daemon.reports import regular_file_size
 from gpusched._daemon.stderr_tail import last_stderr_line
 from gpusched._daemon.store import ReadPosition, ReportBatch, Store, encode_reports
 from gpusched._spec_check import did_you_mean
+from gpusched._spec_stop_keys import auto_filled_near_miss
 from gpusched.config import DaemonSettings
 from gpusched.errors import StoreError
 from gpusched.log import get_logger
@@ -53,6 +55,10 @@ __all__ = ["TrialRunner", "describe_exit", "unreported_stop_key_warning"]
 log = get_logger("gpusched.trial")
 # Up to this many unread report bytes (~100 typical lines) are read on the event loop.
 INLINE_READ_BYTES = 16 * 1024
+# How alike a never-reported key must be to an auto-filled one to be guessed as it: did you
+# mean's own bar (difflib's default). Once a trial has ended without the key, a looser guess
+# than at submit is worth showing.
+_CLOSE = 0.6
 
 
 def describe_exit(code: int, last_line: str | None = None) -> str:
@@ -74,35 +80,46 @@ def _without_the_metric(metric: str, last_report: Mapping[str, Any]) -> str:
     (``val-loss`` for ``val_loss``) is then plain to see."""
     if metric in last_report:  # reported, but never as a finite number
         return f"exited 0 without a finite '{metric}' (only NaN, infinite or text values)"
-    if not (said := _what_it_reported(metric, last_report)):
-        return f"exited 0 without reporting '{metric}'"
+    said, _ = _what_it_reported(metric, last_report)
     return f"exited 0 without reporting '{metric}'{said}"
 
 
 def unreported_stop_key_warning(key: str, trial: str, last_report: Mapping[str, Any]) -> str:
     """The warning that ``trial`` (``e3/0``) ended without ever reporting the ``stop:`` key
     ``key`` as a number, with what it reported last: a misspelled key (``val_acc`` for
-    ``val_accuracy``) is then plain to see."""
+    ``val_accuracy``, ``training_iteraton`` for the ``training_iteration`` that gpusched
+    fills in) is then plain to see."""
     if key in last_report:  # reported, but not as a number the bound can compare
         last = repr(last_report[key])
         last = last if len(last) <= 40 else f"{last[:37]}..."
         never = f"was never reported as a number by trial {trial} (its last value: {last})"
         fix = "report it as a number"
     else:
-        never = f"was never reported by trial {trial}{_what_it_reported(key, last_report)}"
-        fix = "name a key the trainer reports"
+        said, auto = _what_it_reported(key, last_report)
+        never = f"was never reported by trial {trial}{said}"
+        # A key of gpusched's own, misspelled: the trainer has nothing to do with it.
+        fix = "name a key the trainer reports" if auto is None else f"write {auto!r}"
     return f"stop: '{key}' {never}: that bound cannot stop a trial; {fix}"
 
 
-def _what_it_reported(wanted: str, last_report: Mapping[str, Any]) -> str:
+def _what_it_reported(wanted: str, last_report: Mapping[str, Any]) -> tuple[str, str | None]:
     """`` (it reported loss, val_accuracy) (did you mean 'val_accuracy'?)``: the keys of a
-    trial's last report that the trainer wrote itself, and the closest to ``wanted``; ``""``
-    when it wrote none."""
+    trial's last report that the trainer wrote itself, and the closest to ``wanted``; and the
+    auto-filled key that ``wanted`` was taken for, if it was one.
+
+    The trainer's own keys are guessed from first: they are what a trial reports. Failing
+    those, an auto-filled key (``training_iteraton`` for ``training_iteration``), never listed
+    as reported: `` (did you mean 'training_iteration'? gpusched fills it in for every
+    report)``.
+    """
     reported = sorted(k for k in last_report if k not in AUTO_FILLED_KEYS)
-    if not reported:
-        return ""
-    shown = ", ".join(reported[:8]) + (", ..." if len(reported) > 8 else "")
-    return f" (it reported {shown}){did_you_mean(wanted, reported)}"
+    said = keys_shown(wanted, reported)
+    if did_you_mean(wanted, reported):  # one of the trainer's own keys is the guess
+        return said, None
+    auto = auto_filled_near_miss(wanted, cutoff=_CLOSE)
+    if auto is not None:
+        said += f" (did you mean {auto!r}? gpusched fills it in for every report)"
+    return said, auto
 
 
 class TrialRunner:

@@ -40,6 +40,16 @@ sys.stderr.write("\\x1b[33mloading shard 7\\x1b[0m\\n")
 sys.stderr.flush()
 os.kill(os.getpid(), signal.SIGKILL)
 """
+# Raises, then its exit handler prints last, as Weights & Biases' does.
+RAISES_THEN_WANDB = """\
+import atexit, sys
+def finish():
+    print("wandb: \U0001f680 View run dry-sun-3 at: https://wandb.ai/me/proj/runs/abc",
+          file=sys.stderr)
+    print("wandb: Find logs at: ./wandb/run-20240101_000000-abc/logs", file=sys.stderr)
+atexit.register(finish)
+raise RuntimeError("CUDA error: device-side assert triggered")
+"""
 # Replaces its stderr.log (by the daemon's O_APPEND fd, still its stderr) with what argv says.
 PLANTS = """\
 import os, sys
@@ -98,6 +108,18 @@ def test_a_crash_shows_its_exception_and_a_kill_its_last_words(tmp_path: Path) -
     assert (trial["reason"], trial["exit_signal"]) == (
         "killed by signal SIGKILL: loading shard 7", 9)
     assert "killed by signal SIGKILL: loading shard 7" in ls
+
+
+def test_the_exception_shows_though_an_exit_handler_printed_after_it(tmp_path: Path) -> None:
+    wandb = script(tmp_path, "wandb.py", RAISES_THEN_WANDB)
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit(experiment(wandb))
+        assert d.wait_experiment(exp)["state"] == "failed"
+        (trial,) = d.client.trials(exp)
+        stderr = d.cli("logs", f"{exp}/0", "--stderr").stdout
+    assert stderr.rstrip().endswith("wandb: Find logs at: ./wandb/run-20240101_000000-abc/logs")
+    assert trial["reason"] == (
+        "exited with code 1: RuntimeError: CUDA error: device-side assert triggered")
 
 
 def test_a_status_line_keeps_its_reason_without_stderr(tmp_path: Path) -> None:

@@ -25,6 +25,19 @@ with open(os.environ["GPUSCHED_REPORT_FILE"], "a") as fh:
 """
 
 
+# Reports val_accuracy = x at every iteration until it is stopped (at most 60 s): a trial that
+# only a stop: bound ends.
+UNTIL_STOPPED = """
+import json, os, sys, time
+x = float(dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--"))["x"])
+with open(os.environ["GPUSCHED_REPORT_FILE"], "a") as fh:
+    for _ in range(3000):
+        fh.write(json.dumps({"val_accuracy": x, "loss": 1 - x}) + "\\n")
+        fh.flush()
+        time.sleep(0.02)
+"""
+
+
 def experiment(stop: dict[str, float], *extra: str, **settings: Any) -> dict[str, Any]:
     """Three trials of TRAINER, one at a time (trial 0 ends first), stopped by ``stop``."""
     return {"command": [sys.executable, "-c", TRAINER, *extra], "metric": "val_accuracy",
@@ -84,3 +97,37 @@ def test_a_restarted_daemon_does_not_warn_again(tmp_path: Path) -> None:
     assert len(lines) == 1, lines
     assert f"by trial {exp}/0 " in lines[0]
     assert len(logged) == 1, logged  # the log holds both daemons' lines
+
+
+def test_trials_stopped_by_another_bound_warn_of_the_key_never_reported(tmp_path: Path) -> None:
+    # Ray Tune's usual stop: every trial is stopped at iteration 3 by the other bound. It ran
+    # as far as it was asked to, without val_acc: that is warned about, once.
+    stop = {"val_acc": 0.5, "training_iteration": 3}
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit({**experiment(stop), "command": [sys.executable, "-c", UNTIL_STOPPED]})
+        assert d.wait_experiment(exp)["state"] == "completed"
+        trials = d.client.trials(exp)
+        lines, logged = warnings_in(d, exp)
+    assert [t["state"] for t in trials] == ["stopped"] * 3
+    assert all(t["reason"].startswith("stop bound reached: ") for t in trials), trials
+    warning = (f"stop: 'val_acc' was never reported by trial {exp}/0 (it reported loss,"
+               " val_accuracy) (did you mean 'val_accuracy'?): that bound cannot stop a"
+               " trial; name a key the trainer reports")
+    assert len(lines) == 1 and lines[0].endswith(f"{KIND}  {warning}"), lines
+    assert [e["warning"] for e in logged] == [warning]
+
+
+def test_the_warning_stays_in_show_after_many_more_events(tmp_path: Path) -> None:
+    # `show EXP` lists the last 50 events: 30 trials make over 60, and the warning of trial
+    # 0's end is among the oldest. It is shown all the same, and once.
+    many = {**experiment({"val_acc": 0.9}), "max_trials": 30, "max_parallel_trials": 2}
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit(many)
+        assert d.wait_experiment(exp, timeout=120)["state"] == "completed"
+        events = d.client.show(exp)["events"]
+        lines, _ = warnings_in(d, exp)
+    kinds = [e["kind"] for e in events]
+    assert len(kinds) > 50 and kinds.count(KIND) == 1, kinds
+    assert kinds.index(KIND) < len(kinds) - 50  # older than the last 50
+    assert [e["id"] for e in events] == sorted(e["id"] for e in events)  # oldest first
+    assert len(lines) == 1, lines

@@ -975,3 +975,21 @@ def test_a_loss_maximized_by_default_is_warned_of(
     if warned:
         assert spec.warnings()[0].startswith(f"metric '{metric}' looks like something to")
     assert not ExperimentSpec.from_dict(spec.to_dict()).warnings()  # not part of the spec
+
+
+def test_a_stop_key_that_misspells_an_auto_filled_one_is_warned_of_at_submit(
+    tmp_path: Path,
+) -> None:
+    # `stop: {training_iteraton: 2}` stops nothing, and only a trial's end would say so.
+    from gpusched.spec import parse_experiment_text
+
+    text = ("command: t\nmetric: acc\nstop: {training_iteraton: 2, acc: 0.9}\n"
+            "params: [{name: x, type: discrete, values: [1]}]\n")
+    spec = parse_experiment_text(text, source="e.yaml", base_dir=tmp_path)
+    (warning,) = spec.warnings()
+    assert warning.startswith("stop: 'training_iteraton' looks like a misspelling of"
+                              " 'training_iteration'")
+    assert warning.endswith("write 'training_iteration'")
+    fine = parse_experiment_text(text.replace("iteraton", "iteration"), source="e.yaml",
+                                 base_dir=tmp_path)
+    assert not fine.warnings()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import codecs
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -51,6 +53,97 @@ def test_the_reason_adds_the_line_to_the_exit_and_is_unchanged_without_one() -> 
 def test_a_traceback_gives_its_exception_line() -> None:
     assert last_meaningful_line(TRACEBACK) == (
         "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+# What Weights & Biases' exit handler prints after the traceback of a crashed run.
+WANDB = (b"wandb: \xf0\x9f\x9a\x80 View run dry-sun-3 at: https://wandb.ai/me/proj/runs/abc\n"
+         b"wandb: Find logs at: ./wandb/run-20240101_000000-abc/logs\n")
+
+
+def test_what_prints_after_the_traceback_does_not_hide_its_exception() -> None:
+    assert last_meaningful_line(TRACEBACK + WANDB) == (
+        "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_a_chained_exception_gives_the_one_raised_last() -> None:
+    chained = (b"Traceback (most recent call last):\n"
+               b"  File \"/work/train.py\", line 3, in <module>\n"
+               b"KeyError: 'lr'\n\n"
+               b"During handling of the above exception, another exception occurred:\n\n"
+               b"Traceback (most recent call last):\n"
+               b"  File \"/work/train.py\", line 5, in <module>\n"
+               b"ValueError: no learning rate\n")
+    assert last_meaningful_line(chained + WANDB) == "ValueError: no learning rate"
+
+
+def test_notes_and_a_messages_second_line_come_after_the_exception() -> None:
+    noted = (b"Traceback (most recent call last):\n"
+             b"  File \"/work/train.py\", line 5, in <module>\n"
+             b"    raise e\n"
+             b"ValueError: bad shard\n"
+             b"the second line of its message\n"
+             b"a note added with add_note\n")
+    assert last_meaningful_line(noted) == "ValueError: bad shard"
+
+
+def test_a_workers_traceback_quoted_in_the_message_gives_the_workers_error() -> None:
+    # PyTorch's DataLoader re-raises a worker's error with the worker's traceback in its message.
+    quoted = (b"Traceback (most recent call last):\n"
+              b"  File \"/work/train.py\", line 9, in <module>\n"
+              b"RuntimeError: Caught ValueError in DataLoader worker process 0.\n"
+              b"Original Traceback (most recent call last):\n"
+              b"  File \"/torch/utils/data/_utils/worker.py\", line 308, in _worker_loop\n"
+              b"    data = fetcher.fetch(index)\n"
+              b"ValueError: image 17 is truncated\n\n")
+    assert last_meaningful_line(quoted + WANDB) == "ValueError: image 17 is truncated"
+
+
+def test_a_traceback_cut_off_before_its_exception_gives_the_last_line() -> None:
+    # Killed as it printed: the exception line was never written.
+    cut = b"Traceback (most recent call last):\n  File \"/work/train.py\", line 3, in f\n"
+    assert last_meaningful_line(cut) == 'File "/work/train.py", line 3, in f'
+
+
+@pytest.mark.parametrize(("code", "line"), [
+    # The group's frames, then sub-exceptions with tracebacks of their own, then a nested
+    # group without one: the last (innermost) error.
+    ("errs = []\n"
+     "for e in (ValueError('a'), TypeError('b')):\n"
+     "    try:\n"
+     "        raise e\n"
+     "    except Exception as caught:\n"
+     "        errs.append(caught)\n"
+     "raise ExceptionGroup('eg', [*errs, ExceptionGroup('nested', [OSError('deep')])])\n",
+     "OSError: deep"),
+    ("raise ExceptionGroup('eg', [ValueError('a'), TypeError('b')])\n", "TypeError: b"),
+    # A sub-exception raised while handling another: the one raised last.
+    ("def sub():\n"
+     "    try:\n"
+     "        raise KeyError('k')\n"
+     "    except KeyError:\n"
+     "        raise ValueError('chained in sub')\n"
+     "try:\n"
+     "    sub()\n"
+     "except ValueError as e:\n"
+     "    raise ExceptionGroup('eg', [e])\n", "ValueError: chained in sub"),
+    # A group raised while handling another error: the group's.
+    ("try:\n"
+     "    raise KeyError('inner')\n"
+     "except KeyError:\n"
+     "    raise ExceptionGroup('eg', [ValueError('the one')])\n", "ValueError: the one"),
+])
+def test_an_exception_group_as_python_prints_it_gives_its_last_error(
+    tmp_path: Path, code: str, line: str,
+) -> None:
+    script = write(tmp_path / "crash.py", (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('wandb: Find logs at: ./wandb', file=sys.stderr))\n"
+        + code).encode())
+    crashed = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=60,
+                             check=False)
+    assert crashed.returncode == 1
+    assert crashed.stderr.endswith(b"wandb: Find logs at: ./wandb\n")
+    assert last_meaningful_line(crashed.stderr) == line
 
 
 def test_empty_whitespace_and_punctuation_only_output_gives_no_line() -> None:
@@ -155,6 +248,17 @@ def test_only_the_last_few_kib_are_read(tmp_path: Path) -> None:
     assert not cut  # it begins after a newline
     # The early line is beyond the tail: only blank lines are read, so no line.
     assert last_stderr_line(write(tmp_path / "blank-tail.log", early)) is None
+
+
+def test_a_deep_traceback_is_found_with_what_printed_after_it(tmp_path: Path) -> None:
+    # 60 frames (a Lightning stack is about 40), ~8 KiB: its header within the tail.
+    frames = b"".join(b'  File "/site-packages/lightning/pytorch/trainer/loop_%02d.py", line 1'
+                      b"23, in run\n    return self._run_stage(batch, batch_idx)\n"
+                      % i for i in range(60))
+    deep = b"Traceback (most recent call last):\n" + frames + b"RuntimeError: CUDA error\n"
+    assert 6 * 1024 < len(deep) + len(WANDB) < TAIL_BYTES
+    path = write(tmp_path / "stderr.log", b"epoch 1\n" * 4096 + deep + WANDB)
+    assert last_stderr_line(path) == "RuntimeError: CUDA error"
 
 
 def test_a_line_longer_than_the_tail_is_shown_cut_in_front(tmp_path: Path) -> None:

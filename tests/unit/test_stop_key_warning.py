@@ -32,6 +32,7 @@ from gpusched._daemon.trial_runner import (
 from gpusched.config import DaemonSettings
 from gpusched.errors import StoreError
 from gpusched.models import ExperimentState, TrialState
+from gpusched.plugin_api import BOUND_STOP_REASON
 from gpusched.plugins import make_search_plugin
 from gpusched.spec import parse_experiment
 
@@ -47,9 +48,12 @@ def run(tmp_path: Path, **settings: Any) -> ExperimentRun:
     return ExperimentRun("e3", 3, spec, 0, search, [], state=ExperimentState.RUNNING)
 
 
-def ended(exp: ExperimentRun, state: TrialState, reports: int = 1) -> TrialRun:
-    """A trial of ``exp`` that ended in ``state`` with ``reports`` reports."""
-    trial = TrialRun(number=len(exp.trials), params={"x": 0.5}, state=state, reports=reports)
+def ended(exp: ExperimentRun, state: TrialState, reports: int = 1, *,
+          at_bound: bool = False) -> TrialRun:
+    """A trial of ``exp`` that ended in ``state`` with ``reports`` reports (``at_bound``:
+    stopped by a ``stop:`` bound)."""
+    trial = TrialRun(number=len(exp.trials), params={"x": 0.5}, state=state, reports=reports,
+                     at_bound=at_bound)
     exp.trials[trial.number] = trial
     return trial
 
@@ -101,13 +105,29 @@ def test_a_completed_trial_is_judged(tmp_path: Path) -> None:
     assert exp.unreported_stop_keys(ended(exp, TrialState.COMPLETED)) == ["val_acc"]
 
 
+def test_a_trial_stopped_at_the_bound_is_judged(tmp_path: Path) -> None:
+    # Ray Tune's usual stop: every trial ends at iteration 3, stopped by the other bound: it
+    # ran as far as asked, and never reported val_acc by then.
+    exp = run(tmp_path, stop={"val_acc": 0.5, "training_iteration": 3})
+    assert exp.unreported_stop_keys(ended(exp, TrialState.STOPPED, at_bound=True)) == [
+        "val_acc"]
+    assert exp.unseen_stop_keys == set()
+
+
+def test_a_trial_stopped_at_the_bound_without_reports_is_not_judged(tmp_path: Path) -> None:
+    exp = run(tmp_path, stop={"val_acc": 0.5})
+    assert exp.unreported_stop_keys(ended(exp, TrialState.STOPPED, 0, at_bound=True)) == []
+    assert exp.unseen_stop_keys == {"val_acc"}
+
+
 @pytest.mark.parametrize(("state", "reports"), [
     (TrialState.QUEUED, 3),  # a crash to be retried: its next attempt may report it
     (TrialState.CANCELLED, 3),
     (TrialState.INTERRUPTED, 3),
     (TrialState.COMPLETED, 0),  # nothing reported: its reports say nothing about the keys
     (TrialState.FAILED, 0),
-    # Stopped early or failed: it may have ended before a key reported late came.
+    # Stopped early (by a stopping plugin, not the bound) or failed: it may have ended before
+    # a key reported late came.
     (TrialState.STOPPED, 3),
     (TrialState.FAILED, 3),
 ])
@@ -126,10 +146,13 @@ def test_a_key_any_trial_reported_is_not_warned_about(tmp_path: Path) -> None:
 # --- after a restart or a resume: what the log settled --------------------------------------
 
 
+AT_BOUND = f"{BOUND_STOP_REASON}training_iteration >= 3"  # the bounds plugin's reason
+
+
 async def restored(tmp_path: Path, trials: list[tuple[str, list[dict[str, Any]]]],
-                   **settings: Any) -> ExperimentRun:
+                   reasons: dict[int, str] | None = None, **settings: Any) -> ExperimentRun:
     """The experiment as a restarted daemon reads it back from a log whose trials had these
-    states and stored reports."""
+    states and stored reports (and ``reasons``: trial number -> its reason)."""
     async with open_store(tmp_path / "log.db") as store:
         exp = run(tmp_path, **settings)
         exp.id = await store.create_experiment(name="exp", spec=exp.spec.to_dict(), seed=0,
@@ -137,7 +160,8 @@ async def restored(tmp_path: Path, trials: list[tuple[str, list[dict[str, Any]]]
         for number, (state, reports) in enumerate(trials):
             await store.create_trial(exp.id, number, {"x": 0.5}, str(tmp_path / str(number)))
             await store.add_reports(exp.id, number, 0, reports)
-            await store.update_trial(exp.id, number, state=state)
+            await store.update_trial(exp.id, number, state=state,
+                                     reason=(reasons or {}).get(number))
         await restore_trials(store, exp)
     return exp
 
@@ -187,9 +211,23 @@ async def test_no_repeat_after_a_restart(tmp_path: Path) -> None:
 async def test_after_a_restart_unjudged_trials_of_the_log_do_not_count(tmp_path: Path) -> None:
     exp = await restored(tmp_path, [("cancelled", [{"val_accuracy": 0.9}]), ("failed", []),
                                     ("queued", []), ("stopped", [{"val_accuracy": 0.9}]),
-                                    ("completed", [])],
+                                    ("completed", []), ("stopped", [])],
+                         # Stopped early by a plugin, and at the bound with nothing reported.
+                         {3: "median stopping rule: 0.9 < 0.95", 5: AT_BOUND},
                          stop={"val_acc": 0.95})
     assert exp.unreported_stop_keys(ended(exp, TrialState.COMPLETED)) == ["val_acc"]
+
+
+async def test_no_repeat_after_a_restart_once_a_trial_stopped_at_the_bound(
+    tmp_path: Path,
+) -> None:
+    # As live: a trial stopped at the bound with reports is a judged end, whose warnings were
+    # committed with it. The trial run again after the restart warns about nothing.
+    exp = await restored(tmp_path, [("stopped", [{"val_accuracy": 0.4}]), ("running", [])],
+                         {0: AT_BOUND}, stop={"val_acc": 0.5, "training_iteration": 3})
+    assert exp.trials[0].at_bound
+    assert exp.unseen_stop_keys == set()
+    assert exp.unreported_stop_keys(ended(exp, TrialState.STOPPED, at_bound=True)) == []
 
 
 # --- the warning's text ---------------------------------------------------------------------
@@ -219,6 +257,30 @@ def test_the_warning_for_a_key_reported_but_never_as_a_number() -> None:
         " 'warmup'): that bound cannot stop a trial; report it as a number")
     long = unreported_stop_key_warning("phase", "e3/0", {"phase": "w" * 100})
     assert f"(its last value: '{'w' * 36}...)" in long
+
+
+def test_a_misspelled_auto_filled_key_is_guessed_and_said_to_be_gpuscheds() -> None:
+    last = {"val_accuracy": 0.9, "loss": 0.1, "training_iteration": 2, "time_total_s": 1.0,
+            "time_this_iter_s": 0.5, "timestamp": 1}
+    assert unreported_stop_key_warning("training_iteraton", "e3/0", last) == (
+        "stop: 'training_iteraton' was never reported by trial e3/0 (it reported loss,"
+        " val_accuracy) (did you mean 'training_iteration'? gpusched fills it in for every"
+        " report): that bound cannot stop a trial; write 'training_iteration'")
+    # Whatever the trainer reported (here nothing of its own), and by case first.
+    assert unreported_stop_key_warning("Time_Total_S", "e3/0", {"training_iteration": 1}) == (
+        "stop: 'Time_Total_S' was never reported by trial e3/0 (did you mean 'time_total_s'?"
+        " gpusched fills it in for every report): that bound cannot stop a trial; write"
+        " 'time_total_s'")
+
+
+def test_the_trainers_own_close_key_is_guessed_before_an_auto_filled_one() -> None:
+    # `time_total` is close to time_total_s, and closer to nothing the trainer reported...
+    assert "did you mean 'time_total_s'?" in unreported_stop_key_warning(
+        "time_total", "e3/0", {"loss": 0.1})
+    # ... but a key the trainer reports is what a typo most likely meant.
+    assert unreported_stop_key_warning("time_total", "e3/0", {"time_totals": 3}) == (
+        "stop: 'time_total' was never reported by trial e3/0 (it reported time_totals) (did you"
+        " mean 'time_totals'?): that bound cannot stop a trial; name a key the trainer reports")
 
 
 def test_the_metrics_message_is_unchanged() -> None:
@@ -262,6 +324,27 @@ async def test_the_warning_is_recorded_with_the_trials_end(tmp_path: Path) -> No
                                                           (STOP_KEY_EVENT, None)]
     assert events[1]["data"] == {"key": "val_acc", "reason": unreported_stop_key_warning(
         "val_acc", "e1/0", {"val_accuracy": 0.9})}
+
+
+async def test_a_trial_stopped_at_the_bound_records_the_warning_with_its_end(
+    tmp_path: Path,
+) -> None:
+    # The runner's own path: at_bound comes from the bound's reason, before the end is judged.
+    async with ending_trial(tmp_path) as (store, runner):
+        await runner._finish(TrialState.STOPPED, AT_BOUND, -15, 0.9)
+        events = await store.events("e1")
+    assert runner.trial.at_bound
+    assert [(e["kind"], e["trial"]) for e in events] == [("trial_ended", 0),
+                                                          (STOP_KEY_EVENT, None)]
+    assert events[1]["data"]["key"] == "val_acc"
+
+
+async def test_a_trial_stopped_early_records_no_warning(tmp_path: Path) -> None:
+    async with ending_trial(tmp_path) as (store, runner):
+        await runner._finish(TrialState.STOPPED, "median stopping rule", -15, 0.9)
+        events = await store.events("e1")
+    assert [e["kind"] for e in events] == ["trial_ended"]
+    assert runner.exp.unseen_stop_keys == {"val_acc"}
 
 
 async def test_a_warning_the_log_refuses_leaves_the_end_unrecorded_and_judged_again(

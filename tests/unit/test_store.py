@@ -12,8 +12,10 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from gpusched._daemon.experiment import STOP_KEY_EVENT
 from gpusched._daemon.store import (
     SCHEMA_VERSION,
+    WARNING_EVENTS,
     ReadPosition,
     ReportBatch,
     Store,
@@ -314,6 +316,38 @@ async def test_events_oldest_first_by_experiment_and_trial(tmp_path: Path) -> No
         assert isinstance(events[0]["t"], float)
         assert [e["kind"] for e in await store.events(a, 0)] == ["trial_started", "trial_ended"]
         assert [e["kind"] for e in await store.events(b)] == ["experiment_submitted"]
+
+
+async def test_the_newest_events_come_with_the_experiments_older_warnings(
+    tmp_path: Path,
+) -> None:
+    # `gpusched show EXP` asks for the last 50: a warning given at trial 0's end must not
+    # scroll out of them as later trials start and end.
+    async with open_store(tmp_path / "log.db") as store:
+        exp, other = await new_experiment(store), await new_experiment(store)
+        await store.add_event("experiment_submitted", exp)
+        await store.add_event("trial_ended", exp, 0)
+        await store.add_event(STOP_KEY_EVENT, exp, key="val_acc", reason="never reported")
+        await store.add_event(STOP_KEY_EVENT, other, key="epoch", reason="never reported")
+        for number in range(1, 6):
+            await store.add_event("trial_started", exp, number)
+            await store.add_event("trial_ended", exp, number)
+        last4 = await store.events(exp, last=4)
+        every = await store.events(exp)
+        last30 = await store.events(exp, last=30)
+        of_trial = await store.events(exp, 5, last=1)
+    # Oldest first, the warning in its place; no other experiment's.
+    assert [(e["kind"], e["trial"]) for e in last4] == [
+        (STOP_KEY_EVENT, None), ("trial_started", 4), ("trial_ended", 4), ("trial_started", 5),
+        ("trial_ended", 5)]
+    assert last4[0]["data"] == {"key": "val_acc", "reason": "never reported"}
+    # Among the newest already: once, as without the warnings' rule.
+    assert last30 == every and len(every) == 13
+    assert [e["kind"] for e in of_trial] == ["trial_ended"]  # a trial's: its own only
+
+
+def test_the_stop_key_warning_is_a_warning_event() -> None:
+    assert STOP_KEY_EVENT in WARNING_EVENTS
 
 
 async def test_record_trial_writes_the_row_and_its_event_together(tmp_path: Path) -> None:
