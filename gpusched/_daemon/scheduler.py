@@ -39,7 +39,7 @@ from gpusched._daemon.identity import trial_identity
 from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.reader_thread import ReaderThread
 from gpusched._daemon.recovery import stop_leftovers
-from gpusched._daemon.restore import prior_trials, restore_trials
+from gpusched._daemon.restore import ended_experiment, prior_trials, restore_trials
 from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
 from gpusched._daemon.user_limits import UserLimits
@@ -668,8 +668,13 @@ class Scheduler:
             state, reason = ExperimentState.CANCELLED, "cancelled"
         elif exp.wants_more() or self._closing:
             return
-        else:
+        elif self._results(exp):
             state, reason = ExperimentState.COMPLETED, self._summary(exp)
+        else:
+            # Nothing to show for it (every trial failed, say): `completed` would have `wait`
+            # exit 0 on a search that found nothing, and `resume` refuse it. Vertex AI fails
+            # such a study, Ray Tune raises "Trials did not complete".
+            state, reason = ExperimentState.FAILED, await self._no_result_reason(exp)
         exp.state = state
         del self.active[exp.id]
         await self.store.update_experiment(exp.id, state=state.value, reason=reason,
@@ -679,21 +684,41 @@ class Scheduler:
         if (ended := self._ended.pop(exp.id, None)) is not None:
             ended.set()
 
+    @staticmethod
+    def _results(exp: ExperimentRun) -> list[TrialRun]:
+        """``exp``'s trials that have a result (an objective)."""
+        return [t for t in exp.trials.values() if t.objective is not None]
+
     def _summary(self, exp: ExperimentRun) -> str:
-        done = [t for t in exp.trials.values() if t.objective is not None]
+        """The reason of an experiment that ends `completed`: why it ended, its best result."""
+        done = self._results(exp)
         count = len(exp.trials)
         why = ("search space exhausted" if exp.exhausted
                else f"{count} trial{'' if count == 1 else 's'} run")
         if exp.budget_spent:
             why = f"time_budget of {exp.spec.time_budget_s:g}s used up; {why}"
-        if not done and any(t.metric_values for t in exp.trials.values()):
-            return (f"{why}; no trial has a result: those that reported '{exp.spec.metric}'"
-                    " ended without one")
-        if not done:
-            return f"{why}; no trial reported '{exp.spec.metric}'"
         sign = -1.0 if exp.spec.goal is Goal.MAXIMIZE else 1.0
         best = min(done, key=lambda t: sign * (t.objective or 0.0))
         return f"{why}; best {exp.spec.metric} = {best.objective:g} (trial {exp.id}/{best.number})"
+
+    async def _no_result_reason(self, exp: ExperimentRun) -> str:
+        """The reason of an experiment that ends `failed` because none of its trials has a
+        result: how many ended how, with the last failed one's own reason (read from the log:
+        a crash's stderr line, a metric never reported), which says what to fix."""
+        budget = f"{_budget_reason(exp)}; " if exp.budget_spent else ""
+        if not exp.trials:  # its search had nothing to suggest from the start
+            why = "search space exhausted" if exp.exhausted else "no trial was suggested"
+            return f"{budget}{why} before any trial ran: no trial has a result"
+        failed = [n for n, t in exp.trials.items() if t.state is TrialState.FAILED]
+        row = await self.store.trial(exp.id, max(failed)) if failed else None
+        said = f"{exp.id}/{max(failed)}: {row['reason']}" if row and row["reason"] else ""
+        ended = Counter(t.state for t in exp.trials.values())
+        if len(exp.trials) == 1:
+            (state,) = ended
+            return f"{budget}its only trial has no result: {_ended_how(state, 'it', said)}"
+        parts = [_ended_how(state, str(ended[state]), said and f"the last, {said}")
+                 for state in sorted(ended, key=_NO_RESULT_ORDER.index)]
+        return f"{budget}none of its {len(exp.trials)} trials has a result: {', '.join(parts)}"
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -732,7 +757,7 @@ class Scheduler:
         search, stoppers = _make_plugins(p, spec, seed)
         if spec.resume_from:
             # Pinned to the id: a name means the newest experiment with that name *now*.
-            pinned = await _ended_experiment(self.store, spec.resume_from, "resume_from", p)
+            pinned = await ended_experiment(self.store, spec.resume_from, "resume_from", p)
             spec = spec if pinned is None else replace(spec, resume_from=pinned)
         if p.items:
             raise SpecError(p.items, source)
@@ -787,7 +812,7 @@ class Scheduler:
         for plugin in read.stopping:
             _judge_stopping(p, plugin, read.metric, read.goal)
         if read.resume_from:
-            await _ended_experiment(self.store, read.resume_from, read.place("resume_from"), p)
+            await ended_experiment(self.store, read.resume_from, read.place("resume_from"), p)
         return p.items
 
     async def wait_ended(self, exp_id: str, timeout_s: float) -> None:
@@ -837,6 +862,15 @@ class Scheduler:
             return "its search waits, with none of its trials running"
         return None
 
+    def _search_further(self, exp: ExperimentRun) -> str:
+        """How to go on from ``exp`` when it cannot be resumed: a new experiment that learns
+        from its results, or, when it has none (every trial failed), one run afresh."""
+        if not self._results(exp):
+            return (f"None of its trials has a result to learn from (`gpusched show {exp.id}`"
+                    " says how they ended): fix the cause, then submit the file again")
+        return (f"To search further, submit a new experiment (`gpusched submit FILE --set"
+                f" resume_from={exp.id}`: its search learns from these trials' results)")
+
     async def _resume(self, exp_id: str) -> str:
         row = await self.store.experiment(exp_id)
         if row is None:
@@ -867,13 +901,12 @@ class Scheduler:
         cut_short = [t for t in exp.trials.values()
                      if t.state is TrialState.CANCELLED and t.objective is None]
         if not exp.requeued and not cut_short and (why := await self._nothing_left(exp)):
-            # Resumed, it would end at once, `completed` (a failed one too: a CI script would
-            # see success where its trials failed). It stays as it ended.
+            # Resumed, it would end at once with nothing run: `completed` where a trial has a
+            # result (a failed one too: a CI script would see success where its trials
+            # failed), or `failed` again with another reason. It stays as it ended.
             raise RequestError(
                 "bad_request", f"{exp.id} has nothing left to run: {why} and no trial was cut"
-                f" short, so it stays {row['state']}. To search further, submit a new"
-                f" experiment (`gpusched submit FILE --set resume_from={exp.id}`: its search"
-                " learns from these trials' results)")
+                f" short, so it stays {row['state']}. {self._search_further(exp)}")
         for trial in cut_short:
             # Cut short by the cancel: it runs again. The log says so, so that a restart
             # before it runs (or before its start is recorded) runs it again too.
@@ -892,7 +925,7 @@ class Scheduler:
         log.info("experiment_resumed", experiment=exp.id, requeued=exp.requeued)
         await self._maybe_finish(exp)  # something is left to run (see above): ends nothing
         self.kick()
-        return f"resuming {exp.id}: {len(exp.requeued)} trials to run again"
+        return _resume_message(exp)
 
     async def cancel(self, exp_id: str, number: int | None) -> str:
         """Cancel an experiment (all its trials) or one trial; return what was done."""
@@ -1110,21 +1143,6 @@ def _judge_stopping(p: Problems, plugin: PluginRead, metric: str | None, goal: G
                   options_at=plugin.options_at)
 
 
-async def _ended_experiment(store: Store, name: str, place: str, p: Problems) -> str | None:
-    """The id of the experiment that ``resume_from: name`` names (the newest with that name),
-    or None, with the problem at ``place`` in ``p``, when it names none or one that has not
-    ended: what the search learns from must not change under it while it runs."""
-    row = await store.experiment(name)
-    if row is None:
-        p.add(place, f"no experiment '{name}' (`gpusched ls --all` lists them)")
-        return None
-    if row["state"] in (ExperimentState.QUEUED.value, ExperimentState.RUNNING.value):
-        p.add(place, f"{row['id']} is still {row['state']}: wait until it ends"
-                     f" (`gpusched wait {row['id']}`), then submit this again")
-        return None
-    return str(row["id"])
-
-
 def _store_error_in(exc: BaseException) -> StoreError | None:
     """The StoreError that ``exc`` is or holds (task groups wrap errors), else None."""
     if isinstance(exc, StoreError):
@@ -1136,8 +1154,36 @@ def _store_error_in(exc: BaseException) -> StoreError | None:
     return None
 
 
+def _resume_message(exp: ExperimentRun) -> str:
+    """What `gpusched resume` says: the trials that run again, and the new ones its max_trials
+    leaves room for ("0 trials to run again" alone read as "nothing will happen")."""
+    again = len(exp.requeued)
+    room = max(exp.max_trials - len(exp.trials), 0)
+    new = (f"up to {room} new one{'' if room == 1 else 's'}" if room else "no new ones")
+    return (f"resuming {exp.id}: {again} trial{'' if again == 1 else 's'} to run again,"
+            f" {new} (max_trials: {exp.max_trials})")
+
+
 def _budget_reason(exp: ExperimentRun) -> str:
     return f"time_budget of {exp.spec.time_budget_s:g}s used up"
+
+
+# How the trials of an experiment without a result ended, in the order its reason counts them.
+_NO_RESULT_ORDER = (TrialState.FAILED, TrialState.STOPPED, TrialState.CANCELLED,
+                    *(s for s in TrialState if s not in (
+                        TrialState.FAILED, TrialState.STOPPED, TrialState.CANCELLED)))
+
+
+def _ended_how(state: TrialState, who: str, said: str) -> str:
+    """``who`` (a count, or "it") ended in ``state`` without a result: "3 failed (SAID)",
+    "it was cancelled". ``said``: the last failed trial's id and reason, shown with the
+    failures."""
+    if state is TrialState.FAILED:
+        return f"{who} failed ({said})" if said else f"{who} failed"
+    was = "was " if who == "it" else ""
+    if state is TrialState.STOPPED:  # by the time_budget: other stops without one fail it
+        return f"{who} {was}stopped without one"
+    return f"{who} {was}{state.value}"
 
 
 def _now() -> float:

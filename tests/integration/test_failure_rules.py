@@ -220,16 +220,34 @@ def test_a_reason_with_undecodable_bytes_still_ends_the_experiment(tmp_path: Pat
     assert trials[0]["reason"] == "cannot read data-\\udcff.csv (exited with code 1)"
 
 
-def test_an_experiment_whose_reporting_trials_all_failed_says_so(tmp_path: Path) -> None:
-    # It read "1 trials run; no trial reported 'score'", though the trial had reported it.
-    _, view, _ = run_script(
+def test_an_experiment_whose_reporting_trials_all_failed_fails_saying_how(
+    tmp_path: Path,
+) -> None:
+    # It read "1 trials run; no trial reported 'score'", though the trial had reported it;
+    # then "no trial has a result: those that reported 'score' ended without one", a metric
+    # problem where the trial had crashed, and it ended `completed`.
+    exp, view, _ = run_script(
         tmp_path, "import json, os, sys\n"
                   "with open(os.environ['GPUSCHED_REPORT_FILE'], 'a') as f:\n"
                   "    f.write(json.dumps({'score': 0.5}) + '\\n')\n"
                   "sys.exit(3)\n",
         max_trials=1, max_failed_trials=5, max_retries_per_trial=0)
-    assert view["reason"] == "1 trial run; no trial has a result: those that reported 'score'" \
-                             " ended without one"
+    assert (view["state"], view["reason"]) == (
+        "failed", f"its only trial has no result: it failed ({exp}/0: exited with code 3)")
+
+
+def test_trials_that_never_reported_the_metric_fail_the_experiment_saying_so(
+    tmp_path: Path,
+) -> None:
+    # The metric case: each trial's own reason (the last one's is shown) names the metric.
+    exp, view, _ = run_script(
+        tmp_path, "import json, os\n"
+                  "with open(os.environ['GPUSCHED_REPORT_FILE'], 'a') as f:\n"
+                  "    f.write(json.dumps({'scor': 0.5}) + '\\n')\n",
+        max_trials=2, max_parallel_trials=1, max_failed_trials=5)
+    assert (view["state"], view["reason"]) == (
+        "failed", f"none of its 2 trials has a result: 2 failed (the last, {exp}/1: exited 0"
+                  " without reporting 'score' (it reported scor) (did you mean 'scor'?))")
 
 
 def test_a_trial_stopped_early_without_a_result_failed(tmp_path: Path) -> None:

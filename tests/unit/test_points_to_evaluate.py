@@ -14,9 +14,14 @@ from typing import Any, ClassVar, cast
 import pytest
 
 from gpusched._daemon import views
-from gpusched._daemon.experiment import ExperimentRun, TrialRun, resume_from_warning
+from gpusched._daemon.experiment import (
+    ExperimentRun,
+    PriorTrials,
+    TrialRun,
+    resume_from_warning,
+)
 from gpusched._daemon.gpu_backend import GpuBackend
-from gpusched._daemon.restore import restore_trials
+from gpusched._daemon.restore import prior_trials, restore_trials
 from gpusched._daemon.scheduler import Scheduler
 from gpusched._daemon.store import Store, open_store
 from gpusched.config import DaemonSettings
@@ -361,7 +366,7 @@ async def test_a_resumed_experiment_with_points_left_is_not_refused_as_run_out(
         answer = await scheduler.resume(exp.id)
         resumed = scheduler.active[exp.id]
         last = await _next(scheduler, resumed)
-    assert answer == "resuming e1: 0 trials to run again"
+    assert answer == "resuming e1: 0 trials to run again, up to 1 new one (max_trials: 3)"
     assert (last.number, last.params) == (2, {"x": 1})
 
 
@@ -375,13 +380,14 @@ def _view(number: int, params: Mapping[str, ParamValue]) -> TrialView:
 def test_resume_from_warns_when_no_earlier_trial_can_teach_the_search() -> None:
     s = spec(resume_from="e1")
     # Each says what to do: the metric's name or the params to check, or drop resume_from.
-    assert resume_from_warning(s, []) == (
-        "resume_from: e1 has no finished trial (completed, or stopped) that reported 'acc', so"
-        " the search has nothing to learn from it and starts from scratch, as without"
-        " resume_from. To learn from it, if its trials reported the metric under another name"
-        " (`gpusched show e1/0` shows a trial's last report), set metric to that name; else"
-        " drop resume_from")
-    wide = [_view(-2, {**ADAM, "lr": 0.5}), _view(-1, {"x": 1})]
+    finished = PriorTrials(ended={"completed": 2}, reported={"loss", "score"})
+    assert resume_from_warning(s, finished) == (
+        "resume_from: e1 has no finished trial (completed, or stopped) that reported 'acc' (its"
+        " trials reported loss, score), so the search has nothing to learn from it and starts"
+        " from scratch, as without resume_from. To learn from it, if its trials reported the"
+        " metric under another name (`gpusched show e1/0` shows a trial's last report), set"
+        " metric to that name; else drop resume_from")
+    wide = PriorTrials([_view(-2, {**ADAM, "lr": 0.5}), _view(-1, {"x": 1})])
     assert resume_from_warning(s, wide) == (
         "resume_from: none of the 2 finished trials of e1 has params that fit this experiment's"
         " (the first: 'lr': 0.5 is outside [0.0001, 0.1]), so the search has nothing to learn"
@@ -389,5 +395,76 @@ def test_resume_from_warns_when_no_earlier_trial_can_teach_the_search() -> None:
         " experiment's params (their names, ranges and values) take in the values its trials"
         " ran with; else drop resume_from")
     # One that fits is enough (a whole float for an integer fits, as the searches take it).
-    assert resume_from_warning(s, [*wide, _view(-3, {**ADAM, "layers": 1.0})]) is None
-    assert resume_from_warning(spec(), []) is None  # no resume_from: nothing to say
+    fits = PriorTrials([*wide, _view(-3, {**ADAM, "layers": 1.0})])
+    assert resume_from_warning(s, fits) is None
+    assert resume_from_warning(spec(), PriorTrials()) is None  # no resume_from: nothing to say
+
+
+def test_resume_from_guesses_the_metric_among_the_keys_its_trials_reported() -> None:
+    s = spec(resume_from="e1", metric="val_accuracy")
+    said = resume_from_warning(s, PriorTrials(ended={"completed": 3, "failed": 1},
+                                              reported={"loss", "val_acc"}))
+    assert said is not None and said.startswith(
+        "resume_from: e1 has no finished trial (completed, or stopped) that reported"
+        " 'val_accuracy' (its trials reported loss, val_acc) (did you mean 'val_acc'?), so the"
+        " search has nothing to learn from it")
+    # Reported, but as text (or NaN) only: not "did you mean" the metric itself.
+    said = resume_from_warning(s, PriorTrials(ended={"completed": 1},
+                                              reported={"val_accuracy"}))
+    assert said is not None and said.startswith(
+        "resume_from: e1 has no finished trial (completed, or stopped) that reported a finite"
+        " 'val_accuracy' (its trials reported val_accuracy), so")
+
+
+def test_resume_from_says_its_trials_failed_not_that_the_metric_is_misnamed() -> None:
+    # They reported the metric, then crashed: renaming the metric would change nothing.
+    s = spec(resume_from="e1", metric="val_accuracy")
+    failed = PriorTrials(ended={"failed": 9}, reported={"val_accuracy"}, metric_reported=True)
+    assert resume_from_warning(s, failed) == (
+        "resume_from: the 9 trials of e1 all failed: none has a result, so the search has"
+        " nothing to learn from it and starts from scratch, as without resume_from. Resume from"
+        " an experiment whose trials have results (`gpusched ls e1` says why these ended), or"
+        " drop resume_from")
+    one = PriorTrials(ended={"failed": 1}, metric_reported=True)
+    assert (resume_from_warning(s, one) or "").startswith(
+        "resume_from: the one trial of e1 failed: it has no result, so")
+    mixed = PriorTrials(ended={"cancelled": 2, "failed": 7}, metric_reported=True)
+    assert (resume_from_warning(s, mixed) or "").startswith(
+        "resume_from: none of the 9 trials of e1 has a result (7 failed, 2 cancelled), so")
+    # Failed without ever reporting the metric: that too, with the closest key they reported.
+    unnamed = PriorTrials(ended={"failed": 2}, reported={"loss", "val_acc"})
+    assert (resume_from_warning(s, unnamed) or "").startswith(
+        "resume_from: the 2 trials of e1 all failed: none has a result; nor did any report"
+        " 'val_accuracy' (they reported loss, val_acc) (did you mean 'val_acc'?), so")
+    assert resume_from_warning(s, PriorTrials()) == (
+        "resume_from: e1 ran no trial, so the search has nothing to learn from it and starts"
+        " from scratch, as without resume_from. Resume from an experiment whose trials have"
+        " results, or drop resume_from")
+
+
+async def test_prior_trials_say_how_the_earlier_trials_ended_when_none_teaches(
+    tmp_path: Path,
+) -> None:
+    later = spec(resume_from="e1", metric="val_accuracy")
+    async with open_store(tmp_path / "log.db") as store:
+        await store.create_experiment(name="first", spec=spec().to_dict(), seed=0, priority=0,
+                                      owner_uid=os.getuid())
+        for number, (state, report) in enumerate([
+            ("failed", {"val_accuracy": 0.5, "loss": 0.1, "training_iteration": 1}),
+            ("failed", {"val_accuracy": 0.6}),
+            ("cancelled", {}),
+        ]):
+            await store.create_trial("e1", number, ADAM, str(tmp_path / str(number)))
+            if report:
+                await store.add_reports("e1", number, 0, [report])
+            await store.update_trial("e1", number, state=state)
+        nothing = await prior_trials(store, later)
+        await store.update_trial("e1", 1, state="completed")
+        learns = await prior_trials(store, later)
+    assert list(nothing) == []
+    assert dict(nothing.ended) == {"failed": 2, "cancelled": 1}
+    assert nothing.reported == ("loss", "val_accuracy")  # not the auto-filled ones
+    assert nothing.metric_reported
+    # A trial to learn from: the rest is not read (the warning is not given).
+    assert [v.objective for v in learns] == [0.6]
+    assert dict(learns.ended) == {} and learns.reported == ()

@@ -79,7 +79,8 @@ async def _states(store: Store) -> tuple[str, list[tuple[str, str | None]]]:
 @pytest.mark.parametrize(("ending", "ended", "because"), [
     ("failure", "failed", "experiment failed: search plugin 'random' failed: boom"),
     ("cancel", "cancelled", "cancelled"),
-    ("budget", "completed", "time_budget of 60s used up"),
+    # Its only trial cancelled: no result, so it fails (resume runs that trial again).
+    ("budget", "failed", "time_budget of 60s used up"),
 ])
 @pytest.mark.parametrize("how", [TrialState.QUEUED, TrialState.INTERRUPTED])
 async def test_a_trial_requeued_as_its_experiment_ends_is_cancelled_and_the_experiment_ends(
@@ -145,7 +146,8 @@ async def test_resume_counts_the_start_afresh_and_two_at_once_resume_once(
         async with anyio.create_task_group() as tg:
             tg.start_soon(resume)
             tg.start_soon(resume)
-        assert answers == ["resuming e1: 1 trials to run again"], refusals
+        assert answers == ["resuming e1: 1 trial to run again, up to 9 new ones"
+                           " (max_trials: 10)"], refusals
         assert refusals == ["e1 is being resumed already"]
         assert scheduler.active["e1"].requeued == [0]
         row = await store.experiment("e1")
@@ -187,10 +189,14 @@ async def test_a_runner_that_fails_records_its_trial_failed_and_ends_the_experim
         trial = await _running_trial(scheduler, exp)
         await scheduler._run_guarded(cast(Any, _Broken(exp, trial)))
         state, trials = await _states(store)
-        assert state == "completed"
+        row = await store.experiment("e1")
+        # Its only trial has no result: the experiment fails (it once ended `completed`).
+        assert state == "failed"
         ((trial_state, reason),) = trials
         assert trial_state == "failed"
         assert reason is not None and "gpusched bug" in reason and "KeyError" in reason
+        assert row is not None
+        assert row["reason"] == f"its only trial has no result: it failed (e1/0: {reason})"
 
 
 async def test_an_experiment_that_cannot_be_restored_fails_alone(
@@ -610,7 +616,8 @@ async def test_resume_refuses_an_experiment_with_nothing_left_to_run(
         await store.update_trial("e1", 0, state=trial, objective=objective)
         await store.update_experiment("e1", state=ended, reason="why it ended", ended_at=2.0)
         if resumes:
-            assert await scheduler.resume("e1") == "resuming e1: 1 trials to run again"
+            assert await scheduler.resume("e1") == (
+                "resuming e1: 1 trial to run again, no new ones (max_trials: 1)")
             assert scheduler.active["e1"].requeued == [0]
             return
         with pytest.raises(RequestError) as refused:
@@ -619,10 +626,15 @@ async def test_resume_refuses_an_experiment_with_nothing_left_to_run(
         events = [e["kind"] for e in await store.events("e1")]
         trials = await _states(store)
     assert refused.value.code == "bad_request"
+    # Trials without a result teach a resume_from nothing: it says to submit afresh instead.
+    further = ("To search further, submit a new experiment (`gpusched submit FILE --set"
+               " resume_from=e1`: its search learns from these trials' results)"
+               if objective is not None else
+               "None of its trials has a result to learn from (`gpusched show e1` says how"
+               " they ended): fix the cause, then submit the file again")
     assert str(refused.value) == (
         f"e1 has nothing left to run: all of its max_trials (1) have run and no trial was cut"
-        f" short, so it stays {ended}. To search further, submit a new experiment (`gpusched"
-        " submit FILE --set resume_from=e1`: its search learns from these trials' results)")
+        f" short, so it stays {ended}. {further}")
     assert "e1" not in scheduler.active and "experiment_resumed" not in events
     assert row is not None
     assert (row["state"], row["reason"], row["ended_at"]) == (ended, "why it ended", 2.0)
@@ -753,3 +765,106 @@ async def test_a_resume_while_a_submit_learning_from_it_is_under_way_is_refused(
                 finally:
                     go_on.set()  # a failed check must not leave the submit waiting
         assert submitted == ["e2"] and scheduler._learning_from == {}
+
+
+# -- an experiment without a single result ----------------------------------------------------
+
+BOOM = "exited with code 1: RuntimeError: boom"
+NO_METRIC = "exited 0 without reporting 'acc' (it reported ac) (did you mean 'ac'?)"
+
+
+async def _ended_trial(scheduler: Scheduler, exp: ExperimentRun, state: TrialState,
+                       reason: str, objective: float | None = None) -> None:
+    """Run ``exp``'s next trial to an end in ``state``, recorded as its runner records it,
+    with no failure rule firing (as with a large max_failed_trials)."""
+    trial = await _running_trial(scheduler, exp)
+    trial.state, trial.objective = state, objective
+    await scheduler.store.update_trial(exp.id, trial.number, state=state.value, reason=reason,
+                                       objective=objective)
+    await scheduler._trial_ended(exp, trial, None, None)
+
+
+@pytest.mark.parametrize(("ends", "ended", "because"), [
+    # Every trial failed: it once ended `completed`, and `wait` exited 0.
+    ([("failed", "exited with code 3"), ("failed", "killed by signal SIGKILL"),
+      ("failed", BOOM)],
+     "failed", f"none of its 3 trials has a result: 3 failed (the last, e1/2: {BOOM})"),
+    # The metric never reported: the last failure's own reason says so.
+    ([("failed", NO_METRIC)] * 3,
+     "failed", f"none of its 3 trials has a result: 3 failed (the last, e1/2: {NO_METRIC})"),
+    # Counted by how they ended; the last failed one speaks for the failures.
+    ([("failed", BOOM), ("cancelled", "cancelled"), ("failed", "exited with code 3")],
+     "failed", "none of its 3 trials has a result: 2 failed (the last, e1/2: exited with"
+               " code 3), 1 cancelled"),
+    # One result is enough: it completes, as before.
+    ([("failed", BOOM), ("completed", "exited 0; acc = 0.5"), ("failed", BOOM)],
+     "completed", "3 trials run; best acc = 0.5 (trial e1/1)"),
+])
+async def test_an_experiment_whose_trials_all_ended_without_a_result_fails(
+    tmp_path: Path, ends: list[tuple[str, str]], ended: str, because: str,
+) -> None:
+    async with scheduling(tmp_path, max_trials=3, max_failed_trials=100,
+                          max_consecutive_failed_trials=100) as (store, scheduler, exp):
+        for state, reason in ends:
+            objective = 0.5 if state == "completed" else None
+            await _ended_trial(scheduler, exp, TrialState(state), reason, objective)
+        row = await store.experiment("e1")
+        events = await store.events("e1")
+    assert "e1" not in scheduler.active and exp.state is ExperimentState(ended)
+    assert row is not None and (row["state"], row["reason"]) == (ended, because)
+    assert events[-1]["kind"] == "experiment_ended"
+    assert events[-1]["data"] == {"state": ended, "reason": because}
+
+
+async def test_an_only_trial_without_a_result_and_a_spent_time_budget_say_so(
+    tmp_path: Path,
+) -> None:
+    async with scheduling(tmp_path, max_trials=1, max_failed_trials=5) as (store, sched, exp):
+        await _ended_trial(sched, exp, TrialState.FAILED, BOOM)
+        only = await store.experiment("e1")
+    (tmp_path / "budget").mkdir()
+    async with scheduling(tmp_path / "budget", time_budget="60s") as (store, sched, exp):
+        trial = await _running_trial(sched, exp)
+        exp.budget_spent = True  # its stop leaves the trial `stopped`, without a result
+        trial.state = TrialState.STOPPED
+        await sched._trial_ended(exp, trial, None, None)
+        budget = await store.experiment("e1")
+    assert only is not None and (only["state"], only["reason"]) == (
+        "failed", f"its only trial has no result: it failed (e1/0: {BOOM})")
+    assert budget is not None and (budget["state"], budget["reason"]) == (
+        "failed", "time_budget of 60s used up; its only trial has no result: it was stopped"
+                  " without one")
+
+
+async def test_a_search_exhausted_before_any_trial_ran_fails(tmp_path: Path) -> None:
+    async with scheduling(tmp_path) as (store, scheduler, exp):
+        exp.exhausted = True  # its search had nothing to suggest (a grid resumed from)
+        await scheduler._maybe_finish(exp)
+        row = await store.experiment("e1")
+    assert row is not None and (row["state"], row["reason"]) == (
+        "failed", "search space exhausted before any trial ran: no trial has a result")
+
+
+async def test_a_restart_after_the_last_trial_failed_ends_it_as_the_live_daemon_would(
+    tmp_path: Path,
+) -> None:
+    # The daemon was killed after the last trial's end was written, before the experiment's.
+    (tmp_path / "live").mkdir()
+    (tmp_path / "killed").mkdir()
+    async with scheduling(tmp_path / "live", max_trials=2,
+                          max_failed_trials=100) as (store, scheduler, exp):
+        for _ in range(2):
+            await _ended_trial(scheduler, exp, TrialState.FAILED, BOOM)
+        live = await store.experiment("e1")
+    async with scheduling(tmp_path / "killed", max_trials=2,
+                          max_failed_trials=100) as (store, scheduler, exp):
+        for _ in range(2):
+            trial = await _running_trial(scheduler, exp)
+            await store.update_trial("e1", trial.number, state="failed", reason=BOOM)
+        restarted = Scheduler(store=store, backend=cast(GpuBackend, None),
+                              settings=DaemonSettings(), state_dir=tmp_path / "state")
+        await restarted._restore()
+        after_restart = await store.experiment("e1")
+    assert live is not None and after_restart is not None and "e1" not in restarted.active
+    assert (after_restart["state"], after_restart["reason"]) == (live["state"], live["reason"])
+    assert live["reason"] == f"none of its 2 trials has a result: 2 failed (the last, e1/1: {BOOM})"
