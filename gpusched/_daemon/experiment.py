@@ -8,6 +8,7 @@ search (plugins are pure functions of the views built here).
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from gpusched.plugin_api import (
 from gpusched.spec import DEFAULT_MAX_TRIALS, ExperimentSpec
 
 __all__ = ["TrialRun", "ExperimentRun", "History", "objective_of", "stopped_at_bound",
+           "stopped_at_a_length_bound",
            "resume_from_warning", "PriorTrials", "AUTO_FILLED_KEYS", "STOP_KEY_EVENT",
            "stop_keys_to_watch", "see_stop_keys", "points_taken", "judged_end", "PointsPlan",
            "plan_points", "points_problem", "PLAN_STEPS", "keys_shown"]
@@ -57,6 +59,17 @@ def stopped_at_bound(state: TrialState, reason: str | None) -> bool:
     ``stop:`` bound (:attr:`TrialView.at_bound`): the bound's reason says so, live and in the
     log alike (the log keeps no other trace of which stopper stopped it)."""
     return state is TrialState.STOPPED and (reason or "").startswith(BOUND_STOP_REASON)
+
+
+def stopped_at_a_length_bound(state: TrialState, reason: str | None) -> bool:
+    """Whether the ``stop:`` bound that stopped the trial was one on how long it ran (an
+    auto-filled key: ``training_iteration``, ``time_total_s``...), not on a metric: such a
+    trial ran the whole course its user set, and its reports say which keys it ever gives."""
+    if not stopped_at_bound(state, reason):
+        return False
+    # The bounds plugin's reason: "stop bound reached: training_iteration=3 >= 3".
+    key = re.match(r"[^=\s]*", (reason or "")[len(BOUND_STOP_REASON):])
+    return key is not None and key.group() in AUTO_FILLED_KEYS
 
 
 class PriorTrials(list[TrialView]):
@@ -177,15 +190,16 @@ def judged_end(trial: TrialRun) -> bool:
     something. The first such end of an experiment warns of its ``stop:`` keys that no trial
     has reported (:meth:`ExperimentRun.unreported_stop_keys`).
 
-    A trial stopped early (a stopping plugin) or failed is not judged: it may have ended before
-    a key reported late (validation every 10 epochs) came, and would warn of a key that comes.
-    One stopped at the bound is: with ``stop: {val_acc: 0.95, training_iteration: 3}`` every
-    trial ends at iteration 3, and not judging those would never warn of ``val_acc``.
+    A trial stopped early (a stopping plugin, or a metric's bound) or failed is not judged: it
+    may have ended before a key reported late (validation every 10 epochs) came, and would warn
+    of a key that comes. One stopped at a bound on its length is: with ``stop: {val_acc: 0.95,
+    training_iteration: 3}`` every trial ends at iteration 3, and not judging those would never
+    warn of ``val_acc``.
     """
     if trial.reports <= 0:
         return False
     return trial.state is TrialState.COMPLETED or (
-        trial.state is TrialState.STOPPED and trial.at_bound)
+        trial.state is TrialState.STOPPED and trial.at_length_bound)
 
 
 def stop_keys_to_watch(spec: ExperimentSpec) -> set[str]:
@@ -323,6 +337,7 @@ class TrialRun:
     continues: int | None = None  # the trial whose checkpoint folder this one goes on from
     objective: float | None = None
     at_bound: bool = False  # stopped by the stop: bound (TrialView.at_bound)
+    at_length_bound: bool = False  # ...by a bound on how long it ran (stopped_at_a_length_bound)
     devices: list[str] = field(default_factory=list)
     attempts: int = 0
     failures: int = 0  # failed attempts that were retried (max_retries_per_trial)

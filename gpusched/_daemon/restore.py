@@ -20,6 +20,7 @@ from gpusched._daemon.experiment import (
     TrialRun,
     judged_end,
     objective_of,
+    stopped_at_a_length_bound,
     stopped_at_bound,
 )
 from gpusched._daemon.launcher import TrialFiles
@@ -154,7 +155,9 @@ async def restore_trials(
         pairs = series.get(r["number"], [])
         trial = TrialRun(number=r["number"], params=r["params"], state=state,
                          budget=r["budget"], continues=r["continues"],
-                         objective=r["objective"], at_bound=_at_bound(r), attempts=r["attempts"],
+                         objective=r["objective"], at_bound=_at_bound(r),
+                         at_length_bound=stopped_at_a_length_bound(state, r["reason"]),
+                         attempts=r["attempts"],
                          failures=retried.get(r["number"], 0),
                          reports=r["reports"], metric_values=[v for _, v in pairs],
                          metric_steps=[s for s, _ in pairs], read_position=read_position(r))
@@ -225,6 +228,7 @@ async def _cut_off(store: Store, exp: ExperimentRun, trial: TrialRun, row: dict[
         trial.attempts += 1
     if said is not None:
         trial.state, trial.objective, trial.at_bound = TrialState.FAILED, None, False
+        trial.at_length_bound = False
         return _SaidEnding(trial, said, pids, recovered)
     if state is TrialState.RUNNING or pids or recovered:
         trial.state = TrialState.INTERRUPTED

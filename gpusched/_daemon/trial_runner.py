@@ -28,6 +28,7 @@ from gpusched._daemon.experiment import (
     keys_shown,
     objective_of,
     see_stop_keys,
+    stopped_at_a_length_bound,
     stopped_at_bound,
 )
 from gpusched._daemon.gpu_backend import GpuBackend
@@ -472,6 +473,7 @@ class TrialRunner:
         trial, exp = self.trial, self.exp
         trial.state, trial.objective = state, objective
         trial.at_bound = stopped_at_bound(state, reason)
+        trial.at_length_bound = trial.at_bound and stopped_at_a_length_bound(state, reason)
         # Decided here, with the state and before any await: a trial ending meanwhile does not
         # warn about the same keys. Without stop: keys (or once each was seen), one test.
         unreported = exp.unreported_stop_keys(trial) if exp.unseen_stop_keys else []

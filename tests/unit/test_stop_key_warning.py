@@ -20,6 +20,7 @@ from gpusched._daemon.experiment import (
     TrialRun,
     see_stop_keys,
     stop_keys_to_watch,
+    stopped_at_a_length_bound,
 )
 from gpusched._daemon.fake_gpus import FakeBackend, FakeConfig
 from gpusched._daemon.restore import restore_trials
@@ -49,11 +50,11 @@ def run(tmp_path: Path, **settings: Any) -> ExperimentRun:
 
 
 def ended(exp: ExperimentRun, state: TrialState, reports: int = 1, *,
-          at_bound: bool = False) -> TrialRun:
+          at_bound: bool = False, on_length: bool = True) -> TrialRun:
     """A trial of ``exp`` that ended in ``state`` with ``reports`` reports (``at_bound``:
-    stopped by a ``stop:`` bound)."""
+    stopped by a ``stop:`` bound; ``on_length``: one on training_iteration, not a metric's)."""
     trial = TrialRun(number=len(exp.trials), params={"x": 0.5}, state=state, reports=reports,
-                     at_bound=at_bound)
+                     at_bound=at_bound, at_length_bound=at_bound and on_length)
     exp.trials[trial.number] = trial
     return trial
 
@@ -114,6 +115,25 @@ def test_a_trial_stopped_at_the_bound_is_judged(tmp_path: Path) -> None:
     assert exp.unseen_stop_keys == set()
 
 
+def test_a_trial_stopped_at_a_metrics_bound_is_not_judged(tmp_path: Path) -> None:
+    # val_acc reached its bound at epoch 3: a key reported every 10 epochs has not come yet.
+    exp = run(tmp_path, stop={"val_acc": 0.9, "val_loss_every10": 0.1})
+    assert exp.unreported_stop_keys(
+        ended(exp, TrialState.STOPPED, at_bound=True, on_length=False)) == []
+    assert exp.unseen_stop_keys == {"val_acc", "val_loss_every10"}  # not judged: still watched
+
+
+@pytest.mark.parametrize(("reason", "judged"), [
+    (f"{BOUND_STOP_REASON}training_iteration=3 >= 3", True),
+    (f"{BOUND_STOP_REASON}time_total_s=61.2 >= 60", True),
+    (f"{BOUND_STOP_REASON}val_acc=0.93 >= 0.9", False),
+    ("median stopping rule: 0.9 < 0.95", False),
+])
+def test_only_a_bound_on_how_long_it_ran_is_a_whole_course(reason: str, judged: bool) -> None:
+    assert stopped_at_a_length_bound(TrialState.STOPPED, reason) is judged
+    assert not stopped_at_a_length_bound(TrialState.COMPLETED, reason)
+
+
 def test_a_trial_stopped_at_the_bound_without_reports_is_not_judged(tmp_path: Path) -> None:
     exp = run(tmp_path, stop={"val_acc": 0.5})
     assert exp.unreported_stop_keys(ended(exp, TrialState.STOPPED, 0, at_bound=True)) == []
@@ -146,7 +166,7 @@ def test_a_key_any_trial_reported_is_not_warned_about(tmp_path: Path) -> None:
 # --- after a restart or a resume: what the log settled --------------------------------------
 
 
-AT_BOUND = f"{BOUND_STOP_REASON}training_iteration >= 3"  # the bounds plugin's reason
+AT_BOUND = f"{BOUND_STOP_REASON}training_iteration=3 >= 3"  # the bounds plugin's reason
 
 
 async def restored(tmp_path: Path, trials: list[tuple[str, list[dict[str, Any]]]],
