@@ -668,7 +668,9 @@ class Scheduler:
             state, reason = ExperimentState.CANCELLED, "cancelled"
         elif exp.wants_more() or self._closing:
             return
-        elif self._results(exp):
+        elif self._results(exp) or not exp.trials:
+            # With no trial at all, its search had nothing to suggest (a grid whose points the
+            # resume_from history used): nothing failed, nothing is left to search.
             state, reason = ExperimentState.COMPLETED, self._summary(exp)
         else:
             # Nothing to show for it (every trial failed, say): `completed` would have `wait`
@@ -697,6 +699,9 @@ class Scheduler:
                else f"{count} trial{'' if count == 1 else 's'} run")
         if exp.budget_spent:
             why = f"time_budget of {exp.spec.time_budget_s:g}s used up; {why}"
+        if not done:  # no trial ran: the search had nothing to suggest
+            return ("search space exhausted" if exp.exhausted
+                    else "the search suggested no trial") + " before any trial ran"
         sign = -1.0 if exp.spec.goal is Goal.MAXIMIZE else 1.0
         best = min(done, key=lambda t: sign * (t.objective or 0.0))
         return f"{why}; best {exp.spec.metric} = {best.objective:g} (trial {exp.id}/{best.number})"
@@ -706,9 +711,6 @@ class Scheduler:
         result: how many ended how, with the last failed one's own reason (read from the log:
         a crash's stderr line, a metric never reported), which says what to fix."""
         budget = f"{_budget_reason(exp)}; " if exp.budget_spent else ""
-        if not exp.trials:  # its search had nothing to suggest from the start
-            why = "search space exhausted" if exp.exhausted else "no trial was suggested"
-            return f"{budget}{why} before any trial ran: no trial has a result"
         failed = [n for n, t in exp.trials.items() if t.state is TrialState.FAILED]
         row = await self.store.trial(exp.id, max(failed)) if failed else None
         said = f"{exp.id}/{max(failed)}: {row['reason']}" if row and row["reason"] else ""
@@ -865,7 +867,7 @@ class Scheduler:
     def _search_further(self, exp: ExperimentRun) -> str:
         """How to go on from ``exp`` when it cannot be resumed: a new experiment that learns
         from its results, or, when it has none (every trial failed), one run afresh."""
-        if not self._results(exp):
+        if exp.trials and not self._results(exp):
             return (f"None of its trials has a result to learn from (`gpusched show {exp.id}`"
                     " says how they ended): fix the cause, then submit the file again")
         return (f"To search further, submit a new experiment (`gpusched submit FILE --set"

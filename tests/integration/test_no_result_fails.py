@@ -79,3 +79,20 @@ def test_a_failed_experiment_without_a_result_resumes_its_cancelled_trial(
     assert (completed.returncode, completed.stdout) == (
         0, f"{exp} completed: 2 trials run; best score = 1 (trial {exp}/1)\n")
     assert [(t["state"], t["attempts"]) for t in trials] == [("failed", 1), ("completed", 2)]
+
+
+def test_a_search_with_nothing_left_to_suggest_completes(tmp_path: Path) -> None:
+    # A grid whose every point its resume_from history used runs no trial: nothing failed and
+    # nothing is left to search, so it completes and `wait` exits 0 (not "no result: failed").
+    script = tmp_path / "ok.py"
+    script.write_text("from gpusched import trial\ntrial.report(score=1.0)\n")
+    experiment = {"command": [sys.executable, str(script)], "metric": "score", "search": "grid",
+                  "max_parallel_trials": 1,
+                  "params": [{"name": "x", "type": "discrete", "values": [1, 2]}]}
+    with running_daemon(tmp_path / "d") as d:
+        first = d.submit(experiment, name="first")
+        assert d.cli("wait", first, "--timeout", "60").returncode == 0
+        second = d.submit({**experiment, "resume_from": first}, name="second")
+        waited = d.cli("wait", second, "--timeout", "60")
+        assert waited.returncode == 0, waited.stdout + waited.stderr
+        assert "search space exhausted before any trial ran" in waited.stdout

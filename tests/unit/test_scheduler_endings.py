@@ -836,13 +836,15 @@ async def test_an_only_trial_without_a_result_and_a_spent_time_budget_say_so(
                   " without one")
 
 
-async def test_a_search_exhausted_before_any_trial_ran_fails(tmp_path: Path) -> None:
+async def test_a_search_exhausted_before_any_trial_ran_completes(tmp_path: Path) -> None:
+    # A grid whose every point its resume_from history used: nothing failed, nothing is left
+    # to search; `wait` must exit 0 on it, as it did before failing experiments without results.
     async with scheduling(tmp_path) as (store, scheduler, exp):
-        exp.exhausted = True  # its search had nothing to suggest (a grid resumed from)
+        exp.exhausted = True
         await scheduler._maybe_finish(exp)
         row = await store.experiment("e1")
     assert row is not None and (row["state"], row["reason"]) == (
-        "failed", "search space exhausted before any trial ran: no trial has a result")
+        "completed", "search space exhausted before any trial ran")
 
 
 async def test_a_restart_after_the_last_trial_failed_ends_it_as_the_live_daemon_would(
