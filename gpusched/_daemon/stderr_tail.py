@@ -1,5 +1,6 @@
 """The line of a crashed trial's stderr that says why, for its reason: the exception that ends
-its last Python traceback, else its last meaningful line.
+its last Python traceback (when little follows it) or a later ``Fatal Python error:``, else its
+last meaningful line.
 
 ``exited with code 1: RuntimeError: CUDA out of memory. ...``: the error is in ``gpusched ls``
 and ``gpusched show``, without opening the log (Ray Tune and KerasTuner show it so). The
@@ -27,13 +28,18 @@ from pathlib import Path
 
 from gpusched._daemon.reports import why_not_read
 
-__all__ = ["TAIL_BYTES", "MAX_SHOWN", "last_stderr_line", "read_tail", "last_meaningful_line"]
+__all__ = ["TAIL_BYTES", "MAX_SHOWN", "MAX_LINES_AFTER", "last_stderr_line", "read_tail",
+           "last_meaningful_line"]
 
 # A traceback must begin within the tail for its exception to be found: a deep one (a PyTorch
 # Lightning stack of 40 frames, a chained exception, a CUDA error's long message) takes a few
 # KiB, and an exit handler's lines come after it. Read once per crash: 16 KiB cost nothing.
 TAIL_BYTES = 16 * 1024
 MAX_SHOWN = 200  # characters of the line in a reason, its ellipsis included
+# Lines with a letter or a digit that may follow the exception line of the traceback that ended
+# a trial: the rest of a multi-line message (a CUDA error's 3 lines of advice) and an exit
+# handler's (Weights & Biases' 4). More is output printed after a handled exception was logged.
+MAX_LINES_AFTER = 8
 _ELLIPSIS = "..."
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 # Terminal escape sequences (colours, cursor moves, titles, hyperlinks), ECMA-48: CSI (also as
@@ -50,6 +56,8 @@ _ESCAPES = re.compile(
 _DROPPED = frozenset({"Cc", "Cf", "Cs"})
 _UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
 _TRACEBACK = "Traceback (most recent call last):"
+# What faulthandler prints first when the interpreter crashes (a segmentation fault, an abort).
+_FATAL = "Fatal Python error: "
 # The header of an exception group's traceback as it begins at the top level (a group inside
 # another, or a sub-exception's traceback, has a `|` margin in front instead).
 _GROUP_HEADER = re.compile(r" *\+ Exception Group " + re.escape(_TRACEBACK))
@@ -103,9 +111,9 @@ def read_tail(path: Path, *, start: int = 0, owner: int | None = None,
 
 
 def last_meaningful_line(data: bytes, *, cut: bool = False) -> str | None:
-    """The line of ``data`` that says why it crashed, cleaned for a reason: the exception line
-    that ends its last Python traceback (:func:`_exception_line`) when it has one, else its
-    last line with a letter or a digit in it.
+    """The line of ``data`` that says why it crashed, cleaned for a reason: its last ``Fatal
+    Python error:`` line or the exception line that ends its last Python traceback, whichever
+    comes last (:func:`_crash_line`), else its last line with a letter or a digit in it.
 
     Cleaned: decoded as UTF-8, or as UTF-16 after its byte-order mark (undecodable bytes as
     U+FFFD), without terminal escapes or control characters, whitespace runs as one space, an
@@ -116,59 +124,120 @@ def last_meaningful_line(data: bytes, *, cut: bool = False) -> str | None:
     no line has a letter or a digit.
     """
     lines = _ESCAPES.sub("", _decoded(data, cut=cut)).splitlines()
-    found = _exception_line(lines)
+    found = _crash_line(lines)
     if found is not None:
         return _capped(found)
     for index in range(len(lines) - 1, -1, -1):
         line = _clean(lines[index])
-        if any(ch.isalnum() for ch in line):
+        if _meaningful(line):
             return _capped(_ELLIPSIS + line if cut and index == 0 else line)
     return None
 
 
-def _exception_line(lines: list[str]) -> str | None:
-    """The exception line (cleaned) that ends the last traceback in ``lines``; None when there
-    is no traceback, or its exception line was not written (a trial killed as it printed).
+def _crash_line(lines: list[str]) -> str | None:
+    """The line (cleaned) of ``lines`` that names the crash: the last ``Fatal Python error:``
+    line when no traceback's header comes after it, else the exception line that ends the last
+    traceback (:func:`_exception_line`) when at most ``MAX_LINES_AFTER`` lines with a letter or
+    a digit follow it; None otherwise.
+
+    A fatal error (faulthandler: a segmentation fault, an abort) is the crash itself, and its
+    thread dump after it is no reason. An exception followed by more is not the crash: a
+    handled one that was logged (``logger.exception``) before more output and another end
+    (``sys.exit("message")``, a signal); only an exit handler's few lines (Weights & Biases')
+    or the rest of its own message come after the one that ended the trial.
+    """
+    for index in range(len(lines) - 1, -1, -1):
+        if _FATAL in lines[index]:
+            return _clean(lines[index])
+        found = _exception_line(lines, index)
+        if found is not None:
+            at, line = found
+            after = sum(1 for rest in lines[at + 1:] if _meaningful(_clean(rest)))
+            return line if after <= MAX_LINES_AFTER else None
+        if _is_header(lines[index]):
+            return None  # the last traceback's exception line was never written
+    return None
+
+
+def _is_header(line: str) -> bool:
+    """Whether ``line`` begins a traceback, at the top level: an exception group's header, or
+    a plain traceback's (a traceback inside a group, behind its ``|`` margin, is the group's)."""
+    return bool(_GROUP_HEADER.match(line)) or (
+        _TRACEBACK in line and not line.lstrip().startswith("|"))
+
+
+def _exception_line(lines: list[str], index: int) -> tuple[int, str] | None:
+    """Where in ``lines``, and which (cleaned), is the exception line that ends the traceback
+    whose header is ``lines[index]``; None when that is no header, or its exception line was
+    not written (a trial killed as it printed).
 
     The last traceback is the one whose header comes last: with chained exceptions ("During
     handling of the above exception, ...") the one raised last, and with a worker's traceback
     quoted in an exception's message (PyTorch's DataLoader: ``Original Traceback (most recent
     call last):``) the worker's own error. Its exception line is the first line after its
-    indented frames that is not indented: an exception note, a message's second line or an
-    exit handler's output comes after it. An exception group's header begins a block with a
-    margin, whose last exception is taken (:func:`_last_in_group`).
+    frames that is not a frame's (:func:`_first_unindented`): an exception note, a message's
+    second line or an exit handler's output comes after it. An exception group's header begins
+    a block with a margin, whose last exception is taken (:func:`_last_in_group`).
     """
-    for index in range(len(lines) - 1, -1, -1):
-        line = lines[index]
-        if _GROUP_HEADER.match(line):
-            return _last_in_group(lines[index + 1:])
-        # A traceback inside a group (behind its `|` margin) is the group's: found above.
-        if _TRACEBACK in line and not line.lstrip().startswith("|"):
-            return _first_unindented(lines[index + 1:])
-    return None
+    line = lines[index]
+    if _GROUP_HEADER.match(line):
+        found = _last_in_group(lines[index + 1:])
+    elif _is_header(line):
+        found = _first_unindented(lines[index + 1:], _prefix(line, lines[index + 1:]))
+    else:
+        return None
+    return None if found is None else (index + 1 + found[0], found[1])
 
 
-def _first_unindented(lines: list[str]) -> str | None:
-    """The first line of a traceback's ``lines`` (after its header) that is not indented and
-    has a letter or a digit: its exception (the frames, their code and markers are indented)."""
-    for line in lines:
-        if line[:1].isspace():
+def _prefix(header: str, rest: list[str]) -> str:
+    """What is written before each line of the traceback whose ``header`` line is followed by
+    ``rest``: what comes before ``Traceback`` on the header (torchrun's ``[rank0]: ``, a
+    logger's) when the next line begins with it too, else nothing (DataLoader's ``Original``
+    is a word of the header, not a prefix)."""
+    prefix = header[:header.index(_TRACEBACK)]
+    return prefix if rest and rest[0].startswith(prefix) else ""
+
+
+def _first_unindented(lines: list[str], prefix: str) -> tuple[int, str] | None:
+    """Where in a traceback's ``lines`` (after its header), and which (cleaned), is the first
+    line with a letter or a digit that is not a frame's: its exception. Each line has
+    ``prefix`` (the header's) before it, kept in the line shown; a line without it ends the
+    traceback (other output) and gives None.
+
+    A frame's lines are indented (its ``File`` line, its code, the ``^`` markers); loguru marks
+    the frame that raised with ``> File ...`` and draws its variables with box-drawing
+    characters (``│``, ``└``), as rich draws its frames (``╭``, ``│``, ``╰``)."""
+    for index, line in enumerate(lines):
+        if not line.startswith(prefix):
+            return None
+        inner = line[len(prefix):]
+        if inner[:1].isspace() or inner.startswith("> ") or _is_box_drawing(inner[:1]):
             continue
         cleaned = _clean(line)
-        if any(ch.isalnum() for ch in cleaned):
-            return cleaned
+        if _meaningful(cleaned):
+            return index, cleaned
     return None
 
 
-def _last_in_group(lines: list[str]) -> str | None:
-    """The last exception of an exception group's traceback (``lines``: after its header): of
+def _is_box_drawing(char: str) -> bool:
+    return "\u2500" <= char <= "\u257f"  # Unicode's Box Drawing block
+
+
+def _meaningful(line: str) -> bool:
+    """Whether ``line`` says something: it has a letter or a digit."""
+    return any(ch.isalnum() for ch in line)
+
+
+def _last_in_group(lines: list[str]) -> tuple[int, str] | None:
+    """Where in an exception group's traceback (``lines``: after its header), and which, is its
+    last exception: of
     the lines behind its margin, the last unindented one that follows a frame, a traceback's
     header or a sub-exception's separator (``+---- 2 ----``). The group's own line (``eg (2
     sub-exceptions)``) comes before its sub-exceptions: the one shown is a real error, the
     innermost last one, as a wrapping task group's single error is."""
     found = None
     after_frame = True  # the header: what follows may be the exception (no frames)
-    for line in lines:
+    for index, line in enumerate(lines):
         margin = _MARGIN.match(line)
         if margin is None:
             break  # the group's block has ended: what follows is other output
@@ -179,8 +248,8 @@ def _last_in_group(lines: list[str]) -> str | None:
             after_frame = True
         else:
             cleaned = _clean(inner)
-            if after_frame and any(ch.isalnum() for ch in cleaned):
-                found = cleaned
+            if after_frame and _meaningful(cleaned):
+                found = index, cleaned
             after_frame = False
     return found
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gpusched._daemon.stderr_tail import (
+    MAX_LINES_AFTER,
     MAX_SHOWN,
     TAIL_BYTES,
     last_meaningful_line,
@@ -144,6 +145,98 @@ def test_an_exception_group_as_python_prints_it_gives_its_last_error(
     assert crashed.returncode == 1
     assert crashed.stderr.endswith(b"wandb: Find logs at: ./wandb\n")
     assert last_meaningful_line(crashed.stderr) == line
+
+
+# What loguru's logger.exception prints: the frame that raised marked with `> `, its variables
+# drawn with box-drawing characters.
+LOGURU = """\
+2024-01-01 12:00:00.000 | ERROR    | __main__:<module>:12 - An error has been caught
+Traceback (most recent call last):
+
+  File "train.py", line 12, in <module>
+    func(5, 0)
+    \u2514 <function func at 0x7f>
+
+> File "train.py", line 8, in func
+    return a / b
+           \u2502   \u2514 0
+           \u2514 5
+
+ZeroDivisionError: division by zero
+""".encode()
+
+
+def test_logurus_marked_frame_is_not_taken_for_the_exception() -> None:
+    assert last_meaningful_line(LOGURU + WANDB) == "ZeroDivisionError: division by zero"
+
+
+def test_frames_drawn_with_box_drawing_characters_are_skipped() -> None:
+    drawn = ("Traceback (most recent call last):\n"
+             "\u2502 /work/train.py:8 in func \u2502\n"
+             "\u2570\u2500\u2500\u2500\u2500\u256f\n"
+             "ZeroDivisionError: division by zero\n").encode()
+    assert last_meaningful_line(drawn) == "ZeroDivisionError: division by zero"
+
+
+# What torchrun prints for a rank that crashed: each line behind the rank's prefix.
+RANK0 = (b"[rank0]: Traceback (most recent call last):\n"
+         b"[rank0]:   File \"/w/train.py\", line 10, in <module>\n"
+         b"[rank0]:     main()\n"
+         b"[rank0]: RuntimeError: CUDA error: out of memory\n")
+
+
+def test_a_prefixed_traceback_gives_its_exception_with_the_prefix() -> None:
+    assert last_meaningful_line(RANK0 + WANDB) == "[rank0]: RuntimeError: CUDA error: out of memory"
+
+
+def test_a_line_without_the_prefix_ends_a_prefixed_traceback() -> None:
+    # Cut off by other output before its exception: no exception line, the last line.
+    cut = RANK0.splitlines(keepends=True)
+    assert last_meaningful_line(b"".join(cut[:2]) + b"killed: out of memory\n") == (
+        "killed: out of memory")
+
+
+def test_a_handled_traceback_followed_by_more_output_is_not_the_reason() -> None:
+    after = [b"wandb: line %d\n" % i for i in range(MAX_LINES_AFTER + 1)]
+    # A few lines after it (an exit handler's, the rest of its message): the exception.
+    assert last_meaningful_line(TRACEBACK + b"".join(after[:-1])) == (
+        "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    # One more: it was handled and the trial went on; the last line.
+    assert last_meaningful_line(TRACEBACK + b"".join(after)) == f"wandb: line {MAX_LINES_AFTER}"
+
+
+def test_sys_exit_after_a_logged_exception_gives_its_message(tmp_path: Path) -> None:
+    script = write(tmp_path / "crash.py", (
+        "import logging, sys\n"
+        "try:\n"
+        "    open('/nonexistent/ckpt')\n"
+        "except OSError:\n"
+        "    logging.exception('could not load the checkpoint, starting fresh')\n"
+        f"for epoch in range({MAX_LINES_AFTER + 1}):\n"
+        "    print(f'epoch {epoch} loss 0.5', file=sys.stderr)\n"
+        "sys.exit('no data left in /data/shards')\n").encode())
+    crashed = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=60,
+                             check=False)
+    assert crashed.returncode == 1 and b"FileNotFoundError" in crashed.stderr
+    assert last_meaningful_line(crashed.stderr) == "no data left in /data/shards"
+
+
+def test_a_fatal_error_after_a_logged_exception_gives_the_fatal_error(tmp_path: Path) -> None:
+    # A handled traceback, then a segmentation fault: faulthandler's line, not the exception
+    # nor the last line of its thread dump.
+    script = write(tmp_path / "crash.py", (
+        b"import ctypes, faulthandler, logging, sys\n"
+        b"faulthandler.enable()\n"
+        b"try:\n"
+        b"    open('/nonexistent/ckpt')\n"
+        b"except OSError:\n"
+        b"    logging.exception('could not load the checkpoint, starting fresh')\n"
+        b"print('epoch 1 loss 0.5', file=sys.stderr, flush=True)\n"
+        b"ctypes.string_at(0)\n"))
+    crashed = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=60,
+                             check=False)
+    assert crashed.returncode < 0 and b"FileNotFoundError" in crashed.stderr
+    assert last_meaningful_line(crashed.stderr) == "Fatal Python error: Segmentation fault"
 
 
 def test_empty_whitespace_and_punctuation_only_output_gives_no_line() -> None:
