@@ -902,7 +902,9 @@ class Scheduler:
         await restore_trials(self.store, exp)
         cut_short = [t for t in exp.trials.values()
                      if t.state is TrialState.CANCELLED and t.objective is None]
-        if not exp.requeued and not cut_short and (why := await self._nothing_left(exp)):
+        # Asked even with trials to run again, so that the answer says whether new ones follow.
+        why = await self._nothing_left(exp)
+        if not exp.requeued and not cut_short and why:
             # Resumed, it would end at once with nothing run: `completed` where a trial has a
             # result (a failed one too: a CI script would see success where its trials
             # failed), or `failed` again with another reason. It stays as it ended.
@@ -927,7 +929,7 @@ class Scheduler:
         log.info("experiment_resumed", experiment=exp.id, requeued=exp.requeued)
         await self._maybe_finish(exp)  # something is left to run (see above): ends nothing
         self.kick()
-        return _resume_message(exp)
+        return _resume_message(exp, nothing_new=why)
 
     async def cancel(self, exp_id: str, number: int | None) -> str:
         """Cancel an experiment (all its trials) or one trial; return what was done."""
@@ -1156,12 +1158,14 @@ def _store_error_in(exc: BaseException) -> StoreError | None:
     return None
 
 
-def _resume_message(exp: ExperimentRun) -> str:
+def _resume_message(exp: ExperimentRun, nothing_new: str | None = None) -> str:
     """What `gpusched resume` says: the trials that run again, and the new ones its max_trials
-    leaves room for ("0 trials to run again" alone read as "nothing will happen")."""
+    leaves room for ("0 trials to run again" alone read as "nothing will happen");
+    ``nothing_new``: why none follows them (its search has nothing more to suggest), if so."""
     again = len(exp.requeued)
     room = max(exp.max_trials - len(exp.trials), 0)
-    new = (f"up to {room} new one{'' if room == 1 else 's'}" if room else "no new ones")
+    new = (f"up to {room} new one{'' if room == 1 else 's'}" if room and not nothing_new
+           else "no new ones" + (f" ({nothing_new})" if nothing_new and room else ""))
     return (f"resuming {exp.id}: {again} trial{'' if again == 1 else 's'} to run again,"
             f" {new} (max_trials: {exp.max_trials})")
 
