@@ -472,12 +472,15 @@ def _line_start(buf: bytes, index: int) -> int:
 
 
 class StatusLine(NamedTuple):
-    """The ``{"status": ...}`` line a report file ends with, and when the file was last
-    written (its mtime: when that line was written)."""
+    """The ``{"status": ...}`` line a report file ends with, when the file was last written
+    (its mtime: when that line was written), where in the file the line begins and how long
+    the file is (which attempt wrote it: see restore.py's ``_said_at_its_end``)."""
 
     status: str  # "failed" or "fatal"
     reason: str
     written_at: float
+    at: int  # the byte offset of the line's first byte
+    size: int  # the file's size when it was read
 
 
 def status_at_end(path: str | os.PathLike[str], owner: int | None = None) -> StatusLine | None:
@@ -501,6 +504,7 @@ def status_at_end(path: str | os.PathLike[str], owner: int | None = None) -> Sta
     cut = tail.rfind(b"\n")
     if cut < 0 and start > 0:
         return None  # a last line longer than a status line is
+    at = start + cut + 1  # cut is -1 for a file of one line: it begins at 0
     line = tail[cut + 1:].decode("utf-8", "replace")
     raw = _object(line)
     if raw is None:
@@ -510,7 +514,7 @@ def status_at_end(path: str | os.PathLike[str], owner: int | None = None) -> Sta
         return None
     if _escapes_surrogate(line):
         raw = _without_surrogates(raw)
-    return StatusLine(status, _text(raw.get("reason", "")), written_at)
+    return StatusLine(status, _text(raw.get("reason", "")), written_at, at, size)
 
 
 def _number(text: str) -> Metric:

@@ -216,12 +216,14 @@ async def _cut_off(store: Store, exp: ExperimentRun, trial: TrialRun, row: dict[
     files = TrialFiles(Path(row["dir"]))
     # A queued or interrupted trial may have been started again by a daemon killed before
     # it could record that: its files are read as well.
-    # The attempt that was running started when the log says; one that the log never
-    # recorded, at a time it does not know.
-    started_at = row["started_at"] if state is TrialState.RUNNING else None
+    # The attempt that was running started when the log says, its lines where it says; one
+    # that the log never recorded, at a time and a place it does not know.
+    running = state is TrialState.RUNNING
+    started_at = row["started_at"] if running else None
     recovered = await _read_what_is_left(store, exp, trial, files, started_at)
-    said = _said_at_its_end(files, row, pids, _trial_owner(exp))
-    if state is not TrialState.RUNNING and (pids or recovered or said):
+    status_from = await _status_from(store, exp.id, trial.number) if running else None
+    said = _said_at_its_end(files, row, pids, _trial_owner(exp), status_from)
+    if not running and (pids or recovered or said):
         # An attempt ran that the log never recorded (its reports past the stored
         # position can be no one else's: a recorded end reads them all; nor can a status
         # line written since its row's last time): it counts.
@@ -230,7 +232,7 @@ async def _cut_off(store: Store, exp: ExperimentRun, trial: TrialRun, row: dict[
         trial.state, trial.objective, trial.at_bound = TrialState.FAILED, None, False
         trial.at_length_bound = False
         return _SaidEnding(trial, said, pids, recovered)
-    if state is TrialState.RUNNING or pids or recovered:
+    if running or pids or recovered:
         trial.state = TrialState.INTERRUPTED
         # Its end, as a graceful stop records one: a status line that the attempt wrote
         # before it was stopped here is then older than the row's last time, and a later
@@ -245,20 +247,25 @@ async def _cut_off(store: Store, exp: ExperimentRun, trial: TrialRun, row: dict[
     return None
 
 
+async def _status_from(store: Store, exp_id: str, number: int) -> int | None:
+    """Where the report file's lines of the trial's last recorded attempt begin, as its
+    ``trial_started`` event has it (the file's size at its start); None for a log written by
+    a gpusched that did not record it. One query, for a trial the log has running only."""
+    events = await store.events(exp_id, number)
+    started = [e["data"] for e in events if e["kind"] == "trial_started"]
+    at = started[-1].get("status_from") if started else None
+    return at if type(at) is int else None
+
+
 def _said_at_its_end(files: TrialFiles, row: dict[str, Any], pids: list[int],
-                     owner: int | None) -> StatusLine | None:
+                     owner: int | None, status_from: int | None) -> StatusLine | None:
     """How the cut-off attempt said it ended, when it ended on its own: None unless its report
     file ends with a status line (``failed`` or ``fatal``) that it wrote, and it exited.
 
     - It exited: its leader (the pid the log has) is not among the processes stopped now.
       One stopped now ended by this daemon's hand, whatever it said, and runs again. The
       leader of an attempt the log never recorded is not known: none of its may be left.
-    - It wrote that line: the file was last written after the last time the log has for the
-      trial (the attempt's start; an earlier attempt's end, or the end an earlier restart
-      recorded for an attempt it stopped). No two attempts run at once, so an earlier
-      attempt's line was written before then. The file's time is the kernel's coarse clock
-      (a few ms): a line written within the same tick as the spawn may seem older than the
-      start, and is not taken (the trial runs again: the safe side).
+    - It wrote that line: see :func:`_written_by_it`.
     Its exit code is not known (it was not this daemon's child), nor so whether it exited
     non-zero, as a status line asks; a line with nothing after it is taken to say it did.
     """
@@ -266,11 +273,33 @@ def _said_at_its_end(files: TrialFiles, row: dict[str, Any], pids: list[int],
     if (leader in pids) if leader is not None else bool(pids):
         return None
     said = status_at_end(files.reports, owner)
-    if said is None:
+    if said is None or not _written_by_it(said, row, status_from):
         return None
+    return said
+
+
+def _written_by_it(said: StatusLine, row: dict[str, Any], status_from: int | None) -> bool:
+    """Whether the attempt that the restart concludes wrote the status line ``said``.
+
+    ``status_from``: where its lines begin in the file, as its start was logged. The line
+    begins there or later; or the file is now shorter than that, rewritten by the attempt
+    (a trainer that opens it with ``"w"``): all of it is then its own, as for the live reader.
+    A rewrite that ends past ``status_from`` with the line before it is not seen, and the
+    trial runs again (the safe side).
+
+    Without it (a log from before gpusched recorded it, or an attempt whose start the log
+    never recorded), by time: the file was last written at or after the last time the log has
+    for the trial (the attempt's start; an earlier attempt's end, or the end an earlier restart
+    recorded for an attempt it stopped). No two attempts run at once, so an earlier attempt's
+    line was written before then. The file's time is the kernel's coarse clock (a few ms): a
+    line written within the same tick as the spawn may seem older than the start, and is not
+    taken (the trial runs again: the safe side).
+    """
+    if status_from is not None:
+        return said.at >= status_from or said.size < status_from
     since = max((t for t in (row["started_at"], row["ended_at"]) if t is not None),
                 default=None)
-    return said if since is None or said.written_at >= since else None
+    return since is None or said.written_at >= since
 
 
 async def _record_said_endings(store: Store, exp: ExperimentRun,

@@ -206,12 +206,12 @@ class TrialRunner:
                 # Kept in the trial too: a rerun in this daemon (its end refused by the log)
                 # must read the files from their start again, not take them as stored.
                 resume_at = trial.read_position = ReadPosition(0, None)
+            # What an earlier attempt wrote (a retry, a run after an interruption) may hold
+            # its status line: not this attempt's.
+            status_from = 0 if made else regular_file_size(self._files.reports)
             collector = ReportCollector(
                 self._files, metric_tag=spec.metric, first_iteration=trial.reports,
-                resume_at=resume_at, last_report=trial.last_report,
-                # What an earlier attempt wrote (a retry, a run after an interruption) may
-                # hold its status line: not this attempt's.
-                status_from=0 if made else regular_file_size(self._files.reports),
+                resume_at=resume_at, last_report=trial.last_report, status_from=status_from,
                 owner=None if run_as is None else run_as.uid,
             )
             if not made:  # the same for a crash's last stderr line: this attempt's own
@@ -231,7 +231,7 @@ class TrialRunner:
         code: int | None = None
         watched = False
         try:
-            await self._record_start(proc)
+            await self._record_start(proc, status_from)
             code = await self._watch(proc, collector)
             watched = True
         finally:
@@ -287,7 +287,10 @@ class TrialRunner:
             log.warning("trial_escapees_stopped", trial=self.key, pids=found[trial_dir])
             await stop_leftovers([trial_dir], self._settings.grace_period_s)
 
-    async def _record_start(self, proc: TrialProcess) -> None:
+    async def _record_start(self, proc: TrialProcess, status_from: int) -> None:
+        """Log that the attempt started. ``status_from``: where its lines begin in the report
+        file; in the event, a restarted daemon knows by it whether a status line the file ends
+        with is this attempt's (restore.py), whatever the file's time."""
         trial = self.trial
         await self._store.record_trial(
             self.exp.id, trial.number,
@@ -295,6 +298,7 @@ class TrialRunner:
              "attempts": trial.attempts, "started_at": time.time(), "ended_at": None,
              "exit_code": None, "exit_signal": None, "reason": None},
             "trial_started", pid=proc.pid, devices=self.uuids, attempt=trial.attempts,
+            status_from=status_from,
         )
         log.info("trial_started", trial=self.key, pid=proc.pid, gpus=self.uuids,
                  attempt=trial.attempts)

@@ -8,7 +8,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -221,11 +221,14 @@ async def _restored_with(
     started_at: float = T0, ended_at: float | None = None, written_at: float = T0 + 60,
     stopped_pids: tuple[int, ...] = (), events: tuple[str, ...] = ("experiment_submitted",),
     number: int = 1, max_failed_trials: int | None = 10,
+    status_from: int | Literal["absent"] | None = "absent",
 ) -> tuple[ExperimentRun, dict[str, Any], list[dict[str, Any]]]:
     """A log whose trial ``number`` (pid 4242) is in ``state``, one report stored, and a
     report file that goes on with a report and ``ending``, last written at ``written_at``;
-    ``stopped_pids``: its processes that the restart stopped. Restored: the experiment, the
-    trial's row and its events."""
+    ``stopped_pids``: its processes that the restart stopped; ``status_from``: where the
+    attempt's lines begin, as its ``trial_started`` event says (None: an event without it,
+    as a gpusched before it was recorded wrote; "absent": no such event). Restored: the
+    experiment, the trial's row and its events."""
     limits = {} if max_failed_trials is None else {"max_failed_trials": max_failed_trials}
     spec = parse_experiment({"name": "exp", "command": "python t.py", "metric": "acc", **limits,
                              "params": [{"name": "x", "type": "discrete", "values": [1, 2]}]},
@@ -246,6 +249,9 @@ async def _restored_with(
         await store.create_trial(exp_id, number, {"x": 1}, str(files.dir))
         await store.update_trial(exp_id, number, state=state.value, started_at=started_at,
                                  ended_at=ended_at, attempts=1, pid=4242)
+        if status_from != "absent":
+            where = {} if status_from is None else {"status_from": status_from}
+            await store.add_event("trial_started", exp_id, number, pid=4242, attempt=1, **where)
         await store.add_encoded_reports(
             exp_id, number, 0, [json.dumps({"acc": 0.1, "training_iteration": 1})],
             read_to=ReadPosition(len(stored_lines), None))
@@ -293,6 +299,48 @@ async def test_an_earlier_attempts_status_line_does_not_end_the_cut_off_one(
     # Written before this attempt started (by one cancelled, then resumed): not its word.
     exp, row, _ = await _restored_with(tmp_path, written_at=T0 - 5)
     assert row["state"] == "interrupted" and exp.requeued == [1]
+
+
+# Where the cut-off attempt's status line begins in _restored_with's report file.
+STATUS_AT = len(_lines({"acc": 0.1, "_t": T0 + 10}) + _lines({"acc": 0.2, "_t": T0 + 50}))
+
+
+@pytest.mark.parametrize("status_from", [0, STATUS_AT])
+async def test_a_status_line_written_in_the_spawns_clock_tick_is_the_attempts(
+    tmp_path: Path, status_from: int,
+) -> None:
+    # Written at once: the file's coarse time is before the logged start. Where the line
+    # begins says it is this attempt's.
+    _, row, _ = await _restored_with(tmp_path, written_at=T0 - 0.004, status_from=status_from)
+    assert (row["state"], row["attempts"]) == ("failed", 1)
+
+
+async def test_a_status_line_before_where_the_attempt_began_is_an_earlier_ones(
+    tmp_path: Path,
+) -> None:
+    # The earlier attempt's line, the file's last: this attempt wrote nothing before it was
+    # cut off, yet the file's time is after its start (touched by a copy, or a clock step).
+    exp, row, _ = await _restored_with(tmp_path, written_at=T0 + 60,
+                                       status_from=STATUS_AT + len(STATUS))
+    assert row["state"] == "interrupted" and exp.requeued == [1]
+
+
+async def test_a_report_file_rewritten_shorter_than_where_the_attempt_began_is_its_own(
+    tmp_path: Path,
+) -> None:
+    # The attempt opened the file with "w": all of what is there now is its own.
+    _, row, _ = await _restored_with(tmp_path, written_at=T0 - 0.004, status_from=10_000)
+    assert row["state"] == "failed"
+
+
+@pytest.mark.parametrize(("written_at", "state"), [(T0 - 0.004, "interrupted"),
+                                                   (T0 + 60, "failed")])
+async def test_a_log_without_where_the_attempt_began_goes_by_the_files_time(
+    tmp_path: Path, written_at: float, state: str,
+) -> None:
+    # Its trial_started event was written by a gpusched that did not record it.
+    _, row, _ = await _restored_with(tmp_path, written_at=written_at, status_from=None)
+    assert row["state"] == state
 
 
 async def test_a_report_after_the_status_line_leaves_the_attempt_to_run_again(

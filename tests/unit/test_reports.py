@@ -251,7 +251,9 @@ def test_the_status_line_a_report_file_ends_with_is_found(tmp_path: Path) -> Non
     _append(path, '{"acc": 1}\n{"status": "failed", "reason": "early"}\n{"acc": 2}\n'
                   '{"status": "fatal", "reason": "license expired"}\n\n')
     said = status_at_end(path)
-    assert said == StatusLine("fatal", "license expired", path.stat().st_mtime)
+    size = path.stat().st_size
+    at = size - len('{"status": "fatal", "reason": "license expired"}\n\n')
+    assert said == StatusLine("fatal", "license expired", path.stat().st_mtime, at, size)
 
 
 @pytest.mark.parametrize("ending", [
@@ -270,7 +272,8 @@ def test_a_report_file_that_ends_otherwise_says_nothing(tmp_path: Path, ending: 
 def test_a_status_line_without_its_newline_counts(tmp_path: Path) -> None:
     path = tmp_path / "reports.jsonl"
     _append(path, '{"status": "failed", "reason": "no data in shard 0"}')
-    assert status_at_end(path) == ("failed", "no data in shard 0", path.stat().st_mtime)
+    size = path.stat().st_size
+    assert status_at_end(path) == ("failed", "no data in shard 0", path.stat().st_mtime, 0, size)
 
 
 def test_the_status_line_of_a_long_report_file_is_read_from_its_end(tmp_path: Path) -> None:
@@ -278,6 +281,7 @@ def test_the_status_line_of_a_long_report_file_is_read_from_its_end(tmp_path: Pa
     _append(path, '{"acc": 1}\n' * 100_000 + '{"status": "failed", "reason": "\\udcff"}\n')
     said = status_at_end(path)
     assert said is not None and (said.status, said.reason) == ("failed", "\\udcff")
+    assert said.at == len('{"acc": 1}\n') * 100_000  # found in a tail read from far past 0
     _append(path, '{"status": "failed", "reason": "' + "x" * (1 << 17) + '"}\n')
     assert status_at_end(path) is None  # a last line longer than any status line is
 
