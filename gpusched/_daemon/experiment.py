@@ -500,6 +500,21 @@ class ExperimentRun:
             return max(DEFAULT_MAX_TRIALS, points)
         return self.plan.trials if self.plan is not None else int(size()) + points
 
+    @property
+    def trial_owner(self) -> int | None:
+        """The uid of the other user its trials run as (a root daemon's), None for the
+        daemon's own: the files of their folders are read only as
+        :func:`~gpusched._daemon.reports.why_not_read` allows."""
+        return None if self.run_as is None else self.run_as.uid
+
+    def take_reports(self, trial: TrialRun, new: list[dict[str, Any]]) -> None:
+        """Take ``new`` reports of ``trial`` in (:meth:`TrialRun.take_reports`), and, while
+        some ``stop:`` key is unseen, the keys they give (see :meth:`unreported_stop_keys`):
+        without one, the report path pays one test of an empty set."""
+        trial.take_reports(new, self.spec.metric)
+        if self.unseen_stop_keys:
+            see_stop_keys(self.unseen_stop_keys, new)
+
     def top_budget(self) -> int | float | None:
         """The largest budget its search gave a trial (hyperband's top rung's), None if it
         gave none: what a point left once the search has run out runs with, where the

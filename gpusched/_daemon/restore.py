@@ -33,14 +33,15 @@ from gpusched.models import ExperimentState, TrialState
 from gpusched.plugin_api import TrialView
 from gpusched.spec import ExperimentSpec
 
-__all__ = ["ended_experiment", "prior_trials", "restore_trials"]
+__all__ = ["ended_experiment", "prior_trials", "restore_trials", "RUN_STARTS"]
 
 log = get_logger("gpusched.restore")
 INTERRUPTED_REASON = "the daemon went down while it ran"
 # In the reason of a trial that ended, as its status line said, while no daemon watched it.
 UNKNOWN_EXIT = "exit code not known: it ended while the daemon was down"
-# The scheduler's: the events that begin a run of an experiment, and those that decide its end.
-_STARTS = ("experiment_submitted", "experiment_resumed")
+# The events that begin a run of an experiment (after them, whatever was decided before is
+# undone: the scheduler restores by them too), and those that decide its end.
+RUN_STARTS = ("experiment_submitted", "experiment_resumed")
 _END_DECIDED = ("experiment_failing", "experiment_cancel_requested")
 # States in which a killed daemon may have left an attempt of the trial running.
 _MAY_HAVE_RUN = (TrialState.RUNNING, TrialState.QUEUED, TrialState.INTERRUPTED)
@@ -113,13 +114,6 @@ def _at_bound(row: dict[str, Any]) -> bool:
     """Whether the logged trial was stopped by its experiment's ``stop:`` bound (its reason
     says so: the log keeps no other trace of which stopper stopped it)."""
     return stopped_at_bound(TrialState(row["state"]), row["reason"])
-
-
-def _trial_owner(exp: ExperimentRun) -> int | None:
-    """The uid of the other user the trials of ``exp`` run as (a root daemon's), None for the
-    daemon's own: the files of their folders are read only as
-    :func:`~gpusched._daemon.reports.why_not_read` allows."""
-    return None if exp.run_as is None else exp.run_as.uid
 
 
 def read_position(row: dict[str, Any]) -> ReadPosition | None:
@@ -222,7 +216,7 @@ async def _cut_off(store: Store, exp: ExperimentRun, trial: TrialRun, row: dict[
     started_at = row["started_at"] if running else None
     recovered = await _read_what_is_left(store, exp, trial, files, started_at)
     status_from = await _status_from(store, exp.id, trial.number) if running else None
-    said = _said_at_its_end(files, row, pids, _trial_owner(exp), status_from)
+    said = _said_at_its_end(files, row, pids, exp.trial_owner, status_from)
     if not running and (pids or recovered or said):
         # An attempt ran that the log never recorded (its reports past the stored
         # position can be no one else's: a recorded end reads them all; nor can a status
@@ -334,7 +328,7 @@ async def _record_said_endings(store: Store, exp: ExperimentRun,
 async def _end_decided(store: Store, exp_id: str) -> bool:
     """Whether a failure rule fired, or a cancel was asked, since the experiment's last
     submit or resume (as the scheduler reads them back at a restart)."""
-    last = await store.last_event(exp_id, (*_STARTS, *_END_DECIDED))
+    last = await store.last_event(exp_id, (*RUN_STARTS, *_END_DECIDED))
     return last is not None and last["kind"] in _END_DECIDED
 
 
@@ -351,7 +345,7 @@ async def _read_what_is_left(
     collector = ReportCollector(files, metric_tag=exp.spec.metric,
                                 first_iteration=trial.reports, resume_at=trial.read_position,
                                 last_report=trial.last_report, started_at=started_at,
-                                owner=_trial_owner(exp))
+                                owner=exp.trial_owner)
     new = collector.poll(final=True)
     position = collector.position
     await store.add_encoded_reports(exp.id, trial.number, trial.reports, encode_reports(new),

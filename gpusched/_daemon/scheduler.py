@@ -39,7 +39,7 @@ from gpusched._daemon.identity import trial_identity
 from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.reader_thread import ReaderThread
 from gpusched._daemon.recovery import stop_leftovers
-from gpusched._daemon.restore import ended_experiment, prior_trials, restore_trials
+from gpusched._daemon.restore import RUN_STARTS, ended_experiment, prior_trials, restore_trials
 from gpusched._daemon.store import Store
 from gpusched._daemon.trial_runner import TrialRunner
 from gpusched._daemon.user_limits import UserLimits
@@ -78,9 +78,6 @@ __all__ = ["Scheduler"]
 log = get_logger("gpusched.scheduler")
 STORE_RETRY_S = 2.0  # placement waits this long after the trial log refused a write
 _Reading = tuple[Any, dict[int, list[int]]]  # the devices' readings; session -> live pids
-# The events after which an experiment restored after a restart runs again, whatever was
-# decided before them (see _restore_experiment).
-_STARTS = ("experiment_submitted", "experiment_resumed")
 # A search whose last suggestion took longer than this is asked in a worker thread (see _ask).
 SUGGEST_INLINE_S = 0.01
 _P = TypeVar("_P", SearchPlugin, StoppingPlugin)
@@ -1017,8 +1014,8 @@ class Scheduler:
         # A failure rule or a cancel decided before the daemon was killed (the experiment's end
         # waits for its running trials to stop): still decided, the failure first (as
         # _maybe_finish puts it, even when a cancel came after). A resume since undoes both.
-        failing = await self.store.last_event(exp.id, (*_STARTS, "experiment_failing"))
-        cancel = await self.store.last_event(exp.id, (*_STARTS, "experiment_cancel_requested"))
+        failing = await self.store.last_event(exp.id, (*RUN_STARTS, "experiment_failing"))
+        cancel = await self.store.last_event(exp.id, (*RUN_STARTS, "experiment_cancel_requested"))
         if failing is not None and failing["kind"] == "experiment_failing":
             exp.failure = str(failing["data"].get("reason") or "a failure rule fired")
         if cancel is not None and cancel["kind"] == "experiment_cancel_requested":

@@ -27,7 +27,6 @@ from gpusched._daemon.experiment import (
     TrialRun,
     keys_shown,
     objective_of,
-    see_stop_keys,
     stopped_at_a_length_bound,
     stopped_at_bound,
 )
@@ -212,7 +211,7 @@ class TrialRunner:
             collector = ReportCollector(
                 self._files, metric_tag=spec.metric, first_iteration=trial.reports,
                 resume_at=resume_at, last_report=trial.last_report, status_from=status_from,
-                owner=None if run_as is None else run_as.uid,
+                owner=self.exp.trial_owner,
             )
             if not made:  # the same for a crash's last stderr line: this attempt's own
                 self._stderr_from = regular_file_size(self._files.stderr)
@@ -376,9 +375,7 @@ class TrialRunner:
         await self._store.add_encoded_reports(self.exp.id, trial.number, trial.reports, encoded,
                                               read_to=position)
         trial.read_position = position
-        trial.take_reports(new, self.exp.spec.metric)
-        if self.exp.unseen_stop_keys:  # only until each stop: key is seen (or warned about)
-            see_stop_keys(self.exp.unseen_stop_keys, new)
+        self.exp.take_reports(trial, new)
         if self._stop_request is None:
             self._consult_stoppers(new)
 
@@ -392,9 +389,7 @@ class TrialRunner:
         trial = self.trial
         batch = ReportBatch(trial.reports, encoded, collector.position)
         trial.read_position = collector.position
-        trial.take_reports(new, self.exp.spec.metric)
-        if self.exp.unseen_stop_keys:
-            see_stop_keys(self.exp.unseen_stop_keys, new)
+        self.exp.take_reports(trial, new)
         return batch
 
     def _consult_stoppers(self, new: list[dict[str, Any]]) -> None:
@@ -462,9 +457,8 @@ class TrialRunner:
     def _last_stderr_line(self) -> str | None:
         """The last meaningful line this attempt wrote to its stderr, if any (read on the event
         loop: a few KiB of a local file, once per crash, cost less than a thread hop)."""
-        run_as = self.exp.run_as
         return last_stderr_line(self._files.stderr, start=self._stderr_from,
-                                owner=None if run_as is None else run_as.uid)
+                                owner=self.exp.trial_owner)
 
     async def _finish(
         self, state: TrialState, reason: str, code: int | None, objective: float | None,
