@@ -745,7 +745,7 @@ class GpSearch(SearchPlugin):
         y = np.array(values, dtype=np.float64)
         finite = np.isfinite(y)
         if finite.any():
-            y = np.clip(y, y[finite].min(), y[finite].max())
+            y = np.clip(y, np.min(y[finite]), np.max(y[finite]))
         else:
             observed, y = [], y[:0]
         shape = (-1, self._enc.k)
@@ -774,13 +774,13 @@ class GpSearch(SearchPlugin):
         log_t, log_s2, noise = _fit_hyperparameters(enc, feats[fit_rows], y[fit_rows],
                                                     self.alpha, rng)
         gp = _Gp(enc, log_t, log_s2, alpha=noise, feats=feats, y=y)
-        incumbent = float(y.min())
+        incumbent = float(np.min(y))
         margin = _MARGIN * math.sqrt(noise)  # much smaller gains than the noise are not sought
         if len(x_pend):
             f_pend = enc.features(x_pend)
             mu, sd = gp.predict(f_pend)
             believed = mu + sd
-            incumbent = min(incumbent, float(believed.min()))
+            incumbent = min(incumbent, float(np.min(believed)))
             gp = _Gp(enc, log_t, log_s2, alpha=noise, feats=np.vstack([feats, f_pend]),
                      y=np.concatenate([y, believed]))
 
