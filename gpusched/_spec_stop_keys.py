@@ -11,10 +11,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from gpusched.models import AUTO_FILLED_FIELDS
+
 __all__ = ["AUTO_FILLED_KEYS", "auto_filled_near_miss", "stop_key_near_misses"]
 
-AUTO_FILLED_KEYS = frozenset({"training_iteration", "time_total_s", "time_this_iter_s",
-                              "timestamp"})
+AUTO_FILLED_KEYS = frozenset(AUTO_FILLED_FIELDS)
 """Ray Tune's fields, which the daemon adds to every report: not what a trainer reported."""
 
 # How alike a key must be to an auto-filled one to be taken for its misspelling before any trial

@@ -15,6 +15,7 @@ __all__ = [
     "ObjectiveRule",
     "TERMINAL_TRIAL_STATES",
     "TERMINAL_EXPERIMENT_STATES",
+    "AUTO_FILLED_FIELDS",
 ]
 
 
@@ -75,3 +76,8 @@ TERMINAL_TRIAL_STATES = frozenset(
 TERMINAL_EXPERIMENT_STATES = frozenset(
     {ExperimentState.COMPLETED, ExperimentState.FAILED, ExperimentState.CANCELLED}
 )
+
+AUTO_FILLED_FIELDS: tuple[str, ...] = (
+    "training_iteration", "time_total_s", "time_this_iter_s", "timestamp")
+"""Ray Tune's fields, which the daemon adds to every report (in this order): not what a trainer
+reported. The views know them before any report has them (``gpusched ls EXP``'s columns)."""

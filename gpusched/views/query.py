@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpusched.errors import UsageError
+from gpusched.models import AUTO_FILLED_FIELDS
 
 __all__ = ["lookup", "Filter", "parse_filter", "apply_filters", "sort_rows", "check_columns",
            "gpu_label", "gpus_value", "trial_time", "ALIASES", "MISSING", "COMPUTED", "DERIVED"]
@@ -150,7 +151,7 @@ _NESTED: Mapping[str, tuple[str, ...]] = {
     "trials": ("total", "queued", "running", "completed", "stopped", "failed", "cancelled",
                "interrupted"),
     "best": ("trial", "objective", "params"),
-    "last_report": ("training_iteration", "time_total_s", "time_this_iter_s", "timestamp"),
+    "last_report": AUTO_FILLED_FIELDS,
 }
 #: Names :func:`lookup` reads before a row's own keys: a row's key so named is not itself a
 #: column (a hyperparameter ``iter`` is shadowed by the alias).

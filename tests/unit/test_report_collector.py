@@ -18,7 +18,7 @@ from gpusched._daemon.report_collector import ReportCollector
 from gpusched._daemon.reports import AutoFill, Report
 from gpusched._daemon.restore import restore_trials
 from gpusched._daemon.store import ReadPosition, open_store
-from gpusched.models import TrialState
+from gpusched.models import AUTO_FILLED_FIELDS, TrialState
 from gpusched.plugins import make_search_plugin
 from gpusched.spec import parse_experiment
 
@@ -27,6 +27,13 @@ T0 = 1_700_000_000.0  # a whole second: stored timestamps (int) are exact
 
 def _lines(*reports: dict[str, Any]) -> str:
     return "".join(json.dumps(r) + "\n" for r in reports)
+
+
+def test_the_fields_filled_in_are_the_ones_the_views_and_checks_know() -> None:
+    # The views (ls's columns), the stop: key checks and the warnings name these fields by
+    # AUTO_FILLED_FIELDS: a field added here and not there would be taken for the trainer's.
+    filled = AutoFill(T0).fill({"loss": 1.0}, T0 + 1)
+    assert [k for k in filled if k != "loss"] == list(AUTO_FILLED_FIELDS)
 
 
 # -- AutoFill.after ------------------------------------------------------------------------------
