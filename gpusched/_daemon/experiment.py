@@ -40,7 +40,7 @@ from gpusched.plugin_api import (
 from gpusched.spec import DEFAULT_MAX_TRIALS, ExperimentSpec
 
 __all__ = ["TrialRun", "ExperimentRun", "History", "objective_of", "stopped_at_bound",
-           "stopped_at_a_length_bound",
+           "stopped_at_a_length_bound", "StopRequest", "StopOutcome", "stop_outcome",
            "resume_from_warning", "PriorTrials", "AUTO_FILLED_KEYS", "STOP_KEY_EVENT",
            "stop_keys_to_watch", "see_stop_keys", "points_taken", "judged_end", "PointsPlan",
            "plan_points", "points_problem", "PLAN_STEPS", "keys_shown"]
@@ -316,7 +316,7 @@ def points_problem(spec: ExperimentSpec, plan: PointsPlan | None) -> str | None:
             f" {plan.new} points, or change the search's options so that it makes more")
 
 
-def objective_of(values: list[float], rule: ObjectiveRule, goal: Goal) -> float | None:
+def objective_of(values: Sequence[float], rule: ObjectiveRule, goal: Goal) -> float | None:
     """A trial's result: its last finite value of the metric, or its best one."""
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
@@ -324,6 +324,50 @@ def objective_of(values: list[float], rule: ObjectiveRule, goal: Goal) -> float 
     if rule is ObjectiveRule.LAST:
         return finite[-1]
     return max(finite) if goal is Goal.MAXIMIZE else min(finite)
+
+
+class StopRequest(NamedTuple):
+    """A decision to stop a running trial: the state and reason to record it with, and
+    whether a stopping plugin (or the ``stop:`` bound) asked for it. The trial log keeps it
+    (an event ``trial_stop_sent``) once the stop's SIGTERM is sent, so that a daemon killed
+    during the grace period concludes the trial as this one would have; not an interruption,
+    which runs the trial again (see ``TrialRunner._stop_is_kept``)."""
+
+    state: TrialState
+    reason: str
+    by_plugin: bool = False
+
+
+class StopOutcome(NamedTuple):
+    """How a stopped trial ends (:func:`stop_outcome`)."""
+
+    state: TrialState
+    reason: str
+    objective: float | None
+
+
+def stop_outcome(stop: StopRequest, metric_values: Sequence[float],
+                 spec: ExperimentSpec) -> StopOutcome:
+    """The outcome of a trial that ``stop`` stopped (its SIGTERM sent), whatever its exit,
+    given the finite values of ``spec``'s metric it reported: the live daemon's rule, and a
+    restarted one's for a trial whose stop was sent before a crash.
+
+    Stopped: its objective from those values. But stopped by a stopping plugin or the
+    ``stop:`` bound before it had a result (a misspelled metric reaching asha's max_t, NaN at
+    every report), it failed, as it would have run to its end without one, and the failure
+    rules see it (a first trial's failure still ends the experiment). A time_budget's stop is
+    not the trial's doing: it stays stopped, without a result. Any other state (a timeout's
+    ``failed``, a cancel) has no result.
+    """
+    if stop.state is not TrialState.STOPPED:
+        return StopOutcome(stop.state, stop.reason, None)
+    objective = objective_of(metric_values, spec.objective, spec.goal)
+    if objective is not None or not stop.by_plugin:
+        return StopOutcome(TrialState.STOPPED, stop.reason, objective)
+    reason = stop.reason
+    if "no finite" not in reason:  # a diverged trial's stop says so already
+        reason = f"{reason}; it reported no finite '{spec.metric}', so it has no result"
+    return StopOutcome(TrialState.FAILED, reason, None)
 
 
 @dataclass

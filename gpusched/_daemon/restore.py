@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gpusched._daemon.experiment import (
     AUTO_FILLED_KEYS,
+    STOP_KEY_EVENT,
     ExperimentRun,
     PriorTrials,
+    StopRequest,
     TrialRun,
     judged_end,
     objective_of,
+    stop_outcome,
     stopped_at_a_length_bound,
     stopped_at_bound,
 )
@@ -27,6 +30,7 @@ from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.report_collector import ReportCollector
 from gpusched._daemon.reports import StatusLine, status_at_end
 from gpusched._daemon.store import ReadPosition, Store, encode_reports
+from gpusched._daemon.trial_runner import STOP_SENT_EVENT, stop_key_warnings
 from gpusched._spec_check import Problems
 from gpusched.log import get_logger
 from gpusched.models import ExperimentState, TrialState
@@ -45,6 +49,8 @@ RUN_STARTS = ("experiment_submitted", "experiment_resumed")
 _END_DECIDED = ("experiment_failing", "experiment_cancel_requested")
 # States in which a killed daemon may have left an attempt of the trial running.
 _MAY_HAVE_RUN = (TrialState.RUNNING, TrialState.QUEUED, TrialState.INTERRUPTED)
+# The states a kept stop (STOP_SENT_EVENT) can ask for, by name: an interruption is never kept.
+_KEPT_STOPS = {s.value: s for s in (TrialState.STOPPED, TrialState.FAILED, TrialState.CANCELLED)}
 
 
 async def ended_experiment(store: Store, name: str, place: str, p: Problems) -> str | None:
@@ -135,15 +141,19 @@ async def restore_trials(
     never started, queued to run again with its params and checkpoint folder. ``stopped``:
     trial folder -> the pids of its leftover processes that were stopped (see recovery.py).
 
-    But an attempt that ended on its own saying how (its report file ends with its status
-    line) is recorded as it said: ``failed``, not run again (see :func:`_said_at_its_end`).
-    Last, the ``stop:`` keys the log settled are no longer watched (:func:`_settle_stop_keys`).
+    But two attempts are concluded instead, and not run again: one that gpusched had sent
+    its stop (a stopping plugin, the ``stop:`` bound, its trial_timeout, a cancel of it, the
+    time_budget: its ``trial_stop_sent`` event) is recorded with that stop's outcome, as the
+    daemon that sent it would have (:func:`_concluded_by_its_stop`); one that ended on its own
+    saying how (its report file ends with its status line) is recorded as it said:
+    ``failed`` (see :func:`_said_at_its_end`). The ``stop:`` keys the log settled are no
+    longer watched (:func:`_settle_stop_keys`).
     """
     stopped = stopped or {}
     rows = await store.trials(exp.id)
     series = await store.metric_series(exp.id, [r["number"] for r in rows], exp.spec.metric)
     retried = await store.event_counts(exp.id, "trial_retrying")
-    endings: list[_SaidEnding] = []
+    endings: list[_Ending] = []
     for r in rows:
         state = TrialState(r["state"])
         pairs = series.get(r["number"], [])
@@ -171,41 +181,57 @@ async def restore_trials(
         if trial.state in (TrialState.INTERRUPTED, TrialState.QUEUED):
             trial.objective = None  # it runs again: its result comes from that run
             exp.requeued.append(trial.number)
+    # Settled before the endings are recorded, without them (the log still has them running):
+    # a concluded trial warns of the keys that the daemon that stopped it would have.
+    await _settle_stop_keys(store, exp, concluding={e.trial.number for e in endings})
     if endings:
-        await _record_said_endings(store, exp, endings)
-    await _settle_stop_keys(store, exp)
+        await _record_endings(store, exp, endings)
 
 
-async def _settle_stop_keys(store: Store, exp: ExperimentRun) -> None:
+async def _settle_stop_keys(store: Store, exp: ExperimentRun,
+                            concluding: Collection[int] = ()) -> None:
     """Take out of ``exp.unseen_stop_keys`` (full, as the experiment was just made) what the
     log settled before: every key once a trial of the log had a judged end (each key was
     reported or warned about then: a warning commits with that end), else each key that a
     stored report (of any trial, any attempt, any end) gives a number. A key the log holds is
-    then never warned about as never reported."""
+    then never warned about as never reported. ``concluding``: the trials whose ends this
+    restart records (their judged ends are not the log's yet)."""
     unseen = exp.unseen_stop_keys
     if not unseen:
         return
-    if any(judged_end(t) for t in exp.trials.values()):
+    if any(judged_end(t) for n, t in exp.trials.items() if n not in concluding):
         unseen.clear()
         return
     unseen.difference_update(await store.keys_reported(exp.id, unseen))
 
 
 @dataclass(frozen=True)
-class _SaidEnding:
-    """A cut-off attempt that ended on its own, as its status line said: to be recorded."""
+class _Ending:
+    """A cut-off attempt whose outcome is known without running it again: its stop had been
+    sent, or it ended on its own as its status line said. Its trial's state and objective are
+    set; the rest is to be recorded."""
 
     trial: TrialRun
-    said: StatusLine
+    reason: str
+    fatal: str | None  # a fatal status line's reason (it fails the experiment)
+    ended_at: float
     stopped_pids: list[int]
     recovered: int
 
 
+class _Attempt(NamedTuple):
+    """What the log's events say of a running trial's last attempt (since its start)."""
+
+    status_from: int | None = None  # where its lines begin in the report file
+    stop: StopRequest | None = None  # the stop it was sent, if it was
+
+
 async def _cut_off(store: Store, exp: ExperimentRun, trial: TrialRun, row: dict[str, Any],
-                   pids: list[int]) -> _SaidEnding | None:
+                   pids: list[int]) -> _Ending | None:
     """Conclude an attempt of ``trial`` that may have been cut off by a crash: read what it
-    reported; record it ``interrupted`` (it runs again), or, when it ended saying how, make it
-    ``failed`` and hand that back (the failure rules judge it once all trials are read)."""
+    reported; record it ``interrupted`` (it runs again), or, when its stop had been sent or
+    it ended saying how, set its outcome and hand that back (the failure rules judge it once
+    all trials are read)."""
     state = TrialState(row["state"])
     files = TrialFiles(Path(row["dir"]))
     # A queued or interrupted trial may have been started again by a daemon killed before
@@ -215,8 +241,11 @@ async def _cut_off(store: Store, exp: ExperimentRun, trial: TrialRun, row: dict[
     running = state is TrialState.RUNNING
     started_at = row["started_at"] if running else None
     recovered = await _read_what_is_left(store, exp, trial, files, started_at)
-    status_from = await _status_from(store, exp.id, trial.number) if running else None
-    said = _said_at_its_end(files, row, pids, exp.trial_owner, status_from)
+    attempt = await _last_attempt(store, exp.id, trial.number) if running else _Attempt()
+    if attempt.stop is not None:
+        # Whatever it did after (a status line, an exit 0), as for the daemon that sent it.
+        return _concluded_by_its_stop(exp, trial, attempt.stop, pids, recovered)
+    said = _said_at_its_end(files, row, pids, exp.trial_owner, attempt.status_from)
     if not running and (pids or recovered or said):
         # An attempt ran that the log never recorded (its reports past the stored
         # position can be no one else's: a recorded end reads them all; nor can a status
@@ -225,7 +254,9 @@ async def _cut_off(store: Store, exp: ExperimentRun, trial: TrialRun, row: dict[
     if said is not None:
         trial.state, trial.objective, trial.at_bound = TrialState.FAILED, None, False
         trial.at_length_bound = False
-        return _SaidEnding(trial, said, pids, recovered)
+        fatal = said.reason if said.status == "fatal" else None
+        return _Ending(trial, f"{said.reason} ({UNKNOWN_EXIT})", fatal, said.written_at, pids,
+                       recovered)
     if running or pids or recovered:
         trial.state = TrialState.INTERRUPTED
         # Its end, as a graceful stop records one: a status line that the attempt wrote
@@ -241,14 +272,43 @@ async def _cut_off(store: Store, exp: ExperimentRun, trial: TrialRun, row: dict[
     return None
 
 
-async def _status_from(store: Store, exp_id: str, number: int) -> int | None:
-    """Where the report file's lines of the trial's last recorded attempt begin, as its
-    ``trial_started`` event has it (the file's size at its start); None for a log written by
-    a gpusched that did not record it. One query, for a trial the log has running only."""
+def _concluded_by_its_stop(exp: ExperimentRun, trial: TrialRun, stop: StopRequest,
+                           pids: list[int], recovered: int) -> _Ending:
+    """The end of an attempt whose stop's SIGTERM went out before the crash: that stop's
+    outcome (:func:`~gpusched._daemon.experiment.stop_outcome`, the live daemon's rule), from
+    what it reported (stored, and read from its files just now). Its exit is not known, nor
+    needed: a stop sent decides the outcome whatever the exit. It ended by now (its leftovers
+    were stopped), hence its time."""
+    state, reason, objective = stop_outcome(stop, trial.metric_values, exp.spec)
+    trial.state, trial.objective = state, objective
+    trial.at_bound = stopped_at_bound(state, reason)
+    trial.at_length_bound = trial.at_bound and stopped_at_a_length_bound(state, reason)
+    return _Ending(trial, reason, None, time.time(), pids, recovered)
+
+
+async def _last_attempt(store: Store, exp_id: str, number: int) -> _Attempt:
+    """What the events of the trial's last recorded attempt say: where its report file's lines
+    begin, as its ``trial_started`` event has it (the file's size at its start; None for a log
+    written by a gpusched that did not record it), and the stop it was sent (the first
+    ``trial_stop_sent`` since). One query, for a trial the log has running only."""
     events = await store.events(exp_id, number)
-    started = [e["data"] for e in events if e["kind"] == "trial_started"]
-    at = started[-1].get("status_from") if started else None
-    return at if type(at) is int else None
+    starts = [i for i, e in enumerate(events) if e["kind"] == "trial_started"]
+    if not starts:
+        return _Attempt()
+    at = events[starts[-1]]["data"].get("status_from")
+    stops = (_kept_stop(e["data"]) for e in events[starts[-1] + 1:]
+             if e["kind"] == STOP_SENT_EVENT)
+    return _Attempt(at if type(at) is int else None,
+                    next((s for s in stops if s is not None), None))
+
+
+def _kept_stop(data: Mapping[str, Any]) -> StopRequest | None:
+    """The stop a ``trial_stop_sent`` event keeps; None for one that is not a stop's (a log
+    edited by hand): the trial then runs again, the safe side."""
+    state, reason = data.get("state"), data.get("reason")
+    if not isinstance(state, str) or state not in _KEPT_STOPS or not isinstance(reason, str):
+        return None
+    return StopRequest(_KEPT_STOPS[state], reason, data.get("by_plugin") is True)
 
 
 def _said_at_its_end(files: TrialFiles, row: dict[str, Any], pids: list[int],
@@ -296,33 +356,37 @@ def _written_by_it(said: StatusLine, row: dict[str, Any], status_from: int | Non
     return since is None or said.written_at >= since
 
 
-async def _record_said_endings(store: Store, exp: ExperimentRun,
-                               endings: list[_SaidEnding]) -> None:
-    """Record each ending ``failed`` with its status line's reason, and the failure rules'
-    decision with it (an ``experiment_failing`` event), as the daemon that saw it end would
-    have (see TrialRunner._finish): a fatal error fails the experiment. Judged once all trials
-    are read, as the rules look at the others. A decision made before the crash (a rule
-    fired, a cancel) stands, and only the first is made: no trial's end decides again."""
+async def _record_endings(store: Store, exp: ExperimentRun, endings: list[_Ending]) -> None:
+    """Record each ending with its trial's state and objective and its reason, and with it
+    (as the daemon that saw it end would have: see TrialRunner._finish) the failure rules'
+    decision for a failed one (an ``experiment_failing`` event: a fatal error fails the
+    experiment) and the warnings of ``stop:`` keys never reported for a judged end. Judged once
+    all trials are read, as the rules look at the others. A decision made before the crash (a
+    rule fired, a cancel) stands, and only the first is made: no trial's end decides again.
+    Its exit code is not known: the restarted daemon was not its parent."""
     decided = await _end_decided(store, exp.id)
     for ending in endings:
-        trial, said = ending.trial, ending.said
-        reason = f"{said.reason} ({UNKNOWN_EXIT})"
-        fatal = said.reason if said.status == "fatal" else None
-        failing = None if decided else exp.failing_after(trial, fatal)
+        trial = ending.trial
+        key = f"{exp.id}/{trial.number}"
+        failing = None if decided else exp.failing_after(trial, ending.fatal)
         # The scheduler takes the decision up from its event, as one made before the crash.
         decided = decided or failing is not None
+        unreported = exp.unreported_stop_keys(trial)
+        warnings = stop_key_warnings(unreported, key, trial.last_report) if unreported else ()
+        events = warnings if failing is None else (
+            ("experiment_failing", {"reason": failing}), *warnings)
         await store.record_trial(
             exp.id, trial.number,
-            {"state": TrialState.FAILED.value, "reason": reason, "objective": None,
-             "exit_code": None, "exit_signal": None, "ended_at": said.written_at,
+            {"state": trial.state.value, "reason": ending.reason, "objective": trial.objective,
+             "exit_code": None, "exit_signal": None, "ended_at": ending.ended_at,
              "attempts": trial.attempts},
-            "trial_ended", experiment_events=() if failing is None else (
-                ("experiment_failing", {"reason": failing}),),
-            state=TrialState.FAILED.value, reason=reason, exit_code=None, exit_signal=None,
-            attempt=trial.attempts, stopped_pids=ending.stopped_pids,
-            reports_recovered=ending.recovered)
-        log.info("trial_ended", trial=f"{exp.id}/{trial.number}", state="failed",
-                 reason=reason, reports_recovered=ending.recovered)
+            "trial_ended", experiment_events=events, state=trial.state.value,
+            reason=ending.reason, exit_code=None, exit_signal=None, attempt=trial.attempts,
+            stopped_pids=ending.stopped_pids, reports_recovered=ending.recovered)
+        log.info("trial_ended", trial=key, state=trial.state.value, reason=ending.reason,
+                 objective=trial.objective, reports_recovered=ending.recovered)
+        for _, warned in warnings:  # recorded: now in the daemon's log too
+            log.warning(STOP_KEY_EVENT, trial=key, key=warned["key"], warning=warned["reason"])
 
 
 async def _end_decided(store: Store, exp_id: str) -> bool:

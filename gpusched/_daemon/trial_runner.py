@@ -4,6 +4,9 @@ While the trial runs, its report files are read every ``report_poll_s``, stored 
 shown to the stopping plugins; a stop (early stopping, a bound, cancel, timeout, shutdown) is
 SIGTERM to the whole process group, the grace period, then SIGKILL. Whatever happens, including
 cancellation of the daemon itself, the trial's processes are gone before this returns.
+A stop that decides the trial's outcome is in the log as soon as its SIGTERM is sent (event
+``trial_stop_sent``): a daemon killed during the grace period concludes the trial alike at its
+restart, instead of running it again.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from gpusched._daemon.experiment import (
     AUTO_FILLED_KEYS,
     STOP_KEY_EVENT,
     ExperimentRun,
+    StopRequest,
     TrialRun,
     keys_shown,
     objective_of,
+    stop_outcome,
     stopped_at_a_length_bound,
     stopped_at_bound,
 )
@@ -50,7 +55,8 @@ from gpusched.errors import StoreError
 from gpusched.log import get_logger
 from gpusched.models import TrialState
 
-__all__ = ["TrialRunner", "describe_exit", "unreported_stop_key_warning"]
+__all__ = ["TrialRunner", "describe_exit", "unreported_stop_key_warning", "stop_key_warnings",
+           "STOP_SENT_EVENT"]
 
 log = get_logger("gpusched.trial")
 # Up to this many unread report bytes (~100 typical lines) are read on the event loop.
@@ -59,6 +65,10 @@ INLINE_READ_BYTES = 16 * 1024
 # mean's own bar (difflib's default). Once a trial has ended without the key, a looser guess
 # than at submit is worth showing.
 _CLOSE = 0.6
+# The trial's event that keeps a stop's decision (a StopRequest's fields), written as its
+# SIGTERM goes out: a restart concludes the trial by it (restore.py) instead of running it
+# again.
+STOP_SENT_EVENT = "trial_stop_sent"
 
 
 def describe_exit(code: int, last_line: str | None = None) -> str:
@@ -100,6 +110,16 @@ def unreported_stop_key_warning(key: str, trial: str, last_report: Mapping[str, 
         # A key of gpusched's own, misspelled: the trainer has nothing to do with it.
         fix = "name a key the trainer reports" if auto is None else f"write {auto!r}"
     return f"stop: '{key}' {never}: that bound cannot stop a trial; {fix}"
+
+
+def stop_key_warnings(keys: Sequence[str], trial: str, last_report: Mapping[str, Any]
+                      ) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """The experiment's events that warn, once per key, that ``trial`` (``e3/0``) ended without
+    ever reporting these ``stop:`` keys (nor did any trial before it); ``gpusched show EXP``
+    prints them. The trial's outcome stands: a bound is optional, and one that cannot be
+    reached only stops nothing."""
+    return tuple((STOP_KEY_EVENT, {"key": key, "reason": unreported_stop_key_warning(
+        key, trial, last_report)}) for key in keys)
 
 
 def _what_it_reported(wanted: str, last_report: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -158,11 +178,11 @@ class TrialRunner:
         self._on_result = on_result
         self._other_sessions = other_sessions  # the sessions of the daemon's other trials
         self._released = False
-        self._stop_request: tuple[TrialState, str, float] | None = None
+        self._stop_request: StopRequest | None = None
+        self._stop_grace_s = 0.0  # the stop's grace period, from its SIGTERM to its SIGKILL
         # When the stop's SIGTERM went out (anyio's clock): a stop is the trial's outcome only
         # if it was sent; a request that came after the trial ended by itself is not.
         self._terminated_at: float | None = None
-        self._stopped_by_plugin = False  # the stop came from a stopping plugin (or stop:)
         self._wait_scope: anyio.CancelScope | None = None  # the watch's wait, while it waits
         self._stderr_from = 0  # where this attempt's stderr begins in stderr.log
         self.pid: int | None = None
@@ -170,13 +190,15 @@ class TrialRunner:
     def __repr__(self) -> str:
         return f"<TrialRunner {self.key} pid={self.pid} state={self.trial.state.value}>"
 
-    def request_stop(self, state: TrialState, reason: str, grace_s: float | None = None) -> bool:
-        """Stop the trial, to be recorded as ``state`` with ``reason``. The first request wins:
-        True if this one did."""
+    def request_stop(self, state: TrialState, reason: str, grace_s: float | None = None, *,
+                     by_plugin: bool = False) -> bool:
+        """Stop the trial, to be recorded as ``state`` with ``reason`` (see
+        :func:`~gpusched._daemon.experiment.stop_outcome`; ``by_plugin``: a stopping plugin or
+        the ``stop:`` bound asks). The first request wins: True if this one did."""
         if self._stop_request is not None:
             return False
-        grace = self._settings.grace_period_s if grace_s is None else grace_s
-        self._stop_request = (state, reason, grace)
+        self._stop_grace_s = self._settings.grace_period_s if grace_s is None else grace_s
+        self._stop_request = StopRequest(state, reason, by_plugin)
         if self._wait_scope is not None:
             self._wait_scope.cancel()  # wake the watch: it sends the signals
         return True
@@ -258,8 +280,8 @@ class TrialRunner:
         second SIGTERM; else SIGTERM, the grace period, SIGKILL."""
         if cancelled:
             await proc.stop(0.0)
-        elif self._terminated_at is not None and self._stop_request is not None:
-            left = self._terminated_at + self._stop_request[2] - anyio.current_time()
+        elif self._terminated_at is not None:
+            left = self._terminated_at + self._stop_grace_s - anyio.current_time()
             await proc.stop(max(0.0, left), terminated=True)
         else:
             await proc.stop(self._settings.grace_period_s)
@@ -326,7 +348,10 @@ class TrialRunner:
                 terminated = True
                 proc.signal_all(signal.SIGTERM)
                 self._terminated_at = now
-                kill_at = now + self._stop_request[2]
+                kill_at = now + self._stop_grace_s
+                if self._stop_is_kept(self._stop_request):
+                    await self._record_stop_sent(self._stop_request)
+                    now = anyio.current_time()
             if now >= kill_at:
                 kill_at = math.inf
                 proc.signal_all(signal.SIGKILL)
@@ -342,6 +367,30 @@ class TrialRunner:
                 finally:
                     self._wait_scope = None
             now = anyio.current_time()
+
+    def _stop_is_kept(self, stop: StopRequest) -> bool:
+        """Whether the log keeps ``stop`` as its SIGTERM goes out. Not an interruption (the
+        daemon's shutdown, a lost GPU): the trial runs again, by design. Nor the cancel of its
+        whole experiment, or of a failing one: that experiment's own event
+        (``experiment_cancel_requested``, ``experiment_failing``) has a restart cancel it."""
+        if stop.state is TrialState.INTERRUPTED:
+            return False
+        return stop.state is not TrialState.CANCELLED or not (
+            self.exp.cancelling or self.exp.failure)
+
+    async def _record_stop_sent(self, stop: StopRequest) -> None:
+        """Keep ``stop`` in the log (see :data:`STOP_SENT_EVENT`): a daemon killed during its
+        grace period concludes the trial by it at its restart, not run it again. Shielded:
+        once the SIGTERM is out, the decision is written whatever cancels the watch. A log
+        that refuses it changes nothing here: only a crash before the end is recorded would
+        then run the trial again, as it did before the log kept stops."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._store.add_event(
+                    STOP_SENT_EVENT, self.exp.id, self.trial.number, state=stop.state.value,
+                    reason=stop.reason, by_plugin=stop.by_plugin, attempt=self.trial.attempts)
+            except StoreError as exc:
+                log.error("trial_stop_not_recorded", trial=self.key, error=str(exc))
 
     async def _ingest(self, collector: ReportCollector) -> None:
         # Shielded: once the reader has consumed bytes, the reports must reach the log even if
@@ -404,8 +453,7 @@ class TrialRunner:
                 log.error("stopping_plugin_failed", trial=self.key,
                           plugin=type(stopper).__name__, error=repr(exc))
                 continue
-            if reason and self.request_stop(TrialState.STOPPED, reason):
-                self._stopped_by_plugin = True
+            if reason and self.request_stop(TrialState.STOPPED, reason, by_plugin=True):
                 return
 
     async def _conclude(self, code: int, collector: ReportCollector,
@@ -413,19 +461,11 @@ class TrialRunner:
         trial, metric = self.trial, self.exp.spec.metric
         objective = objective_of(trial.metric_values, self.exp.spec.objective, self.exp.spec.goal)
         fatal: str | None = None
-        if self._stop_request is not None and self._terminated_at is not None:
-            state, reason, _ = self._stop_request
-            if state is not TrialState.STOPPED:
-                objective = None
-            elif objective is None and self._stopped_by_plugin:
-                # Stopped by a stopping plugin or the stop: bound before it had a result (a
-                # misspelled metric reaching asha's max_t, NaN at every report): it failed, as
-                # it would have run to its end without one, and the failure rules see it (a
-                # first trial's failure still ends the experiment). A time_budget's stop is not
-                # the trial's doing: it stays stopped.
-                state = TrialState.FAILED
-                if "no finite" not in reason:  # a diverged trial's stop says so already
-                    reason = f"{reason}; it reported no finite '{metric}', so it has no result"
+        stop = self._stop_request
+        if stop is not None and self._terminated_at is not None:
+            # Stopped: the stop's outcome, whatever its exit (a restart concludes a trial
+            # whose stop was sent before a crash by the same rule: see restore.py).
+            state, reason, objective = stop_outcome(stop, trial.metric_values, self.exp.spec)
         elif code == 0 and objective is not None:
             state, reason = TrialState.COMPLETED, f"exited 0; {metric} = {objective:g}"
         elif code == 0:
@@ -440,11 +480,10 @@ class TrialRunner:
             # A crash: read only now, on the failure path, its stderr's last line says why.
             state, reason = TrialState.FAILED, describe_exit(code, self._last_stderr_line())
             objective = None
-            if self._stop_request is not None:
+            if stop is not None:
                 # It crashed as a stop was asked for (a cancel in the moment its leftovers were
                 # being stopped): the stop wins over a retry, with what happened in its reason.
-                state, asked, _ = self._stop_request
-                reason = f"{asked} (it had {reason})"
+                state, reason = stop.state, f"{stop.reason} (it had {reason})"
             elif trial.failures < self.exp.spec.max_retries_per_trial:
                 # A crash is retried (same params, same checkpoint folder); a trial that said
                 # it failed (FailedTrialError, a status line) or was stopped by us is not.
@@ -493,7 +532,8 @@ class TrialRunner:
         # The warnings of stop: keys never reported go in that commit too: a restart takes a
         # judged end in the log for its warnings' having been given, so a daemon killed
         # between the end and a later write of them never gave them.
-        warnings = self._stop_key_warnings(unreported) if unreported else ()
+        warnings = (stop_key_warnings(unreported, self.key, trial.last_report)
+                    if unreported else ())
         events = warnings if failing is None else (
             ("experiment_failing", {"reason": failing}), *warnings)
         try:
@@ -520,15 +560,6 @@ class TrialRunner:
                         warning=warned["reason"])
         self._release()
         await self._on_end(exp, trial, fatal, failing)
-
-    def _stop_key_warnings(self, keys: Sequence[str]) -> tuple[tuple[str, dict[str, Any]], ...]:
-        """The experiment's events that warn, once per key, that this trial ended without ever
-        reporting these ``stop:`` keys (nor did any trial before it); ``gpusched show EXP``
-        prints them. The trial's outcome stands: a bound is optional, and one that cannot be
-        reached only stops nothing."""
-        last = self.trial.last_report
-        return tuple((STOP_KEY_EVENT, {"key": key, "reason": unreported_stop_key_warning(
-            key, self.key, last)}) for key in keys)
 
     def _release(self) -> None:
         if not self._released:
