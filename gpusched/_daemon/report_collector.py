@@ -85,10 +85,21 @@ class ReportCollector:
         """The trial's last ``{"status": "failed"|"fatal", "reason": ...}`` line, if any."""
         return self._reports.status
 
-    def poll(self, final: bool = False) -> list[dict[str, Any]]:
-        """New reports since the last poll, with Ray Tune's auto-filled fields."""
+    def poll(self, final: bool = False, *, until: float | None = None,
+             untimed_at: float | None = None) -> list[dict[str, Any]]:
+        """New reports since the last poll, with Ray Tune's auto-filled fields.
+
+        ``until``: only the reports known to have been written by then are taken (those
+        after are read past, and dropped): by their own time (``_t``, hypertune's
+        ``timestamp``), else at ``untimed_at`` (the report file's last write: none of its
+        lines was written later; None: after ``until``). A restart takes a stopped trial's
+        reports so up to the end of its stop's grace period, when the live daemon would
+        have killed it."""
         now = time.time()
         new = self._reports.poll(final=final) + self._hypertune.poll(final=final)
+        if until is not None:
+            late = math.inf if untimed_at is None else untimed_at
+            new = [r for r in new if (late if r.time is None else r.time) <= until]
         metric = self._metric
         for report in new:
             value = report.values.get(metric)

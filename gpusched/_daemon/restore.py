@@ -224,6 +224,7 @@ class _Attempt(NamedTuple):
 
     status_from: int | None = None  # where its lines begin in the report file
     stop: StopRequest | None = None  # the stop it was sent, if it was
+    stop_until: float | None = None  # when that stop's grace period ended (wall time)
 
 
 async def _cut_off(store: Store, exp: ExperimentRun, trial: TrialRun, row: dict[str, Any],
@@ -240,8 +241,11 @@ async def _cut_off(store: Store, exp: ExperimentRun, trial: TrialRun, row: dict[
     # that the log never recorded, at a time and a place it does not know.
     running = state is TrialState.RUNNING
     started_at = row["started_at"] if running else None
-    recovered = await _read_what_is_left(store, exp, trial, files, started_at)
     attempt = await _last_attempt(store, exp.id, trial.number) if running else _Attempt()
+    # A stopped one's reports count up to the end of its stop's grace period only: the live
+    # daemon would have killed it then.
+    recovered = await _read_what_is_left(store, exp, trial, files, started_at,
+                                         until=attempt.stop_until)
     if attempt.stop is not None:
         # Whatever it did after (a status line, an exit 0), as for the daemon that sent it.
         return _concluded_by_its_stop(exp, trial, attempt.stop, pids, recovered)
@@ -296,10 +300,11 @@ async def _last_attempt(store: Store, exp_id: str, number: int) -> _Attempt:
     if not starts:
         return _Attempt()
     at = events[starts[-1]]["data"].get("status_from")
-    stops = (_kept_stop(e["data"]) for e in events[starts[-1] + 1:]
+    stops = ((_kept_stop(e["data"]), e["data"].get("until")) for e in events[starts[-1] + 1:]
              if e["kind"] == STOP_SENT_EVENT)
-    return _Attempt(at if type(at) is int else None,
-                    next((s for s in stops if s is not None), None))
+    stop, until = next(((s, u) for s, u in stops if s is not None), (None, None))
+    return _Attempt(at if type(at) is int else None, stop,
+                    float(until) if isinstance(until, int | float) else None)
 
 
 def _kept_stop(data: Mapping[str, Any]) -> StopRequest | None:
@@ -398,22 +403,35 @@ async def _end_decided(store: Store, exp_id: str) -> bool:
 
 async def _read_what_is_left(
     store: Store, exp: ExperimentRun, trial: TrialRun, files: TrialFiles,
-    started_at: float | None,
+    started_at: float | None, *, until: float | None = None,
 ) -> int:
     """Store the reports in the trial's files past what the log has; how many there were.
-    ``started_at``: when the attempt that wrote them started, if the log knows."""
+    ``started_at``: when the attempt that wrote them started, if the log knows. ``until``:
+    take only those known to have been written by then (the rest are read past): by their
+    own times, and a line without one by the report file's last write."""
     if trial.read_position is None or not (files.reports.exists() or files.hypertune.exists()):
         return 0
+    # Its last write, before the read: no line read below was written after it (the
+    # attempt's processes are gone by now).
+    untimed_at = _last_write(files.reports) if until is not None else None
     # Their time_total_s goes on from the stored reports', at their own times (_t), not at the
     # time of this restart.
     collector = ReportCollector(files, metric_tag=exp.spec.metric,
                                 first_iteration=trial.reports, resume_at=trial.read_position,
                                 last_report=trial.last_report, started_at=started_at,
                                 owner=exp.trial_owner)
-    new = collector.poll(final=True)
+    new = collector.poll(final=True, until=until, untimed_at=untimed_at)
     position = collector.position
     await store.add_encoded_reports(exp.id, trial.number, trial.reports, encode_reports(new),
                                     read_to=position)
     trial.read_position = position
     trial.take_reports(new, exp.spec.metric)
     return len(new)
+
+
+def _last_write(path: Path) -> float | None:
+    """When ``path`` was last written (None: it is not there, or not to be read)."""
+    try:
+        return path.lstat().st_mtime
+    except OSError:
+        return None

@@ -1020,6 +1020,10 @@ class Scheduler:
             exp.failure = str(failing["data"].get("reason") or "a failure rule fired")
         if cancel is not None and cancel["kind"] == "experiment_cancel_requested":
             exp.cancelling = True
+        # Its time_budget used up before the crash: its end (maybe made just below) says so.
+        spent = await self.store.last_event(exp.id, (*RUN_STARTS, "time_budget_used_up"))
+        if spent is not None and spent["kind"] == "time_budget_used_up":
+            exp.budget_spent = True
         if exp.requeued and (exp.failure or exp.cancelling):
             await self._drop_requeued(exp, self._ending_reason(exp))
         self.active[exp.id] = exp

@@ -383,12 +383,14 @@ class TrialRunner:
         grace period concludes the trial by it at its restart, not run it again. Shielded:
         once the SIGTERM is out, the decision is written whatever cancels the watch. A log
         that refuses it changes nothing here: only a crash before the end is recorded would
-        then run the trial again, as it did before the log kept stops."""
+        then run the trial again, as it did before the log kept stops. ``until``: when its
+        grace period ends (wall time): what it reports later, this daemon would never read."""
         with anyio.CancelScope(shield=True):
             try:
                 await self._store.add_event(
                     STOP_SENT_EVENT, self.exp.id, self.trial.number, state=stop.state.value,
-                    reason=stop.reason, by_plugin=stop.by_plugin, attempt=self.trial.attempts)
+                    reason=stop.reason, by_plugin=stop.by_plugin, attempt=self.trial.attempts,
+                    until=time.time() + self._stop_grace_s)
             except StoreError as exc:
                 log.error("trial_stop_not_recorded", trial=self.key, error=str(exc))
 

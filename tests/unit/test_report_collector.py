@@ -99,6 +99,25 @@ def test_without_a_last_report_time_starts_at_zero(tmp_path: Path) -> None:
     assert 5.0 <= report["time_total_s"] <= 5.0 + (after - before)
 
 
+@pytest.mark.parametrize("file_written", [T0 + 5, T0 + 20, None])
+def test_until_takes_only_the_reports_known_to_be_written_by_then(
+    tmp_path: Path, file_written: float | None,
+) -> None:
+    # A restart takes a stopped trial's reports up to the end of its stop's grace period
+    # (T0 + 10): by their own times, a line without one by the file's last write.
+    files = TrialFiles(tmp_path)
+    collector = ReportCollector(files, metric_tag="acc", resume_at=ReadPosition(0, None))
+    files.reports.write_text(
+        _lines({"acc": 1, "_t": T0 + 1}, {"acc": 2}, {"acc": 3, "_t": T0 + 11}))
+    files.hypertune.write_text(_lines(
+        {"acc": "4", "timestamp": T0 + 2, "global_step": "1"},
+        {"acc": "5", "timestamp": T0 + 12, "global_step": "2"}))
+    taken = collector.poll(final=True, until=T0 + 10, untimed_at=file_written)
+    untimed_in_time = file_written is not None and file_written <= T0 + 10
+    assert [r["acc"] for r in taken] == ([1, 2, 4] if untimed_in_time else [1, 4])
+    assert collector.poll(final=True) == []  # read past, not left for later
+
+
 def test_the_collector_survives_whatever_the_trial_writes(tmp_path: Path) -> None:
     files = TrialFiles(tmp_path)
     collector = ReportCollector(files, metric_tag="acc", resume_at=ReadPosition(0, None))
