@@ -101,8 +101,14 @@ class Client:
             sock.connect(path)
         except TimeoutError:
             raise  # a daemon too busy to accept: "no answer in time"
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
+        except FileNotFoundError as exc:
             raise NoDaemonError(path, exc.strerror or "") from None
+        except ConnectionRefusedError:
+            # A socket file with nobody behind it: a dead daemon's, or one a restarted daemon
+            # takes over once it has recovered its trials (a second daemon is refused).
+            raise NoDaemonError(path, "nothing listens on it: a daemon that died left it, or"
+                                " one is starting and answers once it has recovered its"
+                                " trials") from None
         except PermissionError:
             raise NoDaemonError(path, "permission denied") from None
         except NotADirectoryError:

@@ -13,6 +13,7 @@ import functools
 import gc
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.nvml import NvmlBackend
 from gpusched._daemon.scheduler import Scheduler
 from gpusched._daemon.sdnotify import Notifier
-from gpusched._daemon.server import Server
+from gpusched._daemon.server import Server, prepare_socket_path
+from gpusched._daemon.state_lock import holding_state_dir
 from gpusched._daemon.store import open_store
 from gpusched.config import DaemonSettings
 from gpusched.errors import ConfigError
@@ -133,28 +135,43 @@ async def run_daemon(
     notifier = Notifier()
     activated = take_activated_socket()  # before anything copies the environment
     _make_state_dir(state_dir)
+    # Both before the trial log is read: a restart's recovery stops every process of the log's
+    # unfinished trials, which, under a daemon that still runs, are its live trials.
     try:
-        async with open_store(state_dir / "trials.db") as store:
-            scheduler = Scheduler(store=store, backend=backend, settings=settings,
-                                  state_dir=state_dir)
-            server = Server(scheduler)
-            async with anyio.create_task_group() as tg:
-
-                async def scheduler_then_stop(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-                    await scheduler.run(task_status=task_status)
-                    tg.cancel_scope.cancel()  # every trial is recorded: stop serving, exit
-
-                await tg.start(scheduler_then_stop)
-                tg.start_soon(_watch_signals, scheduler, tg.cancel_scope, notifier)
-                await tg.start(functools.partial(server.serve, socket_path, mode=socket_mode,
-                                                 activated=activated))
-                log.info("daemon_ready", pid=os.getpid(), socket=str(socket_path),
-                         state_dir=str(state_dir), backend=backend.kind,
-                         gpus=len(scheduler.devices.slots))
-                notifier.ready(scheduler.status_line())
-                tg.start_soon(store.keep_checkpointing)
-                tg.start_soon(_preload_plugins)
-                tg.start_soon(_keep_notifying, notifier, scheduler)
+        with holding_state_dir(state_dir, socket_path):
+            if activated is None:  # systemd's socket is ours; a path may have a daemon on it
+                prepare_socket_path(socket_path, remove_stale=False)
+            await _serve(socket_path=socket_path, state_dir=state_dir, settings=settings,
+                         backend=backend, socket_mode=socket_mode, activated=activated,
+                         notifier=notifier)
     finally:
         backend.close()
     log.info("daemon_stopped")
+
+
+async def _serve(
+    *, socket_path: Path, state_dir: Path, settings: DaemonSettings, backend: GpuBackend,
+    socket_mode: int, activated: socket.socket | None, notifier: Notifier,
+) -> None:
+    """Recover, then schedule and serve until told to stop (run_daemon holds the folder)."""
+    async with open_store(state_dir / "trials.db") as store:
+        scheduler = Scheduler(store=store, backend=backend, settings=settings,
+                              state_dir=state_dir)
+        server = Server(scheduler)
+        async with anyio.create_task_group() as tg:
+
+            async def scheduler_then_stop(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+                await scheduler.run(task_status=task_status)
+                tg.cancel_scope.cancel()  # every trial is recorded: stop serving, exit
+
+            await tg.start(scheduler_then_stop)
+            tg.start_soon(_watch_signals, scheduler, tg.cancel_scope, notifier)
+            await tg.start(functools.partial(server.serve, socket_path, mode=socket_mode,
+                                             activated=activated))
+            log.info("daemon_ready", pid=os.getpid(), socket=str(socket_path),
+                     state_dir=str(state_dir), backend=backend.kind,
+                     gpus=len(scheduler.devices.slots))
+            notifier.ready(scheduler.status_line())
+            tg.start_soon(store.keep_checkpointing)
+            tg.start_soon(_preload_plugins)
+            tg.start_soon(_keep_notifying, notifier, scheduler)

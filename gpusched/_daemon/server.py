@@ -61,8 +61,10 @@ MAX_TRIAL_NUMBER_DIGITS = 18  # a trial number fits SQLite's 64-bit INTEGER
 Handler = Callable[[dict[str, Any], int | None], Awaitable[Any]]
 
 
-def prepare_socket_path(path: Path) -> None:
+def prepare_socket_path(path: Path, *, remove_stale: bool = True) -> None:
     """Make the socket's folder; remove a stale socket file, refuse a live one.
+    ``remove_stale`` False: only refuse a live one (the daemon's first check, before it
+    recovers its trials: until it listens, a client sees the stale socket refuse, not none).
 
     The per-user socket's folders are made 0700 and refused when another user owns them or
     may write them (:func:`~gpusched.paths.check_private_folder`). Only a socket is ever
@@ -115,6 +117,8 @@ def prepare_socket_path(path: Path) -> None:
                           " --socket")
     finally:
         probe.close()
+    if not remove_stale:
+        return
     try:
         path.unlink(missing_ok=True)
     except OSError as exc:

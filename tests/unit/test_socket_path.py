@@ -51,6 +51,20 @@ def test_a_stale_socket_is_removed(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+def test_the_first_check_leaves_a_stale_socket_for_clients_to_be_refused_by(
+    tmp_path: Path,
+) -> None:
+    # The daemon's check before it recovers its trials: until it listens, a client is refused
+    # by the stale socket ("a daemon may be starting"), not told that there is none.
+    path = tmp_path / "gpusched.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(str(path))
+    prepare_socket_path(path, remove_stale=False)
+    assert stat.S_ISSOCK(path.lstat().st_mode)
+    prepare_socket_path(path)
+    assert not path.exists()
+
+
 def test_a_live_socket_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "gpusched.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
