@@ -9,11 +9,12 @@ one core. Standalone::
     python train.py --learning_rate 0.01 --optimizer adam
 
 Under gpusched each hyperparameter arrives as ``--NAME=VALUE`` and each epoch is reported
-with ``trial.report``. SIGTERM ends the process at once (Python's default), which is all a
-trial needs to honour. Under gpusched it also saves its state after each epoch in the trial's
-checkpoint folder and goes on from there when it finds one: a retried or requeued trial loses
-no epoch, and a configuration that ``hyperband`` promotes to a larger ``--epochs`` trains only
-the epochs it has not done yet (see hyperband.yaml).
+with ``trial.report``. SIGTERM ends the process at once, killed by the signal (Python's
+default: a run cut short never exits 0), which is all a trial needs to honour. Under gpusched
+it also saves its state after each epoch in the trial's checkpoint folder and goes on from
+there when it finds one: a retried or requeued trial loses no finished epoch, and a
+configuration that ``hyperband`` promotes to a larger ``--epochs`` trains only the epochs it
+has not done yet (see hyperband.yaml).
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ Standalone it prints its reports, starts from scratch and writes no file. Under 
 SIGTERM, between two batches; it resumes from there, mid-epoch included, so a stopped and
 resumed trial reports exactly what an undisturbed one would (on the CPU; a GPU's kernels may
 differ in the last bits). A configuration that ``hyperband`` promotes to a larger ``--epochs``
-trains only the epochs it has not done (see hyperband.yaml).
+trains only the epochs it has not done (see hyperband.yaml). Stopped by SIGTERM, it saves,
+then dies of that SIGTERM, as if it had no handler: a run cut short never looks finished.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from gpusched import trial
 
@@ -55,6 +56,7 @@ class SigtermFlag:
     daemon's shutdown) with SIGTERM to every process of the trial, then SIGKILL after
     ``grace_period_s`` (10 s by default): the time to save. Python's default would end the
     process at once; raising from the handler could interrupt a checkpoint half written.
+    Once saved, :func:`main` ends the process by the signal all the same (:func:`_die_of`).
 
     A ``DataLoader`` with ``num_workers > 0`` needs one line more: its workers get the
     SIGTERM too, and their deaths raise ``RuntimeError: DataLoader worker (pid(s) ...) exited
@@ -280,8 +282,29 @@ def _report(epoch: int, metrics: dict[str, Any]) -> None:
     trial.report(step=epoch, **metrics)
 
 
+def _die_of(signum: signal.Signals) -> NoReturn:
+    """End the process by ``signum``, its handler set back to the default, once the
+    checkpoint is saved: the parent sees what a trainer without a handler would show.
+
+    Not ``exit(0)``: after a SIGTERM gpusched did not send (a ``kill``, ``docker stop``,
+    systemd stopping a unit) gpusched would record the run cut short as ``completed``, with a
+    result. Not ``exit(128 + signum)`` either: a shell shows both as 143, but gpusched would
+    say ``exited with code 143`` where this reads ``killed by signal SIGTERM`` (a crash, run
+    again from the checkpoint under ``max_retries_per_trial``). A stop gpusched sent (early
+    stopping, a cancel, its shutdown) ends as that stop says, whatever the exit.
+    """
+    sys.stdout.flush()  # a signal's death flushes nothing
+    sys.stderr.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)  # to this thread: delivered before raise_signal returns
+    # Reached only if the signal is blocked (a mask inherited from the parent): the same
+    # status as a shell reports for that death.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run standalone or as a gpusched trial."""
+    """Run standalone or as a gpusched trial: exit 0 once trained, die of the SIGTERM that
+    stopped it (after saving its checkpoint) otherwise."""
     args = parse_args(argv)  # --help ends here, before torch is imported
     stop = SigtermFlag()
     signal.signal(signal.SIGTERM, stop)  # before torch's import: no SIGTERM goes unheard
@@ -289,12 +312,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     checkpoint = (trial.checkpoint_dir() / CHECKPOINT_NAME
                   if os.environ.get("GPUSCHED_CHECKPOINT_DIR") else None)
     try:
-        train(args, _report, checkpoint, stop)
+        finished = train(args, _report, checkpoint, stop)
     except FloatingPointError as exc:
         # Retrying the same hyperparameters would diverge again: fail without retry.
         trial.fail(f"{exc} (learning rate {args.learning_rate} too high?)")
-    # Stopped or finished, exit 0. Under gpusched a trial it stopped ends as the stop says
-    # (stopped, cancelled, interrupted and run again), whatever its exit status.
+    if not finished:
+        # Stopped: under gpusched a trial it stopped ends as the stop says (stopped,
+        # cancelled, interrupted and run again) whatever the exit; any other SIGTERM is a
+        # crash, not a completed trial.
+        _die_of(signal.SIGTERM)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """The PyTorch example (examples/digits/train_torch.py, torch.yaml) learns, checkpoints, saves
-and exits 0 on SIGTERM, resumes exactly, and its experiment file matches its flags.
+on SIGTERM and then dies of it, resumes exactly, and its experiment file matches its flags.
 
 torch is an optional extra: the tests that train skip without it; the one that checks the
 experiment file against the trainer's flags needs no torch and always runs.
@@ -22,6 +22,7 @@ import pytest
 
 from gpusched._daemon.launcher import trial_command
 from gpusched._daemon.reports import ReportFileReader
+from gpusched._daemon.trial_runner import describe_exit
 from gpusched.plugins import make_search_plugin, make_stopping_plugin
 from gpusched.spec import load_experiment_file
 
@@ -48,10 +49,11 @@ def _start(flags: list[str], **env: str) -> subprocess.Popen[str]:
     )
 
 
-def _finish(proc: subprocess.Popen[str], timeout: float = 120) -> str:
-    """Its stderr, once it exited 0 (``timeout``: a guard against a hang, not a limit)."""
+def _finish(proc: subprocess.Popen[str], timeout: float = 120, *, returncode: int = 0) -> str:
+    """Its stderr, once it ended with ``returncode`` (negative: killed by that signal;
+    ``timeout``: a guard against a hang, not a limit)."""
     _, err = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, err
+    assert proc.returncode == returncode, err
     return err
 
 
@@ -150,7 +152,7 @@ def test_standalone_run_prints_its_progress_and_leaves_no_file() -> None:
 
 
 @needs_torch
-def test_sigterm_saves_a_checkpoint_exits_0_and_the_next_run_goes_on_exactly(
+def test_sigterm_saves_a_checkpoint_then_kills_and_the_next_run_goes_on_exactly(
     tmp_path: Path
 ) -> None:
     # Small batches: an epoch has 375 of them, so the SIGTERM most likely lands mid-epoch.
@@ -165,14 +167,19 @@ def test_sigterm_saves_a_checkpoint_exits_0_and_the_next_run_goes_on_exactly(
             assert time.monotonic() < deadline, "no report within 60 s"
             time.sleep(0.01)
         proc.send_signal(signal.SIGTERM)
-        # 10 s: gpusched's default grace period, after which it would SIGKILL.
-        err = _finish(proc, timeout=10)
+        # 10 s: gpusched's default grace period, after which it would SIGKILL. Killed by the
+        # SIGTERM, not exit 0: a SIGTERM gpusched did not send must not make a run cut short
+        # a completed trial.
+        err = _finish(proc, timeout=10, returncode=-signal.SIGTERM)
     finally:
         if proc.poll() is None:  # a failed test leaves no trainer running
             proc.kill()
             proc.communicate()
     said = re.findall(r"SIGTERM (after epoch (\d+) and \d+ samples of the next): saved", err)
     assert len(said) == 1, err
+    # Its last line: what the reason of a crash ends with, "killed by signal SIGTERM: ...".
+    assert err.endswith(f"saved to {checkpoints / CHECKPOINT}\n")
+    assert describe_exit(proc.returncode) == "killed by signal SIGTERM"  # gpusched's reason
     assert os.listdir(checkpoints) == [CHECKPOINT]  # saved, no temporary file left
     stopped = _reports(report)
     assert int(said[0][1]) == stopped[-1]["step"]  # every epoch it saved, it reported
