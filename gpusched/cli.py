@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -197,8 +198,50 @@ def cmd_logs(args: argparse.Namespace) -> int:
         time.sleep(0.5)
         offset = _copy_new(path, offset, what)
         info = client.trial_files(args.trial)
-    _copy_new(path, offset, what)
+    offset = _copy_new(path, offset, what)
+    if offset == 0 and (hint := _other_stream_hint(info, stream, args.trial)):
+        # Nothing printed: a trainer that logs to stderr alone (as PyTorch's examples do)
+        # would seem to have said nothing at all.
+        print(hint, file=sys.stderr)
     return 0
+
+
+# Past this size the other stream's lines are not counted (that would read all of it): its
+# size is said instead.
+_COUNTED_BYTES = 64 << 20
+
+
+def _other_stream_hint(info: dict[str, Any], stream: str, trial: str) -> str | None:
+    """``(stdout of e1/5 is empty; its stderr has 12 lines: gpusched logs e1/5 --stderr)``:
+    what to run when the trial wrote nothing to ``stream`` but something to the other one;
+    None when the other one is empty too, or is no regular file that can be read (its own
+    `logs` says why). ``info``: the daemon's `trial_files` answer, which names both."""
+    other = "stdout" if stream == "stderr" else "stderr"
+    try:
+        # Non-blocking: a FIFO put in the trial's folder must not hang a hint.
+        fd = os.open(info[other], os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+                return None
+            amount = (_line_count(fh) if st.st_size <= _COUNTED_BYTES
+                      else f"{st.st_size / (1 << 20):.0f} MiB")
+    except OSError:
+        return None
+    trial = info.get("id") or trial
+    command = f"gpusched logs {trial}" + (" --stderr" if other == "stderr" else "")
+    return render.printable(f"({stream} of {trial} is empty; its {other} has {amount}:"
+                            f" {command})")
+
+
+def _line_count(fh: Any) -> str:
+    """``1 line``, ``12 lines``: the lines of the open file ``fh``, a last one without its
+    newline counted too."""
+    count, last = 0, b"\n"
+    while chunk := fh.read(1 << 20):
+        count, last = count + chunk.count(b"\n"), chunk[-1:]
+    count += last != b"\n"
+    return f"{count} line{'' if count == 1 else 's'}"
 
 
 WAIT_TIMED_OUT = 124  # as timeout(1) exits

@@ -166,14 +166,32 @@ def key_values(pairs: Sequence[tuple[str, Any]]) -> str:
 
 
 def events_lines(events: Sequence[dict[str, Any]]) -> str:
-    """`gpusched show`'s event log: time, trial, kind, and the reason when there is one."""
+    """`gpusched show`'s event log: time, trial, kind, and the reason when there is one; for
+    an end a restart recorded, what its recovery did (:func:`_recovery_note`)."""
     lines = []
     for e in events:
         who = "" if e.get("trial") is None else f"{e['experiment_id']}/{e['trial']}"
         data = e.get("data") or {}
         said = data.get("reason") or data.get("state") or ""
+        if note := _recovery_note(data):
+            said = f"{said} {note}" if said else note
         lines.append(printable(f"  {fmt_time(e['t'])}  {who:<8} {e['kind']}  {said}".rstrip()))
     return "\n".join(["events:", *lines]) if lines else "events: -"
+
+
+def _recovery_note(data: Mapping[str, Any]) -> str:
+    """What a restart did for a trial it found cut off by a crash, as its event's data has it
+    (``trial_interrupted``, or the ``trial_ended`` of an attempt it concluded):
+    ``(stopped pids 21670, 21671; 151 reports recovered)``, leaving out what it did not do;
+    ``""`` for any other event (none has these fields) and for a restart that did neither."""
+    parts = []
+    pids = [p for p in data.get("stopped_pids") or () if isinstance(p, int)]
+    if pids:
+        parts.append(f"stopped pid{'s' if len(pids) > 1 else ''} {', '.join(map(str, pids))}")
+    recovered = data.get("reports_recovered")
+    if isinstance(recovered, int) and not isinstance(recovered, bool) and recovered > 0:
+        parts.append(f"{recovered} report{'s' if recovered > 1 else ''} recovered")
+    return f"({'; '.join(parts)})" if parts else ""
 
 
 def spec_lines(spec: Mapping[str, Any]) -> str:

@@ -52,6 +52,10 @@ PLAN_STEPS = 1000
 # store's WARNING_EVENTS, which `gpusched show EXP` lists however old they are).
 STOP_KEY_EVENT = "stop_key_never_reported"
 _SHOWN_KEYS = 8  # the keys a message lists of a report (then "...")
+# The most characters of a failed trial's reason that an experiment's failure repeats: a
+# reason with its report's keys and a guess (~150) fits whole; `gpusched ls EXP` has it all.
+_FAILED_REASON_CHARS = 240
+_CUT = " ... "
 
 
 def stopped_at_bound(state: TrialState, reason: str | None) -> bool:
@@ -679,29 +683,44 @@ class ExperimentRun:
             t.state in TERMINAL_TRIAL_STATES for t in reversed(self.trials.values())
         )
 
-    def failing_after(self, trial: TrialRun, fatal: str | None) -> str | None:
+    def failing_after(self, trial: TrialRun, fatal: str | None,
+                      reason: str | None = None) -> str | None:
         """The reason the experiment now fails, once ``trial`` has ended: the failure rule's,
         for a failed trial of an experiment neither failing already nor being cancelled (a
-        cancelled one ends `cancelled`, whatever its trials did as they stopped)."""
+        cancelled one ends `cancelled`, whatever its trials did as they stopped). ``reason``:
+        the trial's own (how it failed), which the rule's names (:meth:`failure_rule`)."""
         if trial.state is not TrialState.FAILED or self.failure is not None or self.cancelling:
             return None
-        return self.failure_rule(trial, fatal)
+        return self.failure_rule(trial, fatal, reason)
 
-    def failure_rule(self, trial: TrialRun, fatal: str | None) -> str | None:
-        """The reason the experiment fails after ``trial`` failed, or None (SPEC section 5)."""
+    def failure_rule(self, trial: TrialRun, fatal: str | None,
+                     reason: str | None = None) -> str | None:
+        """The reason the experiment fails after ``trial`` failed, or None (SPEC section 5).
+
+        It names that trial and, given its ``reason``, how it failed (shortened: see
+        :func:`_shortened_reason`), so that `gpusched wait` says what to fix without a
+        look at the trials: ``the first trial, e8/0, failed: exited 0 without reporting
+        'val_acc' ...; set max_failed_trials ...``, ``3 trials failed in a row (...); the
+        last, e8/5: exited with code 1``.
+        """
         spec = self.spec
         ordered = sorted((t for t in self.trials.values() if t.state in TERMINAL_TRIAL_STATES),
                          key=lambda t: t.number)
         failed = [t for t in ordered if t.state is TrialState.FAILED]
-        if fatal is not None:
-            return f"trial {self.id}/{trial.number} raised a fatal error: {fatal}"
+        key = f"{self.id}/{trial.number}"
+        said = "" if not reason else f": {_shortened_reason(reason)}"
+        if fatal is not None:  # what it raised says why: its reason adds only the exit
+            return f"trial {key} raised a fatal error: {fatal}"
         if spec.fail_fast:
-            return f"trial {self.id}/{trial.number} failed and fail_fast is set"
+            return (f"trial {key} failed{said}; fail_fast is set" if said
+                    else f"trial {key} failed and fail_fast is set")
         if spec.max_failed_trials is None and trial.number == 0:
-            return ("the first trial failed (set max_failed_trials to go on after failures,"
-                    " as AI Platform does)")
+            return (f"the first trial, {key}, failed{said}; set max_failed_trials to go on after"
+                    " failures, as AI Platform does")
+        last = "" if not said else f"; the last, {key}{said}"
         if spec.max_failed_trials is not None and len(failed) >= spec.max_failed_trials:
-            return f"{len(failed)} trials failed (max_failed_trials: {spec.max_failed_trials})"
+            return (f"{len(failed)} trials failed (max_failed_trials: {spec.max_failed_trials})"
+                    f"{last}")
         streak = 0
         for t in reversed(ordered):
             if t.state is not TrialState.FAILED:
@@ -709,5 +728,16 @@ class ExperimentRun:
             streak += 1
         if streak >= spec.max_consecutive_failed_trials:
             return (f"{streak} trials failed in a row (max_consecutive_failed_trials:"
-                    f" {spec.max_consecutive_failed_trials})")
+                    f" {spec.max_consecutive_failed_trials}){last}")
         return None
+
+
+def _shortened_reason(reason: str, limit: int = _FAILED_REASON_CHARS) -> str:
+    """A failed trial's ``reason`` as an experiment's failure names it: as it is, or, past
+    ``limit`` characters (a trainer's long status line), its beginning and end around
+    `` ... ``: the beginning says what happened, the end often how it exited or what to try
+    (``(exited with code 1)``, ``(did you mean 'val_accuracy'?)``)."""
+    if len(reason) <= limit:
+        return reason
+    tail = limit // 3
+    return f"{reason[:limit - tail - len(_CUT)]}{_CUT}{reason[-tail:]}"

@@ -373,7 +373,7 @@ async def _record_endings(store: Store, exp: ExperimentRun, endings: list[_Endin
     for ending in endings:
         trial = ending.trial
         key = f"{exp.id}/{trial.number}"
-        failing = None if decided else exp.failing_after(trial, ending.fatal)
+        failing = None if decided else exp.failing_after(trial, ending.fatal, ending.reason)
         # The scheduler takes the decision up from its event, as one made before the crash.
         decided = decided or failing is not None
         unreported = exp.unreported_stop_keys(trial)

@@ -528,7 +528,7 @@ class TrialRunner:
         # daemon killed between two commits restarted with the failed trial and no decision,
         # and went on (a restart does not judge the rules again). Set before the write, so
         # that a trial ending meanwhile does not decide it a second time.
-        failing = exp.failing_after(trial, fatal)
+        failing = exp.failing_after(trial, fatal, reason)
         if failing is not None:
             exp.failure = failing
         # The warnings of stop: keys never reported go in that commit too: a restart takes a

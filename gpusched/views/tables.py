@@ -95,16 +95,23 @@ def _header(column: str, metric: str, trials: bool) -> str:
 
 
 def _trials_cell(row: Mapping[str, Any]) -> str:
-    """An experiment's trials in a few words: ``2 running, 1 queued, 4 done, 1 failed / 30``;
-    without ``/ N`` when its file sets no ``max_trials``: the search's default decides how
-    many run, a number the view does not hold."""
+    """An experiment's trials in a few words: ``2 running, 1 queued, 4 done, 1 failed / 30``
+    (done: completed or stopped), with ``, 3 cancelled`` when some were; without ``/ N`` when
+    its file sets no ``max_trials``: the search's default decides how many run, a number the
+    view does not hold.
+
+    Queued: what its wait reason counts, the trials waiting to run again (interrupted ones,
+    retries) and those still to be suggested; an interrupted trial is not counted apart, as it
+    is among them (or, in an experiment that is ending, about to be cancelled)."""
     t = row["trials"]
     done = t["completed"] + t["stopped"]
     waiting = (row.get("waiting") or {}).get("trials", 0)
     queued = f", {waiting} queued" if waiting else ""
+    # Else a cancelled experiment's counts add up to less than it ran, with no word of why.
+    cancelled = f", {t['cancelled']} cancelled" if t.get("cancelled") else ""
     cap = row.get("max_trials")
     of = f" / {cap}" if cap is not None else ""
-    return f"{t['running']} running{queued}, {done} done, {t['failed']} failed{of}"
+    return f"{t['running']} running{queued}, {done} done, {t['failed']} failed{cancelled}{of}"
 
 
 def _experiment_cell(column: str, row: Mapping[str, Any]) -> Any:

@@ -58,12 +58,15 @@ def test_each_failure_rule_ends_the_experiment_and_show_says_why(tmp_path: Path)
         assert states(d, fast) == [("completed", 1)] * 2 + [("failed", 1)]
         assert states(d, first) == [("failed", 1)]
         assert states(d, later) == [("completed", 1), ("failed", 1), ("completed", 1)]
+        # Each names the trial that failed last, and how it failed (its own reason).
+        crashed = "exited with code 3"
         expected = {
-            streak: "3 trials failed in a row (max_consecutive_failed_trials: 3)",
-            total: "2 trials failed (max_failed_trials: 2)",
-            fast: f"trial {fast}/2 failed and fail_fast is set",
-            first: "the first trial failed (set max_failed_trials to go on after failures,"
-                   " as AI Platform does)",
+            streak: "3 trials failed in a row (max_consecutive_failed_trials: 3); the last,"
+                    f" {streak}/3: {crashed}",
+            total: f"2 trials failed (max_failed_trials: 2); the last, {total}/3: {crashed}",
+            fast: f"trial {fast}/2 failed: {crashed}; fail_fast is set",
+            first: f"the first trial, {first}/0, failed: {crashed}; set max_failed_trials to go"
+                   " on after failures, as AI Platform does",
         }
         for exp, reason in expected.items():
             assert ends[exp]["state"] == "failed" and ends[exp]["reason"] == reason
@@ -261,10 +264,12 @@ def test_a_trial_stopped_early_without_a_result_failed(tmp_path: Path) -> None:
                   "        time.sleep(0.02)\n",
         max_trials=3, max_parallel_trials=1, early_stopping={"policy": "asha", "max_t": 3})
     assert view["state"] == "failed", view
-    assert view["reason"].startswith("the first trial failed"), view
     assert trials[0]["state"] == "failed"
     assert trials[0]["reason"] == ("asha: reached max_t 3; it reported no finite 'score', so it"
                                    " has no result")
+    assert view["reason"] == (f"the first trial, {trials[0]['id']}, failed: {trials[0]['reason']};"
+                              " set max_failed_trials to go on after failures, as AI Platform"
+                              " does"), view
 
 
 def test_a_misspelled_metric_is_plain_in_the_trials_reason(tmp_path: Path) -> None:

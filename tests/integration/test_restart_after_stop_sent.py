@@ -146,8 +146,8 @@ def test_a_trial_timeout_sent_before_a_crash_fails_the_trial_and_the_rules_judge
     assert trial["attempts"] == 1 and _runs(trial_dir) == 1, trial  # not retried either
     assert kinds.count("trial_started") == 1 and "trial_interrupted" not in kinds, kinds
     assert (view["state"], view["reason"]) == ("failed", (
-        "the first trial failed (set max_failed_trials to go on after failures, as AI"
-        " Platform does)")), view
+        f"the first trial, {exp}/0, failed: trial_timeout of 1s exceeded; set max_failed_trials"
+        " to go on after failures, as AI Platform does")), view
 
 
 def test_a_cancel_of_one_trial_sent_before_a_crash_is_kept(tmp_path: Path, gate: Path) -> None:

@@ -76,7 +76,8 @@ def test_outcomes_and_their_reasons(tmp_path: Path) -> None:
             (trial,) = d.client.trials(exp)
             assert trial["state"] == "failed"
             assert reason in trial["reason"]
-            assert view["state"] == "failed" and "first trial failed" in view["reason"]
+            assert view["state"] == "failed"
+            assert view["reason"].startswith(f"the first trial, {exp}/0, failed: {reason}")
         (crashed,) = d.client.trials(crash)
         assert crashed["exit_code"] == 3
 
@@ -446,7 +447,9 @@ def test_a_failed_experiment_with_nothing_left_to_run_is_not_resumed_into_a_succ
         refused = d.cli("resume", exp)
         after = d.cli("wait", exp)
         events = [e["kind"] for e in d.client.show(exp)["events"]]
-    assert first.returncode == 1 and "the first trial failed" in first.stdout, first
+    assert first.returncode == 1, first
+    assert first.stdout.startswith(f"{exp} failed: the first trial, {exp}/0, failed: exited with"
+                                   " code 1; set max_failed_trials"), first
     assert refused.returncode == 1, refused
     assert refused.stderr.startswith(f"gpusched: {exp} has nothing left to run: all of its"
                                      " max_trials (1) have run and no trial was cut short, so it"

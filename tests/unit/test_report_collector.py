@@ -391,7 +391,7 @@ async def test_the_first_trials_failure_at_the_restart_is_judged_by_the_rules(
     exp, _, events = await _restored_with(tmp_path, number=0, max_failed_trials=None)
     assert exp.trials[0].state is TrialState.FAILED
     [failing] = [e for e in events if e["kind"] == "experiment_failing"]
-    assert failing["data"]["reason"].startswith("the first trial failed")
+    assert failing["data"]["reason"].startswith(f"the first trial, {exp.id}/0, failed")
 
 
 async def test_a_decision_made_before_the_crash_is_not_made_again(tmp_path: Path) -> None:

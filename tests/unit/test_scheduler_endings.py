@@ -483,8 +483,9 @@ async def test_a_failure_rule_stops_the_running_trials_and_puts_its_decision_in_
         first.state = TrialState.FAILED
         await scheduler._trial_ended(exp, first, None)
         event = await store.last_event("e1", ("experiment_failing",))
-    reason = "the first trial failed (set max_failed_trials to go on after failures, as AI" \
-             " Platform does)"
+    # A direct call: the runner's reason for the trial is not there to be named.
+    reason = "the first trial, e1/0, failed; set max_failed_trials to go on after failures, as" \
+             " AI Platform does"
     assert other.stops == [(TrialState.CANCELLED, f"experiment failed: {reason}")]
     assert exp.failure == reason and second.number == 1
     if log_refuses:
@@ -724,7 +725,7 @@ async def test_a_failure_rules_decision_is_written_with_the_trials_end(
         events = [(e["kind"], e["trial"]) for e in await store.events("e1")]
     assert trial.state is TrialState.FAILED
     assert decided == [exp.failure] and exp.failure is not None
-    assert exp.failure.startswith("the first trial failed")
+    assert exp.failure.startswith("the first trial, e1/0, failed")
     assert events[-2:] == [("trial_ended", 0), ("experiment_failing", None)]
 
 

@@ -139,7 +139,8 @@ async def test_a_plugin_s_stop_without_a_result_fails_and_the_rules_judge_it_onc
         row = await store.trial("e1", 0)
         failing = await store.last_event("e1", ["experiment_failing"])
     assert row is not None and (row["state"], row["reason"]) == ("failed", BOUND + NO_RESULT)
-    assert failing is not None and failing["data"]["reason"].startswith("the first trial failed")
+    assert failing is not None and failing["data"]["reason"].startswith(
+        "the first trial, e1/0, failed")
 
 
 async def test_a_decision_made_before_the_crash_stands(tmp_path: Path) -> None:
