@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from gpusched._daemon.experiment import TrialRun
 from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.reports import (
     AutoFill,
@@ -16,9 +17,52 @@ from gpusched._daemon.reports import (
 )
 from gpusched._daemon.store import ReadPosition
 
-__all__ = ["ReportCollector"]
+__all__ = ["ReportCollector", "count_start"]
 
 _MAX_METRIC_PROBLEMS = 3  # of a trial's metric values that cannot be results, said at most
+
+
+def count_start(trial: TrialRun, trials: Mapping[int, TrialRun]
+                ) -> tuple[int, Mapping[str, Any]]:
+    """Where the auto-filled fields of ``trial``'s next reports go on from: the
+    ``training_iteration`` before them and the report whose ``time_total_s`` they add to
+    (``first_iteration`` and ``last_report`` of its :class:`ReportCollector`).
+
+    A trial counts on from its own reports (a retry, a resume: see :class:`ReportCollector`).
+    One that continues another (``continues``: hyperband's promotion) goes on with that one's
+    curve, as Ray Tune's HyperBand, which pauses and resumes the same trial, counts: its
+    ``training_iteration`` after the last of the trial it continues, its ``time_total_s`` on
+    from that one's. A predecessor that reported nothing is skipped for the one before it; with
+    none that reported, it counts from 0 as a fresh trial does. Its own ``reports`` count
+    stays its own. ``trials``: its experiment's, by number.
+    """
+    if trial.continues is None:  # nearly every trial: nothing to look up
+        return trial.reports, trial.last_report
+    before = _last_reported(trial.continues, trials, seen={trial.number})
+    if before is None:
+        return trial.reports, trial.last_report
+    iteration = before.last_report.get("training_iteration")
+    # The log's reports always have it; a count of reports stands in for one edited away.
+    offset = iteration if type(iteration) is int and iteration >= 0 else before.reports
+    if trial.reports:  # a retry, a resume, a restart: its own last report has the time
+        return offset + trial.reports, trial.last_report
+    return offset, before.last_report
+
+
+def _last_reported(number: int | None, trials: Mapping[int, TrialRun], *, seen: set[int]
+                   ) -> TrialRun | None:
+    """The nearest trial of a chain of continued trials, from ``number`` back, that has
+    reported; None when none has (``seen``: those of the chain already looked at, so that a
+    log edited into a cycle ends)."""
+    while number is not None and number not in seen:
+        trial = trials.get(number)
+        if trial is None:
+            return None
+        if trial.reports:
+            return trial
+        seen.add(number)
+        number = trial.continues
+    return None
 
 
 class ReportCollector:
@@ -26,7 +70,7 @@ class ReportCollector:
 
     A retried or resumed trial keeps its folder: what an earlier attempt wrote was stored
     then, so this attempt starts past it (``training_iteration`` and ``time_total_s`` keep
-    counting).
+    counting; where from: :func:`count_start`).
     """
 
     def __init__(

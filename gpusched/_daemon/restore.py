@@ -27,7 +27,7 @@ from gpusched._daemon.experiment import (
     stopped_at_bound,
 )
 from gpusched._daemon.launcher import TrialFiles
-from gpusched._daemon.report_collector import ReportCollector
+from gpusched._daemon.report_collector import ReportCollector, count_start
 from gpusched._daemon.reports import StatusLine, status_at_end
 from gpusched._daemon.store import ReadPosition, Store, encode_reports
 from gpusched._daemon.trial_runner import STOP_SENT_EVENT, stop_key_warnings
@@ -415,10 +415,12 @@ async def _read_what_is_left(
     # attempt's processes are gone by now).
     untimed_at = _last_write(files.reports) if until is not None else None
     # Their time_total_s goes on from the stored reports', at their own times (_t), not at the
-    # time of this restart.
+    # time of this restart; a continuation's, from the trial it continues (read before it: the
+    # log's trials come by number, and a trial continues only an earlier one).
+    first_iteration, last_report = count_start(trial, exp.trials)
     collector = ReportCollector(files, metric_tag=exp.spec.metric,
-                                first_iteration=trial.reports, resume_at=trial.read_position,
-                                last_report=trial.last_report, started_at=started_at,
+                                first_iteration=first_iteration, resume_at=trial.read_position,
+                                last_report=last_report, started_at=started_at,
                                 owner=exp.trial_owner)
     new = collector.poll(final=True, until=until, untimed_at=untimed_at)
     position = collector.position

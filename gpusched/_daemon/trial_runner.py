@@ -11,8 +11,11 @@ restart, instead of running it again.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import re
+import shutil
 import signal
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -44,7 +47,7 @@ from gpusched._daemon.launcher import (
     trial_environment,
 )
 from gpusched._daemon.recovery import leftover_processes, stop_leftovers
-from gpusched._daemon.report_collector import ReportCollector
+from gpusched._daemon.report_collector import ReportCollector, count_start
 from gpusched._daemon.reports import regular_file_size
 from gpusched._daemon.stderr_tail import last_stderr_line
 from gpusched._daemon.store import ReadPosition, ReportBatch, Store, encode_reports
@@ -56,7 +59,7 @@ from gpusched.log import get_logger
 from gpusched.models import TrialState
 
 __all__ = ["TrialRunner", "describe_exit", "unreported_stop_key_warning", "stop_key_warnings",
-           "STOP_SENT_EVENT"]
+           "STOP_SENT_EVENT", "cannot_start_reason", "budget_flag_hint"]
 
 log = get_logger("gpusched.trial")
 # Up to this many unread report bytes (~100 typical lines) are read on the event loop.
@@ -83,6 +86,62 @@ def describe_exit(code: int, last_line: str | None = None) -> str:
     else:
         said = f"exited with code {code}"
     return f"{said}: {last_line}" if last_line else said
+
+
+def cannot_start_reason(program: str, workdir: str, error: OSError, *,
+                        env: Mapping[str, str], path_in_env: bool = False,
+                        other_user: bool = False) -> str:
+    """Why the trial's command could not be started, in one line:
+    ``cannot start 'train.sh' in /data/exp: Permission denied``.
+
+    A program named without a folder (``python``) that is not found is looked for on the
+    trial's PATH, which is not the user's shell's: the message says which PATH that was, and
+    what to do. ``env``: the trial's environment; ``path_in_env``: its PATH is the one the
+    experiment's ``env:`` sets; ``other_user``: it runs as another user (a root daemon's
+    trial), with a default PATH; else its PATH is the daemon's. A program found there all the
+    same (a script whose ``#!`` interpreter is missing) keeps the system's word.
+    """
+    said = f"cannot start {program!r} in {workdir}"
+    dirs = os.get_exec_path(dict(env))  # where exec looks: the env's PATH, else the default
+    # Not found is the program's (the error names it, not the workdir or a file of the trial's
+    # folder), and not of one found all the same.
+    if (error.errno != errno.ENOENT or error.filename != program or "/" in program
+            or _found_in(program, dirs, workdir)):
+        return f"{said}: {error.strerror or error}"
+    full_path = f"give its full path in command (`which {program}` in your shell shows it)"
+    if path_in_env:
+        where, fix = "the PATH that the experiment's env sets", "or add its folder to that PATH"
+    else:
+        where = ("the PATH of a trial run as another user" if other_user
+                 else "the daemon's PATH" if "PATH" in env
+                 else "the default PATH (the daemon has none)")
+        fix = "or set env: {PATH: ...} in the experiment file"
+    return f"{said}: not found on {where} ({os.pathsep.join(dirs)}): {full_path}, {fix}"
+
+
+def _found_in(program: str, dirs: Sequence[str], workdir: str) -> bool:
+    """Whether ``program`` is an executable file in one of ``dirs`` (a relative one from the
+    trial's ``workdir``, where exec looks in it)."""
+    path = os.pathsep.join(os.path.join(workdir, d) for d in dirs)
+    return shutil.which(program, path=path) is not None
+
+
+def budget_flag_hint(code: int, last_line: str | None, flag: str | None,
+                     budget: int | float | None, search: str) -> str:
+    """`` (hyperband passes the budget as --epochs=N: ...)``, to follow the reason of a trial
+    that was given its budget as ``flag`` (:func:`~gpusched._daemon.budget.budget_argv`) and
+    exited 2 (a usage error: argparse's, click's) with a last stderr line that names the flag,
+    ``train.py: error: unrecognized arguments: --epochs=1``; "" otherwise. ``search``: the
+    experiment's search plugin, which passed it."""
+    if code != 2 or flag is None or budget is None or not last_line:
+        return ""
+    if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", last_line):
+        return ""
+    if search == "hyperband":  # its option, by its name (docs/plugins.md)
+        fix = "set search.budget_flag to your trainer's flag, or to null and read GPUSCHED_BUDGET"
+    else:
+        fix = f"have your trainer take {flag}, or see the options of {search}"
+    return f" ({search} passes the budget as {flag}=N: {fix})"
 
 
 def _without_the_metric(metric: str, last_report: Mapping[str, Any]) -> str:
@@ -230,9 +289,11 @@ class TrialRunner:
             # What an earlier attempt wrote (a retry, a run after an interruption) may hold
             # its status line: not this attempt's.
             status_from = 0 if made else regular_file_size(self._files.reports)
+            # A continuation (hyperband's promotion) counts on from the trial it continues.
+            first_iteration, last_report = count_start(trial, self.exp.trials)
             collector = ReportCollector(
-                self._files, metric_tag=spec.metric, first_iteration=trial.reports,
-                resume_at=resume_at, last_report=trial.last_report, status_from=status_from,
+                self._files, metric_tag=spec.metric, first_iteration=first_iteration,
+                resume_at=resume_at, last_report=last_report, status_from=status_from,
                 owner=self.exp.trial_owner,
             )
             if not made:  # the same for a crash's last stderr line: this attempt's own
@@ -240,11 +301,8 @@ class TrialRunner:
             proc = await spawn_trial(argv, env=env, cwd=Path(spec.workdir), files=self._files,
                                      run_as=run_as)
         except OSError as exc:
-            reason = f"cannot start {argv[0]!r} in {spec.workdir}: {exc.strerror or exc}"
-            if not Path(spec.workdir).is_dir():  # checked at submit: it went away since
-                reason = (f"cannot start: the workdir {spec.workdir} no longer exists (it did at"
-                          " submit): restore it, or submit again with another workdir")
-            await self._finish(TrialState.FAILED, reason, None, None)
+            await self._finish(TrialState.FAILED, self._cannot_start(argv[0], exc, env),
+                               None, None)
             return
         self.pid = proc.pid
         self._backend.note_trial(proc.pid, self.uuids)
@@ -273,6 +331,16 @@ class TrialRunner:
                     mark = self.trial.reports_mark()
                     await self._conclude(code, collector, await self._read_last(collector),
                                          mark)
+
+    def _cannot_start(self, program: str, error: OSError, env: Mapping[str, str]) -> str:
+        """Why the trial could not be started (``env``: its environment)."""
+        spec = self.exp.spec
+        if not Path(spec.workdir).is_dir():  # checked at submit: it went away since
+            return (f"cannot start: the workdir {spec.workdir} no longer exists (it did at"
+                    " submit): restore it, or submit again with another workdir")
+        return cannot_start_reason(program, spec.workdir, error, env=env,
+                                   path_in_env="PATH" in spec.env,
+                                   other_user=self.exp.run_as is not None)
 
     async def _stop_the_rest(self, proc: TrialProcess, *, cancelled: bool) -> None:
         """Stop what is left of the trial once its leader has exited (at once when the watch
@@ -480,7 +548,10 @@ class TrialRunner:
                 fatal = said
         else:
             # A crash: read only now, on the failure path, its stderr's last line says why.
-            state, reason = TrialState.FAILED, describe_exit(code, self._last_stderr_line())
+            last_line = self._last_stderr_line()
+            state, reason = TrialState.FAILED, describe_exit(code, last_line)
+            reason += budget_flag_hint(code, last_line, self.exp.search.budget_flag,
+                                       trial.budget, self.exp.spec.search_algorithm)
             objective = None
             if stop is not None:
                 # It crashed as a stop was asked for (a cancel in the moment its leftovers were

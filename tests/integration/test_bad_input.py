@@ -24,7 +24,8 @@ def test_trainers_that_cannot_start_fail_with_the_reason(tmp_path: Path) -> None
     with running_daemon(tmp_path / "d") as d:
         cases = {
             d.submit(one_trial([str(not_exec)]), name="noexec"): "Permission denied",
-            d.submit(one_trial(["no-such-trainer-xyz"]), name="nocmd"): "No such file",
+            d.submit(one_trial(["no-such-trainer-xyz"]), name="nocmd"): (
+                "not found on the daemon's PATH"),
         }
         # A workdir that does not exist is refused at submit, with its place in the file.
         nodir = tmp_path / "nodir.yaml"
