@@ -132,7 +132,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         pairs.append(("trials", ", ".join(f"{k} {v}" for k, v in t.items() if v)))
         best = data["best"]
         pairs.append(("best", "-" if best is None else
-                      f"{render.fmt_value(best['objective'])} ({best['trial']}) {best['params']}"))
+                      f"{render.fmt_value(best['objective'])} ({best['trial']})"
+                      f" {render.inline(best['params'])}"))
     else:
         pairs += [("params", data["params"]), ("last_report", data["last_report"])]
     print(render.key_values(pairs))

@@ -12,7 +12,7 @@ TYPE_CHECKING = False  # typing is imported for the type checker only: the CLI s
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["table", "fmt_value", "fmt_duration", "fmt_age", "best_table", "key_values",
+__all__ = ["table", "inline", "fmt_value", "fmt_duration", "fmt_age", "best_table", "key_values",
            "fmt_time", "union_keys", "finite_number", "print_json", "events_lines", "spec_lines",
            "printable",
            "text_width", "cut_to_width"]
@@ -150,7 +150,7 @@ def fmt_time(timestamp: float | None) -> str:
 
 def key_values(pairs: Sequence[tuple[str, Any]]) -> str:
     """``key: value`` lines of a view's own fields, keys aligned; ``*_at`` times shown as dates,
-    ``*_s`` as durations; every value made :func:`printable`."""
+    ``*_s`` as durations, mappings and lists :func:`inline`; every value made :func:`printable`."""
     keys = [printable(k) for k, _ in pairs]
     width = max((text_width(k) for k in keys), default=0)
 
@@ -159,6 +159,8 @@ def key_values(pairs: Sequence[tuple[str, Any]]) -> str:
             return fmt_time(value)
         if key.endswith("_s") and isinstance(value, int | float):
             return fmt_duration(value)
+        if isinstance(value, Mapping | list | tuple):  # params, devices, a last report
+            return inline(value)
         return printable(fmt_value(value))
 
     return "\n".join(f"{_pad(k, width)}  {cell(key, v)}"
@@ -197,16 +199,17 @@ def _recovery_note(data: Mapping[str, Any]) -> str:
 def spec_lines(spec: Mapping[str, Any]) -> str:
     """`gpusched show EXP`'s spec: the settings as the daemon holds them (docs/json.md: canonical
     spelling, durations in seconds, memory in MiB), one ``key  value`` line each, unset ones
-    (``null``) left out: the command as a shell would read it, lists and mappings inline
-    (JSON-like, strings quoted), one line per parameter. Control characters are shown as
-    everywhere else (:func:`printable`)."""
-    pairs = [(k, v) for k, v in spec.items() if v is not None and k != "params"]
+    (``null``, and an empty list or mapping: ``stop: {}`` sets no bound) left out: the command
+    as a shell would read it, lists and mappings inline (JSON-like, strings quoted), one line
+    per parameter. Control characters are shown as everywhere else (:func:`printable`)."""
+    pairs = [(k, v) for k, v in spec.items()
+             if v is not None and v not in ({}, []) and k != "params"]
     keys = [printable(k) for k, _ in pairs]
     width = max((text_width(k) for k in keys), default=0)
     lines = ["spec:", *(f"  {_pad(k, width)}  {_setting(key, v)}"
                         for k, (key, v) in zip(keys, pairs, strict=True))]
     if spec.get("params"):
-        lines += ["  params:", *(f"    - {_inline(p)}" for p in spec["params"])]
+        lines += ["  params:", *(f"    - {inline(p)}" for p in spec["params"])]
     return "\n".join(lines)
 
 
@@ -215,16 +218,16 @@ def _setting(key: str, value: Any) -> str:
         import shlex  # only `gpusched show EXP` pays for it
 
         return printable(shlex.join(str(v) for v in value))
-    return printable(value) if isinstance(value, str) else _inline(value)
+    return printable(value) if isinstance(value, str) else inline(value)
 
 
-def _inline(value: Any) -> str:
+def inline(value: Any) -> str:
     """``value`` on one line, as JSON writes it but with strings made :func:`printable` (a
     backslash or quote of their own escaped) rather than JSON-escaped."""
     if isinstance(value, str):
         return '"' + printable(value.replace("\\", "\\\\").replace('"', '\\"')) + '"'
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_inline(str(k))}: {_inline(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{inline(str(k))}: {inline(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_inline(v) for v in value) + "]"
+        return "[" + ", ".join(inline(v) for v in value) + "]"
     return json.dumps(value)  # a number, true, false, null

@@ -179,6 +179,21 @@ SPEC: dict[str, Any] = {
 }
 
 
+def test_key_values_show_mappings_and_lists_as_json_does_not_as_python_reprs() -> None:
+    # `gpusched show EXP/N`: its params, devices and last report (a new user read
+    # "{'learning_rate': 0.01}" and "['GPU-...']" as Python's insides).
+    assert key_values([("params", {"lr": 0.01, "opt": "adam"}), ("devices", ["GPU-a"]),
+                       ("last_report", {"acc": 0.9, "done": True, "note": None})]) == (
+        'params       {"lr": 0.01, "opt": "adam"}\n'
+        'devices      ["GPU-a"]\n'
+        'last_report  {"acc": 0.9, "done": true, "note": null}')
+
+
+def test_spec_lines_leave_out_an_empty_mapping_or_list_as_unset() -> None:
+    assert spec_lines({"name": "x", "stop": {}, "env": {}, "points_to_evaluate": [],
+                       "metric": "acc"}).splitlines() == ["spec:", "  name    x", "  metric  acc"]
+
+
 def test_spec_lines_show_every_setting_set_one_line_each() -> None:
     assert spec_lines(SPEC).splitlines() == [
         "spec:",
