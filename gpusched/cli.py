@@ -284,6 +284,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
         # The reason may be a trial's own words (a FatalError): no control character of it
         # reaches the terminal.
         print(render.printable(f"{answer['id']} {answer['state']}: {answer['reason'] or '-'}"))
+        for warning in answer.get("warnings") or ():  # an older daemon sends none
+            print(render.printable(f"gpusched: warning: {warning}"), file=sys.stderr)
     if not answer["ended"]:
         if not args.json:
             print(f"gpusched: {answer['id']} is still {answer['state']} after {args.timeout:g}s",

@@ -391,6 +391,9 @@ class Server:
         view = views.experiment_view(row, await self.store.trials(row["id"]),
                                      waiting=self.scheduler.waiting(row["id"]))
         view["ended"] = row["state"] in TERMINAL_EXPERIMENT_STATES
+        # Said once, in `show`'s events only: a script or a user waiting for the end would
+        # not see them otherwise (a stop: key that no trial reports stopped nothing).
+        view["warnings"] = await self.store.warnings(row["id"])
         return view
 
     async def _best(self, args: dict[str, Any], uid: int | None) -> Any:

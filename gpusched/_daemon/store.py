@@ -437,6 +437,15 @@ class Store:
             f" AND kind IN ({kinds}) ORDER BY id LIMIT ?) ORDER BY id",
             (*args, last, *args, *WARNING_EVENTS, last))
 
+    async def warnings(self, exp_id: str) -> list[str]:
+        """The texts of the experiment's warning events (:data:`WARNING_EVENTS`), oldest
+        first: what it said once that the user should fix (a ``stop:`` key no trial reports)."""
+        kinds = ", ".join("?" * len(WARNING_EVENTS))
+        rows = await self._fetchall(
+            f"SELECT data FROM events WHERE experiment_id = ? AND kind IN ({kinds}) ORDER BY id",
+            (exp_id, *WARNING_EVENTS))
+        return [str(r["data"]["reason"]) for r in rows if r["data"].get("reason")]
+
     async def last_event(self, exp_id: str, kinds: Sequence[str]) -> dict[str, Any] | None:
         """The newest event of the experiment itself (no trial's) of one of ``kinds``."""
         marks = ", ".join("?" * len(kinds))

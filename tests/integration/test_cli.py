@@ -239,7 +239,7 @@ def test_wait_returns_when_the_experiment_ends_with_its_outcome_as_exit_code(
         done = d.submit(probe_experiment(tmp_path / "done", max_trials=2), name="done")
         answer = d.cli_json("wait", done)  # no polling: the answer comes when it ends
         assert answer["ended"] is True and answer["state"] == "completed"
-        assert set(answer) == EXPERIMENT_KEYS | {"ended"}
+        assert set(answer) == EXPERIMENT_KEYS | {"ended", "warnings"}
         assert answer["trials"]["completed"] == 2
         again = d.cli("wait", "done")  # by name; an ended experiment answers at once
         assert again.returncode == 0 and again.stdout.startswith(f"{done} completed: 2 trials")

@@ -131,3 +131,21 @@ def test_the_warning_stays_in_show_after_many_more_events(tmp_path: Path) -> Non
     assert kinds.index(KIND) < len(kinds) - 50  # older than the last 50
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)  # oldest first
     assert len(lines) == 1, lines
+
+
+def test_wait_says_the_warnings_after_the_experiments_end(tmp_path: Path) -> None:
+    # Given once, in `show`'s events only, the warning went unseen by whoever waited for the
+    # end: `wait` now says it on stderr (and --json carries it).
+    with running_daemon(tmp_path / "d") as d:
+        exp = d.submit(experiment({"val_acc": 0.9}))
+        waited = d.cli("wait", exp)
+        assert waited.returncode == 0, waited.stderr
+        assert waited.stdout.startswith(f"{exp} completed: ")
+        [line] = waited.stderr.splitlines()
+        assert line.startswith(f"gpusched: warning: stop: 'val_acc' was never reported by trial"
+                               f" {exp}/0"), line
+        [said] = d.cli_json("wait", exp)["warnings"]
+        assert line == f"gpusched: warning: {said}"
+        clean = d.submit(experiment({"val_accuracy": 0.9}), name="clean")
+        assert d.cli("wait", clean).stderr == ""
+        assert d.cli_json("wait", clean)["warnings"] == []
