@@ -8,7 +8,10 @@ opened, and a second daemon is refused in one line that names the first (its pid
 written into the file). The kernel drops the lock when its holder exits, however it exits: a
 killed daemon leaves no stale lock, and the file itself is never removed (removing it would
 let two daemons each lock a file of their own). The descriptor is close-on-exec, so no trial
-inherits it and keeps a dead daemon's folder locked.
+inherits it and keeps a dead daemon's folder locked. The file is the daemon user's alone
+(0600): a lock needs no write access, and the state folder of a root daemon is open to every
+user (their trials reach their folders through it), so any of them could otherwise hold the
+lock and keep the system daemon from starting.
 """
 
 from __future__ import annotations
@@ -35,30 +38,39 @@ def holding_state_dir(state_dir: Path, socket_path: Path) -> Iterator[None]:
     try:
         # O_NOFOLLOW: a link planted in a shared state folder must not make a root daemon
         # write through it.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise ConfigError(f"cannot open {path}: {exc.strerror or exc}: the state folder must"
                           " be writable by the daemon (--state-dir)") from None
     try:
         try:
+            os.fchmod(fd, 0o600)  # one made 0644 before: no other user may open it to lock it
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ConfigError(_taken_message(state_dir, fd)) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "socket": str(socket_path)}).encode()
-                  + b"\n", 0)
+        except OSError as exc:  # not ours to chmod; a file system without flock (NFS, Lustre)
+            raise ConfigError(f"cannot lock {path}: {exc.strerror or exc}: the state folder"
+                              " must be the daemon's, on a file system that supports flock;"
+                              " choose another with --state-dir") from None
+        # Who holds it, for the next one's refusal; a full disk leaves the file empty, and
+        # the lock held all the same.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "socket": str(socket_path)}).encode()
+                      + b"\n", 0)
         yield
     finally:
         os.close(fd)  # releases the lock
 
 
 def _taken_message(state_dir: Path, fd: int) -> str:
-    """Who holds the lock, as the holder wrote it (pid and socket), and what to do."""
+    """Who holds the lock, as the file says (the pid and socket its last holder wrote: the
+    holder's own, unless it has not written them yet), and what to do."""
     holder = "another daemon"
     try:
         said = json.loads(os.pread(fd, 4096, 0) or b"{}")
         if isinstance(said, dict) and isinstance(said.get("pid"), int):
-            holder += f" (pid {said['pid']}, socket {said.get('socket')})"
+            holder += f" (pid {said['pid']}, socket {said.get('socket')}, as its lock file says)"
     except (OSError, ValueError):
         pass  # written just now, half: the folder is taken all the same
     return (f"{holder} uses the state folder {state_dir}: stop it first, or give this one a"

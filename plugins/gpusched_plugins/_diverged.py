@@ -5,7 +5,8 @@ was NaN from the start has none: a stopping rule that judges values never judged
 to its end. The reports themselves still hold the NaN: the batch a stopping plugin is handed
 (``new_reports``) as read, ``float("nan")`` or an infinity, and :attr:`TrialView.last_report`
 as the log stores it, where NaN and the infinities are ``null``. Each report carries its
-``training_iteration`` (the daemon fills it in: 1, 2, 3, ... per trial).
+``training_iteration`` (the daemon fills it in: 1, 2, 3, ... per trial, and on from the last of
+the trial it continues for one that continues another: hyperband's promotion).
 """
 
 from __future__ import annotations

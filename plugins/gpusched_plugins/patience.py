@@ -17,7 +17,8 @@ Options (all optional):
 Non-finite values are ignored. A trial that has reported the metric but *no finite value at all*
 (it diverged: only NaN or infinities) has no best to improve on: it stops once a report of the
 batch with such a value is at ``training_iteration`` ``patience + 1`` or later (the reports a
-flat curve gets before it stops; ``training_iteration`` counts every report), and not below
+flat curve gets before it stops; ``training_iteration`` counts every report, on from the trial
+it continues for a promoted one, which so may stop at its first NaN report), and not below
 ``grace_period``. Keras's EarlyStopping likewise stops a NaN run after ``patience`` epochs. The
 decision is a function of the trial's view and the batch only, so a restarted daemon decides
 the same.

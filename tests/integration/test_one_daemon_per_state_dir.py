@@ -52,9 +52,9 @@ def test_a_second_daemon_on_the_same_state_folder_leaves_the_first_ones_trials_a
                 capture_output=True, text=True, timeout=60, check=False)
             assert out.returncode == 1, out
             assert out.stderr.startswith(
-                f"gpusched: another daemon (pid {d.proc.pid}, socket {d.socket}) uses the state"
-                f" folder {state}: stop it first, or give this one a state folder of its own"
-                " with --state-dir"), out.stderr
+                f"gpusched: another daemon (pid {d.proc.pid}, socket {d.socket}, as its lock"
+                f" file says) uses the state folder {state}: stop it first, or give this one a"
+                " state folder of its own with --state-dir"), out.stderr
             assert "Traceback" not in out.stderr
             os.kill(pid, 0)  # its trial still runs
             assert d.client.hello()["pid"] == d.proc.pid
