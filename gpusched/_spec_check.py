@@ -24,6 +24,7 @@ __all__ = [
     "describe",
     "unknown_key",
     "did_you_mean",
+    "closest",
     "number",
     "whole",
     "text",
@@ -112,12 +113,20 @@ def unknown_key(key: object, known: Iterable[str]) -> str:
 def did_you_mean(word: str, known: Iterable[str]) -> str:
     """`` (did you mean 'max_trials'?)`` for the closest of ``known`` (by case first), or ``""``.
     Past ``_MAX_CLOSE`` names (a generated list, not a typed one) only case is compared."""
+    close = closest(word, known)
+    return f" (did you mean {close!r}?)" if close is not None else ""
+
+
+def closest(word: str, known: Iterable[str]) -> str | None:
+    """The name of ``known`` that :func:`did_you_mean` guesses for ``word``, or None."""
     known = list(known)
     by_case = {k.lower(): k for k in known}
-    close = [by_case[word.lower()]] if word.lower() in by_case else []
-    if not close and len(known) <= _MAX_CLOSE:
-        close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    if word.lower() in by_case:
+        return by_case[word.lower()]
+    if len(known) > _MAX_CLOSE:
+        return None
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def number(p: Problems, place: str, value: Any) -> int | float | None:

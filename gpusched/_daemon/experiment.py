@@ -7,8 +7,11 @@ search (plugins are pure functions of the views built here).
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import re
+import shlex
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,8 +20,9 @@ from typing import Any, NamedTuple, overload
 
 from gpusched._daemon.identity import RunAs
 from gpusched._daemon.store import ReadPosition
-from gpusched._spec_check import did_you_mean
+from gpusched._spec_check import closest, did_you_mean
 from gpusched._spec_stop_keys import AUTO_FILLED_KEYS
+from gpusched._spec_yaml import load_text
 from gpusched.models import (
     TERMINAL_TRIAL_STATES,
     ExperimentState,
@@ -43,7 +47,8 @@ __all__ = ["TrialRun", "ExperimentRun", "History", "objective_of", "stopped_at_b
            "stopped_at_a_length_bound", "StopRequest", "StopOutcome", "stop_outcome",
            "resume_from_warning", "PriorTrials", "AUTO_FILLED_KEYS", "STOP_KEY_EVENT",
            "stop_keys_to_watch", "see_stop_keys", "points_taken", "judged_end", "PointsPlan",
-           "plan_points", "points_problem", "PLAN_STEPS", "keys_shown"]
+           "plan_points", "points_problem", "PLAN_STEPS", "keys_shown", "METRIC_EVENT",
+           "METRIC_REPORTS", "metric_warning_text", "set_advice", "metric_misspelled_as"]
 
 # The most trials a dry run of a search with points_to_evaluate asks for (plan_points): the
 # built-in searches answer in time that grows with the history, so this is ~0.7 s for a grid.
@@ -51,11 +56,21 @@ PLAN_STEPS = 1000
 # The experiment's event that warns of a stop: key its trials never report (one of the
 # store's WARNING_EVENTS, which `gpusched show EXP` lists however old they are).
 STOP_KEY_EVENT = "stop_key_never_reported"
+# The experiment's event that warns, while its trials run, that they report a key close to the
+# metric's name but never the metric (another of the store's WARNING_EVENTS).
+METRIC_EVENT = "metric_never_reported"
+# How many reports of a trial without the metric (none of any trial's having had it) it takes
+# to warn of a close key (ExperimentRun.metric_warning): a trainer may report a training loss
+# every step and the metric only every epoch, so the first report alone says little; and one
+# reporting the close key every epoch has shown it by the third.
+METRIC_REPORTS = 3
 _SHOWN_KEYS = 8  # the keys a message lists of a report (then "...")
 # The most characters of a failed trial's reason that an experiment's failure repeats: a
 # reason with its report's keys and a guess (~150) fits whole; `gpusched ls EXP` has it all.
 _FAILED_REASON_CHARS = 240
 _CUT = " ... "
+# How alike two words must be to be one mistyped (did you mean's bar, difflib's default).
+_ALIKE = 0.6
 
 
 def stopped_at_bound(state: TrialState, reason: str | None) -> bool:
@@ -166,15 +181,82 @@ def _ended_as(state: str) -> str:
     return state if state in ("failed", "cancelled", "interrupted") else f"ended {state}"
 
 
-def keys_shown(wanted: str, keys: Sequence[str], *, who: str = "it") -> str:
+def keys_shown(wanted: str, keys: Sequence[str], *, who: str = "it",
+               guess: str | None = None) -> str:
     """`` (it reported loss, val_accuracy) (did you mean 'val_accuracy'?)``: ``keys`` (sorted,
     what a trainer reported itself), the first few of them, and the closest to ``wanted``
-    (unless it is among them); ``""`` when there are none."""
+    (unless it is among them; ``guess``: the one to name instead); ``""`` when there are
+    none."""
     if not keys:
         return ""
     shown = ", ".join(keys[:_SHOWN_KEYS]) + (", ..." if len(keys) > _SHOWN_KEYS else "")
-    guess = "" if wanted in keys else did_you_mean(wanted, keys)
-    return f" ({who} reported {shown}){guess}"
+    if guess is not None:
+        said = f" (did you mean {guess!r}?)"
+    else:
+        said = "" if wanted in keys else did_you_mean(wanted, keys)
+    return f" ({who} reported {shown}){said}"
+
+
+def metric_misspelled_as(metric: str, keys: Sequence[str]) -> str | None:
+    """The key of ``keys`` (a trainer's own) that ``metric`` looks like a misspelling of, as
+    :func:`~gpusched._spec_check.did_you_mean` guesses it, or None.
+
+    A key that names another measure is left out (:func:`_another_measure`): a trainer that
+    reports ``train_loss`` every step and ``val_loss`` every epoch has not misspelled
+    ``val_loss``, though the two are close by did you mean's measure (0.67)."""
+    return closest(metric, [key for key in keys if not _another_measure(metric, key)])
+
+
+def _another_measure(metric: str, key: str) -> bool:
+    """Whether ``key`` reads as another measure than ``metric``, not as it misspelled: their
+    words (``val_loss``: val, loss; any case, split at anything but letters and digits) are
+    the same but for one more whole word (``loss``, ``eval_loss``), or for one word in the
+    same place that is not alike (``train_loss``, ``val_loss``; ``val_accuracy``,
+    ``train_accuracy``). A word cut short or mistyped (``val_acc``, ``val_accuracy``;
+    ``vla_loss``), other separators or case (``val-loss``, ``Val_Loss``) are misspellings."""
+    ours, theirs = _words(metric), _words(key)
+    if abs(len(ours) - len(theirs)) == 1:
+        longer, shorter = (ours, theirs) if len(ours) > len(theirs) else (theirs, ours)
+        return any(longer[:i] + longer[i + 1:] == shorter for i in range(len(longer)))
+    if len(ours) != len(theirs):
+        return False
+    differ = [(a, b) for a, b in zip(ours, theirs, strict=True) if a != b]
+    if len(differ) != 1:
+        return False
+    a, b = differ[0]
+    return not (a.startswith(b) or b.startswith(a)
+                or difflib.SequenceMatcher(None, a, b).ratio() >= _ALIKE)
+
+
+def _words(key: str) -> list[str]:
+    return re.findall(r"[^\W_]+", key.lower())
+
+
+def metric_warning_text(metric: str, trial: str, reports: int, keys: Sequence[str],
+                        close: str) -> str:
+    """The warning that ``trial`` (``e8/0``) made ``reports`` reports without the experiment's
+    ``metric``, none of any trial's having had it, while it reported ``keys`` (sorted, the
+    trainer's own), of which ``close`` is the closest to the metric's name: what to do if that
+    key is the metric (the experiment's trials would all fail at their end without it)."""
+    first = "the first report" if reports == 1 else f"the first {reports} reports"
+    exp = trial.partition("/")[0]
+    said = keys_shown(metric, keys, guess=close)
+    return (f"metric {metric!r} was not in {first} of trial {trial}{said}:"
+            f" if that is the metric, cancel (gpusched cancel {exp}) and submit again with"
+            f" {set_advice('metric', close)}")
+
+
+def set_advice(setting: str, value: str) -> str:
+    """``metric: val_accuracy (or --set metric=val_accuracy)``: ``setting`` given ``value``
+    (text) in an experiment file, and as a ``--set`` to type in a shell. The value is quoted
+    where YAML would not read it back as that text (``"1e-3"``, ``"val acc:"``, ``"true"``),
+    the ``--set`` where a shell would split or expand it."""
+    try:
+        plain = load_text(value) == value
+    except ValueError:
+        plain = False
+    written = value if plain else json.dumps(value)  # JSON's "..." is YAML's too
+    return f"{setting}: {written} (or --set {shlex.quote(f'{setting}={written}')})"
 
 
 def _as_integers(space: SearchSpace, params: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -524,6 +606,15 @@ class ExperimentRun:
     # start without stop: keys, and once each key was seen or warned about: the report path
     # then pays one test of an empty set.
     unseen_stop_keys: set[str] = field(init=False, repr=False)
+    # Whether the reports are looked at for a misspelled metric (see metric_warning): until a
+    # report of any trial has the metric (the dispatch benchmark's first), or the warning is
+    # recorded. Then the report path pays one test of a false flag.
+    watching_metric: bool = field(default=True, repr=False)
+    # The keys each trial reported, gathered while watching_metric.
+    _keys_of: dict[int, set[str]] = field(default_factory=dict, init=False, repr=False)
+    # A warning was given and is being written: no other is given meanwhile, and the watch
+    # goes on, so that a refused one is given again only while no report had the metric.
+    _metric_warning_pending: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.unseen_stop_keys = stop_keys_to_watch(self.spec)
@@ -558,10 +649,63 @@ class ExperimentRun:
     def take_reports(self, trial: TrialRun, new: list[dict[str, Any]]) -> None:
         """Take ``new`` reports of ``trial`` in (:meth:`TrialRun.take_reports`), and, while
         some ``stop:`` key is unseen, the keys they give (see :meth:`unreported_stop_keys`):
-        without one, the report path pays one test of an empty set."""
+        without one, the report path pays one test of an empty set. Likewise, while no
+        report has had the metric, the keys for :meth:`metric_warning`."""
         trial.take_reports(new, self.spec.metric)
         if self.unseen_stop_keys:
             see_stop_keys(self.unseen_stop_keys, new)
+        if self.watching_metric:
+            self._see_metric(trial, new)
+
+    def _see_metric(self, trial: TrialRun, new: list[dict[str, Any]]) -> None:
+        """Stop watching for a misspelled metric once one of ``new`` has the metric's key
+        (whatever its value: the name is right); else keep the keys they give."""
+        metric = self.spec.metric
+        if any(metric in report for report in new):
+            self.watching_metric = False
+            self._keys_of.clear()
+            return
+        keys = self._keys_of.setdefault(trial.number, set())
+        for report in new:
+            keys.update(report)
+
+    def metric_warning(self, trial: TrialRun, *, ended: bool = False) -> str | None:
+        """The warning that the experiment's metric looks misspelled, to give now, or None
+        (:func:`metric_warning_text`): no report of any trial has had it, while ``trial``
+        has made :data:`METRIC_REPORTS` reports (or, ``ended``: it ended, having reported)
+        and one of its keys is a close match (:func:`metric_misspelled_as`).
+
+        Said once per experiment: record it, then call :meth:`metric_warning_recorded` (the
+        watch stops), or :meth:`metric_warning_refused` when the log refused it; none is given
+        in between. Not while the experiment is failing or being cancelled: it ends anyway,
+        and its reason says what its trials reported. After a restart (or ``gpusched
+        resume``) nothing is watched once the log has the metric or the warning (see
+        ``restore.restore_trials``).
+        """
+        if (not self.watching_metric or self._metric_warning_pending
+                or self.failure is not None or self.cancelling):
+            return None
+        if trial.reports < (1 if ended else METRIC_REPORTS):
+            return None
+        keys = sorted(k for k in self._keys_of.get(trial.number, ())
+                      if k not in AUTO_FILLED_KEYS)
+        close = metric_misspelled_as(self.spec.metric, keys)
+        if close is None:
+            return None
+        self._metric_warning_pending = True
+        return metric_warning_text(self.spec.metric, f"{self.id}/{trial.number}",
+                                   trial.reports, keys, close)
+
+    def metric_warning_recorded(self) -> None:
+        """The warning :meth:`metric_warning` gave is in the log: nothing is watched any
+        more."""
+        self._metric_warning_pending = self.watching_metric = False
+        self._keys_of.clear()
+
+    def metric_warning_refused(self) -> None:
+        """The log refused the warning :meth:`metric_warning` gave: a later report gives it
+        again (unless one has had the metric meanwhile, which ends the watch)."""
+        self._metric_warning_pending = False
 
     def top_budget(self) -> int | float | None:
         """The largest budget its search gave a trial (hyperband's top rung's), None if it

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from gpusched._daemon.experiment import (
     AUTO_FILLED_KEYS,
+    METRIC_EVENT,
     STOP_KEY_EVENT,
     ExperimentRun,
     PriorTrials,
@@ -147,7 +148,8 @@ async def restore_trials(
     daemon that sent it would have (:func:`_concluded_by_its_stop`); one that ended on its own
     saying how (its report file ends with its status line) is recorded as it said:
     ``failed`` (see :func:`_said_at_its_end`). The ``stop:`` keys the log settled are no
-    longer watched (:func:`_settle_stop_keys`).
+    longer watched (:func:`_settle_stop_keys`), nor is the metric's name once the log has it
+    or its warning (:func:`_settle_metric`).
     """
     stopped = stopped or {}
     rows = await store.trials(exp.id)
@@ -184,6 +186,7 @@ async def restore_trials(
     # Settled before the endings are recorded, without them (the log still has them running):
     # a concluded trial warns of the keys that the daemon that stopped it would have.
     await _settle_stop_keys(store, exp, concluding={e.trial.number for e in endings})
+    await _settle_metric(store, exp)
     if endings:
         await _record_endings(store, exp, endings)
 
@@ -203,6 +206,21 @@ async def _settle_stop_keys(store: Store, exp: ExperimentRun,
         unseen.clear()
         return
     unseen.difference_update(await store.keys_reported(exp.id, unseen))
+
+
+async def _settle_metric(store: Store, exp: ExperimentRun) -> None:
+    """Stop watching for a misspelled metric (``exp.watching_metric``, set as the experiment
+    was just made) when the log settled it: a trial has a value of the metric (what restore
+    read), the warning was given (its event), or a stored report has the metric's key (a
+    value that is not a finite number: the name is right all the same). Each asked only when
+    the one before says nothing, the costliest last: the log's reports are read only for an
+    experiment none of whose trials has reported a number for its metric yet."""
+    if not exp.watching_metric or any(t.metric_values for t in exp.trials.values()):
+        exp.watching_metric = False
+        return
+    if (await store.last_event(exp.id, (METRIC_EVENT,)) is not None
+            or await store.keys_reported(exp.id, [exp.spec.metric], numbers_only=False)):
+        exp.watching_metric = False
 
 
 @dataclass(frozen=True)

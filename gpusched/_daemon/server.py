@@ -323,8 +323,10 @@ class Server:
         by_exp: dict[str, list[dict[str, Any]]] = {}
         for t in trials:
             by_exp.setdefault(t["experiment_id"], []).append(t)
+        warned = await self.store.warning_counts(r["id"] for r in rows)
         return [views.experiment_view(r, by_exp.get(r["id"], []),
-                                      waiting=self.scheduler.waiting(r["id"])) for r in rows]
+                                      waiting=self.scheduler.waiting(r["id"]),
+                                      warning_count=warned.get(r["id"], 0)) for r in rows]
 
     async def _trials(self, args: dict[str, Any], uid: int | None) -> Any:
         sort, limit = args.get("sort"), args.get("limit")
@@ -363,7 +365,9 @@ class Server:
         row = await self._experiment_row(exp_name)
         trials = await self.store.trials(row["id"])
         if number is None:
-            view = views.experiment_view(row, trials, waiting=self.scheduler.waiting(row["id"]))
+            warned = await self.store.warning_counts([row["id"]])
+            view = views.experiment_view(row, trials, waiting=self.scheduler.waiting(row["id"]),
+                                         warning_count=warned.get(row["id"], 0))
             view["spec"] = self._spec_for(row, uid)
             view["events"] = await self.store.events(row["id"], last=50)
             return view
@@ -388,12 +392,14 @@ class Server:
         row = await self._experiment_row(args.get("experiment"))
         await self.scheduler.wait_ended(row["id"], float(timeout_s))
         row = await self._experiment_row(row["id"])
-        view = views.experiment_view(row, await self.store.trials(row["id"]),
-                                     waiting=self.scheduler.waiting(row["id"]))
-        view["ended"] = row["state"] in TERMINAL_EXPERIMENT_STATES
         # Said once, in `show`'s events only: a script or a user waiting for the end would
         # not see them otherwise (a stop: key that no trial reports stopped nothing).
-        view["warnings"] = await self.store.warnings(row["id"])
+        warnings = await self.store.warnings(row["id"])
+        view = views.experiment_view(row, await self.store.trials(row["id"]),
+                                     waiting=self.scheduler.waiting(row["id"]),
+                                     warning_count=len(warnings))
+        view["ended"] = row["state"] in TERMINAL_EXPERIMENT_STATES
+        view["warnings"] = warnings
         return view
 
     async def _best(self, args: dict[str, Any], uid: int | None) -> Any:

@@ -37,10 +37,11 @@ T = TypeVar("T")
 log = get_logger("gpusched.store")
 
 # The kinds of event that warn of something the user should fix (a stop: key no trial reports:
-# experiment.STOP_KEY_EVENT). ``events(last=N)`` returns them whatever their age: `gpusched
-# show EXP` shows the last 50 events, and an experiment of more than ~20 trials pushes a
-# warning given at its first trial's end out of those.
-WARNING_EVENTS: tuple[str, ...] = ("stop_key_never_reported",)
+# experiment.STOP_KEY_EVENT; a metric no trial reports, with a close key: METRIC_EVENT).
+# ``events(last=N)`` returns them whatever their age: `gpusched show EXP` shows the last 50
+# events, and an experiment of more than ~20 trials pushes a warning given at its first
+# trial's end out of those. Each is an event of the experiment itself (no trial's).
+WARNING_EVENTS: tuple[str, ...] = ("stop_key_never_reported", "metric_never_reported")
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,8 @@ class Store:
         thread, and never one without the other); with ``reports``, that batch too (a
         trial's last reports and its end: one commit, and never the end without them); with
         ``experiment_events`` (kind, data), those events of the experiment too, in order (what
-        its end decided or found: ``experiment_failing``, ``stop_key_never_reported``)."""
+        its end decided or found: ``experiment_failing``, ``stop_key_never_reported``,
+        ``metric_never_reported``)."""
         statements = [] if reports is None else _report_statements(exp_id, number, reports)
         statements += [_trial_update(exp_id, number, fields),
                        _event_insert(event, exp_id, number, data)]
@@ -439,12 +441,24 @@ class Store:
 
     async def warnings(self, exp_id: str) -> list[str]:
         """The texts of the experiment's warning events (:data:`WARNING_EVENTS`), oldest
-        first: what it said once that the user should fix (a ``stop:`` key no trial reports)."""
+        first: what it said once that the user should fix (a ``stop:`` key no trial reports,
+        a metric that looks misspelled)."""
         kinds = ", ".join("?" * len(WARNING_EVENTS))
         rows = await self._fetchall(
             f"SELECT data FROM events WHERE experiment_id = ? AND kind IN ({kinds}) ORDER BY id",
             (exp_id, *WARNING_EVENTS))
         return [str(r["data"]["reason"]) for r in rows if r["data"].get("reason")]
+
+    async def warning_counts(self, exp_ids: Iterable[str]) -> dict[str, int]:
+        """Experiment id -> how many warning events (:data:`WARNING_EVENTS`) it has, for
+        each of ``exp_ids`` that has some. One query for them all (`gpusched ls`), an index
+        seek each: the experiment's own events (no trial's), a few per experiment."""
+        kinds = ", ".join("?" * len(WARNING_EVENTS))
+        rows = await self._in_db_thread(lambda conn: conn.execute(
+            "SELECT k.value, (SELECT COUNT(*) FROM events WHERE experiment_id = k.value AND"
+            f" trial IS NULL AND kind IN ({kinds})) AS n FROM json_each(?) AS k",
+            (*WARNING_EVENTS, json.dumps(list(exp_ids)))).fetchall())
+        return {str(exp_id): int(n) for exp_id, n in rows if n}
 
     async def last_event(self, exp_id: str, kinds: Sequence[str]) -> dict[str, Any] | None:
         """The newest event of the experiment itself (no trial's) of one of ``kinds``."""
@@ -461,17 +475,20 @@ class Store:
             " AND trial IS NOT NULL GROUP BY trial", (exp_id, kind)).fetchall())
         return {int(t): int(n) for t, n in rows}
 
-    async def keys_reported(self, exp_id: str, keys: Iterable[str]) -> set[str]:
+    async def keys_reported(self, exp_id: str, keys: Iterable[str], *,
+                            numbers_only: bool = True) -> set[str]:
         """Those of ``keys`` that a stored report of the experiment gives a number (not
-        ``true``/``false``, not NaN: the log stores NaN and the infinities as null). One query,
-        for a restart: each key's search stops at the first report that has it."""
+        ``true``/``false``, not NaN: the log stores NaN and the infinities as null), or, not
+        ``numbers_only``, any value. One query, for a restart: each key's search stops at the
+        first report that has it."""
         wanted = json.dumps(sorted(keys))
         # json_each walks a report's top level and names each key as it is, whatever its
         # characters (a JSON path could not quote them all: see metric_series).
         rows = await self._in_db_thread(lambda conn: conn.execute(
             "SELECT k.value FROM json_each(?) AS k WHERE EXISTS (SELECT 1 FROM reports AS r,"
             " json_each(r.data) AS j WHERE r.experiment_id = ? AND j.key = k.value"
-            " AND j.type IN ('integer', 'real'))", (wanted, exp_id)).fetchall())
+            " AND (? OR j.type IN ('integer', 'real')))",
+            (wanted, exp_id, not numbers_only)).fetchall())
         return {str(key) for (key,) in rows}
 
     async def metric_series(

@@ -28,6 +28,7 @@ from gpusched._daemon.budget import budget_argv, budget_environment
 from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.experiment import (
     AUTO_FILLED_KEYS,
+    METRIC_EVENT,
     STOP_KEY_EVENT,
     ExperimentRun,
     StopRequest,
@@ -59,7 +60,7 @@ from gpusched.log import get_logger
 from gpusched.models import TrialState
 
 __all__ = ["TrialRunner", "describe_exit", "unreported_stop_key_warning", "stop_key_warnings",
-           "STOP_SENT_EVENT", "cannot_start_reason", "budget_flag_hint"]
+           "STOP_SENT_EVENT", "cannot_start_reason", "budget_flag_hint", "metric_warning_event"]
 
 log = get_logger("gpusched.trial")
 # Up to this many unread report bytes (~100 typical lines) are read on the event loop.
@@ -72,6 +73,9 @@ _CLOSE = 0.6
 # SIGTERM goes out: a restart concludes the trial by it (restore.py) instead of running it
 # again.
 STOP_SENT_EVENT = "trial_stop_sent"
+# The ends of a trial cut short by someone else (the daemon's shutdown, a cancel): its few
+# reports do not say what it would have reported, and it warns of no misspelled metric.
+_CUT_SHORT = (TrialState.INTERRUPTED, TrialState.CANCELLED)
 
 
 def describe_exit(code: int, last_line: str | None = None) -> str:
@@ -179,6 +183,12 @@ def stop_key_warnings(keys: Sequence[str], trial: str, last_report: Mapping[str,
     reached only stops nothing."""
     return tuple((STOP_KEY_EVENT, {"key": key, "reason": unreported_stop_key_warning(
         key, trial, last_report)}) for key in keys)
+
+
+def metric_warning_event(metric: str, warning: str) -> tuple[str, dict[str, Any]]:
+    """The experiment's event that gives ``warning``, of its ``metric`` looking misspelled
+    (:meth:`ExperimentRun.metric_warning`); ``gpusched show EXP`` and ``wait`` print it."""
+    return METRIC_EVENT, {"metric": metric, "reason": warning}
 
 
 def _what_it_reported(wanted: str, last_report: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -495,8 +505,28 @@ class TrialRunner:
                                               read_to=position)
         trial.read_position = position
         self.exp.take_reports(trial, new)
+        if self.exp.watching_metric:  # once a report had the metric, this test alone
+            await self._warn_of_the_metric()
         if self._stop_request is None:
             self._consult_stoppers(new)
+
+    async def _warn_of_the_metric(self) -> None:
+        """Record the warning that the metric looks misspelled, when the trial's reports
+        give it now (:meth:`ExperimentRun.metric_warning`), and log it. A log that refuses it
+        only has it given again by a later report: the trial goes on."""
+        exp = self.exp
+        warning = exp.metric_warning(self.trial)
+        if warning is None:
+            return
+        kind, data = metric_warning_event(exp.spec.metric, warning)
+        try:
+            await self._store.add_event(kind, exp.id, None, **data)
+        except StoreError as exc:
+            exp.metric_warning_refused()
+            log.error("metric_warning_not_recorded", trial=self.key, error=str(exc))
+            return
+        exp.metric_warning_recorded()
+        log.warning(METRIC_EVENT, trial=self.key, metric=exp.spec.metric, warning=warning)
 
     async def _read_last(self, collector: ReportCollector) -> ReportBatch | None:
         """The reports the trial wrote since the last poll, taken into the trial for its
@@ -607,6 +637,13 @@ class TrialRunner:
         # between the end and a later write of them never gave them.
         warnings = (stop_key_warnings(unreported, self.key, trial.last_report)
                     if unreported else ())
+        # A trial that ended by itself with fewer reports than the watch waits for (or whose
+        # last ones came with its end) is looked at now; after the failure rules, which a
+        # failing experiment's reason answers for (it says what the trial reported).
+        metric_warning = (exp.metric_warning(trial, ended=state not in _CUT_SHORT)
+                          if exp.watching_metric else None)
+        if metric_warning is not None:
+            warnings += (metric_warning_event(exp.spec.metric, metric_warning),)
         events = warnings if failing is None else (
             ("experiment_failing", {"reason": failing}), *warnings)
         try:
@@ -625,12 +662,20 @@ class TrialRunner:
             if failing is not None and exp.failure == failing:
                 exp.failure = None  # not recorded: the trial runs again, and decides again
             exp.unseen_stop_keys.update(unreported)  # likewise: judged again at its end
+            if metric_warning is not None:
+                exp.metric_warning_refused()
             raise
+        if metric_warning is not None:
+            exp.metric_warning_recorded()
         log.info("trial_ended", trial=self.key, state=state.value, reason=reason,
                  objective=objective)
-        for _, warned in warnings:  # recorded: now in the daemon's log too
-            log.warning(STOP_KEY_EVENT, trial=self.key, key=warned["key"],
-                        warning=warned["reason"])
+        for kind, warned in warnings:  # recorded: now in the daemon's log too
+            if kind == METRIC_EVENT:
+                log.warning(METRIC_EVENT, trial=self.key, metric=warned["metric"],
+                            warning=warned["reason"])
+            else:
+                log.warning(STOP_KEY_EVENT, trial=self.key, key=warned["key"],
+                            warning=warned["reason"])
         self._release()
         await self._on_end(exp, trial, fatal, failing)
 

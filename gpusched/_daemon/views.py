@@ -105,9 +105,11 @@ def best_trials(trials: list[dict[str, Any]], goal: Goal, n: int) -> list[dict[s
 
 
 def experiment_view(row: dict[str, Any], trials: list[dict[str, Any]],
-                    waiting: dict[str, Any] | None = None) -> dict[str, Any]:
+                    waiting: dict[str, Any] | None = None, *,
+                    warning_count: int) -> dict[str, Any]:
     """One experiment as `gpusched ls --json` gives it (``show`` adds ``spec`` and more);
-    ``waiting``: why trials it has to run have not started (docs/json.md), else None."""
+    ``waiting``: why trials it has to run have not started (docs/json.md), else None;
+    ``warning_count``: how many warning events it has (``Store.warning_counts``)."""
     spec = row["spec"]
     goal = Goal(spec["goal"])
     counts = Counter(t["state"] for t in trials)
@@ -133,4 +135,5 @@ def experiment_view(row: dict[str, Any], trials: list[dict[str, Any]],
         "started_at": row["started_at"],
         "ended_at": row["ended_at"],
         "waiting": waiting,
+        "warning_count": warning_count,
     }

@@ -79,6 +79,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
             return 0
         columns = columns or tables.experiment_columns()
         print(tables.render_rows(rows, columns, trials=False))
+        notes = tables.warning_notes(rows)
+        if notes:
+            print("\n" + "\n".join(notes))
         return 0
     exp = client.show(args.experiment)
     index_of = device_indices(client.gpus()) if _names_gpus(args, columns) else {}

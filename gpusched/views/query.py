@@ -140,6 +140,7 @@ _TRIAL_KEYS = frozenset({
 _EXPERIMENT_KEYS = frozenset({
     "id", "name", "state", "reason", "metric", "goal", "priority", "owner_uid", "owner", "seed",
     "max_trials", "trials", "best", "submitted_at", "started_at", "ended_at", "waiting",
+    "warning_count",
 })
 #: The fields of the views' objects whose shape is fixed (docs/json.md), and the fields the
 #: daemon adds to every report: a column into one of them (``waiting.code``, so the alias

@@ -26,7 +26,7 @@ from gpusched.render import (
 from gpusched.views.query import ALIASES, MISSING, gpu_label, lookup
 
 __all__ = ["trial_columns", "experiment_columns", "render_rows", "gpu_label", "EXPERIMENT_DEFAULT",
-           "why", "SO_FAR_MARK", "so_far_note"]
+           "why", "SO_FAR_MARK", "so_far_note", "warning_notes"]
 
 EXPERIMENT_DEFAULT = ("id", "name", "owner", "state", "trials", "metric", "best", "submitted_at",
                       "why")
@@ -53,7 +53,7 @@ _VIEW_KEYS = frozenset({
     "devices", "pid", "attempts", "exit_code", "exit_signal", "reports", "created_at",
     "started_at", "ended_at", "duration_s", "dir", "waiting", "last_report", "name", "metric",
     "goal", "priority", "owner_uid", "owner", "seed", "max_trials", "trials", "best",
-    "submitted_at", "gpus", "why", "budget", "continues", "point",
+    "submitted_at", "gpus", "why", "budget", "continues", "point", "warning_count",
 })
 
 
@@ -149,6 +149,20 @@ def so_far_note(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
         which = f"{metric} so far"
     # The metric's name is anyone's text: made printable, as every cell is.
     return printable(f"{SO_FAR_MARK} not final: the trial's {which}; its result when it ends")
+
+
+def warning_notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The lines under the experiments table for those of ``rows`` with warning events
+    (``warning_count``): ``e8 has 1 warning: `gpusched show e8` shows it``; none for the
+    others (a view from an older daemon has no count)."""
+    notes = []
+    for row in rows:
+        count = row.get("warning_count")
+        if isinstance(count, int) and count > 0:
+            what, them = ("1 warning", "it") if count == 1 else (f"{count} warnings", "them")
+            notes.append(printable(
+                f"{row['id']} has {what}: `gpusched show {row['id']}` shows {them}"))
+    return notes
 
 
 def _time_format(column: str, row: Mapping[str, Any]) -> Callable[[float], str] | None:

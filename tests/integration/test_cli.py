@@ -22,7 +22,7 @@ from tests.integration.test_gpus import probe_experiment
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENT_KEYS = {"id", "name", "state", "reason", "metric", "goal", "priority", "owner_uid",
                    "owner", "seed", "max_trials", "trials", "best", "submitted_at", "started_at",
-                   "ended_at", "waiting"}
+                   "ended_at", "waiting", "warning_count"}
 TRIAL_KEYS = {"id", "experiment", "number", "state", "params", "objective", "reason", "devices",
               "pid", "attempts", "exit_code", "exit_signal", "reports", "created_at",
               "started_at", "ended_at", "duration_s", "dir", "budget", "continues",
