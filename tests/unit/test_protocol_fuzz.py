@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from typing import Any, cast
 
 import anyio
@@ -198,6 +199,9 @@ class StubStore:
 
     async def trials(self, experiment_id: str | None = None) -> list[dict[str, Any]]:
         return []
+
+    async def warning_counts(self, experiment_ids: Iterable[str]) -> dict[str, int]:
+        return {}
 
 
 class StubBackend:
