@@ -463,7 +463,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gpusched` script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _socket_after_command(list(sys.argv[1:] if argv is None else argv))
     extra: list[str] = []
     if "--" in argv:  # `submit --aip FILE -- COMMAND ARGS`: the rest is the trainer's
         cut = argv.index("--")
@@ -488,6 +488,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # disk) that the command did not foresee still gets one line, not a traceback.
         print(f"gpusched: {_os_error_line(exc)}", file=sys.stderr)
         return 1
+
+
+def _socket_after_command(argv: list[str]) -> list[str]:
+    """``--socket PATH CMD ...`` (where docker and kubectl take a global option) as ``CMD
+    --socket PATH ...``, where every command's parser takes it; anything else as it is."""
+    if len(argv) >= 3 and argv[0] == "--socket":
+        return [argv[2], "--socket", argv[1], *argv[3:]]
+    if len(argv) >= 2 and argv[0].startswith("--socket="):
+        return [argv[1], argv[0], *argv[2:]]
+    return argv
 
 
 def _os_error_line(exc: OSError) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,18 @@ def test_export_help_names_the_json_field_reports_go_in() -> None:
     (action,) = [a for a in parser._actions if "--reports" in a.option_strings]
     assert action.help is not None
     assert "`history`" in action.help and "`reports` per trial" not in action.help
+
+
+
+@pytest.mark.parametrize("where", ["before", "joined", "after"])
+def test_socket_may_come_before_the_command(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `gpusched --socket X ls` was "invalid choice: 'X'" (a new user's walkthrough): the
+    # docker/kubectl place of a global option now works too.
+    path = tmp_path / "none.sock"
+    argv = {"before": ["--socket", str(path), "ls", "--all"],
+            "joined": [f"--socket={path}", "ls", "--all"],
+            "after": ["ls", "--socket", str(path), "--all"]}[where]
+    assert cli.main(argv) == 1
+    assert capsys.readouterr().err.startswith(f"gpusched: no daemon at {path} ")
