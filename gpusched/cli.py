@@ -146,6 +146,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_best(args: argparse.Namespace) -> int:
     """The best trials of an experiment and their hyperparameters."""
     client = Client(args.socket)
+    if args.experiment is None:
+        args.experiment = _newest_of_mine(client)
+        if not args.json:
+            print(f"(best of {args.experiment}, your newest experiment)", file=sys.stderr)
     trials = client.best(args.experiment, args.n)
     if args.json:
         print_json(trials)
@@ -156,6 +160,17 @@ def cmd_best(args: argparse.Namespace) -> int:
         return 0
     print(render.best_table(trials, exp["metric"]))
     return 0
+
+
+def _newest_of_mine(client: Client) -> str:
+    """The id of the newest experiment this user submitted (on a shared daemon, others' are
+    not what `gpusched best` alone means); UsageError when there is none."""
+    uid = os.getuid()
+    mine = [e for e in client.experiments(include_finished=True) if e.get("owner_uid") == uid]
+    if not mine:
+        raise UsageError("you have submitted no experiment to this daemon: name one,"
+                         " `gpusched best EXP` (see `gpusched ls --all`)")
+    return str(mine[0]["id"])
 
 
 def _no_result(name: str, exp: dict[str, Any]) -> str:
@@ -393,7 +408,7 @@ def _add_show(sub: Any) -> None:
 
 def _add_best(sub: Any) -> None:
     p = _add(sub, "best", cmd_best, "the best trials of an experiment")
-    p.add_argument("experiment")
+    p.add_argument("experiment", nargs="?", help="default: your newest experiment")
     p.add_argument("-n", type=int, default=1, help="how many (default 1)")
 
 

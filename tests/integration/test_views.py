@@ -329,6 +329,22 @@ def test_best_says_how_an_experiment_without_a_result_ended(tmp_path: Path) -> N
         assert d.cli_json("best", exp) == []
 
 
+def test_best_alone_means_your_newest_experiment(tmp_path: Path) -> None:
+    with running_daemon(tmp_path / "d") as d:
+        empty = d.cli("best")
+        assert empty.returncode == 1
+        assert "you have submitted no experiment to this daemon" in empty.stderr
+        older = d.submit(probe(tmp_path / "a", max_trials=2), name="older")
+        newer = d.submit(probe(tmp_path / "b", max_trials=2), name="newer")
+        for exp in (older, newer):
+            d.wait_experiment(exp)
+        alone = d.cli("best")
+        assert alone.returncode == 0, alone.stderr
+        assert alone.stderr == f"(best of {newer}, your newest experiment)\n"
+        assert alone.stdout == d.cli("best", newer).stdout
+        assert d.cli_json("best") == d.cli_json("best", newer)
+
+
 def test_plot_draws_two_pngs(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     with running_daemon(tmp_path / "d") as d:
