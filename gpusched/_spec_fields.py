@@ -58,7 +58,8 @@ _PLUGIN_RULE = "must be a plugin name such as 'random' or 'grid'"
 _GOALS = {"maximize": Goal.MAXIMIZE, "max": Goal.MAXIMIZE,
           "minimize": Goal.MINIMIZE, "min": Goal.MINIMIZE}  # fmt: skip
 _OBJECTIVES = {"last": ObjectiveRule.LAST, "best": ObjectiveRule.BEST}
-_AIP_ALGORITHMS = {"ALGORITHM_UNSPECIFIED": "random", "GRID_SEARCH": "grid",
+# AI Platform's ALGORITHM_UNSPECIFIED is its Bayesian optimisation (a Gaussian process): gp.
+_AIP_ALGORITHMS = {"ALGORITHM_UNSPECIFIED": "gp", "GRID_SEARCH": "grid",
                    "RANDOM_SEARCH": "random"}  # fmt: skip
 _SEED_MAX = 2**63 - 1  # SQLite's integers are 64-bit; numpy wants seeds >= 0
 _COUNTS: Mapping[str, tuple[int, int | None]] = {  # setting: (least value, default)

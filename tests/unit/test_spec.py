@@ -337,7 +337,7 @@ def test_aip_bare_and_under_hyperparameters_read_alike(tmp_path: Path,
 
 @pytest.mark.parametrize(
     ("algorithm", "expected"),
-    [("ALGORITHM_UNSPECIFIED", "random"), ("GRID_SEARCH", "grid"), ("RANDOM_SEARCH", "random"),
+    [("ALGORITHM_UNSPECIFIED", "gp"), ("GRID_SEARCH", "grid"), ("RANDOM_SEARCH", "random"),
      ("grid_search", "grid"), ("tpe", "tpe")],
 )
 def test_aip_algorithm_names(algorithm: str, expected: str) -> None:
