@@ -6,13 +6,16 @@ stop's grace period when it is killed (SIGKILL). The log has the stop (event
 ``trial_stop_sent``) but still says the trial runs: the restarted daemon records the outcome
 that the dead one would have (``stopped`` with its objective, the timeout's ``failed``,
 ``cancelled``), not ``interrupted``, and does not run the trial again. A trial cut off with no
-stop sent (a crash, or the daemon's own graceful shutdown) still runs again.
+stop sent (a crash, or the daemon's own graceful shutdown) still runs again. The restart
+takes only what the trial reported by the end of the stop's grace period, and ends its
+experiment as the live daemon would have.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,8 +50,32 @@ with open(os.environ["GPUSCHED_REPORT_FILE"], "a") as reports:
         time.sleep(0.05)
 wait_for_the_gate()
 """
-# The first daemon never reaches the end of a stop's grace period in a test; the restarted
-# one stops the leftovers (which wait for GATE) quickly.
+# Reports two lines without the metric, then waits. On SIGTERM it notes it, waits for GATE
+# (opened only once the stop's grace period is over), reports its first finite score, and
+# exits 0.
+LATE_REPORTER = """\
+import json, os, signal, sys, time
+checkpoints, gate = os.environ["GPUSCHED_CHECKPOINT_DIR"], os.environ["GATE"]
+report_file = os.environ["GPUSCHED_REPORT_FILE"]
+def on_term(signum, frame):
+    with open(os.path.join(checkpoints, "terminated"), "a") as out:
+        out.write("term\\n")
+    while not os.path.exists(gate):
+        time.sleep(0.02)
+    with open(report_file, "a") as reports:
+        reports.write(json.dumps({"score": 0.9}) + "\\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+with open(report_file, "a") as reports:
+    for step in range(2):
+        reports.write(json.dumps({"loss": 1.0}) + "\\n")
+        reports.flush()
+while True:
+    time.sleep(0.05)
+"""
+# The first daemon never reaches the end of a stop's grace period in a test (but for
+# LATE_REPORTER's, which waits it out); the restarted one stops the leftovers (which wait for
+# GATE) quickly.
 LONG_GRACE = {"grace_period_s": 600.0, "shutdown_grace_s": 600.0}
 SHORT_GRACE = {"grace_period_s": 0.5, "shutdown_grace_s": 0.5}
 
@@ -61,9 +88,10 @@ def gate(tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "gate").touch()
 
 
-def _experiment(tmp_path: Path, steps: int, **more: Any) -> dict[str, Any]:
+def _experiment(tmp_path: Path, steps: int, trainer: str = STOPPABLE,
+                **more: Any) -> dict[str, Any]:
     script = tmp_path / "train.py"
-    script.write_text(STOPPABLE)
+    script.write_text(trainer)
     return {"command": [sys.executable, str(script)], "metric": "score", "goal": "maximize",
             "max_parallel_trials": 1, "max_retries_per_trial": 2,
             "env": {"GATE": str(tmp_path / "gate"), "STEPS": str(steps)},
@@ -93,6 +121,20 @@ def _kill_once_the_stop_is_sent(d: Daemon, exp: str) -> Path:
 
 def _runs(trial_dir: Path) -> int:
     return (TrialFiles(trial_dir).checkpoints / "runs").read_text().count("run")
+
+
+def _ran_again_after_the_restart(tmp_path: Path, exp: str, trial_dir: Path) -> None:
+    """Restart the daemon on the killed one's state folder: trial 0 of ``exp``, cut off with
+    no stop kept, was interrupted and ran again to its end, and the experiment completed."""
+    with running_daemon(tmp_path / "d", state_dir=tmp_path / "state",
+                        settings=SHORT_GRACE) as d:
+        view = d.wait_experiment(exp, timeout=60)
+        [trial] = d.client.trials(exp)
+        kinds = _kinds(d, f"{exp}/0")
+    assert (trial["state"], trial["attempts"]) == ("completed", 2), trial
+    assert _runs(trial_dir) == 2
+    assert "trial_stop_sent" not in kinds and "trial_interrupted" in kinds, kinds
+    assert view["state"] == "completed", view
 
 
 def test_a_stop_bound_s_stop_sent_before_a_crash_ends_the_trial_stopped(
@@ -178,14 +220,7 @@ def test_a_trial_cut_off_with_no_stop_sent_runs_again(tmp_path: Path, gate: Path
         d.proc.kill()
         d.proc.wait()
     gate.touch()
-    with running_daemon(tmp_path / "d", state_dir=state, settings=SHORT_GRACE) as d:
-        view = d.wait_experiment(exp, timeout=60)
-        [trial] = d.client.trials(exp)
-        kinds = _kinds(d, f"{exp}/0")
-    assert (trial["state"], trial["attempts"]) == ("completed", 2), trial
-    assert _runs(trial_dir) == 2
-    assert "trial_stop_sent" not in kinds and "trial_interrupted" in kinds, kinds
-    assert view["state"] == "completed", view
+    _ran_again_after_the_restart(tmp_path, exp, trial_dir)
 
 
 def test_a_daemon_killed_in_its_own_shutdown_s_grace_period_runs_its_trials_again(
@@ -204,14 +239,7 @@ def test_a_daemon_killed_in_its_own_shutdown_s_grace_period_runs_its_trials_agai
         d.proc.kill()
         d.proc.wait()
     gate.touch()
-    with running_daemon(tmp_path / "d", state_dir=state, settings=SHORT_GRACE) as d:
-        view = d.wait_experiment(exp, timeout=60)
-        [trial] = d.client.trials(exp)
-        kinds = _kinds(d, f"{exp}/0")
-    assert (trial["state"], trial["attempts"]) == ("completed", 2), trial
-    assert _runs(trial_dir) == 2
-    assert "trial_stop_sent" not in kinds and "trial_interrupted" in kinds, kinds
-    assert view["state"] == "completed", view
+    _ran_again_after_the_restart(tmp_path, exp, trial_dir)
 
 
 def test_a_time_budget_s_stop_sent_before_a_crash_keeps_the_trial_s_result(
@@ -260,3 +288,56 @@ def test_a_cancel_of_the_whole_experiment_is_kept_by_its_own_event(
     assert (trial["state"], trial["reason"], trial["attempts"]) == ("cancelled", "cancelled", 1)
     assert _runs(trial_dir) == 1 and "trial_stop_sent" not in kinds, kinds
     assert view["state"] == "cancelled", view
+
+
+def test_an_experiment_whose_last_trial_the_time_budget_stopped_ends_saying_so_after_a_crash(
+    tmp_path: Path, gate: Path,
+) -> None:
+    # Its only trial is stopped by the time_budget, and the restart ends the experiment: as
+    # live, its reason says the budget was used up (restored from the log's event).
+    state = tmp_path / "state"
+    with running_daemon(tmp_path / "d", state_dir=state, settings=LONG_GRACE) as d:
+        exp = d.submit(_experiment(tmp_path, 2, max_trials=1, time_budget=2))
+        wait_for(lambda: d.client.trials(exp)[0]["reports"] == 2, 30, "its reports")
+        _kill_once_the_stop_is_sent(d, exp)
+    gate.touch()
+    with running_daemon(tmp_path / "d", state_dir=state, settings=SHORT_GRACE) as d:
+        view = d.wait_experiment(exp, timeout=60)
+        [trial] = d.client.trials(exp)
+    assert (trial["state"], trial["objective"]) == ("stopped", 0.2), trial
+    assert (view["state"], view["reason"]) == (
+        "completed", f"time_budget of 2s used up; 1 trial run; best score = 0.2 (trial {exp}/0)")
+
+
+GRACE_S = 5.0  # the late reporter's first daemon: it is killed well within it
+NO_RESULT = ("stop bound reached: training_iteration=2 >= 2; it reported no finite 'score',"
+             " so it has no result")
+
+
+def test_a_report_written_after_the_stop_s_grace_period_does_not_change_the_outcome(
+    tmp_path: Path, gate: Path,
+) -> None:
+    # The live daemon never takes in what a trial reports after its stop's grace period (it
+    # SIGKILLs the trial then). This one has no result when the stop: bound stops it, and on
+    # SIGTERM reports its first finite score only once the grace period is over, while no
+    # daemon runs: the restart records what the live daemon would have, `failed`, and the
+    # first trial's failure fails the experiment.
+    state = tmp_path / "state"
+    grace = {"grace_period_s": GRACE_S, "shutdown_grace_s": GRACE_S}
+    with running_daemon(tmp_path / "d", state_dir=state, settings=grace) as d:
+        exp = d.submit(_experiment(tmp_path, 0, LATE_REPORTER, max_trials=2,
+                                   stop={"training_iteration": 2}))
+        trial_dir = _kill_once_the_stop_is_sent(d, exp)
+        sent = time.time()  # the stop went out before this
+    wait_for(lambda: time.time() > sent + GRACE_S + 0.5, 30, "the grace period to pass")
+    gate.touch()
+    wait_for(lambda: not processes_with_env("GPUSCHED_TRIAL_DIR", [str(trial_dir)]), 30,
+             "the trial to report late and exit while no daemon runs")
+    with running_daemon(tmp_path / "d", state_dir=state, settings=SHORT_GRACE) as d:
+        view = d.wait_experiment(exp, timeout=60)
+        trial = d.client.trials(exp)[0]
+    assert trial["exit_signal"] is None, trial  # concluded by the restart, not SIGKILLed live
+    # As the live daemon records it (tests/integration/test_no_result_fails.py's rule).
+    assert (trial["state"], trial["objective"], trial["reason"]) == ("failed", None, NO_RESULT), (
+        trial)
+    assert view["state"] == "failed", view
