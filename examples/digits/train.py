@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from gpusched import trial
 
-__all__ = ["make_data", "parse_args", "train", "main"]
+__all__ = ["make_data", "int_like", "parse_args", "train", "main"]
 
 Array = NDArray[np.float64]
 Reporter = Callable[[int, dict[str, float]], None]
@@ -164,7 +164,7 @@ def _softmax(logits: Array) -> Array:
     return out
 
 
-def _int_like(text: str) -> int:
+def int_like(text: str) -> int:
     """An integer flag that also takes ``2.0``: a search may hand integers over as floats."""
     value = float(text)
     if not value.is_integer():
@@ -176,12 +176,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The trainer's flags: its hyperparameters, given as ``--NAME=VALUE`` by gpusched."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--learning_rate", type=float, default=0.01)
-    parser.add_argument("--hidden", type=_int_like, default=64)
-    parser.add_argument("--layers", type=_int_like, default=1)
+    parser.add_argument("--hidden", type=int_like, default=64)
+    parser.add_argument("--layers", type=int_like, default=1)
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="adam")
-    parser.add_argument("--epochs", type=_int_like, default=10)
-    parser.add_argument("--batch_size", type=_int_like, default=32)
-    parser.add_argument("--seed", type=_int_like, default=0, help="weights and batch order")
+    parser.add_argument("--epochs", type=int_like, default=10)
+    parser.add_argument("--batch_size", type=int_like, default=32)
+    parser.add_argument("--seed", type=int_like, default=0, help="weights and batch order")
     return parser.parse_args(argv)
 
 

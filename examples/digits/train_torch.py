@@ -37,11 +37,11 @@ if TYPE_CHECKING:  # mypy sees the repository's layout; at run time train.py is 
     # torch is an optional extra: without it, mypy checks this file with torch as Any.
     import torch  # type: ignore[import-not-found, unused-ignore]
 
-    from examples.digits.train import make_data
+    from examples.digits.train import int_like, make_data
 else:
     # torch is imported inside the functions that use it: reading the flags (--help, a test of
     # the experiment file) does not pay the seconds its import takes.
-    from train import make_data
+    from train import int_like, make_data
 
 __all__ = ["build_parser", "parse_args", "SigtermFlag", "Progress", "train", "main"]
 
@@ -81,14 +81,6 @@ class Progress:
     loss_sum: float = 0.0  # that epoch's training loss so far, summed over its samples
 
 
-def _int_like(text: str) -> int:
-    """An integer flag that also takes ``2.0``: a search may hand integers over as floats."""
-    value = float(text)
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"not an integer: {text}")
-    return int(value)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The trainer's flags: its hyperparameters, given as ``--NAME=VALUE`` by gpusched.
 
@@ -97,11 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--learning_rate", type=float, default=0.01)
-    parser.add_argument("--hidden", type=_int_like, default=64)
+    parser.add_argument("--hidden", type=int_like, default=64)
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="adam")
-    parser.add_argument("--batch_size", type=_int_like, default=32)
-    parser.add_argument("--epochs", type=_int_like, default=10)
-    parser.add_argument("--seed", type=_int_like, default=0, help="weights and sample order")
+    parser.add_argument("--batch_size", type=int_like, default=32)
+    parser.add_argument("--epochs", type=int_like, default=10)
+    parser.add_argument("--seed", type=int_like, default=0, help="weights and sample order")
     return parser
 
 
