@@ -100,7 +100,7 @@ def check(
     out = _identity(r, base_dir=base_dir, default_name=default_name, check_workdir=check_workdir,
                     aip=aip, home=home)
     out.update(_limits(r))
-    out.update(_search(p, settings.get("search"), settings.get("algorithm")))
+    out.update(_search(p, settings.get("search"), settings.get("algorithm"), aip=aip))
     out.update(_early_stopping(p, settings.get("early_stopping")))
     out["stop"] = r.read("stop", MappingProxyType({}), _stop)
     before = len(p)
@@ -282,9 +282,13 @@ def _split(p: Problems, place: str, raw: Any, head: str) -> tuple[Any, dict[str,
     return raw.get(head), {k: v for k, v in raw.items() if k != head}, raw
 
 
-def _search(p: Problems, entry: Entry | None, aip_algorithm: Entry | None) -> dict[str, Any]:
+def _search(
+    p: Problems, entry: Entry | None, aip_algorithm: Entry | None, *, aip: bool = False,
+) -> dict[str, Any]:
     """``search: grid`` or ``search: {algorithm: grid, seed: 3, ...options}`` (+ AI Platform's
-    ``algorithm``; giving both is a problem)."""
+    ``algorithm``; giving both is a problem). Named nowhere: ``random``, or in an AI Platform
+    config (``aip``) AI Platform's own default, its Bayesian optimisation (``gp``), so that a
+    user's ``hptuning_config.yaml`` searches here as it searched there."""
     place = entry.place if entry else "search"
     algorithm, raw = None, None
     options: dict[str, Any] = {}
@@ -292,7 +296,10 @@ def _search(p: Problems, entry: Entry | None, aip_algorithm: Entry | None) -> di
         algorithm, options, raw = _split(p, place, entry.value, "algorithm")
     seed = options.pop("seed", None)
     where = place if isinstance(raw, str) else at(place, "algorithm")
-    name = "random" if algorithm is None else _algorithm(p, where, algorithm)
+    if algorithm is not None:
+        name = _algorithm(p, where, algorithm)
+    else:
+        name = _AIP_ALGORITHMS["ALGORITHM_UNSPECIFIED"] if aip else "random"
     if aip_algorithm is not None and algorithm is not None:
         p.add(aip_algorithm.place, f"the same setting as {where}: give it once")
     elif aip_algorithm is not None and aip_algorithm.value is not None:

@@ -130,7 +130,8 @@ def _name_at(entry: Entry, key: str) -> str:
 
 def _search_name_at(settings: Mapping[str, Entry]) -> str:
     """Where the search is named: ``search`` (or its ``algorithm``), else AI Platform's
-    ``algorithm``, else nowhere (``random``, the default, is named at ``search``)."""
+    ``algorithm``, else nowhere (the default, ``random`` or an AI Platform config's ``gp``, is
+    named at ``search``)."""
     entry, aip = settings.get("search"), settings.get("algorithm")
     if entry is not None and (not isinstance(entry.value, Mapping)
                               or entry.value.get("algorithm") is not None):

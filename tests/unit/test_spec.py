@@ -393,6 +393,30 @@ def test_our_spelling_still_requires_the_metric(tmp_path: Path) -> None:
     assert file_problems(path, overrides=["maxTrials=3"]) == [required]
 
 
+AIP_UNNAMED_SEARCH = AIP_CONFIG.replace("    algorithm: GRID_SEARCH\n", "")
+"""An AI Platform config without ``algorithm``: AI Platform then runs its Bayesian
+optimisation (ALGORITHM_UNSPECIFIED)."""
+
+
+def test_an_aip_config_without_an_algorithm_searches_as_ai_platform_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # It once got gpusched's own default, random: a user's hptuning_config.yaml searched
+    # differently here than on AI Platform.
+    monkeypatch.chdir(tmp_path)
+    assert "algorithm" not in AIP_UNNAMED_SEARCH
+    path = write(tmp_path, AIP_UNNAMED_SEARCH)
+    assert load_aip_file(path, ["t"]).search_algorithm == "gp"
+    assert parse(minimal(maxTrials=3)).search_algorithm == "gp"  # ours, one key theirs
+    assert parse(minimal(maxTrials=3, search={"seed": 4})).search_algorithm == "gp"
+    # Named, in either spelling or by `--set`, it is what it says; a file of ours keeps random.
+    assert load_aip_file(path, ["t"], overrides=["algorithm=RANDOM_SEARCH"]).search_algorithm == (
+        "random")
+    assert load_aip_file(path, ["t"], overrides=["search=tpe"]).search_algorithm == "tpe"
+    assert parse(minimal()).search_algorithm == "random"
+    assert load_experiment_file(write(tmp_path, json.dumps(minimal())),
+                                overrides=["maxTrials=3"]).search_algorithm == "random"
+
+
 @pytest.mark.parametrize(
     ("ours", "theirs", "value"),
     [("metric", "hyperparameterMetricTag", "acc"), ("max_trials", "maxTrials", 3),
@@ -873,7 +897,7 @@ def test_to_dict_is_our_spelling() -> None:
                          gpus_per_trial=0.5, trial_timeout="1m")).to_dict()  # null = unset
     assert (data["metric"], data["goal"], data["gpus_per_trial"], data["trial_timeout"]) == (
         "x", "minimize", 0.5, 60.0)
-    assert data["search"] == {"algorithm": "random"}
+    assert data["search"] == {"algorithm": "gp"}  # AI Platform's default (its metric tag is used)
     assert data["early_stopping"] is None
     assert data["params"] == [{"name": "lr", "type": "double", "min": 0.001, "max": 0.1,
                                "scale": "linear"}]
