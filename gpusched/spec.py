@@ -119,6 +119,18 @@ class ExperimentSpec:
         found: tuple[str, ...] = self.__dict__.get("_warnings", ())
         return found
 
+    def written_at(self, setting: str) -> str | None:
+        """Where the file wrote ``setting`` (one of ours, such as ``resume_from``, or AI
+        Platform's ``algorithm``), as it spelt it
+        (``trainingInput.hyperparameters.resumePreviousJobId``), for a problem the daemon
+        finds there; None when it did not write it, and after :meth:`from_dict`."""
+        places: Mapping[str, str] = self.__dict__.get("_places", {})
+        return places.get(setting)
+
+    def place(self, setting: str) -> str:
+        """:meth:`written_at`, else ``setting`` itself."""
+        return self.written_at(setting) or setting
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able experiment file in our spelling; :meth:`from_dict` reads it back equal.
 
@@ -285,6 +297,8 @@ def _parse(
         # With what of the file parsed, so that the daemon can add its own problems now.
         raise SpecError(p.items, source, read=partial_read(settings, fields, p.items))
     spec = ExperimentSpec(**fields)
+    # Not fields (a spec read back from the log has none): where the file wrote each setting.
+    object.__setattr__(spec, "_places", {k: e.place for k, e in settings.items()})
     warned: list[str] = []
     if "goal" not in settings and _LOSS_LIKE.search(spec.metric):
         # Optuna minimizes by default and KerasTuner reads a loss from its name: a search that

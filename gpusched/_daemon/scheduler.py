@@ -751,12 +751,13 @@ class Scheduler:
         p = Problems()
         # In the order of the file's settings (the daemon does not know the file's own order).
         if (over := self.limits.submit_problem(spec.gpus_per_trial)) is not None:
-            p.add("gpus_per_trial", over)
+            p.add(spec.place("gpus_per_trial"), over)
         # Made once, here: the experiment keeps these (a wrong one is a problem, not an error).
         search, stoppers = _make_plugins(p, spec, seed)
         if spec.resume_from:
             # Pinned to the id: a name means the newest experiment with that name *now*.
-            pinned = await ended_experiment(self.store, spec.resume_from, "resume_from", p)
+            pinned = await ended_experiment(self.store, spec.resume_from,
+                                            spec.place("resume_from"), p)
             spec = spec if pinned is None else replace(spec, resume_from=pinned)
         if p.items:
             raise SpecError(p.items, source)
@@ -1071,8 +1072,9 @@ def _make_plugins(p: Problems, spec: ExperimentSpec, seed: int
     made is a problem in ``p`` (and None, or left out of the list), at the setting that names
     it or holds its options.
 
-    The spec does not keep where the file wrote a setting: a plugin written with options
-    (``search: {algorithm: tpe, n_startup: 5}``) was a mapping, so its name's place is
+    A search named by AI Platform's ``algorithm`` is named at that key, as the file spelt it.
+    Otherwise the spec does not keep where its plugins were written: a plugin written with
+    options (``search: {algorithm: tpe, n_startup: 5}``) was a mapping, so its name's place is
     ``search.algorithm``; without, the place is the setting (``search: tpe`` as well as
     ``search: {algorithm: tpe}``).
     """
@@ -1080,7 +1082,8 @@ def _make_plugins(p: Problems, spec: ExperimentSpec, seed: int
     search = _make_plugin(
         p, "search", spec.search_algorithm, load_search_plugin,
         lambda cls: cls(spec.space(), goal=spec.goal, seed=seed, options=spec.search_options),
-        name_at="search.algorithm" if named else "search", options_at="search")
+        name_at=spec.written_at("algorithm") or ("search.algorithm" if named else "search"),
+        options_at="search")
     stoppers: list[StoppingPlugin] = []
     if spec.stop:
         bounds = _make_plugin(

@@ -123,3 +123,22 @@ def test_nothing_is_judged_in_a_file_that_is_not_yaml(tmp_path: Path) -> None:
     with running_daemon(tmp_path / "d") as d:
         out = submit(d, tmp_path / "exp.yaml", "search: tpee\nresume_from: e99\nparams: [\n")
     assert len(problems(out)) == 1 and "not valid YAML" in problems(out)[0][1]
+
+
+def test_a_sound_ai_platform_files_daemon_problems_are_where_it_wrote_them(
+    tmp_path: Path
+) -> None:
+    # With no problem of the parser's, the daemon's were placed at our keys (`resume_from:`,
+    # `search:`), which an AI Platform file does not have.
+    text = ("trainingInput:\n  hyperparameters:\n    hyperparameterMetricTag: acc\n"
+            "    resumePreviousJobId: job_1\n    algorithm: tpee\n"
+            "    params: [{parameterName: lr, type: DOUBLE, minValue: 0, maxValue: 1}]\n")
+    path = tmp_path / "hptuning_config.yaml"
+    path.write_text(text)
+    with running_daemon(tmp_path / "d") as d:
+        out = d.cli("submit", "--aip", str(path), "--", sys.executable, "-c", "pass")
+        assert d.client.experiments() == []
+    assert places(out) == ["trainingInput.hyperparameters.algorithm",
+                           "trainingInput.hyperparameters.resumePreviousJobId"]
+    assert problems(out)[0][1].startswith("unknown search plugin 'tpee' (did you mean 'tpe'?)")
+    assert problems(out)[1][1] == "no experiment 'job_1' (`gpusched ls --all` lists them)"
