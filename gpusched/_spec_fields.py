@@ -99,7 +99,7 @@ def check(
     r = _Reader(p, settings)
     out = _identity(r, base_dir=base_dir, default_name=default_name, check_workdir=check_workdir,
                     aip=aip, home=home)
-    out.update(_limits(r))
+    out.update(_limits(r, aip=aip))
     out.update(_search(p, settings.get("search"), settings.get("algorithm"), aip=aip))
     out.update(_early_stopping(p, settings.get("early_stopping")))
     out["stop"] = r.read("stop", MappingProxyType({}), _stop)
@@ -144,8 +144,9 @@ def _identity(r: _Reader, *, base_dir: str, default_name: str, check_workdir: bo
     return out
 
 
-def _limits(r: _Reader) -> dict[str, Any]:
-    """How many trials, on what, for how long, and how failures end the experiment."""
+def _limits(r: _Reader, *, aip: bool = False) -> dict[str, Any]:
+    """How many trials, on what, for how long, and how failures end the experiment; ``aip``:
+    an AI Platform config, whose ``maxFailedTrials`` is its only failure budget."""
     out: dict[str, Any] = {}
     for key, (least, default) in _COUNTS.items():
         raw = r.value(key)
@@ -153,6 +154,11 @@ def _limits(r: _Reader) -> dict[str, Any]:
             out[key] = None  # AI Platform: maxFailedTrials 0 means "not set"
         else:
             out[key] = r.read(key, default, partial(whole, low=least))
+    consecutive = "max_consecutive_failed_trials"
+    if aip and r.value(consecutive) is None and isinstance(out["max_failed_trials"], int):
+        # AI Platform has no rule of failures in a row: with maxFailedTrials set, a job fails
+        # only when that many have failed. A streak can never reach it before the total does.
+        out[consecutive] = out["max_failed_trials"]
     out["gpus_per_trial"] = r.read("gpus_per_trial", 1.0, _gpus)
     out["gpu_memory_mib"] = r.read("gpu_memory", None, partial(_amount, parse=parse_memory_mib))
     if out["gpu_memory_mib"] is not None and out["gpus_per_trial"] == 0:

@@ -354,6 +354,22 @@ def test_aip_early_stopping_flag_and_failed_trials() -> None:
         "enableTrialEarlyStopping: must be true or false (got 'median')"]
 
 
+def test_aip_max_failed_trials_is_the_only_failure_budget() -> None:
+    # With maxFailedTrials: 5, three failures in a row once failed the experiment: our own
+    # max_consecutive_failed_trials default (3), which AI Platform has not and cannot spell.
+    assert parse(minimal(maxFailedTrials=5)).max_consecutive_failed_trials == 5
+    assert parse(minimal(hyperparameters={"maxFailedTrials": 2})).max_consecutive_failed_trials \
+        == 2
+    # Written, it holds; unset or 0 (AI Platform's "not set"), the default rule stays, as does
+    # a file of ours with max_failed_trials.
+    assert parse(minimal(maxFailedTrials=5, max_consecutive_failed_trials=2)
+                 ).max_consecutive_failed_trials == 2
+    assert parse(minimal(maxFailedTrials=0)).max_consecutive_failed_trials == 3
+    assert parse(minimal(maxTrials=4)).max_consecutive_failed_trials == 3
+    assert parse(minimal(max_failed_trials=5)).max_consecutive_failed_trials == 3
+    round_trip(parse(minimal(maxFailedTrials=5)))
+
+
 AIP_UNTAGGED = AIP_CONFIG.replace("    hyperparameterMetricTag: val_loss\n", "")
 """An AI Platform config without hyperparameterMetricTag: optional in its HyperparameterSpec."""
 HYPERTUNE_TAG = "training/hptuning/metric"  # AI Platform's default, and cloudml-hypertune's
