@@ -53,6 +53,12 @@ class Problems:
 
     def __init__(self) -> None:
         self.items: list[Problem] = []
+        #: what looks wrong but is accepted, each ``PLACE: message`` (the submit prints them)
+        self.warnings: list[str] = []
+
+    def warn(self, place: str, message: str) -> None:
+        """Record a warning: the file is read, but not quite as written."""
+        self.warnings.append(f"{place}: {message}")
 
     def add(self, place: str, message: str) -> None:
         """Record one problem (after ``_MAX_PROBLEMS``, one line says that more were left out)."""

@@ -198,8 +198,39 @@ def _command(p: Problems, settings: Mapping[str, Entry], *, aip: bool = False
     elif parts is not None and not parts[0]:
         p.add(at(entry.place, 0), "the program must not be empty")
     elif parts is not None and extra is not None:
-        return parts + extra
+        kept, dropped = _without_given_options(extra, given=parts[1:])
+        if dropped and args is not None:
+            names = ", ".join(sorted({d.split("=", 1)[0] for d in dropped if d.startswith("--")}))
+            p.warn(args.place, f"{' '.join(dropped)} left out: the command gives {names} too,"
+                               " and the command line wins, as with gcloud")
+        return parts + kept
     return None
+
+
+def _without_given_options(args: tuple[str, ...], *, given: tuple[str, ...]
+                           ) -> tuple[tuple[str, ...], list[str]]:
+    """``args`` (AI Platform's ``trainingInput.args``) less each long option that ``given`` (the
+    command's own arguments) has too, with its value (``--epochs 4`` or ``--epochs=4``): gcloud
+    lets the arguments on its command line replace the file's, and a trainer's argparse would
+    take the file's, written after them. Returns what is kept and what was left out."""
+    names = {a.split("=", 1)[0] for a in given if a.startswith("--") and a != "--"}
+    kept: list[str] = []
+    dropped: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":  # what follows is positional: the trainer's own
+            kept.extend(args[i:])
+            break
+        if arg.startswith("--") and arg.split("=", 1)[0] in names:
+            dropped.append(arg)
+            if "=" not in arg and i + 1 < len(args) and not args[i + 1].startswith("-"):
+                i += 1
+                dropped.append(args[i])
+        else:
+            kept.append(arg)
+        i += 1
+    return tuple(kept), dropped
 
 
 def _workdir(p: Problems, place: str, raw: Any, *, base_dir: str, home: str | None = None

@@ -299,7 +299,7 @@ def _parse(
     spec = ExperimentSpec(**fields)
     # Not fields (a spec read back from the log has none): where the file wrote each setting.
     object.__setattr__(spec, "_places", {k: e.place for k, e in settings.items()})
-    warned: list[str] = []
+    warned: list[str] = list(p.warnings)
     if "goal" not in settings and _LOSS_LIKE.search(spec.metric):
         # Optuna minimizes by default and KerasTuner reads a loss from its name: a search that
         # maximizes a loss runs every trial the wrong way, and nothing fails to say so.

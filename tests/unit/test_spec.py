@@ -335,6 +335,35 @@ def test_aip_bare_and_under_hyperparameters_read_alike(tmp_path: Path,
         assert spec == wrapped
 
 
+@pytest.mark.parametrize("case", [
+    # The command line wins, as gcloud's arguments after `--` replace the file's: the file's
+    # --epochs 4, written after the command's, once won in the trainer's argparse.
+    (["--epochs", "4", "--lr", "0.1"], ["t", "--epochs", "10"],
+     ("t", "--epochs", "10", "--lr", "0.1"), "--epochs 4"),
+    (["--epochs=4", "--verbose"], ["t", "--epochs=10"], ("t", "--epochs=10", "--verbose"),
+     "--epochs=4"),
+    (["--verbose", "--epochs", "4"], ["t", "--verbose"], ("t", "--verbose", "--epochs", "4"),
+     "--verbose"),
+    (["--epochs", "4"], ["t"], ("t", "--epochs", "4"), None),
+    (["--", "--epochs"], ["t", "--epochs", "1"], ("t", "--epochs", "1", "--", "--epochs"), None),
+])
+def test_the_commands_options_replace_the_files_args(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        case: tuple[list[str], list[str], tuple[str, ...], str | None]) -> None:
+    file_args, command, expected, left_out = case
+    monkeypatch.chdir(tmp_path)
+    text = AIP_CONFIG.replace("  args: [--epochs, 5]", f"  args: {json.dumps(file_args)}")
+    spec = load_aip_file(write(tmp_path, text), command)
+    assert spec.command == expected
+    said = [w for w in spec.warnings() if w.startswith("trainingInput.args: ")]
+    if left_out is None:
+        assert said == []
+    else:
+        assert said == [f"trainingInput.args: {left_out} left out: the command gives"
+                        f" {left_out.split()[0].split('=')[0]} too, and the command line wins,"
+                        " as with gcloud"]
+
+
 @pytest.mark.parametrize(
     ("algorithm", "expected"),
     [("ALGORITHM_UNSPECIFIED", "gp"), ("GRID_SEARCH", "grid"), ("RANDOM_SEARCH", "random"),
