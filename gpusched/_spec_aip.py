@@ -50,7 +50,8 @@ IGNORED_TRAINING_INPUT = frozenset({
     "serviceAccount", "useChiefInTfConfig", "enableWebAccess",
 })  # fmt: skip
 """TrainingInput fields about Google's machines, not the search: read and ignored, so that an
-existing config file runs unchanged (``args`` is the exception: it is appended to the command)."""
+existing config file runs unchanged (``args`` is appended to the command, and
+``masterConfig.acceleratorConfig.count`` is ``gpus_per_trial``'s default)."""
 
 _NESTED = frozenset({"command", "env", "search", "early_stopping", "stop", "params",
                      "points_to_evaluate"})
@@ -112,9 +113,21 @@ def _training_input(p: Problems, settings: Settings, value: Any) -> None:
             _hyperparameters(p, settings, "trainingInput.hyperparameters", item)
         elif key == "args":
             _put(p, settings, "args", Entry("trainingInput.args", item, aip=True))
+        elif key == "masterConfig":
+            _master_config(p, settings, item)
         elif key not in IGNORED_TRAINING_INPUT:
             known = ("hyperparameters", "args", *sorted(IGNORED_TRAINING_INPUT))
             p.add("trainingInput", unknown_key(key, known))
+
+
+def _master_config(p: Problems, settings: Settings, value: Any) -> None:
+    """``masterConfig`` is about Google's machines, but for the GPUs it gives each trial
+    (``acceleratorConfig.count``): those are ``gpus_per_trial``'s default (a trainer written
+    for 4 GPUs, a MirroredStrategy say, would otherwise get one). The rest is ignored."""
+    accelerators = value.get("acceleratorConfig") if isinstance(value, Mapping) else None
+    if isinstance(accelerators, Mapping) and "count" in accelerators:
+        place = "trainingInput.masterConfig.acceleratorConfig.count"
+        _put(p, settings, "accelerators", Entry(place, accelerators["count"], aip=True))
 
 
 def _hyperparameters(p: Problems, settings: Settings, place: str, value: Any) -> None:

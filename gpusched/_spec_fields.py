@@ -159,7 +159,10 @@ def _limits(r: _Reader, *, aip: bool = False) -> dict[str, Any]:
         # AI Platform has no rule of failures in a row: with maxFailedTrials set, a job fails
         # only when that many have failed. A streak can never reach it before the total does.
         out[consecutive] = out["max_failed_trials"]
-    out["gpus_per_trial"] = r.read("gpus_per_trial", 1.0, _gpus)
+    # AI Platform's masterConfig.acceleratorConfig.count, when our own is not written.
+    accelerators = r.read("accelerators", None, partial(whole, low=0))
+    out["gpus_per_trial"] = r.read("gpus_per_trial",
+                                   1.0 if accelerators is None else float(accelerators), _gpus)
     out["gpu_memory_mib"] = r.read("gpu_memory", None, partial(_amount, parse=parse_memory_mib))
     if out["gpu_memory_mib"] is not None and out["gpus_per_trial"] == 0:
         r.p.add(r.place("gpu_memory"), "a CPU-only trial (gpus_per_trial: 0) gets no GPU memory")

@@ -34,9 +34,11 @@ CHECK_ORDER = (
 order of its problems (after those of the file as a whole: unknown keys, settings given twice,
 a ``--set`` that cannot be applied)."""
 
-# AI Platform's `algorithm` is the search setting, and `args` part of the command.
+# AI Platform's `algorithm` is the search setting, `args` part of the command, and the
+# GPUs of `masterConfig.acceleratorConfig` gpus_per_trial's default.
 _RANKS = {setting: rank for rank, setting in enumerate(CHECK_ORDER)} | {
-    "algorithm": CHECK_ORDER.index("search"), "args": CHECK_ORDER.index("command")}
+    "algorithm": CHECK_ORDER.index("search"), "args": CHECK_ORDER.index("command"),
+    "accelerators": CHECK_ORDER.index("gpus_per_trial")}
 
 
 @dataclass(frozen=True)

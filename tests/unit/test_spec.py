@@ -335,6 +335,27 @@ def test_aip_bare_and_under_hyperparameters_read_alike(tmp_path: Path,
         assert spec == wrapped
 
 
+def test_an_aip_masters_gpu_count_is_each_trials(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # A trainer written for 4 GPUs on AI Platform (a MirroredStrategy) once got one here:
+    # masterConfig was ignored whole.
+    monkeypatch.chdir(tmp_path)
+    master = ("  masterConfig:\n    imageUri: gcr.io/x/y\n"
+              "    acceleratorConfig: {count: 4, type: NVIDIA_TESLA_T4}\n")
+    text = AIP_CONFIG.replace("  args: [--epochs, 5]\n", master)
+    assert load_aip_file(write(tmp_path, text), ["t"]).gpus_per_trial == 4
+    assert load_aip_file(write(tmp_path, text), ["t"], overrides=["gpus_per_trial=1"]
+                         ).gpus_per_trial == 1  # ours, written, wins
+    assert load_aip_file(write(tmp_path, AIP_CONFIG), ["t"]).gpus_per_trial == 1
+    assert load_aip_file(write(tmp_path, text.replace("count: 4", "count: 0")), ["t"]
+                         ).gpus_per_trial == 0
+    bad = write(tmp_path, text.replace("count: 4", "count: 1.5"))
+    with pytest.raises(SpecError) as info:
+        load_aip_file(bad, ["t"])
+    assert [str(p) for p in info.value.problems] == [
+        "trainingInput.masterConfig.acceleratorConfig.count: must be a whole number (got 1.5)"]
+
+
 @pytest.mark.parametrize("case", [
     # The command line wins, as gcloud's arguments after `--` replace the file's: the file's
     # --epochs 4, written after the command's, once won in the trainer's argparse.
