@@ -421,8 +421,8 @@ def _add_logs(sub: Any) -> None:
 
 def _add_wait(sub: Any) -> None:
     p = _add(sub, "wait", cmd_wait, "wait until an experiment ends (exit 0 if it completed,"
-             " 1 if it failed or was cancelled, 124 on --timeout, 69 if no daemon answers (or it"
-             " could not say),"
+             " 1 if it failed or was cancelled, 124 on --timeout, 69 if no daemon answers (or"
+             " its socket refuses you, or it could not say),"
              " 2 for an unknown experiment or a bad option)")
     p.add_argument("experiment")
     p.add_argument("--timeout", type=float, metavar="SECONDS",

@@ -6,7 +6,9 @@ Imports nothing of the daemon and nothing heavy, so ``gpusched ls`` starts fast.
 from __future__ import annotations
 
 import itertools
+import os
 import socket
+import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +19,7 @@ from gpusched.errors import (
     NotFoundError,
     ProtocolError,
     RequestError,
+    SocketPermissionError,
     SpecError,
     UnusableSocketError,
 )
@@ -110,7 +113,9 @@ class Client:
                                 " one is starting and answers once it has recovered its"
                                 " trials") from None
         except PermissionError:
-            raise NoDaemonError(path, "permission denied") from None
+            # A daemon is there, most likely (the system one: clients choose its socket while
+            # it exists): "start one" would not help. Say who may use it and how to join.
+            raise SocketPermissionError(path, _permission_denied(path)) from None
         except NotADirectoryError:
             raise UnusableSocketError(path, f"cannot connect to {path}: a part of it is not a"
                                       " folder: check --socket (or GPUSCHED_SOCKET)") from None
@@ -263,3 +268,62 @@ class Client:
     def trial_files(self, trial: str) -> dict[str, Any]:
         """Where a trial's logs are, and its state."""
         return dict(self.request("trial_files", trial=trial))
+
+
+_OWN_DAEMON = ("or run your own daemon with `gpusched daemon --socket PATH` and give each"
+               " command --socket PATH (or GPUSCHED_SOCKET=PATH)")
+
+
+def _permission_denied(path: str) -> str:
+    """Why the socket at ``path`` refused this user, from the file's owner, group and mode,
+    and what to do. Asked only once refused: the user and group databases are read (and
+    their modules imported) then, not at each command's start."""
+    import grp
+
+    head = f"permission denied on {path}"
+    try:
+        info = os.stat(path)
+    except OSError:  # a folder on the way that this user may not enter
+        return f"{head}: a folder above it is closed to you; check the path, {_OWN_DAEMON}"
+    uid, gid = os.getuid(), info.st_gid
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = str(gid)
+    shared = bool(info.st_mode & stat.S_IWGRP)
+    if info.st_uid == uid or (shared and gid in (os.getegid(), *os.getgroups())):
+        return (f"{head}, though you are its owner or in its group '{group}': check its mode"
+                f" and ACL (`ls -l {path}`), {_OWN_DAEMON}")
+    if not shared:
+        return (f"{head}: only its owner ({_user_name(info.st_uid)}) may use it (mode"
+                f" {stat.S_IMODE(info.st_mode):04o}); ask an admin to share it through the"
+                f" daemon's socket_group setting (a group that exists, with you in it),"
+                f" {_OWN_DAEMON}")
+    me = _user_name(uid)
+    if _in_group_database(uid, gid):
+        return (f"{head}: it belongs to the group '{group}', which you joined after you logged"
+                f" in; log in again (or run `newgrp {group}`), {_OWN_DAEMON}")
+    return (f"{head}: it belongs to the group '{group}'; ask an admin to add you (`usermod -aG"
+            f" {group} {me}`) and log in again, {_OWN_DAEMON}")
+
+
+def _user_name(uid: int) -> str:
+    """``uid``'s login name, or the number when it has no passwd entry."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _in_group_database(uid: int, gid: int) -> bool:
+    """Whether the user database puts ``uid`` in group ``gid`` (as its primary group or a
+    supplementary one), whatever groups this process got when the user logged in."""
+    import pwd
+
+    try:
+        entry = pwd.getpwuid(uid)
+        return gid in os.getgrouplist(entry.pw_name, entry.pw_gid)
+    except (KeyError, OSError):
+        return False

@@ -20,6 +20,7 @@ __all__ = [
     "NoDaemonError",
     "DaemonGoneError",
     "UnusableSocketError",
+    "SocketPermissionError",
     "RequestError",
     "NotFoundError",
     "PluginError",
@@ -113,6 +114,18 @@ class UnusableSocketError(NoDaemonError):
 
     def __init__(self, path: str, message: str) -> None:
         GpuschedError.__init__(self, message)  # not "start a daemon": that would not help
+        self.path = path
+
+
+class SocketPermissionError(NoDaemonError):
+    """The socket refused this user (permission denied): a daemon may well be there, but it is
+    shared with a group the user is not in (or joined after logging in), or with nobody, or a
+    folder on the way is closed. A :class:`NoDaemonError` still, for what it means to a script
+    (nothing answers *this user*: ``gpusched wait`` exits 69); its message (``path`` and what
+    to do: join the group, log in again, or run one's own daemon) is the caller's."""
+
+    def __init__(self, path: str, message: str) -> None:
+        GpuschedError.__init__(self, message)  # not "start a daemon": one is there
         self.path = path
 
 

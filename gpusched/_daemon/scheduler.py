@@ -289,10 +289,31 @@ class Scheduler:
     # -- placement ----------------------------------------------------------------------------
 
     def _order(self) -> list[ExperimentRun]:
-        return sorted(
-            (e for e in self.active.values() if e.wants_more()),
-            key=lambda e: (-e.spec.priority, e.gpu_share_in_use(), e.seq),
-        )
+        """The experiments that want a trial, in placement order: higher ``priority`` first;
+        at equal priority, fair share between owners (the one whose owner's experiments hold
+        fewer GPUs goes first, so that splitting a search into several experiments gains its
+        user nothing), then between experiments (the one that holds fewer), then submit order.
+        With one owner (a per-user daemon) the owner's share ties: experiments' shares decide,
+        as they always did. Placement asks again after each trial it starts: each sees the
+        holdings the one before changed."""
+        wanting = [e for e in self.active.values() if e.wants_more()]
+        if len(wanting) < 2:
+            return wanting  # nothing to order: the dispatch path of a lone experiment
+        by_owner = self._gpus_held_by_owner()
+        return sorted(wanting, key=lambda e: (
+            -e.spec.priority, by_owner.get(e.owner_uid, 0.0), e.gpu_share_in_use(), e.seq))
+
+    def _gpus_held_by_owner(self) -> dict[int | None, float]:
+        """Owner uid -> GPUs its running trials hold, over all of its experiments (those that
+        want no more trials too), counted as :meth:`ExperimentRun.gpu_share_in_use` counts.
+        From memory: placement calls this once per trial it starts."""
+        held: dict[int | None, float] = {}
+        for exp in self.active.values():
+            share = exp.gpu_share_in_use()
+            if share:
+                held[exp.owner_uid] = held.get(exp.owner_uid, 0.0) + share
+        # Rounded: fractions summed in another order (0.1 + 0.2, 0.3) must still tie.
+        return {owner: round(gpus, 9) for owner, gpus in held.items()}
 
     def _pick(self, exp: ExperimentRun) -> list[str] | None:
         share = exp.spec.gpus_per_trial
@@ -319,6 +340,7 @@ class Scheduler:
             devices=self.devices, order=order, cpu_running=self._cpu_running(),
             cpu_slots=self._cpu_slots, paused=time.monotonic() < self._paused_until,
             closing=self._closing, user_limit=held_back(exp),
+            owner_gpus=self._gpus_held_by_owner(),
         ))
 
     def trial_waits(self, exp_id: str) -> dict[int, dict[str, Any]]:

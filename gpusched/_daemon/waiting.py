@@ -11,8 +11,8 @@ Codes are stable words (docs/json.md); messages are for people.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from gpusched._daemon.devices import DeviceTable
@@ -41,6 +41,8 @@ class WaitContext:
     # Why a limit of the daemon's configuration (per-user GPUs or trials) holds this
     # experiment back now, as the scheduler's limit check words it; None: none does.
     user_limit: str | None = None
+    # Owner uid -> GPUs held over all of its experiments: fair share is between owners first.
+    owner_gpus: Mapping[int | None, float] = field(default_factory=dict)
 
 
 def pending_trials(exp: ExperimentRun) -> int:
@@ -77,12 +79,12 @@ def _reason(exp: ExperimentRun, ctx: WaitContext,
     blocked = _resource_blocked(exp, ctx)
     if blocked is not None:
         code, message = blocked
-        return code, message + _line_note(exp, ahead)
+        return code, message + _line_note(exp, ahead, ctx)
     if exp.waiting and not exp.requeued:
         return "search_waits", (f"the search plugin '{exp.spec.search_algorithm}' waits for"
                                 " running trials to end before it suggests more")
     if ahead:
-        return "behind", _line_note(exp, ahead).removeprefix("; ")
+        return "behind", _line_note(exp, ahead, ctx).removeprefix("; ")
     return "starting", "starting now"
 
 
@@ -166,12 +168,15 @@ def _ahead_of(exp: ExperimentRun, order: Sequence[ExperimentRun]) -> list[Experi
     return out
 
 
-def _line_note(exp: ExperimentRun, ahead: list[ExperimentRun]) -> str:
+def _line_note(exp: ExperimentRun, ahead: list[ExperimentRun], ctx: WaitContext) -> str:
     if not ahead:
         return ""
     first = ahead[0]
+    owners = ctx.owner_gpus
     if first.spec.priority > exp.spec.priority:
         why = f"lower priority than {first.id} ({exp.spec.priority} < {first.spec.priority})"
+    elif owners.get(first.owner_uid, 0.0) < owners.get(exp.owner_uid, 0.0):
+        why = f"{first.id} goes first (fair share: its owner holds fewer GPUs)"
     elif first.gpu_share_in_use() < exp.gpu_share_in_use():
         why = f"{first.id} goes first (fair share: it holds fewer GPUs)"
     else:

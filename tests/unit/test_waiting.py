@@ -122,6 +122,20 @@ def test_free_room_taken_by_the_one_ahead_or_about_to_start(tmp_path: Path) -> N
     assert alone is not None and alone["code"] == "starting"
 
 
+def test_an_experiment_behind_another_users_says_its_owner_holds_fewer_gpus(
+        tmp_path: Path) -> None:
+    # Fair share is between owners first: bob's e2 goes before alice's e1, submitted earlier
+    # and holding no more GPUs itself, because alice holds more in all. The note once said
+    # "(submitted earlier)", which was not why.
+    devices = device_table(1)
+    devices.update(quiet(1), {})
+    alice, bob = exp(tmp_path, "e1"), exp(tmp_path, "e2")
+    alice.owner_uid, bob.owner_uid = 1001, 1002
+    got = why_waiting(alice, ctx(devices, [bob, alice], owner_gpus={1001: 2.0}))
+    assert got is not None and got["code"] == "behind"
+    assert got["message"] == "e2 goes first (fair share: its owner holds fewer GPUs)"
+
+
 def test_a_search_that_waits_for_results_says_so(tmp_path: Path) -> None:
     devices = device_table(1)
     devices.update(quiet(1), {})
