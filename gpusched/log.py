@@ -7,6 +7,7 @@ stdout when it is not a terminal (journald, files), console rendering on a termi
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO, cast
@@ -16,6 +17,10 @@ import structlog
 from gpusched.errors import ConfigError
 
 __all__ = ["configure_logging", "get_logger"]
+
+
+def _private_opener(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o640)
 
 
 def configure_logging(*, level: str = "info", stream: TextIO | None = None,
@@ -30,8 +35,10 @@ def configure_logging(*, level: str = "info", stream: TextIO | None = None,
     if also_to is not None:
         try:
             # Line-buffered and open for the daemon's life: every event reaches the file at
-            # once, and logrotate's copytruncate works with an O_APPEND file.
-            targets.append(open(also_to, "a", buffering=1, encoding="utf-8"))  # noqa: SIM115
+            # once, and logrotate's copytruncate works with an O_APPEND file. Made 0640 (not
+            # the umask's 0644): its lines name experiments, pids and trials' failure reasons.
+            targets.append(open(also_to, "a", buffering=1, encoding="utf-8",  # noqa: SIM115
+                                opener=_private_opener))
         except OSError as exc:
             raise ConfigError(f"log_file {also_to}: cannot open it ({exc.strerror})") from None
     out = cast(TextIO, _Tee(*targets))  # print() needs only write() and flush()

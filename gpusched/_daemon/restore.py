@@ -54,15 +54,18 @@ _MAY_HAVE_RUN = (TrialState.RUNNING, TrialState.QUEUED, TrialState.INTERRUPTED)
 _KEPT_STOPS = {s.value: s for s in (TrialState.STOPPED, TrialState.FAILED, TrialState.CANCELLED)}
 
 
-async def ended_experiment(store: Store, name: str, place: str, p: Problems) -> str | None:
-    """The id of the experiment that ``resume_from: name`` names (the newest with that name),
-    or None, with the problem at ``place`` in ``p``, when it names none or one that has not
-    ended: what the search learns from must not change under it while it runs.
+async def ended_experiment(store: Store, name: str, place: str, p: Problems, *,
+                           submitter_uid: int | None = None) -> str | None:
+    """The id of the experiment that ``resume_from: name`` names for its submitter
+    ``submitter_uid`` (the newest of theirs with that name, else the newest of anyone's:
+    :meth:`~gpusched._daemon.store.Store.experiment`), or None, with the problem at
+    ``place`` in ``p``, when it names none or one that has not ended: what the search learns
+    from must not change under it while it runs.
 
     The id, not the name, is what the new experiment stores: a name means the newest
     experiment with that name *now*, and after a restart it could name another (the new one
     itself, if it has the same name), whose history the search would then see."""
-    row = await store.experiment(name)
+    row = await store.experiment(name, caller_uid=submitter_uid)
     if row is None:
         p.add(place, f"no experiment '{name}' (`gpusched ls --all` lists them)")
         return None

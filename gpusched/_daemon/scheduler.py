@@ -779,7 +779,8 @@ class Scheduler:
         if spec.resume_from:
             # Pinned to the id: a name means the newest experiment with that name *now*.
             pinned = await ended_experiment(self.store, spec.resume_from,
-                                            spec.place("resume_from"), p)
+                                            spec.place("resume_from"), p,
+                                            submitter_uid=owner_uid)
             spec = spec if pinned is None else replace(spec, resume_from=pinned)
         if p.items:
             raise SpecError(p.items, source)
@@ -817,13 +818,15 @@ class Scheduler:
         self.kick()
         return exp_id
 
-    async def judge_refused(self, read: PartialRead) -> list[Problem]:
+    async def judge_refused(self, read: PartialRead, owner_uid: int | None = None
+                            ) -> list[Problem]:
         """What :meth:`submit` would refuse in a file that the parser refused already, as far
         as ``read`` (what of the file parsed) allows: the per-user GPU limit, whether the
         plugins it names are installed (and, for a stopping plugin whose options, metric and
         goal parsed, whether it takes its options) and ``resume_from``. So that one submit
         lists every problem that can be known; the rest needs a file that parses: a search
         plugin's options (its constructor takes the search space) and ``points_to_evaluate``.
+        ``owner_uid``: the submitter, for whom a name in ``resume_from`` means theirs first.
         """
         p = Problems()
         if read.gpus_per_trial is not None and (
@@ -834,7 +837,8 @@ class Scheduler:
         for plugin in read.stopping:
             _judge_stopping(p, plugin, read.metric, read.goal)
         if read.resume_from:
-            await ended_experiment(self.store, read.resume_from, read.place("resume_from"), p)
+            await ended_experiment(self.store, read.resume_from, read.place("resume_from"), p,
+                                   submitter_uid=owner_uid)
         return p.items
 
     async def wait_ended(self, exp_id: str, timeout_s: float) -> None:

@@ -288,28 +288,31 @@ class Server:
                     lambda: parse_experiment(args.get("experiment"), base_dir=base_dir,
                                              source=source, home=home))
         except SpecError as exc:
-            raise await self._with_daemon_problems(exc) from None
+            raise await self._with_daemon_problems(exc, uid) from None
         warnings = list(spec.warnings())  # the file's; the scheduler adds the daemon's
         exp_id = await self.scheduler.submit(spec, uid, source=source, warnings=warnings)
         return {"id": exp_id, "name": spec.name, "warnings": warnings}
 
-    async def _with_daemon_problems(self, refused: SpecError) -> SpecError:
+    async def _with_daemon_problems(self, refused: SpecError, uid: int | None) -> SpecError:
         """The parser's ``refused`` with the problems that the scheduler finds in what of the
         file parsed, listed among the parser's: one answer, rather than the daemon's problems
         only once the parser has none left to say."""
         if refused.read is None:  # not even YAML, or no mapping: nothing to judge
             return refused
-        judged = await self.scheduler.judge_refused(refused.read)
+        judged = await self.scheduler.judge_refused(refused.read, uid)
         if not judged:
             return refused
         return SpecError(refused.read.merge(refused.problems, judged), refused.source,
                          read=refused.read)
 
-    async def _experiment_row(self, name: Any) -> dict[str, Any]:
+    async def _experiment_row(self, name: Any, uid: int | None) -> dict[str, Any]:
+        """The experiment that ``name`` (an id, or a name) means to the user ``uid``: by
+        name, the newest of their own so named, else the newest of anyone's
+        (:meth:`~gpusched._daemon.store.Store.experiment`)."""
         if not isinstance(name, str):
             raise RequestError("bad_request", "name an experiment: 'experiment' must be an "
                                               "experiment's id or name, a string")
-        row = await self.store.experiment(name)
+        row = await self.store.experiment(name, caller_uid=uid)
         if row is None:
             raise NotFoundError(f"no experiment '{name}' (see `gpusched ls`)")
         return row
@@ -339,7 +342,7 @@ class Server:
         with_last = args.get("last_report", False)
         if not isinstance(with_last, bool):
             raise RequestError("bad_request", "'last_report' must be true or false")
-        row = await self._experiment_row(args.get("experiment"))
+        row = await self._experiment_row(args.get("experiment"), uid)
         waits = self.scheduler.trial_waits(row["id"])
         so_far = views.objectives_so_far(self.scheduler.active.get(row["id"]))
         trials = await self.store.trials(row["id"])
@@ -362,7 +365,7 @@ class Server:
 
     async def _show(self, args: dict[str, Any], uid: int | None) -> Any:
         exp_name, number = _target(args.get("target"))
-        row = await self._experiment_row(exp_name)
+        row = await self._experiment_row(exp_name, uid)
         trials = await self.store.trials(row["id"])
         if number is None:
             warned = await self.store.warning_counts([row["id"]])
@@ -389,9 +392,9 @@ class Server:
                 or not 0 <= timeout_s <= WAIT_MAX_S):
             raise RequestError("bad_request", f"timeout_s must be a number of seconds from 0 to "
                                               f"{WAIT_MAX_S}")
-        row = await self._experiment_row(args.get("experiment"))
+        row = await self._experiment_row(args.get("experiment"), uid)
         await self.scheduler.wait_ended(row["id"], float(timeout_s))
-        row = await self._experiment_row(row["id"])
+        row = await self._experiment_row(row["id"], uid)
         # Said once, in `show`'s events only: a script or a user waiting for the end would
         # not see them otherwise (a stop: key that no trial reports stopped nothing).
         warnings = await self.store.warnings(row["id"])
@@ -406,7 +409,7 @@ class Server:
         n = args.get("n", 1)
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise RequestError("bad_request", "-n must be a whole number >= 1")
-        row = await self._experiment_row(args.get("experiment"))
+        row = await self._experiment_row(args.get("experiment"), uid)
         goal = Goal(row["spec"]["goal"])
         trials = await self.store.trials(row["id"])
         waits = self.scheduler.trial_waits(row["id"])
@@ -417,7 +420,7 @@ class Server:
 
     async def _reports(self, args: dict[str, Any], uid: int | None) -> Any:
         exp_name, number = _target(args.get("target"))
-        row = await self._experiment_row(exp_name)
+        row = await self._experiment_row(exp_name, uid)
         if number is None:
             numbers = [t["number"] for t in await self.store.trials(row["id"])]
             stored = await self.store.all_reports(row["id"])
@@ -429,7 +432,7 @@ class Server:
                 for n in numbers]
 
     async def _resume(self, args: dict[str, Any], uid: int | None) -> Any:
-        row = await self._experiment_row(args.get("experiment"))
+        row = await self._experiment_row(args.get("experiment"), uid)
         self._authorize(row, uid, "resume")
         return {"message": await self.scheduler.resume(row["id"])}
 
@@ -477,7 +480,7 @@ class Server:
 
     async def _cancel(self, args: dict[str, Any], uid: int | None) -> Any:
         exp_name, number = _target(args.get("target"))
-        row = await self._experiment_row(exp_name)
+        row = await self._experiment_row(exp_name, uid)
         self._authorize(row, uid, "cancel")
         return {"message": await self.scheduler.cancel(row["id"], number)}
 
@@ -490,7 +493,7 @@ class Server:
         exp_name, number = _target(args.get("trial"))
         if number is None:
             raise RequestError("bad_request", "name a trial as EXP/N")
-        row = await self._experiment_row(exp_name)
+        row = await self._experiment_row(exp_name, uid)
         trial = await self.store.trial(row["id"], number)
         if trial is None:
             raise NotFoundError(f"no trial {row['id']}/{number}")

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -42,6 +44,8 @@ log = get_logger("gpusched.store")
 # events, and an experiment of more than ~20 trials pushes a warning given at its first
 # trial's end out of those. Each is an event of the experiment itself (no trial's).
 WARNING_EVENTS: tuple[str, ...] = ("stop_key_never_reported", "metric_never_reported")
+# The files SQLite keeps next to the log, named by these suffixes (see _make_private).
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 @dataclass(frozen=True)
@@ -352,12 +356,20 @@ class Store:
         where = "" if include_finished else "WHERE state IN ('queued', 'running')"
         return await self._fetchall(f"SELECT * FROM experiments {where} ORDER BY seq DESC")
 
-    async def experiment(self, exp_id: str) -> dict[str, Any] | None:
-        """One experiment by id, or by name (the newest with that name)."""
+    async def experiment(self, exp_id: str, *, caller_uid: int | None = None
+                         ) -> dict[str, Any] | None:
+        """One experiment by id, or by name: the newest with that name of ``caller_uid``'s
+        own, else (they have none so named, or ``caller_uid`` is None) the newest of anyone's.
+
+        On a shared daemon two users may both call a search ``sweep``: each one's name means
+        their own, never a colleague's newer one (which `cancel` would refuse, or root's
+        would cancel). A name only a colleague uses still names theirs."""
+        # `owner_uid IS ?` is 0 or 1, never NULL (an experiment of no known owner is nobody's
+        # own); with no caller, `? IS NOT NULL` makes the term 0 for every row.
         rows = await self._fetchall(
-            "SELECT * FROM experiments WHERE id = ? OR name = ? ORDER BY (id = ?) DESC, seq DESC"
-            " LIMIT 1",
-            (exp_id, exp_id, exp_id),
+            "SELECT * FROM experiments WHERE id = ? OR name = ? ORDER BY (id = ?) DESC,"
+            " (? IS NOT NULL AND owner_uid IS ?) DESC, seq DESC LIMIT 1",
+            (exp_id, exp_id, exp_id, caller_uid, caller_uid),
         )
         return rows[0] if rows else None
 
@@ -519,6 +531,7 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
         # Checked here: a failed aiosqlite.connect can leave its worker thread to report to an
         # event loop that is closed by then (an unhandled exception in that thread).
         raise StoreError(f"cannot open the trial log {path}: no folder {path.parent}")
+    _make_private(path)
     try:
         db = await aiosqlite.connect(path, isolation_level=None)
     except sqlite3.Error as exc:
@@ -545,6 +558,40 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
     finally:
         store._loop_writer.close()
         await db.close()
+
+
+def _make_private(path: Path) -> None:
+    """Create the trial log ``path`` with mode 0600 if it is not there, and take group's and
+    others' access away from it and from its -wal, -shm and -journal if they are.
+
+    The log holds every experiment's ``env`` values (API tokens), which `show` hides from
+    other users; a root daemon's state folder is 0755 (its users reach their trial folders
+    there), so a log made with the daemon's umask (0644) would give them to any local user.
+    SQLite gives a -wal, -shm or -journal it creates the database file's mode: creating the
+    database file 0600 first covers them. Those of an older state folder are tightened here.
+    """
+    try:
+        # O_CREAT without O_EXCL: a log already there is kept as it is (an empty file is an
+        # empty database to SQLite). The umask can only take bits away from 0600.
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    except OSError as exc:
+        raise StoreError(f"cannot open the trial log {path}: {exc.strerror or exc}") from None
+    for file in (path, *(path.with_name(path.name + s) for s in _SIDE_FILES)):
+        _tighten(file)
+
+
+def _tighten(file: Path) -> None:
+    """Take group's and others' access away from ``file``, if it is there; a file that
+    cannot be changed is logged (SQLite then says whether the daemon can use it at all)."""
+    try:
+        mode = stat.S_IMODE(file.stat().st_mode)
+        if mode & 0o077:
+            file.chmod(mode & ~0o077)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log.warning("trial_log_not_private", path=str(file), error=exc.strerror or str(exc),
+                    hint="make it readable by the daemon's user alone (chmod 600)")
 
 
 def _fetch_one(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> Any:

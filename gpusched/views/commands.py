@@ -56,7 +56,8 @@ def _add_gpus(sub: Any, add: AddCommand) -> None:
 def _add_watch(sub: Any, add: AddCommand) -> None:
     p = add(sub, "watch", lazy_command("gpusched.views.watch", "cmd_watch"),
             "a live table of an experiment, until it ends", json_flag=False)
-    p.add_argument("experiment", nargs="?", help="default: the newest one in progress")
+    p.add_argument("experiment", nargs="?",
+                   help="default: your newest one in progress, else anyone's")
     p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
                    help="refresh every this many seconds (default 2)")
 

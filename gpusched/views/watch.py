@@ -12,6 +12,7 @@ and then it exits.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -98,11 +99,15 @@ def snapshot(client: Client, exp_id: str, *, height: int | None = None,
 
 
 def _newest_in_progress(client: Client) -> str:
-    live = client.experiments(include_finished=False)
+    """The id of this user's newest experiment in progress, else (they have none) anyone's
+    newest, as `gpusched best` alone means the user's own; UsageError when none is."""
+    live = client.experiments(include_finished=False)  # newest first
     if not live:
         raise UsageError("no experiment is queued or running: name one, `gpusched watch EXP`"
                          " (see `gpusched ls --all`)")
-    return str(live[0]["id"])
+    uid = os.getuid()
+    picked = next((e for e in live if e.get("owner_uid") == uid), live[0])
+    return str(picked["id"])
 
 
 def watch(client: Client, experiment: str | None, interval_s: float, *,

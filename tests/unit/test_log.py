@@ -75,3 +75,17 @@ def test_a_daemon_started_with_stdout_closed_logs_to_its_file_only(
         assert json.loads(copy.read_text())["event"] == "started"  # JSON: not a terminal
     finally:
         structlog.reset_defaults()
+
+
+def test_a_new_log_file_is_not_for_every_local_user(tmp_path: Path) -> None:
+    # It was made with the umask's 0644: its lines name experiments, pids and trials' failure
+    # reasons (a trial's last stderr line), and log_file may be anywhere.
+    copy = tmp_path / "daemon.log"
+    old = os.umask(0o022)
+    try:
+        configure_logging(stream=io.StringIO(), also_to=str(copy))
+        get_logger("gpusched.test").info("started")
+        assert copy.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+        structlog.reset_defaults()

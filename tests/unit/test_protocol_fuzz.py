@@ -189,7 +189,8 @@ def test_refusals_quote_at_most_a_short_piece_of_the_value() -> None:
 class StubStore:
     """A trial log with no experiments in it."""
 
-    async def experiment(self, name: str) -> dict[str, Any] | None:
+    async def experiment(self, name: str, *, caller_uid: int | None = None
+                         ) -> dict[str, Any] | None:
         assert isinstance(name, str) and is_unicode(name)
         return None
 
