@@ -6,15 +6,22 @@ is our own code, after trio's ``_subprocess.py``: SIGTERM to the whole group, a 
 then SIGKILL; anyio's ``Process.aclose`` would kill outright and miss grandchildren. Processes
 that left the group but not the session are found through /proc and get the same treatment, so
 no child outlives its trial.
+
+A root daemon's trial of another user starts through ``/bin/sh`` (:data:`TRAMPOLINE`), which
+enters ``workdir`` once it has that user's rights and then execs the command in the same
+process: ``Popen``'s child enters ``cwd`` before it drops root, so a ``cwd=`` would let a user's
+trial start in, and read from, a folder that user may not reach.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
 import signal
+import stat
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,16 +32,20 @@ import anyio
 from gpusched._daemon.child import Child, spawn_child
 from gpusched._daemon.identity import RunAs
 from gpusched._daemon.procfs import YOUNG_S, pids_in_session
+from gpusched._daemon.reports import why_not_read
 
 __all__ = [
     "BASE_ENV_KEYS",
     "DEFAULT_PATH",
     "HOST_ENV_KEYS",
+    "TRAMPOLINE",
+    "TRAMPOLINE_SHELL",
     "TrialFiles",
     "TrialProcess",
     "trial_command",
     "trial_environment",
     "spawn_trial",
+    "trampoline_argv",
 ]
 
 # What a trial of another user (a root daemon's) takes from the daemon's environment: the
@@ -55,6 +66,26 @@ BASE_ENV_KEYS = (
 # own, e.g. its virtualenv's bin folder first).
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _KILL_POLL_S = 0.01
+
+# How another user's trial starts: ``TRAMPOLINE_SHELL -c TRAMPOLINE gpusched WORKDIR
+# CANNOT_ENTER CANNOT_ENTER_STATUS NOT_FOUND NOT_FOUND_STATUS REPORT_FILE COMMAND...``, run with
+# that user's ids from ``/``. It enters WORKDIR with them (``cd -P``: the physical folder, as
+# chdir() gives), checks that COMMAND is there for them, then execs it in the same process (the
+# pid stays the one the daemon watches; a bare name is looked for on the trial's PATH from
+# WORKDIR, as exec does). What fails is said twice: a status line in the report file (the trial
+# fails with that reason, not retried, as when the same user's command cannot start) and a line
+# on stderr (a crash's reason, should the report file not take it). The shell's own variables
+# go, so the command gets the environment the daemon built, no more (but for SHLVL=0 where
+# /bin/sh is bash: its exec sets it).
+TRAMPOLINE_SHELL = "/bin/sh"
+TRAMPOLINE = r"""fail() {
+  { printf '%s\n' "$3" >>"$4"; } 2>/dev/null; printf 'gpusched: %s\n' "$2" >&2; exit "$1"
+}
+cd -P -- "$1" 2>/dev/null || fail 125 "$2" "$3" "$6"
+case $7 in */*) [ -f "$7" ] && [ -x "$7" ];; *) command -v -- "$7" >/dev/null;; esac ||
+  fail 127 "$4" "$5" "$6"
+unset -f fail; unset PWD OLDPWD SHLVL; shift 6; exec "$@"
+"""
 
 
 class TrialFiles:
@@ -217,18 +248,99 @@ class TrialProcess:
             await self.wait_session_gone()
 
 
+# O_NOFOLLOW: in another user's trial folder, a link planted in place of a log must not make
+# the daemon (root) write through it. O_NONBLOCK: nor may a FIFO planted there hang the daemon
+# (its open would wait for a reader, on the event loop); cleared once it is a regular file.
+_LOG_FLAGS = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+              | os.O_CLOEXEC)
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISLNK, "a symbolic link"),
+          (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+          (stat.S_ISBLK, "a device"))
+
+
+def _not_a_log(path: Path, mode: int) -> str | None:
+    """``{path} is a FIFO, not a regular file``, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "something else")
+    return f"{path} is {kind}, not a regular file"
+
+
+def _refused(path: Path, why: str, code: int = errno.EINVAL) -> OSError:
+    """The error a log the daemon does not write to ends the trial's start with (its reason,
+    through trial_runner's ``cannot start ...: WHY: remove it``)."""
+    return OSError(code, f"{why}: remove it", str(path))
+
+
 def _open_log(path: Path, owner: RunAs | None) -> int:
-    # O_NOFOLLOW: in another user's trial folder, a link planted in place of a log must not
-    # make the daemon (root) write through it.
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o644)
-    if owner is not None:
+    """A write descriptor of the log at ``path``, made when missing, for a trial's stdout or
+    stderr; OSError for anything there but a regular file, and, with an ``owner`` (the other
+    user a root daemon's trial runs as), for a file with another name (a hard link) or of a
+    third user (:func:`~gpusched._daemon.reports.why_not_read`): the daemon would write into
+    it and hand it to that user."""
+    try:
+        fd = os.open(path, _LOG_FLAGS, 0o644)
+    except OSError as exc:
+        # ELOOP (a link), ENXIO (a FIFO without a reader, a socket), EISDIR: say what is there.
         try:
-            os.fchown(fd, owner.uid, owner.gid)
+            why = _not_a_log(path, os.lstat(path).st_mode)
         except OSError:
-            os.close(fd)
-            raise
+            why = None
+        if why is not None:
+            raise _refused(path, why, exc.errno or errno.EINVAL) from exc
+        raise
+    try:
+        st = os.fstat(fd)
+        why = _not_a_log(path, st.st_mode)
+        if why is None and owner is not None and (
+                problem := why_not_read(st, owner.uid)) is not None:
+            why = f"{path}: {problem}"
+        if why is not None:
+            raise _refused(path, why)
+        os.set_blocking(fd, True)  # the trial's writes block as usual
+        # Only now: a file that passed is the user's or one the daemon (root) made just now.
+        if owner is not None and (st.st_uid, st.st_gid) != (owner.uid, owner.gid):
+            os.fchown(fd, owner.uid, owner.gid)
+    except OSError:
+        os.close(fd)
+        raise
     return fd
+
+
+def _status_line(reason: str) -> str:
+    """The report line that fails a trial without a retry, with ``reason``."""
+    return json.dumps({"status": "failed", "reason": reason})
+
+
+def _not_found(program: str, workdir: str, env: Mapping[str, str], user: str) -> str:
+    """Why ``program`` cannot start as ``user``, as trial_runner's ``cannot_start_reason``
+    words it for the same user's command (it cannot see what the trampoline saw)."""
+    said = f"cannot start {program!r} in {workdir}"
+    if "/" in program:
+        return (f"{said}: no such file that {user} may run (it is missing, not executable, or"
+                f" in a folder closed to {user})")
+    path = env.get("PATH", "")
+    if path == DEFAULT_PATH:
+        where, fix = ("the PATH of a trial run as another user",
+                      "or set env: {PATH: ...} in the experiment file")
+    else:
+        where, fix = "the PATH that the experiment's env sets", "or add its folder to that PATH"
+    return (f"{said}: not found on {where} ({path}) for {user}: give its full path in command"
+            f" (`which {program}` in your shell shows it), {fix}")
+
+
+def trampoline_argv(argv: Sequence[str], *, workdir: str, env: Mapping[str, str],
+                    files: TrialFiles, run_as: RunAs) -> list[str]:
+    """``argv`` started through :data:`TRAMPOLINE`: in ``workdir``, entered with the rights of
+    ``run_as``, whose failures are said in the trial's reason."""
+    user = run_as.name
+    cannot_enter = (f"cannot enter the workdir {workdir} as {user}: it does not exist, or"
+                    f" {user} may not reach it (a trial runs with its submitter's rights only):"
+                    f" open it to {user}, or submit again with another workdir")
+    not_found = _not_found(argv[0], workdir, env, user)
+    return [TRAMPOLINE_SHELL, "-c", TRAMPOLINE, "gpusched", workdir,
+            cannot_enter, _status_line(cannot_enter), not_found, _status_line(not_found),
+            str(files.reports), *argv]
 
 
 async def spawn_trial(
@@ -236,18 +348,36 @@ async def spawn_trial(
     run_as: RunAs | None = None,
 ) -> TrialProcess:
     """Start a trial, as ``run_as`` when given (a root daemon's trial of another user);
-    OSError (command not found, not executable, bad workdir) propagates."""
-    # Only for another user: Popen drops its vfork() fast path once ids are to be changed.
-    ids: dict[str, Any] = {} if run_as is None else {
-        "user": run_as.uid, "group": run_as.gid, "extra_groups": list(run_as.groups)}
+    OSError (command not found, not executable, bad workdir, a log that is not a regular file)
+    propagates. Another user's trial enters ``cwd`` and looks for its command with that
+    user's rights (:data:`TRAMPOLINE`): what fails there fails the trial with its reason."""
+    ids: dict[str, Any] = {}
+    if run_as is not None:
+        # Popen drops its vfork() fast path once ids are to be changed: only for another user.
+        ids = {"user": run_as.uid, "group": run_as.gid, "extra_groups": list(run_as.groups)}
+        argv = trampoline_argv(argv, workdir=os.fspath(cwd), env=env, files=files,
+                               run_as=run_as)
+        cwd = Path("/")  # entered as root, harmlessly; the trampoline goes on from there
     out = _open_log(files.stdout, run_as)
     try:
         err = _open_log(files.stderr, run_as)
         try:
             process = await spawn_child(argv, env=env, cwd=cwd, stdout=out, stderr=err,
                                         ids=ids)
+        except OSError as exc:
+            if ids and exc.filename == TRAMPOLINE_SHELL:
+                raise _no_trampoline(exc) from exc
+            raise
         finally:
             os.close(err)
     finally:
         os.close(out)
     return TrialProcess(process)
+
+
+def _no_trampoline(exc: OSError) -> OSError:
+    """The error for a trampoline shell that cannot be run. There is no going back to
+    ``Popen``'s ``cwd=``: entering workdir as root is what the trampoline is there to avoid."""
+    return OSError(exc.errno, f"{TRAMPOLINE_SHELL}: {exc.strerror}: a root daemon starts"
+                   " another user's trial through it (to enter workdir with that user's"
+                   f" rights): restore {TRAMPOLINE_SHELL}", TRAMPOLINE_SHELL)
