@@ -161,6 +161,10 @@ def trial_environment(
         env = {k: daemon_env[k] for k in HOST_ENV_KEYS if k in daemon_env}
         env.update(run_as.login_env(), PATH=DEFAULT_PATH)
     env["PYTHONUNBUFFERED"] = "1"  # so that `gpusched logs --follow` shows output as it comes
+    # AI Platform's trial id where its trainers read it: Google's samples write each trial's
+    # model to job_dir/TF_CONFIG.task.trial. No cluster and no task type: TensorFlow reads that
+    # as one local worker. Before the experiment's env, which may set a TF_CONFIG of its own.
+    env["TF_CONFIG"] = json.dumps({"task": {"trial": str(number)}})
     env.update(experiment_env)
     env.update({
         # UUIDs, not indices: NVML and CUDA number GPUs differently, UUIDs are the same for both.

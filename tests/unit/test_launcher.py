@@ -107,6 +107,9 @@ def test_every_trial_variable_of_the_spec(tmp_path: Path) -> None:
     assert env["CLOUD_ML_HP_METRIC_FILE"] == str(files.hypertune)
     assert env["CLOUD_ML_HP_METRIC_TAG"] == "val_accuracy"
     assert env["CLOUD_ML_TRIAL_ID"] == "7"
+    # AI Platform's trainers (Google's samples) write to job_dir/TF_CONFIG's task.trial: with
+    # none, every trial wrote one folder. No cluster: TensorFlow's local single worker.
+    assert json.loads(env["TF_CONFIG"]) == {"task": {"trial": "7"}}
     # The trial's files are distinct from each other.
     paths = [files.stdout, files.stderr, files.reports, files.hypertune, files.checkpoints]
     assert len(set(paths)) == len(paths)
@@ -122,11 +125,13 @@ def test_the_experiment_env_is_applied_but_cannot_override_trial_variables(
     assert env["PATH"] == "/opt/bin"
     assert env["CUDA_VISIBLE_DEVICES"] == ",".join(UUIDS)
     assert env["GPUSCHED_TRIAL"] == "7"
+    own = '{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": 0}}'
+    assert environment(tmp_path, experiment_env={"TF_CONFIG": own})[0]["TF_CONFIG"] == own
 
 
 def test_nothing_else_is_in_the_environment(tmp_path: Path) -> None:
     env, _ = environment(tmp_path, daemon_env={"PATH": "/bin", "FOO": "1"}, experiment_env={})
-    extra = set(env) - {"PATH", "PYTHONUNBUFFERED"}
+    extra = set(env) - {"PATH", "PYTHONUNBUFFERED", "TF_CONFIG"}
     assert all(k.startswith(("GPUSCHED_", "CLOUD_ML_", "CUDA_")) for k in extra), extra
 
 
