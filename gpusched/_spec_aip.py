@@ -1,7 +1,8 @@
-"""Where each setting of an experiment file is written, in either spelling, and ``--set``.
+"""Where each setting of an experiment file is written, in any spelling, and ``--set``.
 
 A file may use our keys, AI Platform's HyperparameterSpec keys (at the top, under
-``hyperparameters:``, or under ``trainingInput: {hyperparameters: ...}``), or a mix of them.
+``hyperparameters:``, or under ``trainingInput: {hyperparameters: ...}``), or a mix of them; or
+Vertex AI's HyperparameterTuningJob (``studySpec:``, read by ``_spec_vertex``).
 :func:`gather` reads every spelling into one table keyed by our spelling, remembering where each
 value was written (problems name that place); :func:`apply_overrides` then edits the table.
 """
@@ -14,7 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpusched._spec_check import Problems, at, describe, unknown_key
-from gpusched._spec_params import PARAM_KEYS
+from gpusched._spec_params import PARAM_KEYS, VALUE_SPECS
+from gpusched._spec_vertex import (
+    IGNORED_JOB_KEYS,
+    VERTEX_KEYS,
+    display_name,
+    study_spec,
+    trial_job_spec,
+)
 from gpusched._spec_when import CHILDREN
 
 __all__ = ["NATIVE_KEYS", "HP_KEYS", "IGNORED_TRAINING_INPUT", "Entry", "gather",
@@ -58,6 +66,8 @@ _NESTED = frozenset({"command", "env", "search", "early_stopping", "stop", "para
 _LISTS = frozenset({"params", "points_to_evaluate"})  # a --set into one that is not there: []
 _JOB_KEYS = frozenset({"jobId", "labels"})  # next to `trainingInput` in a Job resource: ignored
 _WRAPPERS = ("trainingInput", "hyperparameters")
+_VERTEX = {"studySpec": study_spec, "trialJobSpec": trial_job_spec}  # Vertex's parts: readers
+_TOP_KEYS = (*NATIVE_KEYS, *HP_KEYS, *_WRAPPERS, *_VERTEX, *VERTEX_KEYS, "displayName")
 
 
 @dataclass(frozen=True)
@@ -79,18 +89,51 @@ def gather(p: Problems, data: Any) -> Settings:
     if not isinstance(data, Mapping):
         p.add("", f"the experiment must be a mapping of keys to values (got {describe(data)})")
         return settings
+    mixed = _mixed(p, data)
     for key, value in data.items():
         if key == "trainingInput":
             _training_input(p, settings, value)
         elif key == "hyperparameters":
             _hyperparameters(p, settings, key, value)
+        elif key in _VERTEX:
+            for setting, place, item in [] if mixed else _VERTEX[key](p, value):
+                _put(p, settings, setting, Entry(place, item, aip=True))
         elif key in NATIVE_KEYS:
             _put(p, settings, key, Entry(key, value))
         elif key in HP_KEYS:
             _put(p, settings, HP_KEYS[key], Entry(key, value, aip=True))
-        elif not (key in _JOB_KEYS and "trainingInput" in data):
-            p.add("", unknown_key(key, (*NATIVE_KEYS, *HP_KEYS, *_WRAPPERS)))
+        elif key in VERTEX_KEYS:
+            _put(p, settings, VERTEX_KEYS[key], Entry(key, value, aip=True))
+        elif not ((key in _JOB_KEYS and "trainingInput" in data) or key == "displayName"
+                  or (key in IGNORED_JOB_KEYS and "studySpec" in data)):
+            p.add("", unknown_key(key, _TOP_KEYS))
+    if "name" not in settings and data.get("displayName") is not None:  # `name` wins
+        _put(p, settings, "name", Entry("displayName", display_name(data["displayName"]),
+                                        aip=True))
+    if isinstance(data.get("studySpec"), Mapping) and not mixed:
+        _study_requires(p, settings, data["studySpec"])
     return settings
+
+
+def _mixed(p: Problems, data: Mapping[Any, Any]) -> bool:
+    """Whether ``data`` writes its search both AI Platform's way and Vertex AI's (a problem:
+    the two would be read as one search, some settings from each)."""
+    vertex = [key for key in _VERTEX if data.get(key) is not None]
+    aip = [key for key in _WRAPPERS if data.get(key) is not None]
+    if vertex and aip:
+        p.add(vertex[0], f"Vertex AI's {vertex[0]} and AI Platform's {aip[0]} in one file: "
+                         f"write the search one way (keep {vertex[0]}, or {aip[0]})")
+    return bool(vertex and aip)
+
+
+def _study_requires(p: Problems, settings: Settings, study: Mapping[Any, Any]) -> None:
+    """A ``studySpec`` names its metric and parameters, as Vertex requires (without a metric,
+    an AI Platform config's default one would be tried, which no Vertex trainer reports)."""
+    if study.get("metrics") is None and "metric" not in settings:
+        p.add("studySpec.metrics", "required: the metric to optimise, as"
+                                   " [{metricId: NAME, goal: MAXIMIZE or MINIMIZE}]")
+    if "params" not in settings:  # the spec's own "required" problem, at this place
+        settings["params"] = Entry("studySpec.parameters", None, aip=True)
 
 
 def _put(p: Problems, settings: Settings, setting: str, entry: Entry) -> None:
@@ -144,6 +187,14 @@ def _hyperparameters(p: Problems, settings: Settings, place: str, value: Any) ->
             p.add(place, unknown_key(key, HP_KEYS) + hint)
 
 
+# The parts of a studySpec that --set may name in Vertex's spelling: those read as they are
+# written. The rest (metrics, measurementSelectionType, ...) read as other words; ours say it.
+_STUDY_PATHS = {"parameters": "params", "algorithm": "algorithm"}
+_VERTEX_SET = {**VERTEX_KEYS, "displayName": "name"}
+_VERTEX_SET_HINT = (
+    "only studySpec.parameters and studySpec.algorithm are set in Vertex AI's spelling; set the"
+    " rest in ours: metric=NAME, goal=minimize, objective=best, early_stopping=median,"
+    " gpus_per_trial=N (the trainer's arguments go after --)")
 _FIRST = re.compile(r"[^.\[\]]+")
 _INDEX = re.compile(r"[0-9]{1,9}")  # a list index in a --set path
 _NEXT = re.compile(r"\.([^.\[\]]+)|\[([^\[\]]+)\]")
@@ -163,6 +214,8 @@ def parse_path(key: str) -> list[str] | None:
         pos = match.end()
     while len(path) > 1 and path[0] in _WRAPPERS:  # trainingInput.hyperparameters.maxTrials
         path.pop(0)
+    if len(path) > 1 and path[0] == "studySpec" and path[1] in _STUDY_PATHS:
+        path[:2] = [_STUDY_PATHS[path[1]]]  # studySpec.parameters[lr] is params[lr]
     return path
 
 
@@ -195,9 +248,12 @@ def apply_overrides(
 
 def _override(p: Problems, settings: Settings, path: list[str], value: Any, place: str) -> None:
     head, rest = path[0], path[1:]
-    setting = head if head in NATIVE_KEYS else HP_KEYS.get(head)
+    setting = head if head in NATIVE_KEYS else HP_KEYS.get(head) or _VERTEX_SET.get(head)
+    if setting is None and head in _VERTEX:
+        p.add(place, _VERTEX_SET_HINT)
+        return
     if setting is None:
-        p.add(place, unknown_key(head, (*NATIVE_KEYS, *HP_KEYS)))
+        p.add(place, unknown_key(head, (*NATIVE_KEYS, *HP_KEYS, *_VERTEX_SET)))
         return
     # `search.algorithm` and AI Platform's `algorithm` are one setting: setting one drops the other.
     if setting == "search" and rest in ([], ["algorithm"]):
@@ -303,6 +359,10 @@ def _set_in(
             container.append(None)
     else:
         slot = key
+        spec = _spec_of(container, key) if kind == _PARAM else None
+        if spec is not None:  # `max` of a Vertex parameter: its doubleValueSpec.maxValue
+            inner = [spec, _IN_SPEC[PARAM_KEYS[key]], *path[1:]]
+            return _set_in(p, place, container, inner, value, kind=kind)
         spellings = [k for k in container if kind == _PARAM and k in PARAM_KEYS
                      and PARAM_KEYS.get(k) == PARAM_KEYS.get(key)]
         if len(path) == 1:  # `max` replaces `maxValue` too
@@ -335,6 +395,17 @@ def _set_in(
     return True
 
 
+_IN_SPEC = {"min": "minValue", "max": "maxValue", "values": "values"}  # ours → a value spec's
+
+
+def _spec_of(param: Mapping[Any, Any], key: str) -> str | None:
+    """The value spec (``doubleValueSpec``...) that holds ``key`` (``max``, ``maxValue``,
+    ``values``...) in a parameter written Vertex's way; None in another spelling."""
+    if PARAM_KEYS.get(key) not in _IN_SPEC:
+        return None
+    return next((spec for spec in VALUE_SPECS if isinstance(param.get(spec), Mapping)), None)
+
+
 def _no_item(key: str, size: int, kind: str | None) -> str:
     """Why ``key`` names no item of a list of ``size`` items of ``kind``, and what does."""
     if kind in _NAMED:
@@ -365,7 +436,8 @@ def _find(items: list[Any], key: str, kind: str | None) -> int | None:
 
 
 def _named(param: Any, name: str) -> bool:
-    return isinstance(param, Mapping) and name in (param.get("name"), param.get("parameterName"))
+    return isinstance(param, Mapping) and name in (param.get("name"), param.get("parameterName"),
+                                                   param.get("parameterId"))
 
 
 def _nested(params: list[Any], name: str) -> list[list[str]]:

@@ -1,8 +1,9 @@
 """The ``params:`` list of an experiment file → validated :class:`~gpusched.plugin_api.Param`s.
 
-Both spellings are read: ours (``name``, ``min``, ``scale: log``, ``values``) and AI Platform's
+Every spelling is read: ours (``name``, ``min``, ``scale: log``, ``values``), AI Platform's
 ParameterSpec (``parameterName``, ``minValue``, ``scaleType: UNIT_LOG_SCALE``,
-``discreteValues``); a problem's place uses the spelling the file used.
+``discreteValues``) and Vertex AI's (``parameterId``, ``doubleValueSpec: {minValue, maxValue}``);
+a problem's place uses the spelling the file used (``doubleValueSpec.minValue``).
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from gpusched._spec_check import (
 from gpusched._spec_when import CHILDREN, attach, expand
 from gpusched.plugin_api import Param, ParamType, ParamValue, Scale
 
-__all__ = ["PARAM_KEYS", "TYPES", "SCALES", "PARAM_NAME", "check_params"]
+__all__ = ["PARAM_KEYS", "VALUE_SPECS", "TYPES", "SCALES", "PARAM_NAME", "check_params"]
 
 PARAM_KEYS: Mapping[str, str] = {
-    "name": "name", "parameterName": "name",
+    "name": "name", "parameterName": "name", "parameterId": "name",
     "type": "type",
     "min": "min", "minValue": "min",
     "max": "max", "maxValue": "max",
@@ -40,9 +41,22 @@ PARAM_KEYS: Mapping[str, str] = {
     "values": "values", "discreteValues": "values", "categoricalValues": "values",
     "when": "when", CHILDREN: CHILDREN,  # read by _spec_when
 }  # fmt: skip
-"""Every key a parameter may have, in either spelling → our spelling."""
+"""Every key a parameter may have, in any spelling → our spelling (Vertex's value specs,
+``doubleValueSpec: {minValue, ...}``, are read apart: see :data:`VALUE_SPECS`)."""
 
 _AIP_SPELLING = {"name": "parameterName", "min": "minValue", "max": "maxValue"}
+
+VALUE_SPECS: Mapping[str, ParamType] = {
+    "doubleValueSpec": ParamType.DOUBLE, "integerValueSpec": ParamType.INTEGER,
+    "discreteValueSpec": ParamType.DISCRETE, "categoricalValueSpec": ParamType.CATEGORICAL,
+}  # fmt: skip
+"""Vertex AI's ParameterSpec keys, one a type: each holds that type's range or values."""
+
+# A value spec's keys → ours; `defaultValue` is read and ignored, as Vertex's tuning jobs
+# ignore it (only its Vizier service reads it, as a starting point).
+_SPEC_KEYS = {"minValue": "min", "maxValue": "max", "values": "values", "defaultValue": None}
+_RANGE_SPEC = ("minValue", "maxValue", "defaultValue")
+_LIST_SPEC = ("values", "defaultValue")
 
 TYPES: Mapping[str, ParamType] = {
     "double": ParamType.DOUBLE, "float": ParamType.DOUBLE,
@@ -54,10 +68,12 @@ TYPES: Mapping[str, ParamType] = {
 
 SCALES: Mapping[str, Scale] = {
     "linear": Scale.LINEAR, "unit_linear_scale": Scale.LINEAR, "none": Scale.LINEAR,
+    "scale_type_unspecified": Scale.LINEAR,
     "log": Scale.LOG, "unit_log_scale": Scale.LOG,
     "reverse_log": Scale.REVERSE_LOG, "unit_reverse_log_scale": Scale.REVERSE_LOG,
 }  # fmt: skip
-"""Scale words (matched ignoring case; AI Platform's ``NONE`` is linear) → scale."""
+"""Scale words (matched ignoring case; AI Platform's ``NONE`` and Vertex's
+``SCALE_TYPE_UNSPECIFIED`` are linear) → scale."""
 
 PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 """A parameter name: it becomes a ``--NAME=VALUE`` flag, so nothing a shell or parser trips on."""
@@ -93,14 +109,54 @@ def _fields(p: Problems, place: str, raw: Mapping[Any, Any]) -> _Fields:
     """``raw``'s keys in our spelling; unknown keys and settings given twice are problems."""
     fields: _Fields = {}
     for key, value in raw.items():
+        if isinstance(key, str) and key in VALUE_SPECS:
+            _value_spec(p, place, fields, key, value)
+            continue
         ours = PARAM_KEYS.get(key) if isinstance(key, str) else None
         if ours is None:
-            p.add(place, unknown_key(key, PARAM_KEYS))
+            p.add(place, unknown_key(key, (*PARAM_KEYS, *VALUE_SPECS)))
         elif ours in fields:
             p.add(at(place, key), f"the same setting as {fields[ours][0]}: give it once")
         elif value is not None:
             fields[ours] = (key, value)
     return fields
+
+
+def _value_spec(p: Problems, place: str, fields: _Fields, key: str, raw: Any) -> None:
+    """Vertex's ``doubleValueSpec: {minValue, maxValue}`` (or another type's) into ``fields``:
+    the type, written as the spec's key, and each value at its place within the spec
+    (``doubleValueSpec.minValue``)."""
+    if raw is None:
+        return
+    if "type" in fields:
+        first = fields["type"][0]
+        if first in VALUE_SPECS:
+            p.add(place, f"give only one of {', '.join(VALUE_SPECS)} (got {first} and {key})")
+        else:
+            p.add(at(place, key), f"the same setting as {first}: give it once")
+        return
+    kind = VALUE_SPECS[key]
+    known = _RANGE_SPEC if kind in (ParamType.DOUBLE, ParamType.INTEGER) else _LIST_SPEC
+    if not isinstance(raw, Mapping):
+        example = "{minValue: 0, maxValue: 1}" if known is _RANGE_SPEC else "{values: [...]}"
+        p.add(at(place, key), f"must be a mapping such as {example} (got {describe(raw)})")
+        return
+    fields["type"] = (key, kind.value)
+    for inner, value in raw.items():
+        ours = _SPEC_KEYS.get(inner) if inner in known else None
+        if inner not in known:
+            p.add(at(place, key), unknown_key(inner, known))
+        elif ours is not None and ours in fields:
+            p.add(at(at(place, key), inner), f"the same setting as {fields[ours][0]}: give it"
+                                             " once")
+        elif ours is not None and value is not None:
+            fields[ours] = (f"{key}.{inner}", value)
+
+
+def _short(f: _Fields, key: str) -> str:
+    """The key ``f`` read ``key`` from, less its value spec (``doubleValueSpec.minValue`` →
+    ``minValue``): a message names it beside a sibling."""
+    return f[key][0].rpartition(".")[2]
 
 
 def _param(p: Problems, place: str, raw: Any) -> Param | None:
@@ -109,9 +165,15 @@ def _param(p: Problems, place: str, raw: Any) -> Param | None:
                      f"(got {describe(raw)})")
         return None
     f = _fields(p, place, raw)
-    # A missing key is named as this file would spell it: AI Platform's way if it uses that.
-    aip = CHILDREN in raw or any(PARAM_KEYS.get(k, k) != k for k in raw if isinstance(k, str))
-    spelling = dict(_AIP_SPELLING) if aip else {}
+    # A missing key is named as this file would spell it: AI Platform's (or Vertex's) way if
+    # it uses that.
+    specs = [k for k in raw if isinstance(k, str) and k in VALUE_SPECS and raw[k] is not None]
+    vertex = bool(specs) or "parameterId" in raw
+    aip = vertex or CHILDREN in raw or any(PARAM_KEYS.get(k, k) != k for k in raw
+                                           if isinstance(k, str))
+    spelling: dict[str, str] = {}
+    if aip:
+        spelling = dict(_AIP_SPELLING, name="parameterId" if vertex else "parameterName")
 
     def where(key: str) -> str:
         return at(place, f[key][0] if key in f else spelling.get(key, key))
@@ -123,12 +185,18 @@ def _param(p: Problems, place: str, raw: Any) -> Param | None:
         rule = "must start with a letter or _ and hold only letters, digits, _ . - (it is a flag)"
         name = text(p, where("name"), f["name"][1], pattern=PARAM_NAME, rule=rule)
     if "type" not in f:
-        p.add(where("type"), "required: double, integer, discrete or categorical")
+        if vertex and not specs:
+            p.add(place, f"required: one of {', '.join(VALUE_SPECS)} (the parameter's range or "
+                         f"values)")
+        elif not specs:  # a value spec that was refused has said why
+            p.add(where("type"), "required: double, integer, discrete or categorical")
         return None
     kind = choice(p, where("type"), f["type"][1], TYPES, "double, integer, discrete, categorical")
     if kind is None:
         return None
-    if spelling:
+    if (spec := f["type"][0]) in VALUE_SPECS:
+        spelling.update(min=f"{spec}.minValue", max=f"{spec}.maxValue", values=f"{spec}.values")
+    elif spelling:
         spelling["values"] = f"{kind}Values"
     scale: Scale | None = Scale.LINEAR
     if "scale" in f:
@@ -165,10 +233,11 @@ def _numeric(
         return None
     if high <= low:
         shown = f"{show_number(high)} <= {show_number(low)}"
-        p.add(where("max"), f"must be greater than {f['min'][0]} (got {shown})")
+        p.add(where("max"), f"must be greater than {_short(f, 'min')} (got {shown})")
         return None
     if not math.isfinite(high - low):  # searchers scale the unit interval by the range
-        p.add(where("max"), f"the range {f['max'][0]} - {f['min'][0]} is too wide for a float")
+        p.add(where("max"), f"the range {_short(f, 'max')} - {_short(f, 'min')} is too wide "
+                            f"for a float")
         return None
     if scale in (Scale.LOG, Scale.REVERSE_LOG):
         if integer and low < 1:
@@ -180,7 +249,8 @@ def _numeric(
                                 f"(got {show_number(low)})")
             return None
     if step is not None and step > high - low:
-        p.add(where("step"), f"must not be larger than the range {f['max'][0]} - {f['min'][0]} "
+        p.add(where("step"), f"must not be larger than the range {_short(f, 'max')} - "
+                             f"{_short(f, 'min')} "
                              f"(got {show_number(step)} > {show_number(high - low)})")
         return None
     if name is None or scale is None:
@@ -244,7 +314,8 @@ def _values(
         if value is None:
             continue
         if value in seen:
-            p.add(at(place, index), f"duplicate of {at(written, seen[value])} ({describe(item)})")
+            p.add(at(place, index), f"duplicate of {at(_short(f, 'values'), seen[value])} "
+                                    f"({describe(item)})")
             continue
         seen[value] = index
     if len(seen) != len(raw):

@@ -62,10 +62,11 @@ class Item:
 
 
 def _name_of(raw: Any) -> str | None:
-    """A parameter mapping's name as written, if it is text."""
+    """A parameter mapping's name as written, in any spelling, if it is text."""
     if not isinstance(raw, Mapping):
         return None
-    name = raw.get("name", raw.get("parameterName"))
+    name = next((raw[key] for key in ("name", "parameterName", "parameterId") if key in raw),
+                None)
     return name if isinstance(name, str) and name else None
 
 

@@ -394,7 +394,8 @@ def _add_submit(sub: Any) -> None:
     p = _add(sub, "submit", cmd_submit, "submit an experiment file")
     p.add_argument("file", type=Path, help="experiment file (YAML or JSON)")
     p.add_argument("--aip", action="store_true",
-                   help="FILE is an AI Platform hptuning_config.yaml; the command follows --")
+                   help="FILE is an AI Platform hptuning_config.yaml or a Vertex AI tuning"
+                        " config (studySpec); the command follows --")
     p.add_argument("--name", help="the experiment's name (default: from the file)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the file, e.g. --set max_trials=5")
