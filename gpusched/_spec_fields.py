@@ -89,16 +89,25 @@ class _Reader:
         return default if raw is None else check(self.p, self.place(key), raw)
 
 
+def no_such_folder(folder: str) -> str | None:
+    """The problem with ``folder`` as a workdir, seen with this process's rights: None when
+    it is a folder."""
+    return None if os.path.isdir(folder) else f"no such directory: {folder}"
+
+
 def check(
     p: Problems, settings: Mapping[str, Entry], *, base_dir: str, default_name: str,
     check_workdir: bool, aip: bool = False, home: str | None = None,
+    workdir_check: Callable[[str], str | None] = no_such_folder,
 ) -> dict[str, Any]:
     """Every spec field from ``settings``, as keyword arguments of ``ExperimentSpec``; ``aip``:
     the file is an AI Platform config (see ``_identity``); ``home``: the submitter's home, for
-    ``~`` in ``workdir`` (None: this process's)."""
+    ``~`` in ``workdir`` (None: this process's); ``workdir_check``: with ``check_workdir``,
+    what is wrong with the workdir, or None (a root daemon checks another user's with that
+    user's rights)."""
     r = _Reader(p, settings)
-    out = _identity(r, base_dir=base_dir, default_name=default_name, check_workdir=check_workdir,
-                    aip=aip, home=home)
+    out = _identity(r, base_dir=base_dir, default_name=default_name,
+                    check_workdir=workdir_check if check_workdir else None, aip=aip, home=home)
     out.update(_limits(r, aip=aip))
     out.update(_search(p, settings.get("search"), settings.get("algorithm"), aip=aip))
     out.update(_early_stopping(p, settings.get("early_stopping")))
@@ -117,12 +126,14 @@ def check(
     return out
 
 
-def _identity(r: _Reader, *, base_dir: str, default_name: str, check_workdir: bool, aip: bool,
+def _identity(r: _Reader, *, base_dir: str, default_name: str,
+              check_workdir: Callable[[str], str | None] | None, aip: bool,
               home: str | None = None) -> dict[str, Any]:
     """What runs and what it is judged by: name, command, workdir, env, metric, goal...
 
-    ``aip``: the file is an AI Platform config, where ``hyperparameterMetricTag`` is optional
-    and defaults to :data:`AIP_METRIC`; in ours, ``metric`` is required.
+    ``check_workdir``: what is wrong with the workdir, or None (None: not checked). ``aip``:
+    the file is an AI Platform config, where ``hyperparameterMetricTag`` is optional and
+    defaults to :data:`AIP_METRIC`; in ours, ``metric`` is required.
     """
     p = r.p
     name_rule = "must be 1-64 letters, digits, _ . - (not starting with . or -)"
@@ -132,8 +143,9 @@ def _identity(r: _Reader, *, base_dir: str, default_name: str, check_workdir: bo
         "workdir": r.read("workdir", base_dir, partial(_workdir, base_dir=base_dir, home=home)),
         "env": r.read("env", MappingProxyType({}), _env),
     }
-    if check_workdir and out["workdir"] is not None and not os.path.isdir(out["workdir"]):
-        p.add(r.place("workdir"), f"no such directory: {out['workdir']}")
+    if check_workdir is not None and out["workdir"] is not None and (
+            problem := check_workdir(out["workdir"])) is not None:
+        p.add(r.place("workdir"), problem)
     if r.value("metric") is None and not aip:
         p.add(r.place("metric"), "required: the name of the reported metric to optimise")
     out["metric"] = r.read("metric", AIP_METRIC if aip else None, text)

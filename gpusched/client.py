@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from gpusched._umask import process_umask
 from gpusched.errors import (
     DaemonGoneError,
     NoDaemonError,
@@ -162,9 +163,10 @@ class Client:
         return dict(self.request("hello"))
 
     def submit(self, experiment: dict[str, Any], *, base_dir: str, source: str = "") -> str:
-        """Submit an experiment mapping; return the new experiment's id."""
+        """Submit an experiment mapping; return the new experiment's id. Its trials' files
+        and processes get this process's umask, as what it makes itself does."""
         return str(self.request("submit", experiment=experiment, base_dir=base_dir,
-                                source=source)["id"])
+                                source=source, umask=process_umask())["id"])
 
     def submit_text(
         self, text: str, *, source: str, base_dir: str, overrides: Sequence[str] = (),
@@ -173,9 +175,10 @@ class Client:
         """Submit an experiment file's ``text`` (the daemon parses it; ``base_dir``: the file's
         folder, absolute), with ``--set`` ``overrides``, ``--name`` and, for ``--aip``, the
         trainer's ``command``. Returns ``{"id", "name"}``; :class:`SpecError` names
-        ``source``."""
+        ``source``. Its trials' files and processes get this process's umask, as what it
+        makes itself does."""
         args: dict[str, Any] = {"text": text, "source": source, "base_dir": base_dir,
-                                "set": list(overrides), "name": name}
+                                "set": list(overrides), "name": name, "umask": process_umask()}
         if command is not None:
             args["command"] = list(command)
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -210,6 +210,7 @@ def parse_experiment(data: Any, *, base_dir: str | Path, source: str = "",
 def parse_experiment_text(
     text: str, *, source: str, base_dir: str | Path, overrides: Sequence[str] = (),
     name: str | None = None, command: Sequence[str] | None = None, home: str | None = None,
+    workdir_check: Callable[[str], str | None] | None = None,
 ) -> ExperimentSpec:
     """An experiment file's ``text``, as ``gpusched submit`` reads it and the daemon parses it:
     YAML (or JSON), then ``--set KEY=VALUE`` ``overrides`` in order, then ``name``.
@@ -218,13 +219,15 @@ def parse_experiment_text(
     taken from ``base_dir`` (the file's folder; the default workdir); it must exist. With a
     ``command`` (``submit --aip FILE -- COMMAND``) the text is an AI Platform
     ``hptuning_config.yaml`` run with that command. ``home``: the submitter's home folder, for
-    a ``~`` in ``workdir`` (None: this process's ``$HOME``). Raises :class:`SpecError` listing
-    every problem, each with its place.
+    a ``~`` in ``workdir`` (None: this process's ``$HOME``). ``workdir_check``: what is wrong
+    with the workdir, or None when it can be used (None: it must be a folder this process
+    sees; a root daemon checks another user's with that user's rights). Raises
+    :class:`SpecError` listing every problem, each with its place.
     """
     data = parse_file_text(text, source)
     return _parse(data, base_dir=Path(base_dir), source=source, overrides=overrides, name=name,
                   command=None if command is None else tuple(command), check_workdir=True,
-                  home=home)
+                  home=home, workdir_check=workdir_check)
 
 
 def load_experiment_file(
@@ -271,6 +274,7 @@ def _parse(
     command: tuple[str, ...] | None = None,
     check_workdir: bool = False,
     home: str | None = None,
+    workdir_check: Callable[[str], str | None] | None = None,
 ) -> ExperimentSpec:
     p = Problems()
     settings = gather(p, data)
@@ -292,7 +296,8 @@ def _parse(
             p.add("command", "required: give the trainer's command after `--`")
     fields = _spec_fields.check(p, settings, base_dir=os.path.abspath(base_dir),
                                 default_name=_default_name(source), check_workdir=check_workdir,
-                                aip=aip, home=home)
+                                aip=aip, home=home,
+                                workdir_check=workdir_check or _spec_fields.no_such_folder)
     if p.items:
         # With what of the file parsed, so that the daemon can add its own problems now.
         raise SpecError(p.items, source, read=partial_read(settings, fields, p.items))

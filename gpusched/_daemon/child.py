@@ -213,25 +213,26 @@ class PidfdChild:
 async def spawn_child(
     argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, stdout: int, stderr: int,
     new_session: bool = True, ids: Mapping[str, Any] | None = None, pidfd: bool | None = None,
+    umask: int = -1,
 ) -> Child:
     """Start ``argv`` with stdin from /dev/null and the given stdout and stderr descriptors.
 
     ``ids``: ``user``, ``group`` and ``extra_groups`` for ``Popen`` (a root daemon's trial of
-    another user). ``pidfd``: watch it through a pidfd (None: where the kernel has them;
-    False: through anyio, as on older kernels). OSError (command not found, not executable,
-    bad ``cwd``) propagates.
+    another user). ``umask``: the child's (-1: this process's). ``pidfd``: watch it through a
+    pidfd (None: where the kernel has them; False: through anyio, as on older kernels).
+    OSError (command not found, not executable, bad ``cwd``) propagates.
     """
     extra = dict(ids or {})
     if not (_PIDFDS if pidfd is None else pidfd):
         return await anyio.open_process(
             list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd,
-            env=dict(env), start_new_session=new_session, **extra,
+            env=dict(env), start_new_session=new_session, umask=umask, **extra,
         )
     # Blocking only until the child has called exec (vfork), as in asyncio's own subprocess
     # start, which makes this same call on the event loop.
     popen = subprocess.Popen(  # noqa: ASYNC220
         list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd,
-        env=dict(env), start_new_session=new_session, close_fds=True, **extra,
+        env=dict(env), start_new_session=new_session, close_fds=True, umask=umask, **extra,
     )
     try:
         return PidfdChild(popen)

@@ -599,6 +599,9 @@ class ExperimentRun:
     budget_spent: bool = False  # its time_budget is used up: no trial starts any more
     owner_uid: int | None = None  # who submitted it (SO_PEERCRED)
     run_as: RunAs | None = None  # the other user its trials run as (a root daemon's)
+    # Its submitter's umask: its trials' folders, logs and processes get it (None: a client that
+    # sent none, or an experiment from before: the daemon's own).
+    umask: int | None = None
     # What its search makes with its points_to_evaluate (see max_trials); None: no points, a
     # search of unknown size, or not worked out.
     plan: PointsPlan | None = None

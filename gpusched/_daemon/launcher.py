@@ -11,6 +11,11 @@ A root daemon's trial of another user starts through ``/bin/sh`` (:data:`TRAMPOL
 enters ``workdir`` once it has that user's rights and then execs the command in the same
 process: ``Popen``'s child enters ``cwd`` before it drops root, so a ``cwd=`` would let a user's
 trial start in, and read from, a folder that user may not reach.
+
+A trial's folder, checkpoint folder and logs get the modes its submitter's umask gives (sent by
+``gpusched submit``), and the trial runs with that umask: what it makes is as private as what
+that user makes by hand. The daemon's own umask (0022 for the system service) would open them to
+every local user.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import math
 import os
 import signal
 import stat
+import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +39,23 @@ from gpusched._daemon.child import Child, spawn_child
 from gpusched._daemon.identity import RunAs
 from gpusched._daemon.procfs import YOUNG_S, pids_in_session
 from gpusched._daemon.reports import why_not_read
+from gpusched._umask import process_umask
 
 __all__ = [
     "BASE_ENV_KEYS",
+    "DAEMON_UMASK",
     "DEFAULT_PATH",
     "HOST_ENV_KEYS",
     "TRAMPOLINE",
     "TRAMPOLINE_SHELL",
     "TrialFiles",
     "TrialProcess",
+    "can_enter",
     "trial_command",
     "trial_environment",
     "spawn_trial",
     "trampoline_argv",
+    "workdir_problem_as",
 ]
 
 # What a trial of another user (a root daemon's) takes from the daemon's environment: the
@@ -66,6 +76,10 @@ BASE_ENV_KEYS = (
 # own, e.g. its virtualenv's bin folder first).
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _KILL_POLL_S = 0.01
+# The daemon's umask, read once as it starts (it never changes it). mkdir() and open() take it
+# away from the modes they are given: where it takes bits that a submitter's umask leaves, a
+# trial's folder or log made now is given its mode again (see TrialFiles).
+DAEMON_UMASK = process_umask()
 
 # How another user's trial starts: ``TRAMPOLINE_SHELL -c TRAMPOLINE gpusched WORKDIR
 # CANNOT_ENTER CANNOT_ENTER_STATUS NOT_FOUND NOT_FOUND_STATUS REPORT_FILE COMMAND...``, run with
@@ -86,19 +100,39 @@ case $7 in */*) [ -f "$7" ] && [ -x "$7" ];; *) command -v -- "$7" >/dev/null;; 
   fail 127 "$4" "$5" "$6"
 unset -f fail; unset PWD OLDPWD SHLVL; shift 6; exec "$@"
 """
+# At submit, a root daemon checks that another user may enter their workdir the same way, with
+# that user's ids; a folder that does not answer in this long (an NFS home) counts as closed.
+_ENTER_TIMEOUT_S = 10.0
 
 
 class TrialFiles:
     """The files of one trial, all inside its own folder, but for ``checkpoints`` when it
-    continues another trial (it goes on in that trial's checkpoint folder)."""
+    continues another trial (it goes on in that trial's checkpoint folder).
 
-    def __init__(self, trial_dir: Path, checkpoints: Path | None = None) -> None:
+    ``umask``: its submitter's (the experiment's), which its folders, logs and process get;
+    None (an older client sent none): the daemon's, as before.
+    """
+
+    def __init__(self, trial_dir: Path, checkpoints: Path | None = None,
+                 umask: int | None = None) -> None:
         self.dir = trial_dir
         self.stdout = trial_dir / "stdout.log"
         self.stderr = trial_dir / "stderr.log"
         self.reports = trial_dir / "reports.jsonl"
         self.hypertune = trial_dir / "hypertune_metrics.json"
         self.checkpoints = checkpoints or trial_dir / "checkpoint"
+        self.umask = umask
+
+    @property
+    def folder_mode(self) -> int:
+        """The mode of its folder and checkpoint folder: 0777 less the submitter's umask."""
+        return 0o777 if self.umask is None else 0o777 & ~self.umask
+
+    @property
+    def log_mode(self) -> int:
+        """The mode of its logs: 0666 less the submitter's umask (without one, 0644 as the
+        daemon's umask leaves it)."""
+        return 0o644 if self.umask is None else 0o666 & ~self.umask
 
     def create(self, owner: RunAs | None = None) -> bool:
         """Make the folder and the checkpoint folder (kept across retries and resumes); True
@@ -107,18 +141,27 @@ class TrialFiles:
         With an ``owner`` (a root daemon's trial of another user) both belong to that user,
         and the experiment's folder above them, root's, is open for it to reach them.
         """
+        mode = self.folder_mode
         # The folder first: its parent exists after an experiment's first trial, so this is
         # two mkdir calls, not a failed one, an exception and three. (The checkpoint folder
-        # of a trial that continues another is that one's: there already.)
+        # of a trial that continues another is that one's: there already.) The folders above
+        # it get the daemon's modes: its users reach their own trials' folders through them.
         try:
-            self.dir.mkdir()
+            self.dir.mkdir(mode)
             made = True
         except FileExistsError:  # a retry, a resume: the earlier attempt's folder
             made = False
         except FileNotFoundError:  # the experiment's first trial: the folders above it too
-            self.dir.mkdir(parents=True, exist_ok=True)
+            self.dir.mkdir(mode, parents=True, exist_ok=True)
             made = True
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        self.checkpoints.mkdir(mode, parents=True, exist_ok=True)
+        if made and self.umask is not None and mode & DAEMON_UMASK:
+            # mkdir() took away bits the submitter's umask leaves (theirs 0002, say, the
+            # daemon's 0022): set them. Folders made now only, by the daemon in its own folder
+            # (no link can be there yet); a continuation's checkpoint folder is its parent's.
+            os.chmod(self.dir, mode)
+            if self.checkpoints.parent == self.dir:
+                os.chmod(self.checkpoints, mode)
         if owner is None:
             return made
         for folder in (self.dir.parent.parent, self.dir.parent):
@@ -127,6 +170,38 @@ class TrialFiles:
             # Not following links: the user owns these folders and could plant one.
             os.chown(folder, owner.uid, owner.gid, follow_symlinks=False)
         return made
+
+
+def can_enter(run_as: RunAs, folder: str) -> bool:
+    """Whether ``run_as`` may enter ``folder``, tried with its ids as its trials enter their
+    workdir (``cd -P`` in :data:`TRAMPOLINE_SHELL`, from ``/``). It starts a process and
+    waits for it: call it off the event loop."""
+    try:
+        done = subprocess.run(
+            [TRAMPOLINE_SHELL, "-c", 'cd -P -- "$1"', "gpusched", folder],
+            user=run_as.uid, group=run_as.gid, extra_groups=list(run_as.groups), cwd="/",
+            env={"PATH": DEFAULT_PATH}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, timeout=_ENTER_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
+
+
+def workdir_problem_as(run_as: RunAs) -> Callable[[str], str | None]:
+    """The submit's check of a ``workdir`` where trials of ``run_as`` (another user, under a
+    root daemon) will run: with that user's rights, not root's (:func:`can_enter`). A folder
+    it may not enter is refused as one that is not there: what a folder closed to the user
+    holds is not theirs to learn, and a folder only root may not enter (an NFS home with
+    root_squash) is theirs to use."""
+    name = run_as.name
+
+    def problem(folder: str) -> str | None:
+        if can_enter(run_as, folder):
+            return None
+        return (f"no such directory for {name}: {folder} (it is missing, or {name} may not"
+                " enter it: a trial runs with its submitter's rights only)")
+
+    return problem
 
 
 def _flag_value(value: Any) -> str:
@@ -276,14 +351,18 @@ def _refused(path: Path, why: str, code: int = errno.EINVAL) -> OSError:
     return OSError(code, f"{why}: remove it", str(path))
 
 
-def _open_log(path: Path, owner: RunAs | None) -> int:
-    """A write descriptor of the log at ``path``, made when missing, for a trial's stdout or
-    stderr; OSError for anything there but a regular file, and, with an ``owner`` (the other
-    user a root daemon's trial runs as), for a file with another name (a hard link) or of a
-    third user (:func:`~gpusched._daemon.reports.why_not_read`): the daemon would write into
-    it and hand it to that user."""
+def _open_log(path: Path, owner: RunAs | None, mode: int = 0o644, *,
+              exact: bool = False) -> int:
+    """A write descriptor of the log at ``path``, made with ``mode`` when missing, for a
+    trial's stdout or stderr; OSError for anything there but a regular file, and, with an
+    ``owner`` (the other user a root daemon's trial runs as), for a file with another name (a
+    hard link) or of a third user (:func:`~gpusched._daemon.reports.why_not_read`): the
+    daemon would write into it and hand it to that user.
+
+    ``exact``: ``mode`` is the submitter's (their umask applied), which the daemon's umask
+    must not reduce further: a log made now gets it whole."""
     try:
-        fd = os.open(path, _LOG_FLAGS, 0o644)
+        fd = os.open(path, _LOG_FLAGS, mode)
     except OSError as exc:
         # ELOOP (a link), ENXIO (a FIFO without a reader, a socket), EISDIR: say what is there.
         try:
@@ -302,6 +381,9 @@ def _open_log(path: Path, owner: RunAs | None) -> int:
         if why is not None:
             raise _refused(path, why)
         os.set_blocking(fd, True)  # the trial's writes block as usual
+        if exact and mode & DAEMON_UMASK and stat.S_IMODE(st.st_mode) == mode & ~DAEMON_UMASK:
+            # What open() left of mode: made now. (A mode the user gave it stays.)
+            os.fchmod(fd, mode)
         # Only now: a file that passed is the user's or one the daemon (root) made just now.
         if owner is not None and (st.st_uid, st.st_gid) != (owner.uid, owner.gid):
             os.fchown(fd, owner.uid, owner.gid)
@@ -362,12 +444,13 @@ async def spawn_trial(
         argv = trampoline_argv(argv, workdir=os.fspath(cwd), env=env, files=files,
                                run_as=run_as)
         cwd = Path("/")  # entered as root, harmlessly; the trampoline goes on from there
-    out = _open_log(files.stdout, run_as)
+    exact, mode = files.umask is not None, files.log_mode
+    out = _open_log(files.stdout, run_as, mode, exact=exact)
     try:
-        err = _open_log(files.stderr, run_as)
+        err = _open_log(files.stderr, run_as, mode, exact=exact)
         try:
             process = await spawn_child(argv, env=env, cwd=cwd, stdout=out, stderr=err,
-                                        ids=ids)
+                                        ids=ids, umask=_child_umask(files.umask))
         except OSError as exc:
             if ids and exc.filename == TRAMPOLINE_SHELL:
                 raise _no_trampoline(exc) from exc
@@ -377,6 +460,14 @@ async def spawn_trial(
     finally:
         os.close(out)
     return TrialProcess(process)
+
+
+def _child_umask(umask: int | None) -> int:
+    """``Popen``'s ``umask`` for a trial of a submitter whose umask is ``umask``: -1 (the
+    daemon's, inherited) when it is the same or unknown. ``Popen`` keeps its vfork() fast
+    path with a umask (CPython 3.11's _posixsubprocess gives it up only for a preexec_fn and
+    for changes of user, group or groups); left out, it spares the child a syscall."""
+    return -1 if umask is None or umask == DAEMON_UMASK else umask
 
 
 def _no_trampoline(exc: OSError) -> OSError:

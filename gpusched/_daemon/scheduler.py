@@ -755,7 +755,8 @@ class Scheduler:
         return search, stoppers
 
     async def submit(self, spec: ExperimentSpec, owner_uid: int | None, *,
-                     source: str = "", warnings: list[str] | None = None) -> str:
+                     source: str = "", warnings: list[str] | None = None,
+                     umask: int | None = None) -> str:
         """Record and queue an experiment; return its id.
 
         What the daemon alone can judge in the file (its plugins and their options, the
@@ -765,7 +766,8 @@ class Scheduler:
         file's name, for the message); other refusals are RequestErrors. What looks wrong but
         is accepted (a ``resume_from`` with nothing to learn from) is added to ``warnings``,
         the submit answer's. In a file that the parser refuses, :meth:`judge_refused` judges
-        what of these it can.
+        what of these it can. ``umask``: the submitter's, which its trials get (None: the
+        daemon's).
         """
         if self._closing:
             raise RequestError("shutting_down", "the daemon is shutting down; submit again later")
@@ -803,12 +805,12 @@ class Scheduler:
                 warnings.append(warning)
             exp_id = await self.store.create_experiment(
                 name=spec.name, spec=spec.to_dict(), seed=seed, priority=spec.priority,
-                owner_uid=owner_uid,
+                owner_uid=owner_uid, umask=umask,
             )
             seq = int(exp_id[1:])
             self.active[exp_id] = ExperimentRun(exp_id, seq, spec, seed, search, stoppers,
                                                 prior=prior, owner_uid=owner_uid, run_as=run_as,
-                                                plan=plan)
+                                                umask=umask, plan=plan)
         finally:
             self._learning_from[learns] -= 1
             if not self._learning_from[learns]:
@@ -921,7 +923,7 @@ class Scheduler:
         prior = await prior_trials(self.store, spec)
         exp = ExperimentRun(row["id"], row["seq"], spec, row["seed"], search, stoppers,
                             prior=prior, owner_uid=row["owner_uid"],
-                            run_as=trial_identity(row["owner_uid"]),
+                            run_as=trial_identity(row["owner_uid"]), umask=row["umask"],
                             plan=await _plan_for_max_trials(spec, search, prior))
         await restore_trials(self.store, exp)
         cut_short = [t for t in exp.trials.values()
@@ -1036,7 +1038,8 @@ class Scheduler:
         exp = ExperimentRun(row["id"], row["seq"], spec, row["seed"], search, stoppers,
                             state=ExperimentState(row["state"]), prior=prior,
                             started_at=row["started_at"], owner_uid=row["owner_uid"],
-                            run_as=run_as, plan=await _plan_for_max_trials(spec, search, prior))
+                            run_as=run_as, umask=row["umask"],
+                            plan=await _plan_for_max_trials(spec, search, prior))
         await restore_trials(self.store, exp, stopped)
         # A failure rule or a cancel decided before the daemon was killed (the experiment's end
         # waits for its running trials to stop): still decided, the failure first (as

@@ -25,7 +25,8 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from gpusched import __version__
 from gpusched._daemon import access, views
-from gpusched._daemon.launcher import TrialFiles
+from gpusched._daemon.identity import RunAs, trial_identity
+from gpusched._daemon.launcher import TrialFiles, workdir_problem_as
 from gpusched._daemon.scheduler import Scheduler
 from gpusched._spec_read import MAX_FILE_BYTES
 from gpusched.errors import ConfigError, GpuschedError, NotFoundError, RequestError, SpecError
@@ -273,13 +274,19 @@ class Server:
         source = args.get("source", "")
         if not isinstance(source, str):
             raise RequestError("bad_request", "'source' must be a string (the file's name)")
+        umask = _umask_arg(args)
         # Another user's ~ (a root daemon's submitter) is theirs, not the daemon's: looked up
         # in a worker thread (the user database may be LDAP, slow to answer).
         home = None if uid is None or uid == os.getuid() else await anyio.to_thread.run_sync(
             _home_of, uid)
         try:
             if "text" in args:
-                spec = await _parse_text(args, base_dir=base_dir, source=source, home=home)
+                # A root daemon checks another user's workdir with that user's rights (None:
+                # the daemon's own user). In a worker thread: the user database may be LDAP.
+                run_as = await anyio.to_thread.run_sync(trial_identity, uid) if (
+                    os.geteuid() == 0) else None
+                spec = await _parse_text(args, base_dir=base_dir, source=source, home=home,
+                                         run_as=run_as)
             else:
                 # A mapping (a Client.submit of a dict) may be as large as a request line:
                 # checked off the event loop, whatever its size (only the CLI's small files
@@ -290,7 +297,8 @@ class Server:
         except SpecError as exc:
             raise await self._with_daemon_problems(exc, uid) from None
         warnings = list(spec.warnings())  # the file's; the scheduler adds the daemon's
-        exp_id = await self.scheduler.submit(spec, uid, source=source, warnings=warnings)
+        exp_id = await self.scheduler.submit(spec, uid, source=source, warnings=warnings,
+                                             umask=umask)
         return {"id": exp_id, "name": spec.name, "warnings": warnings}
 
     async def _with_daemon_problems(self, refused: SpecError, uid: int | None) -> SpecError:
@@ -546,10 +554,23 @@ def _home_of(uid: int) -> str | None:
         return None
 
 
+def _umask_arg(args: dict[str, Any]) -> int | None:
+    """The umask a submit sends, its submitter's (None: an older client sends none)."""
+    umask = args.get("umask")
+    if umask is None:
+        return None
+    if isinstance(umask, bool) or not isinstance(umask, int) or not 0 <= umask <= 0o777:
+        raise RequestError("bad_request", "'umask' must be the submitter's umask, a whole"
+                                          " number from 0 to 511 (0o777; 18 is 022), or left out")
+    return umask
+
+
 async def _parse_text(args: dict[str, Any], *, base_dir: str, source: str,
-                      home: str | None = None) -> ExperimentSpec:
+                      home: str | None = None, run_as: RunAs | None = None) -> ExperimentSpec:
     """The spec in a submit's ``text`` (the experiment file as read by ``gpusched submit``),
-    with its ``set`` overrides, ``name`` and, for ``--aip``, ``command``."""
+    with its ``set`` overrides, ``name`` and, for ``--aip``, ``command``; ``run_as``: the
+    other user its trials run as (a root daemon's), whose rights its workdir is checked with
+    (:func:`~gpusched._daemon.launcher.workdir_problem_as`)."""
     text, overrides, name, command = (args.get(k) for k in ("text", "set", "name", "command"))
     if not isinstance(text, str):
         raise RequestError("bad_request", "'text' must be a string (the experiment file)")
@@ -566,11 +587,15 @@ async def _parse_text(args: dict[str, Any], *, base_dir: str, source: str,
                                 or not all(isinstance(c, str) for c in command)):
         raise RequestError("bad_request", "'command' must be a list of strings or null")
 
+    workdir_check = None if run_as is None else workdir_problem_as(run_as)
+
     def parse() -> ExperimentSpec:
         return parse_experiment_text(text, source=source, base_dir=base_dir,
-                                     overrides=overrides, name=name, command=command, home=home)
+                                     overrides=overrides, name=name, command=command, home=home,
+                                     workdir_check=workdir_check)
 
-    # A few KiB parse in a millisecond or two; a big file is parsed off the event loop.
-    if len(text) <= INLINE_PARSE_CHARS:
+    # A few KiB parse in a millisecond or two; a big file is parsed off the event loop, and
+    # so is any file whose workdir is checked as another user (that starts a process).
+    if len(text) <= INLINE_PARSE_CHARS and workdir_check is None:
         return parse()
     return await anyio.to_thread.run_sync(parse)

@@ -123,6 +123,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE trials ADD COLUMN budget NUMERIC;
     ALTER TABLE trials ADD COLUMN continues INTEGER;
     """,
+    # 3 -> 4: the submitter's umask, which the experiment's trial files and processes get
+    # (NULL: a client that sent none, and experiments from before: the daemon's own).
+    """
+    ALTER TABLE experiments ADD COLUMN umask INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -210,9 +215,11 @@ class Store:
     # -- writes -------------------------------------------------------------------------------
 
     async def create_experiment(
-        self, *, name: str, spec: dict[str, Any], seed: int, priority: int, owner_uid: int | None
+        self, *, name: str, spec: dict[str, Any], seed: int, priority: int,
+        owner_uid: int | None, umask: int | None = None,
     ) -> str:
-        """Record a newly submitted experiment (state ``queued``); return its id (``e<seq>``)."""
+        """Record a newly submitted experiment (state ``queued``); return its id (``e<seq>``).
+        ``umask``: its submitter's (None: unknown, the daemon's applies)."""
         # The next seq is read and taken in one step: two submits at once get distinct ids.
         async with self._write_lock:
             try:
@@ -221,8 +228,9 @@ class Store:
                 exp_id = f"e{seq}"
                 await self._db.execute(
                     "INSERT INTO experiments (id, seq, name, spec, seed, priority, owner_uid,"
-                    " state, submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
-                    (exp_id, seq, name, json.dumps(spec), seed, priority, owner_uid, time.time()),
+                    " umask, state, submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                    (exp_id, seq, name, json.dumps(spec), seed, priority, owner_uid, umask,
+                     time.time()),
                 )
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot write the trial log {self.path}: {exc}") from exc

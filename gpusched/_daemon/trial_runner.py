@@ -240,7 +240,7 @@ class TrialRunner:
         self._backend = backend
         self._devices = devices
         self._settings = settings
-        self._files = TrialFiles(trial_dir, checkpoint_dir)
+        self._files = TrialFiles(trial_dir, checkpoint_dir, experiment.umask)
         self._daemon_env = daemon_env
         self._on_end = on_end
         self._on_release = on_release

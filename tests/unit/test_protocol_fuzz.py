@@ -228,7 +228,7 @@ class StubScheduler:
         self.submitted: list[Any] = []
 
     async def submit(self, spec: Any, uid: int | None, *, source: str = "",
-                     warnings: list[str] | None = None) -> str:
+                     warnings: list[str] | None = None, umask: int | None = None) -> str:
         self.submitted.append(spec)
         return "e1"
 

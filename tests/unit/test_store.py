@@ -497,7 +497,7 @@ async def test_a_version_1_log_is_migrated_and_keeps_its_trials(tmp_path: Path) 
         assert trial is not None
         assert (trial["reports"], trial["report_offset"], trial["hypertune_ts"]) == (
             4, 120, 1000.5)
-    assert pragma(path, "user_version") == SCHEMA_VERSION == 3
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 4
 
 
 async def test_a_version_2_log_gets_budget_and_continues(tmp_path: Path) -> None:
@@ -521,7 +521,7 @@ async def test_a_version_2_log_gets_budget_and_continues(tmp_path: Path) -> None
         # A whole budget comes back an integer (NUMERIC), so it reaches the trial as "9".
         assert (new["budget"], new["continues"]) == (9, 0) and isinstance(new["budget"], int)
         assert (frac["budget"], frac["continues"]) == (0.25, None)
-    assert pragma(path, "user_version") == SCHEMA_VERSION == 3
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 4
 
 
 async def test_writes_reach_the_log_in_the_order_they_were_asked_for(tmp_path: Path) -> None:
