@@ -200,9 +200,9 @@ def _command(p: Problems, settings: Mapping[str, Entry], *, aip: bool = False
              ) -> tuple[str, ...] | None:
     entry = settings.get("command")
     if entry is None or entry.value is None:
-        # An AI Platform config has no command: it is given on the command line.
-        hint = (" (an AI Platform config? `gpusched submit --aip FILE -- python -m trainer.task`"
-                " runs it with that command)") if aip else ""
+        # An AI Platform or Vertex config has no command: it is given on the command line.
+        hint = (" (an AI Platform or Vertex AI config? `gpusched submit --aip FILE -- python -m"
+                " trainer.task` runs it with that command)") if aip else ""
         p.add("command", f"required: the trainer's command, a string or a list{hint}")
         return None
     parts = words(p, entry.place, entry.value, split=True)

@@ -218,7 +218,8 @@ def parse_experiment_text(
     ``source`` names the file in errors and gives the default name. A relative ``workdir`` is
     taken from ``base_dir`` (the file's folder; the default workdir); it must exist. With a
     ``command`` (``submit --aip FILE -- COMMAND``) the text is an AI Platform
-    ``hptuning_config.yaml`` run with that command. ``home``: the submitter's home folder, for
+    ``hptuning_config.yaml`` (or a Vertex AI tuning config, ``studySpec``) run with that
+    command. ``home``: the submitter's home folder, for
     a ``~`` in ``workdir`` (None: this process's ``$HOME``). ``workdir_check``: what is wrong
     with the workdir, or None when it can be used (None: it must be a folder this process
     sees; a root daemon checks another user's with that user's rights). Raises
@@ -249,7 +250,8 @@ def load_aip_file(
     overrides: Sequence[str] = (),
     name: str | None = None,
 ) -> ExperimentSpec:
-    """Read an AI Platform ``hptuning_config.yaml`` and run it with ``command`` (after ``--``).
+    """Read an AI Platform ``hptuning_config.yaml`` (or a Vertex AI tuning config, with its
+    ``studySpec``) and run it with ``command`` (after ``--``).
 
     The HyperparameterSpec may be bare, under ``hyperparameters:`` or under
     ``trainingInput: {hyperparameters: ...}`` (whose ``args`` are appended to ``command``); the

@@ -811,8 +811,9 @@ def test_an_aip_config_submitted_without_aip_is_told_how(tmp_path: Path) -> None
     with pytest.raises(SpecError) as info:
         load_experiment_file(path)
     assert [str(p) for p in info.value.problems] == [
-        "command: required: the trainer's command, a string or a list (an AI Platform config?"
-        " `gpusched submit --aip FILE -- python -m trainer.task` runs it with that command)"]
+        "command: required: the trainer's command, a string or a list (an AI Platform or Vertex"
+        " AI config? `gpusched submit --aip FILE -- python -m trainer.task` runs it with that"
+        " command)"]
 
 
 # --- --set and --name --------------------------------------------------------------------------
