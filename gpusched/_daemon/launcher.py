@@ -240,6 +240,10 @@ def trial_environment(
     # model to job_dir/TF_CONFIG.task.trial. No cluster and no task type: TensorFlow reads that
     # as one local worker. Before the experiment's env, which may set a TF_CONFIG of its own.
     env["TF_CONFIG"] = json.dumps({"task": {"trial": str(number)}})
+    # Vertex AI's folders, where its trainers save (model.save(os.environ["AIP_MODEL_DIR"])):
+    # folders that exist, so no trainer fails on a missing one and no trial pays for a mkdir.
+    env["AIP_MODEL_DIR"] = env["AIP_TENSORBOARD_LOG_DIR"] = str(files.dir)
+    env["AIP_CHECKPOINT_DIR"] = str(files.checkpoints)
     env.update(experiment_env)
     env.update({
         # UUIDs, not indices: NVML and CUDA number GPUs differently, UUIDs are the same for both.

@@ -110,6 +110,9 @@ def test_every_trial_variable_of_the_spec(tmp_path: Path) -> None:
     # AI Platform's trainers (Google's samples) write to job_dir/TF_CONFIG's task.trial: with
     # none, every trial wrote one folder. No cluster: TensorFlow's local single worker.
     assert json.loads(env["TF_CONFIG"]) == {"task": {"trial": "7"}}
+    # Vertex AI's trainers save where AIP_* say: folders of the trial's that exist.
+    assert env["AIP_MODEL_DIR"] == env["AIP_TENSORBOARD_LOG_DIR"] == str(trial_dir)
+    assert env["AIP_CHECKPOINT_DIR"] == str(files.checkpoints)
     # The trial's files are distinct from each other.
     paths = [files.stdout, files.stderr, files.reports, files.hypertune, files.checkpoints]
     assert len(set(paths)) == len(paths)
@@ -131,7 +134,8 @@ def test_the_experiment_env_is_applied_but_cannot_override_trial_variables(
 
 def test_nothing_else_is_in_the_environment(tmp_path: Path) -> None:
     env, _ = environment(tmp_path, daemon_env={"PATH": "/bin", "FOO": "1"}, experiment_env={})
-    extra = set(env) - {"PATH", "PYTHONUNBUFFERED", "TF_CONFIG"}
+    extra = set(env) - {"PATH", "PYTHONUNBUFFERED", "TF_CONFIG", "AIP_MODEL_DIR",
+                        "AIP_TENSORBOARD_LOG_DIR", "AIP_CHECKPOINT_DIR"}
     assert all(k.startswith(("GPUSCHED_", "CLOUD_ML_", "CUDA_")) for k in extra), extra
 
 
