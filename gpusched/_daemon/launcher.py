@@ -336,6 +336,7 @@ class TrialProcess:
 # (its open would wait for a reader, on the event loop); cleared once it is a regular file.
 _LOG_FLAGS = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
               | os.O_CLOEXEC)
+_NEW_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISLNK, "a symbolic link"),
           (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
           (stat.S_ISBLK, "a device"))
@@ -356,7 +357,7 @@ def _refused(path: Path, why: str, code: int = errno.EINVAL) -> OSError:
 
 
 def _open_log(path: Path, owner: RunAs | None, mode: int = 0o644, *,
-              exact: bool = False) -> int:
+              exact: bool = False, fresh: bool = False) -> int:
     """A write descriptor of the log at ``path``, made with ``mode`` when missing, for a
     trial's stdout or stderr; OSError for anything there but a regular file, and, with an
     ``owner`` (the other user a root daemon's trial runs as), for a file with another name (a
@@ -364,7 +365,19 @@ def _open_log(path: Path, owner: RunAs | None, mode: int = 0o644, *,
     daemon would write into it and hand it to that user.
 
     ``exact``: ``mode`` is the submitter's (their umask applied), which the daemon's umask
-    must not reduce further: a log made now gets it whole."""
+    must not reduce further: a log made now gets it whole. ``fresh``: the trial's folder was
+    made just now, by the daemon: with no ``owner``, nothing can have been planted in it, and
+    a log made there exclusively needs none of the checks (one system call, not four, on a
+    short trial's path); anything found there after all takes the checks."""
+    if fresh and owner is None:
+        try:
+            fd = os.open(path, _NEW_LOG_FLAGS, mode)
+        except FileExistsError:
+            pass
+        else:
+            if exact and mode & DAEMON_UMASK:
+                os.fchmod(fd, mode)  # made now: open() took the daemon's umask from it
+            return fd
     try:
         fd = os.open(path, _LOG_FLAGS, mode)
     except OSError as exc:
@@ -435,12 +448,13 @@ def trampoline_argv(argv: Sequence[str], *, workdir: str, env: Mapping[str, str]
 
 async def spawn_trial(
     argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, files: TrialFiles,
-    run_as: RunAs | None = None,
+    run_as: RunAs | None = None, fresh: bool = False,
 ) -> TrialProcess:
     """Start a trial, as ``run_as`` when given (a root daemon's trial of another user);
     OSError (command not found, not executable, bad workdir, a log that is not a regular file)
     propagates. Another user's trial enters ``cwd`` and looks for its command with that
-    user's rights (:data:`TRAMPOLINE`): what fails there fails the trial with its reason."""
+    user's rights (:data:`TRAMPOLINE`): what fails there fails the trial with its reason.
+    ``fresh``: ``files.create`` made the trial's folder just now (see :func:`_open_log`)."""
     ids: dict[str, Any] = {}
     if run_as is not None:
         # Popen drops its vfork() fast path once ids are to be changed: only for another user.
@@ -449,9 +463,9 @@ async def spawn_trial(
                                run_as=run_as)
         cwd = Path("/")  # entered as root, harmlessly; the trampoline goes on from there
     exact, mode = files.umask is not None, files.log_mode
-    out = _open_log(files.stdout, run_as, mode, exact=exact)
+    out = _open_log(files.stdout, run_as, mode, exact=exact, fresh=fresh)
     try:
-        err = _open_log(files.stderr, run_as, mode, exact=exact)
+        err = _open_log(files.stderr, run_as, mode, exact=exact, fresh=fresh)
         try:
             process = await spawn_child(argv, env=env, cwd=cwd, stdout=out, stderr=err,
                                         ids=ids, umask=_child_umask(files.umask))

@@ -309,7 +309,7 @@ class TrialRunner:
             if not made:  # the same for a crash's last stderr line: this attempt's own
                 self._stderr_from = regular_file_size(self._files.stderr)
             proc = await spawn_trial(argv, env=env, cwd=Path(spec.workdir), files=self._files,
-                                     run_as=run_as)
+                                     run_as=run_as, fresh=made)
         except OSError as exc:
             await self._finish(TrialState.FAILED, self._cannot_start(argv[0], exc, env),
                                None, None)

@@ -18,6 +18,7 @@ from gpusched._daemon.launcher import (
     BASE_ENV_KEYS,
     TrialFiles,
     TrialProcess,
+    _open_log,
     spawn_trial,
     trial_command,
     trial_environment,
@@ -392,3 +393,45 @@ def test_creating_the_folders_says_whether_the_trial_folder_is_new(tmp_path: Pat
     first.reports.write_text('{"score": 1}\n')
     assert TrialFiles(first.dir).create() is False  # a retry: the earlier attempt's folder
     assert first.reports.read_text() == '{"score": 1}\n'
+
+
+# --- a fresh trial's logs ----------------------------------------------------------------------
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch, *names: str) -> list[str]:
+    """The names of ``os`` functions among ``names`` called from now on, in order."""
+    called: list[str] = []
+    for name in names:
+        real = getattr(os, name)
+
+        def counted(*args: object, _real: object = real, _name: str = name) -> object:
+            called.append(_name)
+            return _real(*args)  # type: ignore[operator]
+
+        monkeypatch.setattr(os, name, counted)
+    return called
+
+
+def test_a_fresh_folders_log_is_opened_without_the_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The checks against a planted FIFO or link cost a fresh trial's log three more system
+    # calls (fstat, two fcntl) on every short trial's path, in a folder the daemon made just
+    # now, where nothing can be planted.
+    files = TrialFiles(tmp_path / "e1" / "0", umask=0o077)
+    assert files.create()
+    called = _counting(monkeypatch, "fstat", "set_blocking")
+    os.close(_open_log(files.stdout, None, files.log_mode, exact=True, fresh=True))
+    assert called == []
+    assert files.stdout.stat().st_mode & 0o777 == 0o600
+    # Not fresh (a retry's folder): the checks, as before.
+    os.close(_open_log(files.stdout, None, files.log_mode, exact=True))
+    assert called == ["fstat", "set_blocking"]
+
+
+def test_something_in_a_fresh_folder_after_all_takes_the_checks(tmp_path: Path) -> None:
+    files = TrialFiles(tmp_path / "e1" / "0")
+    assert files.create()
+    os.mkfifo(files.stderr)
+    with pytest.raises(OSError, match="is a FIFO, not a regular file"):
+        _open_log(files.stderr, None, fresh=True)
