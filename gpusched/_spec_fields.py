@@ -172,7 +172,7 @@ def _limits(r: _Reader, *, aip: bool = False) -> dict[str, Any]:
         # only when that many have failed. A streak can never reach it before the total does.
         out[consecutive] = out["max_failed_trials"]
     # AI Platform's masterConfig.acceleratorConfig.count, when our own is not written.
-    accelerators = r.read("accelerators", None, partial(whole, low=0))
+    accelerators = r.read("accelerators", None, _gpu_count)
     out["gpus_per_trial"] = r.read("gpus_per_trial",
                                    1.0 if accelerators is None else float(accelerators), _gpus)
     out["gpu_memory_mib"] = r.read("gpu_memory", None, partial(_amount, parse=parse_memory_mib))
@@ -183,6 +183,14 @@ def _limits(r: _Reader, *, aip: bool = False) -> dict[str, Any]:
     out["fail_fast"] = r.read("fail_fast", False, boolean)
     out["priority"] = r.read("priority", 0, partial(whole, low=-INT_MAX))
     return out
+
+
+def _gpu_count(p: Problems, place: str, raw: Any) -> int | None:
+    """AI Platform's ``acceleratorConfig.count``: a whole number, also as its API writes an
+    int64 in JSON (``'2'``), which a config copied from ``gcloud ... describe`` keeps."""
+    if isinstance(raw, str) and raw.strip().isdigit():
+        raw = int(raw)
+    return whole(p, place, raw, low=0)
 
 
 def _is_zero(value: Any) -> bool:
@@ -227,8 +235,20 @@ def _without_given_options(args: tuple[str, ...], *, given: tuple[str, ...]
     """``args`` (AI Platform's ``trainingInput.args``) less each long option that ``given`` (the
     command's own arguments) has too, with its value (``--epochs 4`` or ``--epochs=4``): gcloud
     lets the arguments on its command line replace the file's, and a trainer's argparse would
-    take the file's, written after them. Returns what is kept and what was left out."""
-    names = {a.split("=", 1)[0] for a in given if a.startswith("--") and a != "--"}
+    take the file's, written after them. Returns what is kept and what was left out.
+
+    Whether an option takes a value is read from the command's own use of it: ``--epochs 10``
+    or ``--epochs=10`` does, a ``--verbose`` followed by another option or by nothing does not
+    (the file's ``--verbose data.csv`` keeps its ``data.csv``). A value may be a negative
+    number (``--shift -3``)."""
+    names: set[str] = set()
+    valued: set[str] = set()
+    for i, arg in enumerate(given):
+        if arg.startswith("--") and arg != "--":
+            name, eq, _ = arg.partition("=")
+            names.add(name)
+            if eq or (i + 1 < len(given) and _is_value(given[i + 1])):
+                valued.add(name)
     kept: list[str] = []
     dropped: list[str] = []
     i = 0
@@ -237,15 +257,25 @@ def _without_given_options(args: tuple[str, ...], *, given: tuple[str, ...]
         if arg == "--":  # what follows is positional: the trainer's own
             kept.extend(args[i:])
             break
-        if arg.startswith("--") and arg.split("=", 1)[0] in names:
+        name, eq, _ = arg.partition("=")
+        if arg.startswith("--") and name in names:
             dropped.append(arg)
-            if "=" not in arg and i + 1 < len(args) and not args[i + 1].startswith("-"):
+            if not eq and name in valued and i + 1 < len(args) and _is_value(args[i + 1]):
                 i += 1
                 dropped.append(args[i])
         else:
             kept.append(arg)
         i += 1
     return tuple(kept), dropped
+
+
+_NEGATIVE = re.compile(r"-\.?[0-9]")
+
+
+def _is_value(word: str) -> bool:
+    """Whether ``word``, after an option, is its value: not an option itself (a negative
+    number is a value)."""
+    return not word.startswith("-") or _NEGATIVE.match(word) is not None
 
 
 def _workdir(p: Problems, place: str, raw: Any, *, base_dir: str, home: str | None = None

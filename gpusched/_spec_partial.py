@@ -96,6 +96,9 @@ def partial_read(settings: Mapping[str, Entry], fields: Mapping[str, Any],
     (None where one did not parse) and the parser's ``problems``."""
     places = {setting: settings[setting].place if setting in settings else setting
               for setting in _RANKS}
+    if "gpus_per_trial" not in settings and "accelerators" in settings:
+        # The GPUs a trial gets were given by AI Platform's or Vertex's accelerator count.
+        places["gpus_per_trial"] = settings["accelerators"].place
 
     def parsed(place: str) -> bool:  # no problem with what is at ``place``, nor within it
         return not any(p.place == place or p.place.startswith((f"{place}.", f"{place}["))

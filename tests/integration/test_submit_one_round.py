@@ -142,3 +142,22 @@ def test_a_sound_ai_platform_files_daemon_problems_are_where_it_wrote_them(
                            "trainingInput.hyperparameters.resumePreviousJobId"]
     assert problems(out)[0][1].startswith("unknown search plugin 'tpee' (did you mean 'tpe'?)")
     assert problems(out)[1][1] == "no experiment 'job_1' (`gpusched ls --all` lists them)"
+
+
+def test_a_gpu_limit_problem_is_at_the_accelerator_count_the_file_wrote(tmp_path: Path) -> None:
+    # The GPUs of an AI Platform file given by masterConfig.acceleratorConfig.count: its
+    # over-limit problem was placed at gpus_per_trial, a key the file does not have.
+    sound = ("trainingInput:\n  masterConfig:\n    acceleratorConfig: {count: 2}\n"
+             "  hyperparameters:\n    hyperparameterMetricTag: acc\n"
+             "    params: [{parameterName: lr, type: DOUBLE, minValue: 0, maxValue: 1}]\n")
+    refused = sound.replace("hyperparameterMetricTag: acc", "hyperparameterMetricTag: acc\n"
+                            "    maxTrials: 0")
+    with running_daemon(tmp_path / "d", settings={"max_gpus_per_user": 1}) as d:
+        outs = []
+        for name, text in (("a.yaml", sound), ("b.yaml", refused)):
+            (tmp_path / name).write_text(text)
+            outs.append(d.cli("submit", "--aip", str(tmp_path / name), "--", sys.executable,
+                              "-c", "pass"))
+    count = "trainingInput.masterConfig.acceleratorConfig.count"
+    assert places(outs[0]) == [count]
+    assert places(outs[1]) == ["trainingInput.hyperparameters.maxTrials", count]

@@ -349,6 +349,9 @@ def test_an_aip_masters_gpu_count_is_each_trials(tmp_path: Path,
     assert load_aip_file(write(tmp_path, AIP_CONFIG), ["t"]).gpus_per_trial == 1
     assert load_aip_file(write(tmp_path, text.replace("count: 4", "count: 0")), ["t"]
                          ).gpus_per_trial == 0
+    # As AI Platform's API writes an int64 (gcloud ... describe): text.
+    assert load_aip_file(write(tmp_path, text.replace("count: 4", "count: '2'")), ["t"]
+                         ).gpus_per_trial == 2
     bad = write(tmp_path, text.replace("count: 4", "count: 1.5"))
     with pytest.raises(SpecError) as info:
         load_aip_file(bad, ["t"])
@@ -366,6 +369,12 @@ def test_an_aip_masters_gpu_count_is_each_trials(tmp_path: Path,
     (["--verbose", "--epochs", "4"], ["t", "--verbose"], ("t", "--verbose", "--epochs", "4"),
      "--verbose"),
     (["--epochs", "4"], ["t"], ("t", "--epochs", "4"), None),
+    # The command's --verbose takes no value: the file's next word is no value of it. A value
+    # may be a negative number.
+    (["--verbose", "data/train.csv"], ["t", "--verbose"], ("t", "--verbose", "data/train.csv"),
+     "--verbose"),
+    (["--shift", "-3", "--epochs", "10"], ["t", "--shift", "2"],
+     ("t", "--shift", "2", "--epochs", "10"), "--shift -3"),
     (["--", "--epochs"], ["t", "--epochs", "1"], ("t", "--epochs", "1", "--", "--epochs"), None),
 ])
 def test_the_commands_options_replace_the_files_args(
