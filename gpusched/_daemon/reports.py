@@ -8,7 +8,9 @@ it exits:
   waits for the next poll, except at the final poll, where a complete JSON object is accepted.
   A ``{"status": "failed"|"fatal", "reason": ...}`` line is not a report: it sets ``status``
   (:func:`status_at_end` finds the one a file ends with, for a restarted daemon). A file that
-  shrank, or that a retry rewrote (``watch_rewrite``), is read again from its start.
+  shrank, that a retry rewrote (``watch_rewrite``), or whose bytes before where reading
+  stopped are not the ones read (another file: deleted and written again, or renamed over),
+  is read again from its start; one rewritten whole with the lines read kept is read on.
 - :class:`HypertuneFileReader` reads ``CLOUD_ML_HP_METRIC_FILE``, which Google's
   ``cloudml-hypertune`` rewrites whole at every report, keeping its last 100 entries, each like
   ``{"global_step": "3", "<tag>": "0.91", "timestamp": 1525851440.12, "trial": "0"}``.
@@ -133,9 +135,9 @@ def why_not_read(st: os.stat_result, owner: int | None,
     return None
 
 
-def _open_report_file(path: Path, owner: int | None = None) -> tuple[int, int]:
-    """A read-only fd of the regular file ``path`` and its size; FileNotFoundError when there
-    is nothing there, another OSError when what is there is not read (``owner``: see
+def _open_report_file(path: Path, owner: int | None = None) -> tuple[int, os.stat_result]:
+    """A read-only fd of the regular file ``path`` and its ``fstat``; FileNotFoundError when
+    there is nothing there, another OSError when what is there is not read (``owner``: see
     :func:`why_not_read`)."""
     try:
         fd = os.open(path, _OPEN_FLAGS)
@@ -152,17 +154,23 @@ def _open_report_file(path: Path, owner: int | None = None) -> tuple[int, int]:
     except OSError:
         os.close(fd)
         raise
-    return fd, st.st_size
+    return fd, st
 
 
-def regular_file_size(path: Path) -> int:
-    """The size of the regular file at ``path``; 0 for none, or for anything else there (a
-    link, a FIFO...: not read, see :func:`_open_report_file`)."""
+def _regular_stat(path: Path) -> os.stat_result | None:
+    """The ``lstat`` of the regular file at ``path``; None for none, or for anything else
+    there (a link, a FIFO...: not read, see :func:`_open_report_file`)."""
     try:
         st = os.lstat(path)
     except OSError:
-        return 0
-    return st.st_size if stat.S_ISREG(st.st_mode) else 0
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def regular_file_size(path: Path) -> int:
+    """The size of the regular file at ``path``; 0 for none, or for anything else there."""
+    st = _regular_stat(path)
+    return 0 if st is None else st.st_size
 
 
 def _integer(value: int) -> int | float | None:
@@ -292,13 +300,22 @@ class ReportFileReader(_Problems):
         self._dropped: set[str] = set()  # names whose values were dropped, said once each
         self._pending = b""
         self._line = 0
-        # While watched: the earlier attempt's last bytes, as they were (None: there were none
-        # to read). Watched until this attempt is seen appending after them.
-        self._earlier: bytes | None = None
+        # The last bytes before ``offset`` (min(_WATCHED, offset) of them), as read: a read
+        # takes them again with what follows, in the same pread, and if they changed the file
+        # is not the one that was read (see _read_on). None: not known (bytes this reader did
+        # not read, a restarted daemon's: taken as they are at its first read; while watched:
+        # there were none, and whatever is found is this attempt's).
+        self._tail: bytes | None = b"" if offset == 0 else None
+        # The file's (st_dev, st_ino, st_mtime_ns) at the last poll: when they change and it
+        # did not grow, it was replaced (deleted and written again, or another renamed over
+        # it) or rewritten, maybe to the same size: its tail is looked at.
+        self._seen: tuple[int, int, int] | None = None
+        # While watched, the earlier attempt's last bytes (_tail) are looked at at every poll,
+        # until this attempt is seen appending after them.
         self._watching = watch_rewrite and offset > 0  # a new folder's reader: no syscall
         if self._watching:
             try:
-                self._earlier = _bytes_before(self.path, offset, owner)
+                self._tail = _bytes_before(self.path, offset, owner)
             except FileNotFoundError:
                 pass  # gone: whatever is there later is this attempt's
             except _NotAReportFile:
@@ -337,9 +354,13 @@ class ReportFileReader(_Problems):
         is shorter than ``offset``, or a retry may have rewritten it: see ``watch_rewrite``).
         The runner reads a big poll in a worker thread: a rewritten file of 64 MiB must not be
         taken for a few new bytes."""
-        size = regular_file_size(self.path)
-        if self._watching or size < self.offset:
-            return size
+        st = _regular_stat(self.path)
+        if st is None:
+            return 0
+        size = st.st_size
+        if self._watching or size < self.offset or (
+                self._seen is not None and (st.st_dev, st.st_ino) != self._seen[:2]):
+            return size  # rewritten, or another file (one renamed over it): maybe read whole
         return size - self.offset
 
     def _read_new(self, limit: int | None) -> bytes:
@@ -356,25 +377,62 @@ class ReportFileReader(_Problems):
         return data
 
     def _read_file(self, limit: int | None) -> bytes:
-        fd, size = _open_report_file(self.path, self.owner)
+        fd, st = _open_report_file(self.path, self.owner)
         try:
+            size, seen = st.st_size, (st.st_dev, st.st_ino, st.st_mtime_ns)
             if size < self.offset:
                 self._start_over(f"file shrank to {size} bytes")
-            data = _read_range(fd, self.offset, _end(self.offset, size, limit))
+            end = _end(self.offset, size, limit)
             if self._watching:
-                data = self._unless_rewritten(fd, data, limit)
+                data = self._unless_rewritten(fd, _read_range(fd, self.offset, end), limit)
+                if data:
+                    self._keep_tail(data)
+            elif end > self.offset or seen != self._seen:
+                data = self._read_on(fd, end, size, limit)
+            else:
+                data = b""  # not written since the last poll: no read
+            self._seen = seen
             # Consumed only once all is read: after a failed read (EIO) it is read again.
             self.offset += len(data)
             return data
         finally:
             os.close(fd)
 
+    def _read_on(self, fd: int, end: int, size: int, limit: int | None) -> bytes:
+        """The bytes from ``offset`` to ``end``; or the file from its start, when the bytes
+        before ``offset``, read in the same pread, are not the ones read (``_tail``).
+
+        A trainer may delete its report file and write a new one, or write its lines to
+        another file and rename that over it: neither is told by the file's identity alone
+        (ext4 gives a file created after a delete the freed inode's number), so its bytes
+        are looked at, at every read. A file rewritten whole with the lines read kept (all
+        lines so far, renamed over at every report) holds the same bytes there: it is read on,
+        and each report is stored once."""
+        known = min(_WATCHED, self.offset)
+        raw = _read_range(fd, self.offset - known, end)
+        if len(raw) < known:
+            return b""  # it shrank since its fstat: the next poll sees it shorter
+        # _tail None: bytes not read by this reader (see __init__), taken as they are.
+        if self._tail is not None and raw[:known] != self._tail:
+            self._start_over(f"file replaced or rewritten: its first {self.offset} bytes,"
+                             " already read, are not the same now")
+            raw, known = _read_range(fd, 0, _end(0, size, limit)), 0
+        self._tail = raw[-_WATCHED:]  # the bytes before the offset once raw is consumed
+        return raw[known:]
+
+    def _keep_tail(self, data: bytes) -> None:
+        """``_tail`` once ``data``, read at ``offset``, is consumed."""
+        if len(data) >= _WATCHED:
+            self._tail = data[-_WATCHED:]
+        else:
+            self._tail = ((self._tail or b"") + data)[-_WATCHED:]
+
     def _unless_rewritten(self, fd: int, data: bytes, limit: int | None) -> bytes:
         """``data``, read on after the earlier attempt's bytes; or, if this attempt rewrote
         those, the file from its start. Looked at after ``data`` was read, so that a rewrite
         racing that read is seen too."""
         at = self.offset  # where the earlier attempt's bytes end: nothing is consumed yet
-        if _bytes_at(fd, at) == self._earlier:
+        if _bytes_at(fd, at) == self._tail:
             if data:
                 self._watching = False  # this attempt appends: the earlier bytes stay
             return data
@@ -387,6 +445,7 @@ class ReportFileReader(_Problems):
         attempt's (a status line in it too)."""
         self._problem(f"{why}; read again from its start", skip=False)
         self.offset, self._pending, self._line = 0, b"", 0
+        self._tail = b""
         self._status_from = 0
         self._watching = False
 
@@ -490,9 +549,10 @@ def status_at_end(path: str | os.PathLike[str], owner: int | None = None) -> Sta
     daemon, which did not see the attempt end: nothing after that line, the attempt stopped
     once it had written it."""
     try:
-        fd, size = _open_report_file(Path(path), owner)
+        fd, st = _open_report_file(Path(path), owner)
     except OSError:
         return None
+    size = st.st_size
     try:
         written_at = os.fstat(fd).st_mtime
         start = max(0, size - _STATUS_TAIL)
@@ -575,7 +635,8 @@ class HypertuneFileReader(_Problems):
         return self._new(entries)
 
     def _read(self) -> bytes:
-        fd, size = _open_report_file(self.path, self.owner)
+        fd, st = _open_report_file(self.path, self.owner)
+        size = st.st_size
         try:
             if size > _MAX_HYPERTUNE_FILE:
                 raise _NotAReportFile(errno.EFBIG, f"{size} bytes, too large for hypertune's")

@@ -88,8 +88,8 @@ def test_a_retry_that_appends_reads_on_after_the_earlier_attempt(tmp_path: Path)
 def test_once_the_retry_is_seen_appending_it_is_watched_no_more(
     tmp_path: Path,
 ) -> None:
-    # Seen appending, the attempt keeps the earlier bytes: the check ends there, and a later
-    # rewrite is caught as before only if the file shrank (no extra read at every poll).
+    # Seen appending, the attempt keeps the earlier bytes: the per-poll check ends there; a
+    # later rewrite is caught when the file shrinks, or at the next read of new bytes.
     path = tmp_path / "reports.jsonl"
     size = _earlier_attempt(path)
     reader = _watching(path, size)
