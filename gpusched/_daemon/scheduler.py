@@ -41,9 +41,9 @@ from gpusched._daemon.reader_thread import ReaderThread
 from gpusched._daemon.recovery import stop_leftovers
 from gpusched._daemon.restore import RUN_STARTS, ended_experiment, prior_trials, restore_trials
 from gpusched._daemon.store import Store
-from gpusched._daemon.trial_runner import TrialRunner
+from gpusched._daemon.trial_runner import DaemonShortOf, TrialRunner
 from gpusched._daemon.user_limits import UserLimits
-from gpusched._daemon.waiting import WaitContext, cpu_slots_for, why_waiting
+from gpusched._daemon.waiting import LOG_REFUSED, WaitContext, cpu_slots_for, why_waiting
 from gpusched._spec_check import Problems
 from gpusched._spec_partial import PartialRead, PluginRead
 from gpusched.config import DaemonSettings
@@ -76,7 +76,9 @@ from gpusched.spec import ExperimentSpec
 __all__ = ["Scheduler"]
 
 log = get_logger("gpusched.scheduler")
-STORE_RETRY_S = 2.0  # placement waits this long after the trial log refused a write
+# Placement waits this long after the trial log refused a write, or the daemon ran short of
+# file descriptors, processes or space to start a trial (DaemonShortOf).
+STORE_RETRY_S = 2.0
 _Reading = tuple[Any, dict[int, list[int]]]  # the devices' readings; session -> live pids
 # A search whose last suggestion took longer than this is asked in a worker thread (see _ask).
 SUGGEST_INLINE_S = 0.01
@@ -117,7 +119,10 @@ class Scheduler:
         self._device_read_stalled = False
         self._tg: TaskGroup | None = None
         self._cpu_slots = os.cpu_count() or 1
-        self._paused_until = 0.0  # monotonic: no placement before (the log refused a write)
+        self._paused_until = 0.0  # monotonic: no placement before (see _pause_placement)
+        # The log's last refusal, until a write of its own goes through (see _probe_the_log).
+        self._log_refused: StoreError | None = None
+        self._pause_reason = LOG_REFUSED  # why placement is paused, for the wait reason
         self._reader = ReaderThread()  # the device reads, which may block
 
     def __repr__(self) -> str:
@@ -338,8 +343,8 @@ class Scheduler:
         order = [e for e in self._order() if e is exp or not held_back(e)]
         return why_waiting(exp, WaitContext(
             devices=self.devices, order=order, cpu_running=self._cpu_running(),
-            cpu_slots=self._cpu_slots, paused=time.monotonic() < self._paused_until,
-            closing=self._closing, user_limit=held_back(exp),
+            cpu_slots=self._cpu_slots, paused=self._placement_paused(),
+            pause_reason=self._pause_reason, closing=self._closing, user_limit=held_back(exp),
             owner_gpus=self._gpus_held_by_owner(),
         ))
 
@@ -354,17 +359,49 @@ class Scheduler:
         if time.monotonic() < self._paused_until:
             return  # a kick is due when the pause ends
         try:
+            if self._log_refused is not None:  # one test per kick: nothing per trial
+                await self._probe_the_log()
             await self._place_what_fits()
         except StoreError as exc:
             self._pause_placement(exc)
 
-    def _pause_placement(self, exc: StoreError) -> None:
-        """The trial log cannot be written (disk full, file locked past busy_timeout): no
-        trial may start unrecorded. Running trials go on; placement is tried again soon."""
-        log.error("placement_paused", error=str(exc), retry_in_s=STORE_RETRY_S)
-        self._paused_until = time.monotonic() + STORE_RETRY_S
+    def _placement_paused(self) -> bool:
+        """Whether placement is paused: the log has refused a write and taken none since, or
+        the daemon ran short of a resource to start a trial a moment ago."""
+        return self._log_refused is not None or time.monotonic() < self._paused_until
+
+    def _pause_placement(self, exc: StoreError | DaemonShortOf, trial: str | None = None
+                         ) -> None:
+        """No trial may start for now: the trial log cannot be written (disk full, file locked
+        past busy_timeout), so it would start unrecorded; or the daemon ran short of file
+        descriptors, processes or space to start one (DaemonShortOf, met starting ``trial``).
+        Running trials go on; placement is tried again in STORE_RETRY_S, once the log takes a
+        write again (_probe_the_log) if it refused one. Said once per pause: the trials
+        started together meet the same lack (dozens, out of file descriptors)."""
+        if isinstance(exc, StoreError):
+            self._log_refused, self._pause_reason = exc, LOG_REFUSED
+        else:
+            self._pause_reason = str(exc)
+        now = time.monotonic()
+        if now < self._paused_until:
+            return  # the same pause: its kick is due
+        log.error("placement_paused", error=str(exc), retry_in_s=STORE_RETRY_S,
+                  **({} if trial is None else {"trial": trial}))
+        self._paused_until = now + STORE_RETRY_S
         assert self._tg is not None
         self._tg.start_soon(self._kick_later, STORE_RETRY_S)
+
+    async def _probe_the_log(self) -> None:
+        """After the log refused a write, one write of placement's own before any trial starts
+        (event ``placement_resumed``); StoreError while the log still refuses. A new trial's
+        row is written before its start, but a trial to run again has nothing to write before
+        its trainer is started: with a log still refusing writes, its start would fail to be
+        recorded and the trainer (a CUDA start, on a GPU host) be killed at once, at every
+        retry."""
+        refused = self._log_refused
+        await self.store.add_event("placement_resumed", after=str(refused))
+        self._log_refused = None
+        log.info("placement_resumed", after=str(refused))
 
     async def _kick_later(self, delay_s: float) -> None:
         await anyio.sleep(delay_s)
@@ -529,25 +566,52 @@ class Scheduler:
         self._tg.start_soon(self._run_guarded, runner)
 
     async def _run_guarded(self, runner: TrialRunner) -> None:
-        """Run a trial; a bug or a store failure in it is logged and ends only that trial."""
+        """Run a trial; a bug or a store failure in it is logged and ends only that trial; a
+        trial the daemon was short of a resource to start waits to start again."""
         try:
             await runner.run()
+        except DaemonShortOf as exc:
+            # Not the trial's fault, nor did it run: no attempt, no failure. It waits, as
+            # when the log refuses its start, and nothing starts for a while.
+            self._forget_runner(runner)
+            await self._run_again(runner, TrialState.QUEUED)
+            self._pause_placement(exc, runner.key)
+            self.kick()
         except Exception as exc:
             log.exception("trial_runner_failed", trial=runner.key, error=repr(exc))
-            self.runners.pop(runner.key, None)
-            runner.exp.live.pop(runner.trial.number, None)
-            if self.devices.holds(runner.key):
-                self.devices.release(runner.key, runner.uuids)
+            self._forget_runner(runner)
             refused = _store_error_in(exc)
             if refused is not None:
                 # Not the trial's fault: the log could not record it. Its row still says it
                 # is queued or running, so it runs again, now or after a restart.
-                runner.trial.state = TrialState.INTERRUPTED
-                runner.exp.requeued.append(runner.trial.number)
+                await self._run_again(runner, TrialState.INTERRUPTED)
                 self._pause_placement(refused)
             else:
                 await self._record_runner_failure(runner, exc)
             self.kick()
+
+    def _forget_runner(self, runner: TrialRunner) -> None:
+        """Take out a runner that failed (its processes are gone): its devices are free."""
+        self.runners.pop(runner.key, None)
+        runner.exp.live.pop(runner.trial.number, None)
+        if self.devices.holds(runner.key):
+            self.devices.release(runner.key, runner.uuids)
+
+    async def _run_again(self, runner: TrialRunner, state: TrialState) -> None:
+        """Queue ``runner``'s trial again (``state``: how it waits), its end unrecorded: its row
+        still says it is queued or running. Unless its experiment has ended or begun to (a
+        cancel while it was being started): it is cancelled with it then, as at a trial's end
+        (_trial_ended), or its experiment would never end."""
+        exp = runner.exp
+        runner.trial.state = state
+        exp.requeued.append(runner.trial.number)
+        if not self._ending(exp):
+            return
+        try:
+            await self._drop_requeued(exp, self._ending_reason(exp))
+            await self._maybe_finish(exp)
+        except StoreError as exc:  # a restart ends it (the log has its cancel or failure)
+            log.error("trial_end_not_recorded", trial=runner.key, error=str(exc))
 
     async def _record_runner_failure(self, runner: TrialRunner, exc: Exception) -> None:
         """A bug ended a trial's runner (its processes are gone: the runner's clean-up saw to

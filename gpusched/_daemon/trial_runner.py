@@ -60,7 +60,8 @@ from gpusched.log import get_logger
 from gpusched.models import TrialState
 
 __all__ = ["TrialRunner", "describe_exit", "unreported_stop_key_warning", "stop_key_warnings",
-           "STOP_SENT_EVENT", "cannot_start_reason", "budget_flag_hint", "metric_warning_event"]
+           "STOP_SENT_EVENT", "cannot_start_reason", "budget_flag_hint", "metric_warning_event",
+           "DaemonShortOf", "short_of_reason"]
 
 log = get_logger("gpusched.trial")
 # Up to this many unread report bytes (~100 typical lines) are read on the event loop.
@@ -73,6 +74,26 @@ _CLOSE = 0.6
 # SIGTERM goes out: a restart concludes the trial by it (restore.py) instead of running it
 # again.
 STOP_SENT_EVENT = "trial_stop_sent"
+# What the daemon itself runs short of as it starts a trial, never the trial's fault: its file
+# descriptors (EMFILE) or the host's (ENFILE), as it opens the trial's logs or pipes; a process
+# for the fork (EAGAIN: a process limit; ENOMEM); space for the trial's folder and logs, which
+# are in the state folder (ENOSPC, EDQUOT).
+_SHORT_OF = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM, errno.ENOSPC,
+                       errno.EDQUOT})
+_FEWER = "or run fewer trials at once (max_parallel_trials)"
+# errno -> what the daemon is short of, and what to do (see short_of_reason).
+_SHORT_OF_WORDS = {
+    errno.EMFILE: ("the daemon is out of file descriptors",
+                   "raise its limit (LimitNOFILE= in its systemd unit, `ulimit -n` in the shell"
+                   f" that starts it) {_FEWER}"),
+    errno.ENFILE: ("the host is out of file descriptors",
+                   f"raise the system's limit (sysctl fs.file-max) {_FEWER}"),
+    errno.EAGAIN: ("the daemon cannot start another process",
+                   "raise its process limit (TasksMax= or LimitNPROC= in its systemd unit,"
+                   f" `ulimit -u` in the shell that starts it) {_FEWER}"),
+    errno.ENOMEM: ("the host has no memory left to start another process",
+                   f"free memory {_FEWER}"),
+}
 # The ends of a trial cut short by someone else (the daemon's shutdown, a cancel): its few
 # reports do not say what it would have reported, and it warns of no misspelled metric.
 _CUT_SHORT = (TrialState.INTERRUPTED, TrialState.CANCELLED)
@@ -121,6 +142,29 @@ def cannot_start_reason(program: str, workdir: str, error: OSError, *,
                  else "the default PATH (the daemon has none)")
         fix = "or set env: {PATH: ...} in the experiment file"
     return f"{said}: not found on {where} ({os.pathsep.join(dirs)}): {full_path}, {fix}"
+
+
+def short_of_reason(error: OSError, trial_dir: Path) -> str:
+    """What the daemon ran short of as it started a trial (``error``: one of :data:`_SHORT_OF`'s,
+    met at the start of the trial in ``trial_dir``), and what to do, in one line: the reason
+    that placement is paused, in the daemon's log and in `ls` and `show`'s wait reason."""
+    what, fix = _SHORT_OF_WORDS.get(error.errno or 0, (None, "free space there"))
+    if what is None:  # ENOSPC, EDQUOT: the folder of every experiment's trials
+        what = f"no space left for trial folders in {trial_dir.parent.parent}"
+    return (f"{what} ({error.strerror or error}): placement is paused, trials wait to start;"
+            f" {fix}")
+
+
+class DaemonShortOf(Exception):
+    """A trial did not start because the daemon ran short of a resource of its own (file
+    descriptors, processes, memory, space in its state folder: see :data:`_SHORT_OF`). Not the
+    trial's fault: it never ran, and waits to start, with no attempt or failure counted;
+    placement pauses until later (``Scheduler._pause_placement``). ``str()``: what it ran
+    short of and what to do (:func:`short_of_reason`)."""
+
+    def __init__(self, error: OSError, trial_dir: Path) -> None:
+        super().__init__(short_of_reason(error, trial_dir))
+        self.error = error
 
 
 def _found_in(program: str, dirs: Sequence[str], workdir: str) -> bool:
@@ -273,14 +317,19 @@ class TrialRunner:
         return True
 
     async def run(self) -> None:
-        """Spawn, watch, stop if asked, record the end, release the devices."""
+        """Spawn, watch, stop if asked, record the end, release the devices. DaemonShortOf:
+        the daemon ran short of a resource of its own to start it (nothing was recorded);
+        StoreError: the log refused the start, a batch of reports or the end."""
         trial, spec = self.trial, self.exp.spec
-        trial.attempts += 1
+        # Counted once its start is in the log (_record_start): a start the log refuses, whose
+        # trainer is stopped at once, is no attempt: GPUSCHED_ATTEMPT and `attempts` count
+        # the runs that were recorded.
+        attempt = trial.attempts + 1
         run_as = self.exp.run_as
         env = trial_environment(
             daemon_env=self._daemon_env, experiment_env=spec.env, experiment_id=self.exp.id,
             number=trial.number, params=trial.params, files=self._files, uuids=self.uuids,
-            metric=spec.metric, run_as=run_as, attempt=trial.attempts,
+            metric=spec.metric, run_as=run_as, attempt=attempt,
         )
         parent = self.exp.trials.get(trial.continues) if trial.continues is not None else None
         env.update(budget_environment(trial.budget, continues=trial.continues,
@@ -311,8 +360,9 @@ class TrialRunner:
             proc = await spawn_trial(argv, env=env, cwd=Path(spec.workdir), files=self._files,
                                      run_as=run_as, fresh=made)
         except OSError as exc:
-            await self._finish(TrialState.FAILED, self._cannot_start(argv[0], exc, env),
-                               None, None)
+            if exc.errno in _SHORT_OF:
+                raise DaemonShortOf(exc, self._files.dir) from exc
+            await self._fail_to_start(attempt, self._cannot_start(argv[0], exc, env))
             return
         self.pid = proc.pid
         self._backend.note_trial(proc.pid, self.uuids)
@@ -320,7 +370,7 @@ class TrialRunner:
         code: int | None = None
         watched = False
         try:
-            await self._record_start(proc, status_from)
+            await self._record_start(proc, attempt, status_from)
             code = await self._watch(proc, collector)
             watched = True
         finally:
@@ -341,6 +391,16 @@ class TrialRunner:
                     mark = self.trial.reports_mark()
                     await self._conclude(code, collector, await self._read_last(collector),
                                          mark)
+
+    async def _fail_to_start(self, attempt: int, reason: str) -> None:
+        """Record that the trial's command could not be started (its ``reason``): the attempt
+        counts, recorded with that end; not when the log refuses it (the trial runs again)."""
+        self.trial.attempts = attempt
+        try:
+            await self._finish(TrialState.FAILED, reason, None, None)
+        except StoreError:
+            self.trial.attempts = attempt - 1
+            raise
 
     def _cannot_start(self, program: str, error: OSError, env: Mapping[str, str]) -> str:
         """Why the trial could not be started (``env``: its environment)."""
@@ -386,21 +446,23 @@ class TrialRunner:
             log.warning("trial_escapees_stopped", trial=self.key, pids=found[trial_dir])
             await stop_leftovers([trial_dir], self._settings.grace_period_s)
 
-    async def _record_start(self, proc: TrialProcess, status_from: int) -> None:
-        """Log that the attempt started. ``status_from``: where its lines begin in the report
-        file; in the event, a restarted daemon knows by it whether a status line the file ends
-        with is this attempt's (restore.py), whatever the file's time."""
+    async def _record_start(self, proc: TrialProcess, attempt: int, status_from: int) -> None:
+        """Log that the attempt started; only then does it count in ``trial.attempts``.
+        ``attempt``: its number; ``status_from``: where its lines begin in the report file; in
+        the event, a restarted daemon knows by it whether a status line the file ends with is
+        this attempt's (restore.py), whatever the file's time."""
         trial = self.trial
         await self._store.record_trial(
             self.exp.id, trial.number,
             {"state": TrialState.RUNNING.value, "pid": proc.pid, "devices": self.uuids,
-             "attempts": trial.attempts, "started_at": time.time(), "ended_at": None,
+             "attempts": attempt, "started_at": time.time(), "ended_at": None,
              "exit_code": None, "exit_signal": None, "reason": None},
-            "trial_started", pid=proc.pid, devices=self.uuids, attempt=trial.attempts,
+            "trial_started", pid=proc.pid, devices=self.uuids, attempt=attempt,
             status_from=status_from,
         )
+        trial.attempts = attempt
         log.info("trial_started", trial=self.key, pid=proc.pid, gpus=self.uuids,
-                 attempt=trial.attempts)
+                 attempt=attempt)
 
     async def _watch(self, proc: TrialProcess, collector: ReportCollector) -> int:
         """Wait for the leader to exit; meanwhile read reports every ``report_poll_s``, and

@@ -2,10 +2,11 @@
 
 Computed on demand, when a client asks, from the scheduler's memory (no SQLite, no driver
 call), so placement itself never pays for it. The answer names the first thing in the way,
-in the order placement meets them: the daemon itself (shutting down, log not writable), the
-experiment's own limit (``max_parallel_trials``), a configured limit (per user), then the
-resource (no GPU, none free, not enough memory, all CPU slots taken), then the search (a plugin
-that waits for results), then the line (an experiment ahead of it goes first).
+in the order placement meets them: the daemon itself (shutting down, log not writable, short
+of file descriptors or processes to start a trial), the experiment's own limit
+(``max_parallel_trials``), a configured limit (per user), then the resource (no GPU, none free,
+not enough memory, all CPU slots taken), then the search (a plugin that waits for results),
+then the line (an experiment ahead of it goes first).
 Codes are stable words (docs/json.md); messages are for people.
 """
 
@@ -19,13 +20,16 @@ from gpusched._daemon.devices import DeviceTable
 from gpusched._daemon.experiment import ExperimentRun
 from gpusched.models import DeviceState
 
-__all__ = ["WaitContext", "pending_trials", "why_waiting", "WAIT_CODES"]
+__all__ = ["WaitContext", "pending_trials", "why_waiting", "WAIT_CODES", "LOG_REFUSED"]
 
 WAIT_CODES = frozenset({
     "shutting_down", "paused", "max_parallel_trials", "user_limit", "no_gpus", "no_free_gpu",
     "gpu_memory", "cpu_slots", "search_waits", "behind", "starting",
 })
 _MIB_PER_GIB = 1024.0
+# Why placement is paused when the trial log refused a write.
+LOG_REFUSED = ("the trial log cannot be written (disk full, or locked by another process):"
+               " placement is paused until it can be (daemon log: placement_paused)")
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,11 @@ class WaitContext:
     order: Sequence[ExperimentRun]  # placement order of the experiments that want a trial
     cpu_running: int  # CPU-only trials running now
     cpu_slots: int  # how many CPU-only trials run at once without max_parallel_trials
-    paused: bool  # the trial log refused a write: placement is paused
+    paused: bool  # placement is paused: the daemon cannot start trials for now
     closing: bool
+    # Why it is paused: the trial log refused a write, or the daemon ran short of file
+    # descriptors, processes or space to start a trial (what, and what to do).
+    pause_reason: str = LOG_REFUSED
     # Why a limit of the daemon's configuration (per-user GPUs or trials) holds this
     # experiment back now, as the scheduler's limit check words it; None: none does.
     user_limit: str | None = None
@@ -69,7 +76,7 @@ def _reason(exp: ExperimentRun, ctx: WaitContext,
     if ctx.closing:
         return "shutting_down", "the daemon is shutting down: no trial starts"
     if ctx.paused:
-        return "paused", "the trial log cannot be written: placement is paused (daemon log)"
+        return "paused", ctx.pause_reason
     limit = exp.spec.max_parallel_trials
     running = exp.running_count()
     if limit is not None and running >= limit:
