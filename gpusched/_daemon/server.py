@@ -313,6 +313,10 @@ class Server:
         return SpecError(refused.read.merge(refused.problems, judged), refused.source,
                          read=refused.read)
 
+    def _as_scheduled(self, exp_id: str, trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``trials``' rows as the scheduler knows them (:func:`views.as_scheduled`)."""
+        return views.as_scheduled(trials, self.scheduler.trial_waits(exp_id).keys())
+
     async def _experiment_row(self, name: Any, uid: int | None) -> dict[str, Any]:
         """The experiment that ``name`` (an id, or a name) means to the user ``uid``: by
         name, the newest of their own so named, else the newest of anyone's
@@ -335,7 +339,7 @@ class Server:
         for t in trials:
             by_exp.setdefault(t["experiment_id"], []).append(t)
         warned = await self.store.warning_counts(r["id"] for r in rows)
-        return [views.experiment_view(r, by_exp.get(r["id"], []),
+        return [views.experiment_view(r, self._as_scheduled(r["id"], by_exp.get(r["id"], [])),
                                       waiting=self.scheduler.waiting(r["id"]),
                                       warning_count=warned.get(r["id"], 0)) for r in rows]
 
@@ -353,7 +357,7 @@ class Server:
         row = await self._experiment_row(args.get("experiment"), uid)
         waits = self.scheduler.trial_waits(row["id"])
         so_far = views.objectives_so_far(self.scheduler.active.get(row["id"]))
-        trials = await self.store.trials(row["id"])
+        trials = views.as_scheduled(await self.store.trials(row["id"]), waits)
         points = views.points_of(row, trials)
         out = [views.trial_view(t, exp_id=row["id"], waiting=waits.get(t["number"]),
                                 so_far=so_far.get(t["number"]), point=points.get(t["number"]))
@@ -374,7 +378,7 @@ class Server:
     async def _show(self, args: dict[str, Any], uid: int | None) -> Any:
         exp_name, number = _target(args.get("target"))
         row = await self._experiment_row(exp_name, uid)
-        trials = await self.store.trials(row["id"])
+        trials = self._as_scheduled(row["id"], await self.store.trials(row["id"]))
         if number is None:
             warned = await self.store.warning_counts([row["id"]])
             view = views.experiment_view(row, trials, waiting=self.scheduler.waiting(row["id"]),
@@ -406,9 +410,9 @@ class Server:
         # Said once, in `show`'s events only: a script or a user waiting for the end would
         # not see them otherwise (a stop: key that no trial reports stopped nothing).
         warnings = await self.store.warnings(row["id"])
-        view = views.experiment_view(row, await self.store.trials(row["id"]),
-                                     waiting=self.scheduler.waiting(row["id"]),
-                                     warning_count=len(warnings))
+        view = views.experiment_view(
+            row, self._as_scheduled(row["id"], await self.store.trials(row["id"])),
+            waiting=self.scheduler.waiting(row["id"]), warning_count=len(warnings))
         view["ended"] = row["state"] in TERMINAL_EXPERIMENT_STATES
         view["warnings"] = warnings
         return view

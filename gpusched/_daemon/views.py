@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Collection
 from typing import Any
 
 from gpusched._daemon.access import login_name
@@ -55,6 +56,19 @@ def points_of(experiment: dict[str, Any], trials: list[dict[str, Any]]) -> dict[
     hands the points out by (:func:`~gpusched._daemon.experiment.points_taken`)."""
     points = experiment["spec"].get("points_to_evaluate") or ()
     return points_taken(((t["number"], t["continues"]) for t in trials), len(points))
+
+
+def as_scheduled(trials: list[dict[str, Any]], waiting_again: Collection[int]
+                 ) -> list[dict[str, Any]]:
+    """The trial rows as the scheduler knows them: one it holds to run again (its number in
+    ``waiting_again``: ``Scheduler.trial_waits``) is ``interrupted``, with no pid, whatever
+    its row says. Its row says ``running`` when the log refused the write of its end (a full
+    disk): its process is gone, and counting it running would tell of a trial that is not."""
+    if not waiting_again:
+        return trials
+    return [{**t, "state": TrialState.INTERRUPTED.value, "pid": None}
+            if t["state"] == TrialState.RUNNING.value and t["number"] in waiting_again else t
+            for t in trials]
 
 
 def trial_view(row: dict[str, Any], *, exp_id: str, waiting: dict[str, Any] | None = None,

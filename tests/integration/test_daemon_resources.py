@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import running_daemon, wait_for
+from tests.integration.harness import Daemon, running_daemon, wait_for
 
 EXPERIMENT_TIMEOUT_S = 120.0
 
@@ -66,6 +66,11 @@ def test_a_full_trial_log_does_not_start_and_kill_trainers_at_every_retry(
         exp = d.submit(experiment)
         wait_for(lambda: sum(e["event"] == "placement_paused" for e in d.log_events()) >= 6,
                  60, "several paused placements")
+        # Meanwhile a trial whose end the log refused is no running one: its row says so,
+        # but the daemon holds it to run again (ls once said 2 running of 2 stopped ones).
+        # (A trial reaped a moment ago and not yet requeued is shown running: asked again.)
+        wait_for(lambda: _running_shown_are_running(d, exp), 15,
+                 "the trials shown running to be the ones running")
         grow(small, "64m")
         view = d.wait_experiment(exp, timeout=EXPERIMENT_TIMEOUT_S)
         trials = d.client.trials(exp)
@@ -111,3 +116,23 @@ def test_the_daemon_out_of_file_descriptors_is_not_the_trials_fault(tmp_path: Pa
     # It did run out (else this test proves nothing), and said so, with what to do.
     assert any("the daemon is out of file descriptors (Too many open files)" in e["error"]
                and "LimitNOFILE=" in e["error"] for e in paused), paused
+
+
+def _running_shown_are_running(d: Daemon, exp: str) -> bool:
+    """Whether every trial ``exp``'s views show running has a process, and its count says as
+    many."""
+    listed = d.client.trials(exp)
+    counted = d.client.show(exp)["trials"]["running"]
+    running = [t for t in listed if t["state"] == "running"]
+    return counted == len(running) and all(_alive(t["pid"]) for t in running)
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether process ``pid`` exists (a zombie counts: its trial has not been reaped yet)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
