@@ -59,6 +59,9 @@ _CHUNK = 8 << 20  # bytes per read: large, so 100k small lines cost a handful of
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _MAX_POLL = 64 << 20  # bytes per poll while the trial runs: a backlog is read in slices
 _MAX_PENDING = 16 << 20  # a "line" this long without a newline is garbage, not a slow writer
+# A report is a few numbers: a line longer than this (a tensor printed, an image in base64 at
+# every step) is not stored, or the trial log would grow by as much at each.
+_MAX_LINE = 1 << 20
 # Of an earlier attempt's bytes, the last this many are kept to see a retry's rewrite: two or
 # three lines (gpusched.trial.report's hold their "_t" times, which no rewrite repeats).
 _WATCHED = 256
@@ -455,6 +458,11 @@ class ReportFileReader(_Problems):
         # One search of the whole read; only when it finds an escape is each line searched.
         surrogates = _escapes_surrogate(buf)
         for number, line in enumerate(lines, self._line + 1):
+            if len(line) > _MAX_LINE:
+                self._problem(f"line {number}: {len(line)} characters, over the {_MAX_LINE}"
+                              " a report line may have: not stored (report numbers and short"
+                              " text; save anything bigger in the trial's folder)")
+                continue
             raw = _object(line)
             if raw is None:
                 self._problem(f"line {number}: not a JSON object: {line[:80]!r}")

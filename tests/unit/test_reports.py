@@ -57,6 +57,22 @@ def test_half_written_line_waits_for_its_end(tmp_path: Path) -> None:
     assert reader.offset == path.stat().st_size
 
 
+def test_a_huge_report_line_is_not_stored(tmp_path: Path) -> None:
+    # A 50 MB line (a tensor printed into a value) was stored whole: the trial log grew by as
+    # much at each such report.
+    path = tmp_path / "reports.jsonl"
+    reader = ReportFileReader(path)
+    huge = json.dumps({"score": 0.5, "pad": "x" * (2 << 20)})
+    _append(path, '{"step": 1, "score": 0.25}\n' + huge + '\n{"step": 3, "score": 0.75}\n')
+    assert [r.values for r in reader.poll(final=True)] == [
+        {"step": 1, "score": 0.25}, {"step": 3, "score": 0.75}]
+    assert reader.skipped == 1
+    assert reader.problems[0].startswith(f"line 2: {len(huge)} characters, over the")
+    big = json.dumps({"score": 0.5, "note": "y" * (512 << 10)})  # under the limit: kept
+    _append(path, big + "\n")
+    assert [r.values["score"] for r in reader.poll()] == [0.5]
+
+
 def test_split_inside_a_multibyte_character(tmp_path: Path) -> None:
     path = tmp_path / "reports.jsonl"
     reader = ReportFileReader(path)
