@@ -91,8 +91,13 @@ class _Reader:
 
 def no_such_folder(folder: str) -> str | None:
     """The problem with ``folder`` as a workdir, seen with this process's rights: None when
-    it is a folder."""
-    return None if os.path.isdir(folder) else f"no such directory: {folder}"
+    it is a folder this process may enter (a per-user daemon's trials run with its rights)."""
+    if not os.path.isdir(folder):
+        return f"no such directory: {folder}"
+    if not os.access(folder, os.X_OK):
+        return (f"{folder}: a folder you may not enter (no x permission for you), and a trial"
+                " starts in its workdir: `chmod u+x` it, or give another workdir")
+    return None
 
 
 def check(

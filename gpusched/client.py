@@ -297,6 +297,11 @@ def _permission_denied(path: str) -> str:
     if info.st_uid == uid or (shared and gid in (os.getegid(), *os.getgroups())):
         return (f"{head}, though you are its owner or in its group '{group}': check its mode"
                 f" and ACL (`ls -l {path}`), {_OWN_DAEMON}")
+    if not shared and info.st_uid != 0:
+        # A per-user daemon: its socket is its user's alone, whatever socket_group says.
+        return (f"{head}: it is {_user_name(info.st_uid)}'s own daemon, whose socket is theirs"
+                f" alone (mode {stat.S_IMODE(info.st_mode):04o}); use the system daemon"
+                f" (--socket /run/gpusched/gpusched.sock, where one runs), {_OWN_DAEMON}")
     if not shared:
         return (f"{head}: only its owner ({_user_name(info.st_uid)}) may use it (mode"
                 f" {stat.S_IMODE(info.st_mode):04o}); ask an admin to share it through the"

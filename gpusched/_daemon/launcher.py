@@ -125,14 +125,16 @@ class TrialFiles:
 
     @property
     def folder_mode(self) -> int:
-        """The mode of its folder and checkpoint folder: 0777 less the submitter's umask."""
-        return 0o777 if self.umask is None else 0o777 & ~self.umask
+        """The mode of its folder and checkpoint folder: 0777 less the submitter's umask, but
+        always its owner's to use (a umask of 0222 would leave the daemon and the trainer
+        unable to write there)."""
+        return 0o777 if self.umask is None else 0o777 & ~self.umask | 0o700
 
     @property
     def log_mode(self) -> int:
-        """The mode of its logs: 0666 less the submitter's umask (without one, 0644 as the
-        daemon's umask leaves it)."""
-        return 0o644 if self.umask is None else 0o666 & ~self.umask
+        """The mode of its logs: 0666 less the submitter's umask, its owner's to write
+        (without one, 0644 as the daemon's umask leaves it)."""
+        return 0o644 if self.umask is None else 0o666 & ~self.umask | 0o600
 
     def create(self, owner: RunAs | None = None) -> bool:
         """Make the folder and the checkpoint folder (kept across retries and resumes); True

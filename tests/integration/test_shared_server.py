@@ -235,3 +235,17 @@ def test_a_socket_shared_with_no_group_or_behind_a_closed_folder_says_so(
     assert (closed.returncode, closed.stderr) == (
         1, f"gpusched: permission denied on {d.socket}: a folder above it is closed to you;"
            f" check the path, {OWN_DAEMON}\n")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the socket another owner")
+def test_a_per_user_daemons_socket_is_said_to_be_its_users_own(tmp_path: Path) -> None:
+    # Another user refused by a per-user daemon's socket was told to ask an admin for its
+    # socket_group, which a daemon not run as root does not apply.
+    from gpusched.client import _permission_denied
+
+    sock = tmp_path / "gpusched.sock"
+    sock.touch(mode=0o600)
+    os.chown(sock, 65534, 65534)
+    said = _permission_denied(str(sock))
+    assert "own daemon, whose socket is theirs alone (mode 0600)" in said, said
+    assert "socket_group" not in said

@@ -286,3 +286,29 @@ def test_a_workdir_is_checked_with_its_submitters_rights(
     assert refused.stderr.count("\n") == gone.stderr.count("\n")
     assert taken.returncode == 0, taken.stderr
     assert roots.returncode == 0, roots.stderr
+
+
+@pytest.mark.parametrize(("umask", "folder", "log"), [
+    (0o222, 0o755, 0o644), (0o100, 0o777 & ~0o100 | 0o700, 0o666), (0o077, 0o700, 0o600)])
+def test_a_umask_never_takes_the_owners_own_bits(
+        tmp_path: Path, umask: int, folder: int, log: int) -> None:
+    # A submitter's umask 0222 made the trial folder r-x: a per-user daemon could not make
+    # its checkpoint folder and logs in it, and every trial failed ("Permission denied").
+    files = TrialFiles(tmp_path / "e1" / "0", umask=umask)
+    assert (files.folder_mode, files.log_mode) == (folder, log)
+    assert files.create()
+    assert stat.S_IMODE(files.dir.stat().st_mode) & 0o700 == 0o700
+
+
+def test_a_workdir_its_own_user_may_not_enter_is_a_problem_at_submit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A per-user daemon accepted a workdir of mode 0600, and every trial then failed with
+    # "cannot start 'python' ...: Permission denied", which blamed the program. (Root may
+    # enter any folder: its refusal is simulated.)
+    from gpusched._spec_fields import no_such_folder
+
+    assert no_such_folder(str(tmp_path)) is None
+    assert no_such_folder(str(tmp_path / "none")) == f"no such directory: {tmp_path / 'none'}"
+    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.X_OK)
+    problem = no_such_folder(str(tmp_path))
+    assert problem is not None and problem.startswith(f"{tmp_path}: a folder you may not enter")
