@@ -10,7 +10,6 @@ groups, a socket file of root's), and reuse tests/integration/test_users.py's fi
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from tests.integration.test_users import (
     client_path,
     ids,
     interpreter_for,
+    needs_root,
     open_daemon_dir,
     other_user,
     shared_probe,
@@ -42,10 +42,6 @@ from tests.integration.test_users import (
 
 __all__ = ["other_user", "shared_tmp"]  # fixtures, used by name
 
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("useradd") is None,
-    reason="needs root and useradd to create a second user",
-)
 
 _RUN = os.getpid() % 100000
 OUTSIDE = f"gsto-{_RUN}"  # a group the other user is not in

@@ -35,6 +35,7 @@ from tests.integration.test_gpus import probe_experiment
 from tests.integration.test_users import (
     GROUP,
     as_user,
+    needs_root,
     open_daemon_dir,
     shared_probe,
     submit_as,
@@ -45,10 +46,6 @@ from tests.integration.test_users_privacy import umask
 other_user = users_tests.other_user
 shared_tmp = users_tests.shared_tmp
 
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("useradd") is None,
-    reason="needs root and useradd to create a second user",
-)
 # A trial's own files: its folder, its checkpoint folder, the logs the daemon makes, and the
 # report file the trial itself makes (probe.py, hold.sh).
 FOLDERS = (".", "checkpoint")

@@ -33,6 +33,7 @@ from tests.integration.test_users import (  # fixtures: a real second user, a fo
     GROUP,
     as_user,
     interpreter_for,
+    needs_root,
     open_daemon_dir,
     other_user,
     shared_probe,
@@ -42,10 +43,7 @@ from tests.integration.test_users import (  # fixtures: a real second user, a fo
 
 __all__ = ["other_user", "shared_tmp"]  # pytest finds the fixtures through these names
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("useradd") is None,
-    reason="needs root and useradd to create a second user",
-)
+pytestmark = needs_root
 
 # Attempt 1 says it runs, waits (60 s at most) for the test to plant something in its folder,
 # then fails: the daemon opens its logs again for attempt 2 (max_retries_per_trial: 1).

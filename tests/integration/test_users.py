@@ -35,10 +35,13 @@ from tests.integration.test_gpus import probe_experiment, records
 _RUN = os.getpid() % 100000
 USER, GROUP, ADMINS = f"gst1-{_RUN}", f"gstg-{_RUN}", f"gsta-{_RUN}"
 
-pytestmark = pytest.mark.skipif(
+# Each test here makes a real second user: root and useradd are needed (the other files
+# that use this module's fixtures take this mark too).
+needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("useradd") is None,
     reason="needs root and useradd to create a second user",
 )
+pytestmark = needs_root
 
 
 def _run(*argv: str) -> None:

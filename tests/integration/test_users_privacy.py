@@ -20,8 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from gpusched._daemon.store import Store, open_store
 from gpusched.client import Client
 from gpusched.views.watch import watch
@@ -32,6 +30,7 @@ from tests.integration.test_users import (
     as_user,
     ids,
     interpreter_for,
+    needs_root,
     open_daemon_dir,
     shared_probe,
     submit_as,
@@ -42,10 +41,6 @@ from tests.integration.test_users import (
 other_user = users_tests.other_user
 shared_tmp = users_tests.shared_tmp
 
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("useradd") is None,
-    reason="needs root and useradd to create a second user",
-)
 LOG_FILES = ("trials.db", "trials.db-wal", "trials.db-shm")
 TOKEN = "root-token-0123456789"
 
