@@ -21,7 +21,7 @@ from gpusched._spec_check import at
 from gpusched.errors import Problem
 from gpusched.models import Goal
 
-__all__ = ["CHECK_ORDER", "PluginRead", "PartialRead", "partial_read"]
+__all__ = ["CHECK_ORDER", "PluginRead", "PartialRead", "partial_read", "written_places"]
 
 CHECK_ORDER = (
     "name", "command", "workdir", "env", "metric", "goal", "objective", "resume_from",
@@ -89,16 +89,22 @@ class PartialRead:
         return max(within)[1] if within else -1
 
 
+def written_places(settings: Mapping[str, Entry]) -> dict[str, str]:
+    """Setting -> where the file wrote it; ``gpus_per_trial`` is where the file gave the GPUs
+    when it did not write it itself (AI Platform's or Vertex's accelerator count)."""
+    places = {k: e.place for k, e in settings.items()}
+    if "gpus_per_trial" not in places and "accelerators" in places:
+        places["gpus_per_trial"] = places["accelerators"]
+    return places
+
+
 def partial_read(settings: Mapping[str, Entry], fields: Mapping[str, Any],
                  problems: Sequence[Problem]) -> PartialRead:
     """The :class:`PartialRead` of a refused file: its gathered ``settings`` (our spelling ->
     where and what the file wrote), the spec ``fields`` that the parser's checks made of them
     (None where one did not parse) and the parser's ``problems``."""
-    places = {setting: settings[setting].place if setting in settings else setting
-              for setting in _RANKS}
-    if "gpus_per_trial" not in settings and "accelerators" in settings:
-        # The GPUs a trial gets were given by AI Platform's or Vertex's accelerator count.
-        places["gpus_per_trial"] = settings["accelerators"].place
+    written = written_places(settings)
+    places = {setting: written.get(setting, setting) for setting in _RANKS}
 
     def parsed(place: str) -> bool:  # no problem with what is at ``place``, nor within it
         return not any(p.place == place or p.place.startswith((f"{place}.", f"{place}["))

@@ -20,7 +20,7 @@ from typing import Any
 from gpusched import _spec_fields
 from gpusched._spec_aip import Entry, apply_overrides, gather
 from gpusched._spec_check import Problems, thaw
-from gpusched._spec_partial import partial_read
+from gpusched._spec_partial import partial_read, written_places
 from gpusched._spec_read import read_text
 from gpusched._spec_stop_keys import stop_key_near_misses
 from gpusched._spec_yaml import load_text, parse_file_text
@@ -305,7 +305,7 @@ def _parse(
         raise SpecError(p.items, source, read=partial_read(settings, fields, p.items))
     spec = ExperimentSpec(**fields)
     # Not fields (a spec read back from the log has none): where the file wrote each setting.
-    object.__setattr__(spec, "_places", _setting_places(settings))
+    object.__setattr__(spec, "_places", written_places(settings))
     warned: list[str] = list(p.warnings)
     if "goal" not in settings and _LOSS_LIKE.search(spec.metric):
         # Optuna minimizes by default and KerasTuner reads a loss from its name: a search that
@@ -324,15 +324,6 @@ def _parse(
 # A metric named like these is lower-is-better (KerasTuner's rule reads "loss" alone).
 _LOSS_LIKE = re.compile(r"(?i)loss|error|(?<![a-z])(err|mse|mae|rmse|mape|nll|ppl|perplexity"
                         r"|wer|cer|regret)(?![a-z])")
-
-
-def _setting_places(settings: Mapping[str, Entry]) -> dict[str, str]:
-    """Setting -> where the file wrote it; ``gpus_per_trial`` is where the file gave the GPUs
-    when it did not write it itself (AI Platform's or Vertex's accelerator count)."""
-    places = {k: e.place for k, e in settings.items()}
-    if "gpus_per_trial" not in places and "accelerators" in places:
-        places["gpus_per_trial"] = places["accelerators"]
-    return places
 
 
 def _default_name(source: str) -> str:

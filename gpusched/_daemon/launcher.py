@@ -51,6 +51,7 @@ __all__ = [
     "TrialFiles",
     "TrialProcess",
     "can_enter",
+    "not_on_path",
     "trial_command",
     "trial_environment",
     "spawn_trial",
@@ -417,6 +418,25 @@ def _status_line(reason: str) -> str:
     return json.dumps({"status": "failed", "reason": reason})
 
 
+def not_on_path(program: str, path: str, *, path_in_env: bool, other_user: bool = False,
+                has_path: bool = True, user: str = "") -> str:
+    """``not found on PATH (DIRS): what to do``: why ``program``, named without a folder,
+    could not start. ``path``: the folders looked in; ``path_in_env``: the PATH the
+    experiment's ``env:`` sets; ``other_user``: a root daemon's trial of another user (a
+    default PATH), else the daemon's PATH (``has_path``: it has one); ``user``: the user it
+    was looked for as, when the trampoline looked (see :func:`trampoline_argv`)."""
+    if path_in_env:
+        where, fix = "the PATH that the experiment's env sets", "or add its folder to that PATH"
+    else:
+        where = ("the PATH of a trial run as another user" if other_user
+                 else "the daemon's PATH" if has_path
+                 else "the default PATH (the daemon has none)")
+        fix = "or set env: {PATH: ...} in the experiment file"
+    as_user = f" for {user}" if user else ""
+    return (f"not found on {where} ({path}){as_user}: give its full path in command"
+            f" (`which {program}` in your shell shows it), {fix}")
+
+
 def _not_found(program: str, workdir: str, env: Mapping[str, str], user: str) -> str:
     """Why ``program`` cannot start as ``user``, as trial_runner's ``cannot_start_reason``
     words it for the same user's command (it cannot see what the trampoline saw)."""
@@ -425,13 +445,8 @@ def _not_found(program: str, workdir: str, env: Mapping[str, str], user: str) ->
         return (f"{said}: no such file that {user} may run (it is missing, not executable, or"
                 f" in a folder closed to {user})")
     path = env.get("PATH", "")
-    if path == DEFAULT_PATH:
-        where, fix = ("the PATH of a trial run as another user",
-                      "or set env: {PATH: ...} in the experiment file")
-    else:
-        where, fix = "the PATH that the experiment's env sets", "or add its folder to that PATH"
-    return (f"{said}: not found on {where} ({path}) for {user}: give its full path in command"
-            f" (`which {program}` in your shell shows it), {fix}")
+    return f"{said}: " + not_on_path(program, path, path_in_env=path != DEFAULT_PATH,
+                                     other_user=True, user=user)
 
 
 def trampoline_argv(argv: Sequence[str], *, workdir: str, env: Mapping[str, str],

@@ -43,6 +43,7 @@ from gpusched._daemon.gpu_backend import GpuBackend
 from gpusched._daemon.launcher import (
     TrialFiles,
     TrialProcess,
+    not_on_path,
     spawn_trial,
     trial_command,
     trial_environment,
@@ -133,15 +134,8 @@ def cannot_start_reason(program: str, workdir: str, error: OSError, *,
     if (error.errno != errno.ENOENT or error.filename != program or "/" in program
             or _found_in(program, dirs, workdir)):
         return f"{said}: {error.strerror or error}"
-    full_path = f"give its full path in command (`which {program}` in your shell shows it)"
-    if path_in_env:
-        where, fix = "the PATH that the experiment's env sets", "or add its folder to that PATH"
-    else:
-        where = ("the PATH of a trial run as another user" if other_user
-                 else "the daemon's PATH" if "PATH" in env
-                 else "the default PATH (the daemon has none)")
-        fix = "or set env: {PATH: ...} in the experiment file"
-    return f"{said}: not found on {where} ({os.pathsep.join(dirs)}): {full_path}, {fix}"
+    return f"{said}: " + not_on_path(program, os.pathsep.join(dirs), path_in_env=path_in_env,
+                                     other_user=other_user, has_path="PATH" in env)
 
 
 def short_of_reason(error: OSError, trial_dir: Path) -> str:
