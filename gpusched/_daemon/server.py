@@ -378,7 +378,8 @@ class Server:
     async def _show(self, args: dict[str, Any], uid: int | None) -> Any:
         exp_name, number = _target(args.get("target"))
         row = await self._experiment_row(exp_name, uid)
-        trials = self._as_scheduled(row["id"], await self.store.trials(row["id"]))
+        waits = self.scheduler.trial_waits(row["id"])
+        trials = views.as_scheduled(await self.store.trials(row["id"]), waits)
         if number is None:
             warned = await self.store.warning_counts([row["id"]])
             view = views.experiment_view(row, trials, waiting=self.scheduler.waiting(row["id"]),
@@ -390,8 +391,7 @@ class Server:
         if trial is None:
             raise NotFoundError(f"no trial {row['id']}/{number}")
         so_far = views.objectives_so_far(self.scheduler.active.get(row["id"]))
-        view = views.trial_view(trial, exp_id=row["id"],
-                                waiting=self.scheduler.trial_waits(row["id"]).get(number),
+        view = views.trial_view(trial, exp_id=row["id"], waiting=waits.get(number),
                                 so_far=so_far.get(number),
                                 point=views.points_of(row, trials).get(number))
         view["last_report"] = await self.store.last_report(row["id"], number)
