@@ -11,17 +11,18 @@ the trials.
 
 The exit is waited for by a thread blocked in ``waitid`` on the pidfd (one per running child,
 reused; ``_ExitWaiters``), not by the pidfd in the event loop's epoll set. The kernel wakes a
-process waiting in ``waitid`` with a *synchronous* wake-up from the exiting child, which puts
-it on the child's CPU, about to be free; a wake-up through epoll lands wherever the event loop
-last ran, often behind another trial that keeps that core busy, while the exiting child's core
-goes idle. The thread then hands the exit to the loop with ``call_soon_threadsafe``, whose
-socket write is again a synchronous wake-up. On the dispatch benchmark (2 cores, 2 trials at a
-time) the host's idle time while trials ran went from about 8% to 4.5-6%, for ~0.2-0.5 ms more
-daemon CPU per trial (the thread's wake-ups and GIL hand-overs), and the time from a trial's
-exit to the next one's exec from 5.1-6.0 to 3.3-4.1 ms (median) together with the fake GPUs'
-reads moved onto the event loop: +4% trials/s in an A/B of 30 rounds (bench/README.md).
-Where ``waitid`` has no ``P_PIDFD`` (Linux 5.3), the pidfd goes into the event loop's epoll
-set instead.
+process waiting in ``waitid`` with a *synchronous* wake-up from the exiting child, which often
+puts it on the child's CPU, about to be free; a wake-up through epoll lands wherever the event
+loop last ran, often behind another trial that keeps that core busy, while the exiting child's
+core goes idle. On the dispatch benchmark (2 cores, 2 trials at a time) the host's idle time
+while trials ran went from about 8% to 4.5-6%, for ~0.2-0.5 ms more daemon CPU per trial (the
+thread's wake-ups and GIL hand-overs), and the time from a trial's exit to the next one's exec
+from 5.1-6.0 to 3.3-4.1 ms (median) together with the fake GPUs' reads moved onto the event
+loop: +4% trials/s in an A/B of 30 rounds (bench/README.md). The thread then hands the exit to
+the loop with ``call_soon_threadsafe``, waking the loop's thread on the CPU the child last ran
+on (wake_placement.py: the kernel alone put it back on its own last CPU, the other trial's,
+after every other trial; another +4%). Where ``waitid`` has no ``P_PIDFD`` (Linux 5.3), the
+pidfd goes into the event loop's epoll set instead.
 
 Where the kernel has no pidfds (before Linux 5.3) the child is started through anyio's
 ``open_process`` as before, so that asyncio's child watcher reaps it.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import queue
 import subprocess
@@ -40,6 +42,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
+
+from gpusched._daemon.wake_placement import SPAWN_LOCK, last_cpu, wake_on_cpu
 
 __all__ = ["Child", "PidfdChild", "pidfds_work", "spawn_child", "EXIT_WAITERS"]
 
@@ -87,7 +91,8 @@ def _probe_waitid_pidfd() -> bool:
 
 
 _WAITID_PIDFD = _probe_waitid_pidfd()
-_Watch = tuple[int, asyncio.AbstractEventLoop, Callable[[], None]]
+# (pidfd, pid, the loop, its thread's native id, the callback)
+_Watch = tuple[int, int, asyncio.AbstractEventLoop, int, Callable[[], None]]
 
 
 class _ExitWaiters:
@@ -124,20 +129,21 @@ class _ExitWaiters:
         threading.Thread(target=self._serve, daemon=True,
                          name=f"gpusched-exit-waiter-{self.threads}").start()
 
-    def watch(self, pidfd: int, loop: asyncio.AbstractEventLoop,
+    def watch(self, pidfd: int, pid: int, loop: asyncio.AbstractEventLoop,
               callback: Callable[[], None]) -> None:
-        """Call ``callback`` on ``loop`` once the child behind ``pidfd`` has exited (it is
-        not reaped: the callback does that)."""
+        """Call ``callback`` on ``loop`` once the child behind ``pidfd`` (process ``pid``) has
+        exited (it is not reaped: the callback does that). Call it from the loop's thread,
+        which is then woken on the CPU the child last ran on (wake_placement.py)."""
         with self._lock:
             if self._idle:
                 self._idle -= 1
             else:
                 self._start_thread()
-        self._queue.put((pidfd, loop, callback))
+        self._queue.put((pidfd, pid, loop, threading.get_native_id(), callback))
 
     def _serve(self) -> None:
         while True:
-            pidfd, loop, callback = self._queue.get()
+            pidfd, pid, loop, loop_thread, callback = self._queue.get()
             # WNOWAIT: the child stays a zombie for the callback's waitpid. An error (it
             # cannot be one: the pidfd is open, the child ours) also ends the wait, and the
             # callback finds out.
@@ -146,7 +152,8 @@ class _ExitWaiters:
             with self._lock:
                 self._idle += 1
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(callback)
+                wake_on_cpu(loop_thread, last_cpu(pid),
+                            functools.partial(loop.call_soon_threadsafe, callback))
 
 
 EXIT_WAITERS = _ExitWaiters()
@@ -176,7 +183,7 @@ class PidfdChild:
         self._fd = os.pidfd_open(self.pid)
         self._in_epoll = False
         if _WAITID_PIDFD:
-            EXIT_WAITERS.watch(self._fd, self._loop, self._reap)
+            EXIT_WAITERS.watch(self._fd, self.pid, self._loop, self._reap)
         else:
             self._watch_in_epoll()
 
@@ -229,11 +236,13 @@ async def spawn_child(
             env=dict(env), start_new_session=new_session, umask=umask, **extra,
         )
     # Blocking only until the child has called exec (vfork), as in asyncio's own subprocess
-    # start, which makes this same call on the event loop.
-    popen = subprocess.Popen(  # noqa: ASYNC220
-        list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd,
-        env=dict(env), start_new_session=new_session, close_fds=True, umask=umask, **extra,
-    )
+    # start, which makes this same call on the event loop. Never while an exit-waiter holds
+    # this thread to one CPU: the child would inherit that (wake_placement.py).
+    with SPAWN_LOCK:
+        popen = subprocess.Popen(  # noqa: ASYNC220
+            list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd,
+            env=dict(env), start_new_session=new_session, close_fds=True, umask=umask, **extra,
+        )
     try:
         return PidfdChild(popen)
     except BaseException:
