@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gpusched._spec_check import Problems, at, describe, unknown_key
+from gpusched._spec_check import Problems, at, describe, json_int, unknown_key
 from gpusched._spec_params import PARAM_KEYS, VALUE_SPECS
 from gpusched._spec_vertex import (
     IGNORED_JOB_KEYS,
@@ -66,6 +66,7 @@ _NESTED = frozenset({"command", "env", "search", "early_stopping", "stop", "para
 _LISTS = frozenset({"params", "points_to_evaluate"})  # a --set into one that is not there: []
 _JOB_KEYS = frozenset({"jobId", "labels"})  # next to `trainingInput` in a Job resource: ignored
 _WRAPPERS = ("trainingInput", "hyperparameters")
+_COUNTS = frozenset({"maxTrials", "maxParallelTrials", "maxFailedTrials"})
 _VERTEX = {"studySpec": study_spec, "trialJobSpec": trial_job_spec}  # Vertex's parts: readers
 _TOP_KEYS = (*NATIVE_KEYS, *HP_KEYS, *_WRAPPERS, *_VERTEX, *VERTEX_KEYS, "displayName")
 
@@ -101,9 +102,9 @@ def gather(p: Problems, data: Any) -> Settings:
         elif key in NATIVE_KEYS:
             _put(p, settings, key, Entry(key, value))
         elif key in HP_KEYS:
-            _put(p, settings, HP_KEYS[key], Entry(key, value, aip=True))
+            _put(p, settings, HP_KEYS[key], Entry(key, _count(key, value), aip=True))
         elif key in VERTEX_KEYS:
-            _put(p, settings, VERTEX_KEYS[key], Entry(key, value, aip=True))
+            _put(p, settings, VERTEX_KEYS[key], Entry(key, json_int(value), aip=True))
         elif not ((key in _JOB_KEYS and "trainingInput" in data) or key == "displayName"
                   or (key in IGNORED_JOB_KEYS and "studySpec" in data)):
             p.add("", unknown_key(key, _TOP_KEYS))
@@ -113,6 +114,12 @@ def gather(p: Problems, data: Any) -> Settings:
     if isinstance(data.get("studySpec"), Mapping) and not mixed:
         _study_requires(p, settings, data["studySpec"])
     return settings
+
+
+def _count(key: str, value: Any) -> Any:
+    """A HyperparameterSpec's count as the API reads it: protobuf's JSON takes a quoted
+    integer (``maxTrials: "20"``) too."""
+    return json_int(value) if key in _COUNTS else value
 
 
 def _mixed(p: Problems, data: Mapping[Any, Any]) -> bool:
@@ -181,7 +188,7 @@ def _hyperparameters(p: Problems, settings: Settings, place: str, value: Any) ->
         return
     for key, item in value.items():
         if key in HP_KEYS:
-            _put(p, settings, HP_KEYS[key], Entry(at(place, key), item, aip=True))
+            _put(p, settings, HP_KEYS[key], Entry(at(place, key), _count(key, item), aip=True))
         else:
             hint = " (this mapping takes AI Platform's HyperparameterSpec keys)"
             p.add(place, unknown_key(key, HP_KEYS) + hint)

@@ -26,6 +26,7 @@ __all__ = [
     "did_you_mean",
     "closest",
     "number",
+    "json_int",
     "whole",
     "text",
     "unusable_char",
@@ -147,6 +148,18 @@ def number(p: Problems, place: str, value: Any) -> int | float | None:
     if not finite:
         p.add(place, f"must be a finite number (got {describe(value)})")
         return None
+    return value
+
+
+_JSON_INT = re.compile(r"-?[0-9]{1,19}")
+
+
+def json_int(value: Any) -> Any:
+    """An integer that Google's APIs wrote as text, as the number: protobuf's JSON form writes
+    an int64 in quotes (``"minValue": "1"``), and a config copied from ``gcloud ... describe
+    --format=json`` keeps them. Anything else is returned as it is, for its own check."""
+    if isinstance(value, str) and _JSON_INT.fullmatch(value):
+        return int(value)
     return value
 
 

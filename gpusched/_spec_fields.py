@@ -23,6 +23,7 @@ from gpusched._spec_check import (
     choice,
     describe,
     freeze,
+    json_int,
     key_text,
     number,
     text,
@@ -193,9 +194,7 @@ def _limits(r: _Reader, *, aip: bool = False) -> dict[str, Any]:
 def _gpu_count(p: Problems, place: str, raw: Any) -> int | None:
     """AI Platform's ``acceleratorConfig.count``: a whole number, also as its API writes an
     int64 in JSON (``'2'``), which a config copied from ``gcloud ... describe`` keeps."""
-    if isinstance(raw, str) and raw.strip().isdigit():
-        raw = int(raw)
-    return whole(p, place, raw, low=0)
+    return whole(p, place, json_int(raw), low=0)
 
 
 def _is_zero(value: Any) -> bool:

@@ -19,6 +19,7 @@ from gpusched._spec_check import (
     at,
     choice,
     describe,
+    json_int,
     number,
     show_number,
     text,
@@ -150,7 +151,9 @@ def _value_spec(p: Problems, place: str, fields: _Fields, key: str, raw: Any) ->
             p.add(at(at(place, key), inner), f"the same setting as {fields[ours][0]}: give it"
                                              " once")
         elif ours is not None and value is not None:
-            fields[ours] = (f"{key}.{inner}", value)
+            # An integerValueSpec's bounds are int64s: quoted in Vertex's JSON ("1").
+            fields[ours] = (f"{key}.{inner}", json_int(value) if kind is ParamType.INTEGER
+                            else value)
 
 
 def _short(f: _Fields, key: str) -> str:

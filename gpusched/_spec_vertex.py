@@ -142,9 +142,9 @@ def _median(p: Problems, place: str, raw: Any) -> list[Found]:
 def trial_job_spec(p: Problems, value: Any) -> list[Found]:
     """What of a ``trialJobSpec`` (Vertex's CustomJobSpec) gpusched uses, from its first worker
     pool (the chief, which runs the trainer): ``machineSpec.acceleratorCount``, the GPUs each
-    trial had there (``gpus_per_trial``'s default), and the trainer's ``args`` (appended to the
-    command, as AI Platform's ``trainingInput.args``). The rest is about Google's machines:
-    ignored."""
+    trial had there (``gpus_per_trial``'s default), the trainer's ``args`` (appended to the
+    command, as AI Platform's ``trainingInput.args``) and its container's ``env`` (the
+    experiment's ``env``). The rest is about Google's machines: ignored."""
     place = "trialJobSpec"
     if value is None:
         return []
@@ -170,7 +170,40 @@ def trial_job_spec(p: Problems, value: Any) -> list[Found]:
         spec = chief.get(task)
         if isinstance(spec, Mapping) and spec.get("args") is not None:
             found.append(("args", at(at(where, task), "args"), spec["args"]))
+        if isinstance(spec, Mapping) and spec.get("env") is not None:
+            env = _env(p, at(at(where, task), "env"), spec["env"])
+            if env is not None:
+                found.append(("env", at(at(where, task), "env"), env))
     return found
+
+
+def _env(p: Problems, place: str, raw: Any) -> dict[Any, Any] | None:
+    """A container's ``env: [{name: NAME, value: TEXT}]`` (Vertex's EnvVar list) as the
+    experiment's ``env`` mapping, whose own check then reads the names and values."""
+    example = "[{name: NAME, value: TEXT}]"
+    if not isinstance(raw, list | tuple):
+        p.add(place, f"must be a list such as {example} (got {describe(raw)})")
+        return None
+    env: dict[Any, Any] = {}
+    first: dict[Any, int] = {}
+    for i, item in enumerate(raw):
+        where = at(place, i)
+        if not isinstance(item, Mapping):
+            p.add(where, f"must be a mapping {{name: NAME, value: TEXT}} (got {describe(item)})")
+            continue
+        for key in item:
+            if key not in ("name", "value"):
+                p.add(where, unknown_key(key, ("name", "value")))
+        name = item.get("name")
+        if name is None:
+            p.add(at(where, "name"), "required: the variable's name")
+        elif name in first:
+            p.add(at(where, "name"), f"{describe(name)} is already set by {at(place, first[name])}:"
+                                     " give it once")
+        else:
+            first[name] = i
+            env[name] = "" if item.get("value") is None else item["value"]  # EnvVar: "" unset
+    return env
 
 
 def display_name(value: Any) -> Any:

@@ -24,7 +24,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpusched._spec_check import Problems, at, describe, did_you_mean, key_text, unknown_key
+from gpusched._spec_check import (
+    Problems,
+    at,
+    describe,
+    did_you_mean,
+    json_int,
+    key_text,
+    unknown_key,
+)
 from gpusched._spec_conditions import Condition, allowed, check_satisfiable, values_index
 from gpusched.plugin_api import Param, ParamType, ParamValue, SearchSpace
 
@@ -184,8 +192,10 @@ def _child(
     for extra in wrapper:
         if extra != "values":
             p.add(at(place, key), unknown_key(extra, ("values",)))
-    condition = Condition(at(at(place, key), "values"), parent, wrapper["values"], key,
-                           PARENT_VALUES[key])
+    values = wrapper["values"]
+    if key == "parentIntValues" and isinstance(values, list | tuple):
+        values = [json_int(v) for v in values]  # int64s: quoted in the APIs' JSON ("3")
+    condition = Condition(at(at(place, key), "values"), parent, values, key, PARENT_VALUES[key])
     return spec, condition
 
 

@@ -249,6 +249,92 @@ def test_what_vertex_leaves_unset_reads_as_vertex_reads_it(here: Path) -> None:
     assert (spec.command, spec.gpus_per_trial) == ((*COMMAND, "--data", "/d"), 1)
 
 
+def test_integers_quoted_as_googles_json_writes_int64s_are_read(here: Path) -> None:
+    # `gcloud ai hp-tuning-jobs describe --format=json` prints int64s in quotes (protobuf's
+    # JSON form), and Vertex reads its own output back: so do we.
+    as_numbers = {
+        "maxTrialCount": 20, "parallelTrialCount": 2, "maxFailedTrialCount": 4,
+        "studySpec": study(parameters=[
+            {"parameterId": "layers", "integerValueSpec": {"minValue": 1, "maxValue": 4,
+                                                           "defaultValue": 2},
+             "conditionalParameterSpecs": [
+                 {"parameterSpec": {"parameterId": "width",
+                                    "discreteValueSpec": {"values": [64, 128]}},
+                  "parentIntValues": {"values": [3, 4]}}]}]),
+        "trialJobSpec": {"workerPoolSpecs": [{"machineSpec": {"acceleratorCount": 2},
+                                              "replicaCount": 1}]},
+    }
+    quoted = json.loads(json.dumps(as_numbers).replace('"maxValue": 4', '"maxValue": "4"')
+                        .replace('"minValue": 1', '"minValue": "1"')
+                        .replace('"defaultValue": 2', '"defaultValue": "2"')
+                        .replace("[3, 4]", '["3", "4"]')
+                        .replace('"maxTrialCount": 20', '"maxTrialCount": "20"')
+                        .replace('"acceleratorCount": 2', '"acceleratorCount": "2"')
+                        .replace('"replicaCount": 1', '"replicaCount": "1"'))
+    assert '"4"' in json.dumps(quoted) and '"20"' in json.dumps(quoted)
+    spec = load(here, json.dumps(quoted))
+    assert spec == load(here, json.dumps(as_numbers))
+    assert spec.params[0] == Param("layers", ParamType.INTEGER, low=1, high=4)
+    assert spec.params[1].when == {"layers": (3, 4)}
+    assert (spec.max_trials, spec.gpus_per_trial) == (20, 2)
+    # AI Platform's counts too; text that is no integer is still refused, at its place.
+    aip = AIP_CONFIG.replace("maxTrials: 20", "maxTrials: '20'")
+    assert load_aip_file(write(here, aip, "hptuning_config.yaml"), COMMAND).max_trials == 20
+    refused = json.dumps(quoted).replace('"minValue": "1"', '"minValue": "1.5"')
+    assert problems_of(here, refused) == [
+        "studySpec.parameters[0].integerValueSpec.minValue: must be a number (got '1.5')"]
+    assert problems_of(here, json.dumps(quoted).replace('"20"', '"twenty"')) == [
+        "maxTrialCount: must be a number (got 'twenty')"]
+
+
+def test_the_trainers_container_env_is_the_experiments_env(here: Path) -> None:
+    pool = ("trialJobSpec:\n  workerPoolSpecs:\n    - machineSpec: {machineType: x}\n"
+            "      containerSpec:\n        imageUri: gcr.io/p/t\n"
+            "        env: [{name: DATA, value: /data}, {name: EMPTY}]\n")
+    text = ("studySpec:\n  metrics: [{metricId: acc, goal: MAXIMIZE}]\n"
+            "  parameters: [{parameterId: lr, doubleValueSpec: {minValue: 0.001, maxValue: 0.1}}]\n")
+    spec = load(here, text + pool)
+    assert dict(spec.env) == {"DATA": "/data", "EMPTY": ""}  # an EnvVar's value defaults to ""
+    assert spec.written_at("env") == "trialJobSpec.workerPoolSpecs[0].containerSpec.env"
+    python_package = pool.replace("containerSpec", "pythonPackageSpec")
+    assert dict(load(here, text + python_package).env) == {"DATA": "/data", "EMPTY": ""}
+    assert problems_of(here, "env: {X: y}\n" + text + pool) == [
+        "trialJobSpec.workerPoolSpecs[0].containerSpec.env: the same setting as env: give it"
+        " once"]
+
+
+ENV_PROBLEMS = [
+    ("DATA", "trialJobSpec.workerPoolSpecs[0].containerSpec.env: must be a list such as"
+             " [{name: NAME, value: TEXT}] (got 'DATA')"),
+    (["DATA=/d"], "trialJobSpec.workerPoolSpecs[0].containerSpec.env[0]: must be a mapping"
+                  " {name: NAME, value: TEXT} (got 'DATA=/d')"),
+    ([{"value": "/d"}], "trialJobSpec.workerPoolSpecs[0].containerSpec.env[0].name: required:"
+                        " the variable's name"),
+    ([{"name": "A", "value": "1"}, {"name": "A", "value": "2"}],
+     "trialJobSpec.workerPoolSpecs[0].containerSpec.env[1].name: 'A' is already set by"
+     " trialJobSpec.workerPoolSpecs[0].containerSpec.env[0]: give it once"),
+    ([{"name": "A", "valueFrom": "x"}],
+     "trialJobSpec.workerPoolSpecs[0].containerSpec.env[0]: unknown key 'valueFrom'"
+     " (did you mean 'value'?)"),
+]
+
+
+@pytest.mark.parametrize(("env", "expected"), ENV_PROBLEMS)
+def test_a_bad_container_env_is_named_where_it_is_written(env: Any, expected: str) -> None:
+    data = {"studySpec": study(),
+            "trialJobSpec": {"workerPoolSpecs": [{"containerSpec": {"env": env}}]}}
+    assert problems(data) == [expected]
+
+
+def test_a_container_envs_names_and_values_are_checked_as_env_is() -> None:
+    data = {"studySpec": study(), "trialJobSpec": {"workerPoolSpecs": [
+        {"containerSpec": {"env": [{"name": "GPUSCHED_TRIAL", "value": "3"}]}}]}}
+    found = problems(data)
+    assert len(found) == 1
+    assert found[0].startswith("trialJobSpec.workerPoolSpecs[0].containerSpec.env")
+    assert "GPUSCHED_TRIAL" in found[0]
+
+
 def test_a_plain_submit_of_a_vertex_file_reads_it_as_an_ai_platform_config(
         tmp_path: Path) -> None:
     text = ("command: python train.py\nstudySpec:\n  metrics: [{metricId: acc, goal: MAXIMIZE}]\n"
