@@ -59,7 +59,19 @@ IGNORED_TRAINING_INPUT = frozenset({
 })  # fmt: skip
 """TrainingInput fields about Google's machines, not the search: read and ignored, so that an
 existing config file runs unchanged (``args`` is appended to the command, and
-``masterConfig.acceleratorConfig.count`` is ``gpus_per_trial``'s default)."""
+``masterConfig.acceleratorConfig.count``, or a legacy GPU ``masterType``'s GPUs, is
+``gpus_per_trial``'s default)."""
+
+LEGACY_GPU_MACHINES: Mapping[str, int] = {
+    "standard_gpu": 1, "complex_model_m_gpu": 4, "complex_model_l_gpu": 8,
+    "standard_p100": 1, "complex_model_m_p100": 4,
+    "standard_v100": 1, "large_model_v100": 1, "complex_model_m_v100": 4,
+    "complex_model_l_v100": 8,
+}  # fmt: skip
+"""AI Platform's legacy machine types with GPUs (``masterType: complex_model_m_gpu``) → the
+GPUs each came with: ``gpus_per_trial``'s default, as ``acceleratorConfig.count`` is for a
+Compute Engine machine type (no other machine type is read as "no GPU": gpusched runs on
+GPUs)."""
 
 _NESTED = frozenset({"command", "env", "search", "early_stopping", "stop", "params",
                      "points_to_evaluate"})
@@ -168,6 +180,10 @@ def _training_input(p: Problems, settings: Settings, value: Any) -> None:
         elif key not in IGNORED_TRAINING_INPUT:
             known = ("hyperparameters", "args", *sorted(IGNORED_TRAINING_INPUT))
             p.add("trainingInput", unknown_key(key, known))
+    machine = value.get("masterType")
+    gpus = LEGACY_GPU_MACHINES.get(machine.lower()) if isinstance(machine, str) else None
+    if gpus is not None and "accelerators" not in settings:  # acceleratorConfig's count wins
+        _put(p, settings, "accelerators", Entry("trainingInput.masterType", gpus, aip=True))
 
 
 def _master_config(p: Problems, settings: Settings, value: Any) -> None:

@@ -329,7 +329,9 @@ def test_aip_bare_and_under_hyperparameters_read_alike(tmp_path: Path,
     inner = AIP_CONFIG.split("  hyperparameters:\n", 1)[1]
     bare = "\n".join(line[4:] for line in inner.splitlines())
     under = "hyperparameters:\n" + "\n".join(line[2:] for line in inner.splitlines())
-    wrapped = load_aip_file(write(tmp_path, AIP_CONFIG, "a.yaml"), ["t"], name="x")
+    # (Its masterType's 4 GPUs aside: only trainingInput can say that.)
+    gpuless = AIP_CONFIG.replace("complex_model_m_gpu", "n1-standard-8")
+    wrapped = load_aip_file(write(tmp_path, gpuless, "a.yaml"), ["t"], name="x")
     for text in (bare, under):
         spec = load_aip_file(write(tmp_path, text, "b.yaml"), ["t", "--epochs", "5"], name="x")
         assert spec == wrapped
@@ -346,7 +348,8 @@ def test_an_aip_masters_gpu_count_is_each_trials(tmp_path: Path,
     assert load_aip_file(write(tmp_path, text), ["t"]).gpus_per_trial == 4
     assert load_aip_file(write(tmp_path, text), ["t"], overrides=["gpus_per_trial=1"]
                          ).gpus_per_trial == 1  # ours, written, wins
-    assert load_aip_file(write(tmp_path, AIP_CONFIG), ["t"]).gpus_per_trial == 1
+    plain = AIP_CONFIG.replace("complex_model_m_gpu", "n1-standard-8")
+    assert load_aip_file(write(tmp_path, plain), ["t"]).gpus_per_trial == 1
     assert load_aip_file(write(tmp_path, text.replace("count: 4", "count: 0")), ["t"]
                          ).gpus_per_trial == 0
     # As AI Platform's API writes an int64 (gcloud ... describe): text.
@@ -357,6 +360,30 @@ def test_an_aip_masters_gpu_count_is_each_trials(tmp_path: Path,
         load_aip_file(bad, ["t"])
     assert [str(p) for p in info.value.problems] == [
         "trainingInput.masterConfig.acceleratorConfig.count: must be a whole number (got 1.5)"]
+
+
+@pytest.mark.parametrize(("machine", "gpus"), [
+    ("standard_gpu", 1), ("complex_model_m_gpu", 4), ("complex_model_l_gpu", 8),
+    ("standard_p100", 1), ("complex_model_m_p100", 4), ("standard_v100", 1),
+    ("large_model_v100", 1), ("complex_model_m_v100", 4), ("COMPLEX_MODEL_L_V100", 8),
+    ("n1-standard-8", 1),  # a Compute Engine type: its GPUs are acceleratorConfig's
+    ("complex_model_m", 1),  # no GPU there: not read as "no GPU" here (gpusched runs on GPUs)
+])
+def test_a_legacy_gpu_machine_types_gpus_are_each_trials(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, machine: str, gpus: int) -> None:
+    # scaleTier: CUSTOM with masterType: complex_model_m_gpu ran the trainer on 4 K80s; it
+    # once got one GPU here.
+    monkeypatch.chdir(tmp_path)
+    text = AIP_CONFIG.replace("complex_model_m_gpu", machine)
+    spec = load_aip_file(write(tmp_path, text), ["t"])
+    assert spec.gpus_per_trial == gpus
+    if gpus != 1:
+        assert spec.written_at("accelerators") == "trainingInput.masterType"
+        assert load_aip_file(write(tmp_path, text), ["t"], overrides=["gpus_per_trial=1"]
+                             ).gpus_per_trial == 1  # ours wins
+    config = "  masterConfig: {acceleratorConfig: {count: 2}}\n"
+    assert load_aip_file(write(tmp_path, text.replace("  args", config + "  args")),
+                         ["t"]).gpus_per_trial == 2  # acceleratorConfig's count wins
 
 
 @pytest.mark.parametrize("case", [
