@@ -18,10 +18,11 @@ from types import MappingProxyType
 from typing import Any
 
 from gpusched import _spec_fields
-from gpusched._spec_aip import Entry, apply_overrides, gather
+from gpusched._spec_aip import Entry, gather
 from gpusched._spec_check import Problems, thaw
 from gpusched._spec_partial import partial_read, written_places
 from gpusched._spec_read import read_text
+from gpusched._spec_set import apply_overrides
 from gpusched._spec_stop_keys import stop_key_near_misses
 from gpusched._spec_yaml import load_text, parse_file_text
 from gpusched.errors import SpecError

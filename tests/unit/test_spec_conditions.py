@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gpusched import _spec_aip
+from gpusched import _spec_set
 from gpusched.errors import SpecError
 from gpusched.plugin_api import Param, ParamType
 from gpusched.spec import ExperimentSpec, load_aip_file, load_experiment_file, parse_experiment
@@ -407,13 +407,13 @@ def test_a_nested_name_in_a_file_whose_children_hold_themselves_is_found_quickly
             "parentCategoricalValues: [x], parameterSpec: {parameterName: foo, type: CATEGORICAL,"
             f" categoricalValues: [x], conditionalParameterSpecs: *c}}}}, {kids} ]\n")
     looked_at: list[object] = []
-    named = _spec_aip._named
+    named = _spec_set._named
 
     def counting(param: object, name: str) -> bool:
         looked_at.append(param)
         return named(param, name)
 
-    monkeypatch.setattr(_spec_aip, "_named", counting)
+    monkeypatch.setattr(_spec_set, "_named", counting)
     problems = nested_set_problems(tmp_path, "params[foo].categoricalValues=[y]", text=text)
     assert any("'foo' names more than one nested parameter" in p for p in problems)
     assert len(looked_at) < 1000  # the second match ends the search (it was millions)
