@@ -58,14 +58,16 @@ def wake_on_cpu(thread_id: int, cpu: int | None, wake: Callable[[], object]) -> 
     if cpu is None or not _CAN_PLACE:
         wake()
         return
-    try:
-        allowed = os.sched_getaffinity(thread_id)
-    except OSError:  # the thread is gone (a stopped loop)
-        allowed = set()
-    if len(allowed) < 2 or cpu not in allowed:
-        wake()
-        return
+    # The thread's CPUs are read under the lock: another waiter may be holding it to one CPU
+    # right now, and those must not be what it is given back.
     with SPAWN_LOCK:
+        try:
+            allowed = os.sched_getaffinity(thread_id)
+        except OSError:  # the thread is gone (a stopped loop)
+            allowed = set()
+        if len(allowed) < 2 or cpu not in allowed:
+            wake()
+            return
         try:
             os.sched_setaffinity(thread_id, {cpu})
         except OSError:

@@ -76,6 +76,31 @@ def test_the_cpus_come_back_when_waking_fails() -> None:
     assert not wake_placement.SPAWN_LOCK.locked()
 
 
+@needs_two_cpus
+def test_two_waiters_at_once_give_the_thread_its_own_cpus_back() -> None:
+    # What a waiter gives back must be the thread's own CPUs, never the one CPU another
+    # waiter holds it to at that moment (every trial started after would inherit that).
+    me = threading.get_native_id()
+    held, release = threading.Event(), threading.Event()
+
+    def first_wake() -> None:
+        held.set()
+        release.wait(10)
+
+    first = threading.Thread(target=wake_on_cpu, args=(me, min(CPUS), first_wake))
+    second = threading.Thread(target=wake_on_cpu, args=(me, max(CPUS), lambda: None))
+    first.start()
+    try:
+        assert held.wait(10)
+        second.start()
+        second.join(0.2)  # it waits for the first
+    finally:
+        release.set()
+        first.join()
+        second.join()
+    assert os.sched_getaffinity(0) == CPUS
+
+
 @pytest.mark.parametrize("cpu", [None, 4096], ids=["unknown", "not-the-threads"])
 def test_no_cpu_to_wake_on_only_wakes(cpu: int | None) -> None:
     seen: list[set[int]] = []
