@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from gpusched._daemon.launcher import TrialFiles
 from gpusched._daemon.reports import (
     AutoFill,
     HypertuneFileReader,
+    Report,
     ReportFileReader,
     regular_file_size,
 )
@@ -63,6 +65,18 @@ def _last_reported(number: int | None, trials: Mapping[int, TrialRun], *, seen: 
         seen.add(number)
         number = trial.continues
     return None
+
+
+def _in_time_order(reports: list[Report], hypertune: list[Report], now: float) -> list[Report]:
+    """One poll's reports from both files, merged by when each was written (a report without
+    its time by ``now``, when it was read, the time it is then given), each file's own order
+    kept: a trainer that reports through both (hypertune's callback for the metric, say, and
+    ``trial.report`` for the rest) gets its ``training_iteration``s in the order it wrote them,
+    not one file's after the other's."""
+    if not reports or not hypertune:
+        return reports or hypertune
+    return list(heapq.merge(reports, hypertune,
+                            key=lambda r: now if r.time is None else r.time))
 
 
 class ReportCollector:
@@ -140,7 +154,8 @@ class ReportCollector:
         reports so up to the end of its stop's grace period, when the live daemon would
         have killed it."""
         now = time.time()
-        new = self._reports.poll(final=final) + self._hypertune.poll(final=final)
+        new = _in_time_order(self._reports.poll(final=final),
+                             self._hypertune.poll(final=final), now)
         if until is not None:
             late = math.inf if untimed_at is None else untimed_at
             new = [r for r in new if (late if r.time is None else r.time) <= until]

@@ -114,8 +114,28 @@ def test_until_takes_only_the_reports_known_to_be_written_by_then(
         {"acc": "5", "timestamp": T0 + 12, "global_step": "2"}))
     taken = collector.poll(final=True, until=T0 + 10, untimed_at=file_written)
     untimed_in_time = file_written is not None and file_written <= T0 + 10
-    assert [r["acc"] for r in taken] == ([1, 2, 4] if untimed_in_time else [1, 4])
+    # In the order written (4 at T0 + 2 before 2, of unknown time: taken as read, now).
+    assert [r["acc"] for r in taken] == ([1, 4, 2] if untimed_in_time else [1, 4])
     assert collector.poll(final=True) == []  # read past, not left for later
+
+
+def test_reports_through_both_files_are_taken_in_the_order_they_were_written(
+    tmp_path: Path,
+) -> None:
+    # A Keras trainer with hypertune's callback for the metric and trial.report for the rest:
+    # one poll used to take all of the report file's lines, then all of hypertune's entries.
+    files = TrialFiles(tmp_path)
+    collector = ReportCollector(files, metric_tag="acc", resume_at=ReadPosition(0, None))
+    files.reports.write_text(_lines({"loss": 0.9, "_t": T0 + 1}, {"loss": 0.5, "_t": T0 + 3},
+                                    {"loss": 0.2, "_t": T0 + 5}))
+    files.hypertune.write_text(_lines(
+        {"acc": "0.6", "timestamp": T0 + 2, "global_step": "1"},
+        {"acc": "0.8", "timestamp": T0 + 4, "global_step": "2"}))
+    taken = collector.poll(final=True)
+    assert [r.get("loss", r.get("acc")) for r in taken] == [0.9, 0.6, 0.5, 0.8, 0.2]
+    assert [r["training_iteration"] for r in taken] == [1, 2, 3, 4, 5]
+    times = [r["time_total_s"] for r in taken]
+    assert times == sorted(times)
 
 
 def test_the_collector_survives_whatever_the_trial_writes(tmp_path: Path) -> None:
