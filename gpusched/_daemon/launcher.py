@@ -87,19 +87,27 @@ DAEMON_UMASK = process_umask()
 # that user's ids from ``/``. It enters WORKDIR with them (``cd -P``: the physical folder, as
 # chdir() gives), checks that COMMAND is there for them, then execs it in the same process (the
 # pid stays the one the daemon watches; a bare name is looked for on the trial's PATH from
-# WORKDIR, as exec does). What fails is said twice: a status line in the report file (the trial
-# fails with that reason, not retried, as when the same user's command cannot start) and a line
-# on stderr (a crash's reason, should the report file not take it). The shell's own variables
-# go, so the command gets the environment the daemon built, no more (but for SHLVL=0 where
-# /bin/sh is bash: its exec sets it).
+# WORKDIR, as exec does: a file, not a shell builtin of that name, which `command -v` would
+# have found and exec would not run). What fails is said twice: a status line in the report
+# file (the trial fails with that reason, not retried, as when the same user's command cannot
+# start) and a line on stderr (a crash's reason, should the report file not take it). The
+# shell's own variables go, so the command gets the environment the daemon built, no more (but
+# for SHLVL=0 where /bin/sh is bash: its exec sets it).
 TRAMPOLINE_SHELL = "/bin/sh"
 TRAMPOLINE = r"""fail() {
   { printf '%s\n' "$3" >>"$4"; } 2>/dev/null; printf 'gpusched: %s\n' "$2" >&2; exit "$1"
 }
+on_path() {
+  set -- "$1" "${PATH-}:"
+  while [ -n "$2" ]; do
+    case $2 in :*) set -- "$1" "${2#:}" "./$1";; *) set -- "$1" "${2#*:}" "${2%%:*}/$1";; esac
+    [ -f "$3" ] && [ -x "$3" ] && return 0
+  done
+  return 1
+}
 cd -P -- "$1" 2>/dev/null || fail 125 "$2" "$3" "$6"
-case $7 in */*) [ -f "$7" ] && [ -x "$7" ];; *) command -v -- "$7" >/dev/null;; esac ||
-  fail 127 "$4" "$5" "$6"
-unset -f fail; unset PWD OLDPWD SHLVL; shift 6; exec "$@"
+case $7 in */*) [ -f "$7" ] && [ -x "$7" ];; *) on_path "$7";; esac || fail 127 "$4" "$5" "$6"
+unset -f fail on_path; unset PWD OLDPWD SHLVL; shift 6; exec "$@"
 """
 # At submit, a root daemon checks that another user may enter their workdir the same way, with
 # that user's ids; a folder that does not answer in this long (an NFS home) counts as closed.
