@@ -20,9 +20,9 @@ thread's wake-ups and GIL hand-overs), and the time from a trial's exit to the n
 from 5.1-6.0 to 3.3-4.1 ms (median) together with the fake GPUs' reads moved onto the event
 loop: +4% trials/s in an A/B of 30 rounds (bench/README.md). The thread then hands the exit to
 the loop with ``call_soon_threadsafe``, waking the loop's thread on the CPU the child last ran
-on (wake_placement.py: the kernel alone put it back on its own last CPU, the other trial's,
-after every other trial; another +4%). Where ``waitid`` has no ``P_PIDFD`` (Linux 5.3), the
-pidfd goes into the event loop's epoll set instead.
+on where the loop has its gate (wake_placement.py: the kernel alone put it back on its own last
+CPU, the other trial's, after every other trial; another +3%). Where ``waitid`` has no
+``P_PIDFD`` (Linux 5.3), the pidfd goes into the event loop's epoll set instead.
 
 Where the kernel has no pidfds (before Linux 5.3) the child is started through anyio's
 ``open_process`` as before, so that asyncio's child watcher reaps it.
@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from gpusched._daemon.wake_placement import SPAWN_LOCK, last_cpu, wake_on_cpu
+from gpusched._daemon.wake_placement import last_cpu, wake_on_cpu
 
 __all__ = ["Child", "PidfdChild", "pidfds_work", "spawn_child", "EXIT_WAITERS"]
 
@@ -236,13 +236,11 @@ async def spawn_child(
             env=dict(env), start_new_session=new_session, umask=umask, **extra,
         )
     # Blocking only until the child has called exec (vfork), as in asyncio's own subprocess
-    # start, which makes this same call on the event loop. Never while an exit-waiter holds
-    # this thread to one CPU: the child would inherit that (wake_placement.py).
-    with SPAWN_LOCK:
-        popen = subprocess.Popen(  # noqa: ASYNC220
-            list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd,
-            env=dict(env), start_new_session=new_session, close_fds=True, umask=umask, **extra,
-        )
+    # start, which makes this same call on the event loop.
+    popen = subprocess.Popen(  # noqa: ASYNC220
+        list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd,
+        env=dict(env), start_new_session=new_session, close_fds=True, umask=umask, **extra,
+    )
     try:
         return PidfdChild(popen)
     except BaseException:

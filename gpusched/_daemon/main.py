@@ -20,6 +20,7 @@ from pathlib import Path
 import anyio
 from anyio import CancelScope
 
+from gpusched._daemon import wake_placement
 from gpusched._daemon.activation import take_activated_socket
 from gpusched._daemon.fake_gpus import FakeBackend
 from gpusched._daemon.gpu_backend import GpuBackend
@@ -132,6 +133,20 @@ async def run_daemon(
 ) -> None:
     """Run the daemon until it is told to stop."""
     _watch_children_with_pidfds()
+    loop = asyncio.get_running_loop()
+    wake_placement.install(loop)  # a trial's exit wakes the loop on the CPU it freed
+    try:
+        await _run(socket_path=socket_path, state_dir=state_dir, settings=settings,
+                   backend=backend, socket_mode=socket_mode)
+    finally:
+        wake_placement.uninstall(loop)
+
+
+async def _run(
+    *, socket_path: Path, state_dir: Path, settings: DaemonSettings, backend: GpuBackend,
+    socket_mode: int,
+) -> None:
+    """run_daemon's body: the state folder, then serving."""
     notifier = Notifier()
     activated = take_activated_socket()  # before anything copies the environment
     _make_state_dir(state_dir)

@@ -12,30 +12,84 @@ half of the host's idle time while trials ran.
 
 So the exit-waiter thread, before it wakes the loop, restricts the loop's thread to the CPU
 the exited trial last ran on (read from the zombie's ``/proc/PID/stat``, which stays readable
-until the daemon reaps it), wakes it, and gives the thread its CPUs back at once. A thread's
-CPU is chosen when it is woken, so the loop starts on the freed CPU; from there the kernel
-may move it as usual. An A/B of the dispatch benchmark over 30 rounds: host idle 5.4% ->
-3.0%, trials/s +3.8% (median of the rounds; bench/README.md).
+until the daemon reaps it), wakes it, and gives the thread its CPUs back: a thread's CPU is
+chosen when it is woken, so the loop starts on the freed CPU; from there the kernel may move it
+as usual. An A/B of the dispatch benchmark over 30 rounds: host idle 5.9% -> 2.6%, trials/s
++3.3% (median of the rounds; bench/README.md).
 
-The restriction lasts only for the wake-up (a few microseconds), and no trial can be started
-meanwhile (``SPAWN_LOCK``): a child inherits its parent thread's CPUs, and a trial must never
-be held to one core. Where the daemon may use a single CPU, or the CPU is not one of the loop
-thread's own (a cpuset changed since), nothing is restricted. Errors (a kernel without
-``sched_setaffinity``, a cgroup refusing the CPU) only skip the placement.
+The loop's thread must run none of the daemon's code while it is restricted: a trial or a
+thread it started then (an anyio worker, say) would inherit the one CPU for good. That is what
+the loop's *gate* is for (:func:`install`): a lock the loop's thread holds whenever it is out of
+its selector's wait. An exit-waiter places the loop only when it can take the gate (the loop is
+waiting: otherwise it is running and will find the exit's callback anyway), and holds it from
+the restriction to the give-back; the woken loop takes the gate back before it runs anything.
+Where the loop has no gate (not the daemon's), a CPU is not the loop's, or the daemon may use a
+single CPU, nothing is restricted. Errors (a kernel without ``sched_setaffinity``, a cgroup
+refusing the CPU) only skip the placement.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import selectors
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
-__all__ = ["SPAWN_LOCK", "last_cpu", "wake_on_cpu"]
-
-# Held while the loop's thread is restricted to one CPU, and while a child is started from it.
-SPAWN_LOCK = threading.Lock()
+__all__ = ["install", "uninstall", "last_cpu", "wake_on_cpu"]
 
 _CAN_PLACE = hasattr(os, "sched_setaffinity") and hasattr(os, "sched_getaffinity")
+
+
+class _Gate:
+    """Held by an event loop's thread while it runs, free while it waits in its selector."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()  # installed from the running loop: it is running
+
+
+_GATES: dict[int, _Gate] = {}  # the loop thread's native id -> its gate
+
+
+class _GatedSelector:
+    """The loop's selector, letting go of the gate for the wait only."""
+
+    def __init__(self, inner: selectors.BaseSelector, gate: _Gate) -> None:
+        self.inner = inner
+        self._gate = gate
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        self._gate.lock.release()
+        try:
+            return self.inner.select(timeout)
+        finally:
+            # Waits while an exit-waiter holds this thread to one CPU (a few microseconds).
+            self._gate.lock.acquire()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # register, unregister, modify, get_map, close ...
+
+
+def install(loop: asyncio.AbstractEventLoop) -> bool:
+    """Give the running ``loop`` (call from its thread) a gate, so that exit-waiters may wake
+    it on the CPU a trial freed; False where it cannot have one (not a selector loop)."""
+    inner = getattr(loop, "_selector", None)
+    if not _CAN_PLACE or not isinstance(inner, selectors.BaseSelector):
+        return False
+    gate = _Gate()
+    loop._selector = _GatedSelector(inner, gate)  # type: ignore[attr-defined]
+    _GATES[threading.get_native_id()] = gate
+    return True
+
+
+def uninstall(loop: asyncio.AbstractEventLoop) -> None:
+    """Undo :func:`install` (from the loop's thread, while it runs)."""
+    gated = getattr(loop, "_selector", None)
+    if isinstance(gated, _GatedSelector):
+        loop._selector = gated.inner  # type: ignore[attr-defined]
+        _GATES.pop(threading.get_native_id(), None)
 
 
 def last_cpu(pid: int) -> int | None:
@@ -50,20 +104,21 @@ def last_cpu(pid: int) -> int | None:
         return None
 
 
-def wake_on_cpu(thread_id: int, cpu: int | None, wake: Callable[[], object]) -> None:
-    """Call ``wake`` (which wakes the thread ``thread_id``) so that the thread wakes on
-    ``cpu``: restricted to it for the call, given back its own CPUs right after. Just ``wake``
-    where that cannot be done or is pointless (no CPU, a single one, not one of the thread's).
-    Exceptions from ``wake`` propagate, after the thread's CPUs are given back."""
-    if cpu is None or not _CAN_PLACE:
+def wake_on_cpu(thread_id: int, cpu: int | None, wake: Callable[[], object],
+                gates: Mapping[int, _Gate] = _GATES) -> None:
+    """Call ``wake`` (which wakes the event loop whose thread is ``thread_id``) so that the
+    thread wakes on ``cpu``: restricted to it for the call, given back its own CPUs right after,
+    all while holding its gate. Just ``wake`` where that cannot be done or is pointless (no CPU,
+    no gate, the loop running, a single CPU, not one of the thread's). Exceptions from
+    ``wake`` propagate, after the thread's CPUs are given back."""
+    gate = gates.get(thread_id)
+    if cpu is None or gate is None or not gate.lock.acquire(blocking=False):
         wake()
         return
-    # The thread's CPUs are read under the lock: another waiter may be holding it to one CPU
-    # right now, and those must not be what it is given back.
-    with SPAWN_LOCK:
+    try:
         try:
             allowed = os.sched_getaffinity(thread_id)
-        except OSError:  # the thread is gone (a stopped loop)
+        except OSError:  # the thread is gone
             allowed = set()
         if len(allowed) < 2 or cpu not in allowed:
             wake()
@@ -77,6 +132,8 @@ def wake_on_cpu(thread_id: int, cpu: int | None, wake: Callable[[], object]) -> 
             wake()
         finally:
             _give_back(thread_id, allowed)
+    finally:
+        gate.lock.release()
 
 
 def _give_back(thread_id: int, allowed: set[int]) -> None:
