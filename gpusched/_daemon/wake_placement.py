@@ -12,20 +12,20 @@ half of the host's idle time while trials ran.
 
 So the exit-waiter thread, before it wakes the loop, restricts the loop's thread to the CPU
 the exited trial last ran on (read from the zombie's ``/proc/PID/stat``, which stays readable
-until the daemon reaps it), wakes it, and gives the thread its CPUs back: a thread's CPU is
-chosen when it is woken, so the loop starts on the freed CPU; from there the kernel may move it
-as usual. An A/B of the dispatch benchmark over 30 rounds: host idle 5.9% -> 2.6%, trials/s
-+3.3% (median of the rounds; bench/README.md).
+until the daemon reaps it), then wakes it: a thread's CPU is chosen when it is woken, so the
+loop starts on the freed CPU, and, its CPUs given back at once, the kernel may move it from
+there as usual. An A/B of the dispatch benchmark over 30 rounds: host idle 5.9% -> 2.6%,
+trials/s +3.3% (median of the rounds; bench/README.md).
 
 The loop's thread must run none of the daemon's code while it is restricted: a trial or a
 thread it started then (an anyio worker, say) would inherit the one CPU for good. That is what
 the loop's *gate* is for (:func:`install`): a lock the loop's thread holds whenever it is out of
-its selector's wait. An exit-waiter places the loop only when it can take the gate (the loop is
-waiting: otherwise it is running and will find the exit's callback anyway), and holds it from
-the restriction to the give-back; the woken loop takes the gate back before it runs anything.
-Where the loop has no gate (not the daemon's), a CPU is not the loop's, or the daemon may use a
-single CPU, nothing is restricted. Errors (a kernel without ``sched_setaffinity``, a cgroup
-refusing the CPU) only skip the placement.
+its selector's wait. An exit-waiter restricts the loop only while it holds the gate (the loop
+is waiting; a running loop finds the exit's callback anyway, and is left alone), and leaves the
+CPUs to give back in it; the loop, woken, takes the gate and gives itself its CPUs back before
+it runs anything else. Where the loop has no gate (not the daemon's), the CPU is not one of the
+loop's, or the daemon may use a single CPU, nothing is restricted. Errors (a kernel without
+``sched_setaffinity``, a cgroup refusing the CPU) only skip the placement.
 """
 
 from __future__ import annotations
@@ -43,11 +43,20 @@ _CAN_PLACE = hasattr(os, "sched_setaffinity") and hasattr(os, "sched_getaffinity
 
 
 class _Gate:
-    """Held by an event loop's thread while it runs, free while it waits in its selector."""
+    """An event loop's gate: its thread holds ``lock`` whenever it is out of its selector's wait;
+    ``give_back``, when set, holds the CPUs an exit-waiter took from it while it waited."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.lock.acquire()  # installed from the running loop: it is running
+        self.give_back: set[int] | None = None
+
+    def reopen(self) -> None:
+        """Called by the loop's thread, holding the lock, before it runs anything: take back
+        the CPUs a waiter restricted it from while it waited."""
+        cpus, self.give_back = self.give_back, None
+        if cpus is not None:
+            _give_back(0, cpus)
 
 
 _GATES: dict[int, _Gate] = {}  # the loop thread's native id -> its gate
@@ -61,12 +70,14 @@ class _GatedSelector:
         self._gate = gate
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        self._gate.lock.release()
+        gate = self._gate
+        gate.lock.release()
         try:
             return self.inner.select(timeout)
         finally:
-            # Waits while an exit-waiter holds this thread to one CPU (a few microseconds).
-            self._gate.lock.acquire()
+            gate.lock.acquire()  # a waiter holds it for a few microseconds at most
+            if gate.give_back is not None:
+                gate.reopen()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)  # register, unregister, modify, get_map, close ...
@@ -107,39 +118,41 @@ def last_cpu(pid: int) -> int | None:
 def wake_on_cpu(thread_id: int, cpu: int | None, wake: Callable[[], object],
                 gates: Mapping[int, _Gate] = _GATES) -> None:
     """Call ``wake`` (which wakes the event loop whose thread is ``thread_id``) so that the
-    thread wakes on ``cpu``: restricted to it for the call, given back its own CPUs right after,
-    all while holding its gate. Just ``wake`` where that cannot be done or is pointless (no CPU,
-    no gate, the loop running, a single CPU, not one of the thread's). Exceptions from
-    ``wake`` propagate, after the thread's CPUs are given back."""
+    thread wakes on ``cpu``: restricted to it while it waits, holding its gate for that; the
+    woken loop gives itself its CPUs back before it runs anything. Just ``wake`` where that
+    cannot be done or is pointless (no CPU, no gate, the loop running, a single CPU, not one
+    of the thread's)."""
     gate = gates.get(thread_id)
-    if cpu is None or gate is None or not gate.lock.acquire(blocking=False):
-        wake()
-        return
-    try:
+    if cpu is not None and gate is not None and gate.lock.acquire(blocking=False):
+        try:
+            _restrict(thread_id, cpu, gate)
+        finally:
+            gate.lock.release()
+    wake()
+
+
+def _restrict(thread_id: int, cpu: int, gate: _Gate) -> None:
+    """Hold the waiting loop's thread to ``cpu``, its CPUs kept in the gate (another waiter
+    may have restricted it already: those are still the ones to give back)."""
+    allowed = gate.give_back
+    if allowed is None:
         try:
             allowed = os.sched_getaffinity(thread_id)
         except OSError:  # the thread is gone
-            allowed = set()
-        if len(allowed) < 2 or cpu not in allowed:
-            wake()
             return
-        try:
-            os.sched_setaffinity(thread_id, {cpu})
-        except OSError:
-            wake()
-            return
-        try:
-            wake()
-        finally:
-            _give_back(thread_id, allowed)
-    finally:
-        gate.lock.release()
+    if len(allowed) < 2 or cpu not in allowed:
+        return
+    try:
+        os.sched_setaffinity(thread_id, {cpu})
+    except OSError:
+        return
+    gate.give_back = allowed
 
 
 def _give_back(thread_id: int, allowed: set[int]) -> None:
-    """Give the thread back its CPUs; should a cpuset have shrunk meanwhile, so that they are
-    refused, the calling thread's own (the daemon's threads all have the same)."""
-    for cpus in (allowed, os.sched_getaffinity(0)):
+    """Give the thread (0: this one) back its CPUs; should a cpuset have shrunk meanwhile, so
+    that they are refused, every CPU the cpuset has (the kernel keeps the intersection)."""
+    for cpus in (allowed, set(range(os.cpu_count() or 1))):
         try:
             os.sched_setaffinity(thread_id, cpus)
             return

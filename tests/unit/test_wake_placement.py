@@ -70,30 +70,23 @@ def _idle_gate() -> _Gate:
     return gate
 
 
+def _reopen(gate: _Gate) -> None:
+    """What the woken loop does before anything else: take its gate, give itself its CPUs."""
+    with gate.lock:
+        gate.reopen()
+
+
 @needs_two_cpus
-def test_the_thread_is_held_to_the_cpu_while_it_is_woken_then_given_its_cpus_back() -> None:
+def test_a_waiting_loop_is_woken_held_to_the_cpu_until_it_takes_its_gate() -> None:
     me = threading.get_native_id()
     gate = _idle_gate()
     seen: list[tuple[set[int], bool]] = []
     wake_on_cpu(me, max(CPUS), lambda: seen.append((os.sched_getaffinity(0), gate.lock.locked())),
                 gates={me: gate})
-    assert seen == [({max(CPUS)}, True)]  # the gate held meanwhile
-    assert os.sched_getaffinity(0) == CPUS
-    assert not gate.lock.locked()
-
-
-@needs_two_cpus
-def test_the_cpus_and_the_gate_come_back_when_waking_fails() -> None:
-    me = threading.get_native_id()
-    gate = _idle_gate()
-
-    def wake() -> None:
-        raise RuntimeError("the loop is closed")
-
-    with pytest.raises(RuntimeError):
-        wake_on_cpu(me, max(CPUS), wake, gates={me: gate})
-    assert os.sched_getaffinity(0) == CPUS
-    assert not gate.lock.locked()
+    assert seen == [({max(CPUS)}, False)]  # the gate is free again for the woken loop
+    assert (os.sched_getaffinity(0), gate.give_back) == ({max(CPUS)}, CPUS)
+    _reopen(gate)
+    assert (os.sched_getaffinity(0), gate.give_back) == (CPUS, None)
 
 
 @pytest.mark.parametrize("case", ["unknown cpu", "not the thread's", "no gate", "loop running"])
@@ -106,7 +99,7 @@ def test_where_the_loop_cannot_be_placed_it_is_only_woken(case: str) -> None:
     gates = {} if case == "no gate" else {me: gate}
     seen: list[set[int]] = []
     wake_on_cpu(me, cpu, lambda: seen.append(os.sched_getaffinity(0)), gates=gates)
-    assert seen == [CPUS]
+    assert (seen, gate.give_back) == ([CPUS], None)
     assert gate.lock.locked() == (case == "loop running")  # a free gate is left free
 
 
@@ -116,37 +109,23 @@ def test_a_thread_that_is_gone_is_only_woken() -> None:
     done.start()
     done.join()
     assert done.native_id is not None
+    gate = _idle_gate()
     woken: list[bool] = []
     wake_on_cpu(done.native_id, max(CPUS), lambda: woken.append(True),
-                gates={done.native_id: _idle_gate()})
-    assert woken == [True]
+                gates={done.native_id: gate})
+    assert (woken, gate.give_back) == ([True], None)
 
 
 @needs_two_cpus
-def test_two_waiters_at_once_give_the_thread_its_own_cpus_back() -> None:
-    # What a waiter gives back must be the thread's own CPUs, never the one CPU another
-    # waiter holds it to at that moment (every trial started after would inherit that).
+def test_two_waiters_before_the_loop_runs_leave_it_its_own_cpus_to_take_back() -> None:
+    # The second waiter finds the thread held to the first one's CPU: what the loop takes
+    # back must still be its own CPUs, not that one (every trial it started would inherit it).
     me = threading.get_native_id()
     gate = _idle_gate()
-    held, release = threading.Event(), threading.Event()
-
-    def first_wake() -> None:
-        held.set()
-        release.wait(10)
-
-    first = threading.Thread(target=wake_on_cpu, args=(me, min(CPUS), first_wake),
-                             kwargs={"gates": {me: gate}})
-    second = threading.Thread(target=wake_on_cpu, args=(me, max(CPUS), lambda: None),
-                              kwargs={"gates": {me: gate}})
-    first.start()
-    try:
-        assert held.wait(10)
-        second.start()
-        second.join(10)  # the gate is taken: it only wakes, at once
-        assert not second.is_alive()
-    finally:
-        release.set()
-        first.join()
+    wake_on_cpu(me, min(CPUS), lambda: None, gates={me: gate})
+    wake_on_cpu(me, max(CPUS), lambda: None, gates={me: gate})
+    assert (os.sched_getaffinity(0), gate.give_back) == ({max(CPUS)}, CPUS)
+    _reopen(gate)
     assert os.sched_getaffinity(0) == CPUS
 
 
@@ -155,7 +134,8 @@ async def test_the_loop_runs_nothing_while_held_to_one_cpu(tmp_path: Path) -> No
     # With another process keeping a core busy (the other trial), the woken loop often got
     # the GIL before the exit-waiter gave its CPUs back: it ran the exit's callback, and what
     # follows an `await child.wait()`, on one CPU, and a thread it started then (an anyio
-    # worker) kept that one CPU for good. The loop now waits at its gate for the give-back.
+    # worker) kept that one CPU for good. The loop now takes its CPUs back itself, at its gate,
+    # before it runs anything.
     if not child_module._WAITID_PIDFD:
         pytest.skip("this kernel's waitid takes no pidfd: the exit is seen in epoll")
     loop = asyncio.get_running_loop()
