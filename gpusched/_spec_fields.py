@@ -17,7 +17,6 @@ from gpusched._spec_aip import Entry
 from gpusched._spec_check import (
     INT_MAX,
     Problems,
-    as_text,
     at,
     boolean,
     choice,
@@ -27,10 +26,10 @@ from gpusched._spec_check import (
     key_text,
     number,
     text,
-    unusable_char,
     whole,
     words,
 )
+from gpusched._spec_env import RESERVED_ENV, env_name, env_value
 from gpusched._spec_params import check_params
 from gpusched._spec_points import check_points
 from gpusched.models import Goal, ObjectiveRule
@@ -42,18 +41,10 @@ __all__ = ["check", "RESERVED_ENV", "NAME", "AIP_METRIC"]
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 """An experiment's name: short, and safe in a path, a URL and a shell (never a leading ``-``)."""
 
-RESERVED_ENV = frozenset({
-    "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER",
-    "CLOUD_ML_HP_METRIC_FILE", "CLOUD_ML_HP_METRIC_TAG", "CLOUD_ML_TRIAL_ID",
-})  # fmt: skip
-"""Variables gpusched sets for each trial (and every ``GPUSCHED_*`` one): an experiment's ``env``
-may not set them, or it could pin a trial to another trial's GPU."""
-
 AIP_METRIC = "training/hptuning/metric"
 """The metric of a file in AI Platform's spelling without ``hyperparameterMetricTag``: AI
 Platform's default for it, and the tag ``cloudml-hypertune`` writes when given none."""
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLUGIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*")
 _PLUGIN_RULE = "must be a plugin name such as 'random' or 'grid'"
 _GOALS = {"maximize": Goal.MAXIMIZE, "max": Goal.MAXIMIZE,
@@ -299,17 +290,11 @@ def _env(p: Problems, place: str, raw: Any) -> Mapping[str, str] | None:
         return None
     env: dict[str, str] = {}
     for key, item in raw.items():
-        rule = "must be a variable name: letters, digits and _, not starting with a digit"
-        name = key_text(p, place, key, pattern=_ENV_NAME, rule=rule)
-        if name in RESERVED_ENV or (name or "").startswith("GPUSCHED_"):
-            p.add(at(place, key), "is set by gpusched for each trial and cannot be set here")
+        if not isinstance(key, str):
+            p.add(place, f"keys must be text (got {describe(key)})")
             continue
-        value = as_text(item)
-        if value is None:
-            p.add(at(place, key), f"must be text or a number (got {describe(item)})")
-        elif (problem := unusable_char(value)) is not None:
-            p.add(at(place, key), problem)
-        elif name is not None:
+        name, value = env_name(p, at(place, key), key), env_value(p, at(place, key), item)
+        if name is not None and value is not None:
             env[name] = value
     return MappingProxyType(env)
 

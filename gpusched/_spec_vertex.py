@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gpusched._spec_check import Problems, at, describe, unknown_key
+from gpusched._spec_env import env_name, env_value
 
 __all__ = ["VERTEX_KEYS", "IGNORED_JOB_KEYS", "Found", "study_spec", "trial_job_spec",
            "display_name"]
@@ -177,15 +178,18 @@ def trial_job_spec(p: Problems, value: Any) -> list[Found]:
     return found
 
 
-def _env(p: Problems, place: str, raw: Any) -> dict[Any, Any] | None:
+def _env(p: Problems, place: str, raw: Any) -> dict[str, str] | None:
     """A container's ``env: [{name: NAME, value: TEXT}]`` (Vertex's EnvVar list) as the
-    experiment's ``env`` mapping, whose own check then reads the names and values."""
+    experiment's ``env`` mapping; each problem at its entry's place. A value's ``$(NAME)`` is
+    expanded from the entries before it, and ``$$`` is ``$``, as Vertex does (Kubernetes'
+    rules); a reference to any other variable stays as written, with a warning: Vertex would
+    have expanded its own (``AIP_MODEL_DIR``...) there, gpusched does not."""
     example = "[{name: NAME, value: TEXT}]"
     if not isinstance(raw, list | tuple):
         p.add(place, f"must be a list such as {example} (got {describe(raw)})")
         return None
-    env: dict[Any, Any] = {}
-    first: dict[Any, int] = {}
+    env: dict[str, str] = {}
+    first: dict[str, int] = {}
     for i, item in enumerate(raw):
         where = at(place, i)
         if not isinstance(item, Mapping):
@@ -194,16 +198,50 @@ def _env(p: Problems, place: str, raw: Any) -> dict[Any, Any] | None:
         for key in item:
             if key not in ("name", "value"):
                 p.add(where, unknown_key(key, ("name", "value")))
-        name = item.get("name")
-        if name is None:
+        if item.get("name") is None:
             p.add(at(where, "name"), "required: the variable's name")
-        elif name in first:
-            p.add(at(where, "name"), f"{describe(name)} is already set by {at(place, first[name])}:"
-                                     " give it once")
+            name = None
         else:
+            name = env_name(p, at(where, "name"), item["name"])
+        if item.get("value") is None:  # required by Vertex's API: "" is written ""
+            p.add(at(where, "value"), "required: the variable's value (\"\" for none)")
+            value = None
+        else:
+            value = env_value(p, at(where, "value"), item["value"])
+        if name is not None and name in first:
+            p.add(at(where, "name"), f"{name!r} is already set by {at(place, first[name])}:"
+                                     " give it once")
+        elif name is not None and value is not None:
             first[name] = i
-            env[name] = "" if item.get("value") is None else item["value"]  # EnvVar: "" unset
+            env[name] = _expand(p, at(where, "value"), value, env)
     return env
+
+
+_REFERENCE = re.compile(r"\$(\$|\(([^)]*)\))")
+
+
+def _expand(p: Problems, place: str, value: str, known: Mapping[str, str]) -> str:
+    """``value`` with ``$(NAME)`` replaced from ``known`` and ``$$`` made ``$`` (Kubernetes'
+    expansion, which Vertex AI applies to a container's env); an unknown ``$(NAME)`` is kept,
+    and said in a warning."""
+    unknown: list[str] = []
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(1) == "$":
+            return "$"
+        name = match.group(2)
+        if name in known:
+            return known[name]
+        unknown.append(name)
+        return match.group(0)
+
+    expanded = _REFERENCE.sub(one, value)
+    if unknown:
+        names = ", ".join(f"$({name})" for name in dict.fromkeys(unknown))
+        p.warn(place, f"{names} left as written: only a variable listed before it here is"
+                      " expanded (Vertex AI also expands its own, such as $(AIP_MODEL_DIR);"
+                      " gpusched sets those for each trial: read them in the trainer)")
+    return expanded
 
 
 def display_name(value: Any) -> Any:

@@ -290,11 +290,12 @@ def test_integers_quoted_as_googles_json_writes_int64s_are_read(here: Path) -> N
 def test_the_trainers_container_env_is_the_experiments_env(here: Path) -> None:
     pool = ("trialJobSpec:\n  workerPoolSpecs:\n    - machineSpec: {machineType: x}\n"
             "      containerSpec:\n        imageUri: gcr.io/p/t\n"
-            "        env: [{name: DATA, value: /data}, {name: EMPTY}]\n")
+            "        env: [{name: DATA, value: /data}, {name: EMPTY, value: ''}]\n")
     text = ("studySpec:\n  metrics: [{metricId: acc, goal: MAXIMIZE}]\n"
-            "  parameters: [{parameterId: lr, doubleValueSpec: {minValue: 0.001, maxValue: 0.1}}]\n")
+            "  parameters: [{parameterId: lr,"
+            " doubleValueSpec: {minValue: 0.001, maxValue: 0.1}}]\n")
     spec = load(here, text + pool)
-    assert dict(spec.env) == {"DATA": "/data", "EMPTY": ""}  # an EnvVar's value defaults to ""
+    assert dict(spec.env) == {"DATA": "/data", "EMPTY": ""}
     assert spec.written_at("env") == "trialJobSpec.workerPoolSpecs[0].containerSpec.env"
     python_package = pool.replace("containerSpec", "pythonPackageSpec")
     assert dict(load(here, text + python_package).env) == {"DATA": "/data", "EMPTY": ""}
@@ -303,19 +304,26 @@ def test_the_trainers_container_env_is_the_experiments_env(here: Path) -> None:
         " once"]
 
 
+ENV = "trialJobSpec.workerPoolSpecs[0].containerSpec.env"
 ENV_PROBLEMS = [
-    ("DATA", "trialJobSpec.workerPoolSpecs[0].containerSpec.env: must be a list such as"
-             " [{name: NAME, value: TEXT}] (got 'DATA')"),
-    (["DATA=/d"], "trialJobSpec.workerPoolSpecs[0].containerSpec.env[0]: must be a mapping"
-                  " {name: NAME, value: TEXT} (got 'DATA=/d')"),
-    ([{"value": "/d"}], "trialJobSpec.workerPoolSpecs[0].containerSpec.env[0].name: required:"
-                        " the variable's name"),
+    ("DATA", f"{ENV}: must be a list such as [{{name: NAME, value: TEXT}}] (got 'DATA')"),
+    (["DATA=/d"], f"{ENV}[0]: must be a mapping {{name: NAME, value: TEXT}} (got 'DATA=/d')"),
+    ([{"value": "/d"}], f"{ENV}[0].name: required: the variable's name"),
+    ([{"name": "A"}], f"{ENV}[0].value: required: the variable's value (\"\" for none)"),
     ([{"name": "A", "value": "1"}, {"name": "A", "value": "2"}],
-     "trialJobSpec.workerPoolSpecs[0].containerSpec.env[1].name: 'A' is already set by"
-     " trialJobSpec.workerPoolSpecs[0].containerSpec.env[0]: give it once"),
-    ([{"name": "A", "valueFrom": "x"}],
-     "trialJobSpec.workerPoolSpecs[0].containerSpec.env[0]: unknown key 'valueFrom'"
-     " (did you mean 'value'?)"),
+     f"{ENV}[1].name: 'A' is already set by {ENV}[0]: give it once"),
+    ([{"name": "A", "valueFrom": "x", "value": "1"}],
+     f"{ENV}[0]: unknown key 'valueFrom' (did you mean 'value'?)"),
+    # Each checked as `env` is, at the place the list writes it.
+    ([{"name": ["A"], "value": "x"}], f"{ENV}[0].name: must be text (got a list)"),
+    ([{"name": {"a": 1}, "value": "x"}], f"{ENV}[0].name: must be text (got a mapping)"),
+    ([{"name": 5, "value": "x"}], f"{ENV}[0].name: must be text (got 5)"),
+    ([{"name": "1A", "value": "x"}], f"{ENV}[0].name: must be a variable name: letters, digits"
+                                     " and _, not starting with a digit (got '1A')"),
+    ([{"name": "CUDA_VISIBLE_DEVICES", "value": "0"}],
+     f"{ENV}[0].name: is set by gpusched for each trial and cannot be set here"),
+    ([{"name": "OK", "value": "fine"}, {"name": "A", "value": [1]}],
+     f"{ENV}[1].value: must be text or a number (got a list)"),
 ]
 
 
@@ -326,13 +334,32 @@ def test_a_bad_container_env_is_named_where_it_is_written(env: Any, expected: st
     assert problems(data) == [expected]
 
 
-def test_a_container_envs_names_and_values_are_checked_as_env_is() -> None:
+def test_a_nul_in_a_container_env_value_is_named_at_the_value() -> None:
     data = {"studySpec": study(), "trialJobSpec": {"workerPoolSpecs": [
-        {"containerSpec": {"env": [{"name": "GPUSCHED_TRIAL", "value": "3"}]}}]}}
-    found = problems(data)
-    assert len(found) == 1
-    assert found[0].startswith("trialJobSpec.workerPoolSpecs[0].containerSpec.env")
-    assert "GPUSCHED_TRIAL" in found[0]
+        {"containerSpec": {"env": [{"name": "A", "value": "a\0b"}]}}]}}
+    [found] = problems(data)
+    assert found.startswith(f"{ENV}[0].value: ")
+
+
+def test_a_container_env_expands_references_as_vertex_does(here: Path) -> None:
+    # Kubernetes' rules, which Vertex applies: $(NAME) of an entry before it, $$ for $.
+    env = [{"name": "DATA", "value": "/data"}, {"name": "TRAIN", "value": "$(DATA)/train"},
+           {"name": "LITERAL", "value": "$$(DATA) costs $5"},
+           {"name": "LATER", "value": "$(AFTER)"}, {"name": "AFTER", "value": "x"},
+           {"name": "OUT", "value": "$(AIP_MODEL_DIR)/out"}]
+    text = json.dumps({"studySpec": study(),
+                       "trialJobSpec": {"workerPoolSpecs": [{"containerSpec": {"env": env}}]}})
+    spec = load(here, text)
+    assert dict(spec.env) == {"DATA": "/data", "TRAIN": "/data/train",
+                              "LITERAL": "$(DATA) costs $5", "LATER": "$(AFTER)", "AFTER": "x",
+                              "OUT": "$(AIP_MODEL_DIR)/out"}
+    assert spec.warnings() == (
+        f"{ENV}[3].value: $(AFTER) left as written: only a variable listed before it here is"
+        " expanded (Vertex AI also expands its own, such as $(AIP_MODEL_DIR); gpusched sets"
+        " those for each trial: read them in the trainer)",
+        f"{ENV}[5].value: $(AIP_MODEL_DIR) left as written: only a variable listed before it"
+        " here is expanded (Vertex AI also expands its own, such as $(AIP_MODEL_DIR); gpusched"
+        " sets those for each trial: read them in the trainer)")
 
 
 def test_a_plain_submit_of_a_vertex_file_reads_it_as_an_ai_platform_config(
