@@ -104,19 +104,6 @@ def test_where_the_loop_cannot_be_placed_it_is_only_woken(case: str) -> None:
 
 
 @needs_two_cpus
-def test_a_thread_that_is_gone_is_only_woken() -> None:
-    done = threading.Thread(target=lambda: None)
-    done.start()
-    done.join()
-    assert done.native_id is not None
-    gate = _idle_gate()
-    woken: list[bool] = []
-    wake_on_cpu(done.native_id, max(CPUS), lambda: woken.append(True),
-                gates={done.native_id: gate})
-    assert (woken, gate.give_back) == ([True], None)
-
-
-@needs_two_cpus
 def test_two_waiters_before_the_loop_runs_leave_it_its_own_cpus_to_take_back() -> None:
     # The second waiter finds the thread held to the first one's CPU: what the loop takes
     # back must still be its own CPUs, not that one (every trial it started would inherit it).
