@@ -19,11 +19,14 @@ trials/s +3.3% (median of the rounds; bench/README.md).
 
 The loop's thread must run none of the daemon's code while it is restricted: a trial or a
 thread it started then (an anyio worker, say) would inherit the one CPU for good. That is what
-the loop's *gate* is for (:func:`install`): a lock the loop's thread holds whenever it is out of
-its selector's wait. An exit-waiter restricts the loop only while it holds the gate (the loop
-is waiting; a running loop finds the exit's callback anyway, and is left alone), and leaves the
-CPUs to give back in it; the loop, woken, takes the gate and gives itself its CPUs back before
-it runs anything else. Where the loop has no gate (not the daemon's), the CPU is not one of the
+the loop's *gate* is for (:func:`install`, on its selector): a flag the loop's thread sets only
+for the time it waits in its selector (not for a poll), and a lock. An exit-waiter restricts
+the loop only while the flag is set, holding the lock, and leaves the CPUs to give back in the
+gate; the loop, back from its wait, clears the flag (a plain store: no signal handler can come
+between it and the wait), waits for a waiter that may be restricting it, and gives itself its
+CPUs back before it runs anything else. Should an exception from a signal handler (a Ctrl-C)
+get out between the two, its next wait, or :func:`uninstall`, gives them back. The exit is
+always delivered. Where the loop has no gate (not the daemon's), the CPU is not one of the
 loop's, or the daemon may use a single CPU, nothing is restricted. Errors (a kernel without
 ``sched_setaffinity``, a cgroup refusing the CPU) only skip the placement.
 """
@@ -31,6 +34,7 @@ loop's, or the daemon may use a single CPU, nothing is restricted. Errors (a ker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import selectors
 import threading
@@ -43,44 +47,64 @@ _CAN_PLACE = hasattr(os, "sched_setaffinity") and hasattr(os, "sched_getaffinity
 
 
 class _Gate:
-    """An event loop's gate: its thread holds ``lock`` whenever it is out of its selector's wait;
-    ``give_back``, when set, holds the CPUs an exit-waiter took from it while it waited."""
+    """An event loop's gate. ``waiting``: True only while its thread is inside its selector's
+    wait (set and cleared by that thread alone, by plain stores, which no signal handler can
+    come between); ``lock``: held by an exit-waiter while it looks at ``waiting`` and restricts
+    the thread; ``give_back``, when set, the CPUs a waiter took from the thread (written with
+    ``lock`` held, cleared only once they are given back)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.lock.acquire()  # installed from the running loop: it is running
+        self.waiting = False
         self.give_back: set[int] | None = None
 
-    def reopen(self) -> None:
-        """Called by the loop's thread, holding the lock, before it runs anything: take back
-        the CPUs a waiter restricted it from while it waited."""
-        cpus, self.give_back = self.give_back, None
-        if cpus is not None:
-            _give_back(0, cpus)
+    def leave(self) -> None:
+        """The loop's thread, ``waiting`` just cleared: let any waiter that saw it set finish,
+        then take back its CPUs. A wait for the lock interrupted by a signal handler's
+        exception is waited out and the exception raised after (``with``: its lock is either
+        taken or not, never taken with the exception pending); should one still get out, the
+        next select() or uninstall() gives the CPUs back."""
+        if not (self.lock.locked() or self.give_back is not None):
+            return
+        interrupted: BaseException | None = None
+        while True:
+            try:
+                with self.lock:
+                    cpus = self.give_back
+                    if cpus is not None:
+                        _give_back(0, cpus)
+                        self.give_back = None
+                break
+            except BaseException as exc:  # from a signal handler: raised once done
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
 
 
 _GATES: dict[int, _Gate] = {}  # the loop thread's native id -> its gate
 
 
 class _GatedSelector:
-    """The loop's selector, letting go of the gate for the wait only."""
+    """The loop's selector, open to exit-waiters for its (blocking) waits only."""
 
     def __init__(self, inner: selectors.BaseSelector, gate: _Gate) -> None:
         self.inner = inner
         self._gate = gate
+        # Bound once: asyncio's add_reader/remove_reader call these (anyio: per receive).
+        self.register, self.unregister, self.modify = inner.register, inner.unregister, inner.modify
+        self.get_key, self.get_map, self.close = inner.get_key, inner.get_map, inner.close
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         gate = self._gate
-        gate.lock.release()
         try:
+            gate.waiting = timeout is None or timeout > 0  # a poll (0) runs on: nothing to place
             return self.inner.select(timeout)
         finally:
-            gate.lock.acquire()  # a waiter holds it for a few microseconds at most
-            if gate.give_back is not None:
-                gate.reopen()
+            gate.waiting = False  # first, before any call (where a signal handler may run)
+            gate.leave()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)  # register, unregister, modify, get_map, close ...
+        return getattr(self.inner, name)
 
 
 def install(loop: asyncio.AbstractEventLoop) -> bool:
@@ -96,11 +120,13 @@ def install(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 def uninstall(loop: asyncio.AbstractEventLoop) -> None:
-    """Undo :func:`install` (from the loop's thread, while it runs)."""
+    """Undo :func:`install` (from the loop's thread, while it runs), giving the thread back
+    any CPUs an interrupted wait left out."""
     gated = getattr(loop, "_selector", None)
     if isinstance(gated, _GatedSelector):
         loop._selector = gated.inner  # type: ignore[attr-defined]
         _GATES.pop(threading.get_native_id(), None)
+        gated._gate.leave()  # CPUs an interrupted wait left out
 
 
 def last_cpu(pid: int) -> int | None:
@@ -123,12 +149,16 @@ def wake_on_cpu(thread_id: int, cpu: int | None, wake: Callable[[], object],
     cannot be done or is pointless (no CPU, no gate, the loop running, a single CPU, not one
     of the thread's)."""
     gate = gates.get(thread_id)
-    if cpu is not None and gate is not None and gate.lock.acquire(blocking=False):
-        try:
-            _restrict(thread_id, cpu, gate)
-        finally:
-            gate.lock.release()
-    wake()
+    try:
+        if (cpu is not None and gate is not None and gate.waiting
+                and gate.lock.acquire(blocking=False)):  # not: the loop is in leave()
+            try:
+                if gate.waiting:  # still: the loop clears it before it looks at the lock
+                    _restrict(thread_id, cpu, gate)
+            finally:
+                gate.lock.release()
+    finally:
+        wake()
 
 
 def _restrict(thread_id: int, cpu: int, gate: _Gate) -> None:
@@ -152,9 +182,9 @@ def _restrict(thread_id: int, cpu: int, gate: _Gate) -> None:
 def _give_back(thread_id: int, allowed: set[int]) -> None:
     """Give the thread (0: this one) back its CPUs; should a cpuset have shrunk meanwhile, so
     that they are refused, every CPU the cpuset has (the kernel keeps the intersection)."""
-    for cpus in (allowed, set(range(os.cpu_count() or 1))):
-        try:
-            os.sched_setaffinity(thread_id, cpus)
-            return
-        except OSError:
-            continue
+    try:
+        os.sched_setaffinity(thread_id, allowed)
+    except OSError:
+        # every CPU there may be (the kernel keeps those the cpuset has; ids may be sparse)
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(thread_id, range(max(1024, os.cpu_count() or 1, max(allowed) + 1)))

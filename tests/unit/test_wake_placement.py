@@ -8,7 +8,8 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -63,57 +64,141 @@ def _cpus_of_a_new_thread() -> set[int]:
     return seen[0]
 
 
-def _idle_gate() -> _Gate:
-    """A gate as an event loop's is while the loop waits in its selector: free."""
+def _waiting_gate() -> _Gate:
+    """A gate as an event loop's is while the loop waits in its selector."""
     gate = _Gate()
-    gate.lock.release()
+    gate.waiting = True
     return gate
 
 
-def _reopen(gate: _Gate) -> None:
-    """What the woken loop does before anything else: take its gate, give itself its CPUs."""
-    with gate.lock:
-        gate.reopen()
+def _back_from_the_wait(gate: _Gate) -> None:
+    """What the woken loop does before anything else (_GatedSelector.select)."""
+    gate.waiting = False
+    gate.leave()
+
+
+@pytest.fixture
+def own_cpus() -> Iterator[None]:
+    """This thread's CPUs given back whatever a test does to them (a failed one included)."""
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, CPUS)
 
 
 @needs_two_cpus
-def test_a_waiting_loop_is_woken_held_to_the_cpu_until_it_takes_its_gate() -> None:
+@pytest.mark.usefixtures("own_cpus")
+def test_a_waiting_loop_is_woken_held_to_the_cpu_until_it_leaves_its_wait() -> None:
     me = threading.get_native_id()
-    gate = _idle_gate()
-    seen: list[tuple[set[int], bool]] = []
-    wake_on_cpu(me, max(CPUS), lambda: seen.append((os.sched_getaffinity(0), gate.lock.locked())),
-                gates={me: gate})
-    assert seen == [({max(CPUS)}, False)]  # the gate is free again for the woken loop
-    assert (os.sched_getaffinity(0), gate.give_back) == ({max(CPUS)}, CPUS)
-    _reopen(gate)
+    gate = _waiting_gate()
+    seen: list[set[int]] = []
+    wake_on_cpu(me, max(CPUS), lambda: seen.append(os.sched_getaffinity(0)), gates={me: gate})
+    assert seen == [{max(CPUS)}]
+    assert (gate.give_back, gate.lock.locked()) == (CPUS, False)
+    _back_from_the_wait(gate)
     assert (os.sched_getaffinity(0), gate.give_back) == (CPUS, None)
 
 
 @pytest.mark.parametrize("case", ["unknown cpu", "not the thread's", "no gate", "loop running"])
 def test_where_the_loop_cannot_be_placed_it_is_only_woken(case: str) -> None:
     me = threading.get_native_id()
-    gate = _idle_gate()
-    if case == "loop running":
-        gate.lock.acquire()
+    gate = _waiting_gate()
+    gate.waiting = case != "loop running"  # running, or in a poll (select(0))
     cpu = {"unknown cpu": None, "not the thread's": 4096}.get(case, max(CPUS))
     gates = {} if case == "no gate" else {me: gate}
     seen: list[set[int]] = []
     wake_on_cpu(me, cpu, lambda: seen.append(os.sched_getaffinity(0)), gates=gates)
-    assert (seen, gate.give_back) == ([CPUS], None)
-    assert gate.lock.locked() == (case == "loop running")  # a free gate is left free
+    assert (seen, gate.give_back, gate.lock.locked()) == ([CPUS], None, False)
 
 
 @needs_two_cpus
+@pytest.mark.usefixtures("own_cpus")
 def test_two_waiters_before_the_loop_runs_leave_it_its_own_cpus_to_take_back() -> None:
     # The second waiter finds the thread held to the first one's CPU: what the loop takes
     # back must still be its own CPUs, not that one (every trial it started would inherit it).
     me = threading.get_native_id()
-    gate = _idle_gate()
+    gate = _waiting_gate()
     wake_on_cpu(me, min(CPUS), lambda: None, gates={me: gate})
     wake_on_cpu(me, max(CPUS), lambda: None, gates={me: gate})
     assert (os.sched_getaffinity(0), gate.give_back) == ({max(CPUS)}, CPUS)
-    _reopen(gate)
+    _back_from_the_wait(gate)
     assert os.sched_getaffinity(0) == CPUS
+
+
+@needs_two_cpus
+@pytest.mark.usefixtures("own_cpus")
+def test_a_ctrl_c_in_the_give_back_still_gives_the_cpus_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A signal handler's KeyboardInterrupt raised inside the give-back, before its system
+    # call: the CPUs to give back were dropped first, and the loop stayed on one CPU for good
+    # (later waiters read that one CPU and leave it so).
+    me = threading.get_native_id()
+    gate = _waiting_gate()
+    wake_on_cpu(me, max(CPUS), lambda: None, gates={me: gate})
+    setaffinity = os.sched_setaffinity
+    interrupts = [1]
+
+    def interrupted(pid: int, cpus: Iterable[int]) -> None:
+        if interrupts:
+            interrupts.pop()
+            raise KeyboardInterrupt
+        setaffinity(pid, cpus)
+
+    monkeypatch.setattr(os, "sched_setaffinity", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _back_from_the_wait(gate)
+    assert (os.sched_getaffinity(0), gate.give_back) == (CPUS, None)
+
+
+@needs_two_cpus
+@pytest.mark.usefixtures("own_cpus")
+def test_the_exit_is_delivered_whatever_the_restriction_does(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    me = threading.get_native_id()
+
+    def broken(pid: int, cpus: Iterable[int]) -> None:
+        raise RuntimeError("not expected")
+
+    monkeypatch.setattr(os, "sched_setaffinity", broken)
+    woken: list[bool] = []
+    with pytest.raises(RuntimeError):
+        wake_on_cpu(me, max(CPUS), lambda: woken.append(True), gates={me: _waiting_gate()})
+    assert woken == [True]
+
+
+@needs_two_cpus
+async def test_a_loop_back_from_its_wait_waits_for_a_waiter_restricting_it() -> None:
+    # The loop returns from its wait (a timer, another event) while a waiter is in the middle
+    # of restricting it: it must not run on until the waiter is done and it has its CPUs.
+    loop = asyncio.get_running_loop()
+    assert install(loop)
+    me = threading.get_native_id()
+    gate = wake_placement._GATES[me]
+    setaffinity = os.sched_setaffinity
+    restricting = threading.Event()
+
+    def slow(pid: int, cpus: Iterable[int]) -> None:
+        setaffinity(pid, cpus)
+        if threading.get_native_id() != me:
+            restricting.set()
+            time.sleep(0.2)  # a waiter preempted while it holds the gate
+
+    seen: list[set[int]] = []
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(os, "sched_setaffinity", slow)
+            waiter = threading.Timer(0.05, wake_on_cpu,
+                                     args=(me, max(CPUS), lambda: None))
+            waiter.start()
+            await asyncio.sleep(0.1)  # back from the wait while the waiter holds the gate
+            seen.append(os.sched_getaffinity(0))
+            waiter.join()
+    finally:
+        uninstall(loop)
+        os.sched_setaffinity(0, CPUS)
+    assert restricting.is_set()
+    assert seen == [CPUS]
+    assert gate.give_back is None
 
 
 @needs_two_cpus
