@@ -24,11 +24,14 @@ for the time it waits in its selector (not for a poll), and a lock. An exit-wait
 the loop only while the flag is set, holding the lock, and leaves the CPUs to give back in the
 gate; the loop, back from its wait, clears the flag (a plain store: no signal handler can come
 between it and the wait), waits for a waiter that may be restricting it, and gives itself its
-CPUs back before it runs anything else. Should an exception from a signal handler (a Ctrl-C)
+CPUs back before it returns to asyncio. Should an exception from a signal handler (a Ctrl-C)
 get out between the two, its next wait, or :func:`uninstall`, gives them back. The exit is
-always delivered. Where the loop has no gate (not the daemon's), the CPU is not one of the
-loop's, or the daemon may use a single CPU, nothing is restricted. Errors (a kernel without
-``sched_setaffinity``, a cgroup refusing the CPU) only skip the placement.
+always delivered. Only what Python itself may run in that short stretch runs restricted: a
+signal handler (asyncio's and anyio's only note the signal) or an object's finalizer (none of
+the daemon's or its libraries' starts a thread or a process). Where the loop has no gate (not
+the daemon's), the CPU is not one of the loop's, or the daemon may use a single CPU, nothing is
+restricted. Errors (a kernel without ``sched_setaffinity``, a cgroup refusing the CPU) only
+skip the placement.
 """
 
 from __future__ import annotations
