@@ -152,7 +152,7 @@ class _ExitWaiters:
             with self._lock:
                 self._idle += 1
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                wake_on_cpu(loop_thread, last_cpu(pid),
+                wake_on_cpu(loop_thread, functools.partial(last_cpu, pid),
                             functools.partial(loop.call_soon_threadsafe, callback))
 
 

@@ -144,22 +144,24 @@ def last_cpu(pid: int) -> int | None:
         return None
 
 
-def wake_on_cpu(thread_id: int, cpu: int | None, wake: Callable[[], object],
+def wake_on_cpu(thread_id: int, cpu: Callable[[], int | None], wake: Callable[[], object],
                 gates: Mapping[int, _Gate] = _GATES) -> None:
     """Call ``wake`` (which wakes the event loop whose thread is ``thread_id``) so that the
-    thread wakes on ``cpu``: restricted to it while it waits, holding its gate for that; the
-    woken loop gives itself its CPUs back before it runs anything. Just ``wake`` where that
-    cannot be done or is pointless (no CPU, no gate, the loop running, a single CPU, not one
-    of the thread's)."""
+    thread wakes on the CPU ``cpu()`` names: restricted to it while it waits, holding its gate
+    for that; the woken loop gives itself its CPUs back before it runs anything. ``cpu`` is
+    asked only where the loop has a gate and waits (a ``/proc`` read saved otherwise). Just
+    ``wake`` where the placement cannot be done or is pointless (no CPU, no gate, the loop
+    running, a single CPU, not one of the thread's)."""
     gate = gates.get(thread_id)
     try:
-        if (cpu is not None and gate is not None and gate.waiting
-                and gate.lock.acquire(blocking=False)):  # not: the loop is in leave()
-            try:
-                if gate.waiting:  # still: the loop clears it before it looks at the lock
-                    _restrict(thread_id, cpu, gate)
-            finally:
-                gate.lock.release()
+        if gate is not None and gate.waiting:
+            where = cpu()
+            if where is not None and gate.lock.acquire(blocking=False):  # not: in leave()
+                try:
+                    if gate.waiting:  # still: the loop clears it before it looks at the lock
+                        _restrict(thread_id, where, gate)
+                finally:
+                    gate.lock.release()
     finally:
         wake()
 

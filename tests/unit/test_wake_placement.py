@@ -92,7 +92,8 @@ def test_a_waiting_loop_is_woken_held_to_the_cpu_until_it_leaves_its_wait() -> N
     me = threading.get_native_id()
     gate = _waiting_gate()
     seen: list[set[int]] = []
-    wake_on_cpu(me, max(CPUS), lambda: seen.append(os.sched_getaffinity(0)), gates={me: gate})
+    wake_on_cpu(me, lambda: max(CPUS), lambda: seen.append(os.sched_getaffinity(0)),
+                gates={me: gate})
     assert seen == [{max(CPUS)}]
     assert (gate.give_back, gate.lock.locked()) == (CPUS, False)
     _back_from_the_wait(gate)
@@ -107,7 +108,7 @@ def test_where_the_loop_cannot_be_placed_it_is_only_woken(case: str) -> None:
     cpu = {"unknown cpu": None, "not the thread's": 4096}.get(case, max(CPUS))
     gates = {} if case == "no gate" else {me: gate}
     seen: list[set[int]] = []
-    wake_on_cpu(me, cpu, lambda: seen.append(os.sched_getaffinity(0)), gates=gates)
+    wake_on_cpu(me, lambda: cpu, lambda: seen.append(os.sched_getaffinity(0)), gates=gates)
     assert (seen, gate.give_back, gate.lock.locked()) == ([CPUS], None, False)
 
 
@@ -118,8 +119,8 @@ def test_two_waiters_before_the_loop_runs_leave_it_its_own_cpus_to_take_back() -
     # back must still be its own CPUs, not that one (every trial it started would inherit it).
     me = threading.get_native_id()
     gate = _waiting_gate()
-    wake_on_cpu(me, min(CPUS), lambda: None, gates={me: gate})
-    wake_on_cpu(me, max(CPUS), lambda: None, gates={me: gate})
+    wake_on_cpu(me, lambda: min(CPUS), lambda: None, gates={me: gate})
+    wake_on_cpu(me, lambda: max(CPUS), lambda: None, gates={me: gate})
     assert (os.sched_getaffinity(0), gate.give_back) == ({max(CPUS)}, CPUS)
     _back_from_the_wait(gate)
     assert os.sched_getaffinity(0) == CPUS
@@ -134,7 +135,7 @@ def test_a_ctrl_c_in_the_give_back_still_gives_the_cpus_back(
     # (later waiters read that one CPU and leave it so).
     me = threading.get_native_id()
     gate = _waiting_gate()
-    wake_on_cpu(me, max(CPUS), lambda: None, gates={me: gate})
+    wake_on_cpu(me, lambda: max(CPUS), lambda: None, gates={me: gate})
     setaffinity = os.sched_setaffinity
     interrupts = [1]
 
@@ -162,7 +163,8 @@ def test_the_exit_is_delivered_whatever_the_restriction_does(
     monkeypatch.setattr(os, "sched_setaffinity", broken)
     woken: list[bool] = []
     with pytest.raises(RuntimeError):
-        wake_on_cpu(me, max(CPUS), lambda: woken.append(True), gates={me: _waiting_gate()})
+        wake_on_cpu(me, lambda: max(CPUS), lambda: woken.append(True),
+                    gates={me: _waiting_gate()})
     assert woken == [True]
 
 
@@ -188,7 +190,7 @@ async def test_a_loop_back_from_its_wait_waits_for_a_waiter_restricting_it() -> 
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(os, "sched_setaffinity", slow)
             waiter = threading.Timer(0.05, wake_on_cpu,
-                                     args=(me, max(CPUS), lambda: None))
+                                     args=(me, lambda: max(CPUS), lambda: None))
             waiter.start()
             await asyncio.sleep(0.1)  # back from the wait while the waiter holds the gate
             seen.append(os.sched_getaffinity(0))
@@ -257,8 +259,9 @@ async def test_the_exit_waiter_wakes_the_loop_thread_on_the_childs_last_cpu(
         pytest.skip("this kernel's waitid takes no pidfd: the exit is seen in epoll")
     calls: list[tuple[int, int | None]] = []
 
-    def recording(thread_id: int, cpu: int | None, wake: Callable[[], object]) -> None:
-        calls.append((thread_id, cpu))
+    def recording(thread_id: int, cpu: Callable[[], int | None],
+                  wake: Callable[[], object]) -> None:
+        calls.append((thread_id, cpu()))  # the child is not reaped yet: its CPU is there
         wake_on_cpu(thread_id, cpu, wake)
 
     monkeypatch.setattr(child_module, "wake_on_cpu", recording)
