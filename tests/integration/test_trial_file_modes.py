@@ -121,15 +121,22 @@ def test_trial_files_get_the_submitters_umask_whatever_the_daemons(
     assert stat.S_IMODE(dirs[private].parent.stat().st_mode) == 0o777 & ~daemon_umask
 
 
+def _submit_private_and_held(d: Daemon, experiment: dict[str, Any]) -> str:
+    """Submit ``experiment`` with the umask 077, then wait until its first trial runs (held
+    there by its hold file); the experiment's id."""
+    with umask(0o077):
+        exp = d.submit(experiment, name="held")
+    wait_for(lambda: _state(d.client, f"{exp}/0") == "running", 30, "its first trial")
+    return exp
+
+
 def test_the_umask_survives_a_restart(tmp_path: Path) -> None:
     """The second trial's folder is made by the restarted daemon, from the trial log."""
     hold = tmp_path / "hold"
     hold.touch()
     experiment = held_experiment(tmp_path, hold)
     with umask(0o022), running_daemon(tmp_path / "d") as d:
-        with umask(0o077):
-            exp = d.submit(experiment, name="held")
-        wait_for(lambda: _state(d.client, f"{exp}/0") == "running", 30, "its first trial")
+        exp = _submit_private_and_held(d, experiment)
     # Stopped (SIGTERM) mid-trial: the first trial runs again after the restart.
     hold.unlink()
     with umask(0o022), running_daemon(tmp_path / "d") as d:
@@ -143,9 +150,7 @@ def test_the_umask_survives_a_resume(tmp_path: Path) -> None:
     hold.touch()
     experiment = held_experiment(tmp_path, hold)
     with umask(0o022), running_daemon(tmp_path / "d") as d:
-        with umask(0o077):
-            exp = d.submit(experiment, name="held")
-        wait_for(lambda: _state(d.client, f"{exp}/0") == "running", 30, "its first trial")
+        exp = _submit_private_and_held(d, experiment)
         d.client.cancel(exp)
         assert d.wait_experiment(exp)["state"] == "cancelled"
         hold.unlink()
